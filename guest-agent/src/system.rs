@@ -1,0 +1,119 @@
+//! The agent's view of the machine: filesystems, modules, the results port,
+//! and power.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::mount::{mount, MsFlags};
+use nix::sys::reboot::{reboot, RebootMode};
+use nix::time::{clock_gettime, ClockId};
+
+use kmatrix_protocol::PORT_NAME;
+
+/// Where the host packs the modules, named so that sorting gives load order.
+const MODULES_DIR: &str = "/kmatrix/modules";
+
+/// Mounts everything eBPF tests expect. Returns one message per failure.
+pub fn mount_filesystems() -> Vec<String> {
+    const MOUNTS: &[(&str, &str)] = &[
+        ("proc", "/proc"),
+        ("sysfs", "/sys"),
+        ("devtmpfs", "/dev"),
+        ("bpf", "/sys/fs/bpf"),
+        ("debugfs", "/sys/kernel/debug"),
+        ("tracefs", "/sys/kernel/tracing"),
+        ("tmpfs", "/tmp"),
+    ];
+    let mut errors = Vec::new();
+    for &(fstype, target) in MOUNTS {
+        let _ = fs::create_dir_all(target);
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+        if let Err(err) = mount(Some(fstype), target, Some(fstype), flags, None::<&str>) {
+            errors.push(format!("mount {fstype} on {target}: {err}"));
+        }
+    }
+    errors
+}
+
+/// Loads the packed modules in order. Returns one message per failure.
+pub fn load_modules() -> Vec<String> {
+    let mut paths: Vec<_> = match fs::read_dir(MODULES_DIR) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Vec::new(),
+    };
+    paths.sort();
+    let mut errors = Vec::new();
+    for path in paths {
+        let result = File::open(&path)
+            .map_err(|err| nix::Error::from_raw(err.raw_os_error().unwrap_or(0)))
+            .and_then(|file| finit_module(&file, c"", ModuleInitFlags::empty()));
+        match result {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(err) => errors.push(format!("insmod {}: {err}", path.display())),
+        }
+    }
+    errors
+}
+
+/// Finds the results port by name and opens it, waiting up to `timeout` for
+/// the device node to appear.
+pub fn open_port(timeout: Duration) -> Result<File, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(device) = find_port() {
+            return OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&device)
+                .map_err(|err| format!("open {}: {err}", device.display()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no virtio port named {PORT_NAME} under /sys/class/virtio-ports after {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn find_port() -> Option<std::path::PathBuf> {
+    fs::read_dir("/sys/class/virtio-ports")
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|entry| {
+            fs::read_to_string(entry.path().join("name")).is_ok_and(|name| name.trim() == PORT_NAME)
+        })
+        .map(|entry| Path::new("/dev").join(entry.file_name()))
+        .filter(|device| device.exists())
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|err| format!("unknown ({err})"))
+}
+
+/// Whether the kernel exposes its own BTF.
+pub fn has_btf() -> bool {
+    Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
+/// Milliseconds since the kernel started.
+pub fn boot_ms() -> u64 {
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
+
+/// Powers the machine off. Never returns.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let err = reboot(RebootMode::RB_POWER_OFF).unwrap_err();
+    eprintln!("kmatrix-agent: power off failed: {err}");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

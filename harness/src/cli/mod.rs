@@ -1,0 +1,300 @@
+//! The `kmatrix` command line: clap arguments turned into library calls.
+//! This is the binary's edge: errors become `anyhow` here and exit codes
+//! are decided here.
+//!
+//! Exit codes: 0 everything passed, 1 a program or kernel failed,
+//! 2 the run could not start (bad input), 130 interrupted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::agent::Init;
+use crate::cache::Cache;
+use crate::image::ImageParts;
+use crate::kernels::{FetchEvent, Fetcher, Matrix, Selection};
+use crate::report::{self, live::LiveReporter, Summary};
+use crate::runner::{self, RunConfig};
+use crate::vm::{AccelChoice, VmConfig};
+
+/// Environment variable naming the kernel matrix file.
+pub const MATRIX_ENV: &str = "KMATRIX_KERNELS";
+
+/// Exit code: something failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the run could not start.
+pub const EXIT_ERROR: u8 = 2;
+/// Exit code: interrupted.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "kmatrix",
+    version,
+    about = "Test eBPF programs against a matrix of Linux kernels"
+)]
+struct Cli {
+    /// The kernel matrix [default: $KMATRIX_KERNELS, else kernels.toml in
+    /// this directory or the nearest parent].
+    #[arg(long, global = true, value_name = "FILE")]
+    matrix: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load eBPF objects on every selected kernel and report the matrix.
+    Test(TestArgs),
+    /// Inspect and fetch the kernels of the matrix.
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
+    /// Compare a run against a bare boot of the same kernel.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KernelsCommand {
+    /// List the matrix: label, version, source, cached or not.
+    List,
+    /// Download and extract kernels into the cache.
+    Fetch {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Print the cache directory (for CI cache steps).
+    CacheDir,
+}
+
+/// `--kernels`.
+#[derive(Args, Clone)]
+pub struct SelectArgs {
+    /// Kernels to use: `all`, a range (`5.4..6.8`, `6.1..`, `..6.1`) or a
+    /// list (`6.1,6.12`).
+    #[arg(long, default_value = "all", value_parser = parse_selection)]
+    pub kernels: Selection,
+}
+
+fn parse_selection(text: &str) -> Result<Selection, String> {
+    text.parse()
+        .map_err(|e: crate::kernels::SelectError| e.to_string())
+}
+
+/// How VMs run.
+#[derive(Args, Clone)]
+pub struct VmArgs {
+    /// Accelerator: KVM only where hardware virtualisation is there.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Seconds for a kernel to boot and start the agent.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub boot_timeout: u64,
+    /// Seconds for the agent to report every result once up.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub run_timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub memory: u32,
+}
+
+impl VmArgs {
+    /// The VM configuration these arguments describe.
+    pub fn config(&self) -> VmConfig {
+        VmConfig {
+            qemu: VmConfig::default_qemu(),
+            accel: self.accel.resolve(),
+            memory_mib: self.memory,
+            boot_timeout: Duration::from_secs(self.boot_timeout),
+            run_timeout: Duration::from_secs(self.run_timeout),
+        }
+    }
+}
+
+#[derive(Args)]
+struct TestArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Kernels booted at once [default: number of CPUs].
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Use only cached kernels; fail if one is missing.
+    #[arg(long)]
+    offline: bool,
+    /// eBPF objects (`.o`) or C sources (`.c`, built with clang).
+    #[arg(required = true, value_name = "OBJECT")]
+    objects: Vec<PathBuf>,
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let matrix_path = find_matrix(cli.matrix)?;
+    match cli.command {
+        Command::Test(args) => test(&matrix_path, args).await,
+        Command::Kernels(KernelsCommand::List) => list(&matrix_path),
+        Command::Kernels(KernelsCommand::Fetch { select }) => fetch(&matrix_path, &select).await,
+        Command::Kernels(KernelsCommand::CacheDir) => {
+            println!("{}", Cache::from_env()?.root().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => crate::bench::run(&matrix_path, args).await,
+    }
+}
+
+/// `--matrix`, then [`MATRIX_ENV`], then `kernels.toml` here or above.
+fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = given.or_else(|| std::env::var_os(MATRIX_ENV).map(PathBuf::from)) {
+        return Ok(path);
+    }
+    let cwd = std::env::current_dir()?;
+    cwd.ancestors()
+        .map(|dir| dir.join("kernels.toml"))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "no kernels.toml in {} or its parents; pass --matrix FILE or set {MATRIX_ENV}",
+                cwd.display()
+            )
+        })
+}
+
+/// A fetcher printing its progress to stderr.
+pub fn fetcher(matrix: &Matrix, offline: bool) -> Result<Fetcher> {
+    let cache = Cache::from_env()?;
+    Ok(Fetcher::new(cache, matrix, offline, |event| {
+        let line = match event {
+            FetchEvent::Downloading { label, what, bytes } => match bytes {
+                Some(bytes) => format!("{label:>8}  FETCH {what} ({:.1} MB)", bytes as f64 / 1e6),
+                None => format!("{label:>8}  FETCH {what}"),
+            },
+            FetchEvent::Downloaded {
+                label,
+                what,
+                bytes,
+                seconds,
+            } => format!(
+                "{label:>8}  GOT   {what} ({:.1} MB in {seconds:.1} s, sha256 verified)",
+                bytes as f64 / 1e6
+            ),
+            FetchEvent::Extracted { label, release } => {
+                format!("{label:>8}  READY {release} extracted into the cache")
+            }
+        };
+        eprintln!("{line}");
+    }))
+}
+
+async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let kernels: Vec<_> = args.select.kernels.apply(&matrix.kernels)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kmatrix-objects-")
+        .tempdir()?;
+    let objects = crate::objects::load(&args.objects, scratch.path())?;
+    let parts = Arc::new(ImageParts::new(Init::Agent, &objects).context("building the initramfs")?);
+    let fetcher = Arc::new(fetcher(&matrix, args.offline)?);
+    let config = RunConfig {
+        jobs: args.jobs.unwrap_or_else(num_cpus),
+        vm: args.vm.config(),
+    };
+    let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
+
+    let mut summary = Summary::new(&kernels, &objects);
+    let mut live = LiveReporter::new(std::io::stdout(), &objects);
+    let run = runner::run(&selected, parts, fetcher, &config, |event| {
+        // A closed stdout must not stop the run: the matrix decides the exit.
+        let _ = live.report(&event);
+        summary.record(&event);
+    });
+    tokio::select! {
+        () = run => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping every VM");
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    report::matrix::render(&summary, &mut out)?;
+    out.flush()?;
+    Ok(if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn list(matrix_path: &Path) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let fetcher = fetcher(&matrix, true)?;
+    println!("{:<8} {:<10} {:<7} SOURCE", "LABEL", "VERSION", "CACHED");
+    for kernel in &matrix.kernels {
+        println!(
+            "{:<8} {:<10} {:<7} {}",
+            kernel.label,
+            kernel.version.to_string(),
+            if fetcher.is_cached(kernel) {
+                "yes"
+            } else {
+                "no"
+            },
+            kernel.source
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fetch(matrix_path: &Path, select: &SelectArgs) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let kernels = select.kernels.apply(&matrix.kernels)?;
+    let fetcher = Arc::new(fetcher(&matrix, false)?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for kernel in kernels {
+        let (fetcher, kernel) = (fetcher.clone(), kernel.clone());
+        tasks.spawn(async move { (kernel.label.clone(), fetcher.fetch(&kernel).await) });
+    }
+    let mut failed = false;
+    while let Some(joined) = tasks.join_next().await {
+        let (label, result) = joined?;
+        match result {
+            Ok(artifacts) => println!(
+                "{label:>8}  cached {} at {}",
+                artifacts.release,
+                artifacts.dir.display()
+            ),
+            Err(err) => {
+                failed = true;
+                eprintln!("{label:>8}  error: {}", report::error_chain(&err));
+            }
+        }
+    }
+    if failed {
+        bail!("some kernels could not be fetched");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The number of CPUs, the default for `--jobs`.
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

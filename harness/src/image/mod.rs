@@ -1,0 +1,71 @@
+//! The initramfs each VM boots: the guest agent as `/init`, the kernel's
+//! modules, and the objects under test.
+//!
+//! It is three concatenated cpio archives. The modules part is built once
+//! per kernel and kept in the cache; the init and objects parts once per
+//! run. Preparing a VM only writes the three into one file.
+
+pub mod cpio;
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::agent::Init;
+use crate::kernels::KernelArtifacts;
+use crate::objects::TestObject;
+
+/// Where the objects live in the guest; the agent reads them from here.
+pub const OBJECTS_DIR: &str = "kmatrix/objects";
+
+/// The kernel-independent parts of a run's initramfs.
+pub struct ImageParts {
+    init: Vec<u8>,
+    objects: Vec<u8>,
+}
+
+/// An initramfs could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the initramfs {path}")]
+pub struct ImageError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl ImageParts {
+    /// Builds the init and objects parts.
+    pub fn new(init: Init, objects: &[TestObject]) -> std::io::Result<Self> {
+        let mut base = cpio::Archive::new();
+        for dir in ["dev", "proc", "sys", "tmp", "kmatrix"] {
+            base.dir(dir);
+        }
+        base.file("init", 0o755, &init.binary()?);
+
+        let mut packed = cpio::Archive::new();
+        packed.dir("kmatrix");
+        packed.dir(OBJECTS_DIR);
+        for (index, object) in objects.iter().enumerate() {
+            packed.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
+        }
+        Ok(Self {
+            init: base.finish(),
+            objects: packed.finish(),
+        })
+    }
+
+    /// Writes the initramfs for `kernel` to `dest`.
+    pub fn write(&self, kernel: &KernelArtifacts, dest: &Path) -> Result<(), ImageError> {
+        let fail = |source| ImageError {
+            path: dest.display().to_string(),
+            source,
+        };
+        let modules = std::fs::read(&kernel.modules_cpio).map_err(fail)?;
+        let mut file = std::fs::File::create(dest).map_err(fail)?;
+        for part in [&modules[..], &self.init, &self.objects] {
+            file.write_all(part).map_err(fail)?;
+        }
+        Ok(())
+    }
+}

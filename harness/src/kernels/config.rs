@@ -1,0 +1,322 @@
+//! `kernels.toml`: the kernel matrix as the user writes it.
+//!
+//! ```toml
+//! [debian]
+//! mirror = "http://mirror.example/debian"   # optional, see `Mirror`
+//!
+//! [[kernel]]
+//! label = "6.1"                              # optional: MAJOR.MINOR by default
+//! debian = { suite = "bookworm", package = "linux-image-6.1.0-50-cloud-amd64" }
+//! sha256 = { "linux-image-6.1.0-50-cloud-amd64" = "<64 hex digits>" }
+//! ```
+//!
+//! `sha256` pins every `.deb` the kernel is made of: one package for most
+//! kernels, and the binary, modules and base packages that a split kernel's
+//! `linux-image` metapackage depends on.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::Version;
+
+/// Environment variable that overrides the Debian mirror.
+pub const MIRROR_ENV: &str = "KMATRIX_DEBIAN_MIRROR";
+
+/// The parsed and checked kernel matrix.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The Debian mirror named in the file, if any.
+    pub debian_mirror: Option<String>,
+    /// The kernels, in file order.
+    pub kernels: Vec<KernelEntry>,
+}
+
+/// One kernel of the matrix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelEntry {
+    /// The name reports and `--kernels` use, e.g. `6.1`.
+    pub label: String,
+    /// The kernel's version.
+    pub version: Version,
+    /// Where the kernel comes from.
+    pub source: Source,
+    /// sha256 pins, by package (or artifact) name.
+    pub sha256: BTreeMap<String, [u8; 32]>,
+}
+
+/// Where a kernel comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A Debian kernel package.
+    Debian {
+        /// The suite, e.g. `bookworm` or `trixie-backports`.
+        suite: String,
+        /// The `linux-image-*` package.
+        package: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
+        }
+    }
+}
+
+/// A `kernels.toml` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    /// The file could not be read.
+    #[error("cannot read the kernel matrix {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not have the expected shape.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An entry is well-formed but unusable.
+    #[error("{}: kernel `{label}`: {message}", path.display())]
+    Entry {
+        /// The file.
+        path: PathBuf,
+        /// The entry's label (or its position when it has none).
+        label: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    #[serde(default)]
+    debian: RawDebian,
+    #[serde(default)]
+    kernel: Vec<RawKernel>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDebian {
+    mirror: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    label: Option<String>,
+    version: Option<String>,
+    debian: Option<RawDebianSource>,
+    #[serde(default)]
+    sha256: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDebianSource {
+    suite: String,
+    package: String,
+}
+
+impl Matrix {
+    /// Reads and checks the matrix at `path`.
+    pub fn load(path: &Path) -> Result<Self, MatrixError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MatrixError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks matrix text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, MatrixError> {
+        let raw: RawMatrix = toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            MatrixError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: err.message().to_owned(),
+            }
+        })?;
+        let mut labels = HashSet::new();
+        let mut kernels = Vec::with_capacity(raw.kernel.len());
+        for (index, kernel) in raw.kernel.into_iter().enumerate() {
+            let entry =
+                check_entry(kernel, index).map_err(|(label, message)| MatrixError::Entry {
+                    path: path.to_owned(),
+                    label,
+                    message,
+                })?;
+            if !labels.insert(entry.label.clone()) {
+                return Err(MatrixError::Entry {
+                    path: path.to_owned(),
+                    label: entry.label,
+                    message: "the label is used twice; labels must be unique".into(),
+                });
+            }
+            kernels.push(entry);
+        }
+        if kernels.is_empty() {
+            return Err(MatrixError::Entry {
+                path: path.to_owned(),
+                label: "(none)".into(),
+                message: "the matrix has no [[kernel]] entries".into(),
+            });
+        }
+        Ok(Matrix {
+            path: path.to_owned(),
+            debian_mirror: raw.debian.mirror,
+            kernels,
+        })
+    }
+}
+
+fn check_entry(raw: RawKernel, index: usize) -> Result<KernelEntry, (String, String)> {
+    let provisional = raw
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("#{}", index + 1));
+    let fail = |message: String| (provisional.clone(), message);
+    let Some(debian) = raw.debian else {
+        return Err(fail(
+            "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`".into(),
+        ));
+    };
+    let version = match &raw.version {
+        Some(text) => text.parse().map_err(fail)?,
+        None => Version::find_in(&debian.package).ok_or_else(|| {
+            fail(format!(
+                "no version in the package name `{}`: add `version = \"MAJOR.MINOR.PATCH\"`",
+                debian.package
+            ))
+        })?,
+    };
+    let label = raw
+        .label
+        .unwrap_or_else(|| format!("{}.{}", version.major, version.minor));
+    let fail = |message: String| (label.clone(), message);
+    if raw.sha256.is_empty() {
+        return Err(fail(format!(
+            "no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin the packages"
+        )));
+    }
+    let mut sha256 = BTreeMap::new();
+    for (name, digest) in raw.sha256 {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&digest, &mut bytes).map_err(|_| {
+            fail(format!(
+                "the sha256 pin of `{name}` is `{digest}`, not 64 hex digits"
+            ))
+        })?;
+        sha256.insert(name, bytes);
+    }
+    Ok(KernelEntry {
+        label,
+        version,
+        source: Source::Debian {
+            suite: debian.suite,
+            package: debian.package,
+        },
+        sha256,
+    })
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "4545cda1cab2f7e975e9b3ad1744b4a360092a85a793156bf48f1bdf02906cc9";
+
+    fn parse(text: &str) -> Result<Matrix, String> {
+        Matrix::parse(text, "kernels.toml".as_ref()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_entries_with_defaults() {
+        let matrix = parse(&format!(
+            "[debian]\nmirror = \"http://m/debian\"\n\n[[kernel]]\ndebian = {{ suite = \"trixie-backports\", package = \"linux-image-7.3.4+deb13-cloud-amd64\" }}\nsha256 = {{ \"linux-binary-7.3.4+deb13-cloud-amd64\" = \"{PIN}\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(matrix.debian_mirror.as_deref(), Some("http://m/debian"));
+        let kernel = &matrix.kernels[0];
+        assert_eq!(kernel.label, "7.3");
+        assert_eq!(kernel.version.to_string(), "7.3.4");
+        assert_eq!(
+            hex::encode(kernel.sha256["linux-binary-7.3.4+deb13-cloud-amd64"]),
+            PIN
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_line_and_column() {
+        let err = parse(
+            "[[kernel]]\nlabel = \"6.1\"\ndebian = { suite = \"bookworm\" package = \"x\" }\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("kernels.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let err = parse(&format!(
+            "[[kernel]]\nlable = \"6.1\"\ndebian = {{ suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }}\nsha256 = {{ a = \"{PIN}\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("kernels.toml:1:1: unknown field `lable`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn entry_errors_name_the_kernel_and_the_fix() {
+        let no_pin = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
+            .unwrap_err();
+        assert!(
+            no_pin.contains("kernel `6.1`: no sha256 pins: run `kmatrix kernels update"),
+            "{no_pin}"
+        );
+
+        let bad_pin = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\nsha256 = { a = \"abc\" }\n")
+            .unwrap_err();
+        assert!(bad_pin.contains("not 64 hex digits"), "{bad_pin}");
+
+        let twice = format!("[[kernel]]\ndebian = {{ suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }}\nsha256 = {{ a = \"{PIN}\" }}\n");
+        let err = parse(&format!("{twice}{twice}")).unwrap_err();
+        assert!(
+            err.contains("kernel `6.1`: the label is used twice"),
+            "{err}"
+        );
+
+        assert!(parse("").unwrap_err().contains("no [[kernel]] entries"));
+    }
+}

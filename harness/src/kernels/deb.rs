@@ -1,0 +1,222 @@
+//! Reading kernel files out of `.deb` packages (an `ar` archive holding a
+//! compressed `data.tar`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use super::modinfo::{module_name, ModuleFile};
+
+/// The kernel files found in one or more `.deb` packages.
+#[derive(Default)]
+pub struct KernelFiles {
+    /// The kernel release (the `modules/<release>` directory name).
+    pub release: Option<String>,
+    /// The bootable image (`vmlinuz`).
+    pub image: Option<Vec<u8>>,
+    /// The kernel's build configuration.
+    pub config: Option<Vec<u8>>,
+    /// `modules.builtin`.
+    pub builtin: Option<String>,
+    /// Module files, by module name.
+    pub modules: HashMap<String, ModuleFile>,
+}
+
+/// Why a package could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct DebError {
+    /// The package file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl KernelFiles {
+    /// Adds the kernel files of the `.deb` at `path`.
+    pub fn read_deb(&mut self, path: &Path) -> Result<(), DebError> {
+        let fail = |reason: String| DebError {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut archive = ar::Archive::new(std::io::BufReader::new(file));
+        while let Some(entry) = archive.next_entry() {
+            let entry = entry.map_err(|e| fail(format!("not a .deb (ar) archive: {e}")))?;
+            let name = String::from_utf8_lossy(entry.header().identifier()).into_owned();
+            let data: Box<dyn Read> = match name.as_str() {
+                "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(entry)),
+                "data.tar.zst" => {
+                    Box::new(zstd::Decoder::new(entry).map_err(|e| fail(e.to_string()))?)
+                }
+                "data.tar" => Box::new(entry),
+                other if other.starts_with("data.tar") => {
+                    return Err(fail(format!("unsupported compression: {other}")))
+                }
+                _ => continue,
+            };
+            return self
+                .read_tar(data)
+                .map_err(|e| fail(format!("reading {name}: {e}")));
+        }
+        Err(fail("no data.tar member".into()))
+    }
+
+    fn read_tar(&mut self, data: impl Read) -> std::io::Result<()> {
+        let mut tar = tar::Archive::new(data);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            let Some(kind) = classify(&path) else {
+                continue;
+            };
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes)?;
+            match kind {
+                Kind::Image => self.image = Some(bytes),
+                Kind::Config => self.config = Some(bytes),
+                Kind::Builtin(release) => {
+                    self.release = Some(release);
+                    self.builtin = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                Kind::Module(name) => {
+                    self.modules.insert(name, ModuleFile { path, bytes });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Kind {
+    Image,
+    Config,
+    Builtin(String),
+    Module(String),
+}
+
+/// What a path in a kernel package holds, if kmatrix needs it.
+///
+/// Whole packages use `boot/vmlinuz-<release>`, `boot/config-<release>` and
+/// `lib/modules/<release>/…`; split ones (and trixie) put everything under
+/// `usr/lib/modules/<release>/`, the image as `vmlinuz`.
+fn classify(path: &str) -> Option<Kind> {
+    if let Some(file) = path.strip_prefix("boot/") {
+        if file.starts_with("vmlinuz-") {
+            return Some(Kind::Image);
+        }
+        if file.starts_with("config-") {
+            return Some(Kind::Config);
+        }
+        return None;
+    }
+    let rest = path
+        .strip_prefix("usr/lib/modules/")
+        .or_else(|| path.strip_prefix("lib/modules/"))?;
+    let (release, file) = rest.split_once('/')?;
+    match file {
+        "vmlinuz" => Some(Kind::Image),
+        "config" => Some(Kind::Config),
+        "modules.builtin" => Some(Kind::Builtin(release.to_owned())),
+        _ if file.starts_with("kernel/") => module_name(file).map(Kind::Module),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a .deb the way dpkg-deb lays it out.
+    fn deb(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, *data).unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        let mut xz = Vec::new();
+        xz2::read::XzEncoder::new(&tar[..], 1)
+            .read_to_end(&mut xz)
+            .unwrap();
+
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut ar = ar::Builder::new(file.reopen().unwrap());
+        for (name, data) in [
+            ("debian-binary", &b"2.0\n"[..]),
+            ("control.tar.xz", b""),
+            ("data.tar.xz", &xz),
+        ] {
+            let header = ar::Header::new(name.as_bytes().to_vec(), data.len() as u64);
+            ar.append(&header, data).unwrap();
+        }
+        file
+    }
+
+    #[test]
+    fn reads_a_whole_kernel_package() {
+        let deb = deb(&[
+            ("./boot/vmlinuz-6.1.0-50-cloud-amd64", b"IMAGE"),
+            ("./boot/config-6.1.0-50-cloud-amd64", b"CONFIG_BPF=y\n"),
+            ("./boot/System.map-6.1.0-50-cloud-amd64", b"map"),
+            (
+                "./lib/modules/6.1.0-50-cloud-amd64/modules.builtin",
+                b"kernel/x/virtio.ko\n",
+            ),
+            (
+                "./lib/modules/6.1.0-50-cloud-amd64/kernel/drivers/char/virtio_console.ko",
+                b"ko",
+            ),
+        ]);
+        let mut files = KernelFiles::default();
+        files.read_deb(deb.path()).unwrap();
+        assert_eq!(files.image.as_deref(), Some(&b"IMAGE"[..]));
+        assert_eq!(files.config.as_deref(), Some(&b"CONFIG_BPF=y\n"[..]));
+        assert_eq!(files.release.as_deref(), Some("6.1.0-50-cloud-amd64"));
+        assert_eq!(files.modules["virtio_console"].bytes, b"ko");
+    }
+
+    #[test]
+    fn merges_the_parts_of_a_split_kernel() {
+        let binary = deb(&[(
+            "./usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz",
+            b"IMAGE",
+        )]);
+        let base = deb(&[
+            ("./usr/lib/modules/7.3.4+deb13-cloud-amd64/config", b"C"),
+            (
+                "./usr/lib/modules/7.3.4+deb13-cloud-amd64/modules.builtin",
+                b"",
+            ),
+        ]);
+        let modules = deb(&[("./usr/lib/modules/7.3.4+deb13-cloud-amd64/kernel/drivers/char/hw_random/virtio-rng.ko.xz", b"xz")]);
+        let mut files = KernelFiles::default();
+        for part in [&binary, &base, &modules] {
+            files.read_deb(part.path()).unwrap();
+        }
+        assert!(files.image.is_some() && files.config.is_some());
+        assert_eq!(files.release.as_deref(), Some("7.3.4+deb13-cloud-amd64"));
+        assert_eq!(files.modules["virtio_rng"].path, "usr/lib/modules/7.3.4+deb13-cloud-amd64/kernel/drivers/char/hw_random/virtio-rng.ko.xz");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_deb_is_named() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"<html>not found</html>").unwrap();
+        let err = KernelFiles::default()
+            .read_deb(file.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a .deb (ar) archive"), "{err}");
+    }
+}

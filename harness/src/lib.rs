@@ -1,0 +1,22 @@
+//! kmatrix: test eBPF programs against a matrix of Linux kernels.
+//!
+//! Data flows one way: the matrix ([`kernels`]) selects kernels, whose
+//! artifacts are fetched into the [`cache`]; each gets an initramfs
+//! ([`image`]) holding the guest [`agent`] and the [`objects`] under test;
+//! each boots in a [`vm`], whose results [`channel`] streams frames back;
+//! the [`runner`] fans kernels out and turns frames into events, which the
+//! [`report`] sinks render.
+
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod bench;
+pub mod cache;
+pub mod channel;
+pub mod cli;
+pub mod image;
+pub mod kernels;
+pub mod objects;
+pub mod report;
+pub mod runner;
+pub mod vm;

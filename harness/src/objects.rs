@@ -1,0 +1,198 @@
+//! The eBPF objects under test: checked on the host before any VM boots.
+//!
+//! An input is a compiled object (`.o`) or a C source (`.c`), which is built
+//! with clang the way libbpf projects build theirs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use object::{Architecture, Object as _};
+
+/// One object, read and checked.
+#[derive(Clone, Debug)]
+pub struct TestObject {
+    /// The path the user gave.
+    pub path: PathBuf,
+    /// How reports name it: the file name, or the path when names clash.
+    pub name: String,
+    /// The object's bytes.
+    pub data: Vec<u8>,
+    /// Its programs, by name, sorted.
+    pub programs: Vec<String>,
+}
+
+/// An input that cannot be tested.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The file is not there or not readable.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not an eBPF ELF object.
+    #[error("{} is not an eBPF object: {reason}", path.display())]
+    NotEbpf {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
+    /// clang is needed for a `.c` input but is missing.
+    #[error("{} is C source, and building it needs clang: install it (apt-get install clang libbpf-dev) or pass a compiled .o", path.display())]
+    NoClang {
+        /// The source.
+        path: PathBuf,
+    },
+    /// clang failed.
+    #[error("clang could not build {}:\n{stderr}", path.display())]
+    Compile {
+        /// The source.
+        path: PathBuf,
+        /// What clang said.
+        stderr: String,
+    },
+}
+
+/// Reads, checks and (for C sources) builds the inputs; `scratch` receives
+/// the built objects.
+pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, ObjectError> {
+    let mut objects = Vec::with_capacity(paths.len());
+    for (index, path) in paths.iter().enumerate() {
+        let data = if path.extension().is_some_and(|e| e == "c") {
+            compile(path, &scratch.join(format!("{index}.o")))?
+        } else {
+            std::fs::read(path).map_err(|source| ObjectError::Read {
+                path: path.clone(),
+                source,
+            })?
+        };
+        let programs = programs(&data).map_err(|reason| ObjectError::NotEbpf {
+            path: path.clone(),
+            reason,
+        })?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        objects.push(TestObject {
+            path: path.clone(),
+            name,
+            data,
+            programs,
+        });
+    }
+    // Two inputs with one file name are told apart by their paths.
+    for i in 0..objects.len() {
+        if objects.iter().filter(|o| o.name == objects[i].name).count() > 1 {
+            objects[i].name = objects[i].path.display().to_string();
+        }
+    }
+    Ok(objects)
+}
+
+/// The names of the programs in an eBPF object.
+fn programs(data: &[u8]) -> Result<Vec<String>, String> {
+    let elf = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
+    if elf.architecture() != Architecture::Bpf {
+        return Err(format!(
+            "an ELF file for {:?}, not for BPF; build it with `clang -target bpf`",
+            elf.architecture()
+        ));
+    }
+    let parsed = aya_obj::Object::parse(data).map_err(|e| e.to_string())?;
+    let mut programs: Vec<_> = parsed.programs.into_keys().collect();
+    if programs.is_empty() {
+        return Err(
+            "it has no programs (no functions in program sections such as `xdp` or `kprobe/…`)"
+                .into(),
+        );
+    }
+    programs.sort();
+    Ok(programs)
+}
+
+/// Builds a C source with clang as libbpf projects do.
+fn compile(source: &Path, output: &Path) -> Result<Vec<u8>, ObjectError> {
+    if !source.exists() {
+        return Err(ObjectError::Read {
+            path: source.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    let multiarch = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let result = Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-g", "-c"])
+        .arg(format!("-I{multiarch}"))
+        .arg(source)
+        .arg("-o")
+        .arg(output)
+        .output();
+    let out = match result {
+        Ok(out) => out,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ObjectError::NoClang {
+                path: source.to_owned(),
+            })
+        }
+        Err(source_err) => {
+            return Err(ObjectError::Read {
+                path: source.to_owned(),
+                source: source_err,
+            })
+        }
+    };
+    if !out.status.success() {
+        return Err(ObjectError::Compile {
+            path: source.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+        });
+    }
+    std::fs::read(output).map_err(|source| ObjectError::Read {
+        path: output.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_one(name: &str, data: &[u8]) -> Result<Vec<TestObject>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        load(&[path], dir.path()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load(&["/nonexistent/probe.bpf.o".into()], Path::new("/tmp")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read /nonexistent/probe.bpf.o:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_non_elf_file_is_refused() {
+        let err = load_one("notes.o", b"just text").unwrap_err();
+        assert!(
+            err.contains("notes.o is not an eBPF object: not an ELF file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_host_elf_is_refused_with_the_fix() {
+        let host = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let err = load_one("host.o", &host).unwrap_err();
+        assert!(
+            err.contains("not for BPF; build it with `clang -target bpf`"),
+            "{err}"
+        );
+    }
+}

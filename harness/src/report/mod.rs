@@ -1,0 +1,237 @@
+//! Reporters: sinks that fold [`RunEvent`]s into what a user reads.
+//!
+//! [`live`] prints a line per event as it happens; [`Summary`] collects the
+//! matrix, which [`matrix`] renders at the end and which decides the exit
+//! status.
+
+pub mod live;
+pub mod matrix;
+
+use std::collections::HashMap;
+
+use kmatrix_protocol::Verdict;
+
+use crate::kernels::KernelEntry;
+use crate::objects::TestObject;
+use crate::runner::{KernelOutcome, RunEvent};
+
+/// One cell of the matrix: a program on a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// It loaded.
+    Pass {
+        /// Load time in microseconds.
+        load_us: u64,
+    },
+    /// It did not load.
+    Fail {
+        /// Why, in one line.
+        reason: String,
+        /// The verifier's log, when the verifier rejected it.
+        verifier_log: Option<String>,
+    },
+    /// The kernel failed before this program was tried.
+    NotRun {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A kernel's column.
+#[derive(Clone, Debug, Default)]
+pub struct Column {
+    /// The kernel's label.
+    pub label: String,
+    /// `uname -r`, once booted.
+    pub release: Option<String>,
+    /// Why the kernel failed, if it did.
+    pub failure: Option<String>,
+    /// The console's tail when the kernel failed after booting QEMU.
+    pub console_tail: Option<String>,
+    /// Problems the agent reported outside any program.
+    pub agent_errors: Vec<String>,
+    /// Whether the kernel finished (either way).
+    pub finished: bool,
+}
+
+/// A row: one program of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Row {
+    /// The object's index.
+    pub object: usize,
+    /// The object's display name.
+    pub object_name: String,
+    /// The program.
+    pub program: String,
+}
+
+/// The whole matrix, folded from the run's events.
+#[derive(Debug)]
+pub struct Summary {
+    /// Kernels, in matrix order.
+    pub columns: Vec<Column>,
+    /// Programs, in object then name order.
+    pub rows: Vec<Row>,
+    cells: HashMap<(usize, usize), Cell>,
+}
+
+impl Summary {
+    /// An empty matrix for these kernels and objects.
+    pub fn new(kernels: &[&KernelEntry], objects: &[TestObject]) -> Self {
+        let columns = kernels
+            .iter()
+            .map(|k| Column {
+                label: k.label.clone(),
+                ..Column::default()
+            })
+            .collect();
+        let rows = objects
+            .iter()
+            .enumerate()
+            .flat_map(|(object, o)| {
+                o.programs.iter().map(move |p| Row {
+                    object,
+                    object_name: o.name.clone(),
+                    program: p.clone(),
+                })
+            })
+            .collect();
+        Self {
+            columns,
+            rows,
+            cells: HashMap::new(),
+        }
+    }
+
+    fn column(&self, label: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.label == label)
+    }
+
+    fn row(&self, object: usize, program: &str) -> Option<usize> {
+        self.rows
+            .iter()
+            .position(|r| r.object == object && r.program == program)
+    }
+
+    /// Folds one event in.
+    pub fn record(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::KernelStarted { .. } => {}
+            RunEvent::KernelBooted { kernel, hello } => {
+                if let Some(c) = self.column(kernel) {
+                    self.columns[c].release = Some(hello.kernel_release.clone());
+                }
+            }
+            RunEvent::Program { kernel, result } => {
+                let (Some(c), Some(r)) = (
+                    self.column(kernel),
+                    self.row(result.object as usize, &result.program),
+                ) else {
+                    return;
+                };
+                let cell = match &result.verdict {
+                    Verdict::Loaded => Cell::Pass {
+                        load_us: result.load_us,
+                    },
+                    Verdict::Rejected {
+                        error,
+                        verifier_log,
+                    } => Cell::Fail {
+                        reason: match verifier_reason(verifier_log) {
+                            Some(line) => format!("verifier: {line} ({error})"),
+                            None => format!("rejected ({error})"),
+                        },
+                        verifier_log: Some(verifier_log.clone()),
+                    },
+                    Verdict::Failed { error } => Cell::Fail {
+                        reason: error.clone(),
+                        verifier_log: None,
+                    },
+                };
+                self.cells.insert((c, r), cell);
+            }
+            RunEvent::AgentError { kernel, message } => {
+                if let Some(c) = self.column(kernel) {
+                    self.columns[c].agent_errors.push(message.clone());
+                }
+            }
+            RunEvent::KernelFinished { kernel, outcome } => {
+                let Some(c) = self.column(kernel) else {
+                    return;
+                };
+                self.columns[c].finished = true;
+                let reason = match outcome {
+                    KernelOutcome::Completed { .. } => "the agent sent no result for it".to_owned(),
+                    KernelOutcome::Failed(err) => {
+                        let reason = error_chain(err);
+                        self.columns[c].failure = Some(reason.clone());
+                        self.columns[c].console_tail = err.console_tail().map(str::to_owned);
+                        format!("kernel failed: {reason}")
+                    }
+                };
+                for r in 0..self.rows.len() {
+                    self.cells.entry((c, r)).or_insert_with(|| Cell::NotRun {
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The cell of `row` on `column`, if any result came.
+    pub fn cell(&self, column: usize, row: usize) -> Option<&Cell> {
+        self.cells.get(&(column, row))
+    }
+
+    /// Whether everything passed: every kernel finished cleanly and every
+    /// program loaded on it.
+    pub fn passed(&self) -> bool {
+        self.columns
+            .iter()
+            .all(|c| c.finished && c.failure.is_none() && c.agent_errors.is_empty())
+            && (0..self.columns.len()).all(|c| {
+                (0..self.rows.len()).all(|r| matches!(self.cell(c, r), Some(Cell::Pass { .. })))
+            })
+    }
+}
+
+/// The verifier's reason: the last line of its log that is not a summary.
+pub fn verifier_reason(log: &str) -> Option<&str> {
+    log.lines().rev().map(str::trim).find(|l| {
+        !l.is_empty()
+            && !l.starts_with("processed ")
+            && !l.starts_with("verification time")
+            && !l.starts_with("stack depth")
+            && !l.starts_with("-- END PROG LOAD LOG --")
+    })
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        let next = err.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_verifier_reason() {
+        let log = "0: (b7) r0 = 0\n1: (61) r2 = *(u32 *)(r1 +0)\ninvalid bpf_context access off=0 size=4\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert_eq!(
+            verifier_reason(log),
+            Some("invalid bpf_context access off=0 size=4")
+        );
+        assert_eq!(verifier_reason("\n"), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! The QEMU command line, built from small pure helpers.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use kmatrix_protocol::PORT_NAME;
+
+/// The kernel command line: console on the first serial port, quiet (serial
+/// output is slow under emulation), and reboot at once on panic so that
+/// `-no-reboot` turns a panic into a QEMU exit.
+pub const KERNEL_CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/init";
+
+/// The accelerator a VM runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through `/dev/kvm`.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+fn os(items: &[&str]) -> Vec<OsString> {
+    items.iter().map(OsString::from).collect()
+}
+
+/// A fixed machine with no default devices and nothing read from the host.
+pub fn base_args(memory_mib: u32) -> Vec<OsString> {
+    let mut args = os(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-machine",
+        "pc",
+        "-smp",
+        "1",
+        "-m",
+    ]);
+    args.push(format!("{memory_mib}M").into());
+    args
+}
+
+/// Acceleration and the CPU model that goes with it.
+pub fn accel_args(accel: Accel) -> Vec<OsString> {
+    match accel {
+        Accel::Kvm => os(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => os(&["-accel", "tcg", "-cpu", "max"]),
+    }
+}
+
+/// Direct kernel boot.
+pub fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
+    vec![
+        "-kernel".into(),
+        kernel.into(),
+        "-initrd".into(),
+        initrd.into(),
+        "-append".into(),
+        cmdline.into(),
+    ]
+}
+
+/// The serial console, captured to a file.
+pub fn console_args(log: &Path) -> Vec<OsString> {
+    let mut chardev = OsString::from("file,id=console,path=");
+    chardev.push(log);
+    vec![
+        "-chardev".into(),
+        chardev,
+        "-serial".into(),
+        "chardev:console".into(),
+    ]
+}
+
+/// The results port: a named virtio-serial port whose other end is a unix
+/// socket the host listens on.
+pub fn results_port_args(socket: &Path) -> Vec<OsString> {
+    let mut chardev = OsString::from("socket,id=results,path=");
+    chardev.push(socket);
+    vec![
+        "-device".into(),
+        "virtio-serial-pci".into(),
+        "-chardev".into(),
+        chardev,
+        "-device".into(),
+        format!("virtserialport,chardev=results,name={PORT_NAME}").into(),
+    ]
+}
+
+/// The QMP monitor on a unix socket the host listens on.
+pub fn qmp_args(socket: &Path) -> Vec<OsString> {
+    let mut chardev = OsString::from("socket,id=qmp,path=");
+    chardev.push(socket);
+    vec![
+        "-chardev".into(),
+        chardev,
+        "-mon".into(),
+        "chardev=qmp,mode=control".into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(args: Vec<OsString>) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn builds_each_part() {
+        assert_eq!(
+            text(base_args(512)),
+            "-nodefaults -no-user-config -display none -no-reboot -machine pc -smp 1 -m 512M"
+        );
+        assert_eq!(text(accel_args(Accel::Tcg)), "-accel tcg -cpu max");
+        assert_eq!(text(accel_args(Accel::Kvm)), "-accel kvm -cpu host");
+        assert_eq!(
+            text(kernel_args("/k/vmlinuz".as_ref(), "/r/initrd".as_ref(), KERNEL_CMDLINE)),
+            "-kernel /k/vmlinuz -initrd /r/initrd -append console=ttyS0 quiet panic=-1 rdinit=/init"
+        );
+        assert_eq!(
+            text(console_args("/r/console.log".as_ref())),
+            "-chardev file,id=console,path=/r/console.log -serial chardev:console"
+        );
+        assert_eq!(
+            text(results_port_args("/r/results.sock".as_ref())),
+            "-device virtio-serial-pci -chardev socket,id=results,path=/r/results.sock -device virtserialport,chardev=results,name=org.kmatrix.results"
+        );
+        assert_eq!(
+            text(qmp_args("/r/qmp.sock".as_ref())),
+            "-chardev socket,id=qmp,path=/r/qmp.sock -mon chardev=qmp,mode=control"
+        );
+    }
+}
