@@ -1,5 +1,6 @@
 //! Loads every program of every object under test and reports each one.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::error::Error;
 use std::fs;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aya::programs::{Program, ProgramError};
-use aya::{Btf, Ebpf};
+use aya::{Btf, EbpfLoader};
 use kmatrix_protocol::{Frame, ProgramResult, Verdict};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
@@ -19,11 +20,17 @@ const MAX_LOG: usize = 256 * 1024;
 
 /// Loads the objects in `dir` (named by their index) and sends a result per
 /// program.
+///
+/// Parsing the kernel's BTF is the costliest step under emulation, so it is
+/// done at most twice per run rather than per object: once by the one
+/// `EbpfLoader` every object goes through (for CO-RE relocations), and once
+/// more only if a program needs BTF to name its attach target.
 pub fn load_all(dir: &Path, channel: &Channel) {
-    let btf = Btf::from_sys_fs().ok();
+    let mut loader = EbpfLoader::new();
+    let btf = OnceCell::new();
     for (index, path) in objects(dir) {
         match fs::read(&path) {
-            Ok(data) => load_object(index, &data, btf.as_ref(), channel),
+            Ok(data) => load_object(index, &data, &mut loader, &btf, channel),
             Err(err) => channel.send(Frame::AgentError(format!(
                 "object {index}: read {}: {err}",
                 path.display()
@@ -46,7 +53,13 @@ fn objects(dir: &Path) -> Vec<(u32, PathBuf)> {
     objects
 }
 
-fn load_object(index: u32, data: &[u8], btf: Option<&Btf>, channel: &Channel) {
+fn load_object(
+    index: u32,
+    data: &[u8],
+    loader: &mut EbpfLoader<'_>,
+    btf: &OnceCell<Option<Btf>>,
+    channel: &Channel,
+) {
     let sections = match program_sections(data) {
         Ok(sections) => sections,
         Err(err) => {
@@ -65,7 +78,7 @@ fn load_object(index: u32, data: &[u8], btf: Option<&Btf>, channel: &Channel) {
     };
 
     let start = Instant::now();
-    let mut ebpf = match Ebpf::load(data) {
+    let mut ebpf = match loader.load(data) {
         Ok(ebpf) => ebpf,
         Err(err) => {
             // Maps and relocations are shared: no program of this object can
@@ -127,7 +140,7 @@ enum LoadFailure {
 fn load_program(
     program: &mut Program,
     section: &str,
-    btf: Option<&Btf>,
+    btf: &OnceCell<Option<Btf>>,
 ) -> Result<(), LoadFailure> {
     // BTF-attached kinds name their target after the section's first `/`.
     let target = || {
@@ -140,9 +153,11 @@ fn load_program(
             })
     };
     let btf = || {
-        btf.ok_or_else(|| {
-            LoadFailure::Other("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into())
-        })
+        btf.get_or_init(|| Btf::from_sys_fs().ok())
+            .as_ref()
+            .ok_or_else(|| {
+                LoadFailure::Other("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into())
+            })
     };
     let result = match program {
         Program::FEntry(p) => p.load(target()?, btf()?),

@@ -292,7 +292,7 @@ mod tests {
         ))
         .unwrap_err();
         assert!(
-            err.starts_with("kernels.toml:1:1: unknown field `lable`"),
+            err.starts_with("kernels.toml:2:1: unknown field `lable`"),
             "{err}"
         );
     }

@@ -195,15 +195,26 @@ impl Summary {
     }
 }
 
-/// The verifier's reason: the last line of its log that is not a summary.
+/// The verifier's reason: the last line of its first paragraph that is not
+/// a statistics line. (Newer kernels follow it with an explanation after a
+/// blank line.)
 pub fn verifier_reason(log: &str) -> Option<&str> {
-    log.lines().rev().map(str::trim).find(|l| {
-        !l.is_empty()
-            && !l.starts_with("processed ")
-            && !l.starts_with("verification time")
-            && !l.starts_with("stack depth")
-            && !l.starts_with("-- END PROG LOAD LOG --")
-    })
+    log.lines()
+        .map(str::trim_end)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .filter(|l| {
+            ![
+                "processed ",
+                "verification time",
+                "stack depth",
+                "subprog ",
+                "-- END PROG LOAD LOG --",
+            ]
+            .iter()
+            .any(|prefix| l.starts_with(prefix))
+        })
+        .last()
 }
 
 /// An error and its causes on one line.
@@ -233,5 +244,11 @@ mod tests {
             Some("invalid bpf_context access off=0 size=4")
         );
         assert_eq!(verifier_reason("\n"), None);
+        // Linux 7.x explains the failure after a blank line.
+        let log = "1: (71) r1 = *(u8 *)(r1 +20)\nR1 min value is outside of the allowed memory range\n\nVerification failed: Memory Safety\n\nverification time 2181 usec\nsubprog 0 (f) main insns_self 2\n";
+        assert_eq!(
+            verifier_reason(log),
+            Some("R1 min value is outside of the allowed memory range")
+        );
     }
 }
