@@ -5,6 +5,7 @@
 //! Exit codes: 0 everything passed, 1 a program or kernel failed,
 //! 2 the run could not start (bad input), 130 interrupted.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::agent::Init;
 use crate::cache::Cache;
 use crate::image::ImageParts;
-use crate::kernels::{FetchEvent, Fetcher, Matrix, Selection};
+use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection, Source};
 use crate::report::{self, live::LiveReporter, Summary};
 use crate::runner::{self, RunConfig};
 use crate::vm::{AccelChoice, VmConfig};
@@ -64,6 +65,12 @@ enum KernelsCommand {
     List,
     /// Download and extract kernels into the cache.
     Fetch {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Move pins to the newest package of each kernel's series, rewriting
+    /// kernels.toml in place.
+    Update {
         #[command(flatten)]
         select: SelectArgs,
     },
@@ -154,6 +161,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => test(&matrix_path, args).await,
         Command::Kernels(KernelsCommand::List) => list(&matrix_path),
         Command::Kernels(KernelsCommand::Fetch { select }) => fetch(&matrix_path, &select).await,
+        Command::Kernels(KernelsCommand::Update { select }) => update(&matrix_path, &select).await,
         Command::Kernels(KernelsCommand::CacheDir) => {
             println!("{}", Cache::from_env()?.root().display());
             Ok(ExitCode::SUCCESS)
@@ -207,7 +215,7 @@ pub fn fetcher(matrix: &Matrix, offline: bool) -> Result<Fetcher> {
 
 async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let kernels: Vec<_> = args.select.kernels.apply(&matrix.kernels)?;
+    let kernels = pinned(args.select.kernels.apply(&matrix.kernels)?)?;
     let scratch = tempfile::Builder::new()
         .prefix("kmatrix-objects-")
         .tempdir()?;
@@ -266,7 +274,7 @@ fn list(matrix_path: &Path) -> Result<ExitCode> {
 
 async fn fetch(matrix_path: &Path, select: &SelectArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let kernels = select.kernels.apply(&matrix.kernels)?;
+    let kernels = pinned(select.kernels.apply(&matrix.kernels)?)?;
     let fetcher = Arc::new(fetcher(&matrix, false)?);
     let mut tasks = tokio::task::JoinSet::new();
     for kernel in kernels {
@@ -290,6 +298,53 @@ async fn fetch(matrix_path: &Path, select: &SelectArgs) -> Result<ExitCode> {
     }
     if failed {
         bail!("some kernels could not be fetched");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The selected kernels, if every one is pinned: runs use only pinned
+/// artifacts.
+fn pinned(kernels: Vec<&KernelEntry>) -> Result<Vec<&KernelEntry>> {
+    for kernel in &kernels {
+        kernel.check_pinned().map_err(anyhow::Error::msg)?;
+    }
+    Ok(kernels)
+}
+
+async fn update(matrix_path: &Path, select: &SelectArgs) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let kernels = select.kernels.apply(&matrix.kernels)?;
+    let fetcher = fetcher(&matrix, false)?;
+    let mut pinnings = Vec::new();
+    for kernel in kernels {
+        let pinning = fetcher.newest_pinning(kernel).await?;
+        let Source::Debian { package, .. } = &kernel.source;
+        let pins: BTreeMap<_, _> = kernel
+            .sha256
+            .iter()
+            .map(|(name, pin)| (name.clone(), hex::encode(pin)))
+            .collect();
+        if *package == pinning.package && pins == pinning.sha256 {
+            println!("{:>8}  up to date: {package}", kernel.label);
+            continue;
+        }
+        println!("{:>8}  {package} -> {}", kernel.label, pinning.package);
+        for (name, digest) in &pinning.sha256 {
+            println!("{:>8}    {name} = {digest}", "");
+        }
+        pinnings.push(pinning);
+    }
+    if !pinnings.is_empty() {
+        let text = std::fs::read_to_string(matrix_path)?;
+        let updated = crate::kernels::rewrite(&text, &pinnings)?;
+        let dir = matrix_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        file.write_all(updated.as_bytes())?;
+        file.persist(matrix_path)?;
+        println!("updated {}", matrix_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

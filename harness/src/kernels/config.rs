@@ -48,6 +48,19 @@ pub struct KernelEntry {
     pub sha256: BTreeMap<String, [u8; 32]>,
 }
 
+impl KernelEntry {
+    /// Fails unless the entry pins its artifacts: runs use only pinned ones.
+    pub fn check_pinned(&self) -> Result<(), String> {
+        if self.sha256.is_empty() {
+            return Err(format!(
+                "kernel `{}` has no sha256 pins: run `kmatrix kernels update --kernels {}` to pin its packages",
+                self.label, self.label
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where a kernel comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -216,11 +229,6 @@ fn check_entry(raw: RawKernel, index: usize) -> Result<KernelEntry, (String, Str
         .label
         .unwrap_or_else(|| format!("{}.{}", version.major, version.minor));
     let fail = |message: String| (label.clone(), message);
-    if raw.sha256.is_empty() {
-        return Err(fail(format!(
-            "no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin the packages"
-        )));
-    }
     let mut sha256 = BTreeMap::new();
     for (name, digest) in raw.sha256 {
         let mut bytes = [0u8; 32];
@@ -299,11 +307,14 @@ mod tests {
 
     #[test]
     fn entry_errors_name_the_kernel_and_the_fix() {
-        let no_pin = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
-            .unwrap_err();
+        let unpinned = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
+            .unwrap();
+        let err = unpinned.kernels[0].check_pinned().unwrap_err();
         assert!(
-            no_pin.contains("kernel `6.1`: no sha256 pins: run `kmatrix kernels update"),
-            "{no_pin}"
+            err.contains(
+                "kernel `6.1` has no sha256 pins: run `kmatrix kernels update --kernels 6.1`"
+            ),
+            "{err}"
         );
 
         let bad_pin = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\nsha256 = { a = \"abc\" }\n")

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use super::deb::{DebError, KernelFiles};
 use super::debian::{DebianError, Mirror, PackageIndex};
 use super::modinfo::{self, ModuleError};
-use super::{KernelEntry, Matrix, Source};
+use super::{KernelEntry, Matrix, Pinning, Source};
 use crate::cache::{Cache, CacheError};
 use crate::image::cpio;
 
@@ -77,7 +77,7 @@ pub enum FetchError {
     Cache(#[from] CacheError),
     /// The archive refused or lacks what was asked.
     #[error(transparent)]
-    Debian(#[from] DebianError),
+    Debian(Box<DebianError>),
     /// A download failed.
     #[error("downloading {url} failed")]
     Download {
@@ -142,6 +142,12 @@ pub enum FetchError {
     },
 }
 
+impl From<DebianError> for FetchError {
+    fn from(err: DebianError) -> Self {
+        FetchError::Debian(Box::new(err))
+    }
+}
+
 /// Fetches kernels into the cache, sharing the package indexes between them.
 pub struct Fetcher {
     cache: Cache,
@@ -203,32 +209,28 @@ impl Fetcher {
             .cloned()
     }
 
-    /// Resolves `entry`'s image package in its suite to the packages that
-    /// make up the kernel, with the index's digests.
-    pub async fn resolve(
-        &self,
-        entry: &KernelEntry,
-    ) -> Result<Vec<(String, super::debian::Package)>, DebianError> {
+    /// The pins `entry` would have on the newest image package of its series
+    /// and flavour in its suite (for `kmatrix kernels update`).
+    pub async fn newest_pinning(&self, entry: &KernelEntry) -> Result<Pinning, DebianError> {
         let Source::Debian { suite, package } = &entry.source;
         let mirror = self.mirror()?;
         let index = self.index(&mirror, suite).await?;
-        let parts = index
-            .kernel_packages(package)
-            .ok_or_else(|| DebianError::Gone {
-                label: entry.label.clone(),
-                package: package.clone(),
-                suite: suite.clone(),
-                mirror: mirror.clone(),
-            })?;
-        Ok(parts.into_iter().map(|(n, p)| (n, p.clone())).collect())
-    }
-
-    /// The newest image package in `entry`'s suite for its series.
-    pub async fn newest(&self, entry: &KernelEntry) -> Result<Option<String>, DebianError> {
-        let Source::Debian { suite, package } = &entry.source;
-        let mirror = self.mirror()?;
-        let index = self.index(&mirror, suite).await?;
-        Ok(index.newest_like(package).map(str::to_owned))
+        let gone = || DebianError::Gone {
+            label: entry.label.clone(),
+            package: package.clone(),
+            suite: suite.clone(),
+            mirror: mirror.clone(),
+        };
+        let newest = index.newest_like(package).ok_or_else(gone)?;
+        let parts = index.kernel_packages(newest).ok_or_else(gone)?;
+        Ok(Pinning {
+            label: entry.label.clone(),
+            package: newest.to_owned(),
+            sha256: parts
+                .into_iter()
+                .map(|(name, p)| (name, p.sha256.clone()))
+                .collect(),
+        })
     }
 
     /// Makes sure `entry`'s artifacts are in the cache, downloading and

@@ -12,10 +12,12 @@ mod debian;
 mod fetch;
 mod modinfo;
 mod select;
+mod update;
 mod version;
 
 pub use config::{KernelEntry, Matrix, MatrixError, Source, MIRROR_ENV};
 pub use debian::{DebianError, Mirror};
 pub use fetch::{FetchError, FetchEvent, Fetcher, KernelArtifacts};
 pub use select::{SelectError, Selection};
+pub use update::{rewrite, Pinning, UpdateError};
 pub use version::Version;

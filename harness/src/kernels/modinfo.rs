@@ -51,12 +51,11 @@ pub fn depends(elf: &[u8]) -> Result<Vec<String>, String> {
         .filter_map(|entry| entry.strip_prefix(b"depends="))
         .flat_map(|list| {
             String::from_utf8_lossy(list)
-                .into_owned()
                 .split(',')
+                .filter(|dep| !dep.is_empty())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
-        .filter(|dep| !dep.is_empty())
         .collect())
 }
 

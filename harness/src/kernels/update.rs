@@ -1,0 +1,174 @@
+//! `kmatrix kernels update`: moving pins to the packages the archive has
+//! now, rewriting `kernels.toml` in place with its comments and layout kept.
+
+use std::collections::BTreeMap;
+
+use toml_edit::{DocumentMut, Item, TableLike};
+
+use super::Version;
+
+/// New pins for one kernel entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinning {
+    /// The entry's label.
+    pub label: String,
+    /// The image package to use.
+    pub package: String,
+    /// sha256 (hex) of every package the kernel is made of.
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// Why the file could not be rewritten.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The file is not TOML (it parsed a moment ago: it changed under us).
+    #[error("kernels.toml is not valid TOML: {0}")]
+    Parse(#[from] toml_edit::TomlError),
+    /// An entry to update is not in the file.
+    #[error("no [[kernel]] entry `{0}` in kernels.toml")]
+    NoEntry(String),
+}
+
+/// Applies `pinnings` to the matrix text, touching only the `package` and
+/// `sha256` of the entries named.
+pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> {
+    let mut doc: DocumentMut = text.parse()?;
+    for pinning in pinnings {
+        let entry = doc
+            .get_mut("kernel")
+            .and_then(Item::as_array_of_tables_mut)
+            .and_then(|kernels| {
+                kernels
+                    .iter_mut()
+                    .find(|k| label_of(k) == Some(pinning.label.clone()))
+            })
+            .ok_or_else(|| UpdateError::NoEntry(pinning.label.clone()))?;
+        if let Some(debian) = entry.get_mut("debian").and_then(Item::as_table_like_mut) {
+            set_string(debian, "package", &pinning.package);
+        }
+        if entry.get("sha256").and_then(Item::as_table_like).is_none() {
+            entry.insert("sha256", Item::Table(toml_edit::Table::new()));
+        }
+        let pins = entry
+            .get_mut("sha256")
+            .and_then(Item::as_table_like_mut)
+            .expect("inserted above");
+        let old: Vec<String> = pins.iter().map(|(k, _)| k.to_owned()).collect();
+        for key in old.iter().filter(|k| !pinning.sha256.contains_key(*k)) {
+            pins.remove(key);
+        }
+        for (package, digest) in &pinning.sha256 {
+            set_string(pins, package, digest);
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// The label an entry is known by: its own, or `MAJOR.MINOR` of its package.
+fn label_of(entry: &toml_edit::Table) -> Option<String> {
+    if let Some(label) = entry.get("label").and_then(Item::as_str) {
+        return Some(label.to_owned());
+    }
+    let package = entry.get("debian")?.get("package")?.as_str()?;
+    let version = Version::find_in(package)?;
+    Some(format!("{}.{}", version.major, version.minor))
+}
+
+/// Sets a string value, keeping the old value's surrounding whitespace and
+/// comments.
+fn set_string(table: &mut dyn TableLike, key: &str, value: &str) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = value.into();
+            *old.decor_mut() = decor;
+        }
+        None => {
+            table.insert(key, toml_edit::value(value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MATRIX: &str = r#"# The matrix.
+[debian]
+# mirror = "http://example/debian"
+
+[[kernel]]
+label = "6.1"   # LTS
+debian = { suite = "bookworm", package = "linux-image-6.1.0-50-cloud-amd64" }
+[kernel.sha256]
+"linux-image-6.1.0-50-cloud-amd64" = "aa"  # 26 MB
+
+# Split packages from here on.
+[[kernel]]
+debian = { suite = "trixie-backports", package = "linux-image-7.3.4+deb13-cloud-amd64" }
+sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
+"#;
+
+    #[test]
+    fn moves_pins_and_keeps_comments() {
+        let updated = rewrite(
+            MATRIX,
+            &[
+                Pinning {
+                    label: "6.1".into(),
+                    package: "linux-image-6.1.0-51-cloud-amd64".into(),
+                    sha256: BTreeMap::from([(
+                        "linux-image-6.1.0-51-cloud-amd64".into(),
+                        "cc".into(),
+                    )]),
+                },
+                Pinning {
+                    label: "7.3".into(),
+                    package: "linux-image-7.3.5+deb13-cloud-amd64".into(),
+                    sha256: BTreeMap::from([
+                        ("linux-base-7.3.5+deb13-cloud-amd64".into(), "dd".into()),
+                        ("linux-binary-7.3.5+deb13-cloud-amd64".into(), "ee".into()),
+                    ]),
+                },
+            ],
+        )
+        .unwrap();
+        for kept in [
+            "# The matrix.",
+            "# mirror = \"http://example/debian\"",
+            "label = \"6.1\"   # LTS",
+            "# Split packages from here on.",
+        ] {
+            assert!(updated.contains(kept), "lost `{kept}`:\n{updated}");
+        }
+        assert!(
+            updated.contains(r#"package = "linux-image-6.1.0-51-cloud-amd64" }"#),
+            "{updated}"
+        );
+        assert!(
+            updated.contains(r#""linux-image-6.1.0-51-cloud-amd64" = "cc""#),
+            "{updated}"
+        );
+        assert!(!updated.contains("6.1.0-50"), "{updated}");
+        assert!(
+            updated.contains(r#""linux-base-7.3.5+deb13-cloud-amd64" = "dd""#),
+            "{updated}"
+        );
+        assert!(!updated.contains("7.3.4"), "{updated}");
+        // The result is still TOML.
+        updated.parse::<toml::Table>().unwrap();
+    }
+
+    #[test]
+    fn an_unknown_label_is_an_error() {
+        let pinning = Pinning {
+            label: "4.19".into(),
+            package: "p".into(),
+            sha256: BTreeMap::new(),
+        };
+        assert!(matches!(
+            rewrite(MATRIX, &[pinning]),
+            Err(UpdateError::NoEntry(_))
+        ));
+    }
+}

@@ -1,0 +1,466 @@
+//! End-to-end tests: real Debian kernels booted in real QEMU, loading real
+//! eBPF objects built from `tests/bpf/*.c` with clang.
+//!
+//! Kernels are downloaded into the user's cache on first use. Tests that
+//! boot VMs take a lock so that at most one matrix runs at a time (the
+//! machines have two cores; each matrix runs two VMs).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kmatrix::agent::Init;
+use kmatrix::image::ImageParts;
+use kmatrix::kernels::{Matrix, Selection};
+use kmatrix::report::{Cell, Summary};
+use kmatrix::runner::{self, RunConfig};
+use kmatrix::vm::{AccelChoice, VmConfig};
+use sha2::{Digest, Sha256};
+
+static VMS: Mutex<()> = Mutex::new(());
+
+fn boot_lock() -> MutexGuard<'static, ()> {
+    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/bpf").join(name)
+}
+
+fn kmatrix(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kmatrix"));
+    command.current_dir(repo()).args(args);
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The cells of the matrix row for `program`.
+fn matrix_row<'a>(out: &'a str, program: &str) -> Vec<&'a str> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.first() == Some(&program) && words.len() > 1)
+        .map(|words| words[1..].to_vec())
+        .unwrap_or_default()
+}
+
+fn stray_vms() -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", "kmatrix-vm-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("qemu"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The oldest and the newest kernel of the shipped matrix, through the
+/// library: load results are checked cell by cell.
+#[test]
+fn oldest_and_newest_kernels_report_every_program() {
+    let _lock = boot_lock();
+    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let oldest = matrix.kernels.first().unwrap().label.clone();
+    let newest = matrix.kernels.last().unwrap().label.clone();
+    let selection = Selection::List(vec![oldest.clone(), newest.clone()]);
+    let kernels = selection.apply(&matrix.kernels).unwrap();
+
+    let scratch = tempfile::tempdir().unwrap();
+    let inputs: Vec<_> = [
+        "xdp_pass.bpf.c",
+        "verifier_reject.bpf.c",
+        "needs_bpf_loop.bpf.c",
+        "fentry.bpf.c",
+    ]
+    .map(fixture)
+    .to_vec();
+    let objects = kmatrix::objects::load(&inputs, scratch.path()).unwrap();
+    let parts = Arc::new(ImageParts::new(Init::Agent, &objects).unwrap());
+    let fetcher = Arc::new(kmatrix::cli::fetcher(&matrix, false).unwrap());
+    let config = RunConfig {
+        jobs: 2,
+        vm: VmConfig {
+            qemu: VmConfig::default_qemu(),
+            accel: AccelChoice::Auto.resolve(),
+            memory_mib: 512,
+            boot_timeout: std::time::Duration::from_secs(120),
+            run_timeout: std::time::Duration::from_secs(300),
+        },
+    };
+    let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
+    let mut summary = Summary::new(&kernels, &objects);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(runner::run(&selected, parts, fetcher, &config, |event| {
+        summary.record(&event)
+    }));
+
+    let cell = |kernel: &str, program: &str| -> Cell {
+        let c = summary
+            .columns
+            .iter()
+            .position(|c| c.label == kernel)
+            .unwrap();
+        let r = summary
+            .rows
+            .iter()
+            .position(|r| r.program == program)
+            .unwrap();
+        summary
+            .cell(c, r)
+            .cloned()
+            .unwrap_or_else(|| panic!("no result for {program} on {kernel}: {summary:#?}"))
+    };
+    for column in &summary.columns {
+        assert!(column.finished && column.failure.is_none(), "{column:#?}");
+        assert!(column.agent_errors.is_empty(), "{column:#?}");
+    }
+    for kernel in [&oldest, &newest] {
+        assert!(
+            matches!(cell(kernel, "xdp_pass"), Cell::Pass { .. }),
+            "xdp_pass on {kernel}"
+        );
+        assert!(
+            matches!(cell(kernel, "trace_fentry_test1"), Cell::Pass { .. }),
+            "fentry on {kernel}: {:?}",
+            cell(kernel, "trace_fentry_test1")
+        );
+        match cell(kernel, "unchecked_read") {
+            Cell::Fail {
+                verifier_log: Some(log),
+                ..
+            } => assert!(log.contains("invalid access to packet"), "{kernel}: {log}"),
+            other => panic!("unchecked_read on {kernel} should be rejected: {other:?}"),
+        }
+    }
+    // bpf_loop arrived in 5.17.
+    assert!(matches!(cell(&oldest, "sum_with_loop"), Cell::Fail { .. }));
+    assert!(matches!(cell(&newest, "sum_with_loop"), Cell::Pass { .. }));
+    assert!(!summary.passed());
+}
+
+/// What a user sees: a live line per result, the matrix, the verifier log,
+/// and an exit status that says whether everything passed.
+#[test]
+fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
+    let _lock = boot_lock();
+    let failing = kmatrix(&["test", "--kernels", "6.1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .arg(fixture("verifier_reject.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&failing);
+    assert_eq!(failing.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("     6.1  PASS  xdp_pass.bpf.c:xdp_pass (xdp,"),
+        "{out}"
+    );
+    assert!(
+        out.contains("     6.1  FAIL  verifier_reject.bpf.c:unchecked_read (xdp): verifier: R1 offset is outside of the packet"),
+        "{out}"
+    );
+    assert_eq!(
+        matrix_row(&out, "verifier_reject.bpf.c:unchecked_read"),
+        ["FAIL"],
+        "{out}"
+    );
+    assert!(
+        out.contains("invalid access to packet, off=20 size=1"),
+        "{out}"
+    );
+
+    let passing = kmatrix(&["test", "--kernels", "6.1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&passing);
+    assert_eq!(passing.status.code(), Some(0), "{out}");
+    assert!(out.contains("all 1 programs passed on 1 kernels"), "{out}");
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// A kernel that panics (here: its /init cannot be executed) is a failed
+/// kernel with the console's tail, and leaves no QEMU behind.
+#[test]
+fn a_panicking_kernel_fails_with_its_console() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1"])
+        // A dynamically linked binary cannot run in the bare initramfs.
+        .env(kmatrix::agent::AGENT_ENV, "/bin/true")
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("6.1  ERROR the guest stopped before finishing: the kernel panicked: Kernel panic - not syncing"), "{out}");
+    assert!(out.contains("console (last lines):"), "{out}");
+    assert_eq!(
+        matrix_row(&out, "xdp_pass.bpf.c:xdp_pass"),
+        ["ERR"],
+        "{out}"
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// Bad input is refused before anything boots, with a message naming it.
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let not_elf = scratch.path().join("notes.o");
+    std::fs::write(&not_elf, "not an object").unwrap();
+    let broken = scratch.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[kernel]]\nlabel = \"6.1\"\ndebian = { suite = \"bookworm\" package = \"x\" }\n",
+    )
+    .unwrap();
+    let xdp = fixture("xdp_pass.bpf.c");
+    let xdp = xdp.to_str().unwrap();
+
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["test", "--kernels", "6.1", "/nonexistent/probe.bpf.o"],
+            "error: cannot read /nonexistent/probe.bpf.o: No such file or directory".into(),
+        ),
+        (
+            vec!["test", "--kernels", "6.1", not_elf.to_str().unwrap()],
+            format!(
+                "error: {} is not an eBPF object: not an ELF file",
+                not_elf.display()
+            ),
+        ),
+        (
+            vec!["test", "--kernels", "4.19", xdp],
+            "error: no kernel `4.19` in the matrix; it has: 5.10 (5.10.0), 6.1 (6.1.0)".into(),
+        ),
+        (
+            vec!["test", "--kernels", "3.0..4.4", xdp],
+            "error: `3.0..4.4` selects no kernel; the matrix has: 5.10".into(),
+        ),
+        (
+            vec!["--matrix", broken.to_str().unwrap(), "test", xdp],
+            format!("error: {}:3:", broken.display()),
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = kmatrix(&args).output().unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {out}");
+        assert!(
+            out.contains(&expected),
+            "{args:?}: expected `{expected}` in\n{out}"
+        );
+    }
+}
+
+/// A loopback HTTP server standing in for a Debian mirror. Counts requests.
+struct Mirror {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mirror {
+    fn serve(files: BTreeMap<String, Vec<u8>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/debian", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request);
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                seen.lock().unwrap().push(path.clone());
+                let body = path.strip_prefix("/debian/").and_then(|p| files.get(p));
+                let head = match body {
+                    Some(body) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if let Some(body) = body {
+                    let _ = stream.write_all(body);
+                }
+            }
+        });
+        Self { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn packages_xz(entries: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut text = String::new();
+    for (package, filename, data) in entries {
+        text += &format!(
+            "Package: {package}\nFilename: {filename}\nSize: {}\nSHA256: {}\n\n",
+            data.len(),
+            hex::encode(Sha256::digest(data))
+        );
+    }
+    let mut xz = Vec::new();
+    xz2::read::XzEncoder::new(text.as_bytes(), 1)
+        .read_to_end(&mut xz)
+        .unwrap();
+    xz
+}
+
+fn matrix_file(dir: &Path, package: &str, pin: &[u8]) -> PathBuf {
+    let path = dir.join("kernels.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[kernel]]\nlabel = \"6.1\"\ndebian = {{ suite = \"test\", package = \"{package}\" }}\n[kernel.sha256]\n\"{package}\" = \"{}\"\n",
+            hex::encode(pin)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn cache_entries(cache: &Path) -> usize {
+    ["blobs/sha256", "kernels", "tmp"]
+        .iter()
+        .map(|d| std::fs::read_dir(cache.join(d)).map_or(0, |e| e.count()))
+        .sum()
+}
+
+/// A download that does not match its pin is discarded, named with both
+/// digests, and leaves the cache as it was.
+#[test]
+fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
+    let package = "linux-image-6.1.0-99-cloud-amd64";
+    let good = b"the kernel package the pin was taken from".to_vec();
+    let mut corrupt = good.clone();
+    corrupt[0] ^= 1;
+    // The index agrees with the pin; the file served is one byte off.
+    let index = packages_xz(&[(package, "pool/k.deb", &good)]);
+    let mirror = Mirror::serve(BTreeMap::from([
+        ("dists/test/main/binary-amd64/Packages.xz".to_owned(), index),
+        ("pool/k.deb".to_owned(), corrupt.clone()),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), package, &Sha256::digest(&good));
+    let cache = dir.path().join("cache");
+
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", &cache)
+        .env("KMATRIX_DEBIAN_MIRROR", &mirror.url)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    let expected = format!(
+        "has sha256 {}, but kernels.toml pins {}; the download was discarded",
+        hex::encode(Sha256::digest(&corrupt)),
+        hex::encode(Sha256::digest(&good))
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert_eq!(cache_entries(&cache), 0, "the cache must be left clean");
+}
+
+/// A pinned package the mirror no longer has is named, with the fix.
+#[test]
+fn a_vanished_package_points_to_the_update_command() {
+    let index = packages_xz(&[("linux-image-6.1.0-100-cloud-amd64", "pool/new.deb", b"new")]);
+    let mirror = Mirror::serve(BTreeMap::from([(
+        "dists/test/main/binary-amd64/Packages.xz".to_owned(),
+        index,
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", &mirror.url)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("package `linux-image-6.1.0-99-cloud-amd64` is not in `test`")
+            && out.contains("Debian drops superseded kernels")
+            && out.contains("run `kmatrix kernels update --kernels 6.1`"),
+        "{out}"
+    );
+}
+
+/// A real kernel package served from a mirror is verified, extracted and
+/// cached; the second fetch downloads nothing.
+#[test]
+fn a_second_fetch_downloads_nothing() {
+    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
+    let (package, pin) = entry.sha256.iter().next().unwrap();
+    // Make sure the real package is in the user's cache, then serve it.
+    let fetched = kmatrix(&["kernels", "fetch", "--kernels", "6.1"])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let user_cache = PathBuf::from(
+        String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    );
+    let deb = std::fs::read(user_cache.join("blobs/sha256").join(hex::encode(pin))).unwrap();
+    let mirror = Mirror::serve(BTreeMap::from([
+        (
+            "dists/test/main/binary-amd64/Packages.xz".to_owned(),
+            packages_xz(&[(package, "pool/k.deb", &deb)]),
+        ),
+        ("pool/k.deb".to_owned(), deb.clone()),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), package, pin);
+    let cache = dir.path().join("cache");
+    let fetch = || {
+        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+            .env("KMATRIX_CACHE_DIR", &cache)
+            .env("KMATRIX_DEBIAN_MIRROR", &mirror.url)
+            .output()
+            .unwrap()
+    };
+    let first = fetch();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("sha256 verified"), "{}", text(&first));
+    let requests = mirror.requests().len();
+    assert_eq!(requests, 2, "index and package: {:?}", mirror.requests());
+
+    let second = fetch();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(!text(&second).contains("FETCH"), "{}", text(&second));
+    assert_eq!(mirror.requests().len(), requests, "{:?}", mirror.requests());
+    assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+}
