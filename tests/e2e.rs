@@ -220,6 +220,54 @@ fn a_panicking_kernel_fails_with_its_console() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
+/// A kernel that does not reach the agent in time is stopped, and named.
+#[test]
+fn a_hung_boot_times_out_and_leaves_no_qemu() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1", "--boot-timeout", "1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("6.1  ERROR the kernel did not start the agent within 1s"),
+        "{out}"
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// Ctrl-C stops every VM at once.
+#[test]
+fn interrupting_a_run_stops_every_vm() {
+    let _lock = boot_lock();
+    let mut child = kmatrix(&["test", "--kernels", "5.10,6.1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("BOOT") {
+        line.clear();
+        assert_ne!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).unwrap(),
+            0
+        );
+    }
+    assert!(!stray_vms().is_empty(), "a VM should be running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // QEMU is killed, not asked: give the kernel a moment to reap it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
 /// Bad input is refused before anything boots, with a message naming it.
 #[test]
 fn bad_input_gets_a_clear_error() {

@@ -65,3 +65,70 @@ impl ResultStream {
         self.socket.write_all(&[ACK]).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmatrix_protocol::{encode, Hello, MAX_FRAME_LEN, VERSION};
+
+    async fn stream_of(bytes: Vec<u8>) -> ResultStream {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            guest.write_all(&bytes).await.unwrap();
+        });
+        ResultStream::new(host)
+    }
+
+    fn hello() -> Frame {
+        Frame::Hello(Hello {
+            version: VERSION,
+            kernel_release: "6.1.0".into(),
+            btf: true,
+            boot_ms: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn frames_then_a_clean_end() {
+        let mut bytes = Vec::new();
+        encode(&hello(), &mut bytes).unwrap();
+        encode(&Frame::Done, &mut bytes).unwrap();
+        let mut stream = stream_of(bytes).await;
+        assert_eq!(stream.next().await.unwrap(), Some(hello()));
+        assert_eq!(stream.next().await.unwrap(), Some(Frame::Done));
+        assert_eq!(stream.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_oversize_frame_is_refused_without_buffering_it() {
+        let mut stream = stream_of((MAX_FRAME_LEN + 1).to_le_bytes().to_vec()).await;
+        let err = stream.next().await.unwrap_err();
+        assert!(
+            matches!(err, StreamError::Protocol(DecodeError::Oversize { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_protocol_error() {
+        let mut bytes = 4u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xff; 4]);
+        let mut stream = stream_of(bytes).await;
+        assert!(matches!(
+            stream.next().await,
+            Err(StreamError::Protocol(DecodeError::Malformed { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_inside_a_frame_is_truncated() {
+        let mut bytes = Vec::new();
+        encode(&hello(), &mut bytes).unwrap();
+        bytes.truncate(bytes.len() - 2);
+        let mut stream = stream_of(bytes).await;
+        assert!(matches!(
+            stream.next().await,
+            Err(StreamError::Protocol(DecodeError::Truncated { .. }))
+        ));
+    }
+}

@@ -119,13 +119,9 @@ pub async fn run(
             (tx.clone(), slots.clone(), parts.clone(), fetcher.clone());
         let vm = config.vm.clone();
         tasks.spawn(async move {
-            let _slot = slots
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
             let label = kernel.label.clone();
             let start = Instant::now();
-            let outcome = match run_kernel(&kernel, &parts, &fetcher, &vm, &tx).await {
+            let outcome = match run_kernel(&kernel, &parts, &fetcher, &slots, &vm, &tx).await {
                 Ok(boot) => KernelOutcome::Completed {
                     boot,
                     total: start.elapsed(),
@@ -149,11 +145,17 @@ async fn run_kernel(
     kernel: &KernelEntry,
     parts: &ImageParts,
     fetcher: &Fetcher,
+    slots: &Semaphore,
     config: &VmConfig,
     tx: &mpsc::UnboundedSender<RunEvent>,
 ) -> Result<Duration, KernelError> {
     let label = &kernel.label;
+    // Downloads overlap with other kernels' VMs; only VMs take a slot.
     let artifacts = fetcher.fetch(kernel).await?;
+    let _slot = slots
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     let _ = tx.send(RunEvent::KernelStarted {
         kernel: label.clone(),
     });
