@@ -17,6 +17,7 @@ use kmatrix::image::ImageParts;
 use kmatrix::kernels::{Matrix, Selection};
 use kmatrix::report::{Cell, Summary};
 use kmatrix::runner::{self, RunConfig};
+use kmatrix::suite::{Outcome, Suite};
 use kmatrix::vm::{AccelChoice, VmConfig};
 use sha2::{Digest, Sha256};
 
@@ -73,10 +74,10 @@ fn stray_vms() -> Vec<String> {
         .collect()
 }
 
-/// The oldest and the newest kernel of the shipped matrix, through the
-/// library: load results are checked cell by cell.
+/// The example suite and the fixtures on the oldest and the newest kernel
+/// of the shipped matrix, through the library: outcomes checked one by one.
 #[test]
-fn oldest_and_newest_kernels_report_every_program() {
+fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
     let _lock = boot_lock();
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
     let oldest = matrix.kernels.first().unwrap().label.clone();
@@ -85,7 +86,7 @@ fn oldest_and_newest_kernels_report_every_program() {
     let kernels = selection.apply(&matrix.kernels).unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
-    let inputs: Vec<_> = [
+    let fixtures: Vec<_> = [
         "xdp_pass.bpf.c",
         "verifier_reject.bpf.c",
         "needs_bpf_loop.bpf.c",
@@ -93,8 +94,15 @@ fn oldest_and_newest_kernels_report_every_program() {
     ]
     .map(fixture)
     .to_vec();
-    let objects = kmatrix::objects::load(&inputs, scratch.path()).unwrap();
-    let parts = Arc::new(ImageParts::new(Init::Agent, &objects).unwrap());
+    let suite = Arc::new(
+        Suite::load(
+            &repo().join("tests/example/kmatrix-suite.toml"),
+            &fixtures,
+            scratch.path(),
+        )
+        .unwrap(),
+    );
+    let parts = Arc::new(ImageParts::new(Init::Agent, &suite.objects).unwrap());
     let fetcher = Arc::new(kmatrix::cli::fetcher(&matrix, false).unwrap());
     let config = RunConfig {
         jobs: 2,
@@ -105,15 +113,25 @@ fn oldest_and_newest_kernels_report_every_program() {
             boot_timeout: std::time::Duration::from_secs(120),
             run_timeout: std::time::Duration::from_secs(300),
         },
+        report_cases: true,
     };
     let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
-    let mut summary = Summary::new(&kernels, &objects);
+    let mut summary = Summary::new(&kernels, &suite);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(runner::run(&selected, parts, fetcher, &config, |event| {
-        summary.record(&event)
-    }));
+    runtime.block_on(runner::run(
+        &selected,
+        suite.clone(),
+        parts,
+        fetcher,
+        &config,
+        |event| summary.record(&event),
+    ));
 
-    let cell = |kernel: &str, program: &str| -> Cell {
+    for column in &summary.columns {
+        assert!(column.finished && column.failure.is_none(), "{column:#?}");
+        assert!(column.agent_errors.is_empty(), "{column:#?}");
+    }
+    let outcome = |kernel: &str, test: &str| -> Outcome {
         let c = summary
             .columns
             .iter()
@@ -122,38 +140,76 @@ fn oldest_and_newest_kernels_report_every_program() {
         let r = summary
             .rows
             .iter()
-            .position(|r| r.program == program)
-            .unwrap();
-        summary
-            .cell(c, r)
-            .cloned()
-            .unwrap_or_else(|| panic!("no result for {program} on {kernel}: {summary:#?}"))
+            .position(|r| r == test)
+            .unwrap_or_else(|| panic!("no test {test}: {:?}", summary.rows));
+        match summary.cell(c, r) {
+            Some(Cell::Done(outcome)) => outcome.clone(),
+            other => panic!("{test} on {kernel}: {other:?}"),
+        }
     };
-    for column in &summary.columns {
-        assert!(column.finished && column.failure.is_none(), "{column:#?}");
-        assert!(column.agent_errors.is_empty(), "{column:#?}");
+    let passed = |o: &Outcome| matches!(o, Outcome::Passed { .. });
+
+    // The example suite: everything passes, but for bpf_loop on old kernels,
+    // which is an expected failure with the suite's reason.
+    let suite_tests: Vec<_> = suite
+        .tests
+        .iter()
+        .filter(|t| t.object < 5)
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(suite_tests.len(), 12, "{suite_tests:?}");
+    for test in &suite_tests {
+        assert!(
+            passed(&outcome(&newest, test)),
+            "{test} on {newest}: {:?}",
+            outcome(&newest, test)
+        );
+        if !test.starts_with("xdp_loop_sum::") {
+            assert!(
+                passed(&outcome(&oldest, test)),
+                "{test} on {oldest}: {:?}",
+                outcome(&oldest, test)
+            );
+        }
     }
+    match outcome(&oldest, "xdp_loop_sum::load") {
+        Outcome::ExpectedFailure { reason } => {
+            assert!(
+                reason.starts_with("bpf_loop() arrived in Linux 5.17 (verifier:"),
+                "{reason}"
+            )
+        }
+        other => panic!("xdp_loop_sum on {oldest}: {other:?}"),
+    }
+    assert!(matches!(
+        outcome(&oldest, "xdp_loop_sum::sums_to_120"),
+        Outcome::Skipped { .. }
+    ));
+
+    // The fixtures: load checks only.
     for kernel in [&oldest, &newest] {
         assert!(
-            matches!(cell(kernel, "xdp_pass"), Cell::Pass { .. }),
+            passed(&outcome(kernel, "xdp_pass::load")),
             "xdp_pass on {kernel}"
         );
         assert!(
-            matches!(cell(kernel, "trace_fentry_test1"), Cell::Pass { .. }),
-            "fentry on {kernel}: {:?}",
-            cell(kernel, "trace_fentry_test1")
+            passed(&outcome(kernel, "trace_fentry_test1::load")),
+            "fentry on {kernel}"
         );
-        match cell(kernel, "unchecked_read") {
-            Cell::Fail {
+        match outcome(kernel, "unchecked_read::load") {
+            Outcome::Failed {
                 verifier_log: Some(log),
                 ..
             } => assert!(log.contains("invalid access to packet"), "{kernel}: {log}"),
             other => panic!("unchecked_read on {kernel} should be rejected: {other:?}"),
         }
     }
-    // bpf_loop arrived in 5.17.
-    assert!(matches!(cell(&oldest, "sum_with_loop"), Cell::Fail { .. }));
-    assert!(matches!(cell(&newest, "sum_with_loop"), Cell::Pass { .. }));
+    // bpf_loop arrived in 5.17; the fixture has no expectation, so it fails.
+    assert!(matches!(
+        outcome(&oldest, "sum_with_loop::load"),
+        Outcome::Failed { .. }
+    ));
+    assert!(passed(&outcome(&newest, "sum_with_loop::load")));
     assert!(!summary.passed());
 }
 
@@ -170,18 +226,16 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
     let out = text(&failing);
     assert_eq!(failing.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("     6.1  PASS  xdp_pass.bpf.c:xdp_pass (xdp,"),
+        out.contains("     6.1  PASS  xdp_pass::load (xdp,"),
         "{out}"
     );
     assert!(
-        out.contains("     6.1  FAIL  verifier_reject.bpf.c:unchecked_read (xdp): verifier: R1 offset is outside of the packet"),
+        out.contains(
+            "     6.1  FAIL  unchecked_read::load: verifier: R1 offset is outside of the packet"
+        ),
         "{out}"
     );
-    assert_eq!(
-        matrix_row(&out, "verifier_reject.bpf.c:unchecked_read"),
-        ["FAIL"],
-        "{out}"
-    );
+    assert_eq!(matrix_row(&out, "unchecked_read::load"), ["FAIL"], "{out}");
     assert!(
         out.contains("invalid access to packet, off=20 size=1"),
         "{out}"
@@ -193,7 +247,7 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
         .unwrap();
     let out = text(&passing);
     assert_eq!(passing.status.code(), Some(0), "{out}");
-    assert!(out.contains("all 1 programs passed on 1 kernels"), "{out}");
+    assert!(out.contains("no failures: 1 tests on 1 kernels"), "{out}");
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
@@ -212,12 +266,137 @@ fn a_panicking_kernel_fails_with_its_console() {
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(out.contains("6.1  ERROR the guest stopped before finishing: the kernel panicked: Kernel panic - not syncing"), "{out}");
     assert!(out.contains("console (last lines):"), "{out}");
-    assert_eq!(
-        matrix_row(&out, "xdp_pass.bpf.c:xdp_pass"),
-        ["ERR"],
+    assert_eq!(matrix_row(&out, "xdp_pass::load"), ["ERR"], "{out}");
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+fn example(name: &str) -> String {
+    repo()
+        .join("tests/example")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+const SSH_SYN: &str = "02000000000202000000000108004500002800004000400600000a0000010a00000230390016000000000000000050020fff00000000";
+
+/// Wrong expectations fail with expected against actual: a return value, a
+/// counter, and a load expectation the kernel has outgrown.
+#[test]
+fn wrong_expectations_fail_with_expected_and_actual() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("wrong.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[[object]]
+path = "{xdp}"
+[[object.program]]
+name = "xdp_filter"
+[[object.program.case]]
+name = "wrong_verdict"
+input = "{SSH_SYN}"
+expect_return = "XDP_PASS"
+[[object.program.case]]
+name = "wrong_counter"
+input = "{SSH_SYN}"
+repeat = 3
+before = [{{ map = "drops", key = 0, value = 0 }}]
+after = [{{ map = "drops", key = 0, value = 2 }}]
+
+[[object]]
+path = "{tc}"
+[[object.program]]
+name = "tc_drop_expired"
+max_kernel = "5.4"
+reason = "pretend it needs an old kernel"
+"#,
+            xdp = example("xdp_filter.bpf.c"),
+            tc = example("tc_ttl.bpf.c"),
+        ),
+    )
+    .unwrap();
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--suite",
+        suite.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("6.1  FAIL  xdp_filter::wrong_verdict: return value: expected XDP_PASS (2), got XDP_DROP (1)"),
         "{out}"
     );
-    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+    assert!(
+        out.contains("6.1  FAIL  xdp_filter::wrong_counter: map `drops`[0]: expected 2, got 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6.1  FAIL  tc_drop_expired::load: unexpectedly loaded: the suite expects it to load only on ..5.4 (pretend it needs an old kernel)"),
+        "{out}"
+    );
+    assert_eq!(matrix_row(&out, "xdp_filter::load"), ["pass"], "{out}");
+    assert_eq!(
+        matrix_row(&out, "xdp_filter::wrong_counter"),
+        ["FAIL"],
+        "{out}"
+    );
+}
+
+/// A suite that names what is not there is refused before anything boots.
+#[test]
+fn bad_suites_are_refused_before_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdp = example("xdp_filter.bpf.c");
+    let trace = example("trace_test1.bpf.c");
+    let cases = [
+        (
+            "[[object]]\npath = \"x.bpf.c\"\n[[object.program]]\nname = 1\n".to_owned(),
+            ":4:8: invalid type: integer `1`, expected a string".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filtre\"\n"),
+            "program xdp_filtre: the object has no such program; it has: xdp_filter".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"c\"\ninput = \"{SSH_SYN}\"\nafter = [{{ map = \"dorps\", key = 0, value = 1 }}]\n"),
+            "program xdp_filter, case c: the object has no map `dorps`; it has: drops".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{trace}\"\n[[object.program]]\nname = \"trace_test1\"\n[[object.program.case]]\nname = \"c\"\ninput = \"{SSH_SYN}\"\n"),
+            "case c: BPF_PROG_TEST_RUN cannot run a fentry program on packet data".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"c\"\ninput_file = \"missing.bin\"\n"),
+            "case c: input_file ".to_owned(),
+        ),
+    ];
+    for (i, (contents, expected)) in cases.iter().enumerate() {
+        let suite = dir.path().join(format!("suite{i}.toml"));
+        std::fs::write(&suite, contents).unwrap();
+        let output = kmatrix(&[
+            "test",
+            "--kernels",
+            "6.1",
+            "--suite",
+            suite.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains(expected.as_str()),
+            "expected `{expected}` in\n{out}"
+        );
+        assert!(!out.contains("BOOT"), "{out}");
+    }
 }
 
 /// A kernel that does not reach the agent in time is stopped, and named.

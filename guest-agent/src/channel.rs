@@ -1,54 +1,78 @@
 //! The guest's end of the results stream.
 //!
-//! Frames are handed to a writer thread that encodes them into one buffer and
-//! writes it whenever its queue runs dry, so a burst of small results costs
-//! one `write` rather than one per frame, while a lone result still goes out
-//! at once.
+//! Frames are encoded into one buffer that is written out when it fills,
+//! when it has held a frame for [`FLUSH_AFTER`], or when the agent is about
+//! to do something slow. A burst of small results thus costs one `write`,
+//! with no thread hand-off per frame, and no result waits long.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kmatrix_protocol::{encode, Frame, ACK};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-/// Flush early once this much is buffered, even if more frames are queued.
+/// Write once this much is buffered.
 const FLUSH_AT: usize = 64 * 1024;
 
-/// A handle for sending frames to the host.
+/// Write once the oldest buffered frame is this old.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// The results port, with its buffer.
 pub struct Channel {
-    tx: mpsc::Sender<Frame>,
-    writer: JoinHandle<io::Result<File>>,
+    port: File,
+    buf: Vec<u8>,
+    oldest: Option<Instant>,
+    error: Option<io::Error>,
 }
 
 impl Channel {
-    /// Starts the writer thread on the open port.
+    /// Wraps the open port.
     pub fn open(port: File) -> Self {
-        let (tx, rx) = mpsc::channel();
-        let writer = std::thread::spawn(move || write_frames(port, rx));
-        Self { tx, writer }
+        Self {
+            port,
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            oldest: None,
+            error: None,
+        }
     }
 
-    /// Queues a frame. Never blocks on the port.
-    pub fn send(&self, frame: Frame) {
-        // A send fails only if the writer died; `finish` reports why.
-        let _ = self.tx.send(frame);
+    /// Queues a frame, writing the buffer if it is due.
+    pub fn send(&mut self, frame: &Frame) {
+        if let Err(err) = encode(frame, &mut self.buf) {
+            let note = Frame::AgentError(format!("a result could not be sent: {err}"));
+            encode(&note, &mut self.buf).expect("a short error frame encodes");
+        }
+        let oldest = *self.oldest.get_or_insert_with(Instant::now);
+        if self.buf.len() >= FLUSH_AT || oldest.elapsed() >= FLUSH_AFTER {
+            self.flush();
+        }
     }
 
-    /// Sends `Done`, waits for everything to be written, then for the host's
+    /// Writes out everything queued.
+    pub fn flush(&mut self) {
+        self.oldest = None;
+        if self.buf.is_empty() || self.error.is_some() {
+            self.buf.clear();
+            return;
+        }
+        if let Err(err) = self.port.write_all(&self.buf) {
+            self.error = Some(err);
+        }
+        self.buf.clear();
+    }
+
+    /// Sends `Done`, writes everything, then waits for the host's
     /// acknowledgment (at most `ack_timeout`).
-    pub fn finish(self, ack_timeout: Duration) -> io::Result<()> {
-        self.send(Frame::Done);
-        drop(self.tx);
-        let mut port = self
-            .writer
-            .join()
-            .map_err(|_| io::Error::other("writer thread panicked"))??;
+    pub fn finish(mut self, ack_timeout: Duration) -> io::Result<()> {
+        self.send(&Frame::Done);
+        self.flush();
+        if let Some(err) = self.error.take() {
+            return Err(err);
+        }
         let timeout = PollTimeout::try_from(ack_timeout).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(port.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.port.as_fd(), PollFlags::POLLIN)];
         if poll(&mut fds, timeout)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -56,7 +80,7 @@ impl Channel {
             ));
         }
         let mut ack = [0u8];
-        port.read_exact(&mut ack)?;
+        self.port.read_exact(&mut ack)?;
         if ack[0] != ACK {
             return Err(io::Error::other(format!(
                 "unexpected ack byte {:#x}",
@@ -64,29 +88,5 @@ impl Channel {
             )));
         }
         Ok(())
-    }
-}
-
-fn write_frames(mut port: File, rx: mpsc::Receiver<Frame>) -> io::Result<File> {
-    let mut buf = Vec::with_capacity(FLUSH_AT);
-    while let Ok(frame) = rx.recv() {
-        push(&frame, &mut buf);
-        while let Ok(frame) = rx.try_recv() {
-            push(&frame, &mut buf);
-            if buf.len() >= FLUSH_AT {
-                port.write_all(&buf)?;
-                buf.clear();
-            }
-        }
-        port.write_all(&buf)?;
-        buf.clear();
-    }
-    Ok(port)
-}
-
-fn push(frame: &Frame, buf: &mut Vec<u8>) {
-    if let Err(err) = encode(frame, buf) {
-        let note = Frame::AgentError(format!("a result could not be sent: {err}"));
-        encode(&note, buf).expect("a short error frame encodes");
     }
 }

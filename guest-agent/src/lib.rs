@@ -1,6 +1,8 @@
 //! The parts of the kmatrix guest agent, shared by the agent (`main.rs`) and
 //! the benchmark's minimal init (`bin/floor-init.rs`).
 
+pub mod cases;
 pub mod channel;
 pub mod loader;
+mod sys;
 pub mod system;

@@ -1,80 +1,74 @@
-//! Loads every program of every object under test and reports each one.
+//! Loads the planned programs of every object under test, reports each
+//! one, and runs its cases.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::error::Error;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::Map;
 use aya::programs::{Program, ProgramError};
-use aya::{Btf, EbpfLoader};
-use kmatrix_protocol::{Frame, ProgramResult, Verdict};
+use aya::{Btf, Ebpf, EbpfLoader};
+use kmatrix_protocol::{CaseResult, Frame, ObjectPlan, Plan, ProgramResult, Verdict};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
+use crate::cases;
 use crate::channel::Channel;
 
 /// Longest verifier log sent back; the verifier's reason is at its end, so
 /// the tail is kept.
 const MAX_LOG: usize = 256 * 1024;
 
-/// Loads the objects in `dir` (named by their index) and sends a result per
-/// program.
+/// Carries out `plan` on the objects in `dir` (named by their index):
+/// loads each planned program, sends its result, then runs its cases.
 ///
 /// Parsing the kernel's BTF is the costliest step under emulation, so it is
 /// done at most twice per run rather than per object: once by the one
 /// `EbpfLoader` every object goes through (for CO-RE relocations), and once
 /// more only if a program needs BTF to name its attach target.
-pub fn load_all(dir: &Path, channel: &Channel) {
+pub fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel) {
     let mut loader = EbpfLoader::new();
     let btf = OnceCell::new();
-    for (index, path) in objects(dir) {
+    for object in &plan.objects {
+        let path = dir.join(object.index.to_string());
         match fs::read(&path) {
-            Ok(data) => load_object(index, &data, &mut loader, &btf, channel),
-            Err(err) => channel.send(Frame::AgentError(format!(
-                "object {index}: read {}: {err}",
+            Ok(data) => run_object(object, &data, &mut loader, &btf, plan.report_cases, channel),
+            Err(err) => channel.send(&Frame::AgentError(format!(
+                "object {}: read {}: {err}",
+                object.index,
                 path.display()
             ))),
         }
     }
 }
 
-fn objects(dir: &Path) -> Vec<(u32, PathBuf)> {
-    let mut objects: Vec<_> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let index = entry.file_name().to_str()?.parse().ok()?;
-            Some((index, entry.path()))
-        })
-        .collect();
-    objects.sort();
-    objects
-}
-
-fn load_object(
-    index: u32,
+fn run_object(
+    plan: &ObjectPlan,
     data: &[u8],
     loader: &mut EbpfLoader<'_>,
     btf: &OnceCell<Option<Btf>>,
-    channel: &Channel,
+    report_cases: bool,
+    channel: &mut Channel,
 ) {
     let sections = match program_sections(data) {
         Ok(sections) => sections,
         Err(err) => {
-            channel.send(Frame::AgentError(format!("object {index}: {err}")));
+            channel.send(&Frame::AgentError(format!("object {}: {err}", plan.index)));
             return;
         }
     };
-    let report = |program: &str, verdict, load_us| {
-        channel.send(Frame::Program(ProgramResult {
-            object: index,
+    let result = |program: &str, verdict, load_us| {
+        Frame::Program(ProgramResult {
+            object: plan.index,
             program: program.to_owned(),
             section: sections.get(program).cloned().unwrap_or_default(),
             verdict,
             load_us,
-        }))
+        })
     };
 
     let start = Instant::now();
@@ -85,25 +79,62 @@ fn load_object(
             // load, and each says why.
             let error = format!("loading the object failed: {}", chain(&err));
             let elapsed = start.elapsed().as_micros() as u64;
-            let mut names: Vec<_> = sections.keys().collect();
-            names.sort();
-            for name in names {
+            for program in &plan.programs {
                 let verdict = Verdict::Failed {
                     error: error.clone(),
                 };
-                report(name, verdict, elapsed);
+                channel.send(&result(&program.name, verdict, elapsed));
             }
             return;
         }
     };
-    let mut programs: Vec<_> = ebpf.programs_mut().collect();
-    programs.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, program) in programs {
-        let section = sections.get(name).map(String::as_str).unwrap_or_default();
+    for (index, program) in plan.programs.iter().enumerate() {
+        let section = sections
+            .get(&program.name)
+            .map(String::as_str)
+            .unwrap_or_default();
         let start = Instant::now();
-        let result = load_program(program, section, btf);
+        let loaded = match ebpf.program_mut(&program.name) {
+            Some(p) => load_program(p, section, btf),
+            None => Err(LoadFailure::Other(format!(
+                "the object has no program `{}`",
+                program.name
+            ))),
+        };
         let load_us = start.elapsed().as_micros() as u64;
-        report(name, verdict(result), load_us);
+        let ok = loaded.is_ok();
+        channel.send(&result(&program.name, verdict(loaded), load_us));
+        if !ok || program.cases.is_empty() {
+            continue;
+        }
+        // The load result goes out before what may be a long series of cases.
+        channel.flush();
+        let ebpf = &ebpf;
+        let prog = ebpf.program(&program.name).expect("loaded above");
+        for (case_index, case) in program.cases.iter().enumerate() {
+            let outcome = cases::run(prog, case, |name| map_fd(ebpf, name));
+            if report_cases {
+                channel.send(&Frame::Case(CaseResult {
+                    object: plan.index,
+                    program: index as u32,
+                    case: case_index as u32,
+                    outcome,
+                }));
+            }
+        }
+    }
+}
+
+/// The fd of a map the suite may read and write.
+fn map_fd<'a>(ebpf: &'a Ebpf, name: &str) -> Result<BorrowedFd<'a>, String> {
+    match ebpf.map(name) {
+        Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data)) => {
+            Ok(data.fd().as_fd())
+        }
+        Some(_) => Err(format!(
+            "map `{name}` is not an ARRAY, HASH or LRU_HASH map"
+        )),
+        None => Err(format!("the object has no map `{name}`")),
     }
 }
 
@@ -214,7 +245,7 @@ fn verdict(result: Result<(), LoadFailure>) -> Verdict {
 }
 
 /// An error and its sources on one line.
-fn chain(err: &dyn Error) -> String {
+pub(crate) fn chain(err: &dyn Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(err) = source {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
 use kmatrix_guest_agent::{loader, system};
-use kmatrix_protocol::{Frame, Hello, VERSION};
+use kmatrix_protocol::{Frame, Hello, Plan, PLAN_PATH, VERSION};
 
 /// Where the host packs the objects under test.
 const OBJECTS_DIR: &str = "/kmatrix/objects";
@@ -41,20 +41,29 @@ fn run() {
             return;
         }
     };
-    let channel = Channel::open(port);
-    channel.send(Frame::Hello(Hello {
+    let mut channel = Channel::open(port);
+    channel.send(&Frame::Hello(Hello {
         version: VERSION,
         kernel_release: system::kernel_release(),
         btf: system::has_btf(),
         boot_ms: system::boot_ms(),
     }));
     for err in setup_errors {
-        channel.send(Frame::AgentError(err));
+        channel.send(&Frame::AgentError(err));
     }
+    channel.flush();
 
-    loader::load_all(OBJECTS_DIR.as_ref(), &channel);
+    match read_plan() {
+        Ok(plan) => loader::run_plan(OBJECTS_DIR.as_ref(), &plan, &mut channel),
+        Err(err) => channel.send(&Frame::AgentError(err)),
+    }
 
     if let Err(err) = channel.finish(Duration::from_secs(5)) {
         eprintln!("kmatrix-agent: results port: {err}");
     }
+}
+
+fn read_plan() -> Result<Plan, String> {
+    let bytes = std::fs::read(PLAN_PATH).map_err(|e| format!("read {PLAN_PATH}: {e}"))?;
+    kmatrix_protocol::decode_plan(&bytes).map_err(|e| format!("{PLAN_PATH}: {e}"))
 }

@@ -1,23 +1,43 @@
-//! `kmatrix bench`: how much a kmatrix run costs over the floor, a bare QEMU
-//! boot of the same kernel whose init only loads the virtio modules and
-//! powers off. Both are measured in one process, alternating, so a noisy
-//! machine slows both alike.
+//! `kmatrix bench`: figures for the two costs that matter.
+//!
+//! - `boot`: a whole `kmatrix test` run against the floor, a bare QEMU boot
+//!   of the same kernel whose init only loads the virtio modules and powers
+//!   off.
+//! - `stream`: test-run cases per second with every result streamed to the
+//!   host, against the same cases run with their results discarded in the
+//!   guest.
+//!
+//! Each alternates its two sides in one process, so a noisy machine slows
+//! both alike, and prints the medians and their ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::agent::Init;
 use crate::image::ImageParts;
-use crate::kernels::{Matrix, Selection};
+use crate::kernels::{KernelEntry, Matrix, Selection};
+use crate::report::Summary;
+use crate::runner::{self, KernelOutcome, RunConfig, RunEvent};
+use crate::suite::Suite;
 use crate::vm::argv;
 
-/// `kmatrix bench` arguments.
+/// `kmatrix bench` subcommands.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// A `kmatrix test` run against a bare boot of the same kernel.
+    Boot(BootArgs),
+    /// Streamed against discarded test-run results.
+    Stream(StreamArgs),
+}
+
+/// What both benchmarks share.
 #[derive(Args)]
-pub struct BenchArgs {
+pub struct Common {
     /// The kernel to measure on (a label or version).
     #[arg(long, default_value = "6.1")]
     kernel: String,
@@ -26,19 +46,49 @@ pub struct BenchArgs {
     runs: usize,
     #[command(flatten)]
     vm: crate::cli::VmArgs,
+}
+
+/// `kmatrix bench boot` arguments.
+#[derive(Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    common: Common,
     /// The object `kmatrix test` loads (`.o` or `.c`).
     object: PathBuf,
 }
 
-/// Runs the benchmark and prints both medians and their ratio.
-pub async fn run(matrix_path: &Path, args: BenchArgs) -> Result<ExitCode> {
-    ensure!(args.runs > 0, "--runs must be at least 1");
+/// `kmatrix bench stream` arguments.
+#[derive(Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Test-run cases per run.
+    #[arg(long, default_value_t = 10_000)]
+    cases: usize,
+    /// An object whose first XDP program runs the cases (`.o` or `.c`).
+    object: PathBuf,
+}
+
+/// Runs a benchmark and prints its figures.
+pub async fn run(matrix_path: &Path, command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Boot(args) => boot(matrix_path, args).await,
+        BenchCommand::Stream(args) => stream(matrix_path, args).await,
+    }
+}
+
+fn kernel(matrix: &Matrix, common: &Common) -> Result<KernelEntry> {
+    ensure!(common.runs > 0, "--runs must be at least 1");
+    let selection = Selection::List(vec![common.kernel.clone()]);
+    Ok(selection.apply(&matrix.kernels)?[0].clone())
+}
+
+async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let selection = Selection::List(vec![args.kernel.clone()]);
-    let kernel = selection.apply(&matrix.kernels)?[0].clone();
+    let kernel = kernel(&matrix, &args.common)?;
     let fetcher = crate::cli::fetcher(&matrix, false)?;
     let artifacts = fetcher.fetch(&kernel).await?;
-    let config = args.vm.config();
+    let config = args.common.vm.config();
 
     let dir = tempfile::Builder::new()
         .prefix("kmatrix-bench-")
@@ -48,7 +98,7 @@ pub async fn run(matrix_path: &Path, args: BenchArgs) -> Result<ExitCode> {
     let object = dir.path().join("object.o");
     std::fs::write(&object, &objects[0].data)?;
     let floor_initrd = dir.path().join("floor.cpio");
-    ImageParts::new(Init::Floor, &[])?.write(&artifacts, &floor_initrd)?;
+    ImageParts::new(Init::Floor, &[])?.write(&artifacts, &Default::default(), &floor_initrd)?;
 
     let mut floor_args = argv::base_args(config.memory_mib);
     floor_args.extend(argv::accel_args(config.accel));
@@ -62,11 +112,11 @@ pub async fn run(matrix_path: &Path, args: BenchArgs) -> Result<ExitCode> {
 
     let exe = std::env::current_exe()?;
     println!(
-        "kernel {} ({}), {:?}, {} runs each",
-        kernel.label, artifacts.release, config.accel, args.runs
+        "boot: kernel {} ({}), {:?}, {} runs each",
+        kernel.label, artifacts.release, config.accel, args.common.runs
     );
     let (mut floor, mut full) = (Vec::new(), Vec::new());
-    for run in 1..=args.runs {
+    for run in 1..=args.common.runs {
         let start = Instant::now();
         let status = tokio::process::Command::new(&config.qemu)
             .args(&floor_args)
@@ -119,7 +169,138 @@ pub async fn run(matrix_path: &Path, args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A minimal Ethernet/IPv4/TCP packet for the cases.
+const PACKET: &str = "020000000002020000000001080045000028000040004006000000000a0000010a00000230390016000000000000000050020fff00000000";
+
+async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
+    ensure!(args.cases > 0, "--cases must be at least 1");
+    let matrix = Matrix::load(matrix_path)?;
+    let kernel = kernel(&matrix, &args.common)?;
+    let dir = tempfile::Builder::new()
+        .prefix("kmatrix-bench-")
+        .tempdir()?;
+    let object = std::path::absolute(&args.object)?;
+    let objects = crate::objects::load(std::slice::from_ref(&object), dir.path())?;
+    let program = objects[0]
+        .programs
+        .iter()
+        .find(|p| p.kind == "xdp")
+        .with_context(|| format!("{} has no XDP program", object.display()))?;
+
+    let mut text = format!(
+        "[[object]]\npath = {:?}\n[[object.program]]\nname = {:?}\n",
+        object.display().to_string(),
+        program.name
+    );
+    for i in 0..args.cases {
+        text += &format!("[[object.program.case]]\nname = \"c{i}\"\ninput = \"{PACKET}\"\n");
+    }
+    let suite_path = dir.path().join("stream.toml");
+    std::fs::write(&suite_path, text)?;
+    let suite = Arc::new(Suite::load(&suite_path, &[], dir.path())?);
+    let parts = Arc::new(ImageParts::new(Init::Agent, &suite.objects)?);
+    let fetcher = Arc::new(crate::cli::fetcher(&matrix, false)?);
+    fetcher.fetch(&kernel).await?;
+
+    println!(
+        "stream: kernel {}, {} cases of {} per run, {} runs each",
+        kernel.label, args.cases, program.name, args.common.runs
+    );
+    let (mut streamed, mut discarded) = (Vec::new(), Vec::new());
+    for run in 1..=args.common.runs {
+        for report_cases in [true, false] {
+            let config = RunConfig {
+                jobs: 1,
+                vm: args.common.vm.config(),
+                report_cases,
+            };
+            let (seconds, outcomes) = run_cases(
+                &kernel,
+                suite.clone(),
+                parts.clone(),
+                fetcher.clone(),
+                &config,
+            )
+            .await?;
+            let expected = if report_cases { args.cases + 1 } else { 1 };
+            ensure!(
+                outcomes == expected,
+                "{outcomes} results arrived, {expected} expected"
+            );
+            let rate = args.cases as f64 / seconds;
+            println!(
+                "run {run}: {} {rate:.0} cases/s",
+                if report_cases {
+                    "streamed "
+                } else {
+                    "discarded"
+                }
+            );
+            if report_cases {
+                &mut streamed
+            } else {
+                &mut discarded
+            }
+            .push(rate);
+        }
+    }
+    let (streamed, discarded) = (median_f64(&mut streamed), median_f64(&mut discarded));
+    println!("streamed to the host:     median {streamed:.0} cases/s");
+    println!("discarded in the guest:   median {discarded:.0} cases/s");
+    println!("ratio: {:.2}", streamed / discarded);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the suite on one kernel; returns the seconds from the agent's hello
+/// to its last result, and how many outcomes arrived.
+async fn run_cases(
+    kernel: &KernelEntry,
+    suite: Arc<Suite>,
+    parts: Arc<ImageParts>,
+    fetcher: Arc<crate::kernels::Fetcher>,
+    config: &RunConfig,
+) -> Result<(f64, usize)> {
+    let kernels = [kernel];
+    let mut summary = Summary::new(&kernels, &suite);
+    let mut outcomes = 0;
+    let mut run = None;
+    let mut failure = None;
+    runner::run(
+        std::slice::from_ref(kernel),
+        suite.clone(),
+        parts,
+        fetcher,
+        config,
+        |event| {
+            summary.record(&event);
+            match event {
+                RunEvent::Outcome { .. } => outcomes += 1,
+                RunEvent::KernelFinished {
+                    outcome: KernelOutcome::Completed { run: time, .. },
+                    ..
+                } => run = Some(time),
+                RunEvent::KernelFinished {
+                    outcome: KernelOutcome::Failed(err),
+                    ..
+                } => failure = Some(crate::report::error_chain(&err)),
+                _ => {}
+            }
+        },
+    )
+    .await;
+    if let Some(failure) = failure {
+        bail!("the kernel failed: {failure}");
+    }
+    let run: Duration = run.context("the kernel did not finish")?;
+    Ok((run.as_secs_f64(), outcomes))
+}
+
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn median_f64(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }

@@ -2,10 +2,11 @@
 //!
 //! Data flows one way: the matrix ([`kernels`]) selects kernels, whose
 //! artifacts are fetched into the [`cache`]; each gets an initramfs
-//! ([`image`]) holding the guest [`agent`] and the [`objects`] under test;
+//! ([`image`]) holding the guest [`agent`], the [`objects`] under test and
+//! the kernel's plan from the [`suite`];
 //! each boots in a [`vm`], whose results [`channel`] streams frames back;
-//! the [`runner`] fans kernels out and turns frames into events, which the
-//! [`report`] sinks render.
+//! the [`runner`] fans kernels out and turns frames into outcomes (judged
+//! by the [`suite`]) and events, which the [`report`] sinks render.
 
 #![warn(missing_docs)]
 
@@ -19,4 +20,5 @@ pub mod kernels;
 pub mod objects;
 pub mod report;
 pub mod runner;
+pub mod suite;
 pub mod vm;

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use aya_obj::ProgramSection;
 use object::{Architecture, Object as _};
 
 /// One object, read and checked.
@@ -17,8 +18,62 @@ pub struct TestObject {
     pub name: String,
     /// The object's bytes.
     pub data: Vec<u8>,
-    /// Its programs, by name, sorted.
-    pub programs: Vec<String>,
+    /// Its programs, sorted by name.
+    pub programs: Vec<ProgramInfo>,
+    /// Its maps, sorted by name.
+    pub maps: Vec<MapInfo>,
+}
+
+/// A program of an object, as the host sees it before loading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramInfo {
+    /// The program's name.
+    pub name: String,
+    /// Its kind, from its section (`xdp`, `classifier`, `kprobe`, …).
+    pub kind: String,
+    /// How `BPF_PROG_TEST_RUN` runs it, if it can with packet data.
+    pub test_run: Option<TestRunKind>,
+}
+
+/// A program kind that `BPF_PROG_TEST_RUN` runs on packet data, which also
+/// names its return values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestRunKind {
+    /// XDP: `XDP_*` verdicts.
+    Xdp,
+    /// tc classifier: `TC_ACT_*` verdicts.
+    Tc,
+    /// Socket filter: the number of bytes to keep.
+    SocketFilter,
+    /// cgroup skb: `SK_DROP`/`SK_PASS` style 0/1.
+    CgroupSkb,
+    /// Flow dissector: `BPF_OK`/`BPF_DROP`.
+    FlowDissector,
+}
+
+/// A map of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapInfo {
+    /// The map's name.
+    pub name: String,
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+}
+
+impl TestObject {
+    /// The program named `name`.
+    pub fn program(&self, name: &str) -> Option<&ProgramInfo> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// The map named `name`.
+    pub fn map(&self, name: &str) -> Option<&MapInfo> {
+        self.maps.iter().find(|m| m.name == name)
+    }
 }
 
 /// An input that cannot be tested.
@@ -69,7 +124,7 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
                 source,
             })?
         };
-        let programs = programs(&data).map_err(|reason| ObjectError::NotEbpf {
+        let (programs, maps) = inspect(&data).map_err(|reason| ObjectError::NotEbpf {
             path: path.clone(),
             reason,
         })?;
@@ -82,6 +137,7 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
             name,
             data,
             programs,
+            maps,
         });
     }
     // Two inputs with one file name are told apart by their paths.
@@ -93,8 +149,8 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
     Ok(objects)
 }
 
-/// The names of the programs in an eBPF object.
-fn programs(data: &[u8]) -> Result<Vec<String>, String> {
+/// The programs and maps of an eBPF object.
+fn inspect(data: &[u8]) -> Result<(Vec<ProgramInfo>, Vec<MapInfo>), String> {
     let elf = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
     if elf.architecture() != Architecture::Bpf {
         return Err(format!(
@@ -103,15 +159,62 @@ fn programs(data: &[u8]) -> Result<Vec<String>, String> {
         ));
     }
     let parsed = aya_obj::Object::parse(data).map_err(|e| e.to_string())?;
-    let mut programs: Vec<_> = parsed.programs.into_keys().collect();
+    let mut programs: Vec<_> = parsed
+        .programs
+        .iter()
+        .map(|(name, program)| {
+            let (kind, test_run) = kind(&program.section);
+            ProgramInfo {
+                name: name.clone(),
+                kind,
+                test_run,
+            }
+        })
+        .collect();
     if programs.is_empty() {
         return Err(
             "it has no programs (no functions in program sections such as `xdp` or `kprobe/…`)"
                 .into(),
         );
     }
-    programs.sort();
-    Ok(programs)
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut maps: Vec<_> = parsed
+        .maps
+        .iter()
+        .map(|(name, map)| MapInfo {
+            name: name.clone(),
+            map_type: map.map_type(),
+            key_size: map.key_size(),
+            value_size: map.value_size(),
+        })
+        .collect();
+    maps.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((programs, maps))
+}
+
+/// A section's program kind, named as libbpf names the section.
+fn kind(section: &ProgramSection) -> (String, Option<TestRunKind>) {
+    let (kind, run) = match section {
+        ProgramSection::Xdp { .. } => ("xdp", Some(TestRunKind::Xdp)),
+        ProgramSection::SchedClassifier => ("classifier", Some(TestRunKind::Tc)),
+        ProgramSection::SocketFilter => ("socket", Some(TestRunKind::SocketFilter)),
+        ProgramSection::CgroupSkb { .. } => ("cgroup_skb", Some(TestRunKind::CgroupSkb)),
+        ProgramSection::FlowDissector => ("flow_dissector", Some(TestRunKind::FlowDissector)),
+        ProgramSection::KProbe => ("kprobe", None),
+        ProgramSection::KRetProbe => ("kretprobe", None),
+        ProgramSection::TracePoint => ("tracepoint", None),
+        ProgramSection::RawTracePoint => ("raw_tracepoint", None),
+        ProgramSection::BtfTracePoint => ("tp_btf", None),
+        ProgramSection::FEntry { .. } => ("fentry", None),
+        ProgramSection::FExit { .. } => ("fexit", None),
+        ProgramSection::Lsm { .. } => ("lsm", None),
+        other => {
+            let debug = format!("{other:?}");
+            let name = debug.split([' ', '{']).next().unwrap_or_default();
+            return (name.to_lowercase(), None);
+        }
+    };
+    (kind.to_owned(), run)
 }
 
 /// Builds a C source with clang as libbpf projects do.

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmatrix_protocol::{Frame, Hello, ProgramResult};
+use kmatrix_protocol::{Frame, Hello};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::image::{ImageError, ImageParts};
 use crate::kernels::{FetchError, Fetcher, KernelEntry};
-use crate::vm::{self, BootSpec, VmConfig, VmFailure};
+use crate::suite::{KernelCheck, Outcome, Suite};
+use crate::vm::{self, BootSpec, VmConfig, VmFailure, VmReport};
 
 /// How a run is carried out.
 #[derive(Clone, Debug)]
@@ -20,6 +21,9 @@ pub struct RunConfig {
     pub jobs: usize,
     /// How each VM runs.
     pub vm: VmConfig,
+    /// Whether the guest reports each case (false only to measure what
+    /// streaming costs).
+    pub report_cases: bool,
 }
 
 /// Something that happened during a run, in the order it happened.
@@ -37,12 +41,14 @@ pub enum RunEvent {
         /// What the agent said.
         hello: Hello,
     },
-    /// One program's result.
-    Program {
+    /// One test's outcome.
+    Outcome {
         /// The kernel's label.
         kernel: String,
-        /// The result.
-        result: ProgramResult,
+        /// The test's index in [`Suite::tests`].
+        test: usize,
+        /// What happened.
+        outcome: Outcome,
     },
     /// The agent hit a problem outside any one program.
     AgentError {
@@ -67,6 +73,8 @@ pub enum KernelOutcome {
     Completed {
         /// Time from QEMU's start to the agent's hello.
         boot: Duration,
+        /// Time from the agent's hello to its last result.
+        run: Duration,
         /// Time from the start of this kernel's work (fetch included).
         total: Duration,
     },
@@ -101,10 +109,11 @@ impl KernelError {
     }
 }
 
-/// Runs `parts` on every kernel, calling `on_event` for everything that
-/// happens. Returns when every kernel has finished.
+/// Runs `suite` (packed in `parts`) on every kernel, calling `on_event` for
+/// everything that happens. Returns when every kernel has finished.
 pub async fn run(
     kernels: &[KernelEntry],
+    suite: Arc<Suite>,
     parts: Arc<ImageParts>,
     fetcher: Arc<Fetcher>,
     config: &RunConfig,
@@ -117,13 +126,22 @@ pub async fn run(
         let kernel = kernel.clone();
         let (tx, slots, parts, fetcher) =
             (tx.clone(), slots.clone(), parts.clone(), fetcher.clone());
-        let vm = config.vm.clone();
+        let (suite, config) = (suite.clone(), config.clone());
         tasks.spawn(async move {
             let label = kernel.label.clone();
             let start = Instant::now();
-            let outcome = match run_kernel(&kernel, &parts, &fetcher, &slots, &vm, &tx).await {
-                Ok(boot) => KernelOutcome::Completed {
-                    boot,
+            let work = Work {
+                kernel: &kernel,
+                suite: &suite,
+                parts: &parts,
+                fetcher: &fetcher,
+                slots: &slots,
+                config: &config,
+            };
+            let outcome = match work.run(&tx).await {
+                Ok(report) => KernelOutcome::Completed {
+                    boot: report.boot,
+                    run: report.run,
                     total: start.elapsed(),
                 },
                 Err(err) => KernelOutcome::Failed(err),
@@ -141,59 +159,83 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn run_kernel(
-    kernel: &KernelEntry,
-    parts: &ImageParts,
-    fetcher: &Fetcher,
-    slots: &Semaphore,
-    config: &VmConfig,
-    tx: &mpsc::UnboundedSender<RunEvent>,
-) -> Result<Duration, KernelError> {
-    let label = &kernel.label;
-    // Downloads overlap with other kernels' VMs; only VMs take a slot.
-    let artifacts = fetcher.fetch(kernel).await?;
-    let _slot = slots
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
-    let _ = tx.send(RunEvent::KernelStarted {
-        kernel: label.clone(),
-    });
-    let dir = tempfile::Builder::new()
-        .prefix("kmatrix-vm-")
-        .tempdir()
-        .map_err(KernelError::RunDir)?;
-    let initrd = dir.path().join("initrd.cpio");
-    parts.write(&artifacts, &initrd)?;
-    let spec = BootSpec {
-        kernel: &artifacts.image,
-        initrd: &initrd,
-        dir: dir.path(),
-    };
-    let report = vm::run(
-        config,
-        spec,
-        |hello| {
-            let _ = tx.send(RunEvent::KernelBooted {
+/// One kernel's share of the run.
+struct Work<'a> {
+    kernel: &'a KernelEntry,
+    suite: &'a Suite,
+    parts: &'a ImageParts,
+    fetcher: &'a Fetcher,
+    slots: &'a Semaphore,
+    config: &'a RunConfig,
+}
+
+impl Work<'_> {
+    async fn run(&self, tx: &mpsc::UnboundedSender<RunEvent>) -> Result<VmReport, KernelError> {
+        let label = &self.kernel.label;
+        let send_outcome = |test, outcome| {
+            let _ = tx.send(RunEvent::Outcome {
                 kernel: label.clone(),
-                hello: hello.clone(),
+                test,
+                outcome,
             });
-        },
-        |frame| {
-            let event = match frame {
-                Frame::Program(result) => RunEvent::Program {
+        };
+        // Downloads overlap with other kernels' VMs; only VMs take a slot.
+        let artifacts = self.fetcher.fetch(self.kernel).await?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let _ = tx.send(RunEvent::KernelStarted {
+            kernel: label.clone(),
+        });
+        let plan = self.suite.plan_for(self.kernel, self.config.report_cases);
+        for (test, outcome) in &plan.skipped {
+            send_outcome(*test, outcome.clone());
+        }
+        let check = KernelCheck::new(self.suite, self.kernel, &plan);
+
+        let dir = tempfile::Builder::new()
+            .prefix("kmatrix-vm-")
+            .tempdir()
+            .map_err(KernelError::RunDir)?;
+        let initrd = dir.path().join("initrd.cpio");
+        self.parts.write(&artifacts, &plan.plan, &initrd)?;
+        let spec = BootSpec {
+            kernel: &artifacts.image,
+            initrd: &initrd,
+            dir: dir.path(),
+        };
+        let report = vm::run(
+            &self.config.vm,
+            spec,
+            |hello| {
+                let _ = tx.send(RunEvent::KernelBooted {
                     kernel: label.clone(),
-                    result,
-                },
-                Frame::AgentError(message) => RunEvent::AgentError {
-                    kernel: label.clone(),
-                    message,
-                },
-                Frame::Hello(_) | Frame::Done => return,
-            };
-            let _ = tx.send(event);
-        },
-    )
-    .await?;
-    Ok(report.boot)
+                    hello: hello.clone(),
+                });
+            },
+            |frame| match frame {
+                Frame::Program(result) => {
+                    for (test, outcome) in check.program(&result) {
+                        send_outcome(test, outcome);
+                    }
+                }
+                Frame::Case(result) => {
+                    if let Some((test, outcome)) = check.case(&result) {
+                        send_outcome(test, outcome);
+                    }
+                }
+                Frame::AgentError(message) => {
+                    let _ = tx.send(RunEvent::AgentError {
+                        kernel: label.clone(),
+                        message,
+                    });
+                }
+                Frame::Hello(_) | Frame::Done => {}
+            },
+        )
+        .await?;
+        Ok(report)
+    }
 }

@@ -7,6 +7,9 @@
 //! The host answers `Done` with a single [`ACK`] byte so that the guest knows
 //! every byte arrived before it powers off.
 //!
+//! What the guest does comes from the host as a [`Plan`], packed into the
+//! initramfs at [`PLAN_PATH`] in the same encoding.
+//!
 //! [`Decoder`] is the host's side: it takes bytes as they arrive, bounds every
 //! frame by [`MAX_FRAME_LEN`] and reports a malformed or truncated stream as a
 //! [`DecodeError`] instead of trusting the guest.
@@ -16,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";
@@ -26,6 +29,9 @@ pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
 /// The byte the host sends back after it has read [`Frame::Done`].
 pub const ACK: u8 = 0x06;
+
+/// Where the host packs the [`Plan`] in the guest.
+pub const PLAN_PATH: &str = "/kmatrix/plan";
 
 /// Length of the frame header (the payload length).
 const HEADER_LEN: usize = 4;
@@ -45,6 +51,107 @@ pub enum Frame {
     AgentError(String),
     /// Every result has been sent. Always the last frame.
     Done,
+    /// The outcome of one test-run case.
+    Case(CaseResult),
+}
+
+/// What the guest is to do: which programs of which objects to load, and
+/// which test-run cases to run on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Objects, each found in the guest by its index.
+    pub objects: Vec<ObjectPlan>,
+    /// Whether to send a [`Frame::Case`] per case (false only to measure
+    /// what streaming costs).
+    pub report_cases: bool,
+}
+
+/// The work on one object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPlan {
+    /// The object's index (its file name in the guest).
+    pub index: u32,
+    /// Programs to load, in order; the object's other programs are skipped.
+    pub programs: Vec<ProgramPlan>,
+}
+
+/// One program to load, and its cases.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramPlan {
+    /// The program's name.
+    pub name: String,
+    /// Cases to run once it is loaded.
+    pub cases: Vec<CasePlan>,
+}
+
+/// One `BPF_PROG_TEST_RUN` invocation and the map work around it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasePlan {
+    /// Packet data (`data_in`).
+    pub data: Vec<u8>,
+    /// Context (`ctx_in`), if any.
+    pub ctx: Option<Vec<u8>>,
+    /// How many times the kernel runs the program.
+    pub repeat: u32,
+    /// Whether to send the output packet back.
+    pub want_output: bool,
+    /// Map entries written before the run.
+    pub writes: Vec<MapEntry>,
+    /// Map entries read after the run.
+    pub reads: Vec<MapRead>,
+}
+
+/// A map entry to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    /// The map's name.
+    pub map: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The value's bytes.
+    pub value: Vec<u8>,
+}
+
+/// A map entry to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapRead {
+    /// The map's name.
+    pub map: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The map's value size.
+    pub value_size: u32,
+}
+
+/// The outcome of one case, as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// Index of the object in the plan.
+    pub object: u32,
+    /// Index of the program in the object's plan.
+    pub program: u32,
+    /// Index of the case in the program's plan.
+    pub case: u32,
+    /// What happened.
+    pub outcome: CaseOutcome,
+}
+
+/// What running a case gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaseOutcome {
+    /// The program ran.
+    Ran {
+        /// Its return value.
+        retval: u32,
+        /// Mean duration of one run, in nanoseconds.
+        duration_ns: u32,
+        /// The output packet, when asked for.
+        output: Option<Vec<u8>>,
+        /// The values read after the run, in plan order (`None`: no entry).
+        reads: Vec<Option<Vec<u8>>>,
+    },
+    /// The case could not run (a map write or the test run failed).
+    Error(String),
 }
 
 /// What the guest tells the host about itself once it is up.
@@ -110,6 +217,16 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     }
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
+}
+
+/// Encodes the plan the host packs for the guest.
+pub fn encode_plan(plan: &Plan) -> Vec<u8> {
+    postcard::to_stdvec(plan).expect("a plan always serializes")
+}
+
+/// Decodes a packed plan.
+pub fn decode_plan(bytes: &[u8]) -> Result<Plan, postcard::Error> {
+    postcard::from_bytes(bytes)
 }
 
 /// A frame that could not be written.
@@ -248,6 +365,17 @@ mod tests {
                 load_us: 90,
             }),
             Frame::AgentError("module virtio_pci: EEXIST".into()),
+            Frame::Case(CaseResult {
+                object: 0,
+                program: 1,
+                case: 2,
+                outcome: CaseOutcome::Ran {
+                    retval: 1,
+                    duration_ns: 150,
+                    output: None,
+                    reads: vec![Some(3u64.to_le_bytes().to_vec()), None],
+                },
+            }),
             Frame::Done,
         ]
     }
@@ -312,10 +440,10 @@ mod tests {
         decoder.extend(&bytes[..bytes.len() - 1]);
         let frames = decode_all(&mut decoder);
         assert_eq!(frames.len(), sample().len() - 1);
-        // `Done` is 1 byte of payload: 4 + 1 needed, 4 present.
+        // The last frame is cut by one byte.
         assert!(matches!(
             decoder.finish(),
-            Err(DecodeError::Truncated { have: 4, need: 5 })
+            Err(DecodeError::Truncated { have, need }) if need == have + 1
         ));
     }
 

@@ -21,6 +21,7 @@ use crate::image::ImageParts;
 use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection, Source};
 use crate::report::{self, live::LiveReporter, Summary};
 use crate::runner::{self, RunConfig};
+use crate::suite::{Suite, SUITE_FILE};
 use crate::vm::{AccelChoice, VmConfig};
 
 /// Environment variable naming the kernel matrix file.
@@ -55,8 +56,10 @@ enum Command {
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(KernelsCommand),
-    /// Compare a run against a bare boot of the same kernel.
-    Bench(crate::bench::BenchArgs),
+    /// Measure a run against a bare boot, or streamed against discarded
+    /// results.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -134,8 +137,13 @@ struct TestArgs {
     /// Use only cached kernels; fail if one is missing.
     #[arg(long)]
     offline: bool,
-    /// eBPF objects (`.o`) or C sources (`.c`, built with clang).
-    #[arg(required = true, value_name = "OBJECT")]
+    /// The suite file [default: kmatrix-suite.toml here, when no OBJECT is
+    /// given].
+    #[arg(long, value_name = "FILE")]
+    suite: Option<PathBuf>,
+    /// eBPF objects (`.o`) or C sources (`.c`, built with clang), checked
+    /// for loading only.
+    #[arg(value_name = "OBJECT")]
     objects: Vec<PathBuf>,
 }
 
@@ -219,18 +227,24 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     let scratch = tempfile::Builder::new()
         .prefix("kmatrix-objects-")
         .tempdir()?;
-    let objects = crate::objects::load(&args.objects, scratch.path())?;
-    let parts = Arc::new(ImageParts::new(Init::Agent, &objects).context("building the initramfs")?);
+    let suite = Arc::new(load_suite(
+        args.suite.as_deref(),
+        &args.objects,
+        scratch.path(),
+    )?);
+    let parts =
+        Arc::new(ImageParts::new(Init::Agent, &suite.objects).context("building the initramfs")?);
     let fetcher = Arc::new(fetcher(&matrix, args.offline)?);
     let config = RunConfig {
         jobs: args.jobs.unwrap_or_else(num_cpus),
         vm: args.vm.config(),
+        report_cases: true,
     };
     let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
 
-    let mut summary = Summary::new(&kernels, &objects);
-    let mut live = LiveReporter::new(std::io::stdout(), &objects);
-    let run = runner::run(&selected, parts, fetcher, &config, |event| {
+    let mut summary = Summary::new(&kernels, &suite);
+    let mut live = LiveReporter::new(std::io::stdout(), &suite);
+    let run = runner::run(&selected, suite.clone(), parts, fetcher, &config, |event| {
         // A closed stdout must not stop the run: the matrix decides the exit.
         let _ = live.report(&event);
         summary.record(&event);
@@ -250,6 +264,22 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+/// The suite to run: `--suite`, else the bare objects, else
+/// [`SUITE_FILE`] in the current directory.
+pub fn load_suite(suite: Option<&Path>, objects: &[PathBuf], scratch: &Path) -> Result<Suite> {
+    let default = Path::new(SUITE_FILE);
+    match suite {
+        Some(path) => Ok(Suite::load(path, objects, scratch)?),
+        None if !objects.is_empty() => {
+            Ok(Suite::from_objects(crate::objects::load(objects, scratch)?))
+        }
+        None if default.is_file() => Ok(Suite::load(default, &[], scratch)?),
+        None => bail!(
+            "nothing to test: pass OBJECT files, or --suite FILE, or run where a {SUITE_FILE} is"
+        ),
+    }
 }
 
 fn list(matrix_path: &Path) -> Result<ExitCode> {

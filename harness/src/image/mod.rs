@@ -1,14 +1,16 @@
 //! The initramfs each VM boots: the guest agent as `/init`, the kernel's
-//! modules, and the objects under test.
+//! modules, the objects under test, and the kernel's plan.
 //!
-//! It is three concatenated cpio archives. The modules part is built once
+//! It is four concatenated cpio archives. The modules part is built once
 //! per kernel and kept in the cache; the init and objects parts once per
-//! run. Preparing a VM only writes the three into one file.
+//! run; the plan (a few bytes to kilobytes) per VM.
 
 pub mod cpio;
 
 use std::io::Write;
 use std::path::Path;
+
+use kmatrix_protocol::{encode_plan, Plan, PLAN_PATH};
 
 use crate::agent::Init;
 use crate::kernels::KernelArtifacts;
@@ -55,15 +57,24 @@ impl ImageParts {
         })
     }
 
-    /// Writes the initramfs for `kernel` to `dest`.
-    pub fn write(&self, kernel: &KernelArtifacts, dest: &Path) -> Result<(), ImageError> {
+    /// Writes the initramfs for `kernel`, carrying out `plan`, to `dest`.
+    pub fn write(
+        &self,
+        kernel: &KernelArtifacts,
+        plan: &Plan,
+        dest: &Path,
+    ) -> Result<(), ImageError> {
         let fail = |source| ImageError {
             path: dest.display().to_string(),
             source,
         };
         let modules = std::fs::read(&kernel.modules_cpio).map_err(fail)?;
+        let mut packed = cpio::Archive::new();
+        packed.dir("kmatrix");
+        packed.file(PLAN_PATH.trim_start_matches('/'), 0o644, &encode_plan(plan));
+        let plan = packed.finish();
         let mut file = std::fs::File::create(dest).map_err(fail)?;
-        for part in [&modules[..], &self.init, &self.objects] {
+        for part in [&modules[..], &self.init, &self.objects, &plan] {
             file.write_all(part).map_err(fail)?;
         }
         Ok(())

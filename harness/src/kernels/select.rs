@@ -107,6 +107,24 @@ impl fmt::Display for Selection {
 }
 
 impl Selection {
+    /// Whether `kernel` is in this selection.
+    pub fn matches(&self, kernel: &KernelEntry) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Range { from, to } => {
+                let series = kernel.version.series();
+                from.is_none_or(|from| series >= from) && to.is_none_or(|to| series <= to)
+            }
+            Selection::List(names) => names.iter().any(|name| {
+                kernel.label == *name
+                    || name.parse::<Version>().is_ok_and(|v| {
+                        v.series() == kernel.version.series()
+                            && (v.patch == 0 || v == kernel.version)
+                    })
+            }),
+        }
+    }
+
     /// The entries this selection picks, in matrix order.
     pub fn apply<'a>(
         &self,
@@ -119,40 +137,18 @@ impl Selection {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let selected: Vec<_> = match self {
-            Selection::All => kernels.iter().collect(),
-            Selection::Range { from, to } => kernels
-                .iter()
-                .filter(|k| {
-                    let series = k.version.series();
-                    from.is_none_or(|from| series >= from) && to.is_none_or(|to| series <= to)
-                })
-                .collect(),
-            Selection::List(names) => {
-                let mut selected = Vec::new();
-                for name in names {
-                    let matches = |k: &&KernelEntry| {
-                        k.label == *name
-                            || name.parse::<Version>().is_ok_and(|v| {
-                                v.series() == k.version.series() && (v.patch == 0 || v == k.version)
-                            })
-                    };
-                    let found: Vec<_> = kernels.iter().filter(matches).collect();
-                    if found.is_empty() {
-                        return Err(SelectError::Unknown {
-                            name: name.clone(),
-                            available: available(),
-                        });
-                    }
-                    selected.extend(found);
+        if let Selection::List(names) = self {
+            for name in names {
+                let one = Selection::List(vec![name.clone()]);
+                if !kernels.iter().any(|k| one.matches(k)) {
+                    return Err(SelectError::Unknown {
+                        name: name.clone(),
+                        available: available(),
+                    });
                 }
-                // Matrix order, each entry once.
-                kernels
-                    .iter()
-                    .filter(|k| selected.iter().any(|s| std::ptr::eq(*s, *k)))
-                    .collect()
             }
-        };
+        }
+        let selected: Vec<_> = kernels.iter().filter(|k| self.matches(k)).collect();
         if selected.is_empty() {
             return Err(SelectError::Empty {
                 selection: self.to_string(),

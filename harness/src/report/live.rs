@@ -1,26 +1,24 @@
-//! Live lines: one per result as it arrives, so a long matrix shows progress.
+//! Live lines: one per outcome as it arrives, so a long matrix shows progress.
 
 use std::io::Write;
 
-use kmatrix_protocol::Verdict;
-
-use super::{error_chain, verifier_reason};
-use crate::objects::TestObject;
+use super::error_chain;
 use crate::runner::{KernelOutcome, RunEvent};
+use crate::suite::{Outcome, Suite};
 
 /// Writes one line per event to `out`.
 pub struct LiveReporter<'a, W> {
     out: W,
-    objects: &'a [TestObject],
+    suite: &'a Suite,
 }
 
 impl<'a, W: Write> LiveReporter<'a, W> {
-    /// A reporter naming objects as `objects` does.
-    pub fn new(out: W, objects: &'a [TestObject]) -> Self {
-        Self { out, objects }
+    /// A reporter naming tests as `suite` does.
+    pub fn new(out: W, suite: &'a Suite) -> Self {
+        Self { out, suite }
     }
 
-    /// Prints the line for `event`, if it has one.
+    /// Prints the line for `event`.
     pub fn report(&mut self, event: &RunEvent) -> std::io::Result<()> {
         match event {
             RunEvent::KernelStarted { kernel } => {
@@ -33,40 +31,32 @@ impl<'a, W: Write> LiveReporter<'a, W> {
                 if hello.btf { "" } else { "no " },
                 hello.boot_ms
             ),
-            RunEvent::Program { kernel, result } => {
-                let object = self
-                    .objects
-                    .get(result.object as usize)
-                    .map_or("?", |o| o.name.as_str());
-                let name = format!("{object}:{}", result.program);
-                let ms = result.load_us as f64 / 1000.0;
-                match &result.verdict {
-                    Verdict::Loaded => writeln!(
-                        self.out,
-                        "{kernel:>8}  PASS  {name} ({}, {ms:.1} ms)",
-                        result.section
-                    ),
-                    Verdict::Rejected {
-                        error,
-                        verifier_log,
-                    } => writeln!(
-                        self.out,
-                        "{kernel:>8}  FAIL  {name} ({}): verifier: {} ({error})",
-                        result.section,
-                        verifier_reason(verifier_log).unwrap_or("rejected")
-                    ),
-                    Verdict::Failed { error } => writeln!(
-                        self.out,
-                        "{kernel:>8}  FAIL  {name} ({}): {error}",
-                        result.section
-                    ),
+            RunEvent::Outcome {
+                kernel,
+                test,
+                outcome,
+            } => {
+                let name = self.suite.tests.get(*test).map_or("?", |t| t.name.as_str());
+                match outcome {
+                    Outcome::Passed { detail } => {
+                        writeln!(self.out, "{kernel:>8}  PASS  {name} ({detail})")
+                    }
+                    Outcome::Failed { reason, .. } => {
+                        writeln!(self.out, "{kernel:>8}  FAIL  {name}: {reason}")
+                    }
+                    Outcome::ExpectedFailure { reason } => {
+                        writeln!(self.out, "{kernel:>8}  XFAIL {name}: {reason}")
+                    }
+                    Outcome::Skipped { reason } => {
+                        writeln!(self.out, "{kernel:>8}  SKIP  {name}: {reason}")
+                    }
                 }
             }
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.out, "{kernel:>8}  ERROR agent: {message}")
             }
             RunEvent::KernelFinished { kernel, outcome } => match outcome {
-                KernelOutcome::Completed { boot, total } => writeln!(
+                KernelOutcome::Completed { boot, total, .. } => writeln!(
                     self.out,
                     "{kernel:>8}  DONE  in {:.1} s (boot {:.1} s)",
                     total.as_secs_f64(),

@@ -9,32 +9,17 @@ pub mod matrix;
 
 use std::collections::HashMap;
 
-use kmatrix_protocol::Verdict;
-
 use crate::kernels::KernelEntry;
-use crate::objects::TestObject;
 use crate::runner::{KernelOutcome, RunEvent};
+use crate::suite::{Outcome, Suite};
 
-/// One cell of the matrix: a program on a kernel.
+/// One cell of the matrix: a test on a kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cell {
-    /// It loaded.
-    Pass {
-        /// Load time in microseconds.
-        load_us: u64,
-    },
-    /// It did not load.
-    Fail {
-        /// Why, in one line.
-        reason: String,
-        /// The verifier's log, when the verifier rejected it.
-        verifier_log: Option<String>,
-    },
-    /// The kernel failed before this program was tried.
-    NotRun {
-        /// Why.
-        reason: String,
-    },
+    /// The test's outcome.
+    Done(Outcome),
+    /// The kernel failed before this test ran (the reason is the kernel's).
+    NotRun,
 }
 
 /// A kernel's column.
@@ -48,21 +33,10 @@ pub struct Column {
     pub failure: Option<String>,
     /// The console's tail when the kernel failed after booting QEMU.
     pub console_tail: Option<String>,
-    /// Problems the agent reported outside any program.
+    /// Problems the agent reported outside any test.
     pub agent_errors: Vec<String>,
     /// Whether the kernel finished (either way).
     pub finished: bool,
-}
-
-/// A row: one program of one object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Row {
-    /// The object's index.
-    pub object: usize,
-    /// The object's display name.
-    pub object_name: String,
-    /// The program.
-    pub program: String,
 }
 
 /// The whole matrix, folded from the run's events.
@@ -70,47 +44,29 @@ pub struct Row {
 pub struct Summary {
     /// Kernels, in matrix order.
     pub columns: Vec<Column>,
-    /// Programs, in object then name order.
-    pub rows: Vec<Row>,
+    /// Test names, in suite order.
+    pub rows: Vec<String>,
     cells: HashMap<(usize, usize), Cell>,
 }
 
 impl Summary {
-    /// An empty matrix for these kernels and objects.
-    pub fn new(kernels: &[&KernelEntry], objects: &[TestObject]) -> Self {
-        let columns = kernels
-            .iter()
-            .map(|k| Column {
-                label: k.label.clone(),
-                ..Column::default()
-            })
-            .collect();
-        let rows = objects
-            .iter()
-            .enumerate()
-            .flat_map(|(object, o)| {
-                o.programs.iter().map(move |p| Row {
-                    object,
-                    object_name: o.name.clone(),
-                    program: p.clone(),
-                })
-            })
-            .collect();
+    /// An empty matrix for these kernels and this suite.
+    pub fn new(kernels: &[&KernelEntry], suite: &Suite) -> Self {
         Self {
-            columns,
-            rows,
+            columns: kernels
+                .iter()
+                .map(|k| Column {
+                    label: k.label.clone(),
+                    ..Column::default()
+                })
+                .collect(),
+            rows: suite.tests.iter().map(|t| t.name.clone()).collect(),
             cells: HashMap::new(),
         }
     }
 
     fn column(&self, label: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.label == label)
-    }
-
-    fn row(&self, object: usize, program: &str) -> Option<usize> {
-        self.rows
-            .iter()
-            .position(|r| r.object == object && r.program == program)
     }
 
     /// Folds one event in.
@@ -122,33 +78,14 @@ impl Summary {
                     self.columns[c].release = Some(hello.kernel_release.clone());
                 }
             }
-            RunEvent::Program { kernel, result } => {
-                let (Some(c), Some(r)) = (
-                    self.column(kernel),
-                    self.row(result.object as usize, &result.program),
-                ) else {
-                    return;
-                };
-                let cell = match &result.verdict {
-                    Verdict::Loaded => Cell::Pass {
-                        load_us: result.load_us,
-                    },
-                    Verdict::Rejected {
-                        error,
-                        verifier_log,
-                    } => Cell::Fail {
-                        reason: match verifier_reason(verifier_log) {
-                            Some(line) => format!("verifier: {line} ({error})"),
-                            None => format!("rejected ({error})"),
-                        },
-                        verifier_log: Some(verifier_log.clone()),
-                    },
-                    Verdict::Failed { error } => Cell::Fail {
-                        reason: error.clone(),
-                        verifier_log: None,
-                    },
-                };
-                self.cells.insert((c, r), cell);
+            RunEvent::Outcome {
+                kernel,
+                test,
+                outcome,
+            } => {
+                if let Some(c) = self.column(kernel) {
+                    self.cells.insert((c, *test), Cell::Done(outcome.clone()));
+                }
             }
             RunEvent::AgentError { kernel, message } => {
                 if let Some(c) = self.column(kernel) {
@@ -160,37 +97,40 @@ impl Summary {
                     return;
                 };
                 self.columns[c].finished = true;
-                let reason = match outcome {
-                    KernelOutcome::Completed { .. } => "the agent sent no result for it".to_owned(),
+                let missing = match outcome {
+                    KernelOutcome::Completed { .. } => Cell::Done(Outcome::Failed {
+                        reason: "the agent sent no result for it".into(),
+                        verifier_log: None,
+                    }),
                     KernelOutcome::Failed(err) => {
-                        let reason = error_chain(err);
-                        self.columns[c].failure = Some(reason.clone());
+                        self.columns[c].failure = Some(error_chain(err));
                         self.columns[c].console_tail = err.console_tail().map(str::to_owned);
-                        format!("kernel failed: {reason}")
+                        Cell::NotRun
                     }
                 };
                 for r in 0..self.rows.len() {
-                    self.cells.entry((c, r)).or_insert_with(|| Cell::NotRun {
-                        reason: reason.clone(),
-                    });
+                    self.cells.entry((c, r)).or_insert_with(|| missing.clone());
                 }
             }
         }
     }
 
-    /// The cell of `row` on `column`, if any result came.
+    /// The cell of `row` on `column`, once known.
     pub fn cell(&self, column: usize, row: usize) -> Option<&Cell> {
         self.cells.get(&(column, row))
     }
 
-    /// Whether everything passed: every kernel finished cleanly and every
-    /// program loaded on it.
+    /// Whether the run passed: every kernel finished cleanly and no test
+    /// failed (expected failures and skips do not fail a run).
     pub fn passed(&self) -> bool {
         self.columns
             .iter()
             .all(|c| c.finished && c.failure.is_none() && c.agent_errors.is_empty())
             && (0..self.columns.len()).all(|c| {
-                (0..self.rows.len()).all(|r| matches!(self.cell(c, r), Some(Cell::Pass { .. })))
+                (0..self.rows.len()).all(|r| match self.cell(c, r) {
+                    Some(Cell::Done(outcome)) => !outcome.is_failure(),
+                    Some(Cell::NotRun) | None => false,
+                })
             })
     }
 }

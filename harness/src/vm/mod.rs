@@ -111,6 +111,8 @@ pub struct VmReport {
     pub hello: Hello,
     /// Time from QEMU's start to the hello.
     pub boot: Duration,
+    /// Time from the hello to the agent's `Done`.
+    pub run: Duration,
 }
 
 /// A VM that did not run to the end.
@@ -327,6 +329,7 @@ async fn drive(
     }
     let boot = started.elapsed();
     on_hello(&hello);
+    let hello_at = Instant::now();
 
     let deadline = Instant::now() + config.run_timeout;
     loop {
@@ -339,8 +342,9 @@ async fn drive(
         }
     }
     // The agent powers off once it has the acknowledgment.
+    let run = hello_at.elapsed();
     stream.ack().await?;
-    Ok(VmReport { hello, boot })
+    Ok(VmReport { hello, boot, run })
 }
 
 /// A sentence on how the guest ended, from QMP's shutdown cause and the

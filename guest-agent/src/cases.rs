@@ -1,0 +1,83 @@
+//! Running one test-run case: map writes, `BPF_PROG_TEST_RUN`, map reads.
+
+use std::os::fd::BorrowedFd;
+
+use aya::programs::{Program, TestRun, TestRunOptions, TestRunResult};
+use kmatrix_protocol::{CaseOutcome, CasePlan};
+
+use crate::sys;
+
+/// Room for a program that grows the packet (`bpf_xdp_adjust_head`).
+const OUTPUT_HEADROOM: usize = 256;
+
+/// Runs `case` on `program`, finding maps with `map_fd`.
+pub fn run<'a>(
+    program: &Program,
+    case: &CasePlan,
+    map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
+) -> CaseOutcome {
+    match try_run(program, case, map_fd) {
+        Ok(outcome) => outcome,
+        Err(error) => CaseOutcome::Error(error),
+    }
+}
+
+fn try_run<'a>(
+    program: &Program,
+    case: &CasePlan,
+    map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
+) -> Result<CaseOutcome, String> {
+    for write in &case.writes {
+        let fd = map_fd(&write.map)?;
+        sys::map_update(fd, &write.key, &write.value)
+            .map_err(|e| format!("writing map `{}`: {e}", write.map))?;
+    }
+
+    let mut output = case
+        .want_output
+        .then(|| vec![0u8; case.data.len() + OUTPUT_HEADROOM]);
+    let opts = TestRunOptions {
+        data_in: Some(&case.data),
+        data_out: output.as_deref_mut(),
+        ctx_in: case.ctx.as_deref(),
+        repeat: case.repeat.max(1),
+        ..TestRunOptions::default()
+    };
+    let result = test_run(program, opts)?;
+    if let Some(output) = &mut output {
+        output.truncate(result.data_size_out as usize);
+    }
+
+    let mut reads = Vec::with_capacity(case.reads.len());
+    for read in &case.reads {
+        let fd = map_fd(&read.map)?;
+        let value = sys::map_lookup(fd, &read.key, read.value_size as usize)
+            .map_err(|e| format!("reading map `{}`: {e}", read.map))?;
+        reads.push(value);
+    }
+    Ok(CaseOutcome::Ran {
+        retval: result.return_value,
+        duration_ns: result.duration.as_nanos().min(u32::MAX as u128) as u32,
+        output,
+        reads,
+    })
+}
+
+/// `BPF_PROG_TEST_RUN` for the program kinds that take packet data.
+fn test_run(program: &Program, opts: TestRunOptions<'_>) -> Result<TestRunResult, String> {
+    let result = match program {
+        Program::Xdp(p) => p.test_run(opts),
+        Program::SchedClassifier(p) => p.test_run(opts),
+        Program::SocketFilter(p) => p.test_run(opts),
+        Program::ReusePortSocketFilter(p) => p.test_run(opts),
+        Program::CgroupSkb(p) => p.test_run(opts),
+        Program::FlowDissector(p) => p.test_run(opts),
+        other => {
+            return Err(format!(
+                "BPF_PROG_TEST_RUN cannot run {:?} programs with packet data",
+                other.prog_type()
+            ))
+        }
+    };
+    result.map_err(|e| format!("BPF_PROG_TEST_RUN: {}", crate::loader::chain(&e)))
+}
