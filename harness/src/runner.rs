@@ -75,7 +75,7 @@ pub enum KernelOutcome {
         boot: Duration,
         /// Time from the agent's hello to its last result.
         run: Duration,
-        /// Time from the start of this kernel's work (fetch included).
+        /// Time from taking a VM slot to the VM's end.
         total: Duration,
     },
     /// The kernel could not be tested.
@@ -129,7 +129,6 @@ pub async fn run(
         let (suite, config) = (suite.clone(), config.clone());
         tasks.spawn(async move {
             let label = kernel.label.clone();
-            let start = Instant::now();
             let work = Work {
                 kernel: &kernel,
                 suite: &suite,
@@ -139,10 +138,10 @@ pub async fn run(
                 config: &config,
             };
             let outcome = match work.run(&tx).await {
-                Ok(report) => KernelOutcome::Completed {
+                Ok((report, total)) => KernelOutcome::Completed {
                     boot: report.boot,
                     run: report.run,
-                    total: start.elapsed(),
+                    total,
                 },
                 Err(err) => KernelOutcome::Failed(err),
             };
@@ -170,7 +169,11 @@ struct Work<'a> {
 }
 
 impl Work<'_> {
-    async fn run(&self, tx: &mpsc::UnboundedSender<RunEvent>) -> Result<VmReport, KernelError> {
+    /// Returns the VM's report and the time from taking a slot to its end.
+    async fn run(
+        &self,
+        tx: &mpsc::UnboundedSender<RunEvent>,
+    ) -> Result<(VmReport, Duration), KernelError> {
         let label = &self.kernel.label;
         let send_outcome = |test, outcome| {
             let _ = tx.send(RunEvent::Outcome {
@@ -186,6 +189,7 @@ impl Work<'_> {
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        let start = Instant::now();
         let _ = tx.send(RunEvent::KernelStarted {
             kernel: label.clone(),
         });
@@ -236,6 +240,6 @@ impl Work<'_> {
             },
         )
         .await?;
-        Ok(report)
+        Ok((report, start.elapsed()))
     }
 }
