@@ -74,10 +74,11 @@ fn stray_vms() -> Vec<String> {
         .collect()
 }
 
-/// The example suite and the fixtures on the oldest and the newest kernel
-/// of the shipped matrix, through the library: outcomes checked one by one.
+/// The fixtures on the oldest and the newest kernel of the shipped matrix,
+/// through the library: load outcomes checked one by one. (The example
+/// suite runs on the same kernels through `cargo test`: tests/kernels.rs.)
 #[test]
-fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
+fn oldest_and_newest_kernels_report_every_program() {
     let _lock = boot_lock();
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
     let oldest = matrix.kernels.first().unwrap().label.clone();
@@ -94,14 +95,8 @@ fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
     ]
     .map(fixture)
     .to_vec();
-    let suite = Arc::new(
-        Suite::load(
-            &repo().join("tests/example/kmatrix-suite.toml"),
-            &fixtures,
-            scratch.path(),
-        )
-        .unwrap(),
-    );
+    let objects = kmatrix::objects::load(&fixtures, scratch.path()).unwrap();
+    let suite = Arc::new(Suite::from_objects(objects));
     let parts = Arc::new(ImageParts::new(Init::Agent, &suite.objects).unwrap());
     let fetcher = Arc::new(kmatrix::cli::fetcher(&matrix, false).unwrap());
     let config = RunConfig {
@@ -137,56 +132,13 @@ fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
             .iter()
             .position(|c| c.label == kernel)
             .unwrap();
-        let r = summary
-            .rows
-            .iter()
-            .position(|r| r == test)
-            .unwrap_or_else(|| panic!("no test {test}: {:?}", summary.rows));
+        let r = summary.rows.iter().position(|r| r == test).unwrap();
         match summary.cell(c, r) {
             Some(Cell::Done(outcome)) => outcome.clone(),
             other => panic!("{test} on {kernel}: {other:?}"),
         }
     };
     let passed = |o: &Outcome| matches!(o, Outcome::Passed { .. });
-
-    // The example suite: everything passes, but for bpf_loop on old kernels,
-    // which is an expected failure with the suite's reason.
-    let suite_tests: Vec<_> = suite
-        .tests
-        .iter()
-        .filter(|t| t.object < 5)
-        .map(|t| t.name.clone())
-        .collect();
-    assert_eq!(suite_tests.len(), 12, "{suite_tests:?}");
-    for test in &suite_tests {
-        assert!(
-            passed(&outcome(&newest, test)),
-            "{test} on {newest}: {:?}",
-            outcome(&newest, test)
-        );
-        if !test.starts_with("xdp_loop_sum::") {
-            assert!(
-                passed(&outcome(&oldest, test)),
-                "{test} on {oldest}: {:?}",
-                outcome(&oldest, test)
-            );
-        }
-    }
-    match outcome(&oldest, "xdp_loop_sum::load") {
-        Outcome::ExpectedFailure { reason } => {
-            assert!(
-                reason.starts_with("bpf_loop() arrived in Linux 5.17 (verifier:"),
-                "{reason}"
-            )
-        }
-        other => panic!("xdp_loop_sum on {oldest}: {other:?}"),
-    }
-    assert!(matches!(
-        outcome(&oldest, "xdp_loop_sum::sums_to_120"),
-        Outcome::Skipped { .. }
-    ));
-
-    // The fixtures: load checks only.
     for kernel in [&oldest, &newest] {
         assert!(
             passed(&outcome(kernel, "xdp_pass::load")),
@@ -194,7 +146,8 @@ fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
         );
         assert!(
             passed(&outcome(kernel, "trace_fentry_test1::load")),
-            "fentry on {kernel}"
+            "fentry on {kernel}: {:?}",
+            outcome(kernel, "trace_fentry_test1::load")
         );
         match outcome(kernel, "unchecked_read::load") {
             Outcome::Failed {
@@ -204,7 +157,7 @@ fn oldest_and_newest_kernels_run_the_example_suite_and_fixtures() {
             other => panic!("unchecked_read on {kernel} should be rejected: {other:?}"),
         }
     }
-    // bpf_loop arrived in 5.17; the fixture has no expectation, so it fails.
+    // bpf_loop arrived in 5.17.
     assert!(matches!(
         outcome(&oldest, "sum_with_loop::load"),
         Outcome::Failed { .. }
@@ -690,4 +643,148 @@ fn a_second_fetch_downloads_nothing() {
     assert!(!text(&second).contains("FETCH"), "{}", text(&second));
     assert_eq!(mirror.requests().len(), requests, "{:?}", mirror.requests());
     assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+}
+
+/// The `kernels` test binary (tests/kernels.rs), built by the same
+/// `cargo test` run next to this one.
+fn kernels_test_binary() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("kernels-") && p.extension().is_none()
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no kernels test binary in {}: run `cargo test --workspace`, which builds it",
+                deps.display()
+            )
+        })
+}
+
+/// `--list` names every trial and boots and downloads nothing.
+#[test]
+fn cargo_test_list_boots_and_downloads_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(kernels_test_binary())
+        .arg("--list")
+        .env("KMATRIX_CACHE_DIR", cache.path().join("cache"))
+        // Anything booted or downloaded would fail.
+        .env("KMATRIX_QEMU", "/nonexistent/qemu")
+        .env("KMATRIX_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let trials: Vec<_> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
+        .collect();
+    assert_eq!(trials.len(), 24, "{out}");
+    assert!(
+        trials.contains(&"5.10::xdp_filter::drops_ssh".to_owned()),
+        "{out}"
+    );
+    assert!(
+        trials.contains(&"7.3::xdp_loop_sum::load".to_owned()),
+        "{out}"
+    );
+    assert!(
+        !cache.path().join("cache").exists(),
+        "the cache was touched"
+    );
+}
+
+/// A filter on one kernel boots that kernel only; the others' trials are
+/// filtered out.
+#[test]
+fn cargo_test_filter_boots_only_the_selected_kernel() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("qemu.log");
+    let wrapper = dir.path().join("qemu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec qemu-system-x86_64 \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let output = Command::new(kernels_test_binary())
+        .arg("7.3::xdp_filter")
+        .env("KMATRIX_QEMU", &wrapper)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("test 7.3::xdp_filter::drops_ssh"), "{out}");
+    assert!(
+        out.contains("3 passed; 0 failed; 0 ignored; 0 measured; 21 filtered out"),
+        "{out}"
+    );
+    let boots = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(boots.lines().count(), 1, "{boots}");
+    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let newest = matrix.kernels.last().unwrap();
+    let user_cache =
+        String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout).unwrap();
+    let fetcher = kmatrix::kernels::Fetcher::new(
+        kmatrix::cache::Cache::at(PathBuf::from(user_cache.trim())).unwrap(),
+        &matrix,
+        true,
+        |_| {},
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let artifacts = runtime.block_on(fetcher.fetch(newest)).unwrap();
+    assert!(
+        boots.contains(&artifacts.image.display().to_string()),
+        "{boots}"
+    );
+}
+
+/// A failing case fails `cargo test`, with the reason in the output.
+#[test]
+fn cargo_test_fails_with_the_reason() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("wrong.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[[object]]\npath = \"{}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"wrong_verdict\"\ninput = \"{SSH_SYN}\"\nexpect_return = \"XDP_PASS\"\n",
+            example("xdp_filter.bpf.c")
+        ),
+    )
+    .unwrap();
+    let output = Command::new(kernels_test_binary())
+        .env("KMATRIX_SUITE", &suite)
+        .env("KMATRIX_SELECT", "6.1")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(101), "{out}");
+    assert!(
+        out.contains("test 6.1::xdp_filter::wrong_verdict ... FAILED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("return value: expected XDP_PASS (2), got XDP_DROP (1)"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed; 1 failed"), "{out}");
 }

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod bench;
 pub mod cache;
+pub mod cargo_test;
 pub mod channel;
 pub mod cli;
 pub mod image;

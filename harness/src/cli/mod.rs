@@ -21,7 +21,7 @@ use crate::image::ImageParts;
 use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection, Source};
 use crate::report::{self, live::LiveReporter, Summary};
 use crate::runner::{self, RunConfig};
-use crate::suite::{Suite, SUITE_FILE};
+use crate::suite::Suite;
 use crate::vm::{AccelChoice, VmConfig};
 
 /// Environment variable naming the kernel matrix file.
@@ -137,8 +137,8 @@ struct TestArgs {
     /// Use only cached kernels; fail if one is missing.
     #[arg(long)]
     offline: bool,
-    /// The suite file [default: kmatrix-suite.toml here, when no OBJECT is
-    /// given].
+    /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
+    /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
     suite: Option<PathBuf>,
     /// eBPF objects (`.o`) or C sources (`.c`, built with clang), checked
@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// `--matrix`, then [`MATRIX_ENV`], then `kernels.toml` here or above.
-fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf> {
+pub fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(path) = given.or_else(|| std::env::var_os(MATRIX_ENV).map(PathBuf::from)) {
         return Ok(path);
     }
@@ -266,20 +266,14 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     })
 }
 
-/// The suite to run: `--suite`, else the bare objects, else
-/// [`SUITE_FILE`] in the current directory.
+/// The suite to run: `--suite` (with any bare objects added), else the
+/// bare objects alone, else the suite [`crate::suite::find`] finds.
 pub fn load_suite(suite: Option<&Path>, objects: &[PathBuf], scratch: &Path) -> Result<Suite> {
-    let default = Path::new(SUITE_FILE);
-    match suite {
-        Some(path) => Ok(Suite::load(path, objects, scratch)?),
-        None if !objects.is_empty() => {
-            Ok(Suite::from_objects(crate::objects::load(objects, scratch)?))
-        }
-        None if default.is_file() => Ok(Suite::load(default, &[], scratch)?),
-        None => bail!(
-            "nothing to test: pass OBJECT files, or --suite FILE, or run where a {SUITE_FILE} is"
-        ),
-    }
+    Ok(match (suite, objects.is_empty()) {
+        (Some(path), _) => Suite::load(path, objects, scratch)?,
+        (None, false) => Suite::from_objects(crate::objects::load(objects, scratch)?),
+        (None, true) => Suite::load(&crate::suite::find(None)?, &[], scratch)?,
+    })
 }
 
 fn list(matrix_path: &Path) -> Result<ExitCode> {

@@ -26,6 +26,25 @@ use crate::objects::{self, ObjectError, TestObject, TestRunKind};
 /// The suite file `kmatrix test` looks for in the current directory.
 pub const SUITE_FILE: &str = "kmatrix-suite.toml";
 
+/// Environment variable naming the suite file.
+pub const SUITE_ENV: &str = "KMATRIX_SUITE";
+
+/// The suite file: `given`, else [`SUITE_ENV`], else [`SUITE_FILE`] in the
+/// current directory or the nearest parent that has one.
+pub fn find(given: Option<PathBuf>) -> Result<PathBuf, SuiteError> {
+    if let Some(path) = given.or_else(|| std::env::var_os(SUITE_ENV).map(PathBuf::from)) {
+        return Ok(path);
+    }
+    let cwd = std::env::current_dir().map_err(|source| SuiteError::Read {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    cwd.ancestors()
+        .map(|dir| dir.join(SUITE_FILE))
+        .find(|path| path.is_file())
+        .ok_or_else(|| SuiteError::NotFound { dir: cwd.clone() })
+}
+
 /// Map types a suite may read and write (`BPF_MAP_TYPE_HASH`, `ARRAY`,
 /// `LRU_HASH`).
 const SUITE_MAP_TYPES: [u32; 3] = [1, 2, 9];
@@ -112,6 +131,12 @@ pub struct CaseSpec {
 /// A suite that cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
+    /// No suite file was found.
+    #[error("no {SUITE_FILE} in {} or its parents; set {SUITE_ENV} or pass the suite explicitly", dir.display())]
+    NotFound {
+        /// Where the search started.
+        dir: PathBuf,
+    },
     /// The file could not be read.
     #[error("cannot read the suite {}: {source}", path.display())]
     Read {
