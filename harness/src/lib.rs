@@ -19,6 +19,7 @@ pub mod cli;
 pub mod image;
 pub mod kernels;
 pub mod objects;
+pub mod partition;
 pub mod report;
 pub mod runner;
 pub mod suite;

@@ -19,7 +19,8 @@ use crate::agent::Init;
 use crate::cache::Cache;
 use crate::image::ImageParts;
 use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection, Source};
-use crate::report::{self, live::LiveReporter, Summary};
+use crate::partition::Shard;
+use crate::report::{self, json::JsonReporter, live::LiveReporter, Summary};
 use crate::runner::{self, RunConfig};
 use crate::suite::Suite;
 use crate::vm::{AccelChoice, VmConfig};
@@ -56,6 +57,11 @@ enum Command {
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(KernelsCommand),
+    /// Print the CI job matrix (JSON for `strategy.matrix`) of a sharded run.
+    Matrix(MatrixArgs),
+    /// Combine reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Measure a run against a bare boot, or streamed against discarded
     /// results.
     #[command(subcommand)]
@@ -79,6 +85,40 @@ enum KernelsCommand {
     },
     /// Print the cache directory (for CI cache steps).
     CacheDir,
+}
+
+#[derive(Args)]
+struct MatrixArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Shards (CI jobs); at most one per kernel [default: one per kernel].
+    #[arg(long)]
+    shards: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Merge the --json files of a sharded run into one matrix; fails if a
+    /// shard failed, or its file is missing or cut short.
+    Merge {
+        #[command(flatten)]
+        outputs: OutputArgs,
+        /// The shards' --json files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Report files.
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// Write JUnit XML here (one testsuite per kernel).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the Markdown summary here [default: append to
+    /// $GITHUB_STEP_SUMMARY when set].
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
 }
 
 /// `--kernels`.
@@ -137,6 +177,15 @@ struct TestArgs {
     /// Use only cached kernels; fail if one is missing.
     #[arg(long)]
     offline: bool,
+    /// Run the K-th of N shards of the selected kernels (round-robin in
+    /// matrix order).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Write every event as JSON lines here (the input of `report merge`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
     /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
@@ -175,6 +224,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => crate::bench::run(&matrix_path, args).await,
+        Command::Matrix(args) => job_matrix(&matrix_path, &args),
+        Command::Report(ReportCommand::Merge { outputs, files }) => merge(&files, &outputs),
     }
 }
 
@@ -223,7 +274,13 @@ pub fn fetcher(matrix: &Matrix, offline: bool) -> Result<Fetcher> {
 
 async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let kernels = pinned(args.select.kernels.apply(&matrix.kernels)?)?;
+    let selected = args.select.kernels.apply(&matrix.kernels)?;
+    let labels: Vec<String> = selected.iter().map(|k| k.label.clone()).collect();
+    let kernels = match args.shard {
+        Some(shard) => shard.apply(&selected)?,
+        None => selected,
+    };
+    let kernels = pinned(kernels)?;
     let scratch = tempfile::Builder::new()
         .prefix("kmatrix-objects-")
         .tempdir()?;
@@ -240,13 +297,35 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
         vm: args.vm.config(),
         report_cases: true,
     };
-    let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
+    let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
 
     let mut summary = Summary::new(&kernels, &suite);
     let mut live = LiveReporter::new(std::io::stdout(), &suite);
-    let run = runner::run(&selected, suite.clone(), parts, fetcher, &config, |event| {
+    let mut json = match &args.json {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let ours: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
+            let shard = args.shard.map(|s| s.to_string());
+            Some(JsonReporter::start(
+                std::io::BufWriter::new(file),
+                &suite,
+                &labels,
+                &ours,
+                shard,
+            )?)
+        }
+        None => None,
+    };
+    let mut json_error = None;
+    let run = runner::run(&to_run, suite.clone(), parts, fetcher, &config, |event| {
         // A closed stdout must not stop the run: the matrix decides the exit.
         let _ = live.report(&event);
+        if let Some(json) = &mut json {
+            if let Err(err) = json.report(&event) {
+                json_error.get_or_insert(err);
+            }
+        }
         summary.record(&event);
     });
     tokio::select! {
@@ -256,14 +335,76 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
     }
+    if let Some(err) = json_error {
+        return Err(err).context("writing the --json file");
+    }
+    if let Some(json) = json {
+        json.finish(summary.passed())
+            .context("writing the --json file")?;
+    }
+    finish(&summary, &args.outputs)
+}
+
+/// Prints the matrix, writes the report files, and decides the exit code.
+fn finish(summary: &Summary, outputs: &OutputArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    report::matrix::render(&summary, &mut out)?;
+    report::matrix::render(summary, &mut out)?;
     out.flush()?;
+    if let Some(path) = &outputs.junit {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        report::junit::report(summary)
+            .serialize(std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let markdown = report::markdown::render(summary);
+    if let Some(path) = &outputs.summary {
+        std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+    } else if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", path.display()))?;
+        file.write_all(markdown.as_bytes())?;
+    }
     Ok(if summary.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+/// `kmatrix matrix`: one entry per shard, with its `kmatrix test` arguments.
+fn job_matrix(matrix_path: &Path, args: &MatrixArgs) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let selected = args.select.kernels.apply(&matrix.kernels)?;
+    let total = args.shards.unwrap_or(selected.len());
+    anyhow::ensure!(total > 0, "--shards must be at least 1");
+    let selection = args.select.kernels.to_string();
+    let mut include = Vec::new();
+    for index in 1..=total {
+        let shard = Shard { index, total };
+        let kernels: Vec<_> = shard
+            .apply(&selected)?
+            .iter()
+            .map(|k| k.label.clone())
+            .collect();
+        include.push(serde_json::json!({
+            "shard": shard.to_string(),
+            "name": format!("{shard}: {}", kernels.join(", ")),
+            "kernels": kernels,
+            "args": format!("--kernels {selection} --shard {shard}"),
+        }));
+    }
+    println!("{}", serde_json::json!({ "include": include }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kmatrix report merge`.
+fn merge(files: &[PathBuf], outputs: &OutputArgs) -> Result<ExitCode> {
+    let summary = report::json::merge(files)?;
+    finish(&summary, outputs)
 }
 
 /// The suite to run: `--suite` (with any bare objects added), else the

@@ -1,10 +1,14 @@
 //! Reporters: sinks that fold [`RunEvent`]s into what a user reads.
 //!
-//! [`live`] prints a line per event as it happens; [`Summary`] collects the
-//! matrix, which [`matrix`] renders at the end and which decides the exit
-//! status.
+//! [`live`] prints a line per event as it happens and [`json`] writes one;
+//! [`Summary`] collects the matrix, which decides the exit status and which
+//! [`matrix`], [`junit`] and [`markdown`] render at the end. [`json::merge`]
+//! rebuilds a `Summary` from shards' files.
 
+pub mod json;
+pub mod junit;
 pub mod live;
+pub mod markdown;
 pub mod matrix;
 
 use std::collections::HashMap;
@@ -52,29 +56,45 @@ pub struct Summary {
 impl Summary {
     /// An empty matrix for these kernels and this suite.
     pub fn new(kernels: &[&KernelEntry], suite: &Suite) -> Self {
+        Self::with(
+            kernels.iter().map(|k| k.label.clone()).collect(),
+            suite.tests.iter().map(|t| t.name.clone()).collect(),
+        )
+    }
+
+    /// An empty matrix with these columns (kernel labels) and rows (test
+    /// names).
+    pub fn with(kernels: Vec<String>, tests: Vec<String>) -> Self {
         Self {
             columns: kernels
-                .iter()
-                .map(|k| Column {
-                    label: k.label.clone(),
+                .into_iter()
+                .map(|label| Column {
+                    label,
                     ..Column::default()
                 })
                 .collect(),
-            rows: suite.tests.iter().map(|t| t.name.clone()).collect(),
+            rows: tests,
             cells: HashMap::new(),
         }
     }
 
-    fn column(&self, label: &str) -> Option<usize> {
+    /// The column of the kernel labelled `label`.
+    pub fn column(&self, label: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.label == label)
+    }
+
+    /// The row of the test named `name`.
+    pub fn row(&self, name: &str) -> Option<usize> {
+        self.rows.iter().position(|r| r == name)
     }
 
     /// Folds one event in.
     pub fn record(&mut self, event: &RunEvent) {
+        let column = |kernel: &str| self.column(kernel);
         match event {
             RunEvent::KernelStarted { .. } => {}
             RunEvent::KernelBooted { kernel, hello } => {
-                if let Some(c) = self.column(kernel) {
+                if let Some(c) = column(kernel) {
                     self.columns[c].release = Some(hello.kernel_release.clone());
                 }
             }
@@ -83,35 +103,55 @@ impl Summary {
                 test,
                 outcome,
             } => {
-                if let Some(c) = self.column(kernel) {
-                    self.cells.insert((c, *test), Cell::Done(outcome.clone()));
+                if let Some(c) = column(kernel) {
+                    self.set(c, *test, outcome.clone());
                 }
             }
             RunEvent::AgentError { kernel, message } => {
-                if let Some(c) = self.column(kernel) {
+                if let Some(c) = column(kernel) {
                     self.columns[c].agent_errors.push(message.clone());
                 }
             }
             RunEvent::KernelFinished { kernel, outcome } => {
-                let Some(c) = self.column(kernel) else {
-                    return;
-                };
-                self.columns[c].finished = true;
-                let missing = match outcome {
-                    KernelOutcome::Completed { .. } => Cell::Done(Outcome::Failed {
-                        reason: "the agent sent no result for it".into(),
-                        verifier_log: None,
-                    }),
-                    KernelOutcome::Failed(err) => {
-                        self.columns[c].failure = Some(error_chain(err));
-                        self.columns[c].console_tail = err.console_tail().map(str::to_owned);
-                        Cell::NotRun
-                    }
-                };
-                for r in 0..self.rows.len() {
-                    self.cells.entry((c, r)).or_insert_with(|| missing.clone());
+                if let Some(c) = column(kernel) {
+                    let failure = match outcome {
+                        KernelOutcome::Completed { .. } => None,
+                        KernelOutcome::Failed(err) => {
+                            Some((error_chain(err), err.console_tail().map(str::to_owned)))
+                        }
+                    };
+                    self.finish(c, failure);
                 }
             }
+        }
+    }
+
+    /// Records the outcome of `row` on `column`.
+    pub fn set(&mut self, column: usize, row: usize, outcome: Outcome) {
+        self.cells.insert((column, row), Cell::Done(outcome));
+    }
+
+    /// Marks a kernel finished, failed with a reason and console tail or
+    /// not; tests without an outcome are then not run (failed kernel) or
+    /// failed for want of a result.
+    pub fn finish(&mut self, column: usize, failure: Option<(String, Option<String>)>) {
+        let kernel = &mut self.columns[column];
+        kernel.finished = true;
+        let missing = match failure {
+            None => Cell::Done(Outcome::Failed {
+                reason: "the agent sent no result for it".into(),
+                verifier_log: None,
+            }),
+            Some((reason, console_tail)) => {
+                kernel.failure = Some(reason);
+                kernel.console_tail = console_tail;
+                Cell::NotRun
+            }
+        };
+        for r in 0..self.rows.len() {
+            self.cells
+                .entry((column, r))
+                .or_insert_with(|| missing.clone());
         }
     }
 

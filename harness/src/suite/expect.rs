@@ -7,8 +7,10 @@ use super::{KernelPlan, Suite};
 use crate::kernels::KernelEntry;
 use crate::objects::TestRunKind;
 
-/// The outcome of one test on one kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The outcome of one test on one kernel. Its JSON form (`outcome` names
+/// the variant) is part of the `--json` schema.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// It did what the suite expects.
     Passed {
