@@ -89,6 +89,72 @@ impl Cache {
     }
 }
 
+/// A cache entry and its size in bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Its size in bytes (a directory's files added up).
+    pub bytes: u64,
+}
+
+impl Cache {
+    /// Entries no one needs: downloads and kernel directories not in `keep`,
+    /// and temporary files older than an hour (left by killed processes).
+    pub fn unreferenced(&self, keep: &std::collections::HashSet<PathBuf>) -> Vec<Entry> {
+        let mut unused = Vec::new();
+        for dir in ["blobs/sha256", "kernels"] {
+            for entry in std::fs::read_dir(self.root.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = entry.path();
+                if !keep.contains(&path) {
+                    unused.push(Entry {
+                        bytes: size(&path),
+                        path,
+                    });
+                }
+            }
+        }
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < stale);
+            if old {
+                let path = entry.path();
+                unused.push(Entry {
+                    bytes: size(&path),
+                    path,
+                });
+            }
+        }
+        unused.sort_by(|a, b| a.path.cmp(&b.path));
+        unused
+    }
+}
+
+/// The bytes of a file, or of the files below a directory.
+pub fn size(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| size(&e.path()))
+            .sum(),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,10 +15,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod progress;
+
 use crate::agent::Init;
 use crate::cache::Cache;
 use crate::image::ImageParts;
-use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection, Source};
+use crate::kernels::{Fetcher, KernelEntry, Matrix, Selection, Source};
 use crate::partition::Shard;
 use crate::report::{self, json::JsonReporter, live::LiveReporter, Summary};
 use crate::runner::{self, RunConfig};
@@ -85,6 +87,13 @@ enum KernelsCommand {
     },
     /// Print the cache directory (for CI cache steps).
     CacheDir,
+    /// Remove cache entries no kernels.toml entry uses (a dry run unless
+    /// --delete).
+    Gc {
+        /// Remove them, rather than only listing them.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 #[derive(Args)]
@@ -198,6 +207,16 @@ struct TestArgs {
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of stdout goes away
+    // (`kmatrix kernels list | head`) instead of panicking on the write.
+    // SAFETY: restoring the default disposition of a signal has no
+    // preconditions; nothing else in the process handles SIGPIPE.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     match runtime.block_on(run(cli)) {
@@ -219,6 +238,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kernels(KernelsCommand::List) => list(&matrix_path),
         Command::Kernels(KernelsCommand::Fetch { select }) => fetch(&matrix_path, &select).await,
         Command::Kernels(KernelsCommand::Update { select }) => update(&matrix_path, &select).await,
+        Command::Kernels(KernelsCommand::Gc { delete }) => gc(&matrix_path, delete),
         Command::Kernels(KernelsCommand::CacheDir) => {
             println!("{}", Cache::from_env()?.root().display());
             Ok(ExitCode::SUCCESS)
@@ -246,29 +266,13 @@ pub fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf> {
         })
 }
 
-/// A fetcher printing its progress to stderr.
+/// A fetcher reporting its progress on stderr: bars on a terminal, plain
+/// lines otherwise.
 pub fn fetcher(matrix: &Matrix, offline: bool) -> Result<Fetcher> {
     let cache = Cache::from_env()?;
-    Ok(Fetcher::new(cache, matrix, offline, |event| {
-        let line = match event {
-            FetchEvent::Downloading { label, what, bytes } => match bytes {
-                Some(bytes) => format!("{label:>8}  FETCH {what} ({:.1} MB)", bytes as f64 / 1e6),
-                None => format!("{label:>8}  FETCH {what}"),
-            },
-            FetchEvent::Downloaded {
-                label,
-                what,
-                bytes,
-                seconds,
-            } => format!(
-                "{label:>8}  GOT   {what} ({:.1} MB in {seconds:.1} s, sha256 verified)",
-                bytes as f64 / 1e6
-            ),
-            FetchEvent::Extracted { label, release } => {
-                format!("{label:>8}  READY {release} extracted into the cache")
-            }
-        };
-        eprintln!("{line}");
+    let progress = progress::FetchProgress::new();
+    Ok(Fetcher::new(cache, matrix, offline, move |event| {
+        progress.report(event)
     }))
 }
 
@@ -420,20 +424,75 @@ pub fn load_suite(suite: Option<&Path>, objects: &[PathBuf], scratch: &Path) -> 
 fn list(matrix_path: &Path) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
     let fetcher = fetcher(&matrix, true)?;
-    println!("{:<8} {:<10} {:<7} SOURCE", "LABEL", "VERSION", "CACHED");
+    println!(
+        "{:<8} {:<10} {:<7} {:>8}  {:<14} SOURCE",
+        "LABEL", "VERSION", "CACHED", "SIZE", "PIN"
+    );
     for kernel in &matrix.kernels {
+        let cached = fetcher.cached(kernel);
+        let size = cached.as_ref().map_or_else(
+            || "-".to_owned(),
+            |a| format!("{:.1} MB", crate::cache::size(&a.dir) as f64 / 1e6),
+        );
+        let pin = match kernel.sha256.values().next() {
+            Some(pin) if kernel.sha256.len() == 1 => hex::encode(&pin[..6]),
+            Some(pin) => format!("{}+{}", hex::encode(&pin[..4]), kernel.sha256.len() - 1),
+            None => "(none)".to_owned(),
+        };
         println!(
-            "{:<8} {:<10} {:<7} {}",
+            "{:<8} {:<10} {:<7} {:>8}  {:<14} {}",
             kernel.label,
             kernel.version.to_string(),
-            if fetcher.is_cached(kernel) {
-                "yes"
-            } else {
-                "no"
-            },
+            if cached.is_some() { "yes" } else { "no" },
+            size,
+            pin,
             kernel.source
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(matrix_path: &Path, delete: bool) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let fetcher = fetcher(&matrix, true)?;
+    let mut keep = std::collections::HashSet::new();
+    for kernel in &matrix.kernels {
+        let (dir, blobs) = fetcher.references(kernel);
+        keep.insert(dir);
+        keep.extend(
+            blobs
+                .iter()
+                .map(|b| fetcher.cache().root().join("blobs/sha256").join(b)),
+        );
+    }
+    let unused = fetcher.cache().unreferenced(&keep);
+    let total: u64 = unused.iter().map(|e| e.bytes).sum();
+    for entry in &unused {
+        println!(
+            "{:>9.1} MB  {}",
+            entry.bytes as f64 / 1e6,
+            entry.path.display()
+        );
+        if delete {
+            let removed = if entry.path.is_dir() {
+                std::fs::remove_dir_all(&entry.path)
+            } else {
+                std::fs::remove_file(&entry.path)
+            };
+            removed.with_context(|| format!("removing {}", entry.path.display()))?;
+        }
+    }
+    let verb = if delete {
+        "removed"
+    } else {
+        "would remove (pass --delete)"
+    };
+    println!(
+        "{verb}: {} entries, {:.1} MB, that no entry of {} uses",
+        unused.len(),
+        total as f64 / 1e6,
+        matrix.path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -482,18 +541,27 @@ async fn update(matrix_path: &Path, select: &SelectArgs) -> Result<ExitCode> {
     let fetcher = fetcher(&matrix, false)?;
     let mut pinnings = Vec::new();
     for kernel in kernels {
-        let pinning = fetcher.newest_pinning(kernel).await?;
-        let Source::Debian { package, .. } = &kernel.source;
+        let Some(pinning) = fetcher.newest_pinning(kernel).await? else {
+            println!(
+                "{:>8}  pinned by content ({}): nothing to update",
+                kernel.label, kernel.source
+            );
+            continue;
+        };
         let pins: BTreeMap<_, _> = kernel
             .sha256
             .iter()
             .map(|(name, pin)| (name.clone(), hex::encode(pin)))
             .collect();
-        if *package == pinning.package && pins == pinning.sha256 {
-            println!("{:>8}  up to date: {package}", kernel.label);
+        let (from, to) = match (&kernel.source, &pinning.package) {
+            (Source::Debian { package, .. }, Some(newest)) => (package.clone(), newest.clone()),
+            _ => (kernel.source.to_string(), kernel.source.to_string()),
+        };
+        if from == to && pins == pinning.sha256 {
+            println!("{:>8}  up to date: {from}", kernel.label);
             continue;
         }
-        println!("{:>8}  {package} -> {}", kernel.label, pinning.package);
+        println!("{:>8}  {from} -> {to}", kernel.label);
         for (name, digest) in &pinning.sha256 {
             println!("{:>8}    {name} = {digest}", "");
         }

@@ -13,6 +13,22 @@
 //! `sha256` pins every `.deb` the kernel is made of: one package for most
 //! kernels, and the binary, modules and base packages that a split kernel's
 //! `linux-image` metapackage depends on.
+//!
+//! Other sources:
+//!
+//! ```toml
+//! [[kernel]]                                  # an OCI image (cilium/ci-kernels layout)
+//! oci = "ghcr.io/cilium/ci-kernels:6.6"
+//! sha256 = { manifest = "<the image manifest's digest>" }
+//!
+//! [[kernel]]                                  # files over HTTP(S)
+//! version = "6.1.158"
+//! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
+//! sha256 = { image = "<64 hex>", modules = "<64 hex>" }
+//!
+//! [[kernel]]                                  # a kernel on disk; no pin
+//! path = { image = "../linux/arch/x86/boot/bzImage", modules = "../linux/mods" }
+//! ```
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -49,9 +65,10 @@ pub struct KernelEntry {
 }
 
 impl KernelEntry {
-    /// Fails unless the entry pins its artifacts: runs use only pinned ones.
+    /// Fails unless the entry pins its artifacts: runs use only pinned ones
+    /// (a `path` source needs no pin).
     pub fn check_pinned(&self) -> Result<(), String> {
-        if self.sha256.is_empty() {
+        if self.sha256.is_empty() && !matches!(self.source, Source::Path { .. }) {
             return Err(format!(
                 "kernel `{}` has no sha256 pins: run `kmatrix kernels update --kernels {}` to pin its packages",
                 self.label, self.label
@@ -71,12 +88,35 @@ pub enum Source {
         /// The `linux-image-*` package.
         package: String,
     },
+    /// An OCI image holding `/boot/vmlinuz` and `/lib/modules` (the
+    /// cilium/ci-kernels layout), pinned by its image manifest's digest.
+    Oci {
+        /// `registry/repository:tag` or `registry/repository@sha256:…`.
+        reference: String,
+    },
+    /// A kernel image, and optionally a tarball of its modules, over HTTP(S).
+    Url {
+        /// The image's URL.
+        image: String,
+        /// The modules tarball's URL (`lib/modules/<release>/…` inside).
+        modules: Option<String>,
+    },
+    /// A kernel on disk, used in place.
+    Path {
+        /// The image (e.g. `arch/x86/boot/bzImage`).
+        image: PathBuf,
+        /// A directory holding the modules (searched recursively).
+        modules: Option<PathBuf>,
+    },
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
+            Source::Oci { reference } => write!(f, "oci:{reference}"),
+            Source::Url { image, .. } => write!(f, "url:{image}"),
+            Source::Path { image, .. } => write!(f, "path:{}", image.display()),
         }
     }
 }
@@ -137,8 +177,18 @@ struct RawKernel {
     label: Option<String>,
     version: Option<String>,
     debian: Option<RawDebianSource>,
+    oci: Option<String>,
+    url: Option<RawFiles<String>>,
+    path: Option<RawFiles<PathBuf>>,
     #[serde(default)]
     sha256: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFiles<T> {
+    image: T,
+    modules: Option<T>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +210,7 @@ impl Matrix {
 
     /// Parses and checks matrix text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, MatrixError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
         let raw: RawMatrix = toml::from_str(text).map_err(|err| {
             let (line, column) = err
                 .span()
@@ -176,7 +227,7 @@ impl Matrix {
         let mut kernels = Vec::with_capacity(raw.kernel.len());
         for (index, kernel) in raw.kernel.into_iter().enumerate() {
             let entry =
-                check_entry(kernel, index).map_err(|(label, message)| MatrixError::Entry {
+                check_entry(kernel, index, dir).map_err(|(label, message)| MatrixError::Entry {
                     path: path.to_owned(),
                     label,
                     message,
@@ -205,23 +256,46 @@ impl Matrix {
     }
 }
 
-fn check_entry(raw: RawKernel, index: usize) -> Result<KernelEntry, (String, String)> {
+fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, (String, String)> {
     let provisional = raw
         .label
         .clone()
         .unwrap_or_else(|| format!("#{}", index + 1));
     let fail = |message: String| (provisional.clone(), message);
-    let Some(debian) = raw.debian else {
-        return Err(fail(
-            "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`".into(),
-        ));
+    let sources = [
+        raw.debian.is_some(),
+        raw.oci.is_some(),
+        raw.url.is_some(),
+        raw.path.is_some(),
+    ];
+    let source = match (raw.debian, raw.oci, raw.url, raw.path) {
+        _ if sources.iter().filter(|s| **s).count() > 1 => {
+            return Err(fail("give one source: `debian`, `oci`, `url` or `path`".into()))
+        }
+        (Some(debian), ..) => Source::Debian {
+            suite: debian.suite,
+            package: debian.package,
+        },
+        (_, Some(reference), ..) => Source::Oci { reference },
+        (_, _, Some(url), _) => Source::Url {
+            image: url.image,
+            modules: url.modules,
+        },
+        (.., Some(path)) => Source::Path {
+            image: dir.join(path.image),
+            modules: path.modules.map(|m| dir.join(m)),
+        },
+        (None, None, None, None) => {
+            return Err(fail(
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+            ))
+        }
     };
     let version = match &raw.version {
         Some(text) => text.parse().map_err(fail)?,
-        None => Version::find_in(&debian.package).ok_or_else(|| {
+        None => source_version(&source).ok_or_else(|| {
             fail(format!(
-                "no version in the package name `{}`: add `version = \"MAJOR.MINOR.PATCH\"`",
-                debian.package
+                "cannot tell the kernel version from `{source}`: add `version = \"MAJOR.MINOR[.PATCH]\"`"
             ))
         })?,
     };
@@ -232,7 +306,8 @@ fn check_entry(raw: RawKernel, index: usize) -> Result<KernelEntry, (String, Str
     let mut sha256 = BTreeMap::new();
     for (name, digest) in raw.sha256 {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(&digest, &mut bytes).map_err(|_| {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+        hex::decode_to_slice(hex, &mut bytes).map_err(|_| {
             fail(format!(
                 "the sha256 pin of `{name}` is `{digest}`, not 64 hex digits"
             ))
@@ -242,12 +317,26 @@ fn check_entry(raw: RawKernel, index: usize) -> Result<KernelEntry, (String, Str
     Ok(KernelEntry {
         label,
         version,
-        source: Source::Debian {
-            suite: debian.suite,
-            package: debian.package,
-        },
+        source,
         sha256,
     })
+}
+
+/// The version a source names: in a Debian package name, an OCI tag, a
+/// URL's file name, or (for a file on disk) the image's own header.
+fn source_version(source: &Source) -> Option<Version> {
+    match source {
+        Source::Debian { package, .. } => Version::find_in(package),
+        Source::Oci { reference } => {
+            let tag = reference.split('@').next()?.rsplit_once(':')?.1;
+            Version::find_in(tag)
+        }
+        Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
+        Source::Path { image, .. } => {
+            let bytes = std::fs::read(image).ok()?;
+            Version::find_in(&super::bzimage::version_string(&bytes)?)
+        }
+    }
 }
 
 /// 1-based line and column of byte `offset` in `text`.

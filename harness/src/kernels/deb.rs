@@ -1,5 +1,6 @@
-//! Reading kernel files out of `.deb` packages (an `ar` archive holding a
-//! compressed `data.tar`).
+//! Reading kernel files out of what sources deliver: `.deb` packages (an
+//! `ar` archive holding a compressed `data.tar`), tarballs (OCI layers,
+//! modules tarballs), image files and module directories.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -62,6 +63,91 @@ impl KernelFiles {
         Err(fail("no data.tar member".into()))
     }
 
+    /// Adds the kernel files of a tar archive, plain or compressed with gzip
+    /// or zstd (told apart by their magic bytes).
+    pub fn read_tarball(&mut self, path: &Path) -> Result<(), DebError> {
+        let fail = |reason: String| DebError {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut file =
+            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| fail(e.to_string()))?);
+        let magic = std::io::BufRead::fill_buf(&mut file).map_err(|e| fail(e.to_string()))?;
+        let data: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(file))
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::Decoder::with_buffer(file).map_err(|e| fail(e.to_string()))?)
+        } else {
+            Box::new(file)
+        };
+        self.read_tar(data)
+            .map_err(|e| fail(format!("reading the tar archive: {e}")))
+    }
+
+    /// Uses the file at `path` as the kernel image.
+    pub fn read_image(&mut self, path: &Path) -> Result<(), DebError> {
+        let image = std::fs::read(path).map_err(|e| DebError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.image = Some(image);
+        Ok(())
+    }
+
+    /// Adds the modules (and `modules.builtin`) found below `dir`.
+    pub fn read_dir(&mut self, dir: &Path) -> Result<(), DebError> {
+        let mut pending = vec![dir.to_owned()];
+        while let Some(current) = pending.pop() {
+            let entries = std::fs::read_dir(&current).map_err(|e| DebError {
+                path: current.clone(),
+                reason: e.to_string(),
+            })?;
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let relative = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                let kind = classify(&relative).or_else(|| {
+                    if relative.ends_with("modules.builtin") {
+                        Some(Kind::Builtin(None))
+                    } else {
+                        module_name(&relative).map(Kind::Module)
+                    }
+                });
+                if let Some(kind) = kind {
+                    let bytes = std::fs::read(&path).map_err(|e| DebError {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    self.add(kind, relative, bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, kind: Kind, path: String, bytes: Vec<u8>) {
+        match kind {
+            Kind::Image => self.image = Some(bytes),
+            Kind::Config => self.config = Some(bytes),
+            Kind::Builtin(release) => {
+                if release.is_some() {
+                    self.release = release;
+                }
+                self.builtin = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            Kind::Module(name) => {
+                self.modules.insert(name, ModuleFile { path, bytes });
+            }
+        }
+    }
+
     fn read_tar(&mut self, data: impl Read) -> std::io::Result<()> {
         let mut tar = tar::Archive::new(data);
         for entry in tar.entries()? {
@@ -79,17 +165,7 @@ impl KernelFiles {
             };
             let mut bytes = Vec::with_capacity(entry.size() as usize);
             entry.read_to_end(&mut bytes)?;
-            match kind {
-                Kind::Image => self.image = Some(bytes),
-                Kind::Config => self.config = Some(bytes),
-                Kind::Builtin(release) => {
-                    self.release = Some(release);
-                    self.builtin = Some(String::from_utf8_lossy(&bytes).into_owned());
-                }
-                Kind::Module(name) => {
-                    self.modules.insert(name, ModuleFile { path, bytes });
-                }
-            }
+            self.add(kind, path, bytes);
         }
         Ok(())
     }
@@ -98,7 +174,7 @@ impl KernelFiles {
 enum Kind {
     Image,
     Config,
-    Builtin(String),
+    Builtin(Option<String>),
     Module(String),
 }
 
@@ -106,10 +182,11 @@ enum Kind {
 ///
 /// Whole packages use `boot/vmlinuz-<release>`, `boot/config-<release>` and
 /// `lib/modules/<release>/…`; split ones (and trixie) put everything under
-/// `usr/lib/modules/<release>/`, the image as `vmlinuz`.
+/// `usr/lib/modules/<release>/`, the image as `vmlinuz`. OCI kernel images
+/// (cilium/ci-kernels) hold `boot/vmlinuz` and `lib/modules/<release>/…`.
 fn classify(path: &str) -> Option<Kind> {
     if let Some(file) = path.strip_prefix("boot/") {
-        if file.starts_with("vmlinuz-") {
+        if file == "vmlinuz" || file.starts_with("vmlinuz-") {
             return Some(Kind::Image);
         }
         if file.starts_with("config-") {
@@ -124,7 +201,7 @@ fn classify(path: &str) -> Option<Kind> {
     match file {
         "vmlinuz" => Some(Kind::Image),
         "config" => Some(Kind::Config),
-        "modules.builtin" => Some(Kind::Builtin(release.to_owned())),
+        "modules.builtin" => Some(Kind::Builtin(Some(release.to_owned()))),
         _ if file.starts_with("kernel/") => module_name(file).map(Kind::Module),
         _ => None,
     }
@@ -207,6 +284,35 @@ mod tests {
         assert!(files.image.is_some() && files.config.is_some());
         assert_eq!(files.release.as_deref(), Some("7.3.4+deb13-cloud-amd64"));
         assert_eq!(files.modules["virtio_rng"].path, "usr/lib/modules/7.3.4+deb13-cloud-amd64/kernel/drivers/char/hw_random/virtio-rng.ko.xz");
+    }
+
+    #[test]
+    fn reads_a_ci_kernels_layer() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("boot/vmlinuz", &b"IMAGE"[..]),
+            (
+                "lib/modules/6.6.30/kernel/drivers/char/virtio_console.ko",
+                b"ko",
+            ),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, data).unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let layer = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(layer.path(), gz.finish().unwrap()).unwrap();
+
+        let mut files = KernelFiles::default();
+        files.read_tarball(layer.path()).unwrap();
+        assert_eq!(files.image.as_deref(), Some(&b"IMAGE"[..]));
+        assert!(files.modules.contains_key("virtio_console"));
+        assert!(files.builtin.is_none());
     }
 
     #[test]

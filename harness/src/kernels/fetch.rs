@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -12,13 +12,13 @@ use tokio::sync::OnceCell;
 use super::deb::{DebError, KernelFiles};
 use super::debian::{DebianError, Mirror, PackageIndex};
 use super::modinfo::{self, ModuleError};
-use super::{KernelEntry, Matrix, Pinning, Source};
+use super::{oci, KernelEntry, Matrix, Pinning, Source};
 use crate::cache::{Cache, CacheError};
 use crate::image::cpio;
 
 /// Bumped whenever the layout of an extracted kernel directory changes, so
 /// that old entries are rebuilt rather than misread.
-const ARTIFACTS_FORMAT: u32 = 1;
+const ARTIFACTS_FORMAT: u32 = 2;
 
 /// A kernel ready to boot, in the cache.
 #[derive(Clone, Debug)]
@@ -33,6 +33,8 @@ pub struct KernelArtifacts {
     pub modules_cpio: PathBuf,
     /// The kernel release (`uname -r`).
     pub release: String,
+    /// The packed modules, one decompressed `<name>.ko` each.
+    pub modules_dir: PathBuf,
     /// The modules packed for the guest, in load order.
     pub modules: Vec<String>,
 }
@@ -48,6 +50,28 @@ pub enum FetchEvent {
         what: String,
         /// Its size in bytes, when known.
         bytes: Option<u64>,
+    },
+    /// Bytes arrived.
+    Progress {
+        /// The kernel's label.
+        label: String,
+        /// The file.
+        what: String,
+        /// Bytes so far.
+        done: u64,
+        /// The size, when known.
+        total: Option<u64>,
+    },
+    /// A download failed in a way worth another try.
+    Retrying {
+        /// The kernel's label.
+        label: String,
+        /// The file.
+        what: String,
+        /// What went wrong.
+        error: String,
+        /// How long until the next try.
+        wait: Duration,
     },
     /// A download finished and was verified.
     Downloaded {
@@ -101,6 +125,23 @@ pub enum FetchError {
         /// What arrived.
         actual: String,
     },
+    /// The entry lacks a pin its source needs.
+    #[error("kernel `{label}` has no sha256 pin for `{what}`: run `kmatrix kernels update --kernels {label}`, or add the pin")]
+    Unpinned {
+        /// The kernel's label.
+        label: String,
+        /// The pin's name.
+        what: String,
+    },
+    /// An OCI registry refused or lacks what was asked.
+    #[error("kernel `{label}`")]
+    Oci {
+        /// The kernel's label.
+        label: String,
+        /// Why.
+        #[source]
+        source: oci::OciError,
+    },
     /// `--offline` and something is not cached.
     #[error("kernel `{label}` is not cached ({what}) and --offline forbids downloading it; run `kmatrix kernels fetch --kernels {label}` while online")]
     Offline {
@@ -113,12 +154,12 @@ pub enum FetchError {
     #[error(transparent)]
     Deb(#[from] DebError),
     /// The packages lack a needed file.
-    #[error("kernel `{label}`: the pinned packages ({packages}) hold no {what}; a split kernel (Debian 6.19 on) pins the packages its linux-image depends on: run `kmatrix kernels update --kernels {label}`")]
+    #[error("kernel `{label}`: {source_name} holds no {what} (a split Debian kernel, 6.19 on, pins the packages its linux-image depends on: run `kmatrix kernels update --kernels {label}`)")]
     Incomplete {
         /// The kernel's label.
         label: String,
-        /// The packages read.
-        packages: String,
+        /// The source read.
+        source_name: String,
         /// The missing file.
         what: &'static str,
     },
@@ -186,9 +227,20 @@ impl Fetcher {
         &self.cache
     }
 
-    /// Whether `entry`'s artifacts are already in the cache.
-    pub fn is_cached(&self, entry: &KernelEntry) -> bool {
-        KernelArtifacts::open(&self.cache.kernel_dir(&artifacts_key(entry))).is_some()
+    /// `entry`'s artifacts, if they are in the cache.
+    pub fn cached(&self, entry: &KernelEntry) -> Option<KernelArtifacts> {
+        KernelArtifacts::open(&self.cache.kernel_dir(&artifacts_key(entry)))
+    }
+
+    /// What the cache holds for `entry`: its artifacts directory, and the
+    /// downloaded files (by sha256 hex) it pins or was extracted from.
+    pub fn references(&self, entry: &KernelEntry) -> (PathBuf, Vec<String>) {
+        let dir = self.cache.kernel_dir(&artifacts_key(entry));
+        let mut blobs: Vec<String> = entry.sha256.values().map(hex::encode).collect();
+        if let Ok(inputs) = std::fs::read_to_string(dir.join(INPUTS)) {
+            blobs.extend(inputs.lines().map(str::to_owned));
+        }
+        (dir, blobs)
     }
 
     /// The Debian mirror this fetcher would use.
@@ -209,28 +261,47 @@ impl Fetcher {
             .cloned()
     }
 
-    /// The pins `entry` would have on the newest image package of its series
-    /// and flavour in its suite (for `kmatrix kernels update`).
-    pub async fn newest_pinning(&self, entry: &KernelEntry) -> Result<Pinning, DebianError> {
-        let Source::Debian { suite, package } = &entry.source;
-        let mirror = self.mirror()?;
-        let index = self.index(&mirror, suite).await?;
-        let gone = || DebianError::Gone {
-            label: entry.label.clone(),
-            package: package.clone(),
-            suite: suite.clone(),
-            mirror: mirror.clone(),
-        };
-        let newest = index.newest_like(package).ok_or_else(gone)?;
-        let parts = index.kernel_packages(newest).ok_or_else(gone)?;
-        Ok(Pinning {
-            label: entry.label.clone(),
-            package: newest.to_owned(),
-            sha256: parts
-                .into_iter()
-                .map(|(name, p)| (name, p.sha256.clone()))
-                .collect(),
-        })
+    /// The pins `entry` would have on what its source offers now: the
+    /// newest image package of its series and flavour in its Debian suite,
+    /// or the image manifest its OCI tag names. `None` for sources that
+    /// name fixed content (URLs, paths).
+    pub async fn newest_pinning(&self, entry: &KernelEntry) -> Result<Option<Pinning>, FetchError> {
+        match &entry.source {
+            Source::Debian { suite, package } => {
+                let mirror = self.mirror()?;
+                let index = self.index(&mirror, suite).await?;
+                let gone = || DebianError::Gone {
+                    label: entry.label.clone(),
+                    package: package.clone(),
+                    suite: suite.clone(),
+                    mirror: mirror.clone(),
+                };
+                let newest = index.newest_like(package).ok_or_else(gone)?;
+                let parts = index.kernel_packages(newest).ok_or_else(gone)?;
+                Ok(Some(Pinning {
+                    label: entry.label.clone(),
+                    package: Some(newest.to_owned()),
+                    sha256: parts
+                        .into_iter()
+                        .map(|(name, p)| (name, p.sha256.clone()))
+                        .collect(),
+                }))
+            }
+            Source::Oci { reference } => {
+                let digest = oci::resolve(reference)
+                    .await
+                    .map_err(|source| FetchError::Oci {
+                        label: entry.label.clone(),
+                        source,
+                    })?;
+                Ok(Some(Pinning {
+                    label: entry.label.clone(),
+                    package: None,
+                    sha256: [(oci::PIN.to_owned(), digest)].into(),
+                }))
+            }
+            Source::Url { .. } | Source::Path { .. } => Ok(None),
+        }
     }
 
     /// Makes sure `entry`'s artifacts are in the cache, downloading and
@@ -240,19 +311,54 @@ impl Fetcher {
         if let Some(artifacts) = KernelArtifacts::open(&dir) {
             return Ok(artifacts);
         }
-        let mut debs = Vec::new();
-        for (package, pin) in &entry.sha256 {
-            let path = self.cache.blob(pin);
-            if !path.exists() {
-                self.download_package(entry, package, pin, &path).await?;
+        let label = &entry.label;
+        let pin = |name: &str| {
+            entry.sha256.get(name).ok_or_else(|| FetchError::Unpinned {
+                label: label.clone(),
+                what: name.to_owned(),
+            })
+        };
+        let mut inputs = Vec::new();
+        match &entry.source {
+            Source::Debian { .. } => {
+                for (package, pin) in &entry.sha256 {
+                    let path = self.cache.blob(pin);
+                    if !path.exists() {
+                        self.download_package(entry, package, pin, &path).await?;
+                    }
+                    inputs.push(Input::Deb(path));
+                }
             }
-            debs.push(path);
+            Source::Url { image, modules } => {
+                inputs.push(Input::Image(
+                    self.download_pinned(entry, "image", image, pin("image")?)
+                        .await?,
+                ));
+                if let Some(modules) = modules {
+                    let path = self
+                        .download_pinned(entry, "modules", modules, pin("modules")?)
+                        .await?;
+                    inputs.push(Input::Tarball(path));
+                }
+            }
+            Source::Oci { reference } => {
+                let digest = pin(oci::PIN)?;
+                for layer in oci::pull(self, entry, reference, digest).await? {
+                    inputs.push(Input::Tarball(layer));
+                }
+            }
+            Source::Path { image, modules } => {
+                inputs.push(Input::Image(image.clone()));
+                if let Some(modules) = modules {
+                    inputs.push(Input::Dir(modules.clone()));
+                }
+            }
         }
         let cache = self.cache.clone();
-        let label = entry.label.clone();
-        let packages = entry.sha256.keys().cloned().collect::<Vec<_>>().join(", ");
+        let what = entry.source.to_string();
+        let label = label.clone();
         let artifacts =
-            tokio::task::spawn_blocking(move || extract(&cache, &debs, &dir, &label, &packages))
+            tokio::task::spawn_blocking(move || extract(&cache, &inputs, &dir, &label, &what))
                 .await
                 .expect("extraction does not panic")?;
         (self.progress)(FetchEvent::Extracted {
@@ -260,6 +366,37 @@ impl Fetcher {
             release: artifacts.release.clone(),
         });
         Ok(artifacts)
+    }
+
+    /// The cached file with this pin, downloaded from `url` if missing.
+    async fn download_pinned(
+        &self,
+        entry: &KernelEntry,
+        what: &str,
+        url: &str,
+        pin: &[u8; 32],
+    ) -> Result<PathBuf, FetchError> {
+        let path = self.cache.blob(pin);
+        if !path.exists() {
+            if self.offline {
+                return Err(FetchError::Offline {
+                    label: entry.label.clone(),
+                    what: what.to_owned(),
+                });
+            }
+            self.download(&entry.label, what, url, pin, &path).await?;
+        }
+        Ok(path)
+    }
+
+    /// Whether downloads are forbidden.
+    pub(super) fn offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Reports progress.
+    pub(super) fn progress(&self, event: FetchEvent) {
+        (self.progress)(event)
     }
 
     async fn download_package(
@@ -275,7 +412,9 @@ impl Fetcher {
                 what: package.to_owned(),
             });
         }
-        let Source::Debian { suite, .. } = &entry.source;
+        let Source::Debian { suite, .. } = &entry.source else {
+            unreachable!("only Debian entries have packages");
+        };
         let mirror = self.mirror()?;
         let index = self.index(&mirror, suite).await?;
         let found = index.get(package).ok_or_else(|| DebianError::Gone {
@@ -317,26 +456,25 @@ impl Fetcher {
             source,
         };
         let start = Instant::now();
-        let mut response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| failed(e.into()))?;
-        (self.progress)(FetchEvent::Downloading {
-            label: label.to_owned(),
-            what: what.to_owned(),
-            bytes: response.content_length(),
-        });
-        let mut file = self.cache.temp_file().map_err(io)?;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.into()))? {
-            hasher.update(&chunk);
-            file.write_all(&chunk).map_err(io)?;
-            bytes += chunk.len() as u64;
-        }
+        let mut attempt = 1;
+        let (file, hasher, bytes) = loop {
+            match self.try_download(label, what, url, dest).await {
+                Ok(done) => break done,
+                Err(Transient(err)) if attempt < DOWNLOAD_ATTEMPTS => {
+                    let wait = Duration::from_secs(1 << (attempt - 1));
+                    (self.progress)(FetchEvent::Retrying {
+                        label: label.to_owned(),
+                        what: what.to_owned(),
+                        error: crate::report::error_chain(&*err),
+                        wait,
+                    });
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(Transient(err)) => return Err(failed(err)),
+                Err(Fatal(err)) => return Err(err),
+            }
+        };
         let actual: [u8; 32] = hasher.finalize().into();
         if &actual != pin {
             return Err(FetchError::DigestMismatch {
@@ -359,6 +497,83 @@ impl Fetcher {
     }
 }
 
+/// How many times a download is tried before its error is final.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+
+/// A failed download attempt: worth retrying, or not.
+enum Attempt {
+    Transient(Box<dyn std::error::Error + Send + Sync>),
+    Fatal(FetchError),
+}
+use Attempt::{Fatal, Transient};
+
+impl Fetcher {
+    /// One attempt at `url`: the temporary file, its running hash, its size.
+    async fn try_download(
+        &self,
+        label: &str,
+        what: &str,
+        url: &str,
+        dest: &Path,
+    ) -> Result<(tempfile::NamedTempFile, Sha256, u64), Attempt> {
+        let io = |source| {
+            Fatal(FetchError::Io {
+                path: dest.to_owned(),
+                source,
+            })
+        };
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Transient(e.into()))?;
+        let status = response.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Transient(format!("HTTP {status}").into()));
+        }
+        let mut response = response.error_for_status().map_err(|e| {
+            Fatal(FetchError::Download {
+                url: url.to_owned(),
+                source: e.into(),
+            })
+        })?;
+        let total = response.content_length();
+        (self.progress)(FetchEvent::Downloading {
+            label: label.to_owned(),
+            what: what.to_owned(),
+            bytes: total,
+        });
+        let mut file = self.cache.temp_file().map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| Transient(e.into()))? {
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(io)?;
+            bytes += chunk.len() as u64;
+            (self.progress)(FetchEvent::Progress {
+                label: label.to_owned(),
+                what: what.to_owned(),
+                done: bytes,
+                total,
+            });
+        }
+        Ok((file, hasher, bytes))
+    }
+}
+
+/// What an entry's artifacts are extracted from.
+enum Input {
+    /// A Debian package.
+    Deb(PathBuf),
+    /// A tar archive (plain, gzip or zstd): an OCI layer, a modules tarball.
+    Tarball(PathBuf),
+    /// A kernel image file.
+    Image(PathBuf),
+    /// A directory of modules.
+    Dir(PathBuf),
+}
+
 /// The cache key of an entry's artifacts: its pins and the layout version.
 fn artifacts_key(entry: &KernelEntry) -> String {
     let mut hasher = Sha256::new();
@@ -368,6 +583,14 @@ fn artifacts_key(entry: &KernelEntry) -> String {
         hasher.update([0]);
         hasher.update(pin);
     }
+    // A kernel on disk is keyed by where it is and when it last changed.
+    if let Source::Path { image, modules } = &entry.source {
+        for path in std::iter::once(image).chain(modules) {
+            hasher.update(path.as_os_str().as_encoded_bytes());
+            let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            hasher.update(format!("{stamp:?}").as_bytes());
+        }
+    }
     hex::encode(&hasher.finalize()[..16])
 }
 
@@ -376,6 +599,8 @@ const CONFIG: &str = "config";
 const MODULES_CPIO: &str = "modules.cpio";
 const RELEASE: &str = "release";
 const MODULES: &str = "modules";
+const MODULES_DIR: &str = "ko";
+const INPUTS: &str = "inputs";
 
 impl KernelArtifacts {
     /// The artifacts in `dir`, if it is a complete entry.
@@ -387,6 +612,7 @@ impl KernelArtifacts {
             image: dir.join(IMAGE),
             config: dir.join(CONFIG),
             modules_cpio: dir.join(MODULES_CPIO),
+            modules_dir: dir.join(MODULES_DIR),
             release: release.trim().to_owned(),
             modules: modules.lines().map(str::to_owned).collect(),
         };
@@ -394,35 +620,45 @@ impl KernelArtifacts {
     }
 }
 
-/// Extracts the artifacts from the packages into `dest`, atomically.
+/// Extracts the artifacts from `inputs` into `dest`, atomically.
 fn extract(
     cache: &Cache,
-    debs: &[PathBuf],
+    inputs: &[Input],
     dest: &Path,
     label: &str,
-    packages: &str,
+    source_name: &str,
 ) -> Result<KernelArtifacts, FetchError> {
     let mut files = KernelFiles::default();
-    for deb in debs {
-        files.read_deb(deb)?;
+    for input in inputs {
+        match input {
+            Input::Deb(path) => files.read_deb(path)?,
+            Input::Tarball(path) => files.read_tarball(path)?,
+            Input::Image(path) => files.read_image(path)?,
+            Input::Dir(path) => files.read_dir(path)?,
+        }
     }
     let incomplete = |what| FetchError::Incomplete {
         label: label.to_owned(),
-        packages: packages.to_owned(),
+        source_name: source_name.to_owned(),
         what,
     };
     let image = files
         .image
         .ok_or_else(|| incomplete("kernel image (vmlinuz)"))?;
-    let config = files.config.ok_or_else(|| incomplete("kernel config"))?;
-    let release = files.release.ok_or_else(|| incomplete("modules.builtin"))?;
-    let builtin = modinfo::builtin_names(files.builtin.as_deref().unwrap_or_default());
-    let modules =
-        modinfo::load_order(modinfo::PORT_MODULES, &files.modules, &builtin).map_err(|source| {
-            FetchError::Modules {
-                label: label.to_owned(),
-                source,
-            }
+    let release = files
+        .release
+        .or_else(|| {
+            super::bzimage::version_string(&image)
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        })
+        .ok_or_else(|| incomplete("kernel release (no modules.builtin, no bzImage version)"))?;
+    // Without modules.builtin, a module that is not shipped is taken to be
+    // built in; if it is not, the agent says so at boot.
+    let builtin = files.builtin.as_deref().map(modinfo::builtin_names);
+    let modules = modinfo::load_order(modinfo::PORT_MODULES, &files.modules, builtin.as_ref())
+        .map_err(|source| FetchError::Modules {
+            label: label.to_owned(),
+            source,
         })?;
 
     let mut archive = cpio::Archive::new();
@@ -444,10 +680,29 @@ fn extract(
         })
     };
     write(IMAGE, &image)?;
-    write(CONFIG, &config)?;
+    write(CONFIG, files.config.as_deref().unwrap_or_default())?;
     write(MODULES_CPIO, &archive.finish())?;
     write(MODULES, names.join("\n").as_bytes())?;
+    std::fs::create_dir(dir.path().join(MODULES_DIR)).map_err(|source| FetchError::Io {
+        path: dest.join(MODULES_DIR),
+        source,
+    })?;
+    for (name, elf) in &modules {
+        write(&format!("{MODULES_DIR}/{name}.ko"), elf)?;
+    }
     // Written last: `open` treats an entry without it as incomplete.
+    let blobs: Vec<String> = inputs
+        .iter()
+        .filter_map(|input| match input {
+            Input::Deb(path) | Input::Tarball(path) | Input::Image(path)
+                if path.starts_with(cache.root()) =>
+            {
+                path.file_name().map(|n| n.to_string_lossy().into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    write(INPUTS, blobs.join("\n").as_bytes())?;
     write(RELEASE, release.as_bytes())?;
     cache
         .commit_dir(dir, dest)

@@ -6,11 +6,13 @@
 //! modules the guest needs to reach its results port, downloaded once and
 //! verified against the entry's pins.
 
+pub mod bzimage;
 mod config;
 mod deb;
 mod debian;
 mod fetch;
 mod modinfo;
+pub mod oci;
 mod select;
 mod update;
 mod version;

@@ -91,11 +91,12 @@ pub struct ModuleFile {
 }
 
 /// The modules `roots` need, in load order (dependencies first), as
-/// `(name, decompressed ELF)`. Built-in modules are skipped.
+/// `(name, decompressed ELF)`. Built-in modules are skipped; when `builtin`
+/// is unknown (`None`), a module that is not shipped is taken as built in.
 pub fn load_order(
     roots: &[&str],
     available: &HashMap<String, ModuleFile>,
-    builtin: &HashSet<String>,
+    builtin: Option<&HashSet<String>>,
 ) -> Result<Vec<(String, Vec<u8>)>, ModuleError> {
     let mut order = Vec::new();
     let mut done = HashSet::new();
@@ -116,11 +117,12 @@ fn visit(
     name: &str,
     needed_by: &str,
     available: &HashMap<String, ModuleFile>,
-    builtin: &HashSet<String>,
+    builtin: Option<&HashSet<String>>,
     done: &mut HashSet<String>,
     order: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<(), ModuleError> {
-    if builtin.contains(name) || !done.insert(name.to_owned()) {
+    let shipped = available.contains_key(name);
+    if builtin.map_or(!shipped, |b| b.contains(name)) || !done.insert(name.to_owned()) {
         return Ok(());
     }
     let file = available.get(name).ok_or_else(|| ModuleError::Missing {
@@ -206,7 +208,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let order = load_order(PORT_MODULES, &available, &HashSet::new()).unwrap();
+        let order = load_order(PORT_MODULES, &available, Some(&HashSet::new())).unwrap();
         let names: Vec<_> = order.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -221,7 +223,7 @@ mod tests {
         );
 
         let builtin = builtin_names("kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_pci.ko\n");
-        let order = load_order(PORT_MODULES, &available, &builtin).unwrap();
+        let order = load_order(PORT_MODULES, &available, Some(&builtin)).unwrap();
         let names: Vec<_> = order.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["virtio_console"]);
     }
@@ -232,7 +234,7 @@ mod tests {
             .into_iter()
             .collect();
         let builtin = builtin_names("kernel/drivers/virtio/virtio_pci.ko\n");
-        let err = load_order(PORT_MODULES, &available, &builtin)
+        let err = load_order(PORT_MODULES, &available, Some(&builtin))
             .unwrap_err()
             .to_string();
         assert_eq!(err, "module `virtio` (needed by virtio_console) is neither built into the kernel nor in its packages");

@@ -12,8 +12,8 @@ use super::Version;
 pub struct Pinning {
     /// The entry's label.
     pub label: String,
-    /// The image package to use.
-    pub package: String,
+    /// The Debian image package to use (`None` for other sources).
+    pub package: Option<String>,
     /// sha256 (hex) of every package the kernel is made of.
     pub sha256: BTreeMap<String, String>,
 }
@@ -43,8 +43,11 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
                     .find(|k| label_of(k) == Some(pinning.label.clone()))
             })
             .ok_or_else(|| UpdateError::NoEntry(pinning.label.clone()))?;
-        if let Some(debian) = entry.get_mut("debian").and_then(Item::as_table_like_mut) {
-            set_string(debian, "package", &pinning.package);
+        if let (Some(package), Some(debian)) = (
+            &pinning.package,
+            entry.get_mut("debian").and_then(Item::as_table_like_mut),
+        ) {
+            set_string(debian, "package", package);
         }
         if entry.get("sha256").and_then(Item::as_table_like).is_none() {
             entry.insert("sha256", Item::Table(toml_edit::Table::new()));
@@ -64,13 +67,23 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
     Ok(doc.to_string())
 }
 
-/// The label an entry is known by: its own, or `MAJOR.MINOR` of its package.
+/// The label an entry is known by: its own, or `MAJOR.MINOR` of its
+/// version, as `Matrix::parse` derives it.
 fn label_of(entry: &toml_edit::Table) -> Option<String> {
     if let Some(label) = entry.get("label").and_then(Item::as_str) {
         return Some(label.to_owned());
     }
-    let package = entry.get("debian")?.get("package")?.as_str()?;
-    let version = Version::find_in(package)?;
+    let version = match entry.get("version").and_then(Item::as_str) {
+        Some(text) => text.parse::<Version>().ok()?,
+        None => {
+            let named = entry
+                .get("debian")
+                .and_then(|d| d.get("package"))
+                .or_else(|| entry.get("oci"))?
+                .as_str()?;
+            Version::find_in(named.rsplit([':', '/']).next()?)?
+        }
+    };
     Some(format!("{}.{}", version.major, version.minor))
 }
 
@@ -116,7 +129,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
             &[
                 Pinning {
                     label: "6.1".into(),
-                    package: "linux-image-6.1.0-51-cloud-amd64".into(),
+                    package: Some("linux-image-6.1.0-51-cloud-amd64".into()),
                     sha256: BTreeMap::from([(
                         "linux-image-6.1.0-51-cloud-amd64".into(),
                         "cc".into(),
@@ -124,7 +137,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
                 },
                 Pinning {
                     label: "7.3".into(),
-                    package: "linux-image-7.3.5+deb13-cloud-amd64".into(),
+                    package: Some("linux-image-7.3.5+deb13-cloud-amd64".into()),
                     sha256: BTreeMap::from([
                         ("linux-base-7.3.5+deb13-cloud-amd64".into(), "dd".into()),
                         ("linux-binary-7.3.5+deb13-cloud-amd64".into(), "ee".into()),
@@ -163,7 +176,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
     fn an_unknown_label_is_an_error() {
         let pinning = Pinning {
             label: "4.19".into(),
-            package: "p".into(),
+            package: None,
             sha256: BTreeMap::new(),
         };
         assert!(matches!(

@@ -388,7 +388,7 @@ fn check_program(
                 reason: skip.reason,
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<Skip>, (Option<String>, String)>>()?;
     let mut cases: Vec<CaseSpec> = Vec::new();
     for raw_case in raw.case {
         let name = raw_case.name.clone();

@@ -1,0 +1,121 @@
+//! Download progress on stderr: a bar per file (bytes, rate, ETA) on a
+//! terminal, a line per start and end otherwise.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::kernels::FetchEvent;
+
+/// Renders [`FetchEvent`]s.
+pub struct FetchProgress {
+    bars: Option<Mutex<Bars>>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    by_file: HashMap<(String, String), ProgressBar>,
+}
+
+impl FetchProgress {
+    /// Bars when stderr is a terminal, lines otherwise.
+    pub fn new() -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            Mutex::new(Bars {
+                multi: MultiProgress::new(),
+                by_file: HashMap::new(),
+            })
+        });
+        Self { bars }
+    }
+
+    /// Shows one event.
+    pub fn report(&self, event: FetchEvent) {
+        match (&self.bars, event) {
+            (Some(bars), FetchEvent::Downloading { label, what, bytes }) => {
+                let mut bars = bars.lock().expect("progress lock");
+                let bar = bars.multi.add(ProgressBar::new(bytes.unwrap_or(0)));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>8}  {msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                    )
+                    .expect("the template parses"),
+                );
+                bar.set_prefix(label.clone());
+                bar.set_message(what.clone());
+                bars.by_file.insert((label, what), bar);
+            }
+            (
+                Some(bars),
+                FetchEvent::Progress {
+                    label, what, done, ..
+                },
+            ) => {
+                if let Some(bar) = bars
+                    .lock()
+                    .expect("progress lock")
+                    .by_file
+                    .get(&(label, what))
+                {
+                    bar.set_position(done);
+                }
+            }
+            (
+                Some(bars),
+                FetchEvent::Downloaded {
+                    label,
+                    what,
+                    bytes,
+                    seconds,
+                },
+            ) => {
+                if let Some(bar) = bars
+                    .lock()
+                    .expect("progress lock")
+                    .by_file
+                    .remove(&(label.clone(), what.clone()))
+                {
+                    bar.finish_and_clear();
+                }
+                eprintln!("{}", downloaded(&label, &what, bytes, seconds));
+            }
+            (None, FetchEvent::Downloading { label, what, bytes }) => match bytes {
+                Some(bytes) => eprintln!("{label:>8}  FETCH {what} ({:.1} MB)", bytes as f64 / 1e6),
+                None => eprintln!("{label:>8}  FETCH {what}"),
+            },
+            (None, FetchEvent::Progress { .. }) => {}
+            (
+                None,
+                FetchEvent::Downloaded {
+                    label,
+                    what,
+                    bytes,
+                    seconds,
+                },
+            ) => {
+                eprintln!("{}", downloaded(&label, &what, bytes, seconds))
+            }
+            (
+                _,
+                FetchEvent::Retrying {
+                    label,
+                    what,
+                    error,
+                    wait,
+                },
+            ) => eprintln!("{label:>8}  RETRY {what} in {} s: {error}", wait.as_secs()),
+            (_, FetchEvent::Extracted { label, release }) => {
+                eprintln!("{label:>8}  READY {release} extracted into the cache")
+            }
+        }
+    }
+}
+
+fn downloaded(label: &str, what: &str, bytes: u64, seconds: f64) -> String {
+    format!(
+        "{label:>8}  GOT   {what} ({:.1} MB in {seconds:.1} s, sha256 verified)",
+        bytes as f64 / 1e6
+    )
+}
