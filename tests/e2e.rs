@@ -109,6 +109,7 @@ fn oldest_and_newest_kernels_report_every_program() {
             run_timeout: std::time::Duration::from_secs(300),
         },
         report_cases: true,
+        exec: None,
     };
     let selected: Vec<_> = kernels.iter().map(|k| (*k).clone()).collect();
     let mut summary = Summary::new(&kernels, &suite);

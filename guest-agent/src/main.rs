@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
-use kmatrix_guest_agent::{loader, system};
+use kmatrix_guest_agent::{exec, loader, system};
 use kmatrix_protocol::{Frame, Hello, Plan, PLAN_PATH, VERSION};
 
 /// Where the host packs the objects under test.
@@ -54,7 +54,16 @@ fn run() {
     channel.flush();
 
     match read_plan() {
-        Ok(plan) => loader::run_plan(OBJECTS_DIR.as_ref(), &plan, &mut channel),
+        Ok(plan) => {
+            loader::run_plan(OBJECTS_DIR.as_ref(), &plan, &mut channel);
+            if let Some(exec) = &plan.exec {
+                if let Err(err) = system::loopback_up() {
+                    channel.send(&Frame::AgentError(err));
+                }
+                channel.flush();
+                exec::run(exec, &mut channel);
+            }
+        }
         Err(err) => channel.send(&Frame::AgentError(err)),
     }
 

@@ -16,6 +16,8 @@ use kmatrix_protocol::PORT_NAME;
 const MODULES_DIR: &str = "/kmatrix/modules";
 
 /// Mounts everything eBPF tests expect. Returns one message per failure.
+/// (The initramfs root is itself a writable tmpfs, so `/tmp` needs no mount,
+/// and one would hide files packed under it.)
 pub fn mount_filesystems() -> Vec<String> {
     const MOUNTS: &[(&str, &str)] = &[
         ("proc", "/proc"),
@@ -24,7 +26,7 @@ pub fn mount_filesystems() -> Vec<String> {
         ("bpf", "/sys/fs/bpf"),
         ("debugfs", "/sys/kernel/debug"),
         ("tracefs", "/sys/kernel/tracing"),
-        ("tmpfs", "/tmp"),
+        ("cgroup2", "/sys/fs/cgroup"),
     ];
     let mut errors = Vec::new();
     for &(fstype, target) in MOUNTS {
@@ -35,6 +37,40 @@ pub fn mount_filesystems() -> Vec<String> {
         }
     }
     errors
+}
+
+/// Brings the loopback interface up, as tests that send packets expect.
+pub fn loopback_up() -> Result<(), String> {
+    // SAFETY: a plain AF_INET datagram socket; `ifreq` is zero-initialised
+    // and carries a NUL-terminated name for both ioctls; the fd is closed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let result = if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            Err(format!(
+                "SIOCGIFFLAGS lo: {}",
+                std::io::Error::last_os_error()
+            ))
+        } else {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) < 0 {
+                Err(format!(
+                    "SIOCSIFFLAGS lo: {}",
+                    std::io::Error::last_os_error()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(fd);
+        result
+    }
 }
 
 /// Loads the packed modules in order. Returns one message per failure.

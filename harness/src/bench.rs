@@ -213,6 +213,7 @@ async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
                 jobs: 1,
                 vm: args.common.vm.config(),
                 report_cases,
+                exec: None,
             };
             let (seconds, outcomes) = run_cases(
                 &kernel,

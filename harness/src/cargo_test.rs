@@ -192,6 +192,7 @@ fn trials(config: Config, args: &Arguments) -> anyhow::Result<Vec<Trial>> {
                 run_timeout: std::time::Duration::from_secs(600),
             },
             report_cases: true,
+            exec: None,
         };
         let (suite, results) = (suite.clone(), results.clone());
         std::thread::spawn(move || {

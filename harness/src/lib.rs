@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cargo_test;
 pub mod channel;
 pub mod cli;
+pub mod exec;
 pub mod image;
 pub mod kernels;
 pub mod objects;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmatrix_protocol::{Frame, Hello};
+use kmatrix_protocol::{ExecPlan, ExitInfo, Frame, Hello, Stream};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::image::{ImageError, ImageParts};
@@ -24,6 +24,8 @@ pub struct RunConfig {
     /// Whether the guest reports each case (false only to measure what
     /// streaming costs).
     pub report_cases: bool,
+    /// A program to run in each kernel after the suite (`kmatrix exec`).
+    pub exec: Option<ExecPlan>,
 }
 
 /// Something that happened during a run, in the order it happened.
@@ -49,6 +51,22 @@ pub enum RunEvent {
         test: usize,
         /// What happened.
         outcome: Outcome,
+    },
+    /// Bytes the executed program wrote.
+    Output {
+        /// The kernel's label.
+        kernel: String,
+        /// Which stream.
+        stream: Stream,
+        /// What it wrote.
+        data: Vec<u8>,
+    },
+    /// The executed program ended.
+    Exited {
+        /// The kernel's label.
+        kernel: String,
+        /// How.
+        info: ExitInfo,
     },
     /// The agent hit a problem outside any one program.
     AgentError {
@@ -193,7 +211,8 @@ impl Work<'_> {
         let _ = tx.send(RunEvent::KernelStarted {
             kernel: label.clone(),
         });
-        let plan = self.suite.plan_for(self.kernel, self.config.report_cases);
+        let mut plan = self.suite.plan_for(self.kernel, self.config.report_cases);
+        plan.plan.exec = self.config.exec.clone();
         for (test, outcome) in &plan.skipped {
             send_outcome(*test, outcome.clone());
         }
@@ -234,6 +253,19 @@ impl Work<'_> {
                     let _ = tx.send(RunEvent::AgentError {
                         kernel: label.clone(),
                         message,
+                    });
+                }
+                Frame::Output { stream, data } => {
+                    let _ = tx.send(RunEvent::Output {
+                        kernel: label.clone(),
+                        stream,
+                        data,
+                    });
+                }
+                Frame::Exit(info) => {
+                    let _ = tx.send(RunEvent::Exited {
+                        kernel: label.clone(),
+                        info,
                     });
                 }
                 Frame::Hello(_) | Frame::Done => {}

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";
@@ -53,6 +53,51 @@ pub enum Frame {
     Done,
     /// The outcome of one test-run case.
     Case(CaseResult),
+    /// Bytes the executed program wrote.
+    Output {
+        /// Which stream.
+        stream: Stream,
+        /// What it wrote.
+        data: Vec<u8>,
+    },
+    /// The executed program ended.
+    Exit(ExitInfo),
+}
+
+/// One of the executed program's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How the executed program ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitInfo {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal {
+        /// The signal's number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+/// A program to run in the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPlan {
+    /// The program (a guest path) and its arguments.
+    pub argv: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub cwd: String,
 }
 
 /// What the guest is to do: which programs of which objects to load, and
@@ -64,6 +109,8 @@ pub struct Plan {
     /// Whether to send a [`Frame::Case`] per case (false only to measure
     /// what streaming costs).
     pub report_cases: bool,
+    /// A program to run after the objects, its output streamed back.
+    pub exec: Option<ExecPlan>,
 }
 
 /// The work on one object.
@@ -375,6 +422,14 @@ mod tests {
                     output: None,
                     reads: vec![Some(3u64.to_le_bytes().to_vec()), None],
                 },
+            }),
+            Frame::Output {
+                stream: Stream::Stderr,
+                data: b"running 2 tests\n".to_vec(),
+            },
+            Frame::Exit(ExitInfo::Signal {
+                signal: 11,
+                core_dumped: true,
             }),
             Frame::Done,
         ]

@@ -56,6 +56,8 @@ struct Cli {
 enum Command {
     /// Load eBPF objects on every selected kernel and report the matrix.
     Test(TestArgs),
+    /// Run a program (e.g. a test binary) inside every selected kernel.
+    Exec(ExecArgs),
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(KernelsCommand),
@@ -94,6 +96,33 @@ enum KernelsCommand {
         #[arg(long)]
         delete: bool,
     },
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Kernels booted at once [default: number of CPUs].
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Also pack this file or directory, at the same absolute path.
+    #[arg(long, value_name = "PATH")]
+    file: Vec<PathBuf>,
+    /// Also pass this environment variable through.
+    #[arg(long, value_name = "NAME")]
+    env: Vec<String>,
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// The program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -235,6 +264,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let matrix_path = find_matrix(cli.matrix)?;
     match cli.command {
         Command::Test(args) => test(&matrix_path, args).await,
+        Command::Exec(args) => exec(&matrix_path, args).await,
         Command::Kernels(KernelsCommand::List) => list(&matrix_path),
         Command::Kernels(KernelsCommand::Fetch { select }) => fetch(&matrix_path, &select).await,
         Command::Kernels(KernelsCommand::Update { select }) => update(&matrix_path, &select).await,
@@ -300,6 +330,7 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
         jobs: args.jobs.unwrap_or_else(num_cpus),
         vm: args.vm.config(),
         report_cases: true,
+        exec: None,
     };
     let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
 
@@ -354,6 +385,17 @@ fn finish(summary: &Summary, outputs: &OutputArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     report::matrix::render(summary, &mut out)?;
     out.flush()?;
+    drop(out);
+    write_files(summary, outputs)?;
+    Ok(if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// Writes the JUnit file and the Markdown summary.
+fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<()> {
     if let Some(path) = &outputs.junit {
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -372,7 +414,46 @@ fn finish(summary: &Summary, outputs: &OutputArgs) -> Result<ExitCode> {
             .with_context(|| format!("opening $GITHUB_STEP_SUMMARY ({})", path.display()))?;
         file.write_all(markdown.as_bytes())?;
     }
-    Ok(if summary.passed() {
+    Ok(())
+}
+
+async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
+    let matrix = Matrix::load(matrix_path)?;
+    let kernels = pinned(args.select.kernels.apply(&matrix.kernels)?)?;
+    let prepared = crate::exec::prepare(&args.command, &args.file, &args.env)?;
+    let suite = Arc::new(Suite::from_objects(Vec::new()));
+    let mut parts = ImageParts::new(Init::Agent, &[]).context("building the initramfs")?;
+    parts
+        .add_files(&prepared.files)
+        .context("packing the program")?;
+    let fetcher = Arc::new(fetcher(&matrix, false)?);
+    let config = RunConfig {
+        jobs: args.jobs.unwrap_or_else(num_cpus),
+        vm: args.vm.config(),
+        report_cases: true,
+        exec: Some(prepared.plan),
+    };
+    let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
+    let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
+    let mut reporter = report::exec::ExecReporter::new(labels);
+    let run = runner::run(&to_run, suite, Arc::new(parts), fetcher, &config, |event| {
+        let _ = reporter.report(&event);
+    });
+    tokio::select! {
+        () = run => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping every VM");
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    reporter.statuses(&mut err)?;
+    if let Some(summary) = reporter.summary() {
+        report::matrix::render(&summary, &mut err)?;
+        drop(err);
+        write_files(&summary, &args.outputs)?;
+    }
+    Ok(if reporter.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)

@@ -23,6 +23,7 @@ pub const OBJECTS_DIR: &str = "kmatrix/objects";
 pub struct ImageParts {
     init: Vec<u8>,
     objects: Vec<u8>,
+    files: Vec<u8>,
 }
 
 /// An initramfs could not be written.
@@ -54,7 +55,37 @@ impl ImageParts {
         Ok(Self {
             init: base.finish(),
             objects: packed.finish(),
+            files: Vec::new(),
         })
+    }
+
+    /// Adds host files, each at its own absolute path (for `kmatrix exec`).
+    pub fn add_files(&mut self, files: &[std::path::PathBuf]) -> std::io::Result<()> {
+        let mut archive = cpio::Archive::new();
+        let mut dirs = std::collections::BTreeSet::new();
+        for file in files {
+            let guest = file.to_string_lossy().trim_start_matches('/').to_owned();
+            let mut parent = String::new();
+            for part in guest
+                .split('/')
+                .collect::<Vec<_>>()
+                .split_last()
+                .map_or(&[][..], |(_, p)| p)
+            {
+                if !parent.is_empty() {
+                    parent.push('/');
+                }
+                parent.push_str(part);
+                if dirs.insert(parent.clone()) {
+                    archive.dir(&parent);
+                }
+            }
+            let meta = std::fs::metadata(file)?;
+            let perm = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            archive.file(&guest, perm, &std::fs::read(file)?);
+        }
+        self.files = archive.finish();
+        Ok(())
     }
 
     /// Writes the initramfs for `kernel`, carrying out `plan`, to `dest`.
@@ -74,7 +105,7 @@ impl ImageParts {
         packed.file(PLAN_PATH.trim_start_matches('/'), 0o644, &encode_plan(plan));
         let plan = packed.finish();
         let mut file = std::fs::File::create(dest).map_err(fail)?;
-        for part in [&modules[..], &self.init, &self.objects, &plan] {
+        for part in [&modules[..], &self.init, &self.objects, &self.files, &plan] {
             file.write_all(part).map_err(fail)?;
         }
         Ok(())

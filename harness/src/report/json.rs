@@ -9,6 +9,8 @@
 //! | `kernel-booted` | `kernel`, `release`, `btf` |
 //! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}` or `{"outcome": "skipped", "reason"}` |
 //! | `agent-error` | `kernel`, `message` |
+//! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
+//! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
 //! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail` |
 //! | `run-finished` | `passed` |
 //!
@@ -76,6 +78,22 @@ pub enum Record {
         /// What it said.
         message: String,
     },
+    /// What `kmatrix exec`'s program wrote.
+    Output {
+        /// The kernel's label.
+        kernel: String,
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// The bytes, as UTF-8 with replacements.
+        text: String,
+    },
+    /// How `kmatrix exec`'s program ended.
+    Exited {
+        /// The kernel's label.
+        kernel: String,
+        /// E.g. `exit code 3`, `killed by signal 11 (core dumped)`.
+        status: String,
+    },
     /// A kernel is done.
     KernelFinished {
         /// Its label.
@@ -142,6 +160,22 @@ impl<'a, W: Write> JsonReporter<'a, W> {
             RunEvent::AgentError { kernel, message } => Record::AgentError {
                 kernel: kernel.clone(),
                 message: message.clone(),
+            },
+            RunEvent::Output {
+                kernel,
+                stream,
+                data,
+            } => Record::Output {
+                kernel: kernel.clone(),
+                stream: match stream {
+                    kmatrix_protocol::Stream::Stdout => "stdout".into(),
+                    kmatrix_protocol::Stream::Stderr => "stderr".into(),
+                },
+                text: String::from_utf8_lossy(data).into_owned(),
+            },
+            RunEvent::Exited { kernel, info } => Record::Exited {
+                kernel: kernel.clone(),
+                status: super::exec::describe(info),
             },
             RunEvent::KernelFinished { kernel, outcome } => Record::KernelFinished {
                 kernel: kernel.clone(),
@@ -344,6 +378,8 @@ pub fn merge(paths: &[PathBuf]) -> Result<Summary, MergeError> {
                 }
                 Record::RunStarted { .. }
                 | Record::KernelStarted { .. }
+                | Record::Output { .. }
+                | Record::Exited { .. }
                 | Record::RunFinished { .. } => {}
             }
         }

@@ -55,6 +55,14 @@ impl<'a, W: Write> LiveReporter<'a, W> {
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.out, "{kernel:>8}  ERROR agent: {message}")
             }
+            RunEvent::Output { .. } => Ok(()),
+            RunEvent::Exited { kernel, info } => {
+                writeln!(
+                    self.out,
+                    "{kernel:>8}  EXIT  {}",
+                    crate::report::exec::describe(info)
+                )
+            }
             RunEvent::KernelFinished { kernel, outcome } => match outcome {
                 KernelOutcome::Completed { boot, total, .. } => writeln!(
                     self.out,

@@ -5,6 +5,7 @@
 //! [`matrix`], [`junit`] and [`markdown`] render at the end. [`json::merge`]
 //! rebuilds a `Summary` from shards' files.
 
+pub mod exec;
 pub mod json;
 pub mod junit;
 pub mod live;
@@ -92,7 +93,7 @@ impl Summary {
     pub fn record(&mut self, event: &RunEvent) {
         let column = |kernel: &str| self.column(kernel);
         match event {
-            RunEvent::KernelStarted { .. } => {}
+            RunEvent::KernelStarted { .. } | RunEvent::Output { .. } | RunEvent::Exited { .. } => {}
             RunEvent::KernelBooted { kernel, hello } => {
                 if let Some(c) = column(kernel) {
                     self.columns[c].release = Some(hello.kernel_release.clone());

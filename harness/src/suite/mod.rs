@@ -577,6 +577,7 @@ impl Suite {
         let mut plan = kmatrix_protocol::Plan {
             objects: Vec::new(),
             report_cases,
+            exec: None,
         };
         let mut skipped = Vec::new();
         let mut programs = Vec::new();

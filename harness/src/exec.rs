@@ -1,0 +1,278 @@
+//! `kmatrix exec`: what a host program needs to run in the guest.
+//!
+//! The program and the shared libraries it needs (its ELF interpreter and
+//! `DT_NEEDED` entries, followed recursively and resolved on the host) are
+//! packed at their host paths, with any files given with `--file`; the
+//! program runs in a directory named like the host's working directory,
+//! with an allow-listed environment.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use kmatrix_protocol::ExecPlan;
+use object::elf::{DT_NEEDED, DT_RPATH, DT_RUNPATH, PT_INTERP};
+use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
+use object::Endianness;
+
+/// Variables passed to the guest when set on the host, besides `--env`.
+pub const ENV_ALLOWED: &[&str] = &[
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "RUST_LIB_BACKTRACE",
+    "RUST_MIN_STACK",
+    "RUST_TEST_THREADS",
+    "RUST_TEST_NOCAPTURE",
+    "RUST_TEST_TIME_UNIT",
+    "RUST_TEST_TIME_INTEGRATION",
+    "NO_COLOR",
+    "CLICOLOR",
+];
+
+/// Where libraries are looked for after the program's own run paths.
+const SYSTEM_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// A program that cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The program or a file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The program is not a 64-bit ELF.
+    #[error("{} is not a 64-bit ELF program: {reason}", path.display())]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A library it needs is nowhere.
+    #[error("{} needs {library}, which is not in its run paths, LD_LIBRARY_PATH or the system library directories", needed_by.display())]
+    MissingLibrary {
+        /// The file that needs it.
+        needed_by: PathBuf,
+        /// The library's name.
+        library: String,
+    },
+}
+
+/// The files to pack (guest path = host path) and the plan to run.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Files to pack, each at its own absolute path.
+    pub files: Vec<PathBuf>,
+    /// What the guest runs.
+    pub plan: ExecPlan,
+}
+
+/// Prepares `argv` (the program, then its arguments) with the `extra` files
+/// and the `env` names to pass through.
+pub fn prepare(argv: &[String], extra: &[PathBuf], env: &[String]) -> Result<Prepared, ExecError> {
+    let program = std::path::absolute(&argv[0]).map_err(|source| ExecError::Read {
+        path: argv[0].clone().into(),
+        source,
+    })?;
+    let mut files = BTreeSet::new();
+    let mut pending = vec![program.clone()];
+    while let Some(path) = pending.pop() {
+        if !files.insert(path.clone()) {
+            continue;
+        }
+        pending.extend(dependencies(&path)?);
+    }
+    let lib_dirs: BTreeSet<String> = files
+        .iter()
+        .filter(|p| **p != program)
+        .filter_map(|p| p.parent().map(|d| d.display().to_string()))
+        .collect();
+    for path in extra {
+        let path = std::path::absolute(path).map_err(|source| ExecError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        walk(&path, &mut files)?;
+    }
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| "/".into());
+    let mut vars = vec![
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("HOME".to_owned(), "/root".to_owned()),
+        ("KMATRIX_GUEST".to_owned(), "1".to_owned()),
+        (
+            "LD_LIBRARY_PATH".to_owned(),
+            lib_dirs.into_iter().collect::<Vec<_>>().join(":"),
+        ),
+    ];
+    let names = ENV_ALLOWED
+        .iter()
+        .copied()
+        .chain(env.iter().map(String::as_str));
+    for name in names {
+        if let Ok(value) = std::env::var(name) {
+            vars.push((name.to_owned(), value));
+        }
+    }
+    let mut guest_argv = vec![program.display().to_string()];
+    guest_argv.extend(argv[1..].iter().cloned());
+    Ok(Prepared {
+        files: files.into_iter().collect(),
+        plan: ExecPlan {
+            argv: guest_argv,
+            env: vars,
+            cwd,
+        },
+    })
+}
+
+/// Every file below `path` (or `path` itself).
+fn walk(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
+    let meta = std::fs::metadata(path).map_err(|source| ExecError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|source| ExecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            walk(&entry.path(), files)?;
+        }
+    } else {
+        files.insert(path.to_owned());
+    }
+    Ok(())
+}
+
+/// The interpreter and libraries an ELF file needs, resolved on the host.
+fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
+    let data = std::fs::read(path).map_err(|source| ExecError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let not_elf = |reason: String| ExecError::NotElf {
+        path: path.to_owned(),
+        reason,
+    };
+    let elf = ElfFile64::<Endianness>::parse(&*data).map_err(|e| not_elf(e.to_string()))?;
+    let endian = elf.endian();
+    let mut found = Vec::new();
+    for header in elf.elf_program_headers() {
+        if header.p_type(endian) == PT_INTERP {
+            if let Ok(Some(interp)) = header.interpreter(endian, &*data) {
+                found.push(PathBuf::from(OsStr::new(
+                    std::str::from_utf8(interp).unwrap_or_default(),
+                )));
+            }
+        }
+    }
+    let sections = elf
+        .elf_header()
+        .sections(endian, &*data)
+        .map_err(|e| not_elf(e.to_string()))?;
+    let Some((entries, link)) = sections
+        .dynamic(endian, &*data)
+        .map_err(|e| not_elf(e.to_string()))?
+    else {
+        return Ok(found);
+    };
+    let strings = sections
+        .strings(endian, &*data, link)
+        .map_err(|e| not_elf(e.to_string()))?;
+    let origin = path
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .display()
+        .to_string();
+    let mut needed = Vec::new();
+    let mut run_paths = Vec::new();
+    for entry in entries {
+        let tag = entry.tag32(endian);
+        let Some(text) = entry
+            .string(endian, strings)
+            .ok()
+            .and_then(|s| std::str::from_utf8(s).ok())
+        else {
+            continue;
+        };
+        match tag {
+            Some(DT_NEEDED) => needed.push(text.to_owned()),
+            Some(DT_RUNPATH | DT_RPATH) => {
+                run_paths.extend(text.split(':').map(|p| p.replace("$ORIGIN", &origin)))
+            }
+            _ => {}
+        }
+    }
+    let library_path = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+    let dirs: Vec<String> = run_paths
+        .into_iter()
+        .chain(
+            library_path
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        )
+        .chain(SYSTEM_DIRS.iter().map(|d| d.to_string()))
+        .collect();
+    for library in needed {
+        let resolved = dirs
+            .iter()
+            .map(|dir| Path::new(dir).join(&library))
+            .find(|candidate| candidate.exists())
+            .ok_or_else(|| ExecError::MissingLibrary {
+                needed_by: path.to_owned(),
+                library: library.clone(),
+            })?;
+        found.push(resolved);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_program_brings_its_loader_and_libc() {
+        let me = std::env::current_exe().unwrap().display().to_string();
+        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[]).unwrap();
+        let names: Vec<String> = prepared
+            .files
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("libc.so")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("ld-linux")), "{names:?}");
+        assert_eq!(prepared.plan.argv, [me, "--list".to_owned()]);
+        assert!(prepared
+            .plan
+            .env
+            .iter()
+            .any(|(k, _)| k == "LD_LIBRARY_PATH"));
+    }
+
+    #[test]
+    fn a_text_file_is_not_a_program() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "#!/bin/sh\n").unwrap();
+        let err = prepare(&[file.path().display().to_string()], &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("is not a 64-bit ELF program"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! What `kmatrix exec` shows: the program's output as it arrives (prefixed
+//! by the kernel when more than one runs), how it ended on each kernel, and,
+//! when it is a libtest test binary, each test's outcome per kernel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use kmatrix_protocol::{ExitInfo, Stream};
+
+use super::{error_chain, Summary};
+use crate::runner::{KernelOutcome, RunEvent};
+use crate::suite::Outcome;
+
+/// How a program ended, in words.
+pub fn describe(info: &ExitInfo) -> String {
+    match info {
+        ExitInfo::Code(code) => format!("exit code {code}"),
+        ExitInfo::Signal {
+            signal,
+            core_dumped,
+        } => {
+            let name = nix::sys::signal::Signal::try_from(*signal)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| "unknown".into());
+            let core = if *core_dumped { ", core dumped" } else { "" };
+            format!("killed by signal {signal} ({name}){core}")
+        }
+        ExitInfo::SpawnFailed(reason) => format!("could not start: {reason}"),
+    }
+}
+
+/// A libtest result line: `test NAME ... ok|FAILED|ignored[, reason]`.
+fn libtest_line(line: &str) -> Option<(&str, Outcome)> {
+    let rest = line.strip_prefix("test ")?;
+    let (name, verdict) = rest.rsplit_once(" ... ")?;
+    let outcome = match verdict.trim_end() {
+        "ok" => Outcome::Passed {
+            detail: String::new(),
+        },
+        "FAILED" => Outcome::Failed {
+            reason: "the test failed; its output is above".into(),
+            verifier_log: None,
+        },
+        ignored if ignored.starts_with("ignored") => Outcome::Skipped {
+            reason: ignored
+                .strip_prefix("ignored, ")
+                .unwrap_or("ignored")
+                .to_owned(),
+        },
+        _ => return None,
+    };
+    Some((name.trim(), outcome))
+}
+
+/// Folds `kmatrix exec` events.
+pub struct ExecReporter {
+    kernels: Vec<String>,
+    prefix: bool,
+    partial: HashMap<(String, bool), Vec<u8>>,
+    exits: BTreeMap<String, ExitInfo>,
+    failures: BTreeMap<String, (String, Option<String>)>,
+    tests: Vec<String>,
+    outcomes: HashMap<(String, String), Outcome>,
+}
+
+impl ExecReporter {
+    /// A reporter for a run on `kernels`.
+    pub fn new(kernels: Vec<String>) -> Self {
+        Self {
+            prefix: kernels.len() > 1,
+            kernels,
+            partial: HashMap::new(),
+            exits: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            tests: Vec::new(),
+            outcomes: HashMap::new(),
+        }
+    }
+
+    /// Shows one event.
+    pub fn report(&mut self, event: &RunEvent) -> std::io::Result<()> {
+        match event {
+            RunEvent::Output {
+                kernel,
+                stream,
+                data,
+            } => {
+                let is_err = *stream == Stream::Stderr;
+                if !self.prefix {
+                    write_raw(is_err, data)?;
+                }
+                let buffer = self.partial.entry((kernel.clone(), is_err)).or_default();
+                buffer.extend_from_slice(data);
+                let mut lines = Vec::new();
+                while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                    lines.push(buffer.drain(..=end).collect::<Vec<u8>>());
+                }
+                for line in lines {
+                    self.line(kernel, is_err, &line)?;
+                }
+                Ok(())
+            }
+            RunEvent::Exited { kernel, info } => {
+                self.flush_partial(kernel)?;
+                self.exits.insert(kernel.clone(), info.clone());
+                Ok(())
+            }
+            RunEvent::KernelFinished {
+                kernel,
+                outcome: KernelOutcome::Failed(err),
+            } => {
+                self.flush_partial(kernel)?;
+                let tail = err.console_tail().map(str::to_owned);
+                self.failures
+                    .insert(kernel.clone(), (error_chain(err), tail));
+                Ok(())
+            }
+            RunEvent::AgentError { kernel, message } => {
+                eprintln!("[{kernel}] kmatrix: agent: {message}");
+                Ok(())
+            }
+            RunEvent::KernelStarted { .. }
+            | RunEvent::KernelBooted { .. }
+            | RunEvent::Outcome { .. }
+            | RunEvent::KernelFinished { .. } => Ok(()),
+        }
+    }
+
+    fn line(&mut self, kernel: &str, is_err: bool, line: &[u8]) -> std::io::Result<()> {
+        if self.prefix {
+            let mut prefixed = format!("[{kernel}] ").into_bytes();
+            prefixed.extend_from_slice(line);
+            write_raw(is_err, &prefixed)?;
+        }
+        let text = String::from_utf8_lossy(line);
+        if let Some((name, outcome)) = libtest_line(text.trim_end()) {
+            if !self.tests.iter().any(|t| t == name) {
+                self.tests.push(name.to_owned());
+            }
+            self.outcomes
+                .insert((kernel.to_owned(), name.to_owned()), outcome);
+        }
+        Ok(())
+    }
+
+    fn flush_partial(&mut self, kernel: &str) -> std::io::Result<()> {
+        for is_err in [false, true] {
+            if let Some(rest) = self.partial.remove(&(kernel.to_owned(), is_err)) {
+                if !rest.is_empty() {
+                    let mut rest = rest;
+                    rest.push(b'\n');
+                    self.line(kernel, is_err, &rest)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the program ran and exited 0 on every kernel.
+    pub fn passed(&self) -> bool {
+        self.kernels.iter().all(|k| {
+            matches!(self.exits.get(k), Some(ExitInfo::Code(0))) && !self.failures.contains_key(k)
+        })
+    }
+
+    /// One line per kernel: how the program ended there, and why a kernel
+    /// failed (with its console's tail).
+    pub fn statuses(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for kernel in &self.kernels {
+            match (self.failures.get(kernel), self.exits.get(kernel)) {
+                (Some((reason, tail)), _) => {
+                    writeln!(out, "kmatrix: {kernel}: FAILED: {reason}")?;
+                    if let Some(tail) = tail.as_deref().filter(|t| !t.is_empty()) {
+                        writeln!(out, "kmatrix: {kernel}: console (last lines):\n{tail}")?;
+                    }
+                }
+                (None, Some(ExitInfo::Code(0))) => {
+                    writeln!(out, "kmatrix: {kernel}: ok (exit code 0)")?
+                }
+                (None, Some(info)) => {
+                    writeln!(out, "kmatrix: {kernel}: FAILED: {}", describe(info))?
+                }
+                (None, None) => {
+                    writeln!(out, "kmatrix: {kernel}: FAILED: the program never ended")?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-test matrix, when the program printed libtest results.
+    pub fn summary(&self) -> Option<Summary> {
+        if self.tests.is_empty() {
+            return None;
+        }
+        let mut summary = Summary::with(self.kernels.clone(), self.tests.clone());
+        for (c, kernel) in self.kernels.iter().enumerate() {
+            for (r, test) in self.tests.iter().enumerate() {
+                if let Some(outcome) = self.outcomes.get(&(kernel.clone(), test.clone())) {
+                    summary.set(c, r, outcome.clone());
+                }
+            }
+            let ended = self.exits.get(kernel).map(describe);
+            for r in 0..self.tests.len() {
+                if summary.cell(c, r).is_none() {
+                    let reason = format!(
+                        "did not run: {}",
+                        ended.as_deref().unwrap_or("the kernel failed")
+                    );
+                    summary.set(
+                        c,
+                        r,
+                        Outcome::Failed {
+                            reason,
+                            verifier_log: None,
+                        },
+                    );
+                }
+            }
+            summary.finish(c, self.failures.get(kernel).cloned());
+        }
+        Some(summary)
+    }
+}
+
+fn write_raw(is_err: bool, data: &[u8]) -> std::io::Result<()> {
+    if is_err {
+        let mut err = std::io::stderr().lock();
+        err.write_all(data)?;
+        err.flush()
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(data)?;
+        out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libtest_lines() {
+        assert!(matches!(
+            libtest_line("test maps::counts ... ok"),
+            Some(("maps::counts", Outcome::Passed { .. }))
+        ));
+        assert!(matches!(
+            libtest_line("test a ... FAILED"),
+            Some(("a", Outcome::Failed { .. }))
+        ));
+        match libtest_line("test slow ... ignored, needs 6.6") {
+            Some(("slow", Outcome::Skipped { reason })) => assert_eq!(reason, "needs 6.6"),
+            other => panic!("{other:?}"),
+        }
+        assert!(libtest_line("test result: ok. 1 passed").is_none());
+        assert!(libtest_line("running 2 tests").is_none());
+    }
+
+    #[test]
+    fn describes_how_programs_end() {
+        assert_eq!(describe(&ExitInfo::Code(3)), "exit code 3");
+        assert_eq!(
+            describe(&ExitInfo::Signal {
+                signal: 11,
+                core_dumped: true
+            }),
+            "killed by signal 11 (SIGSEGV), core dumped"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! `kmatrix exec` and kmatrix as cargo's runner, with real programs: the
+//! probe crate in tests/exec-probe (an aya test binary that attaches XDP to
+//! `lo` and reads a map, and two small programs), built here with cargo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+static VMS: Mutex<()> = Mutex::new(());
+
+fn boot_lock() -> MutexGuard<'static, ()> {
+    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn probe_manifest() -> PathBuf {
+    repo().join("tests/exec-probe/Cargo.toml")
+}
+
+fn probe_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-probe")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The probe's programs, built once: name -> executable.
+fn probe() -> &'static [(String, PathBuf)] {
+    static BUILT: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let output = cargo()
+            .args([
+                "build",
+                "--locked",
+                "--bins",
+                "--tests",
+                "--message-format=json",
+            ])
+            .arg("--manifest-path")
+            .arg(probe_manifest())
+            .arg("--target-dir")
+            .arg(probe_target())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "building the probe: {}",
+            text(&output)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter_map(|m| {
+                let exe = m["executable"].as_str()?;
+                Some((m["target"]["name"].as_str()?.to_owned(), PathBuf::from(exe)))
+            })
+            .collect()
+    })
+}
+
+fn program(name: &str) -> String {
+    let (_, path) = probe()
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", probe()));
+    path.display().to_string()
+}
+
+fn kmatrix(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmatrix"))
+        .current_dir(repo())
+        .args(args)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .unwrap()
+}
+
+fn oldest_and_newest() -> String {
+    let matrix = kmatrix::kernels::Matrix::load(&repo().join("kernels.toml")).unwrap();
+    format!(
+        "{},{}",
+        matrix.kernels.first().unwrap().label,
+        matrix.kernels.last().unwrap().label
+    )
+}
+
+/// An aya test binary runs in two kernels; its tests are reported per
+/// kernel, prefixed lines keep the kernels apart.
+#[test]
+fn an_aya_test_binary_runs_in_two_kernels() {
+    let _lock = boot_lock();
+    let kernels = oldest_and_newest();
+    let (oldest, newest) = kernels.split_once(',').unwrap();
+    let output = kmatrix(&["exec", "--kernels", &kernels, "--", &program("kernel")]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    for kernel in [oldest, newest] {
+        assert!(
+            out.contains(&format!(
+                "[{kernel}] test xdp_filter_counts_ssh_syns_on_lo ... ok"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("kmatrix: {kernel}: ok (exit code 0)")),
+            "{out}"
+        );
+    }
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("xdp_filter_counts_ssh_syns_on_lo "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        row.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["pass", "pass"],
+        "{out}"
+    );
+}
+
+/// kmatrix as cargo's runner: `cargo test` runs the probe's tests inside
+/// the kernel.
+#[test]
+fn cargo_runs_tests_in_the_kernel_through_kmatrix() {
+    let _lock = boot_lock();
+    probe();
+    let runner = format!("{} exec --kernels 6.1 --", env!("CARGO_BIN_EXE_kmatrix"));
+    let output = cargo()
+        .args(["test", "--locked", "--test", "kernel"])
+        .arg("--manifest-path")
+        .arg(probe_manifest())
+        .arg("--target-dir")
+        .arg(probe_target())
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", runner)
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("test xdp_filter_counts_ssh_syns_on_lo ... ok"),
+        "{out}"
+    );
+    assert!(out.contains("kmatrix: 6.1: ok (exit code 0)"), "{out}");
+}
+
+/// Megabytes written at once arrive whole, stdout and stderr apart.
+#[test]
+fn a_program_writing_megabytes_arrives_complete() {
+    let _lock = boot_lock();
+    let bytes = 4 * 1024 * 1024 + 17;
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        &program("chatter"),
+        &bytes.to_string(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        output.stdout.len(),
+        bytes,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: Vec<u8> = (0..bytes).map(|i| b'a' + (i % 26) as u8).collect();
+    assert!(
+        output.stdout == expected,
+        "the bytes arrived out of order or changed"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("chatter: wrote {bytes} bytes"))
+    );
+}
+
+/// A program that fails on one kernel fails the run, naming that kernel.
+#[test]
+fn a_failure_on_one_kernel_names_it() {
+    let _lock = boot_lock();
+    let kernels = oldest_and_newest();
+    let (oldest, newest) = kernels.split_once(',').unwrap();
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        &kernels,
+        "--",
+        &program("exit-on"),
+        oldest,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("kmatrix: {oldest}: FAILED: exit code 3")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("kmatrix: {newest}: ok (exit code 0)")),
+        "{out}"
+    );
+}
