@@ -4,20 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
-static VMS: Mutex<()> = Mutex::new(());
+use support::{boot_lock, kmatrix, repo, text};
 
-fn boot_lock() -> MutexGuard<'static, ()> {
-    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+mod support;
 
 fn probe_manifest() -> PathBuf {
     repo().join("tests/exec-probe/Cargo.toml")
@@ -29,15 +20,6 @@ fn probe_target() -> PathBuf {
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The probe's programs, built once: name -> executable.
@@ -83,13 +65,8 @@ fn program(name: &str) -> String {
     path.display().to_string()
 }
 
-fn kmatrix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmatrix"))
-        .current_dir(repo())
-        .args(args)
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .unwrap()
+fn exec(args: &[&str]) -> Output {
+    kmatrix(args).output().unwrap()
 }
 
 fn oldest_and_newest() -> String {
@@ -108,7 +85,7 @@ fn an_aya_test_binary_runs_in_two_kernels() {
     let _lock = boot_lock();
     let kernels = oldest_and_newest();
     let (oldest, newest) = kernels.split_once(',').unwrap();
-    let output = kmatrix(&["exec", "--kernels", &kernels, "--", &program("kernel")]);
+    let output = exec(&["exec", "--kernels", &kernels, "--", &program("kernel")]);
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     for kernel in [oldest, newest] {
@@ -165,7 +142,7 @@ fn cargo_runs_tests_in_the_kernel_through_kmatrix() {
 fn a_program_writing_megabytes_arrives_complete() {
     let _lock = boot_lock();
     let bytes = 4 * 1024 * 1024 + 17;
-    let output = kmatrix(&[
+    let output = exec(&[
         "exec",
         "--kernels",
         "6.1",
@@ -196,7 +173,7 @@ fn a_failure_on_one_kernel_names_it() {
     let _lock = boot_lock();
     let kernels = oldest_and_newest();
     let (oldest, newest) = kernels.split_once(',').unwrap();
-    let output = kmatrix(&[
+    let output = exec(&[
         "exec",
         "--kernels",
         &kernels,

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
 use kmatrix::cache::Cache;
@@ -19,37 +19,9 @@ use oci_client::manifest::{ImageIndexEntry, OciImageIndex, Platform};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
+use support::{boot_lock, kmatrix, repo, text, Server};
 
-static VMS: Mutex<()> = Mutex::new(());
-
-fn boot_lock() -> MutexGuard<'static, ()> {
-    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn kmatrix(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kmatrix"));
-    command
-        .current_dir(repo())
-        .args(args)
-        .env_remove("GITHUB_STEP_SUMMARY");
-    command
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+mod support;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
@@ -380,43 +352,6 @@ fn oci_pins_hold_when_tags_move_and_indexes_resolve_to_amd64() {
     assert!(fetch.status.success(), "{}", text(&fetch));
 }
 
-/// A loopback HTTP server: path -> body.
-fn serve(files: BTreeMap<String, Arc<Vec<u8>>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let request = String::from_utf8_lossy(&request);
-            let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            match files.get(&path) {
-                Some(body) => {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(body);
-                }
-                None => {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        }
-    });
-    url
-}
-
 /// A kernel and its modules over HTTP boot and pass the example suite; a
 /// corrupted byte in the served image is caught by the pin.
 #[test]
@@ -437,14 +372,12 @@ fn url_kernels_boot_and_corruption_is_caught() {
     let modules = modules.into_inner().unwrap();
     let mut corrupt = image.clone();
     corrupt[4096] ^= 0x55;
-    let url = serve(BTreeMap::from([
-        ("/vmlinuz-6.1.158".to_owned(), Arc::new(image.clone())),
-        (
-            "/corrupt/vmlinuz-6.1.158".to_owned(),
-            Arc::new(corrupt.clone()),
-        ),
-        ("/modules.tar".to_owned(), Arc::new(modules.clone())),
+    let server = Server::start(BTreeMap::from([
+        ("/vmlinuz-6.1.158".to_owned(), image.clone()),
+        ("/corrupt/vmlinuz-6.1.158".to_owned(), corrupt.clone()),
+        ("/modules.tar".to_owned(), modules.clone()),
     ]));
+    let url = &server.url;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let entry = |label: &str, path: &str| {
@@ -512,10 +445,11 @@ fn update_keeps_the_shipped_comments() {
     xz2::read::XzEncoder::new(index.as_bytes(), 1)
         .read_to_end(&mut xz)
         .unwrap();
-    let url = serve(BTreeMap::from([(
+    let server = Server::start(BTreeMap::from([(
         "/debian/dists/bookworm/main/binary-amd64/Packages.xz".to_owned(),
-        Arc::new(xz),
+        xz,
     )]));
+    let url = &server.url;
     let output = kmatrix(&[
         "--matrix",
         matrix.to_str().unwrap(),

@@ -24,4 +24,5 @@ pub mod partition;
 pub mod report;
 pub mod runner;
 pub mod suite;
+pub mod toml_file;
 pub mod vm;

@@ -98,8 +98,9 @@ enum KernelsCommand {
     },
 }
 
+/// Which kernels, and how their VMs run.
 #[derive(Args)]
-struct ExecArgs {
+struct RunArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// Kernels booted at once [default: number of CPUs].
@@ -107,6 +108,23 @@ struct ExecArgs {
     jobs: Option<usize>,
     #[command(flatten)]
     vm: VmArgs,
+}
+
+impl RunArgs {
+    fn config(&self, exec: Option<kmatrix_protocol::ExecPlan>) -> RunConfig {
+        RunConfig {
+            jobs: self.jobs.unwrap_or_else(num_cpus),
+            vm: self.vm.config(),
+            report_cases: true,
+            exec,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Also pack this file or directory, at the same absolute path.
     #[arg(long, value_name = "PATH")]
     file: Vec<PathBuf>,
@@ -206,12 +224,7 @@ impl VmArgs {
 #[derive(Args)]
 struct TestArgs {
     #[command(flatten)]
-    select: SelectArgs,
-    /// Kernels booted at once [default: number of CPUs].
-    #[arg(short, long)]
-    jobs: Option<usize>,
-    #[command(flatten)]
-    vm: VmArgs,
+    run: RunArgs,
     /// Use only cached kernels; fail if one is missing.
     #[arg(long)]
     offline: bool,
@@ -308,7 +321,7 @@ pub fn fetcher(matrix: &Matrix, offline: bool) -> Result<Fetcher> {
 
 async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let selected = args.select.kernels.apply(&matrix.kernels)?;
+    let selected = args.run.select.kernels.apply(&matrix.kernels)?;
     let labels: Vec<String> = selected.iter().map(|k| k.label.clone()).collect();
     let kernels = match args.shard {
         Some(shard) => shard.apply(&selected)?,
@@ -326,12 +339,7 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
     let parts =
         Arc::new(ImageParts::new(Init::Agent, &suite.objects).context("building the initramfs")?);
     let fetcher = Arc::new(fetcher(&matrix, args.offline)?);
-    let config = RunConfig {
-        jobs: args.jobs.unwrap_or_else(num_cpus),
-        vm: args.vm.config(),
-        report_cases: true,
-        exec: None,
-    };
+    let config = args.run.config(None);
     let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
 
     let mut summary = Summary::new(&kernels, &suite);
@@ -419,7 +427,7 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<()> {
 
 async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
     let matrix = Matrix::load(matrix_path)?;
-    let kernels = pinned(args.select.kernels.apply(&matrix.kernels)?)?;
+    let kernels = pinned(args.run.select.kernels.apply(&matrix.kernels)?)?;
     let prepared = crate::exec::prepare(&args.command, &args.file, &args.env)?;
     let suite = Arc::new(Suite::from_objects(Vec::new()));
     let mut parts = ImageParts::new(Init::Agent, &[]).context("building the initramfs")?;
@@ -427,12 +435,7 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
         .add_files(&prepared.files)
         .context("packing the program")?;
     let fetcher = Arc::new(fetcher(&matrix, false)?);
-    let config = RunConfig {
-        jobs: args.jobs.unwrap_or_else(num_cpus),
-        vm: args.vm.config(),
-        report_cases: true,
-        exec: Some(prepared.plan),
-    };
+    let config = args.run.config(Some(prepared.plan));
     let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
     let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
     let mut reporter = report::exec::ExecReporter::new(labels);

@@ -33,9 +33,9 @@ impl FetchProgress {
 
     /// Shows one event.
     pub fn report(&self, event: FetchEvent) {
-        match (&self.bars, event) {
-            (Some(bars), FetchEvent::Downloading { label, what, bytes }) => {
-                let mut bars = bars.lock().expect("progress lock");
+        let bars = self.bars.as_ref().map(|b| b.lock().expect("progress lock"));
+        match (bars, event) {
+            (Some(mut bars), FetchEvent::Downloading { label, what, bytes }) => {
                 let bar = bars.multi.add(ProgressBar::new(bytes.unwrap_or(0)));
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -47,47 +47,22 @@ impl FetchProgress {
                 bar.set_message(what.clone());
                 bars.by_file.insert((label, what), bar);
             }
-            (
-                Some(bars),
-                FetchEvent::Progress {
-                    label, what, done, ..
-                },
-            ) => {
-                if let Some(bar) = bars
-                    .lock()
-                    .expect("progress lock")
-                    .by_file
-                    .get(&(label, what))
-                {
-                    bar.set_position(done);
-                }
-            }
-            (
-                Some(bars),
-                FetchEvent::Downloaded {
-                    label,
-                    what,
-                    bytes,
-                    seconds,
-                },
-            ) => {
-                if let Some(bar) = bars
-                    .lock()
-                    .expect("progress lock")
-                    .by_file
-                    .remove(&(label.clone(), what.clone()))
-                {
-                    bar.finish_and_clear();
-                }
-                eprintln!("{}", downloaded(&label, &what, bytes, seconds));
-            }
             (None, FetchEvent::Downloading { label, what, bytes }) => match bytes {
                 Some(bytes) => eprintln!("{label:>8}  FETCH {what} ({:.1} MB)", bytes as f64 / 1e6),
                 None => eprintln!("{label:>8}  FETCH {what}"),
             },
-            (None, FetchEvent::Progress { .. }) => {}
             (
-                None,
+                bars,
+                FetchEvent::Progress {
+                    label, what, done, ..
+                },
+            ) => {
+                if let Some(bar) = bars.as_ref().and_then(|b| b.by_file.get(&(label, what))) {
+                    bar.set_position(done);
+                }
+            }
+            (
+                mut bars,
                 FetchEvent::Downloaded {
                     label,
                     what,
@@ -95,27 +70,44 @@ impl FetchProgress {
                     seconds,
                 },
             ) => {
-                eprintln!("{}", downloaded(&label, &what, bytes, seconds))
+                if let Some(bar) = bars
+                    .as_mut()
+                    .and_then(|b| b.by_file.remove(&(label.clone(), what.clone())))
+                {
+                    bar.finish_and_clear();
+                }
+                let line = format!(
+                    "{label:>8}  GOT   {what} ({:.1} MB in {seconds:.1} s, sha256 verified)",
+                    bytes as f64 / 1e6
+                );
+                print_line(bars.as_deref(), &line);
             }
             (
-                _,
+                bars,
                 FetchEvent::Retrying {
                     label,
                     what,
                     error,
                     wait,
                 },
-            ) => eprintln!("{label:>8}  RETRY {what} in {} s: {error}", wait.as_secs()),
-            (_, FetchEvent::Extracted { label, release }) => {
-                eprintln!("{label:>8}  READY {release} extracted into the cache")
+            ) => {
+                let line = format!("{label:>8}  RETRY {what} in {} s: {error}", wait.as_secs());
+                print_line(bars.as_deref(), &line);
+            }
+            (bars, FetchEvent::Extracted { label, release }) => {
+                let line = format!("{label:>8}  READY {release} extracted into the cache");
+                print_line(bars.as_deref(), &line);
             }
         }
     }
 }
 
-fn downloaded(label: &str, what: &str, bytes: u64, seconds: f64) -> String {
-    format!(
-        "{label:>8}  GOT   {what} ({:.1} MB in {seconds:.1} s, sha256 verified)",
-        bytes as f64 / 1e6
-    )
+/// A line on stderr, above the bars when there are any.
+fn print_line(bars: Option<&Bars>, line: &str) {
+    match bars {
+        Some(bars) => {
+            let _ = bars.multi.println(line);
+        }
+        None => eprintln!("{line}"),
+    }
 }

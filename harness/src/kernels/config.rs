@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::Version;
+use crate::toml_file::{self, SyntaxError};
 
 /// Environment variable that overrides the Debian mirror.
 pub const MIRROR_ENV: &str = "KMATRIX_DEBIAN_MIRROR";
@@ -133,17 +134,8 @@ pub enum MatrixError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not have the expected shape.
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
     /// An entry is well-formed but unusable.
     #[error("{}: kernel `{label}`: {message}", path.display())]
     Entry {
@@ -211,18 +203,7 @@ impl Matrix {
     /// Parses and checks matrix text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, MatrixError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let raw: RawMatrix = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
-            MatrixError::Syntax {
-                path: path.to_owned(),
-                line,
-                column,
-                message: err.message().to_owned(),
-            }
-        })?;
+        let raw: RawMatrix = toml_file::parse(text, path)?;
         let mut labels = HashSet::new();
         let mut kernels = Vec::with_capacity(raw.kernel.len());
         for (index, kernel) in raw.kernel.into_iter().enumerate() {
@@ -337,14 +318,6 @@ fn source_version(source: &Source) -> Option<Version> {
             Version::find_in(&super::bzimage::version_string(&bytes)?)
         }
     }
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ mod select;
 mod update;
 mod version;
 
-pub use config::{line_column, KernelEntry, Matrix, MatrixError, Source, MIRROR_ENV};
+pub use config::{KernelEntry, Matrix, MatrixError, Source, MIRROR_ENV};
 pub use debian::{DebianError, Mirror};
 pub use fetch::{FetchError, FetchEvent, Fetcher, KernelArtifacts};
 pub use select::{SelectError, Selection};

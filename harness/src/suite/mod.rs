@@ -146,17 +146,8 @@ pub enum SuiteError {
         source: std::io::Error,
     },
     /// The file is not TOML of the expected shape.
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] crate::toml_file::SyntaxError),
     /// An object could not be used.
     #[error(transparent)]
     Object(#[from] ObjectError),
@@ -194,18 +185,7 @@ impl Suite {
             path: path.to_owned(),
             source,
         })?;
-        let raw: file::RawSuite = toml::from_str(&text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| crate::kernels::line_column(&text, span.start))
-                .unwrap_or((1, 1));
-            SuiteError::Syntax {
-                path: path.to_owned(),
-                line,
-                column,
-                message: err.message().to_owned(),
-            }
-        })?;
+        let raw: file::RawSuite = crate::toml_file::parse(&text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let paths: Vec<PathBuf> = raw.object.iter().map(|o| dir.join(&o.path)).collect();
         let all: Vec<PathBuf> = paths.iter().chain(objects).cloned().collect();

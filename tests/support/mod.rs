@@ -1,0 +1,103 @@
+//! What the integration tests share: the repository, the `kmatrix` binary,
+//! a lock so that one test boots VMs at a time (the machines have two
+//! cores; a matrix runs two VMs), and a loopback HTTP server.
+
+// Each test crate uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+static VMS: Mutex<()> = Mutex::new(());
+
+/// Held by every test that boots VMs.
+pub fn boot_lock() -> MutexGuard<'static, ()> {
+    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// `kmatrix` with `args`, run in the repository, with no step summary.
+pub fn kmatrix(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kmatrix"));
+    command
+        .current_dir(repo())
+        .args(args)
+        .env_remove("GITHUB_STEP_SUMMARY");
+    command
+}
+
+/// A process's status and output, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A loopback HTTP server answering GETs from a map of paths to bodies.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Serves `files` (path, with its leading `/`, to body) until the test
+    /// process ends.
+    pub fn start(files: BTreeMap<String, Vec<u8>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request);
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                seen.lock().unwrap().push(path.clone());
+                let body = files.get(&path);
+                let head = match body {
+                    Some(body) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if let Some(body) = body {
+                    let _ = stream.write_all(body);
+                }
+            }
+        });
+        Self { url, requests }
+    }
+
+    /// The paths asked for so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
