@@ -282,6 +282,7 @@ fn bad_suites_are_refused_before_booting() {
     let dir = tempfile::tempdir().unwrap();
     let xdp = example("xdp_filter.bpf.c");
     let trace = example("trace_test1.bpf.c");
+    let kprobe = fixture("kprobe_open.bpf.c").display().to_string();
     let cases = [
         (
             "[[object]]\npath = \"x.bpf.c\"\n[[object.program]]\nname = 1\n".to_owned(),
@@ -297,7 +298,11 @@ fn bad_suites_are_refused_before_booting() {
         ),
         (
             format!("[[object]]\npath = \"{trace}\"\n[[object.program]]\nname = \"trace_test1\"\n[[object.program.case]]\nname = \"c\"\ninput = \"{SSH_SYN}\"\n"),
-            "case c: BPF_PROG_TEST_RUN cannot run a fentry program on packet data".to_owned(),
+            "case c: Tracing programs run on no packet: drop `input`".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{kprobe}\"\n[[object.program]]\nname = \"kprobe_open\"\n[[object.program.case]]\nname = \"c\"\n"),
+            "case c: BPF_PROG_TEST_RUN cannot run a kprobe program".to_owned(),
         ),
         (
             format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"c\"\ninput_file = \"missing.bin\"\n"),
@@ -614,7 +619,7 @@ fn cargo_test_list_boots_and_downloads_nothing() {
         .lines()
         .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
         .collect();
-    assert_eq!(trials.len(), 24, "{out}");
+    assert_eq!(trials.len(), 26, "{out}");
     assert!(
         trials.contains(&"5.10::xdp_filter::drops_ssh".to_owned()),
         "{out}"
@@ -660,7 +665,7 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("test 7.3::xdp_filter::drops_ssh"), "{out}");
     assert!(
-        out.contains("3 passed; 0 failed; 0 ignored; 0 measured; 21 filtered out"),
+        out.contains("3 passed; 0 failed; 0 ignored; 0 measured; 23 filtered out"),
         "{out}"
     );
     let boots = std::fs::read_to_string(&log).unwrap();
@@ -769,7 +774,7 @@ fn sharded_then_merged_equals_unsharded() {
             oldest.failures,
             oldest.errors
         ),
-        ("5.10", 12, 0, 0)
+        ("5.10", 13, 0, 0)
     );
     assert_eq!(oldest.skipped, 2, "the expected failure and the skip");
     let xfail = oldest
@@ -787,7 +792,7 @@ fn sharded_then_merged_equals_unsharded() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!((suites.suites[1].tests, suites.suites[1].skipped), (12, 0));
+    assert_eq!((suites.suites[1].tests, suites.suites[1].skipped), (13, 0));
 
     // A shard file cut in the middle of a line.
     let text2 = std::fs::read_to_string(path("shard-2.json")).unwrap();

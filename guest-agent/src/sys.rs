@@ -1,11 +1,13 @@
-//! The few `bpf(2)` commands aya has no byte-level API for: reading and
-//! writing map entries whose key and value sizes are known only at run time.
+//! The few `bpf(2)` commands aya has no API for here: reading and writing
+//! map entries whose key and value sizes are known only at run time, and
+//! `BPF_PROG_TEST_RUN` for program kinds aya's `TestRun` does not cover.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_ANY: u64 = 0;
 
 /// `union bpf_attr` as the map element commands use it.
@@ -18,17 +20,34 @@ struct MapElemAttr {
     flags: u64,
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut MapElemAttr) -> io::Result<()> {
+/// `union bpf_attr` as `BPF_PROG_TEST_RUN` uses it.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// Explicit, so that the tail the kernel checks for zeros is zero.
+    _pad: u32,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
     // SAFETY: `attr` is a valid, fully initialised `bpf_attr` prefix whose
     // pointers outlive the call; the kernel reads at most `size` bytes of it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut MapElemAttr,
-            std::mem::size_of::<MapElemAttr>(),
-        )
-    };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -67,4 +86,35 @@ pub fn map_lookup(
         Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(err) => Err(err),
     }
+}
+
+/// `BPF_PROG_TEST_RUN` on a loaded program: returns its return value and
+/// the mean duration of one run in nanoseconds.
+pub fn prog_test_run(
+    prog: BorrowedFd<'_>,
+    data: Option<&[u8]>,
+    ctx: Option<&[u8]>,
+    repeat: u32,
+) -> io::Result<(u32, u32)> {
+    let data = data.unwrap_or_default();
+    let ctx = ctx.unwrap_or_default();
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: data.len() as u32,
+        data_in: if data.is_empty() {
+            0
+        } else {
+            data.as_ptr() as u64
+        },
+        repeat,
+        ctx_size_in: ctx.len() as u32,
+        ctx_in: if ctx.is_empty() {
+            0
+        } else {
+            ctx.as_ptr() as u64
+        },
+        ..TestRunAttr::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok((attr.retval, attr.duration))
 }

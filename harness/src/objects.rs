@@ -35,8 +35,8 @@ pub struct ProgramInfo {
     pub test_run: Option<TestRunKind>,
 }
 
-/// A program kind that `BPF_PROG_TEST_RUN` runs on packet data, which also
-/// names its return values.
+/// A program kind that `BPF_PROG_TEST_RUN` can run, which also names its
+/// return values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestRunKind {
     /// XDP: `XDP_*` verdicts.
@@ -49,6 +49,28 @@ pub enum TestRunKind {
     CgroupSkb,
     /// Flow dissector: `BPF_OK`/`BPF_DROP`.
     FlowDissector,
+    /// Raw tracepoint: run on a context of `u64` arguments (`ctx`).
+    RawTracepoint,
+    /// sk_lookup: run on a `struct bpf_sk_lookup` context (`ctx`).
+    SkLookup,
+    /// fentry/fexit: the kernel calls its `bpf_fentry_test*` functions; no
+    /// input.
+    Tracing,
+}
+
+impl TestRunKind {
+    /// Whether cases of this kind run on a packet (`input`); the others take
+    /// at most a context.
+    pub fn takes_packet(self) -> bool {
+        matches!(
+            self,
+            TestRunKind::Xdp
+                | TestRunKind::Tc
+                | TestRunKind::SocketFilter
+                | TestRunKind::CgroupSkb
+                | TestRunKind::FlowDissector
+        )
+    }
 }
 
 /// A map of an object.
@@ -203,10 +225,11 @@ fn kind(section: &ProgramSection) -> (String, Option<TestRunKind>) {
         ProgramSection::KProbe => ("kprobe", None),
         ProgramSection::KRetProbe => ("kretprobe", None),
         ProgramSection::TracePoint => ("tracepoint", None),
-        ProgramSection::RawTracePoint => ("raw_tracepoint", None),
+        ProgramSection::RawTracePoint => ("raw_tracepoint", Some(TestRunKind::RawTracepoint)),
+        ProgramSection::SkLookup => ("sk_lookup", Some(TestRunKind::SkLookup)),
         ProgramSection::BtfTracePoint => ("tp_btf", None),
-        ProgramSection::FEntry { .. } => ("fentry", None),
-        ProgramSection::FExit { .. } => ("fexit", None),
+        ProgramSection::FEntry { .. } => ("fentry", Some(TestRunKind::Tracing)),
+        ProgramSection::FExit { .. } => ("fexit", Some(TestRunKind::Tracing)),
         ProgramSection::Lsm { .. } => ("lsm", None),
         other => {
             let debug = format!("{other:?}");

@@ -70,7 +70,10 @@ fn names(kind: TestRunKind) -> &'static [(&'static str, u32)] {
         TestRunKind::Tc => TC,
         TestRunKind::CgroupSkb => SK,
         TestRunKind::FlowDissector => FLOW,
-        TestRunKind::SocketFilter => &[],
+        TestRunKind::SocketFilter
+        | TestRunKind::RawTracepoint
+        | TestRunKind::SkLookup
+        | TestRunKind::Tracing => &[],
     }
 }
 

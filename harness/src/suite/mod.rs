@@ -382,7 +382,7 @@ fn check_program(
             return Err((
                 Some(format!("case {name}")),
                 format!(
-                    "BPF_PROG_TEST_RUN cannot run a {} program on packet data; cases need xdp, classifier, socket, cgroup_skb or flow_dissector programs",
+                    "BPF_PROG_TEST_RUN cannot run a {} program; cases need xdp, classifier, socket, cgroup_skb, flow_dissector, raw_tracepoint, sk_lookup, fentry or fexit programs",
                     info.kind
                 ),
             ));
@@ -409,6 +409,12 @@ fn check_case(
     dir: &Path,
 ) -> Result<CaseSpec, String> {
     let data = match (raw.input, raw.input_file) {
+        (Some(_), _) | (_, Some(_)) if !kind.takes_packet() => {
+            return Err(format!(
+                "{kind:?} programs run on no packet: drop `input`, give a `ctx` if the program reads one"
+            ))
+        }
+        (None, None) if !kind.takes_packet() => Vec::new(),
         (Some(hex), None) => parse_hex(&hex).map_err(|e| format!("input: {e}"))?,
         (None, Some(file)) => {
             let path = dir.join(&file);
@@ -417,7 +423,7 @@ fn check_case(
         (None, None) => return Err("give the packet as `input` (hex) or `input_file`".into()),
         (Some(_), Some(_)) => return Err("give either `input` or `input_file`, not both".into()),
     };
-    if data.len() < 14 {
+    if kind.takes_packet() && data.len() < 14 {
         return Err(format!(
             "the input is {} bytes; BPF_PROG_TEST_RUN needs at least an Ethernet header (14 bytes)",
             data.len()
@@ -433,6 +439,9 @@ fn check_case(
         .expect_return
         .map(|value| expect::return_value(kind, &value))
         .transpose()?;
+    if raw.expect_output.is_some() && !kind.takes_packet() {
+        return Err(format!("{kind:?} programs leave no output packet to check"));
+    }
     let expect_output = raw
         .expect_output
         .as_deref()
@@ -484,12 +493,18 @@ fn check_case(
     if raw.repeat == 0 {
         return Err("`repeat` must be at least 1".into());
     }
+    // The kernel runs context-only kinds once and refuses a repeat count.
+    let repeat = match (kind.takes_packet(), raw.repeat) {
+        (true, n) => n,
+        (false, 1) => 0,
+        (false, _) => return Err(format!("{kind:?} programs run once: drop `repeat`")),
+    };
     Ok(CaseSpec {
         name: raw.name,
         plan: CasePlan {
             data,
             ctx,
-            repeat: raw.repeat,
+            repeat,
             want_output: expect_output.is_some(),
             writes,
             reads,
