@@ -192,3 +192,17 @@ fn a_failure_on_one_kernel_names_it() {
         "{out}"
     );
 }
+
+/// A program killed by a signal fails the run, with the signal named.
+#[test]
+fn a_crash_is_a_failure_with_the_signal() {
+    let _lock = boot_lock();
+    let output = exec(&["exec", "--kernels", "6.1", "--", &program("crash")]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("crash: aborting"), "{out}");
+    assert!(
+        out.contains("kmatrix: 6.1: FAILED: killed by signal 6 (SIGABRT)"),
+        "{out}"
+    );
+}

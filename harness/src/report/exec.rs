@@ -61,6 +61,10 @@ pub struct ExecReporter {
     failures: BTreeMap<String, (String, Option<String>)>,
     tests: Vec<String>,
     outcomes: HashMap<(String, String), Outcome>,
+    /// The test whose `---- NAME stdout ----` block is being read, per
+    /// kernel, and what it printed.
+    capturing: HashMap<String, String>,
+    printed: HashMap<(String, String), String>,
 }
 
 impl ExecReporter {
@@ -74,6 +78,8 @@ impl ExecReporter {
             failures: BTreeMap::new(),
             tests: Vec::new(),
             outcomes: HashMap::new(),
+            capturing: HashMap::new(),
+            printed: HashMap::new(),
         }
     }
 
@@ -133,7 +139,29 @@ impl ExecReporter {
             write_raw(is_err, &prefixed)?;
         }
         let text = String::from_utf8_lossy(line);
-        if let Some((name, outcome)) = libtest_line(text.trim_end()) {
+        let text = text.trim_end();
+        // libtest prints a failed test's output as `---- NAME stdout ----`
+        // blocks after the results; they become the failure's detail.
+        if let Some(name) = text
+            .strip_prefix("---- ")
+            .and_then(|t| t.strip_suffix(" stdout ----"))
+        {
+            self.capturing.insert(kernel.to_owned(), name.to_owned());
+            return Ok(());
+        }
+        if text == "failures:" || text.starts_with("test result:") {
+            self.capturing.remove(kernel);
+        }
+        if let Some(name) = self.capturing.get(kernel) {
+            let printed = self
+                .printed
+                .entry((kernel.to_owned(), name.clone()))
+                .or_default();
+            printed.push_str(text);
+            printed.push('\n');
+            return Ok(());
+        }
+        if let Some((name, outcome)) = libtest_line(text) {
             if !self.tests.iter().any(|t| t == name) {
                 self.tests.push(name.to_owned());
             }
@@ -196,8 +224,16 @@ impl ExecReporter {
         let mut summary = Summary::with(self.kernels.clone(), self.tests.clone());
         for (c, kernel) in self.kernels.iter().enumerate() {
             for (r, test) in self.tests.iter().enumerate() {
-                if let Some(outcome) = self.outcomes.get(&(kernel.clone(), test.clone())) {
-                    summary.set(c, r, outcome.clone());
+                let key = (kernel.clone(), test.clone());
+                if let Some(outcome) = self.outcomes.get(&key) {
+                    let outcome = match (outcome, self.printed.get(&key)) {
+                        (Outcome::Failed { .. }, Some(printed)) => Outcome::Failed {
+                            reason: format!("the test failed:\n{}", printed.trim_end()),
+                            verifier_log: None,
+                        },
+                        (outcome, _) => outcome.clone(),
+                    };
+                    summary.set(c, r, outcome);
                 }
             }
             let ended = self.exits.get(kernel).map(describe);
@@ -255,6 +291,38 @@ mod tests {
         }
         assert!(libtest_line("test result: ok. 1 passed").is_none());
         assert!(libtest_line("running 2 tests").is_none());
+    }
+
+    #[test]
+    fn a_failed_tests_output_becomes_its_reason() {
+        let mut reporter = ExecReporter::new(vec!["6.1".into(), "7.3".into()]);
+        for line in [
+            "test maps::counts ... FAILED\n",
+            "\n",
+            "failures:\n",
+            "\n",
+            "---- maps::counts stdout ----\n",
+            "assertion failed: dropped >= 1\n",
+            "\n",
+            "failures:\n",
+            "    maps::counts\n",
+            "test result: FAILED. 0 passed; 1 failed\n",
+        ] {
+            let event = RunEvent::Output {
+                kernel: "6.1".into(),
+                stream: Stream::Stdout,
+                data: line.as_bytes().to_vec(),
+            };
+            reporter.report(&event).unwrap();
+        }
+        let summary = reporter.summary().unwrap();
+        assert_eq!(summary.rows, ["maps::counts"]);
+        match summary.cell(0, 0) {
+            Some(super::super::Cell::Done(Outcome::Failed { reason, .. })) => {
+                assert_eq!(reason, "the test failed:\nassertion failed: dropped >= 1")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
