@@ -366,7 +366,12 @@ fn interrupting_a_run_stops_every_vm() {
             0
         );
     }
-    assert!(!stray_vms().is_empty(), "a VM should be running");
+    // The BOOT line comes just before QEMU starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stray_vms().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no VM started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
