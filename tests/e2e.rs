@@ -533,14 +533,12 @@ fn a_vanished_package_points_to_the_update_command() {
     );
 }
 
-/// A real kernel package served from a mirror is verified, extracted and
-/// cached; the second fetch downloads nothing.
-#[test]
-fn a_second_fetch_downloads_nothing() {
+/// A loopback mirror serving the shipped 6.1 kernel package (taken from the
+/// user's cache, fetched there first if need be); with its name and pin.
+fn serve_the_6_1_package() -> (Server, String, [u8; 32]) {
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
     let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
     let (package, pin) = entry.sha256.iter().next().unwrap();
-    // Make sure the real package is in the user's cache, then serve it.
     let fetched = kmatrix(&["kernels", "fetch", "--kernels", "6.1"])
         .output()
         .unwrap();
@@ -556,10 +554,52 @@ fn a_second_fetch_downloads_nothing() {
             "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
             packages_xz(&[(package, "pool/k.deb", &deb)]),
         ),
-        ("/debian/pool/k.deb".to_owned(), deb.clone()),
+        ("/debian/pool/k.deb".to_owned(), deb),
     ]));
+    (mirror, package.clone(), *pin)
+}
+
+/// Two kmatrix processes filling one cache at once both succeed and leave
+/// one whole entry of each kind.
+#[test]
+fn two_processes_share_a_cache() {
+    let (mirror, package, pin) = serve_the_6_1_package();
     let dir = tempfile::tempdir().unwrap();
-    let matrix = matrix_file(dir.path(), package, pin);
+    let matrix = matrix_file(dir.path(), &package, &pin);
+    let cache = dir.path().join("cache");
+    let spawn = || {
+        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+            .env("KMATRIX_CACHE_DIR", &cache)
+            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    for child in [first, second] {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let count = |d: &str| std::fs::read_dir(cache.join(d)).unwrap().count();
+    assert_eq!(
+        (count("blobs/sha256"), count("kernels"), count("tmp")),
+        (1, 1, 0)
+    );
+    let again = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "list"])
+        .env("KMATRIX_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(text(&again).contains(" yes "), "{}", text(&again));
+}
+
+/// A real kernel package served from a mirror is verified, extracted and
+/// cached; the second fetch downloads nothing.
+#[test]
+fn a_second_fetch_downloads_nothing() {
+    let (mirror, package, pin) = serve_the_6_1_package();
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), &package, &pin);
     let cache = dir.path().join("cache");
     let fetch = || {
         kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])

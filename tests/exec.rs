@@ -85,7 +85,20 @@ fn an_aya_test_binary_runs_in_two_kernels() {
     let _lock = boot_lock();
     let kernels = oldest_and_newest();
     let (oldest, newest) = kernels.split_once(',').unwrap();
-    let output = exec(&["exec", "--kernels", &kernels, "--", &program("kernel")]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("exec.json");
+    let junit = dir.path().join("exec.xml");
+    let output = exec(&[
+        "exec",
+        "--kernels",
+        &kernels,
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--",
+        &program("kernel"),
+    ]);
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     for kernel in [oldest, newest] {
@@ -109,6 +122,39 @@ fn an_aya_test_binary_runs_in_two_kernels() {
         ["pass", "pass"],
         "{out}"
     );
+
+    // Per-test outcomes per kernel in the JSON lines and the JUnit file.
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let passed: Vec<_> = records
+        .iter()
+        .filter(|r| r["type"] == "outcome" && r["result"]["outcome"] == "passed")
+        .map(|r| {
+            format!(
+                "{}::{}",
+                r["kernel"].as_str().unwrap(),
+                r["test"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        passed.contains(&format!("{oldest}::xdp_filter_counts_ssh_syns_on_lo")),
+        "{passed:?}"
+    );
+    assert!(
+        passed.contains(&format!("{newest}::xdp_filter_counts_ssh_syns_on_lo")),
+        "{passed:?}"
+    );
+    assert_eq!(records.last().unwrap()["type"], "run-finished");
+    let suites = junit_parser::from_reader(std::io::BufReader::new(
+        std::fs::File::open(&junit).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(suites.suites.len(), 2);
+    assert_eq!((suites.suites[0].tests, suites.suites[0].failures), (2, 0));
 }
 
 /// kmatrix as cargo's runner: `cargo test` runs the probe's tests inside

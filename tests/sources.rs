@@ -515,3 +515,44 @@ fn path_kernels_need_no_pin_and_know_their_version() {
         text(&fetch)
     );
 }
+
+/// A server that fails once is retried, and the download completes.
+#[test]
+fn transient_download_errors_are_retried() {
+    let image = b"not really a kernel, but pinned".to_vec();
+    let server = Server::flaky(
+        BTreeMap::from([("/vmlinuz-6.1.0".to_owned(), image.clone())]),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\nurl = {{ image = \"{}/vmlinuz-6.1.0\" }}\nsha256 = {{ image = \"{}\" }}\n",
+            server.url,
+            hex::encode(Sha256::digest(&image))
+        ),
+    );
+    let cache = dir.path().join("cache");
+    let output = run_in(&matrix, &cache, &["kernels", "fetch"]);
+    let out = text(&output);
+    assert!(
+        out.contains("RETRY vmlinuz") || out.contains("RETRY image"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP 503"), "{out}");
+    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    // The download itself succeeded: what fails now is that the bytes are
+    // no kernel, which extraction says.
+    assert!(
+        cache
+            .join("blobs/sha256")
+            .join(hex::encode(Sha256::digest(&image)))
+            .exists(),
+        "{out}"
+    );
+    assert!(
+        out.contains("no kernel release") || out.contains("holds no"),
+        "{out}"
+    );
+}

@@ -58,6 +58,12 @@ impl Server {
     /// Serves `files` (path, with its leading `/`, to body) until the test
     /// process ends.
     pub fn start(files: BTreeMap<String, Vec<u8>>) -> Self {
+        Self::flaky(files, 0)
+    }
+
+    /// Like [`Server::start`], but answers the first `failures` requests
+    /// for each path with `503 Service Unavailable`.
+    pub fn flaky(files: BTreeMap<String, Vec<u8>>, failures: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -75,9 +81,16 @@ impl Server {
                 }
                 let request = String::from_utf8_lossy(&request);
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                seen.lock().unwrap().push(path.clone());
-                let body = files.get(&path);
+                let earlier = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(path.clone());
+                    seen.iter().filter(|p| **p == path).count() - 1
+                };
+                let body = files.get(&path).filter(|_| earlier >= failures);
                 let head = match body {
+                    None if earlier < failures => {
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+                    }
                     Some(body) => format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()

@@ -131,6 +131,11 @@ struct ExecArgs {
     /// Also pass this environment variable through.
     #[arg(long, value_name = "NAME")]
     env: Vec<String>,
+    /// Write every event as JSON lines here, and the libtest outcomes at
+    /// the end (`tests` in `run-started` is empty: they are not known
+    /// before the program runs).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
     #[command(flatten)]
     outputs: OutputArgs,
     /// The program and its arguments.
@@ -438,10 +443,32 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
     let config = args.run.config(Some(prepared.plan));
     let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
     let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
+    let mut json = match &args.json {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let out = std::io::BufWriter::new(file);
+            Some(JsonReporter::start(out, &suite, &labels, &labels, None)?)
+        }
+        None => None,
+    };
     let mut reporter = report::exec::ExecReporter::new(labels);
-    let run = runner::run(&to_run, suite, Arc::new(parts), fetcher, &config, |event| {
-        let _ = reporter.report(&event);
-    });
+    let mut json_error = None;
+    let run = runner::run(
+        &to_run,
+        suite.clone(),
+        Arc::new(parts),
+        fetcher,
+        &config,
+        |event| {
+            let _ = reporter.report(&event);
+            if let Some(json) = &mut json {
+                if let Err(err) = json.report(&event) {
+                    json_error.get_or_insert(err);
+                }
+            }
+        },
+    );
     tokio::select! {
         () = run => {}
         _ = tokio::signal::ctrl_c() => {
@@ -449,12 +476,33 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
     }
+    if let Some(err) = json_error {
+        return Err(err).context("writing the --json file");
+    }
     let mut err = std::io::stderr().lock();
     reporter.statuses(&mut err)?;
-    if let Some(summary) = reporter.summary() {
-        report::matrix::render(&summary, &mut err)?;
+    let summary = reporter.summary();
+    if let Some(summary) = &summary {
+        report::matrix::render(summary, &mut err)?;
         drop(err);
-        write_files(&summary, &args.outputs)?;
+        write_files(summary, &args.outputs)?;
+    }
+    if let Some(mut json) = json {
+        for (c, kernel) in reporter.kernels().iter().enumerate() {
+            for (r, test) in summary.iter().flat_map(|s| s.rows.iter().enumerate()) {
+                if let Some(report::Cell::Done(outcome)) =
+                    summary.as_ref().and_then(|s| s.cell(c, r))
+                {
+                    json.write(&report::json::Record::Outcome {
+                        kernel: kernel.clone(),
+                        test: test.clone(),
+                        result: outcome.clone(),
+                    })?;
+                }
+            }
+        }
+        json.finish(reporter.passed())
+            .context("writing the --json file")?;
     }
     Ok(if reporter.passed() {
         ExitCode::SUCCESS

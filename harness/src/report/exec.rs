@@ -216,6 +216,11 @@ impl ExecReporter {
         Ok(())
     }
 
+    /// The kernel labels, in order.
+    pub fn kernels(&self) -> &[String] {
+        &self.kernels
+    }
+
     /// The per-test matrix, when the program printed libtest results.
     pub fn summary(&self) -> Option<Summary> {
         if self.tests.is_empty() {

@@ -192,6 +192,12 @@ impl<'a, W: Write> JsonReporter<'a, W> {
         write_line(&mut self.out, &record)
     }
 
+    /// Writes a line the caller built (e.g. `kmatrix exec`'s libtest
+    /// outcomes, known only at the end).
+    pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        write_line(&mut self.out, record)
+    }
+
     /// Writes `run-finished` and flushes.
     pub fn finish(mut self, passed: bool) -> std::io::Result<()> {
         write_line(&mut self.out, &Record::RunFinished { passed })?;
