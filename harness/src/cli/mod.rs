@@ -452,7 +452,8 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let mut reporter = report::exec::ExecReporter::new(labels);
+    let mut reporter =
+        report::exec::ExecReporter::new(labels, std::io::stdout(), std::io::stderr());
     let mut json_error = None;
     let run = runner::run(
         &to_run,

@@ -52,8 +52,11 @@ fn libtest_line(line: &str) -> Option<(&str, Outcome)> {
     Some((name.trim(), outcome))
 }
 
-/// Folds `kmatrix exec` events.
-pub struct ExecReporter {
+/// Folds `kmatrix exec` events, echoing the program's output to `out` and
+/// `err`.
+pub struct ExecReporter<O, E> {
+    out: O,
+    err: E,
     kernels: Vec<String>,
     prefix: bool,
     partial: HashMap<(String, bool), Vec<u8>>,
@@ -67,10 +70,12 @@ pub struct ExecReporter {
     printed: HashMap<(String, String), String>,
 }
 
-impl ExecReporter {
+impl<O: Write, E: Write> ExecReporter<O, E> {
     /// A reporter for a run on `kernels`.
-    pub fn new(kernels: Vec<String>) -> Self {
+    pub fn new(kernels: Vec<String>, out: O, err: E) -> Self {
         Self {
+            out,
+            err,
             prefix: kernels.len() > 1,
             kernels,
             partial: HashMap::new(),
@@ -93,7 +98,7 @@ impl ExecReporter {
             } => {
                 let is_err = *stream == Stream::Stderr;
                 if !self.prefix {
-                    write_raw(is_err, data)?;
+                    self.write_raw(is_err, data)?;
                 }
                 let buffer = self.partial.entry((kernel.clone(), is_err)).or_default();
                 buffer.extend_from_slice(data);
@@ -122,8 +127,7 @@ impl ExecReporter {
                 Ok(())
             }
             RunEvent::AgentError { kernel, message } => {
-                eprintln!("[{kernel}] kmatrix: agent: {message}");
-                Ok(())
+                writeln!(self.err, "[{kernel}] kmatrix: agent: {message}")
             }
             RunEvent::KernelStarted { .. }
             | RunEvent::KernelBooted { .. }
@@ -136,7 +140,7 @@ impl ExecReporter {
         if self.prefix {
             let mut prefixed = format!("[{kernel}] ").into_bytes();
             prefixed.extend_from_slice(line);
-            write_raw(is_err, &prefixed)?;
+            self.write_raw(is_err, &prefixed)?;
         }
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end();
@@ -182,6 +186,12 @@ impl ExecReporter {
             }
         }
         Ok(())
+    }
+
+    fn write_raw(&mut self, is_err: bool, data: &[u8]) -> std::io::Result<()> {
+        let stream: &mut dyn Write = if is_err { &mut self.err } else { &mut self.out };
+        stream.write_all(data)?;
+        stream.flush()
     }
 
     /// Whether the program ran and exited 0 on every kernel.
@@ -264,18 +274,6 @@ impl ExecReporter {
     }
 }
 
-fn write_raw(is_err: bool, data: &[u8]) -> std::io::Result<()> {
-    if is_err {
-        let mut err = std::io::stderr().lock();
-        err.write_all(data)?;
-        err.flush()
-    } else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(data)?;
-        out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +298,8 @@ mod tests {
 
     #[test]
     fn a_failed_tests_output_becomes_its_reason() {
-        let mut reporter = ExecReporter::new(vec!["6.1".into(), "7.3".into()]);
+        let mut reporter =
+            ExecReporter::new(vec!["6.1".into(), "7.3".into()], Vec::new(), Vec::new());
         for line in [
             "test maps::counts ... FAILED\n",
             "\n",
@@ -322,6 +321,11 @@ mod tests {
         }
         let summary = reporter.summary().unwrap();
         assert_eq!(summary.rows, ["maps::counts"]);
+        let echoed = String::from_utf8(reporter.out.clone()).unwrap();
+        assert!(
+            echoed.starts_with("[6.1] test maps::counts ... FAILED\n"),
+            "{echoed}"
+        );
         match summary.cell(0, 0) {
             Some(super::super::Cell::Done(Outcome::Failed { reason, .. })) => {
                 assert_eq!(reason, "the test failed:\nassertion failed: dropped >= 1")
