@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Cell, Summary};
+use super::{Cell, Mark, Summary};
 use crate::suite::Outcome;
 
 /// Renders the summary.
@@ -23,13 +23,13 @@ pub fn render(summary: &Summary) -> String {
     for (r, name) in summary.rows.iter().enumerate() {
         let _ = write!(out, "| `{name}` |");
         for c in 0..summary.columns.len() {
-            let mark = match summary.cell(c, r) {
-                Some(Cell::Done(Outcome::Passed { .. })) => "✅",
-                Some(Cell::Done(Outcome::Failed { .. })) => "❌",
-                Some(Cell::Done(Outcome::ExpectedFailure { .. })) => "xfail",
-                Some(Cell::Done(Outcome::Skipped { .. })) => "skip",
-                Some(Cell::NotRun) => "💥",
-                None => "–",
+            let mark = match Mark::of(summary.cell(c, r)) {
+                Mark::Pass => "✅",
+                Mark::Fail => "❌",
+                Mark::ExpectedFailure => "xfail",
+                Mark::Skip => "skip",
+                Mark::KernelError => "💥",
+                Mark::Missing => "–",
             };
             let _ = write!(out, " {mark} |");
         }

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{Cell, Summary};
+use super::{Cell, Mark, Summary};
 use crate::suite::Outcome;
 
 /// Verifier log lines shown per failure (the tail, where the reason is).
@@ -33,13 +33,13 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     for (r, name) in names.iter().enumerate() {
         write!(out, "{name:first$}")?;
         for (c, width) in widths.iter().enumerate() {
-            let mark = match summary.cell(c, r) {
-                Some(Cell::Done(Outcome::Passed { .. })) => "pass",
-                Some(Cell::Done(Outcome::Failed { .. })) => "FAIL",
-                Some(Cell::Done(Outcome::ExpectedFailure { .. })) => "xfail",
-                Some(Cell::Done(Outcome::Skipped { .. })) => "skip",
-                Some(Cell::NotRun) => "ERR",
-                None => "-",
+            let mark = match Mark::of(summary.cell(c, r)) {
+                Mark::Pass => "pass",
+                Mark::Fail => "FAIL",
+                Mark::ExpectedFailure => "xfail",
+                Mark::Skip => "skip",
+                Mark::KernelError => "ERR",
+                Mark::Missing => "-",
             };
             write!(out, "  {mark:>width$}")?;
         }

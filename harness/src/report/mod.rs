@@ -27,6 +27,37 @@ pub enum Cell {
     NotRun,
 }
 
+/// What a cell shows, before a renderer picks its symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Passed.
+    Pass,
+    /// Failed.
+    Fail,
+    /// Failed as expected.
+    ExpectedFailure,
+    /// Skipped.
+    Skip,
+    /// Not run: the kernel failed.
+    KernelError,
+    /// No result (yet).
+    Missing,
+}
+
+impl Mark {
+    /// The mark of a cell.
+    pub fn of(cell: Option<&Cell>) -> Self {
+        match cell {
+            Some(Cell::Done(Outcome::Passed { .. })) => Mark::Pass,
+            Some(Cell::Done(Outcome::Failed { .. })) => Mark::Fail,
+            Some(Cell::Done(Outcome::ExpectedFailure { .. })) => Mark::ExpectedFailure,
+            Some(Cell::Done(Outcome::Skipped { .. })) => Mark::Skip,
+            Some(Cell::NotRun) => Mark::KernelError,
+            None => Mark::Missing,
+        }
+    }
+}
+
 /// A kernel's column.
 #[derive(Clone, Debug, Default)]
 pub struct Column {
