@@ -349,22 +349,9 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
 
     let mut summary = Summary::new(&kernels, &suite);
     let mut live = LiveReporter::new(std::io::stdout(), &suite);
-    let mut json = match &args.json {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let ours: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
-            let shard = args.shard.map(|s| s.to_string());
-            Some(JsonReporter::start(
-                std::io::BufWriter::new(file),
-                &suite,
-                &labels,
-                &ours,
-                shard,
-            )?)
-        }
-        None => None,
-    };
+    let ours: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
+    let shard = args.shard.map(|s| s.to_string());
+    let mut json = json_reporter(args.json.as_deref(), &suite, &labels, &ours, shard)?;
     let mut json_error = None;
     let run = runner::run(&to_run, suite.clone(), parts, fetcher, &config, |event| {
         // A closed stdout must not stop the run: the matrix decides the exit.
@@ -376,12 +363,8 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
         }
         summary.record(&event);
     });
-    tokio::select! {
-        () = run => {}
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: stopping every VM");
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
-        }
+    if interrupted(run).await {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     if let Some(err) = json_error {
         return Err(err).context("writing the --json file");
@@ -391,6 +374,37 @@ async fn test(matrix_path: &Path, args: TestArgs) -> Result<ExitCode> {
             .context("writing the --json file")?;
     }
     finish(&summary, &args.outputs)
+}
+
+/// The `--json` writer, when a file is asked for.
+fn json_reporter<'a>(
+    path: Option<&Path>,
+    suite: &'a Suite,
+    matrix: &[String],
+    kernels: &[String],
+    shard: Option<String>,
+) -> Result<Option<JsonReporter<'a, std::io::BufWriter<std::fs::File>>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let out = std::io::BufWriter::new(file);
+    Ok(Some(JsonReporter::start(
+        out, suite, matrix, kernels, shard,
+    )?))
+}
+
+/// Runs `run` to its end, or until Ctrl-C, which drops it (and with it
+/// every VM). Returns whether it was interrupted.
+async fn interrupted(run: impl std::future::Future<Output = ()>) -> bool {
+    tokio::select! {
+        () = run => false,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping every VM");
+            true
+        }
+    }
 }
 
 /// Prints the matrix, writes the report files, and decides the exit code.
@@ -443,15 +457,7 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
     let config = args.run.config(Some(prepared.plan));
     let labels: Vec<String> = kernels.iter().map(|k| k.label.clone()).collect();
     let to_run: Vec<KernelEntry> = kernels.iter().map(|k| (*k).clone()).collect();
-    let mut json = match &args.json {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let out = std::io::BufWriter::new(file);
-            Some(JsonReporter::start(out, &suite, &labels, &labels, None)?)
-        }
-        None => None,
-    };
+    let mut json = json_reporter(args.json.as_deref(), &suite, &labels, &labels, None)?;
     let mut reporter =
         report::exec::ExecReporter::new(labels, std::io::stdout(), std::io::stderr());
     let mut json_error = None;
@@ -470,12 +476,8 @@ async fn exec(matrix_path: &Path, args: ExecArgs) -> Result<ExitCode> {
             }
         },
     );
-    tokio::select! {
-        () = run => {}
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: stopping every VM");
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
-        }
+    if interrupted(run).await {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     if let Some(err) = json_error {
         return Err(err).context("writing the --json file");
