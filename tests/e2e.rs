@@ -205,6 +205,19 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
+/// `kmatrix test --kernels 6.1 --suite <suite>`.
+fn test_suite_on_6_1(suite: &Path) -> std::process::Output {
+    kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--suite",
+        suite.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap()
+}
+
 const SSH_SYN: &str = "02000000000202000000000108004500002800004000400600000a0000010a00000230390016000000000000000050020fff00000000";
 
 /// Wrong expectations fail with expected against actual: a return value, a
@@ -245,15 +258,7 @@ reason = "pretend it needs an old kernel"
         ),
     )
     .unwrap();
-    let output = kmatrix(&[
-        "test",
-        "--kernels",
-        "6.1",
-        "--suite",
-        suite.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let output = test_suite_on_6_1(&suite);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -312,15 +317,7 @@ fn bad_suites_are_refused_before_booting() {
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let suite = dir.path().join(format!("suite{i}.toml"));
         std::fs::write(&suite, contents).unwrap();
-        let output = kmatrix(&[
-            "test",
-            "--kernels",
-            "6.1",
-            "--suite",
-            suite.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        let output = test_suite_on_6_1(&suite);
         let out = text(&output);
         assert_eq!(output.status.code(), Some(2), "{out}");
         assert!(
