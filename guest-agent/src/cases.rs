@@ -3,20 +3,23 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use aya::programs::{Program, TestRun, TestRunOptions, TestRunResult};
-use kmatrix_protocol::{CaseOutcome, CasePlan};
+use kmatrix_protocol::{CaseOutcome, CasePlan, TestRunKind};
 
 use crate::sys;
 
 /// Room for a program that grows the packet (`bpf_xdp_adjust_head`).
 const OUTPUT_HEADROOM: usize = 256;
 
-/// Runs `case` on `program`, finding maps with `map_fd`.
+/// Runs `case` on `program` as the kind table says its kind runs (packet
+/// kinds through aya's `TestRun`, the others through the raw syscall),
+/// finding maps with `map_fd`.
 pub fn run<'a>(
     program: &Program,
+    kind: Option<TestRunKind>,
     case: &CasePlan,
     map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
 ) -> CaseOutcome {
-    match try_run(program, case, map_fd) {
+    match try_run(program, kind, case, map_fd) {
         Ok(outcome) => outcome,
         Err(error) => CaseOutcome::Error(error),
     }
@@ -24,6 +27,7 @@ pub fn run<'a>(
 
 fn try_run<'a>(
     program: &Program,
+    kind: Option<TestRunKind>,
     case: &CasePlan,
     map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
 ) -> Result<CaseOutcome, String> {
@@ -43,23 +47,21 @@ fn try_run<'a>(
         repeat: case.repeat.max(1),
         ..TestRunOptions::default()
     };
-    let (retval, duration_ns) = match test_run(program, opts) {
-        Some(result) => {
-            let result = result?;
-            if let Some(output) = &mut output {
-                output.truncate(result.data_size_out as usize);
-            }
-            let ns = result.duration.as_nanos().min(u32::MAX as u128) as u32;
-            (result.return_value, ns)
+    let (retval, duration_ns) = if kind.is_some_and(TestRunKind::takes_packet) {
+        let result =
+            test_run(program, opts).ok_or("the program's kind has no packet test run in aya")??;
+        if let Some(output) = &mut output {
+            output.truncate(result.data_size_out as usize);
         }
-        // Kinds aya's TestRun does not cover (raw tracepoints, tracing,
-        // sk_lookup): the raw syscall, with what the case gives.
-        None => {
-            let fd = program.fd().map_err(|e| format!("program fd: {e}"))?;
-            let data = (!case.data.is_empty()).then_some(&case.data[..]);
-            sys::prog_test_run(fd.as_fd(), data, case.ctx.as_deref(), case.repeat)
-                .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?
-        }
+        let ns = result.duration.as_nanos().min(u32::MAX as u128) as u32;
+        (result.return_value, ns)
+    } else {
+        // Context kinds (raw tracepoints, tracing, sk_lookup): the raw
+        // syscall, with what the case gives.
+        let fd = program.fd().map_err(|e| format!("program fd: {e}"))?;
+        let data = (!case.data.is_empty()).then_some(&case.data[..]);
+        sys::prog_test_run(fd.as_fd(), data, case.ctx.as_deref(), case.repeat)
+            .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?
     };
 
     let mut reads = Vec::with_capacity(case.reads.len());
@@ -89,5 +91,5 @@ fn test_run(program: &Program, opts: TestRunOptions<'_>) -> Option<Result<TestRu
         Program::FlowDissector(p) => p.test_run(opts),
         _ => return None,
     };
-    Some(result.map_err(|e| format!("BPF_PROG_TEST_RUN: {}", crate::loader::chain(&e))))
+    Some(result.map_err(|e| format!("BPF_PROG_TEST_RUN: {}", crate::error::chain(&e))))
 }

@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod channel;
+pub mod error;
 pub mod exec;
 pub mod loader;
 mod sys;

@@ -3,7 +3,6 @@
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::error::Error;
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
@@ -18,6 +17,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use crate::cases;
 use crate::channel::Channel;
+use crate::error::chain;
 
 /// Longest verifier log sent back; the verifier's reason is at its end, so
 /// the tail is kept.
@@ -112,7 +112,7 @@ fn run_object(
         let ebpf = &ebpf;
         let prog = ebpf.program(&program.name).expect("loaded above");
         for (case_index, case) in program.cases.iter().enumerate() {
-            let outcome = cases::run(prog, case, |name| map_fd(ebpf, name));
+            let outcome = cases::run(prog, program.test_run, case, |name| map_fd(ebpf, name));
             if report_cases {
                 channel.send(&Frame::Case(CaseResult {
                     object: plan.index,
@@ -242,18 +242,6 @@ fn verdict(result: Result<(), LoadFailure>) -> Verdict {
         Err(LoadFailure::Program(err)) => Verdict::Failed { error: chain(&err) },
         Err(LoadFailure::Other(error)) => Verdict::Failed { error },
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 fn tail(text: String, max: usize) -> String {

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
 use kmatrix_guest_agent::{exec, loader, system};
-use kmatrix_protocol::{Frame, Hello, Plan, PLAN_PATH, VERSION};
-
-/// Where the host packs the objects under test.
-const OBJECTS_DIR: &str = "/kmatrix/objects";
+use kmatrix_protocol::layout::{OBJECTS_DIR, PLAN_PATH};
+use kmatrix_protocol::{Frame, Hello, Plan, VERSION};
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {

@@ -13,7 +13,7 @@ use nix::time::{clock_gettime, ClockId};
 use kmatrix_protocol::PORT_NAME;
 
 /// Where the host packs the modules, named so that sorting gives load order.
-const MODULES_DIR: &str = "/kmatrix/modules";
+use kmatrix_protocol::layout::MODULES_DIR;
 
 /// Mounts everything eBPF tests expect. Returns one message per failure.
 /// (The initramfs root is itself a writable tmpfs, so `/tmp` needs no mount,

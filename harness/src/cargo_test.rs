@@ -16,12 +16,11 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use crate::agent::Init;
-use crate::image::ImageParts;
-use crate::kernels::{KernelEntry, Matrix, Selection};
-use crate::report::{Cell, Summary};
-use crate::runner::{self, RunConfig};
-use crate::suite::{self, Outcome, Suite};
+use crate::error::Error;
+use crate::judge::Outcome;
+use crate::kernels::Selection;
+use crate::plan::{KernelSet, PlanError, RunConfig, RunPlan, Tests};
+use crate::report::{failure, Cell, Reporter};
 use crate::vm::{AccelChoice, VmConfig};
 
 /// Environment variable selecting kernels (`--kernels` syntax).
@@ -53,39 +52,35 @@ pub fn run(config: Config) -> ExitCode {
     match trials(config, &args) {
         Ok(trials) => libtest_mimic::run(&args, trials).exit_code(),
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(crate::cli::EXIT_ERROR)
+            crate::error::print(&err);
+            ExitCode::from(err.exit_code())
         }
     }
 }
 
 /// Outcomes as they arrive, shared between the run and the trials.
 struct Results {
-    summary: Mutex<Summary>,
+    reporter: Mutex<Reporter<'static>>,
     arrived: Condvar,
 }
 
 impl Results {
-    /// Waits for the cell of `row` on `column`.
-    fn wait(&self, column: usize, row: usize) -> Result<Completion, Failed> {
-        let mut summary = self.summary.lock().expect("results lock");
+    /// Waits for the cell of `test` on `kernel`.
+    fn wait(&self, kernel: &str, test: &str) -> Result<Completion, Failed> {
+        let mut reporter = self.reporter.lock().expect("results lock");
         loop {
-            match summary.cell(column, row) {
-                Some(Cell::Done(outcome)) => return completion(outcome),
-                Some(Cell::NotRun) => {
-                    let kernel = &summary.columns[column];
-                    let mut message = format!(
-                        "kernel {} failed: {}",
-                        kernel.label,
-                        kernel.failure.as_deref().unwrap_or("unknown")
-                    );
-                    if let Some(tail) = kernel.console_tail.as_deref().filter(|t| !t.is_empty()) {
-                        message += &format!("\nconsole (last lines):\n{tail}");
+            let summary = reporter.summary();
+            if let (Some(c), Some(r)) = (summary.column(kernel), summary.row(test)) {
+                match summary.cell(c, r) {
+                    Some(Cell::Done(outcome)) => return completion(outcome),
+                    Some(Cell::NotRun) => {
+                        let failure = failure::of_cell(summary, c, r).expect("a kernel failure");
+                        return Err(format!("kernel {kernel} failed: {}", failure.details()).into());
                     }
-                    return Err(message.into());
+                    None => {}
                 }
-                None => summary = self.arrived.wait(summary).expect("results lock"),
             }
+            reporter = self.arrived.wait(reporter).expect("results lock");
         }
     }
 }
@@ -108,82 +103,51 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
     }
 }
 
-fn trials(config: Config, args: &Arguments) -> anyhow::Result<Vec<Trial>> {
-    let matrix_path = crate::cli::find_matrix(config.matrix)?;
-    let matrix = Matrix::load(&matrix_path)?;
+fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
     let selection = match config.kernels {
         Some(selection) => selection,
         None => match std::env::var(KERNELS_ENV) {
-            Ok(text) => text.parse()?,
+            Ok(text) => text.parse().map_err(PlanError::Select)?,
             Err(_) => Selection::All,
         },
     };
-    let kernels: Vec<KernelEntry> = selection
-        .apply(&matrix.kernels)?
-        .into_iter()
-        .cloned()
-        .collect();
-    let suite_path = suite::find(config.suite)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("kmatrix-objects-")
-        .tempdir()?;
-    let suite = Arc::new(Suite::load(&suite_path, &[], scratch.path())?);
+    let mut set = KernelSet::resolve(config.matrix, &selection, None)?;
+    let suite = crate::suite::find(config.suite).map_err(PlanError::Suite)?;
+    let tests = Tests::Suite {
+        suite: Some(suite),
+        objects: Vec::new(),
+    }
+    .load()?;
 
     // Name every trial; the run only needs the kernels that keep one.
-    let slots: Vec<(usize, usize, String)> = kernels
+    let names: Vec<String> = tests.suite.tests.iter().map(|t| t.name.clone()).collect();
+    let trials: Vec<(String, String)> = set
+        .kernels
         .iter()
-        .enumerate()
-        .flat_map(|(k, kernel)| {
-            suite
-                .tests
+        .flat_map(|kernel| {
+            names
                 .iter()
-                .enumerate()
-                .map(move |(t, test)| (k, t, format!("{}::{}", kernel.label, test.name)))
+                .map(|test| (kernel.label.clone(), test.clone()))
         })
         .collect();
-    let selected: Vec<bool> = kernels
-        .iter()
-        .enumerate()
-        .map(|(k, _)| {
-            !args.list
-                && slots
-                    .iter()
-                    .filter(|(kernel, ..)| *kernel == k)
-                    .any(|(.., name)| !args.is_filtered_out(&Trial::test(name.clone(), || Ok(()))))
-        })
-        .collect();
-    let booted: Vec<&KernelEntry> = kernels
-        .iter()
-        .zip(&selected)
-        .filter_map(|(k, &s)| s.then_some(k))
-        .collect();
-    for kernel in &booted {
-        kernel.check_pinned().map_err(anyhow::Error::msg)?;
-    }
+    let trial_name = |(kernel, test): &(String, String)| format!("{kernel}::{test}");
+    set.kernels.retain(|kernel| {
+        !args.list
+            && trials
+                .iter()
+                .filter(|(k, _)| *k == kernel.label)
+                .any(|t| !args.is_filtered_out(&Trial::test(trial_name(t), || Ok(()))))
+    });
+    let booted: Vec<String> = set.kernels.iter().map(|k| k.label.clone()).collect();
     let results = Arc::new(Results {
-        summary: Mutex::new(Summary::new(&booted, &suite)),
+        reporter: Mutex::new(Reporter::new()),
         arrived: Condvar::new(),
     });
-    let columns: Vec<Option<usize>> = {
-        let mut next = 0;
-        selected
-            .iter()
-            .map(|&s| {
-                s.then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect()
-    };
 
     if !booted.is_empty() {
-        let booted: Vec<KernelEntry> = booted.into_iter().cloned().collect();
-        let jobs = args.test_threads.unwrap_or_else(crate::cli::num_cpus);
-        let fetcher = Arc::new(crate::cli::fetcher(&matrix, false)?);
-        let parts = Arc::new(ImageParts::new(Init::Agent, &suite.objects)?);
+        let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
         let config = RunConfig {
-            jobs,
+            jobs: args.test_threads.unwrap_or_else(crate::plan::default_jobs),
             vm: VmConfig {
                 qemu: VmConfig::default_qemu(),
                 accel: AccelChoice::Auto.resolve(),
@@ -192,32 +156,39 @@ fn trials(config: Config, args: &Arguments) -> anyhow::Result<Vec<Trial>> {
                 run_timeout: std::time::Duration::from_secs(600),
             },
             report_cases: true,
-            exec: None,
         };
-        let (suite, results) = (suite.clone(), results.clone());
+        let plan = RunPlan::new(set, tests, fetcher, config)?;
+        let results = results.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
-            runtime.block_on(runner::run(
-                &booted,
-                suite,
-                parts,
-                fetcher,
-                &config,
-                |event| {
-                    results.summary.lock().expect("results lock").record(&event);
-                    results.arrived.notify_all();
-                },
-            ));
+            let run = crate::runner::run(&plan, |event| {
+                let reported = results
+                    .reporter
+                    .lock()
+                    .expect("results lock")
+                    .report(&event);
+                results.arrived.notify_all();
+                reported
+            });
+            if let Err(err) = runtime.block_on(run) {
+                crate::error::print(&err);
+            }
         });
     }
 
-    Ok(slots
+    Ok(trials
         .into_iter()
-        .map(|(k, t, name)| {
-            let (results, column) = (results.clone(), columns[k]);
-            Trial::ignorable_test(name, move || match column {
-                Some(column) => results.wait(column, t),
-                None => Err("this kernel was not selected when the run started".into()),
+        .map(|trial| {
+            let name = trial_name(&trial);
+            let (kernel, test) = trial;
+            let results = results.clone();
+            let selected = booted.contains(&kernel);
+            Trial::ignorable_test(name, move || {
+                if selected {
+                    results.wait(&kernel, &test)
+                } else {
+                    Err("this kernel was not selected when the run started".into())
+                }
             })
         })
         .collect())

@@ -1,26 +1,31 @@
 //! kmatrix: test eBPF programs against a matrix of Linux kernels.
 //!
-//! Data flows one way: the matrix ([`kernels`]) selects kernels, whose
-//! artifacts are fetched into the [`cache`]; each gets an initramfs
-//! ([`image`]) holding the guest [`agent`], the [`objects`] under test and
-//! the kernel's plan from the [`suite`];
-//! each boots in a [`vm`], whose results [`channel`] streams frames back;
-//! the [`runner`] fans kernels out and turns frames into outcomes (judged
-//! by the [`suite`]) and events, which the [`report`] sinks render.
+//! The modules follow the data flow. [`plan`] turns a request into a
+//! validated run: the matrix ([`kernels`]) selects kernels, whose
+//! artifacts are fetched into the [`cache`]; the [`suite`] and its
+//! [`objects`] (or an [`exec`] program) become initramfs parts ([`image`])
+//! with the guest [`agent`]. The [`runner`] boots each kernel in a [`vm`],
+//! whose results [`channel`] streams frames back; the [`judge`] turns them
+//! into outcomes, and the runner emits them as events to one
+//! [`report::Reporter`]. [`error`] decides exit codes; [`cli`] and
+//! [`cargo_test`] are the two front ends.
 
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod bench;
 pub mod cache;
 pub mod cargo_test;
 pub mod channel;
 pub mod cli;
+pub mod error;
+pub mod error_chain;
 pub mod exec;
 pub mod image;
+pub mod judge;
 pub mod kernels;
 pub mod objects;
 pub mod partition;
+pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod suite;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aya_obj::ProgramSection;
+use kmatrix_protocol::kind;
+use kmatrix_protocol::TestRunKind;
 use object::{Architecture, Object as _};
 
 /// One object, read and checked.
@@ -33,44 +35,6 @@ pub struct ProgramInfo {
     pub kind: String,
     /// How `BPF_PROG_TEST_RUN` runs it, if it can with packet data.
     pub test_run: Option<TestRunKind>,
-}
-
-/// A program kind that `BPF_PROG_TEST_RUN` can run, which also names its
-/// return values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TestRunKind {
-    /// XDP: `XDP_*` verdicts.
-    Xdp,
-    /// tc classifier: `TC_ACT_*` verdicts.
-    Tc,
-    /// Socket filter: the number of bytes to keep.
-    SocketFilter,
-    /// cgroup skb: `SK_DROP`/`SK_PASS` style 0/1.
-    CgroupSkb,
-    /// Flow dissector: `BPF_OK`/`BPF_DROP`.
-    FlowDissector,
-    /// Raw tracepoint: run on a context of `u64` arguments (`ctx`).
-    RawTracepoint,
-    /// sk_lookup: run on a `struct bpf_sk_lookup` context (`ctx`).
-    SkLookup,
-    /// fentry/fexit: the kernel calls its `bpf_fentry_test*` functions; no
-    /// input.
-    Tracing,
-}
-
-impl TestRunKind {
-    /// Whether cases of this kind run on a packet (`input`); the others take
-    /// at most a context.
-    pub fn takes_packet(self) -> bool {
-        matches!(
-            self,
-            TestRunKind::Xdp
-                | TestRunKind::Tc
-                | TestRunKind::SocketFilter
-                | TestRunKind::CgroupSkb
-                | TestRunKind::FlowDissector
-        )
-    }
 }
 
 /// A map of an object.
@@ -214,30 +178,31 @@ fn inspect(data: &[u8]) -> Result<(Vec<ProgramInfo>, Vec<MapInfo>), String> {
     Ok((programs, maps))
 }
 
-/// A section's program kind, named as libbpf names the section.
+/// A section's program kind, named as libbpf names the section, and how
+/// a case runs it (from the kind table).
 fn kind(section: &ProgramSection) -> (String, Option<TestRunKind>) {
-    let (kind, run) = match section {
-        ProgramSection::Xdp { .. } => ("xdp", Some(TestRunKind::Xdp)),
-        ProgramSection::SchedClassifier => ("classifier", Some(TestRunKind::Tc)),
-        ProgramSection::SocketFilter => ("socket", Some(TestRunKind::SocketFilter)),
-        ProgramSection::CgroupSkb { .. } => ("cgroup_skb", Some(TestRunKind::CgroupSkb)),
-        ProgramSection::FlowDissector => ("flow_dissector", Some(TestRunKind::FlowDissector)),
-        ProgramSection::KProbe => ("kprobe", None),
-        ProgramSection::KRetProbe => ("kretprobe", None),
-        ProgramSection::TracePoint => ("tracepoint", None),
-        ProgramSection::RawTracePoint => ("raw_tracepoint", Some(TestRunKind::RawTracepoint)),
-        ProgramSection::SkLookup => ("sk_lookup", Some(TestRunKind::SkLookup)),
-        ProgramSection::BtfTracePoint => ("tp_btf", None),
-        ProgramSection::FEntry { .. } => ("fentry", Some(TestRunKind::Tracing)),
-        ProgramSection::FExit { .. } => ("fexit", Some(TestRunKind::Tracing)),
-        ProgramSection::Lsm { .. } => ("lsm", None),
+    let name = match section {
+        ProgramSection::Xdp { .. } => "xdp",
+        ProgramSection::SchedClassifier => "classifier",
+        ProgramSection::SocketFilter => "socket",
+        ProgramSection::CgroupSkb { .. } => "cgroup_skb",
+        ProgramSection::FlowDissector => "flow_dissector",
+        ProgramSection::KProbe => "kprobe",
+        ProgramSection::KRetProbe => "kretprobe",
+        ProgramSection::TracePoint => "tracepoint",
+        ProgramSection::RawTracePoint => "raw_tracepoint",
+        ProgramSection::SkLookup => "sk_lookup",
+        ProgramSection::BtfTracePoint => "tp_btf",
+        ProgramSection::FEntry { .. } => "fentry",
+        ProgramSection::FExit { .. } => "fexit",
+        ProgramSection::Lsm { .. } => "lsm",
         other => {
             let debug = format!("{other:?}");
             let name = debug.split([' ', '{']).next().unwrap_or_default();
             return (name.to_lowercase(), None);
         }
     };
-    (kind.to_owned(), run)
+    (name.to_owned(), kind::test_run(name))
 }
 
 /// Builds a C source with clang as libbpf projects do.

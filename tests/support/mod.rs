@@ -1,6 +1,7 @@
-//! What the integration tests share: the repository, the `kmatrix` binary,
-//! a lock so that one test boots VMs at a time (the machines have two
-//! cores; a matrix runs two VMs), and a loopback HTTP server.
+//! What the integration tests share: the repository and its fixtures, the
+//! `kmatrix` binary, a lock so that one test boots VMs at a time (the
+//! machines have two cores; a matrix runs two VMs), a loopback HTTP server,
+//! and ([`mirror`]) a loopback Debian mirror.
 
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -11,6 +12,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+pub mod mirror;
 
 static VMS: Mutex<()> = Mutex::new(());
 
@@ -113,4 +116,77 @@ impl Server {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/bpf").join(name)
+}
+
+pub fn example(name: &str) -> String {
+    repo()
+        .join("tests/example")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The cells of the matrix row for `program`.
+pub fn matrix_row<'a>(out: &'a str, program: &str) -> Vec<&'a str> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.first() == Some(&program) && words.len() > 1)
+        .map(|words| words[1..].to_vec())
+        .unwrap_or_default()
+}
+
+pub fn stray_vms() -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-af", "kmatrix-vm-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("qemu"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `kmatrix test --kernels 6.1 --suite <suite>`.
+pub fn test_suite_on_6_1(suite: &Path) -> std::process::Output {
+    kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--suite",
+        suite.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap()
+}
+
+pub const SSH_SYN: &str = "02000000000202000000000108004500002800004000400600000a0000010a00000230390016000000000000000050020fff00000000";
+
+/// The `kernels` test binary (tests/kernels.rs), built by the same
+/// `cargo test` run next to this one.
+pub fn kernels_test_binary() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("kernels-") && p.extension().is_none()
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no kernels test binary in {}: run `cargo test --workspace`, which builds it",
+                deps.display()
+            )
+        })
 }

@@ -1,23 +1,23 @@
 //! The initramfs each VM boots: the guest agent as `/init`, the kernel's
 //! modules, the objects under test, and the kernel's plan.
 //!
-//! It is four concatenated cpio archives. The modules part is built once
-//! per kernel and kept in the cache; the init and objects parts once per
-//! run; the plan (a few bytes to kilobytes) per VM.
+//! It is concatenated cpio archives, laid out as
+//! [`kmatrix_protocol::layout`] says: the init and objects parts (and
+//! `kmatrix exec`'s files) once per run; the kernel's [`modules`] part and
+//! its plan (a few bytes to kilobytes) per VM.
 
 pub mod cpio;
+pub mod modules;
 
 use std::io::Write;
 use std::path::Path;
 
-use kmatrix_protocol::{encode_plan, Plan, PLAN_PATH};
+use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR, PLAN_PATH, ROOT};
+use kmatrix_protocol::{encode_plan, Plan};
 
 use crate::agent::Init;
 use crate::kernels::KernelArtifacts;
 use crate::objects::TestObject;
-
-/// Where the objects live in the guest; the agent reads them from here.
-pub const OBJECTS_DIR: &str = "kmatrix/objects";
 
 /// The kernel-independent parts of a run's initramfs.
 pub struct ImageParts {
@@ -41,16 +41,17 @@ impl ImageParts {
     /// Builds the init and objects parts.
     pub fn new(init: Init, objects: &[TestObject]) -> std::io::Result<Self> {
         let mut base = cpio::Archive::new();
-        for dir in ["dev", "proc", "sys", "tmp", "kmatrix"] {
-            base.dir(dir);
+        for dir in BASE_DIRS {
+            base.dir(layout::entry(dir));
         }
-        base.file("init", 0o755, &init.binary()?);
+        base.file(layout::entry(INIT), 0o755, &init.binary()?);
 
         let mut packed = cpio::Archive::new();
-        packed.dir("kmatrix");
-        packed.dir(OBJECTS_DIR);
+        packed.dir(layout::entry(ROOT));
+        packed.dir(layout::entry(OBJECTS_DIR));
         for (index, object) in objects.iter().enumerate() {
-            packed.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
+            let path = format!("{}/{index}", layout::entry(OBJECTS_DIR));
+            packed.file(&path, 0o644, &object.data);
         }
         Ok(Self {
             init: base.finish(),
@@ -99,10 +100,10 @@ impl ImageParts {
             path: dest.display().to_string(),
             source,
         };
-        let modules = std::fs::read(&kernel.modules_cpio).map_err(fail)?;
+        let modules = modules::part(kernel).map_err(fail)?;
         let mut packed = cpio::Archive::new();
-        packed.dir("kmatrix");
-        packed.file(PLAN_PATH.trim_start_matches('/'), 0o644, &encode_plan(plan));
+        packed.dir(layout::entry(ROOT));
+        packed.file(layout::entry(PLAN_PATH), 0o644, &encode_plan(plan));
         let plan = packed.finish();
         let mut file = std::fs::File::create(dest).map_err(fail)?;
         for part in [&modules[..], &self.init, &self.objects, &self.files, &plan] {

@@ -2,24 +2,30 @@
 //!
 //! [`Matrix`] is `kernels.toml` parsed and checked; [`Selection`] picks
 //! entries from it (`--kernels`); [`Fetcher`] turns a selected entry into
-//! [`KernelArtifacts`] in the cache: the kernel image, its config, and the
-//! modules the guest needs to reach its results port, downloaded once and
-//! verified against the entry's pins.
+//! [`KernelArtifacts`] in the cache: the entry's [`source`] names its
+//! pinned inputs, the blob store downloads and verifies them, and the
+//! artifacts (kernel image, config, the modules the guest needs to reach
+//! its results port) are extracted once. [`update`] moves pins.
 
+mod artifacts;
+mod blobs;
 pub mod bzimage;
 mod config;
 mod deb;
-mod debian;
+mod error;
 mod fetch;
 mod modinfo;
-pub mod oci;
 mod select;
-mod update;
+pub mod source;
+pub mod update;
 mod version;
 
+pub use artifacts::KernelArtifacts;
 pub use config::{KernelEntry, Matrix, MatrixError, Source, MIRROR_ENV};
-pub use debian::{DebianError, Mirror};
-pub use fetch::{FetchError, FetchEvent, Fetcher, KernelArtifacts};
+pub use error::{FetchError, FetchEvent};
+pub use fetch::Fetcher;
 pub use select::{SelectError, Selection};
-pub use update::{rewrite, Pinning, UpdateError};
+pub use source::apt::{DebianError, Mirror};
+pub use source::oci;
+pub use update::{rewrite, Change, Pinning, UpdateError};
 pub use version::Version;

@@ -2,10 +2,12 @@
 //! now, rewriting `kernels.toml` in place with its comments and layout kept.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, TableLike};
 
-use super::Version;
+use super::{KernelEntry, Source, Version};
 
 /// New pins for one kernel entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,69 @@ pub enum UpdateError {
     /// An entry to update is not in the file.
     #[error("no [[kernel]] entry `{0}` in kernels.toml")]
     NoEntry(String),
+    /// The file could not be read or replaced.
+    #[error("cannot rewrite {}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What moving an entry to its newest pins changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: it already has those pins.
+    UpToDate {
+        /// What it names (its package, or its source).
+        name: String,
+    },
+    /// New pins.
+    Moved {
+        /// What it named.
+        from: String,
+        /// What it names now.
+        to: String,
+    },
+}
+
+/// Compares `entry` with its newest `pinning`.
+pub fn change(entry: &KernelEntry, pinning: &Pinning) -> Change {
+    let pins: BTreeMap<_, _> = entry
+        .sha256
+        .iter()
+        .map(|(name, pin)| (name.clone(), hex::encode(pin)))
+        .collect();
+    let (from, to) = match (&entry.source, &pinning.package) {
+        (Source::Debian { package, .. }, Some(newest)) => (package.clone(), newest.clone()),
+        _ => (entry.source.to_string(), entry.source.to_string()),
+    };
+    if from == to && pins == pinning.sha256 {
+        Change::UpToDate { name: from }
+    } else {
+        Change::Moved { from, to }
+    }
+}
+
+/// Applies `pinnings` to the matrix file at `path`, replacing it
+/// atomically.
+pub fn write(path: &Path, pinnings: &[Pinning]) -> Result<(), UpdateError> {
+    let io = |source| UpdateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let updated = rewrite(&text, pinnings)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    file.write_all(updated.as_bytes()).map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// Applies `pinnings` to the matrix text, touching only the `package` and

@@ -1,213 +1,34 @@
-//! `--json`: the run as JSON lines, and merging shards' files.
-//!
-//! Schema version 1, one object per line, each with a `type`:
-//!
-//! | type | fields |
-//! | --- | --- |
-//! | `run-started` | `schema` (1), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order), `shard` (`"K/N"` or null) |
-//! | `kernel-started` | `kernel` |
-//! | `kernel-booted` | `kernel`, `release`, `btf` |
-//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}` or `{"outcome": "skipped", "reason"}` |
-//! | `agent-error` | `kernel`, `message` |
-//! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
-//! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
-//! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail` |
-//! | `run-finished` | `passed` |
-//!
-//! A file without `run-finished`, or with a line that does not parse, is
-//! from a run that died or was cut short; [`merge`] refuses it.
+//! `--json`: the run as JSON lines (the schema is
+//! [`kmatrix_protocol::report`]), and merging shards' files back into one
+//! [`Summary`] through the same fold a live run uses.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use kmatrix_protocol::report::{Record, SCHEMA};
 
-use super::{error_chain, Summary};
-use crate::runner::{KernelOutcome, RunEvent};
-use crate::suite::{Outcome, Suite};
+use super::Summary;
 
-/// The schema version written in `run-started`.
-pub const SCHEMA: u32 = 1;
-
-/// One line of the file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Record {
-    /// The first line.
-    RunStarted {
-        /// [`SCHEMA`].
-        schema: u32,
-        /// The kmatrix version that wrote the file.
-        kmatrix: String,
-        /// Every selected kernel, before sharding, in matrix order.
-        matrix: Vec<String>,
-        /// The kernels this run covers.
-        kernels: Vec<String>,
-        /// Test names, in suite order.
-        tests: Vec<String>,
-        /// `K/N` when sharded.
-        shard: Option<String>,
-    },
-    /// A kernel's VM is starting.
-    KernelStarted {
-        /// Its label.
-        kernel: String,
-    },
-    /// A kernel booted.
-    KernelBooted {
-        /// Its label.
-        kernel: String,
-        /// `uname -r`.
-        release: String,
-        /// Whether it has BTF.
-        btf: bool,
-    },
-    /// A test's outcome.
-    Outcome {
-        /// The kernel's label.
-        kernel: String,
-        /// The test's name.
-        test: String,
-        /// What happened.
-        result: Outcome,
-    },
-    /// The agent reported a problem outside any test.
-    AgentError {
-        /// The kernel's label.
-        kernel: String,
-        /// What it said.
-        message: String,
-    },
-    /// What `kmatrix exec`'s program wrote.
-    Output {
-        /// The kernel's label.
-        kernel: String,
-        /// `stdout` or `stderr`.
-        stream: String,
-        /// The bytes, as UTF-8 with replacements.
-        text: String,
-    },
-    /// How `kmatrix exec`'s program ended.
-    Exited {
-        /// The kernel's label.
-        kernel: String,
-        /// E.g. `exit code 3`, `killed by signal 11 (core dumped)`.
-        status: String,
-    },
-    /// A kernel is done.
-    KernelFinished {
-        /// Its label.
-        kernel: String,
-        /// Why it failed; `None` when it completed.
-        error: Option<String>,
-        /// The end of its console, when it failed.
-        console_tail: Option<String>,
-    },
-    /// The last line.
-    RunFinished {
-        /// Whether the run passed.
-        passed: bool,
-    },
-}
-
-/// Writes a run as JSON lines.
-pub struct JsonReporter<'a, W> {
+/// Writes records as JSON lines.
+pub struct JsonWriter<W> {
     out: W,
-    suite: &'a Suite,
 }
 
-impl<'a, W: Write> JsonReporter<'a, W> {
-    /// Writes `run-started`.
-    pub fn start(
-        mut out: W,
-        suite: &'a Suite,
-        matrix: &[String],
-        kernels: &[String],
-        shard: Option<String>,
-    ) -> std::io::Result<Self> {
-        let record = Record::RunStarted {
-            schema: SCHEMA,
-            kmatrix: env!("CARGO_PKG_VERSION").to_owned(),
-            matrix: matrix.to_vec(),
-            kernels: kernels.to_vec(),
-            tests: suite.tests.iter().map(|t| t.name.clone()).collect(),
-            shard,
-        };
-        write_line(&mut out, &record)?;
-        Ok(Self { out, suite })
+impl<W: Write> JsonWriter<W> {
+    /// A writer to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
     }
 
-    /// Writes the line for `event`.
-    pub fn report(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        let record = match event {
-            RunEvent::KernelStarted { kernel } => Record::KernelStarted {
-                kernel: kernel.clone(),
-            },
-            RunEvent::KernelBooted { kernel, hello } => Record::KernelBooted {
-                kernel: kernel.clone(),
-                release: hello.kernel_release.clone(),
-                btf: hello.btf,
-            },
-            RunEvent::Outcome {
-                kernel,
-                test,
-                outcome,
-            } => Record::Outcome {
-                kernel: kernel.clone(),
-                test: self.suite.tests[*test].name.clone(),
-                result: outcome.clone(),
-            },
-            RunEvent::AgentError { kernel, message } => Record::AgentError {
-                kernel: kernel.clone(),
-                message: message.clone(),
-            },
-            RunEvent::Output {
-                kernel,
-                stream,
-                data,
-            } => Record::Output {
-                kernel: kernel.clone(),
-                stream: match stream {
-                    kmatrix_protocol::Stream::Stdout => "stdout".into(),
-                    kmatrix_protocol::Stream::Stderr => "stderr".into(),
-                },
-                text: String::from_utf8_lossy(data).into_owned(),
-            },
-            RunEvent::Exited { kernel, info } => Record::Exited {
-                kernel: kernel.clone(),
-                status: super::exec::describe(info),
-            },
-            RunEvent::KernelFinished { kernel, outcome } => Record::KernelFinished {
-                kernel: kernel.clone(),
-                error: match outcome {
-                    KernelOutcome::Completed { .. } => None,
-                    KernelOutcome::Failed(err) => Some(error_chain(err)),
-                },
-                console_tail: match outcome {
-                    KernelOutcome::Completed { .. } => None,
-                    KernelOutcome::Failed(err) => err.console_tail().map(str::to_owned),
-                },
-            },
-        };
-        write_line(&mut self.out, &record)
-    }
-
-    /// Writes a line the caller built (e.g. `kmatrix exec`'s libtest
-    /// outcomes, known only at the end).
+    /// Writes one line, flushing after the last.
     pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
-        write_line(&mut self.out, record)
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")?;
+        if matches!(record, Record::RunFinished { .. }) {
+            self.out.flush()?;
+        }
+        Ok(())
     }
-
-    /// Writes `run-finished` and flushes.
-    pub fn finish(mut self, passed: bool) -> std::io::Result<()> {
-        write_line(&mut self.out, &Record::RunFinished { passed })?;
-        self.out.flush()
-    }
-}
-
-fn write_line(out: &mut impl Write, record: &Record) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, record)?;
-    out.write_all(b"\n")
 }
 
 /// Shard files that cannot be merged into one matrix.
@@ -347,49 +168,15 @@ pub fn merge(paths: &[PathBuf]) -> Result<Summary, MergeError> {
 
     let mut summary = Summary::with(first.matrix.clone(), first.tests.clone());
     for run in &runs {
-        let mut finished = Vec::new();
         for record in &run.records {
-            match record {
-                Record::KernelBooted {
-                    kernel, release, ..
-                } => {
-                    if let Some(c) = summary.column(kernel) {
-                        summary.columns[c].release = Some(release.clone());
-                    }
-                }
-                Record::Outcome {
-                    kernel,
-                    test,
-                    result,
-                } => {
-                    if let (Some(c), Some(r)) = (summary.column(kernel), summary.row(test)) {
-                        summary.set(c, r, result.clone());
-                    }
-                }
-                Record::AgentError { kernel, message } => {
-                    if let Some(c) = summary.column(kernel) {
-                        summary.columns[c].agent_errors.push(message.clone());
-                    }
-                }
-                Record::KernelFinished {
-                    kernel,
-                    error,
-                    console_tail,
-                } => {
-                    if let Some(c) = summary.column(kernel) {
-                        let failure = error.clone().map(|e| (e, console_tail.clone()));
-                        summary.finish(c, failure);
-                        finished.push(kernel.clone());
-                    }
-                }
-                Record::RunStarted { .. }
-                | Record::KernelStarted { .. }
-                | Record::Output { .. }
-                | Record::Exited { .. }
-                | Record::RunFinished { .. } => {}
-            }
+            summary.apply(record);
         }
-        if let Some(kernel) = run.kernels.iter().find(|k| !finished.contains(k)) {
+        let finished = |kernel: &String| {
+            run.records
+                .iter()
+                .any(|r| matches!(r, Record::KernelFinished { kernel: k, .. } if k == kernel))
+        };
+        if let Some(kernel) = run.kernels.iter().find(|k| !finished(k)) {
             return Err(MergeError::Damaged {
                 path: run.path.clone(),
                 line: run.records.len(),
@@ -403,6 +190,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<Summary, MergeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmatrix_protocol::report::Outcome;
 
     fn shard_file(dir: &Path, name: &str, records: &[Record]) -> PathBuf {
         let path = dir.join(name);

@@ -1,10 +1,11 @@
 //! `--junit`: the matrix as JUnit XML, one testsuite per kernel and one
 //! testcase per test, built once the run is over.
 
+use kmatrix_protocol::report::Outcome;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::failure::{self, Subject};
 use super::{Cell, Summary};
-use crate::suite::Outcome;
 
 /// The JUnit report of a finished run.
 pub fn report(summary: &Summary) -> Report {
@@ -15,38 +16,34 @@ pub fn report(summary: &Summary) -> Report {
             suite.set_system_err(tail.as_str());
         }
         for (r, name) in summary.rows.iter().enumerate() {
-            let status = match summary.cell(c, r) {
-                Some(Cell::Done(Outcome::Passed { .. })) => TestCaseStatus::success(),
-                Some(Cell::Done(Outcome::Failed {
-                    reason,
-                    verifier_log,
-                })) => {
-                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    status.set_message(reason.as_str());
-                    let description = match verifier_log {
-                        Some(log) => format!("{reason}\n\nverifier log:\n{log}"),
-                        None => reason.clone(),
-                    };
-                    status.set_description(description);
-                    status
-                }
-                Some(Cell::Done(Outcome::ExpectedFailure { reason })) => {
+            let status = match (summary.cell(c, r), failure::of_cell(summary, c, r)) {
+                (Some(Cell::Done(Outcome::Passed { .. })), _) => TestCaseStatus::success(),
+                (Some(Cell::Done(Outcome::ExpectedFailure { reason })), _) => {
                     let mut status = TestCaseStatus::skipped();
                     status.set_message(format!("expected failure: {reason}"));
                     status
                 }
-                Some(Cell::Done(Outcome::Skipped { reason })) => {
+                (Some(Cell::Done(Outcome::Skipped { reason })), _) => {
                     let mut status = TestCaseStatus::skipped();
                     status.set_message(reason.as_str());
                     status
                 }
-                Some(Cell::NotRun) | None => {
+                (_, Some(failure)) => {
+                    let kind = match failure.subject {
+                        Subject::Test { .. } => NonSuccessKind::Failure,
+                        _ => NonSuccessKind::Error,
+                    };
+                    let mut status = TestCaseStatus::non_success(kind);
+                    status.set_message(match failure.subject {
+                        Subject::Test { .. } => failure.reason.to_owned(),
+                        _ => format!("{} failed: {}", failure.headline(), failure.reason),
+                    });
+                    status.set_description(failure.details());
+                    status
+                }
+                (_, None) => {
                     let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-                    let failure = column.failure.as_deref().unwrap_or("no result");
-                    status.set_message(format!("kernel {} failed: {failure}", column.label));
-                    if let Some(tail) = &column.console_tail {
-                        status.set_description(format!("console (last lines):\n{tail}"));
-                    }
+                    status.set_message(format!("kernel {} failed: no result", column.label));
                     status
                 }
             };

@@ -2,20 +2,21 @@
 
 use std::io::Write;
 
-use super::error_chain;
+use kmatrix_protocol::report::Outcome;
+
+use super::record::exit_status;
+use crate::error_chain::error_chain;
 use crate::runner::{KernelOutcome, RunEvent};
-use crate::suite::{Outcome, Suite};
 
 /// Writes one line per event to `out`.
-pub struct LiveReporter<'a, W> {
+pub struct LiveReporter<W> {
     out: W,
-    suite: &'a Suite,
 }
 
-impl<'a, W: Write> LiveReporter<'a, W> {
-    /// A reporter naming tests as `suite` does.
-    pub fn new(out: W, suite: &'a Suite) -> Self {
-        Self { out, suite }
+impl<W: Write> LiveReporter<W> {
+    /// A reporter writing to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
     }
 
     /// Prints the line for `event`.
@@ -33,35 +34,28 @@ impl<'a, W: Write> LiveReporter<'a, W> {
             ),
             RunEvent::Outcome {
                 kernel,
-                test,
+                test: name,
                 outcome,
-            } => {
-                let name = self.suite.tests.get(*test).map_or("?", |t| t.name.as_str());
-                match outcome {
-                    Outcome::Passed { detail } => {
-                        writeln!(self.out, "{kernel:>8}  PASS  {name} ({detail})")
-                    }
-                    Outcome::Failed { reason, .. } => {
-                        writeln!(self.out, "{kernel:>8}  FAIL  {name}: {reason}")
-                    }
-                    Outcome::ExpectedFailure { reason } => {
-                        writeln!(self.out, "{kernel:>8}  XFAIL {name}: {reason}")
-                    }
-                    Outcome::Skipped { reason } => {
-                        writeln!(self.out, "{kernel:>8}  SKIP  {name}: {reason}")
-                    }
+            } => match outcome {
+                Outcome::Passed { detail } => {
+                    writeln!(self.out, "{kernel:>8}  PASS  {name} ({detail})")
                 }
-            }
+                Outcome::Failed { reason, .. } => {
+                    writeln!(self.out, "{kernel:>8}  FAIL  {name}: {reason}")
+                }
+                Outcome::ExpectedFailure { reason } => {
+                    writeln!(self.out, "{kernel:>8}  XFAIL {name}: {reason}")
+                }
+                Outcome::Skipped { reason } => {
+                    writeln!(self.out, "{kernel:>8}  SKIP  {name}: {reason}")
+                }
+            },
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.out, "{kernel:>8}  ERROR agent: {message}")
             }
-            RunEvent::Output { .. } => Ok(()),
+            RunEvent::RunStarted { .. } | RunEvent::RunFinished | RunEvent::Output { .. } => Ok(()),
             RunEvent::Exited { kernel, info } => {
-                writeln!(
-                    self.out,
-                    "{kernel:>8}  EXIT  {}",
-                    crate::report::exec::describe(info)
-                )
+                writeln!(self.out, "{kernel:>8}  EXIT  {}", exit_status(info))
             }
             RunEvent::KernelFinished { kernel, outcome } => match outcome {
                 KernelOutcome::Completed { boot, total, .. } => writeln!(

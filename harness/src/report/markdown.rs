@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{Cell, Mark, Summary};
-use crate::suite::Outcome;
+use super::failure::{self, Subject};
+use super::{Mark, Summary};
 
 /// Renders the summary.
 pub fn render(summary: &Summary) -> String {
@@ -36,39 +36,39 @@ pub fn render(summary: &Summary) -> String {
         out.push('\n');
     }
 
-    let mut failures = Vec::new();
-    for (c, column) in summary.columns.iter().enumerate() {
-        if let Some(failure) = &column.failure {
-            let mut text = format!("- **kernel {}**: {failure}", column.label);
-            if let Some(tail) = column.console_tail.as_deref().filter(|t| !t.is_empty()) {
-                text += &format!(
-                    "\n  <details><summary>console</summary>\n\n  ```\n{tail}\n  ```\n  </details>"
-                );
-            }
-            failures.push(text);
-        }
-        for message in &column.agent_errors {
-            failures.push(format!("- **kernel {}**: agent: {message}", column.label));
-        }
-        for (r, name) in summary.rows.iter().enumerate() {
-            if let Some(Cell::Done(Outcome::Failed {
-                reason,
-                verifier_log,
-            })) = summary.cell(c, r)
-            {
-                let mut text = format!("- `{name}` on **{}**: {reason}", column.label);
-                if let Some(log) = verifier_log {
-                    text += &format!("\n  <details><summary>verifier log</summary>\n\n  ```\n{log}\n  ```\n  </details>");
-                }
-                failures.push(text);
-            }
-        }
-    }
+    let failures = failure::all(summary);
     if !failures.is_empty() {
         let _ = writeln!(out, "\n### Failures\n");
-        for failure in failures {
-            let _ = writeln!(out, "{failure}");
+    }
+    for failure in failures {
+        let _ = match failure.subject {
+            Subject::Test { test, kernel } => {
+                write!(out, "- `{test}` on **{kernel}**: {}", failure.reason)
+            }
+            Subject::Kernel { kernel } => write!(out, "- **kernel {kernel}**: {}", failure.reason),
+            Subject::Agent { kernel } => {
+                write!(out, "- **kernel {kernel}**: agent: {}", failure.reason)
+            }
+            Subject::Program { kernel } => {
+                write!(
+                    out,
+                    "- **kernel {kernel}**: the program: {}",
+                    failure.reason
+                )
+            }
+        };
+        for (title, text) in [
+            ("console", failure.console_tail),
+            ("verifier log", failure.verifier_log),
+        ] {
+            if let Some(text) = text {
+                let _ = write!(
+                    out,
+                    "\n  <details><summary>{title}</summary>\n\n  ```\n{text}\n  ```\n  </details>"
+                );
+            }
         }
+        out.push('\n');
     }
     out
 }

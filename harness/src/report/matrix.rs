@@ -4,8 +4,7 @@
 
 use std::io::Write;
 
-use super::{Cell, Mark, Summary};
-use crate::suite::Outcome;
+use super::{failure, Mark, Summary};
 
 /// Verifier log lines shown per failure (the tail, where the reason is).
 const LOG_LINES: usize = 25;
@@ -46,53 +45,14 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out)?;
     }
 
-    let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    for (c, column) in summary.columns.iter().enumerate() {
-        if let Some(failure) = &column.failure {
-            let mut text = format!("kernel {}: {failure}", column.label);
-            if let Some(tail) = column.console_tail.as_deref().filter(|t| !t.is_empty()) {
-                text += &format!("\n    console (last lines):\n{}", indent(tail, 6));
-            }
-            failures.push(text);
-        }
-        for message in &column.agent_errors {
-            failures.push(format!("kernel {}: agent: {message}", column.label));
-        }
-        for (r, name) in names.iter().enumerate() {
-            match summary.cell(c, r) {
-                Some(Cell::Done(Outcome::Failed {
-                    reason,
-                    verifier_log,
-                })) => {
-                    let mut text = format!("{name} on {}: {reason}", column.label);
-                    if let Some(log) = verifier_log {
-                        let lines: Vec<_> = log.lines().collect();
-                        let shown = &lines[lines.len().saturating_sub(LOG_LINES)..];
-                        text += "\n    verifier log";
-                        if shown.len() < lines.len() {
-                            text += &format!(" (last {} of {} lines)", shown.len(), lines.len());
-                        }
-                        text += &format!(":\n{}", indent(&shown.join("\n"), 6));
-                    }
-                    failures.push(text);
-                }
-                Some(Cell::Done(Outcome::ExpectedFailure { reason })) => {
-                    notes.push(format!("xfail {name} on {}: {reason}", column.label))
-                }
-                Some(Cell::Done(Outcome::Skipped { reason })) => {
-                    notes.push(format!("skip  {name} on {}: {reason}", column.label))
-                }
-                Some(Cell::Done(Outcome::Passed { .. }) | Cell::NotRun) | None => {}
-            }
-        }
-    }
+    let notes = failure::notes(summary);
     if !notes.is_empty() {
         writeln!(out, "\nexpected failures and skips:")?;
-        for note in notes {
-            writeln!(out, "  {note}")?;
+        for (kind, test, kernel, reason) in notes {
+            writeln!(out, "  {kind:<5} {test} on {kernel}: {reason}")?;
         }
     }
+    let failures = failure::all(summary);
     if failures.is_empty() {
         writeln!(
             out,
@@ -103,7 +63,20 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     } else {
         writeln!(out, "\nfailures:")?;
         for failure in failures {
-            writeln!(out, "  {failure}")?;
+            write!(out, "  {}: {}", failure.headline(), failure.reason)?;
+            if let Some(tail) = failure.console_tail {
+                write!(out, "\n    console (last lines):\n{}", indent(tail, 6))?;
+            }
+            if let Some(log) = failure.verifier_log {
+                let lines: Vec<_> = log.lines().collect();
+                let shown = &lines[lines.len().saturating_sub(LOG_LINES)..];
+                write!(out, "\n    verifier log")?;
+                if shown.len() < lines.len() {
+                    write!(out, " (last {} of {} lines)", shown.len(), lines.len())?;
+                }
+                write!(out, ":\n{}", indent(&shown.join("\n"), 6))?;
+            }
+            writeln!(out)?;
         }
     }
     Ok(())

@@ -44,7 +44,7 @@ pub struct VmConfig {
 }
 
 /// Which accelerator to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AccelChoice {
     /// KVM where hardware virtualisation is really there, else TCG.
     #[default]

@@ -10,21 +10,37 @@
 //! Each alternates its two sides in one process, so a noisy machine slows
 //! both alike, and prints the medians and their ratio.
 
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
 
+use super::args::VmArgs;
 use crate::agent::Init;
+use crate::error::{Error, Status};
+use crate::error_chain::error_chain;
 use crate::image::ImageParts;
-use crate::kernels::{KernelEntry, Matrix, Selection};
-use crate::report::Summary;
-use crate::runner::{self, KernelOutcome, RunConfig, RunEvent};
-use crate::suite::Suite;
+use crate::kernels::Selection;
+use crate::plan::{KernelSet, RunConfig, RunPlan, Tests};
+use crate::runner::{self, KernelOutcome, RunEvent};
 use crate::vm::argv;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Fails the benchmark with `message` unless `condition` holds.
+fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(Error::Bench(message()))
+    }
+}
+
+/// An I/O step of the benchmark that failed.
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Bench(format!("{what}: {e}"))
+}
 
 /// `kmatrix bench` subcommands.
 #[derive(Subcommand)]
@@ -45,7 +61,7 @@ pub struct Common {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     #[command(flatten)]
-    vm: crate::cli::VmArgs,
+    vm: VmArgs,
 }
 
 /// `kmatrix bench boot` arguments.
@@ -70,35 +86,51 @@ pub struct StreamArgs {
 }
 
 /// Runs a benchmark and prints its figures.
-pub async fn run(matrix_path: &Path, command: BenchCommand) -> Result<ExitCode> {
+pub async fn run(matrix: Option<PathBuf>, command: BenchCommand) -> Result<Status> {
     match command {
-        BenchCommand::Boot(args) => boot(matrix_path, args).await,
-        BenchCommand::Stream(args) => stream(matrix_path, args).await,
+        BenchCommand::Boot(args) => boot(matrix, args).await,
+        BenchCommand::Stream(args) => stream(matrix, args).await,
     }
 }
 
-fn kernel(matrix: &Matrix, common: &Common) -> Result<KernelEntry> {
-    ensure!(common.runs > 0, "--runs must be at least 1");
+/// The one kernel a benchmark measures on.
+fn kernel(matrix: Option<PathBuf>, common: &Common) -> Result<KernelSet> {
+    if common.runs == 0 {
+        return Err(Error::Usage("--runs must be at least 1".into()));
+    }
     let selection = Selection::List(vec![common.kernel.clone()]);
-    Ok(selection.apply(&matrix.kernels)?[0].clone())
+    let mut set = KernelSet::resolve(matrix, &selection, None)?;
+    set.kernels.truncate(1);
+    set.check_pinned()?;
+    Ok(set)
 }
 
-async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
-    let matrix = Matrix::load(matrix_path)?;
-    let kernel = kernel(&matrix, &args.common)?;
-    let fetcher = crate::cli::fetcher(&matrix, false)?;
+fn scratch() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("kmatrix-bench-")
+        .tempdir()
+        .map_err(io("creating a scratch directory"))
+}
+
+async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
+    let set = kernel(matrix, &args.common)?;
+    let kernel = set.kernels[0].clone();
+    let matrix_path = set.matrix.path.clone();
+    let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
     let artifacts = fetcher.fetch(&kernel).await?;
     let config = args.common.vm.config();
 
-    let dir = tempfile::Builder::new()
-        .prefix("kmatrix-bench-")
-        .tempdir()?;
+    let dir = scratch()?;
     // Build the object once so that clang is not part of the measurement.
-    let objects = crate::objects::load(std::slice::from_ref(&args.object), dir.path())?;
+    let objects = crate::objects::load(std::slice::from_ref(&args.object), dir.path())
+        .map_err(|e| Error::Plan(e.into()))?;
     let object = dir.path().join("object.o");
-    std::fs::write(&object, &objects[0].data)?;
+    std::fs::write(&object, &objects[0].data).map_err(io("writing the object"))?;
     let floor_initrd = dir.path().join("floor.cpio");
-    ImageParts::new(Init::Floor, &[])?.write(&artifacts, &Default::default(), &floor_initrd)?;
+    ImageParts::new(Init::Floor, &[])
+        .map_err(io("building the floor's initramfs"))?
+        .write(&artifacts, &Default::default(), &floor_initrd)
+        .map_err(|e| Error::Bench(error_chain(&e)))?;
 
     let mut floor_args = argv::base_args(config.memory_mib);
     floor_args.extend(argv::accel_args(config.accel));
@@ -110,7 +142,7 @@ async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
     floor_args.extend(argv::console_args(&dir.path().join("floor-console.log")));
     floor_args.extend(["-device".into(), "virtio-serial-pci".into()]);
 
-    let exe = std::env::current_exe()?;
+    let exe = std::env::current_exe().map_err(io("finding kmatrix"))?;
     println!(
         "boot: kernel {} ({}), {:?}, {} runs each",
         kernel.label, artifacts.release, config.accel, args.common.runs
@@ -124,14 +156,16 @@ async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
             .kill_on_drop(true)
             .status()
             .await
-            .with_context(|| format!("starting {}", config.qemu.display()))?;
-        ensure!(status.success(), "the floor VM failed ({status})");
+            .map_err(io("starting QEMU"))?;
+        ensure(status.success(), || {
+            format!("the floor VM failed ({status})")
+        })?;
         floor.push(start.elapsed());
 
         let start = Instant::now();
         let output = tokio::process::Command::new(&exe)
             .arg("--matrix")
-            .arg(matrix_path)
+            .arg(&matrix_path)
             .args(["test", "--kernels", &kernel.label, "--accel"])
             .arg(match config.accel {
                 argv::Accel::Kvm => "kvm",
@@ -141,14 +175,15 @@ async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output()
-            .await?;
-        if !output.status.success() {
-            bail!(
+            .await
+            .map_err(io("starting kmatrix test"))?;
+        ensure(output.status.success(), || {
+            format!(
                 "kmatrix test failed ({}):\n{}",
                 output.status,
                 String::from_utf8_lossy(&output.stdout)
-            );
-        }
+            )
+        })?;
         full.push(start.elapsed());
         println!(
             "run {run}: floor {:.2} s, kmatrix test {:.2} s",
@@ -166,26 +201,25 @@ async fn boot(matrix_path: &Path, args: BootArgs) -> Result<ExitCode> {
         full.as_secs_f64()
     );
     println!("ratio: {:.2}", full.as_secs_f64() / floor.as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Passed)
 }
 
 /// A minimal Ethernet/IPv4/TCP packet for the cases.
 const PACKET: &str = "020000000002020000000001080045000028000040004006000000000a0000010a00000230390016000000000000000050020fff00000000";
 
-async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
-    ensure!(args.cases > 0, "--cases must be at least 1");
-    let matrix = Matrix::load(matrix_path)?;
-    let kernel = kernel(&matrix, &args.common)?;
-    let dir = tempfile::Builder::new()
-        .prefix("kmatrix-bench-")
-        .tempdir()?;
-    let object = std::path::absolute(&args.object)?;
-    let objects = crate::objects::load(std::slice::from_ref(&object), dir.path())?;
+async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
+    if args.cases == 0 {
+        return Err(Error::Usage("--cases must be at least 1".into()));
+    }
+    let dir = scratch()?;
+    let object = std::path::absolute(&args.object).map_err(io("reading the object"))?;
+    let objects = crate::objects::load(std::slice::from_ref(&object), dir.path())
+        .map_err(|e| Error::Plan(e.into()))?;
     let program = objects[0]
         .programs
         .iter()
         .find(|p| p.kind == "xdp")
-        .with_context(|| format!("{} has no XDP program", object.display()))?;
+        .ok_or_else(|| Error::Usage(format!("{} has no XDP program", object.display())))?;
 
     let mut text = format!(
         "[[object]]\npath = {:?}\n[[object.program]]\nname = {:?}\n",
@@ -196,11 +230,25 @@ async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
         text += &format!("[[object.program.case]]\nname = \"c{i}\"\ninput = \"{PACKET}\"\n");
     }
     let suite_path = dir.path().join("stream.toml");
-    std::fs::write(&suite_path, text)?;
-    let suite = Arc::new(Suite::load(&suite_path, &[], dir.path())?);
-    let parts = Arc::new(ImageParts::new(Init::Agent, &suite.objects)?);
-    let fetcher = Arc::new(crate::cli::fetcher(&matrix, false)?);
-    fetcher.fetch(&kernel).await?;
+    std::fs::write(&suite_path, text).map_err(io("writing the suite"))?;
+    let plan = |report_cases| -> Result<RunPlan> {
+        let set = kernel(matrix.clone(), &args.common)?;
+        let tests = Tests::Suite {
+            suite: Some(suite_path.clone()),
+            objects: Vec::new(),
+        }
+        .load()?;
+        let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
+        let config = RunConfig {
+            jobs: 1,
+            vm: args.common.vm.config(),
+            report_cases,
+        };
+        Ok(RunPlan::new(set, tests, fetcher, config)?)
+    };
+    let plans = [plan(true)?, plan(false)?];
+    let kernel = plans[0].kernels[0].clone();
+    plans[0].fetcher.fetch(&kernel).await?;
 
     println!(
         "stream: kernel {}, {} cases of {} per run, {} runs each",
@@ -208,26 +256,13 @@ async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
     );
     let (mut streamed, mut discarded) = (Vec::new(), Vec::new());
     for run in 1..=args.common.runs {
-        for report_cases in [true, false] {
-            let config = RunConfig {
-                jobs: 1,
-                vm: args.common.vm.config(),
-                report_cases,
-                exec: None,
-            };
-            let (seconds, outcomes) = run_cases(
-                &kernel,
-                suite.clone(),
-                parts.clone(),
-                fetcher.clone(),
-                &config,
-            )
-            .await?;
+        for plan in &plans {
+            let report_cases = plan.config.report_cases;
+            let (seconds, outcomes) = run_cases(plan).await?;
             let expected = if report_cases { args.cases + 1 } else { 1 };
-            ensure!(
-                outcomes == expected,
-                "{outcomes} results arrived, {expected} expected"
-            );
+            ensure(outcomes == expected, || {
+                format!("{outcomes} results arrived, {expected} expected")
+            })?;
             let rate = args.cases as f64 / seconds;
             println!(
                 "run {run}: {} {rate:.0} cases/s",
@@ -249,50 +284,36 @@ async fn stream(matrix_path: &Path, args: StreamArgs) -> Result<ExitCode> {
     println!("streamed to the host:     median {streamed:.0} cases/s");
     println!("discarded in the guest:   median {discarded:.0} cases/s");
     println!("ratio: {:.2}", streamed / discarded);
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Passed)
 }
 
-/// Runs the suite on one kernel; returns the seconds from the agent's hello
-/// to its last result, and how many outcomes arrived.
-async fn run_cases(
-    kernel: &KernelEntry,
-    suite: Arc<Suite>,
-    parts: Arc<ImageParts>,
-    fetcher: Arc<crate::kernels::Fetcher>,
-    config: &RunConfig,
-) -> Result<(f64, usize)> {
-    let kernels = [kernel];
-    let mut summary = Summary::new(&kernels, &suite);
+/// Runs `plan`; returns the seconds from the agent's hello to its last
+/// result, and how many outcomes arrived.
+async fn run_cases(plan: &RunPlan) -> Result<(f64, usize)> {
     let mut outcomes = 0;
     let mut run = None;
     let mut failure = None;
-    runner::run(
-        std::slice::from_ref(kernel),
-        suite.clone(),
-        parts,
-        fetcher,
-        config,
-        |event| {
-            summary.record(&event);
-            match event {
-                RunEvent::Outcome { .. } => outcomes += 1,
-                RunEvent::KernelFinished {
-                    outcome: KernelOutcome::Completed { run: time, .. },
-                    ..
-                } => run = Some(time),
-                RunEvent::KernelFinished {
-                    outcome: KernelOutcome::Failed(err),
-                    ..
-                } => failure = Some(crate::report::error_chain(&err)),
-                _ => {}
-            }
-        },
-    )
-    .await;
+    runner::run(plan, |event| {
+        match event {
+            RunEvent::Outcome { .. } => outcomes += 1,
+            RunEvent::KernelFinished {
+                outcome: KernelOutcome::Completed { run: time, .. },
+                ..
+            } => run = Some(time),
+            RunEvent::KernelFinished {
+                outcome: KernelOutcome::Failed(err),
+                ..
+            } => failure = Some(error_chain(&err)),
+            _ => {}
+        }
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .unwrap_or_else(|never| match never {});
     if let Some(failure) = failure {
-        bail!("the kernel failed: {failure}");
+        return Err(Error::Bench(format!("the kernel failed: {failure}")));
     }
-    let run: Duration = run.context("the kernel did not finish")?;
+    let run: Duration = run.ok_or_else(|| Error::Bench("the kernel did not finish".into()))?;
     Ok((run.as_secs_f64(), outcomes))
 }
 

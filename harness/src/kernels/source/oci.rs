@@ -7,17 +7,16 @@
 //! HTTP, as container engines do.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
+use futures::StreamExt;
 use oci_client::client::{linux_amd64_resolver, ClientConfig, ClientProtocol};
 use oci_client::manifest::{OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use super::fetch::{FetchError, FetchEvent, Fetcher};
-use super::KernelEntry;
+use crate::kernels::blobs::{Attempt, Blobs, Body};
+use crate::kernels::error::{FetchError, OciError};
+use crate::kernels::{KernelEntry, Pinning};
 
 /// The `sha256` key an OCI entry pins: its image manifest's digest.
 pub const PIN: &str = "manifest";
@@ -25,45 +24,6 @@ pub const PIN: &str = "manifest";
 /// Environment variable listing registries (`host:port`, comma separated)
 /// to reach over plain HTTP.
 pub const INSECURE_ENV: &str = "KMATRIX_INSECURE_REGISTRIES";
-
-/// A registry that refused or lacks what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum OciError {
-    /// The reference does not parse.
-    #[error(
-        "`{reference}` is not an image reference (registry/repository:tag or @sha256:…): {reason}"
-    )]
-    Reference {
-        /// What was given.
-        reference: String,
-        /// Why.
-        reason: String,
-    },
-    /// The registry call failed.
-    #[error("{reference}: {error}")]
-    Registry {
-        /// The reference asked for.
-        reference: String,
-        /// What the registry or the connection said.
-        error: String,
-    },
-    /// The pinned manifest is gone.
-    #[error("the registry no longer has {reference} ({error}); run `kmatrix kernels update --kernels {label}` to pin what its tag names now")]
-    Gone {
-        /// The kernel's label.
-        label: String,
-        /// The pinned reference.
-        reference: String,
-        /// What the registry said.
-        error: String,
-    },
-    /// An image index has no linux/amd64 image.
-    #[error("{reference} is an image index with no linux/amd64 image")]
-    NoPlatform {
-        /// The reference.
-        reference: String,
-    },
-}
 
 fn parse(reference: &str) -> Result<Reference, OciError> {
     reference
@@ -119,36 +79,49 @@ async fn image_manifest(
     }
 }
 
-/// The digest of the linux/amd64 image manifest `reference` names now.
-pub async fn resolve(reference: &str) -> Result<String, OciError> {
-    let parsed = parse(reference)?;
+/// The pin `entry` would have now: the linux/amd64 image manifest its
+/// reference names.
+pub async fn newest(entry: &KernelEntry, reference: &str) -> Result<Pinning, FetchError> {
+    let oci = |source| FetchError::Oci {
+        label: entry.label.clone(),
+        source,
+    };
+    let parsed = parse(reference).map_err(oci)?;
     let client = client(&parsed);
     let (manifest, digest) = client
         .pull_manifest(&parsed, &RegistryAuth::Anonymous)
         .await
-        .map_err(|e| OciError::Registry {
-            reference: reference.to_owned(),
-            error: e.to_string(),
+        .map_err(|e| {
+            oci(OciError::Registry {
+                reference: reference.to_owned(),
+                error: e.to_string(),
+            })
         })?;
-    let (_, digest) = image_manifest(&client, &parsed, manifest, digest).await?;
-    Ok(digest)
+    let (_, digest) = image_manifest(&client, &parsed, manifest, digest)
+        .await
+        .map_err(oci)?;
+    Ok(Pinning {
+        label: entry.label.clone(),
+        package: None,
+        sha256: [(PIN.to_owned(), digest)].into(),
+    })
 }
 
-/// Pulls the layers of the image pinned by `pin` into the cache (each kept
-/// by its digest) and returns their paths, in order.
+/// Pulls the layers of the image `entry` pins into the cache (each kept by
+/// its digest, through the blob store) and returns their paths, in order.
 pub async fn pull(
-    fetcher: &Fetcher,
+    blobs: &Blobs,
     entry: &KernelEntry,
     reference: &str,
-    pin: &[u8; 32],
 ) -> Result<Vec<PathBuf>, FetchError> {
+    let pin = super::pin(entry, PIN)?;
     let oci = |source| FetchError::Oci {
         label: entry.label.clone(),
         source,
     };
     let parsed = parse(reference).map_err(oci)?;
     let pinned = parsed.clone_with_digest(format!("sha256:{}", hex::encode(pin)));
-    if fetcher.offline() {
+    if blobs.offline() {
         return Err(FetchError::Offline {
             label: entry.label.clone(),
             what: pinned.whole(),
@@ -179,62 +152,24 @@ pub async fn pull(
                 error: format!("layer digest `{}` is not sha256", layer.digest),
             }));
         }
-        let path = fetcher.cache().blob(&expected);
-        if !path.exists() {
-            pull_layer(fetcher, entry, &client, &pinned, layer, &expected, &path).await?;
-        }
-        layers.push(path);
+        let what = format!("layer {}", &layer.digest[..19.min(layer.digest.len())]);
+        let url = format!("{}@{}", pinned.whole(), layer.digest);
+        let open = || async {
+            let stream = client
+                .pull_blob_stream(&pinned, layer)
+                .await
+                .map_err(|e| Attempt::Transient(e.to_string().into()))?;
+            Ok::<_, Attempt>(Body {
+                size: stream.content_length,
+                stream: stream.stream.boxed(),
+            })
+        };
+        let limit = u64::try_from(layer.size).ok();
+        layers.push(
+            blobs
+                .get(&entry.label, &what, &url, &expected, limit, open)
+                .await?,
+        );
     }
     Ok(layers)
-}
-
-async fn pull_layer(
-    fetcher: &Fetcher,
-    entry: &KernelEntry,
-    client: &Client,
-    reference: &Reference,
-    layer: &oci_client::manifest::OciDescriptor,
-    expected: &[u8; 32],
-    dest: &std::path::Path,
-) -> Result<(), FetchError> {
-    let what = format!("layer {}", &layer.digest[..19.min(layer.digest.len())]);
-    let io = |source| FetchError::Io {
-        path: dest.to_owned(),
-        source,
-    };
-    fetcher.progress(FetchEvent::Downloading {
-        label: entry.label.clone(),
-        what: what.clone(),
-        bytes: u64::try_from(layer.size).ok(),
-    });
-    let start = Instant::now();
-    let temp = fetcher.cache().temp_file().map_err(io)?;
-    let mut file = tokio::fs::File::from_std(temp.reopen().map_err(io)?);
-    client
-        .pull_blob(reference, layer, &mut file)
-        .await
-        .map_err(|e| FetchError::Download {
-            url: format!("{}@{}", reference.whole(), layer.digest),
-            source: e.to_string().into(),
-        })?;
-    file.flush().await.map_err(io)?;
-    let bytes = std::fs::read(temp.path()).map_err(io)?;
-    let actual: [u8; 32] = Sha256::digest(&bytes).into();
-    if &actual != expected {
-        return Err(FetchError::DigestMismatch {
-            label: entry.label.clone(),
-            what,
-            url: reference.whole(),
-            expected: hex::encode(expected),
-            actual: hex::encode(actual),
-        });
-    }
-    temp.persist(dest).map_err(|e| io(e.error))?;
-    fetcher.progress(FetchEvent::Downloaded {
-        label: entry.label.clone(),
-        what,
-        bytes: bytes.len() as u64,
-        seconds: start.elapsed().as_secs_f64(),
-    });
-    Ok(())
 }

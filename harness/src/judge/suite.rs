@@ -1,113 +1,13 @@
-//! Judging the guest's raw results against the suite's expectations.
+//! Judging the guest's raw results against the suite's expectations: each
+//! program's load verdict and each case's return value, output packet and
+//! map values become [`Outcome`]s for the tests of [`Suite::tests`].
 
-use kmatrix_protocol::{CaseOutcome, CaseResult, ProgramResult, Verdict};
+use kmatrix_protocol::report::Outcome;
+use kmatrix_protocol::{CaseOutcome, CaseResult, ProgramResult, TestRunKind, Verdict};
 
-use super::file::RawNumber;
-use super::{KernelPlan, Suite};
+use super::verifier;
 use crate::kernels::KernelEntry;
-use crate::objects::TestRunKind;
-
-/// The outcome of one test on one kernel. Its JSON form (`outcome` names
-/// the variant) is part of the `--json` schema.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// It did what the suite expects.
-    Passed {
-        /// A short note (load time, return value and run time).
-        detail: String,
-    },
-    /// It did not.
-    Failed {
-        /// Why: expected against actual.
-        reason: String,
-        /// The verifier's log, when the verifier was involved.
-        verifier_log: Option<String>,
-    },
-    /// It failed where the suite says it must.
-    ExpectedFailure {
-        /// The suite's reason, and what happened.
-        reason: String,
-    },
-    /// It was not run.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// Whether this outcome fails the run.
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
-    }
-}
-
-const XDP: &[(&str, u32)] = &[
-    ("XDP_ABORTED", 0),
-    ("XDP_DROP", 1),
-    ("XDP_PASS", 2),
-    ("XDP_TX", 3),
-    ("XDP_REDIRECT", 4),
-];
-const TC: &[(&str, u32)] = &[
-    ("TC_ACT_UNSPEC", u32::MAX),
-    ("TC_ACT_OK", 0),
-    ("TC_ACT_RECLASSIFY", 1),
-    ("TC_ACT_SHOT", 2),
-    ("TC_ACT_PIPE", 3),
-    ("TC_ACT_STOLEN", 4),
-    ("TC_ACT_QUEUED", 5),
-    ("TC_ACT_REPEAT", 6),
-    ("TC_ACT_REDIRECT", 7),
-];
-const SK: &[(&str, u32)] = &[("SK_DROP", 0), ("SK_PASS", 1)];
-const FLOW: &[(&str, u32)] = &[("BPF_OK", 0), ("BPF_DROP", 2)];
-
-fn names(kind: TestRunKind) -> &'static [(&'static str, u32)] {
-    match kind {
-        TestRunKind::Xdp => XDP,
-        TestRunKind::Tc => TC,
-        TestRunKind::CgroupSkb => SK,
-        TestRunKind::FlowDissector => FLOW,
-        TestRunKind::SocketFilter
-        | TestRunKind::RawTracepoint
-        | TestRunKind::SkLookup
-        | TestRunKind::Tracing => &[],
-    }
-}
-
-/// A return value from the suite: a number, or a name the program's kind
-/// uses.
-pub(super) fn return_value(kind: TestRunKind, raw: &RawNumber) -> Result<u32, String> {
-    match raw {
-        RawNumber::Number(n) => u32::try_from(*n)
-            .or_else(|_| i32::try_from(*n).map(|n| n as u32))
-            .map_err(|_| format!("expect_return {n} is not a 32-bit value")),
-        RawNumber::Name(name) => names(kind)
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let known: Vec<_> = names(kind).iter().map(|(n, _)| *n).collect();
-                if known.is_empty() {
-                    format!(
-                        "expect_return `{name}`: give this program kind's return value as a number"
-                    )
-                } else {
-                    format!("expect_return `{name}` is not one of {}", known.join(", "))
-                }
-            }),
-    }
-}
-
-/// A return value as the program's kind names it, e.g. `XDP_DROP (1)`.
-fn show_return(kind: Option<TestRunKind>, value: u32) -> String {
-    match kind.and_then(|k| names(k).iter().find(|(_, v)| *v == value)) {
-        Some((name, _)) => format!("{name} ({value})"),
-        None => value.to_string(),
-    }
-}
+use crate::suite::{KernelPlan, Suite};
 
 /// Bytes as a number when they fit in 8 (how counters are written), else hex.
 fn show_bytes(bytes: &[u8]) -> String {
@@ -161,7 +61,7 @@ impl<'a> KernelCheck<'a> {
                 error,
                 verifier_log,
             } => (
-                match crate::report::verifier_reason(verifier_log) {
+                match verifier::headline(verifier_log) {
                     Some(line) => format!("verifier: {line} ({error})"),
                     None => format!("rejected ({error})"),
                 },
@@ -277,27 +177,20 @@ impl<'a> KernelCheck<'a> {
     }
 }
 
+/// A return value as the program's kind names it, e.g. `XDP_DROP (1)`.
+fn show_return(kind: Option<TestRunKind>, value: u32) -> String {
+    kind.map_or_else(|| value.to_string(), |k| k.show_return(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn return_values_by_name_or_number() {
-        let name = |s: &str| RawNumber::Name(s.into());
-        assert_eq!(return_value(TestRunKind::Xdp, &name("XDP_DROP")), Ok(1));
-        assert_eq!(return_value(TestRunKind::Tc, &name("TC_ACT_SHOT")), Ok(2));
-        assert_eq!(
-            return_value(TestRunKind::Tc, &RawNumber::Number(-1)),
-            Ok(u32::MAX)
-        );
-        assert_eq!(
-            return_value(TestRunKind::SocketFilter, &RawNumber::Number(64)),
-            Ok(64)
-        );
-        let err = return_value(TestRunKind::Xdp, &name("TC_ACT_SHOT")).unwrap_err();
-        assert!(err.contains("is not one of XDP_ABORTED, XDP_DROP"), "{err}");
+    fn shows_values_as_the_kind_names_them() {
         assert_eq!(show_return(Some(TestRunKind::Xdp), 2), "XDP_PASS (2)");
         assert_eq!(show_return(None, 7), "7");
         assert_eq!(show_bytes(&3u64.to_le_bytes()), "3");
+        assert_eq!(show_bytes(&[1; 9]), "010101010101010101");
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::config::MIRROR_ENV;
+use crate::kernels::{Version, MIRROR_ENV};
 
 /// A Debian mirror and where its address came from (for messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -271,12 +271,12 @@ impl PackageIndex {
     /// series of `like` (same flavour suffix), by Debian version order of the
     /// package names' numbers.
     pub fn newest_like(&self, like: &str) -> Option<&str> {
-        let series = super::Version::find_in(like)?.series();
+        let series = Version::find_in(like)?.series();
         let wanted = flavour(like);
         self.packages
             .keys()
             .filter(|name| name.starts_with("linux-image-") && flavour(name) == wanted)
-            .filter(|name| super::Version::find_in(name).is_some_and(|v| v.series() == series))
+            .filter(|name| Version::find_in(name).is_some_and(|v| v.series() == series))
             .filter(|name| !name.ends_with("-dbg"))
             .max_by_key(|name| numbers(name))
             .map(String::as_str)

@@ -19,6 +19,19 @@ struct Bars {
     by_file: HashMap<(String, String), ProgressBar>,
 }
 
+impl Default for FetchProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A progress callback for a [`crate::kernels::Fetcher`], rendering on
+/// stderr.
+pub fn on_stderr() -> impl Fn(FetchEvent) + Send + Sync + 'static {
+    let progress = FetchProgress::new();
+    move |event| progress.report(event)
+}
+
 impl FetchProgress {
     /// Bars when stderr is a terminal, lines otherwise.
     pub fn new() -> Self {

@@ -1,0 +1,15 @@
+//! Errors as the agent sends them: one line with every cause.
+
+use std::error::Error;
+
+/// An error and its sources on one line.
+pub fn chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}

@@ -1,0 +1,111 @@
+//! The arguments commands share, and what they become: a [`Selection`], a
+//! [`RunConfig`], a [`VmConfig`]. The library below never sees clap types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::kernels::Selection;
+use crate::plan::RunConfig;
+use crate::vm::{AccelChoice, VmConfig};
+
+/// `--kernels`.
+#[derive(Args, Clone)]
+pub struct SelectArgs {
+    /// Kernels to use: `all`, a range (`5.4..6.8`, `6.1..`, `..6.1`) or a
+    /// list (`6.1,6.12`).
+    #[arg(long, default_value = "all", value_parser = parse_selection)]
+    pub kernels: Selection,
+}
+
+fn parse_selection(text: &str) -> Result<Selection, String> {
+    text.parse()
+        .map_err(|e: crate::kernels::SelectError| e.to_string())
+}
+
+/// Which kernels, and how their VMs run.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Kernels booted at once [default: number of CPUs].
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+impl RunArgs {
+    /// The run configuration these arguments describe.
+    pub fn config(&self) -> RunConfig {
+        RunConfig {
+            jobs: self.jobs.unwrap_or_else(crate::plan::default_jobs),
+            vm: self.vm.config(),
+            report_cases: true,
+        }
+    }
+}
+
+/// `--accel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM where hardware virtualisation is really there, else TCG.
+    Auto,
+    /// KVM.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl From<AccelArg> for AccelChoice {
+    fn from(arg: AccelArg) -> Self {
+        match arg {
+            AccelArg::Auto => AccelChoice::Auto,
+            AccelArg::Kvm => AccelChoice::Kvm,
+            AccelArg::Tcg => AccelChoice::Tcg,
+        }
+    }
+}
+
+/// How VMs run.
+#[derive(Args, Clone)]
+pub struct VmArgs {
+    /// Accelerator: KVM only where hardware virtualisation is there.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
+    /// Seconds for a kernel to boot and start the agent.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub boot_timeout: u64,
+    /// Seconds for the agent to report every result once up.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub run_timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub memory: u32,
+}
+
+impl VmArgs {
+    /// The VM configuration these arguments describe.
+    pub fn config(&self) -> VmConfig {
+        VmConfig {
+            qemu: VmConfig::default_qemu(),
+            accel: AccelChoice::from(self.accel).resolve(),
+            memory_mib: self.memory,
+            boot_timeout: Duration::from_secs(self.boot_timeout),
+            run_timeout: Duration::from_secs(self.run_timeout),
+        }
+    }
+}
+
+/// Report files.
+#[derive(Args, Clone)]
+pub struct OutputArgs {
+    /// Write JUnit XML here (one testsuite per kernel).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the Markdown summary here [default: append to
+    /// $GITHUB_STEP_SUMMARY when set].
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+}

@@ -1,0 +1,183 @@
+//! `kmatrix kernels`: list, fetch, update and clean the matrix's kernels.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use super::args::SelectArgs;
+use crate::cache::Cache;
+use crate::error::{Error, Status};
+use crate::error_chain::error_chain;
+use crate::kernels::{update, Change, Selection};
+use crate::plan::KernelSet;
+
+#[derive(Subcommand)]
+pub enum KernelsCommand {
+    /// List the matrix: label, version, source, cached or not.
+    List,
+    /// Download and extract kernels into the cache.
+    Fetch {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Move pins to the newest package of each kernel's series, rewriting
+    /// kernels.toml in place.
+    Update {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Print the cache directory (for CI cache steps).
+    CacheDir,
+    /// Remove cache entries no kernels.toml entry uses (a dry run unless
+    /// --delete).
+    Gc {
+        /// Remove them, rather than only listing them.
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+pub async fn run(matrix: Option<PathBuf>, command: KernelsCommand) -> Result<Status, Error> {
+    match command {
+        KernelsCommand::List => list(matrix),
+        KernelsCommand::Fetch { select } => fetch(matrix, &select).await,
+        KernelsCommand::Update { select } => update(matrix, &select).await,
+        KernelsCommand::CacheDir => {
+            println!("{}", Cache::from_env()?.root().display());
+            Ok(Status::Passed)
+        }
+        KernelsCommand::Gc { delete } => gc(matrix, delete),
+    }
+}
+
+fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
+    let set = KernelSet::resolve(matrix, &Selection::All, None)?;
+    let fetcher = set.fetcher(true, |_| {})?;
+    println!(
+        "{:<8} {:<10} {:<7} {:>8}  {:<14} SOURCE",
+        "LABEL", "VERSION", "CACHED", "SIZE", "PIN"
+    );
+    for kernel in &set.matrix.kernels {
+        let cached = fetcher.cached(kernel);
+        let size = cached.as_ref().map_or_else(
+            || "-".to_owned(),
+            |a| format!("{:.1} MB", crate::cache::size(&a.dir) as f64 / 1e6),
+        );
+        let pin = match kernel.sha256.values().next() {
+            Some(pin) if kernel.sha256.len() == 1 => hex::encode(&pin[..6]),
+            Some(pin) => format!("{}+{}", hex::encode(&pin[..4]), kernel.sha256.len() - 1),
+            None => "(none)".to_owned(),
+        };
+        println!(
+            "{:<8} {:<10} {:<7} {:>8}  {:<14} {}",
+            kernel.label,
+            kernel.version.to_string(),
+            if cached.is_some() { "yes" } else { "no" },
+            size,
+            pin,
+            kernel.source
+        );
+    }
+    Ok(Status::Passed)
+}
+
+fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
+    let set = KernelSet::resolve(matrix, &Selection::All, None)?;
+    let fetcher = set.fetcher(true, |_| {})?;
+    let unused = fetcher.unused();
+    let total: u64 = unused.iter().map(|e| e.bytes).sum();
+    for entry in &unused {
+        println!(
+            "{:>9.1} MB  {}",
+            entry.bytes as f64 / 1e6,
+            entry.path.display()
+        );
+        if delete {
+            let removed = if entry.path.is_dir() {
+                std::fs::remove_dir_all(&entry.path)
+            } else {
+                std::fs::remove_file(&entry.path)
+            };
+            removed.map_err(|source| Error::Write {
+                path: entry.path.clone(),
+                source,
+            })?;
+        }
+    }
+    let verb = if delete {
+        "removed"
+    } else {
+        "would remove (pass --delete)"
+    };
+    println!(
+        "{verb}: {} entries, {:.1} MB, that no entry of {} uses",
+        unused.len(),
+        total as f64 / 1e6,
+        set.matrix.path.display()
+    );
+    Ok(Status::Passed)
+}
+
+async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
+    let set = KernelSet::resolve(matrix, &select.kernels, None)?;
+    set.check_pinned()?;
+    let fetcher = Arc::new(set.fetcher(false, crate::report::progress::on_stderr())?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for kernel in set.kernels.iter().cloned() {
+        let fetcher = fetcher.clone();
+        tasks.spawn(async move { (kernel.label.clone(), fetcher.fetch(&kernel).await) });
+    }
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (label, result) = joined.expect("a fetch task does not panic");
+        match result {
+            Ok(artifacts) => println!(
+                "{label:>8}  cached {} at {}",
+                artifacts.release,
+                artifacts.dir.display()
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!("{label:>8}  error: {}", error_chain(&err));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::FetchFailed {
+            failed,
+            total: set.kernels.len(),
+        });
+    }
+    Ok(Status::Passed)
+}
+
+async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
+    let set = KernelSet::resolve(matrix, &select.kernels, None)?;
+    let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
+    let mut pinnings = Vec::new();
+    for kernel in &set.kernels {
+        let Some(pinning) = fetcher.newest_pinning(kernel).await? else {
+            println!(
+                "{:>8}  pinned by content ({}): nothing to update",
+                kernel.label, kernel.source
+            );
+            continue;
+        };
+        match update::change(kernel, &pinning) {
+            Change::UpToDate { name } => println!("{:>8}  up to date: {name}", kernel.label),
+            Change::Moved { from, to } => {
+                println!("{:>8}  {from} -> {to}", kernel.label);
+                for (name, digest) in &pinning.sha256 {
+                    println!("{:>8}    {name} = {digest}", "");
+                }
+                pinnings.push(pinning);
+            }
+        }
+    }
+    if !pinnings.is_empty() {
+        update::write(&set.matrix.path, &pinnings)?;
+        println!("updated {}", set.matrix.path.display());
+    }
+    Ok(Status::Passed)
+}

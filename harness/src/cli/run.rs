@@ -1,0 +1,191 @@
+//! `kmatrix test` and `kmatrix exec`: a request resolved into a plan, run
+//! through one [`Reporter`], then the matrix and the report files.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::args::{OutputArgs, RunArgs};
+use crate::error::{Error, Status};
+use crate::partition::Shard;
+use crate::plan::{RunPlan, RunRequest, Tests};
+use crate::report::progress;
+use crate::report::{self, Reporter, Summary};
+
+#[derive(Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Use only cached kernels; fail if one is missing.
+    #[arg(long)]
+    offline: bool,
+    /// Run the K-th of N shards of the selected kernels (round-robin in
+    /// matrix order).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Write every event as JSON lines here (the input of `report merge`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
+    /// else kmatrix-suite.toml here or in the nearest parent].
+    #[arg(long, value_name = "FILE")]
+    suite: Option<PathBuf>,
+    /// eBPF objects (`.o`) or C sources (`.c`, built with clang), checked
+    /// for loading only.
+    #[arg(value_name = "OBJECT")]
+    objects: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Also pack this file or directory, at the same absolute path.
+    #[arg(long, value_name = "PATH")]
+    file: Vec<PathBuf>,
+    /// Also pass this environment variable through.
+    #[arg(long, value_name = "NAME")]
+    env: Vec<String>,
+    /// Write every event as JSON lines here (the input of `report merge`;
+    /// libtest tests appear as outcomes as they run).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// The program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    command: Vec<String>,
+}
+
+pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Error> {
+    let request = RunRequest {
+        matrix,
+        kernels: args.run.select.kernels.clone(),
+        shard: args.shard,
+        tests: Tests::Suite {
+            suite: args.suite,
+            objects: args.objects,
+        },
+        offline: args.offline,
+        config: args.run.config(),
+    };
+    let plan = request.resolve(progress::on_stderr())?;
+    let reporter = with_json(Reporter::new().live(std::io::stdout()), args.json.as_ref())?;
+    let Some(summary) = run_to_end(&plan, reporter).await? else {
+        return Ok(Status::Interrupted);
+    };
+    finish(&summary, &args.outputs, &mut std::io::stdout().lock())
+}
+
+pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Error> {
+    let request = RunRequest {
+        matrix,
+        kernels: args.run.select.kernels.clone(),
+        shard: None,
+        tests: Tests::Exec {
+            command: args.command,
+            files: args.file,
+            env: args.env,
+        },
+        offline: false,
+        config: args.run.config(),
+    };
+    let plan = request.resolve(progress::on_stderr())?;
+    let reporter =
+        Reporter::new().exec_echo(plan.kernels.len(), std::io::stdout(), std::io::stderr());
+    let reporter = with_json(reporter, args.json.as_ref())?;
+    let Some(summary) = run_to_end(&plan, reporter).await? else {
+        return Ok(Status::Interrupted);
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = report::exec::statuses(&summary, &mut err);
+    if summary.rows.is_empty() {
+        return Ok(Status::of(summary.passed()));
+    }
+    finish(&summary, &args.outputs, &mut err)
+}
+
+/// Adds the `--json` sink, when a file is asked for.
+fn with_json<'a>(reporter: Reporter<'a>, path: Option<&PathBuf>) -> Result<Reporter<'a>, Error> {
+    let Some(path) = path else {
+        return Ok(reporter);
+    };
+    let file = std::fs::File::create(path).map_err(|source| Error::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(reporter.json(std::io::BufWriter::new(file)))
+}
+
+/// Runs `plan` to its end, or until Ctrl-C or SIGTERM, which drop it (and
+/// with it every VM and run directory): `None` then.
+async fn run_to_end(plan: &RunPlan, mut reporter: Reporter<'_>) -> Result<Option<Summary>, Error> {
+    let run = crate::runner::run(plan, |event| reporter.report(&event));
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => signal.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = run => result?,
+        _ = tokio::signal::ctrl_c() => return Ok(interrupted()),
+        _ = terminate => return Ok(interrupted()),
+    }
+    Ok(Some(reporter.into_summary()))
+}
+
+fn interrupted() -> Option<Summary> {
+    eprintln!("interrupted: stopping every VM");
+    None
+}
+
+/// Prints the matrix to `out`, writes the report files, and says whether
+/// the run passed.
+pub fn finish(
+    summary: &Summary,
+    outputs: &OutputArgs,
+    out: &mut impl Write,
+) -> Result<Status, Error> {
+    let _ = report::matrix::render(summary, out).and_then(|()| out.flush());
+    write_files(summary, outputs)?;
+    Ok(Status::of(summary.passed()))
+}
+
+/// Writes the JUnit file and the Markdown summary.
+fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
+    let failed = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| Error::Write { path, source }
+    };
+    if let Some(path) = &outputs.junit {
+        let file = std::fs::File::create(path).map_err(failed(path))?;
+        report::junit::report(summary)
+            .serialize(std::io::BufWriter::new(file))
+            .map_err(|e| Error::Write {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+    }
+    let markdown = report::markdown::render(summary);
+    if let Some(path) = &outputs.summary {
+        std::fs::write(path, &markdown).map_err(failed(path))?;
+    } else if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(markdown.as_bytes()))
+            .map_err(failed(&path))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The top-level error of every command, and the one place where results
+//! become exit codes ([`kmatrix_protocol::report::exit`]): bad input 2, a
+//! failed test, kernel or download 1, interrupted 130.
+
+use std::path::PathBuf;
+
+use kmatrix_protocol::report::exit;
+
+use crate::cache::CacheError;
+use crate::kernels::{FetchError, UpdateError};
+use crate::plan::PlanError;
+use crate::report::json::MergeError;
+use crate::report::ReportError;
+
+/// How a command that ran to its end came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Everything passed.
+    Passed,
+    /// A test or kernel failed (the reports say which).
+    Failed,
+    /// Ctrl-C or SIGTERM stopped it.
+    Interrupted,
+}
+
+impl Status {
+    /// `Passed` if `passed`, else `Failed`.
+    pub fn of(passed: bool) -> Self {
+        if passed {
+            Status::Passed
+        } else {
+            Status::Failed
+        }
+    }
+}
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is wrong (matrix, selection, suite, objects, program).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A kernel could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Several kernels could not be fetched (each said why).
+    #[error("{failed} of {total} kernels could not be fetched")]
+    FetchFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many were asked for.
+        total: usize,
+    },
+    /// kernels.toml could not be rewritten.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// Shards' files do not make one run.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    /// The `--json` file could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The cache is unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// An output file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A flag's value is out of range.
+    #[error("{0}")]
+    Usage(String),
+    /// A benchmark's run failed.
+    #[error("{0}")]
+    Bench(String),
+}
+
+impl Error {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Fetch(_) | Error::FetchFailed { .. } | Error::Bench(_) => exit::FAILED,
+            Error::Plan(_)
+            | Error::Update(_)
+            | Error::Merge(_)
+            | Error::Report(_)
+            | Error::Cache(_)
+            | Error::Write { .. }
+            | Error::Usage(_) => exit::BAD_INPUT,
+        }
+    }
+}
+
+/// The exit code of a command's result.
+pub fn exit_code(result: &Result<Status, Error>) -> u8 {
+    match result {
+        Ok(Status::Passed) => exit::PASSED,
+        Ok(Status::Failed) => exit::FAILED,
+        Ok(Status::Interrupted) => exit::INTERRUPTED,
+        Err(err) => err.exit_code(),
+    }
+}
+
+/// Prints `err` and its causes, one per line, as the CLI and `cargo test`
+/// show them.
+pub fn print(err: &dyn std::error::Error) {
+    eprintln!("error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}

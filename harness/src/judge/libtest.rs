@@ -1,0 +1,182 @@
+//! Judging a libtest test binary by what it prints: each `test NAME ...
+//! ok|FAILED|ignored` line becomes an [`Outcome`], and a failed test's
+//! `---- NAME stdout ----` block becomes its reason.
+
+use std::collections::HashMap;
+
+use kmatrix_protocol::report::Outcome;
+use kmatrix_protocol::Stream;
+
+/// One kernel's run of a test binary, read as it streams.
+#[derive(Debug, Default)]
+pub struct Libtest {
+    /// The unfinished line of each stream.
+    partial: HashMap<bool, Vec<u8>>,
+    /// Failed tests, held until their printed output has been read.
+    failed: Vec<String>,
+    /// The test whose `---- NAME stdout ----` block is being read.
+    capturing: Option<String>,
+    /// What each failed test printed.
+    printed: HashMap<String, String>,
+}
+
+impl Libtest {
+    /// Reads what the program wrote; returns the outcomes now decided.
+    pub fn feed(&mut self, stream: Stream, data: &[u8]) -> Vec<(String, Outcome)> {
+        let buffer = self.partial.entry(stream == Stream::Stderr).or_default();
+        let before = buffer.len();
+        buffer.extend_from_slice(data);
+        // Only the new bytes can hold the last newline.
+        let Some(end) = data.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let end = before + end;
+        let complete: Vec<u8> = buffer.drain(..=end).collect();
+        let mut outcomes = Vec::new();
+        for line in complete[..complete.len() - 1].split(|&b| b == b'\n') {
+            outcomes.extend(self.line(&String::from_utf8_lossy(line)));
+        }
+        outcomes
+    }
+
+    /// The program ended: reads what is left and returns every outcome
+    /// still held.
+    pub fn finish(&mut self) -> Vec<(String, Outcome)> {
+        let mut outcomes = Vec::new();
+        let rests: Vec<Vec<u8>> = self.partial.drain().map(|(_, rest)| rest).collect();
+        for rest in rests.iter().filter(|r| !r.is_empty()) {
+            outcomes.extend(self.line(&String::from_utf8_lossy(rest)));
+        }
+        outcomes.extend(self.release_failed());
+        outcomes
+    }
+
+    fn line(&mut self, line: &str) -> Vec<(String, Outcome)> {
+        let text = line.trim_end();
+        if let Some(name) = text
+            .strip_prefix("---- ")
+            .and_then(|t| t.strip_suffix(" stdout ----"))
+        {
+            self.capturing = Some(name.to_owned());
+            return Vec::new();
+        }
+        if text == "failures:" {
+            self.capturing = None;
+        }
+        if text.starts_with("test result:") {
+            self.capturing = None;
+            return self.release_failed();
+        }
+        if let Some(name) = &self.capturing {
+            let printed = self.printed.entry(name.clone()).or_default();
+            printed.push_str(text);
+            printed.push('\n');
+            return Vec::new();
+        }
+        match result_line(text) {
+            Some((name, None)) => {
+                self.failed.push(name.to_owned());
+                Vec::new()
+            }
+            Some((name, Some(outcome))) => vec![(name.to_owned(), outcome)],
+            None => Vec::new(),
+        }
+    }
+
+    fn release_failed(&mut self) -> Vec<(String, Outcome)> {
+        let failed = std::mem::take(&mut self.failed);
+        failed
+            .into_iter()
+            .map(|name| {
+                let reason = match self.printed.remove(&name) {
+                    Some(printed) => format!("the test failed:\n{}", printed.trim_end()),
+                    None => "the test failed; its output is above".to_owned(),
+                };
+                (name, Outcome::failed(reason))
+            })
+            .collect()
+    }
+}
+
+/// A libtest result line: `test NAME ... ok|FAILED|ignored[, reason]`;
+/// `None` as the outcome for a failure, whose reason comes later.
+fn result_line(line: &str) -> Option<(&str, Option<Outcome>)> {
+    let rest = line.strip_prefix("test ")?;
+    let (name, verdict) = rest.rsplit_once(" ... ")?;
+    let outcome = match verdict.trim_end() {
+        "ok" => Some(Outcome::Passed {
+            detail: String::new(),
+        }),
+        "FAILED" => None,
+        ignored if ignored.starts_with("ignored") => Some(Outcome::Skipped {
+            reason: ignored
+                .strip_prefix("ignored, ")
+                .unwrap_or("ignored")
+                .to_owned(),
+        }),
+        _ => return None,
+    };
+    Some((name.trim(), outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libtest_lines() {
+        assert!(matches!(
+            result_line("test maps::counts ... ok"),
+            Some(("maps::counts", Some(Outcome::Passed { .. })))
+        ));
+        assert!(matches!(
+            result_line("test a ... FAILED"),
+            Some(("a", None))
+        ));
+        match result_line("test slow ... ignored, needs 6.6") {
+            Some(("slow", Some(Outcome::Skipped { reason }))) => assert_eq!(reason, "needs 6.6"),
+            other => panic!("{other:?}"),
+        }
+        assert!(result_line("test result: ok. 1 passed").is_none());
+        assert!(result_line("running 2 tests").is_none());
+    }
+
+    #[test]
+    fn a_failed_tests_output_becomes_its_reason() {
+        let mut judge = Libtest::default();
+        let mut outcomes = Vec::new();
+        // Split mid-line, as frames arrive.
+        let text = "test ok_one ... ok\ntest maps::counts ... FAILED\n\nfailures:\n\n---- maps::counts stdout ----\nassertion failed: dropped >= 1\n\nfailures:\n    maps::counts\n\ntest result: FAILED. 1 passed; 1 failed\n";
+        for chunk in text.as_bytes().chunks(7) {
+            outcomes.extend(judge.feed(Stream::Stdout, chunk));
+        }
+        outcomes.extend(judge.finish());
+        assert_eq!(
+            outcomes,
+            [
+                (
+                    "ok_one".to_owned(),
+                    Outcome::Passed {
+                        detail: String::new()
+                    }
+                ),
+                (
+                    "maps::counts".to_owned(),
+                    Outcome::failed("the test failed:\nassertion failed: dropped >= 1")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crash_releases_held_failures() {
+        let mut judge = Libtest::default();
+        assert!(judge
+            .feed(Stream::Stdout, b"test a ... FAILED\ntest b ... ok")
+            .is_empty());
+        let outcomes = judge.finish();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].0, "b");
+        assert!(outcomes[1].1.is_failure());
+    }
+}

@@ -1,0 +1,190 @@
+//! A kernel in the cache: the one place that knows an extracted kernel
+//! directory's layout, its cache key, and how it is extracted from what a
+//! source downloaded.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::deb::KernelFiles;
+use super::error::FetchError;
+use super::modinfo;
+use super::{KernelEntry, Source};
+use crate::cache::Cache;
+
+/// Bumped whenever the layout of an extracted kernel directory changes, so
+/// that old entries are rebuilt rather than misread.
+const FORMAT: u32 = 3;
+
+const IMAGE: &str = "vmlinuz";
+const CONFIG: &str = "config";
+const RELEASE: &str = "release";
+const MODULES: &str = "modules";
+const MODULES_DIR: &str = "ko";
+const INPUTS: &str = "inputs";
+
+/// A kernel ready to boot, in the cache.
+#[derive(Clone, Debug)]
+pub struct KernelArtifacts {
+    /// The kernel's cache directory.
+    pub dir: PathBuf,
+    /// The bootable image.
+    pub image: PathBuf,
+    /// The kernel's build configuration.
+    pub config: PathBuf,
+    /// The kernel release (`uname -r`).
+    pub release: String,
+    /// The modules the guest loads, one decompressed `<name>.ko` each.
+    pub modules_dir: PathBuf,
+    /// Those modules' names, in load order.
+    pub modules: Vec<String>,
+}
+
+/// What an entry's artifacts are extracted from.
+pub enum Input {
+    /// A Debian package.
+    Deb(PathBuf),
+    /// A tar archive (plain, gzip or zstd): an OCI layer, a modules tarball.
+    Tarball(PathBuf),
+    /// A kernel image file.
+    Image(PathBuf),
+    /// A directory of modules.
+    Dir(PathBuf),
+}
+
+/// The cache key of an entry's artifacts: its pins and the layout version.
+pub fn key(entry: &KernelEntry) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(FORMAT.to_le_bytes());
+    for (name, pin) in &entry.sha256 {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(pin);
+    }
+    // A kernel on disk is keyed by where it is and when it last changed.
+    if let Source::Path { image, modules } = &entry.source {
+        for path in std::iter::once(image).chain(modules) {
+            hasher.update(path.as_os_str().as_encoded_bytes());
+            let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            hasher.update(format!("{stamp:?}").as_bytes());
+        }
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// The downloads (sha256 hex) an extracted entry in `dir` was made from.
+pub fn inputs(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(INPUTS))
+        .map(|inputs| inputs.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+impl KernelArtifacts {
+    /// The artifacts in `dir`, if it is a complete entry.
+    pub fn open(dir: &Path) -> Option<Self> {
+        let release = std::fs::read_to_string(dir.join(RELEASE)).ok()?;
+        let modules = std::fs::read_to_string(dir.join(MODULES)).ok()?;
+        let artifacts = Self {
+            dir: dir.to_owned(),
+            image: dir.join(IMAGE),
+            config: dir.join(CONFIG),
+            modules_dir: dir.join(MODULES_DIR),
+            release: release.trim().to_owned(),
+            modules: modules.lines().map(str::to_owned).collect(),
+        };
+        (artifacts.image.exists()).then_some(artifacts)
+    }
+
+    /// The path of module `name`'s object.
+    pub fn module(&self, name: &str) -> PathBuf {
+        self.modules_dir.join(format!("{name}.ko"))
+    }
+}
+
+/// Extracts the artifacts from `inputs` into `dest`, atomically.
+pub fn extract(
+    cache: &Cache,
+    inputs: &[Input],
+    dest: &Path,
+    label: &str,
+    source_name: &str,
+) -> Result<KernelArtifacts, FetchError> {
+    let mut files = KernelFiles::default();
+    for input in inputs {
+        match input {
+            Input::Deb(path) => files.read_deb(path)?,
+            Input::Tarball(path) => files.read_tarball(path)?,
+            Input::Image(path) => files.read_image(path)?,
+            Input::Dir(path) => files.read_dir(path)?,
+        }
+    }
+    let incomplete = |what| FetchError::Incomplete {
+        label: label.to_owned(),
+        source_name: source_name.to_owned(),
+        what,
+    };
+    let image = files
+        .image
+        .ok_or_else(|| incomplete("kernel image (vmlinuz)"))?;
+    let release = files
+        .release
+        .or_else(|| {
+            super::bzimage::version_string(&image)
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        })
+        .ok_or_else(|| incomplete("kernel release (no modules.builtin, no bzImage version)"))?;
+    // Without modules.builtin, a module that is not shipped is taken to be
+    // built in; if it is not, the agent says so at boot.
+    let builtin = files.builtin.as_deref().map(modinfo::builtin_names);
+    let modules = modinfo::load_order(modinfo::PORT_MODULES, &files.modules, builtin.as_ref())
+        .map_err(|source| FetchError::Modules {
+            label: label.to_owned(),
+            source,
+        })?;
+    let names: Vec<_> = modules.iter().map(|(n, _)| n.as_str()).collect();
+
+    let dir = cache.temp_dir().map_err(|source| FetchError::Io {
+        path: cache.root().join("tmp"),
+        source,
+    })?;
+    let write = |name: &str, data: &[u8]| {
+        std::fs::write(dir.path().join(name), data).map_err(|source| FetchError::Io {
+            path: dest.join(name),
+            source,
+        })
+    };
+    write(IMAGE, &image)?;
+    write(CONFIG, files.config.as_deref().unwrap_or_default())?;
+    write(MODULES, names.join("\n").as_bytes())?;
+    std::fs::create_dir(dir.path().join(MODULES_DIR)).map_err(|source| FetchError::Io {
+        path: dest.join(MODULES_DIR),
+        source,
+    })?;
+    for (name, elf) in &modules {
+        write(&format!("{MODULES_DIR}/{name}.ko"), elf)?;
+    }
+    let blobs: Vec<String> = inputs
+        .iter()
+        .filter_map(|input| match input {
+            Input::Deb(path) | Input::Tarball(path) | Input::Image(path)
+                if path.starts_with(cache.root()) =>
+            {
+                path.file_name().map(|n| n.to_string_lossy().into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    write(INPUTS, blobs.join("\n").as_bytes())?;
+    // Written last: `open` treats an entry without it as incomplete.
+    write(RELEASE, release.as_bytes())?;
+    cache
+        .commit_dir(dir, dest)
+        .map_err(|source| FetchError::Io {
+            path: dest.to_owned(),
+            source,
+        })?;
+    KernelArtifacts::open(dest).ok_or_else(|| FetchError::Io {
+        path: dest.to_owned(),
+        source: std::io::Error::other("the committed entry is incomplete"),
+    })
+}

@@ -1,0 +1,131 @@
+//! Debian kernels: the packages an entry pins, found in its suite's
+//! package index (read once per suite and run) and downloaded from the
+//! mirror.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use super::apt::{DebianError, Mirror, PackageIndex};
+use crate::kernels::artifacts::Input;
+use crate::kernels::blobs::Blobs;
+use crate::kernels::error::FetchError;
+use crate::kernels::{KernelEntry, Matrix, Pinning};
+
+/// The Debian archive as a matrix configures it, with each suite's index
+/// read at most once.
+pub struct Archive {
+    configured: Option<String>,
+    matrix_path: PathBuf,
+    indexes: Mutex<HashMap<String, Arc<OnceCell<Arc<PackageIndex>>>>>,
+}
+
+impl Archive {
+    /// The archive `matrix` configures.
+    pub fn new(matrix: &Matrix) -> Self {
+        Self {
+            configured: matrix.debian_mirror.clone(),
+            matrix_path: matrix.path.clone(),
+            indexes: Mutex::default(),
+        }
+    }
+
+    /// The mirror to use.
+    pub fn mirror(&self) -> Result<Mirror, DebianError> {
+        Mirror::resolve(self.configured.as_deref(), &self.matrix_path)
+    }
+
+    async fn index(
+        &self,
+        blobs: &Blobs,
+        mirror: &Mirror,
+        suite: &str,
+    ) -> Result<Arc<PackageIndex>, DebianError> {
+        let cell = self
+            .indexes
+            .lock()
+            .expect("index map lock")
+            .entry(suite.to_owned())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async { mirror.index(blobs.client(), suite).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+}
+
+/// Every package `entry` pins, downloaded where not cached.
+pub async fn inputs(
+    blobs: &Blobs,
+    archive: &Archive,
+    entry: &KernelEntry,
+    suite: &str,
+) -> Result<Vec<Input>, FetchError> {
+    let mut inputs = Vec::new();
+    for (package, pin) in &entry.sha256 {
+        let path = blobs.cache().blob(pin);
+        if !path.exists() {
+            if blobs.offline() {
+                return Err(FetchError::Offline {
+                    label: entry.label.clone(),
+                    what: package.to_owned(),
+                });
+            }
+            let mirror = archive.mirror()?;
+            let index = archive.index(blobs, &mirror, suite).await?;
+            let found = index.get(package).ok_or_else(|| DebianError::Gone {
+                label: entry.label.clone(),
+                package: package.to_owned(),
+                suite: suite.to_owned(),
+                mirror: mirror.clone(),
+            })?;
+            if found.sha256 != hex::encode(pin) {
+                return Err(DebianError::Repinned {
+                    label: entry.label.clone(),
+                    package: package.to_owned(),
+                    suite: suite.to_owned(),
+                    expected: hex::encode(pin),
+                    actual: found.sha256.clone(),
+                }
+                .into());
+            }
+            let url = mirror.file_url(&found.filename);
+            blobs
+                .get_url(&entry.label, package, &url, pin, Some(found.size))
+                .await?;
+        }
+        inputs.push(Input::Deb(path));
+    }
+    Ok(inputs)
+}
+
+/// The newest image package of `package`'s series and flavour in `suite`,
+/// with every package it is made of.
+pub async fn newest(
+    blobs: &Blobs,
+    archive: &Archive,
+    entry: &KernelEntry,
+    suite: &str,
+    package: &str,
+) -> Result<Pinning, FetchError> {
+    let mirror = archive.mirror()?;
+    let index = archive.index(blobs, &mirror, suite).await?;
+    let gone = || DebianError::Gone {
+        label: entry.label.clone(),
+        package: package.to_owned(),
+        suite: suite.to_owned(),
+        mirror: mirror.clone(),
+    };
+    let newest = index.newest_like(package).ok_or_else(gone)?;
+    let parts = index.kernel_packages(newest).ok_or_else(gone)?;
+    Ok(Pinning {
+        label: entry.label.clone(),
+        package: Some(newest.to_owned()),
+        sha256: parts
+            .into_iter()
+            .map(|(name, p)| (name, p.sha256.clone()))
+            .collect(),
+    })
+}

@@ -1,0 +1,351 @@
+//! The run stage: what the user asked for (a matrix file, a kernel
+//! selection, a shard, a suite or objects or a program, VM settings) turned
+//! into a validated, typed [`RunPlan`] before anything boots. Every command
+//! and `cargo test` go through here; none repeats the sequence.
+//!
+//! The stages are separate because not every command needs all of them:
+//! [`KernelSet`] is the matrix and its selected kernels (all `kmatrix
+//! kernels` commands stop there), [`Tests`] is what runs in each kernel,
+//! and [`RunPlan`] joins them with a fetcher and the VM settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kmatrix_protocol::ExecPlan;
+
+use crate::agent::Init;
+use crate::cache::{Cache, CacheError};
+use crate::exec::ExecError;
+use crate::image::ImageParts;
+use crate::kernels::{
+    FetchEvent, Fetcher, KernelEntry, Matrix, MatrixError, SelectError, Selection,
+};
+use crate::objects::ObjectError;
+use crate::partition::{Shard, ShardError};
+use crate::suite::{Suite, SuiteError};
+use crate::vm::VmConfig;
+
+/// Environment variable naming the kernel matrix file.
+pub const MATRIX_ENV: &str = "KMATRIX_KERNELS";
+
+/// A request that cannot become a plan: always the user's input to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No matrix file was given or found.
+    #[error("no kernels.toml in {} or its parents; pass --matrix FILE or set {MATRIX_ENV}", dir.display())]
+    NoMatrix {
+        /// Where the search started.
+        dir: PathBuf,
+    },
+    /// The matrix file is wrong.
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    /// `--kernels` picks nothing, or something unknown.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// `--shard` does not fit the selection.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// A selected kernel has no pins.
+    #[error("kernel `{label}` has no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin its packages")]
+    Unpinned {
+        /// The kernel's label.
+        label: String,
+    },
+    /// The suite is wrong.
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    /// An object is wrong.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The program for `kmatrix exec` cannot be packed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A scratch directory or the initramfs parts could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// `given`, else [`MATRIX_ENV`], else `kernels.toml` here or in the nearest
+/// parent that has one.
+pub fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf, PlanError> {
+    if let Some(path) = given.or_else(|| std::env::var_os(MATRIX_ENV).map(PathBuf::from)) {
+        return Ok(path);
+    }
+    let cwd = std::env::current_dir().map_err(|source| PlanError::Io {
+        what: "reading the current directory",
+        source,
+    })?;
+    cwd.ancestors()
+        .map(|dir| dir.join("kernels.toml"))
+        .find(|path| path.is_file())
+        .ok_or(PlanError::NoMatrix { dir: cwd })
+}
+
+/// The matrix and the kernels a command works on.
+#[derive(Debug)]
+pub struct KernelSet {
+    /// The whole matrix.
+    pub matrix: Matrix,
+    /// Every selected kernel's label, before sharding, in matrix order.
+    pub selected: Vec<String>,
+    /// The kernels to work on: the selection, or this shard of it.
+    pub kernels: Vec<KernelEntry>,
+    /// The shard, when sharded.
+    pub shard: Option<Shard>,
+}
+
+impl KernelSet {
+    /// Finds and loads the matrix, then applies the selection and shard.
+    pub fn resolve(
+        matrix: Option<PathBuf>,
+        selection: &Selection,
+        shard: Option<Shard>,
+    ) -> Result<Self, PlanError> {
+        let matrix = Matrix::load(&find_matrix(matrix)?)?;
+        let selected: Vec<KernelEntry> = selection
+            .apply(&matrix.kernels)?
+            .into_iter()
+            .cloned()
+            .collect();
+        let kernels = match shard {
+            Some(shard) => shard.apply(&selected)?,
+            None => selected.clone(),
+        };
+        Ok(Self {
+            selected: selected.iter().map(|k| k.label.clone()).collect(),
+            matrix,
+            kernels,
+            shard,
+        })
+    }
+
+    /// Fails unless every kernel to work on is pinned: runs use only pinned
+    /// artifacts (a `path` source needs no pin).
+    pub fn check_pinned(&self) -> Result<(), PlanError> {
+        match self.kernels.iter().find(|k| !k.is_pinned()) {
+            Some(kernel) => Err(PlanError::Unpinned {
+                label: kernel.label.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A fetcher for this matrix, with the cache from the environment,
+    /// reporting its progress to `progress`.
+    pub fn fetcher(
+        &self,
+        offline: bool,
+        progress: impl Fn(FetchEvent) + Send + Sync + 'static,
+    ) -> Result<Fetcher, PlanError> {
+        Ok(Fetcher::new(
+            Cache::from_env()?,
+            &self.matrix,
+            offline,
+            progress,
+        ))
+    }
+}
+
+/// What runs in each kernel, as asked.
+#[derive(Clone, Debug)]
+pub enum Tests {
+    /// A suite file and bare objects: `--suite` (with any objects added),
+    /// else the objects alone, else the suite [`crate::suite::find`] finds.
+    Suite {
+        /// The suite file.
+        suite: Option<PathBuf>,
+        /// Bare objects (`.o` or `.c`), checked for loading only.
+        objects: Vec<PathBuf>,
+    },
+    /// A host program (`kmatrix exec`).
+    Exec {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Extra files and directories to pack.
+        files: Vec<PathBuf>,
+        /// Environment variables to pass through.
+        env: Vec<String>,
+    },
+}
+
+/// [`Tests`], read and checked, with the initramfs parts they need.
+pub struct LoadedTests {
+    /// The suite (empty for a program).
+    pub suite: Suite,
+    /// The kernel-independent initramfs parts.
+    pub parts: ImageParts,
+    /// The program to run, under `kmatrix exec`.
+    pub exec: Option<ExecPlan>,
+}
+
+impl Tests {
+    /// Reads and checks everything named, building C sources with clang.
+    pub fn load(&self) -> Result<LoadedTests, PlanError> {
+        let io = |what| move |source| PlanError::Io { what, source };
+        match self {
+            Tests::Suite { suite, objects } => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("kmatrix-objects-")
+                    .tempdir()
+                    .map_err(io("creating a scratch directory"))?;
+                let suite = load_suite(suite.as_deref(), objects, scratch.path())?;
+                let parts = ImageParts::new(Init::Agent, &suite.objects)
+                    .map_err(io("building the initramfs"))?;
+                Ok(LoadedTests {
+                    suite,
+                    parts,
+                    exec: None,
+                })
+            }
+            Tests::Exec {
+                command,
+                files,
+                env,
+            } => {
+                let prepared = crate::exec::prepare(command, files, env)?;
+                let mut parts =
+                    ImageParts::new(Init::Agent, &[]).map_err(io("building the initramfs"))?;
+                parts
+                    .add_files(&prepared.files)
+                    .map_err(io("packing the program"))?;
+                Ok(LoadedTests {
+                    suite: Suite::from_objects(Vec::new()),
+                    parts,
+                    exec: Some(prepared.plan),
+                })
+            }
+        }
+    }
+}
+
+fn load_suite(
+    suite: Option<&Path>,
+    objects: &[PathBuf],
+    scratch: &Path,
+) -> Result<Suite, PlanError> {
+    Ok(match (suite, objects.is_empty()) {
+        (Some(path), _) => Suite::load(path, objects, scratch)?,
+        (None, false) => Suite::from_objects(crate::objects::load(objects, scratch)?),
+        (None, true) => Suite::load(&crate::suite::find(None)?, &[], scratch)?,
+    })
+}
+
+/// The number of CPUs: VMs booted at once unless told otherwise.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a run is carried out.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Kernels booted at once.
+    pub jobs: usize,
+    /// How each VM runs.
+    pub vm: VmConfig,
+    /// Whether the guest reports each case (false only to measure what
+    /// streaming costs).
+    pub report_cases: bool,
+}
+
+/// What every kernel's VM shares.
+pub struct Shared {
+    /// The suite (empty under `kmatrix exec`).
+    pub suite: Suite,
+    /// The kernel-independent initramfs parts.
+    pub parts: ImageParts,
+    /// Fetches each kernel into the cache.
+    pub fetcher: Fetcher,
+    /// How the run is carried out.
+    pub config: RunConfig,
+    /// The program each kernel runs after the suite (`kmatrix exec`).
+    pub exec: Option<ExecPlan>,
+}
+
+/// A validated run: what [`crate::runner::run`] carries out.
+pub struct RunPlan {
+    /// The kernels to boot, in matrix order, all pinned.
+    pub kernels: Vec<KernelEntry>,
+    /// Every selected kernel's label, before sharding.
+    pub matrix: Vec<String>,
+    /// The shard, when sharded.
+    pub shard: Option<Shard>,
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for RunPlan {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl RunPlan {
+    /// Joins the kernels and the tests; fails unless every kernel is
+    /// pinned.
+    pub fn new(
+        kernels: KernelSet,
+        tests: LoadedTests,
+        fetcher: Fetcher,
+        config: RunConfig,
+    ) -> Result<Self, PlanError> {
+        kernels.check_pinned()?;
+        Ok(Self {
+            kernels: kernels.kernels,
+            matrix: kernels.selected,
+            shard: kernels.shard,
+            shared: Arc::new(Shared {
+                suite: tests.suite,
+                parts: tests.parts,
+                fetcher,
+                config,
+                exec: tests.exec,
+            }),
+        })
+    }
+
+    /// What every kernel's VM shares, for the runner's tasks.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+}
+
+/// Everything a run needs, as the user gave it.
+pub struct RunRequest {
+    /// The matrix file [default: found by [`find_matrix`]].
+    pub matrix: Option<PathBuf>,
+    /// `--kernels`.
+    pub kernels: Selection,
+    /// `--shard`.
+    pub shard: Option<Shard>,
+    /// What runs in each kernel.
+    pub tests: Tests,
+    /// Use only cached kernels.
+    pub offline: bool,
+    /// How the run is carried out.
+    pub config: RunConfig,
+}
+
+impl RunRequest {
+    /// Resolves every stage into a plan; fetch progress goes to
+    /// `progress`.
+    pub fn resolve(
+        self,
+        progress: impl Fn(FetchEvent) + Send + Sync + 'static,
+    ) -> Result<RunPlan, PlanError> {
+        let kernels = KernelSet::resolve(self.matrix, &self.kernels, self.shard)?;
+        kernels.check_pinned()?;
+        let tests = self.tests.load()?;
+        let fetcher = kernels.fetcher(self.offline, progress)?;
+        RunPlan::new(kernels, tests, fetcher, self.config)
+    }
+}

@@ -1,0 +1,168 @@
+//! Every failure of a finished run, found in one walk of the [`Summary`]
+//! and written out in one place; the renderers only lay them out.
+
+use kmatrix_protocol::report::Outcome;
+
+use super::{Cell, Summary};
+
+/// What failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A kernel could not be tested.
+    Kernel {
+        /// Its label.
+        kernel: &'a str,
+    },
+    /// The agent reported a problem outside any test.
+    Agent {
+        /// The kernel's label.
+        kernel: &'a str,
+    },
+    /// `kmatrix exec`'s program did not exit 0.
+    Program {
+        /// The kernel's label.
+        kernel: &'a str,
+    },
+    /// A test failed.
+    Test {
+        /// The test's name.
+        test: &'a str,
+        /// The kernel's label.
+        kernel: &'a str,
+    },
+}
+
+/// One failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure<'a> {
+    /// What failed.
+    pub subject: Subject<'a>,
+    /// Why.
+    pub reason: &'a str,
+    /// The verifier's log, when the verifier was involved.
+    pub verifier_log: Option<&'a str>,
+    /// The end of the kernel's console, when the kernel failed.
+    pub console_tail: Option<&'a str>,
+}
+
+impl Failure<'_> {
+    /// The subject in words: `kernel 6.1`, `xdp::load on 6.1`.
+    pub fn headline(&self) -> String {
+        match self.subject {
+            Subject::Kernel { kernel } => format!("kernel {kernel}"),
+            Subject::Agent { kernel } => format!("kernel {kernel}: agent"),
+            Subject::Program { kernel } => format!("kernel {kernel}: the program"),
+            Subject::Test { test, kernel } => format!("{test} on {kernel}"),
+        }
+    }
+
+    /// The reason followed by the whole verifier log or console tail.
+    pub fn details(&self) -> String {
+        let mut text = self.reason.to_owned();
+        if let Some(log) = self.verifier_log {
+            text += &format!("\nverifier log:\n{log}");
+        }
+        if let Some(tail) = self.console_tail {
+            text += &format!("\nconsole (last lines):\n{tail}");
+        }
+        text
+    }
+}
+
+/// A test's failure, when its cell is one: its outcome's reason, or its
+/// kernel's.
+pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Failure<'a>> {
+    let kernel = &summary.columns[column];
+    match summary.cell(column, row)? {
+        Cell::Done(Outcome::Failed {
+            reason,
+            verifier_log,
+        }) => Some(Failure {
+            subject: Subject::Test {
+                test: &summary.rows[row],
+                kernel: &kernel.label,
+            },
+            reason,
+            verifier_log: verifier_log.as_deref(),
+            console_tail: None,
+        }),
+        Cell::NotRun => Some(Failure {
+            subject: Subject::Kernel {
+                kernel: &kernel.label,
+            },
+            reason: kernel.failure.as_deref().unwrap_or("no result"),
+            verifier_log: None,
+            console_tail: kernel.console_tail.as_deref().filter(|t| !t.is_empty()),
+        }),
+        Cell::Done(_) => None,
+    }
+}
+
+/// Every failure, kernel by kernel: the kernel's own, the agent's, the
+/// program's, then each failed test's.
+pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
+    let mut failures = Vec::new();
+    for (c, column) in summary.columns.iter().enumerate() {
+        let kernel = column.label.as_str();
+        if let Some(reason) = &column.failure {
+            failures.push(Failure {
+                subject: Subject::Kernel { kernel },
+                reason,
+                verifier_log: None,
+                console_tail: column.console_tail.as_deref().filter(|t| !t.is_empty()),
+            });
+        }
+        for message in &column.agent_errors {
+            failures.push(Failure {
+                subject: Subject::Agent { kernel },
+                reason: message,
+                verifier_log: None,
+                console_tail: None,
+            });
+        }
+        if let Some(status) = column
+            .exit
+            .as_deref()
+            .filter(|s| *s != kmatrix_protocol::report::EXIT_SUCCESS_STATUS)
+        {
+            failures.push(Failure {
+                subject: Subject::Program { kernel },
+                reason: status,
+                verifier_log: None,
+                console_tail: None,
+            });
+        }
+        for r in 0..summary.rows.len() {
+            if let Some(Cell::Done(Outcome::Failed { .. })) = summary.cell(c, r) {
+                failures.extend(of_cell(summary, c, r));
+            }
+        }
+    }
+    failures
+}
+
+/// Expected failures and skips, with their reasons: `(kind, test, kernel,
+/// reason)`.
+pub fn notes(summary: &Summary) -> Vec<(&'static str, &str, &str, &str)> {
+    let mut notes = Vec::new();
+    for (c, column) in summary.columns.iter().enumerate() {
+        for (r, name) in summary.rows.iter().enumerate() {
+            match summary.cell(c, r) {
+                Some(Cell::Done(Outcome::ExpectedFailure { reason })) => notes.push((
+                    "xfail",
+                    name.as_str(),
+                    column.label.as_str(),
+                    reason.as_str(),
+                )),
+                Some(Cell::Done(Outcome::Skipped { reason })) => notes.push((
+                    "skip",
+                    name.as_str(),
+                    column.label.as_str(),
+                    reason.as_str(),
+                )),
+                _ => {}
+            }
+        }
+    }
+    notes
+}

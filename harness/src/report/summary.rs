@@ -1,0 +1,276 @@
+//! The matrix, folded from [`Record`]s: the one fold both a live run (its
+//! events become records) and `report merge` (records read back from
+//! shards' files) go through.
+
+use std::collections::HashMap;
+
+use kmatrix_protocol::report::{Outcome, Record, EXIT_SUCCESS_STATUS};
+
+/// One cell of the matrix: a test on a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// The test's outcome.
+    Done(Outcome),
+    /// The kernel failed before this test ran (the reason is the kernel's).
+    NotRun,
+}
+
+/// What a cell shows, before a renderer picks its symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Passed.
+    Pass,
+    /// Failed.
+    Fail,
+    /// Failed as expected.
+    ExpectedFailure,
+    /// Skipped.
+    Skip,
+    /// Not run: the kernel failed.
+    KernelError,
+    /// No result (yet).
+    Missing,
+}
+
+impl Mark {
+    /// The mark of a cell.
+    pub fn of(cell: Option<&Cell>) -> Self {
+        match cell {
+            Some(Cell::Done(Outcome::Passed { .. })) => Mark::Pass,
+            Some(Cell::Done(Outcome::Failed { .. })) => Mark::Fail,
+            Some(Cell::Done(Outcome::ExpectedFailure { .. })) => Mark::ExpectedFailure,
+            Some(Cell::Done(Outcome::Skipped { .. })) => Mark::Skip,
+            Some(Cell::NotRun) => Mark::KernelError,
+            None => Mark::Missing,
+        }
+    }
+}
+
+/// A kernel's column.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Column {
+    /// The kernel's label.
+    pub label: String,
+    /// `uname -r`, once booted.
+    pub release: Option<String>,
+    /// Why the kernel failed, if it did.
+    pub failure: Option<String>,
+    /// The console's tail when the kernel failed after booting QEMU.
+    pub console_tail: Option<String>,
+    /// Problems the agent reported outside any test.
+    pub agent_errors: Vec<String>,
+    /// How `kmatrix exec`'s program ended there.
+    pub exit: Option<String>,
+    /// Whether the kernel finished (either way).
+    pub finished: bool,
+}
+
+/// The whole matrix.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Kernels, in matrix order.
+    pub columns: Vec<Column>,
+    /// Test names, in suite order (then in the order they appeared).
+    pub rows: Vec<String>,
+    cells: HashMap<(usize, usize), Cell>,
+}
+
+impl Summary {
+    /// An empty matrix with these columns (kernel labels) and rows (test
+    /// names).
+    pub fn with(kernels: Vec<String>, tests: Vec<String>) -> Self {
+        let mut summary = Self::default();
+        for kernel in &kernels {
+            summary.add_column(kernel);
+        }
+        for test in &tests {
+            summary.add_row(test);
+        }
+        summary
+    }
+
+    /// The column of the kernel labelled `label`.
+    pub fn column(&self, label: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.label == label)
+    }
+
+    /// The row of the test named `name`.
+    pub fn row(&self, name: &str) -> Option<usize> {
+        self.rows.iter().position(|r| r == name)
+    }
+
+    /// The cell of `row` on `column`, once known.
+    pub fn cell(&self, column: usize, row: usize) -> Option<&Cell> {
+        self.cells.get(&(column, row))
+    }
+
+    /// Folds one record in.
+    pub fn apply(&mut self, record: &Record) {
+        match record {
+            Record::RunStarted { kernels, tests, .. } => {
+                for kernel in kernels {
+                    self.add_column(kernel);
+                }
+                for test in tests {
+                    self.add_row(test);
+                }
+            }
+            Record::KernelStarted { .. } | Record::Output { .. } | Record::RunFinished { .. } => {}
+            Record::KernelBooted {
+                kernel, release, ..
+            } => {
+                let c = self.add_column(kernel);
+                self.columns[c].release = Some(release.clone());
+            }
+            Record::Outcome {
+                kernel,
+                test,
+                result,
+            } => {
+                let (c, r) = (self.add_column(kernel), self.add_row(test));
+                self.cells.insert((c, r), Cell::Done(result.clone()));
+            }
+            Record::AgentError { kernel, message } => {
+                let c = self.add_column(kernel);
+                self.columns[c].agent_errors.push(message.clone());
+            }
+            Record::Exited { kernel, status } => {
+                let c = self.add_column(kernel);
+                self.columns[c].exit = Some(status.clone());
+            }
+            Record::KernelFinished {
+                kernel,
+                error,
+                console_tail,
+            } => {
+                let c = self.add_column(kernel);
+                let column = &mut self.columns[c];
+                column.finished = true;
+                column.failure = error.clone();
+                column.console_tail = console_tail.clone();
+                for r in 0..self.rows.len() {
+                    self.fill(c, r);
+                }
+            }
+        }
+    }
+
+    /// Whether the run passed: every kernel finished cleanly (and its
+    /// program, if any, exited 0) and no test failed; expected failures and
+    /// skips do not fail a run.
+    pub fn passed(&self) -> bool {
+        self.columns.iter().all(|c| {
+            c.finished
+                && c.failure.is_none()
+                && c.agent_errors.is_empty()
+                && c.exit.as_deref().is_none_or(|s| s == EXIT_SUCCESS_STATUS)
+        }) && (0..self.columns.len()).all(|c| {
+            (0..self.rows.len()).all(|r| match self.cell(c, r) {
+                Some(Cell::Done(outcome)) => !outcome.is_failure(),
+                Some(Cell::NotRun) | None => false,
+            })
+        })
+    }
+
+    fn add_column(&mut self, label: &str) -> usize {
+        self.column(label).unwrap_or_else(|| {
+            self.columns.push(Column {
+                label: label.to_owned(),
+                ..Column::default()
+            });
+            self.columns.len() - 1
+        })
+    }
+
+    /// The row of `name`, added if new; a finished kernel has no result for
+    /// a new row, and gets its missing cell at once.
+    fn add_row(&mut self, name: &str) -> usize {
+        if let Some(r) = self.row(name) {
+            return r;
+        }
+        self.rows.push(name.to_owned());
+        let r = self.rows.len() - 1;
+        for c in 0..self.columns.len() {
+            if self.columns[c].finished {
+                self.fill(c, r);
+            }
+        }
+        r
+    }
+
+    /// Gives a finished kernel's test without a result its cell: not run
+    /// when the kernel failed, else failed for want of a result.
+    fn fill(&mut self, c: usize, r: usize) {
+        let column = &self.columns[c];
+        let missing = match (&column.failure, &column.exit) {
+            (Some(_), _) => Cell::NotRun,
+            (None, Some(status)) => Cell::Done(Outcome::failed(format!("did not run: {status}"))),
+            (None, None) => Cell::Done(Outcome::failed("the agent sent no result for it")),
+        };
+        self.cells.entry((c, r)).or_insert(missing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(kernel: &str, test: &str, result: Outcome) -> Record {
+        Record::Outcome {
+            kernel: kernel.into(),
+            test: test.into(),
+            result,
+        }
+    }
+
+    fn finished(kernel: &str, error: Option<&str>) -> Record {
+        Record::KernelFinished {
+            kernel: kernel.into(),
+            error: error.map(str::to_owned),
+            console_tail: None,
+        }
+    }
+
+    #[test]
+    fn missing_results_fail_and_a_failed_kernel_runs_nothing() {
+        let mut summary = Summary::with(
+            vec!["5.10".into(), "6.1".into()],
+            vec!["a".into(), "b".into()],
+        );
+        let pass = Outcome::Passed {
+            detail: String::new(),
+        };
+        summary.apply(&outcome("5.10", "a", pass.clone()));
+        summary.apply(&finished("5.10", None));
+        summary.apply(&finished("6.1", Some("boot timeout")));
+        assert_eq!(Mark::of(summary.cell(0, 0)), Mark::Pass);
+        assert_eq!(Mark::of(summary.cell(0, 1)), Mark::Fail);
+        assert_eq!(Mark::of(summary.cell(1, 0)), Mark::KernelError);
+        assert!(!summary.passed());
+    }
+
+    #[test]
+    fn tests_found_late_fill_kernels_that_already_finished() {
+        let mut summary = Summary::with(vec!["6.1".into(), "7.3".into()], Vec::new());
+        summary.apply(&Record::Exited {
+            kernel: "6.1".into(),
+            status: "exit code 101".into(),
+        });
+        summary.apply(&finished("6.1", None));
+        let pass = Outcome::Passed {
+            detail: String::new(),
+        };
+        summary.apply(&outcome("7.3", "t::late", pass));
+        summary.apply(&Record::Exited {
+            kernel: "7.3".into(),
+            status: EXIT_SUCCESS_STATUS.into(),
+        });
+        summary.apply(&finished("7.3", None));
+        assert_eq!(
+            summary.cell(0, 0),
+            Some(&Cell::Done(Outcome::failed("did not run: exit code 101")))
+        );
+        assert_eq!(Mark::of(summary.cell(1, 0)), Mark::Pass);
+        assert!(!summary.passed());
+    }
+}

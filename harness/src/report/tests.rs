@@ -1,0 +1,178 @@
+//! The renderers on a fixed run, without VMs: every kind of cell and
+//! failure, checked against snapshot files (`snapshots/`).
+
+use std::time::Duration;
+
+use kmatrix_protocol::report::{Outcome, Record};
+use kmatrix_protocol::{ExitInfo, Hello};
+
+use super::{junit, live, markdown, matrix, record, Reporter, Summary};
+use crate::runner::{KernelError, KernelOutcome, RunEvent};
+
+const LOG: &str = "0: (61) r2 = *(u32 *)(r1 +0)\n1: (71) r1 = *(u8 *)(r2 +20)\ninvalid access to packet, off=20 size=1, R2(id=0,off=20,r=0)\nR2 offset is outside of the packet\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+
+fn outcome(kernel: &str, test: &str, outcome: Outcome) -> RunEvent {
+    RunEvent::Outcome {
+        kernel: kernel.into(),
+        test: test.into(),
+        outcome,
+    }
+}
+
+/// A run on three kernels: one passes but for a rejected program, one
+/// fails to boot, one has an agent error and an expected failure.
+fn events() -> Vec<RunEvent> {
+    let booted = |kernel: &str, release: &str| RunEvent::KernelBooted {
+        kernel: kernel.into(),
+        hello: Hello {
+            version: kmatrix_protocol::VERSION,
+            kernel_release: release.into(),
+            btf: true,
+            boot_ms: 812,
+        },
+    };
+    let done = |kernel: &str| RunEvent::KernelFinished {
+        kernel: kernel.into(),
+        outcome: KernelOutcome::Completed {
+            boot: Duration::from_millis(1500),
+            run: Duration::from_millis(300),
+            total: Duration::from_millis(1900),
+        },
+    };
+    let pass = |detail: &str| Outcome::Passed {
+        detail: detail.into(),
+    };
+    vec![
+        RunEvent::RunStarted {
+            matrix: vec!["5.10".into(), "6.1".into(), "7.3".into()],
+            kernels: vec!["5.10".into(), "6.1".into(), "7.3".into()],
+            tests: vec![
+                "xdp_pass::load".into(),
+                "unchecked_read::load".into(),
+                "xdp_loop_sum::load".into(),
+                "xdp_filter::drops_ssh".into(),
+            ],
+            shard: None,
+        },
+        RunEvent::KernelStarted {
+            kernel: "5.10".into(),
+        },
+        booted("5.10", "5.10.0-35-cloud-amd64"),
+        outcome("5.10", "xdp_pass::load", pass("xdp, 0.8 ms")),
+        outcome(
+            "5.10",
+            "unchecked_read::load",
+            Outcome::Failed {
+                reason: "verifier: R2 offset is outside of the packet (Permission denied)".into(),
+                verifier_log: Some(LOG.into()),
+            },
+        ),
+        outcome(
+            "5.10",
+            "xdp_loop_sum::load",
+            Outcome::ExpectedFailure {
+                reason: "bpf_loop() arrived in Linux 5.17 (unknown func bpf_loop#181)".into(),
+            },
+        ),
+        outcome(
+            "5.10",
+            "xdp_filter::drops_ssh",
+            Outcome::Skipped {
+                reason: "not run: the program did not load".into(),
+            },
+        ),
+        done("5.10"),
+        RunEvent::KernelStarted {
+            kernel: "6.1".into(),
+        },
+        RunEvent::KernelFinished {
+            kernel: "6.1".into(),
+            outcome: KernelOutcome::Failed(KernelError::NoExit),
+        },
+        RunEvent::KernelStarted {
+            kernel: "7.3".into(),
+        },
+        booted("7.3", "7.3.1+bpo-cloud-amd64"),
+        RunEvent::AgentError {
+            kernel: "7.3".into(),
+            message: "module virtio_console: EEXIST".into(),
+        },
+        outcome("7.3", "xdp_pass::load", pass("xdp, 0.6 ms")),
+        outcome("7.3", "unchecked_read::load", pass("xdp, 0.7 ms")),
+        outcome("7.3", "xdp_loop_sum::load", pass("xdp, 1.2 ms")),
+        outcome("7.3", "xdp_filter::drops_ssh", pass("XDP_DROP (1), 93 ns")),
+        RunEvent::Exited {
+            kernel: "7.3".into(),
+            info: ExitInfo::Code(0),
+        },
+        done("7.3"),
+        RunEvent::RunFinished,
+    ]
+}
+
+fn summary() -> Summary {
+    let mut reporter = Reporter::new();
+    for event in events() {
+        reporter.report(&event).unwrap();
+    }
+    reporter.into_summary()
+}
+
+#[test]
+fn matrix_render() {
+    let mut out = Vec::new();
+    matrix::render(&summary(), &mut out).unwrap();
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}
+
+#[test]
+fn markdown_render() {
+    insta::assert_snapshot!(markdown::render(&summary()));
+}
+
+#[test]
+fn junit_render() {
+    let xml = junit::report(&summary()).to_string().unwrap();
+    insta::assert_snapshot!(xml);
+}
+
+#[test]
+fn live_lines() {
+    let mut out = Vec::new();
+    let mut live = live::LiveReporter::new(&mut out);
+    for event in events() {
+        live.report(&event).unwrap();
+    }
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}
+
+#[test]
+fn json_lines_fold_back_into_the_same_matrix() {
+    let mut lines = Vec::new();
+    let mut reporter = Reporter::new().json(&mut lines);
+    for event in events() {
+        reporter.report(&event).unwrap();
+    }
+    let live = reporter.into_summary();
+    let records: Vec<Record> = String::from_utf8(lines)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.last(), Some(&Record::RunFinished { passed: false }));
+    let mut replayed = Summary::default();
+    for record in &records {
+        replayed.apply(record);
+    }
+    assert_eq!(replayed.columns, live.columns);
+    assert_eq!(replayed.rows, live.rows);
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    matrix::render(&live, &mut a).unwrap();
+    matrix::render(&replayed, &mut b).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        record::of(&RunEvent::RunFinished, || true),
+        Record::RunFinished { passed: true }
+    );
+}

@@ -1,0 +1,127 @@
+//! What a run reports, in the order it happens: the vocabulary between the
+//! [runner](super) and the [reporters](crate::report).
+
+use std::time::Duration;
+
+use kmatrix_protocol::{ExitInfo, Hello, Stream};
+
+use crate::image::ImageError;
+use crate::judge::Outcome;
+use crate::kernels::FetchError;
+use crate::vm::VmFailure;
+
+/// Something that happened during a run, in the order it happened.
+#[derive(Debug)]
+pub enum RunEvent {
+    /// The first event: what the run covers.
+    RunStarted {
+        /// Every selected kernel, before sharding, in matrix order.
+        matrix: Vec<String>,
+        /// The kernels this run boots, in matrix order.
+        kernels: Vec<String>,
+        /// The suite's tests, in order (empty under `kmatrix exec`, whose
+        /// tests are known only as they run).
+        tests: Vec<String>,
+        /// `K/N` when sharded.
+        shard: Option<String>,
+    },
+    /// A kernel's VM is starting.
+    KernelStarted {
+        /// The kernel's label.
+        kernel: String,
+    },
+    /// A kernel booted and its agent said hello.
+    KernelBooted {
+        /// The kernel's label.
+        kernel: String,
+        /// What the agent said.
+        hello: Hello,
+    },
+    /// One test's outcome.
+    Outcome {
+        /// The kernel's label.
+        kernel: String,
+        /// The test's name.
+        test: String,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// Bytes the executed program wrote.
+    Output {
+        /// The kernel's label.
+        kernel: String,
+        /// Which stream.
+        stream: Stream,
+        /// What it wrote.
+        data: Vec<u8>,
+    },
+    /// The executed program ended.
+    Exited {
+        /// The kernel's label.
+        kernel: String,
+        /// How.
+        info: ExitInfo,
+    },
+    /// The agent hit a problem outside any one program.
+    AgentError {
+        /// The kernel's label.
+        kernel: String,
+        /// What it said.
+        message: String,
+    },
+    /// A kernel is done.
+    KernelFinished {
+        /// The kernel's label.
+        kernel: String,
+        /// How it ended.
+        outcome: KernelOutcome,
+    },
+    /// The last event: every kernel has finished.
+    RunFinished,
+}
+
+/// How a kernel's part of the run ended.
+#[derive(Debug)]
+pub enum KernelOutcome {
+    /// The agent reported everything and the VM shut down cleanly.
+    Completed {
+        /// Time from QEMU's start to the agent's hello.
+        boot: Duration,
+        /// Time from the agent's hello to its last result.
+        run: Duration,
+        /// Time from taking a VM slot to the VM's end.
+        total: Duration,
+    },
+    /// The kernel could not be tested.
+    Failed(KernelError),
+}
+
+/// Why a kernel could not be tested.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Its artifacts could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Its initramfs could not be written.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The run directory could not be made.
+    #[error("cannot create a run directory: {0}")]
+    RunDir(std::io::Error),
+    /// The VM failed.
+    #[error(transparent)]
+    Vm(#[from] VmFailure),
+    /// The agent finished without the executed program ending.
+    #[error("the program never ended")]
+    NoExit,
+}
+
+impl KernelError {
+    /// The end of the kernel's console, when it booted.
+    pub fn console_tail(&self) -> Option<&str> {
+        match self {
+            KernelError::Vm(failure) => Some(&failure.console_tail),
+            _ => None,
+        }
+    }
+}

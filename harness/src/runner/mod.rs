@@ -1,0 +1,187 @@
+//! The run: every kernel of a [`RunPlan`] fetched, imaged and booted, at
+//! most `jobs` at a time, each frame judged the moment it arrives and
+//! reported as a [`RunEvent`]. The runner knows nothing of output formats;
+//! the [`crate::report::Reporter`] folds the events.
+
+mod event;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kmatrix_protocol::Frame;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use event::{KernelError, KernelOutcome, RunEvent};
+
+use crate::judge::libtest::Libtest;
+use crate::judge::suite::KernelCheck;
+use crate::kernels::KernelEntry;
+use crate::plan::RunPlan;
+use crate::vm::{self, BootSpec, VmReport};
+
+/// Runs `plan`, calling `on_event` for everything that happens, from
+/// [`RunEvent::RunStarted`] to [`RunEvent::RunFinished`]. An error from
+/// `on_event` stops the run at once (every VM is killed) and is returned.
+pub async fn run<E>(
+    plan: &RunPlan,
+    mut on_event: impl FnMut(RunEvent) -> Result<(), E>,
+) -> Result<(), E> {
+    on_event(RunEvent::RunStarted {
+        matrix: plan.matrix.clone(),
+        kernels: plan.kernels.iter().map(|k| k.label.clone()).collect(),
+        tests: plan.suite.tests.iter().map(|t| t.name.clone()).collect(),
+        shard: plan.shard.map(|s| s.to_string()),
+    })?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let slots = Arc::new(Semaphore::new(plan.config.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for kernel in &plan.kernels {
+        let work = Work {
+            kernel: kernel.clone(),
+            plan: plan.shared(),
+            slots: slots.clone(),
+            tx: tx.clone(),
+        };
+        tasks.spawn(work.run());
+    }
+    drop(tx);
+    // Dropping `tasks` on an early return aborts them, and with them their
+    // VMs.
+    while let Some(event) = rx.recv().await {
+        on_event(event)?;
+    }
+    while tasks.join_next().await.is_some() {}
+    on_event(RunEvent::RunFinished)
+}
+
+/// One kernel's share of the run.
+struct Work {
+    kernel: KernelEntry,
+    plan: Arc<crate::plan::Shared>,
+    slots: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<RunEvent>,
+}
+
+impl Work {
+    async fn run(self) {
+        let outcome = match self.boot().await {
+            Ok((report, total)) => KernelOutcome::Completed {
+                boot: report.boot,
+                run: report.run,
+                total,
+            },
+            Err(err) => KernelOutcome::Failed(err),
+        };
+        self.send(RunEvent::KernelFinished {
+            kernel: self.kernel.label.clone(),
+            outcome,
+        });
+    }
+
+    fn send(&self, event: RunEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    fn outcome(&self, test: &str, outcome: crate::judge::Outcome) {
+        self.send(RunEvent::Outcome {
+            kernel: self.kernel.label.clone(),
+            test: test.to_owned(),
+            outcome,
+        });
+    }
+
+    /// Returns the VM's report and the time from taking a slot to its end.
+    async fn boot(&self) -> Result<(VmReport, Duration), KernelError> {
+        let label = &self.kernel.label;
+        let shared = &*self.plan;
+        let suite = &shared.suite;
+        let name = |test: usize| suite.tests[test].name.as_str();
+        // Downloads overlap with other kernels' VMs; only VMs take a slot.
+        let artifacts = shared.fetcher.fetch(&self.kernel).await?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let start = Instant::now();
+        self.send(RunEvent::KernelStarted {
+            kernel: label.clone(),
+        });
+        let mut plan = suite.plan_for(&self.kernel, shared.config.report_cases);
+        plan.plan.exec = shared.exec.clone();
+        for (test, outcome) in &plan.skipped {
+            self.outcome(name(*test), outcome.clone());
+        }
+        let check = KernelCheck::new(suite, &self.kernel, &plan);
+        let mut libtest = shared.exec.as_ref().map(|_| Libtest::default());
+        let mut exited = false;
+
+        let dir = tempfile::Builder::new()
+            .prefix("kmatrix-vm-")
+            .tempdir()
+            .map_err(KernelError::RunDir)?;
+        let initrd = dir.path().join("initrd.cpio");
+        shared.parts.write(&artifacts, &plan.plan, &initrd)?;
+        let spec = BootSpec {
+            kernel: &artifacts.image,
+            initrd: &initrd,
+            dir: dir.path(),
+        };
+        let report = vm::run(
+            &shared.config.vm,
+            spec,
+            |hello| {
+                self.send(RunEvent::KernelBooted {
+                    kernel: label.clone(),
+                    hello: hello.clone(),
+                })
+            },
+            |frame| match frame {
+                Frame::Program(result) => {
+                    for (test, outcome) in check.program(&result) {
+                        self.outcome(name(test), outcome);
+                    }
+                }
+                Frame::Case(result) => {
+                    if let Some((test, outcome)) = check.case(&result) {
+                        self.outcome(name(test), outcome);
+                    }
+                }
+                Frame::AgentError(message) => self.send(RunEvent::AgentError {
+                    kernel: label.clone(),
+                    message,
+                }),
+                Frame::Output { stream, data } => {
+                    if let Some(libtest) = &mut libtest {
+                        for (test, outcome) in libtest.feed(stream, &data) {
+                            self.outcome(&test, outcome);
+                        }
+                    }
+                    self.send(RunEvent::Output {
+                        kernel: label.clone(),
+                        stream,
+                        data,
+                    });
+                }
+                Frame::Exit(info) => {
+                    exited = true;
+                    if let Some(libtest) = &mut libtest {
+                        for (test, outcome) in libtest.finish() {
+                            self.outcome(&test, outcome);
+                        }
+                    }
+                    self.send(RunEvent::Exited {
+                        kernel: label.clone(),
+                        info,
+                    });
+                }
+                Frame::Hello(_) | Frame::Done => {}
+            },
+        )
+        .await?;
+        if shared.exec.is_some() && !exited {
+            return Err(KernelError::NoExit);
+        }
+        Ok((report, start.elapsed()))
+    }
+}

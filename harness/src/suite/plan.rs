@@ -1,0 +1,61 @@
+//! Each kernel's share of a suite: the guest's plan, and the tests decided
+//! on the host (skips).
+
+use kmatrix_protocol::report::Outcome;
+
+use super::Suite;
+use crate::kernels::KernelEntry;
+
+/// What a kernel is to do with a suite, and what it skips.
+pub struct KernelPlan {
+    /// The guest's plan.
+    pub plan: kmatrix_protocol::Plan,
+    /// Tests decided on the host: skipped on this kernel.
+    pub skipped: Vec<(usize, Outcome)>,
+    /// Per object, the suite program index of each planned program.
+    pub programs: Vec<Vec<usize>>,
+}
+
+impl Suite {
+    /// The plan for `kernel`: every program not skipped on it, with its
+    /// cases; `report_cases` false only to measure streaming.
+    pub fn plan_for(&self, kernel: &KernelEntry, report_cases: bool) -> KernelPlan {
+        let mut plan = kmatrix_protocol::Plan {
+            objects: Vec::new(),
+            report_cases,
+            exec: None,
+        };
+        let mut skipped = Vec::new();
+        let mut programs = Vec::new();
+        for (index, specs) in self.programs.iter().enumerate() {
+            let mut object = kmatrix_protocol::ObjectPlan {
+                index: index as u32,
+                programs: Vec::new(),
+            };
+            let mut planned = Vec::new();
+            for (p, spec) in specs.iter().enumerate() {
+                if let Some(skip) = spec.skips.iter().find(|s| s.kernels.matches(kernel)) {
+                    let outcome = Outcome::Skipped {
+                        reason: skip.reason.clone(),
+                    };
+                    skipped.push((spec.load_test, outcome.clone()));
+                    skipped.extend(spec.cases.iter().map(|c| (c.test, outcome.clone())));
+                    continue;
+                }
+                planned.push(p);
+                object.programs.push(kmatrix_protocol::ProgramPlan {
+                    name: spec.name.clone(),
+                    test_run: spec.test_run,
+                    cases: spec.cases.iter().map(|c| c.plan.clone()).collect(),
+                });
+            }
+            plan.objects.push(object);
+            programs.push(planned);
+        }
+        KernelPlan {
+            plan,
+            skipped,
+            programs,
+        }
+    }
+}

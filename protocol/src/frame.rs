@@ -1,0 +1,136 @@
+//! The frames the guest sends: its hello, each program's verdict, each
+//! case's result, what an executed program wrote and how it ended.
+
+use serde::{Deserialize, Serialize};
+
+/// One message from the guest agent.
+///
+/// Variants are only ever appended so that an older host can still read the
+/// version in a newer guest's hello.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// The agent is up and its port is open. Always the first frame.
+    Hello(Hello),
+    /// The outcome of loading one program.
+    Program(ProgramResult),
+    /// Something went wrong outside any one program (a module that would not
+    /// load, an unreadable object). The agent goes on where it can.
+    AgentError(String),
+    /// Every result has been sent. Always the last frame.
+    Done,
+    /// The outcome of one test-run case.
+    Case(CaseResult),
+    /// Bytes the executed program wrote.
+    Output {
+        /// Which stream.
+        stream: Stream,
+        /// What it wrote.
+        data: Vec<u8>,
+    },
+    /// The executed program ended.
+    Exit(ExitInfo),
+}
+
+/// One of the executed program's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How the executed program ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitInfo {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal {
+        /// The signal's number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+/// The outcome of one case, as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// Index of the object in the plan.
+    pub object: u32,
+    /// Index of the program in the object's plan.
+    pub program: u32,
+    /// Index of the case in the program's plan.
+    pub case: u32,
+    /// What happened.
+    pub outcome: CaseOutcome,
+}
+
+/// What running a case gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaseOutcome {
+    /// The program ran.
+    Ran {
+        /// Its return value.
+        retval: u32,
+        /// Mean duration of one run, in nanoseconds.
+        duration_ns: u32,
+        /// The output packet, when asked for.
+        output: Option<Vec<u8>>,
+        /// The values read after the run, in plan order (`None`: no entry).
+        reads: Vec<Option<Vec<u8>>>,
+    },
+    /// The case could not run (a map write or the test run failed).
+    Error(String),
+}
+
+/// What the guest tells the host about itself once it is up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the guest speaks, [`crate::VERSION`] for this crate.
+    pub version: u32,
+    /// `uname -r` inside the guest.
+    pub kernel_release: String,
+    /// Whether the kernel exposes its BTF at `/sys/kernel/btf/vmlinux`.
+    pub btf: bool,
+    /// Milliseconds from kernel start to the agent's hello (`CLOCK_BOOTTIME`).
+    pub boot_ms: u64,
+}
+
+/// The outcome of loading one program of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramResult {
+    /// Index of the object in the order the host packed them.
+    pub object: u32,
+    /// The program's name (its function symbol).
+    pub program: String,
+    /// The ELF section the program lives in, e.g. `xdp` or `fentry/do_unlinkat`.
+    pub section: String,
+    /// What happened.
+    pub verdict: Verdict,
+    /// Time spent in the load, in microseconds.
+    pub load_us: u64,
+}
+
+/// Whether a program loaded, and why not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The kernel accepted the program.
+    Loaded,
+    /// `BPF_PROG_LOAD` failed; the verifier said why.
+    Rejected {
+        /// The syscall's error.
+        error: String,
+        /// The verifier's log (its tail, when it was very long).
+        verifier_log: String,
+    },
+    /// The program could not be loaded for a reason other than the verifier
+    /// (missing attach target, map creation failure, unsupported kernel).
+    Failed {
+        /// The error, with its causes.
+        error: String,
+    },
+}

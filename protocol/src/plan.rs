@@ -1,0 +1,100 @@
+//! What the guest is to do, packed by the host into the initramfs at
+//! [`crate::layout::PLAN_PATH`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::kind::TestRunKind;
+
+/// A program to run in the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPlan {
+    /// The program (a guest path) and its arguments.
+    pub argv: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory.
+    pub cwd: String,
+}
+
+/// What the guest is to do: which programs of which objects to load, and
+/// which test-run cases to run on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Objects, each found in the guest by its index.
+    pub objects: Vec<ObjectPlan>,
+    /// Whether to send a [`Frame::Case`] per case (false only to measure
+    /// what streaming costs).
+    pub report_cases: bool,
+    /// A program to run after the objects, its output streamed back.
+    pub exec: Option<ExecPlan>,
+}
+
+/// The work on one object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPlan {
+    /// The object's index (its file name in the guest).
+    pub index: u32,
+    /// Programs to load, in order; the object's other programs are skipped.
+    pub programs: Vec<ProgramPlan>,
+}
+
+/// One program to load, and its cases.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramPlan {
+    /// The program's name.
+    pub name: String,
+    /// How its cases run (from [`crate::kind::KINDS`]); `None` when it has
+    /// none.
+    pub test_run: Option<TestRunKind>,
+    /// Cases to run once it is loaded.
+    pub cases: Vec<CasePlan>,
+}
+
+/// One `BPF_PROG_TEST_RUN` invocation and the map work around it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasePlan {
+    /// Packet data (`data_in`).
+    pub data: Vec<u8>,
+    /// Context (`ctx_in`), if any.
+    pub ctx: Option<Vec<u8>>,
+    /// How many times the kernel runs the program.
+    pub repeat: u32,
+    /// Whether to send the output packet back.
+    pub want_output: bool,
+    /// Map entries written before the run.
+    pub writes: Vec<MapEntry>,
+    /// Map entries read after the run.
+    pub reads: Vec<MapRead>,
+}
+
+/// A map entry to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    /// The map's name.
+    pub map: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The value's bytes.
+    pub value: Vec<u8>,
+}
+
+/// A map entry to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapRead {
+    /// The map's name.
+    pub map: String,
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// The map's value size.
+    pub value_size: u32,
+}
+
+/// Encodes the plan the host packs for the guest.
+pub fn encode_plan(plan: &Plan) -> Vec<u8> {
+    postcard::to_stdvec(plan).expect("a plan always serializes")
+}
+
+/// Decodes a packed plan.
+pub fn decode_plan(bytes: &[u8]) -> Result<Plan, postcard::Error> {
+    postcard::from_bytes(bytes)
+}

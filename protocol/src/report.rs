@@ -1,0 +1,167 @@
+//! What kmatrix reports, as stable types: a test's [`Outcome`], the
+//! `--json` [`Record`]s (schema [`SCHEMA`]) and the process's exit codes
+//! ([`exit`]).
+//!
+//! Schema version 1, one object per line, each with a `type`:
+//!
+//! | type | fields |
+//! | --- | --- |
+//! | `run-started` | `schema` (1), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
+//! | `kernel-started` | `kernel` |
+//! | `kernel-booted` | `kernel`, `release`, `btf` |
+//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}` or `{"outcome": "skipped", "reason"}` |
+//! | `agent-error` | `kernel`, `message` |
+//! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
+//! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
+//! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail` |
+//! | `run-finished` | `passed` |
+//!
+//! A file without `run-finished`, or with a line that does not parse, is
+//! from a run that died or was cut short.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version written in `run-started`.
+pub const SCHEMA: u32 = 1;
+
+/// The process's exit codes, the same for every command.
+pub mod exit {
+    /// Everything ran and passed.
+    pub const PASSED: u8 = 0;
+    /// A test, a kernel or a download failed.
+    pub const FAILED: u8 = 1;
+    /// The run could not start: bad input (a file, a flag, a suite).
+    pub const BAD_INPUT: u8 = 2;
+    /// Interrupted (Ctrl-C, SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The outcome of one test on one kernel. Its JSON form (`outcome` names
+/// the variant) is part of the `--json` schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// It did what the suite expects.
+    Passed {
+        /// A short note (load time, return value and run time).
+        detail: String,
+    },
+    /// It did not.
+    Failed {
+        /// Why: expected against actual.
+        reason: String,
+        /// The verifier's log, when the verifier was involved.
+        verifier_log: Option<String>,
+    },
+    /// It failed where the suite says it must.
+    ExpectedFailure {
+        /// The suite's reason, and what happened.
+        reason: String,
+    },
+    /// It was not run.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Whether this outcome fails the run.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+
+    /// A failure without a verifier log.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Outcome::Failed {
+            reason: reason.into(),
+            verifier_log: None,
+        }
+    }
+}
+
+/// How an executed program's end reads when it succeeded (`exited`'s
+/// `status`).
+pub const EXIT_SUCCESS_STATUS: &str = "exit code 0";
+
+/// One line of a `--json` file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    /// The first line.
+    RunStarted {
+        /// [`SCHEMA`].
+        schema: u32,
+        /// The kmatrix version that wrote the file.
+        kmatrix: String,
+        /// Every selected kernel, before sharding, in matrix order.
+        matrix: Vec<String>,
+        /// The kernels this run covers.
+        kernels: Vec<String>,
+        /// Test names, in suite order.
+        tests: Vec<String>,
+        /// `K/N` when sharded.
+        shard: Option<String>,
+    },
+    /// A kernel's VM is starting.
+    KernelStarted {
+        /// Its label.
+        kernel: String,
+    },
+    /// A kernel booted.
+    KernelBooted {
+        /// Its label.
+        kernel: String,
+        /// `uname -r`.
+        release: String,
+        /// Whether it has BTF.
+        btf: bool,
+    },
+    /// A test's outcome.
+    Outcome {
+        /// The kernel's label.
+        kernel: String,
+        /// The test's name.
+        test: String,
+        /// What happened.
+        result: Outcome,
+    },
+    /// The agent reported a problem outside any test.
+    AgentError {
+        /// The kernel's label.
+        kernel: String,
+        /// What it said.
+        message: String,
+    },
+    /// What `kmatrix exec`'s program wrote.
+    Output {
+        /// The kernel's label.
+        kernel: String,
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// The bytes, as UTF-8 with replacements.
+        text: String,
+    },
+    /// How `kmatrix exec`'s program ended.
+    Exited {
+        /// The kernel's label.
+        kernel: String,
+        /// E.g. `exit code 3`, `killed by signal 11 (SIGSEGV), core dumped`;
+        /// [`EXIT_SUCCESS_STATUS`] when it succeeded.
+        status: String,
+    },
+    /// A kernel is done.
+    KernelFinished {
+        /// Its label.
+        kernel: String,
+        /// Why it failed; `None` when it completed.
+        error: Option<String>,
+        /// The end of its console, when it failed.
+        console_tail: Option<String>,
+    },
+    /// The last line.
+    RunFinished {
+        /// Whether the run passed.
+        passed: bool,
+    },
+}

@@ -1,0 +1,134 @@
+//! Downloads and the cache, against a loopback Debian mirror: pins are
+//! checked, failures leave nothing behind, processes share the cache.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use support::mirror::{cache_entries, matrix_file, packages_xz, serve_the_6_1_package};
+use support::{kmatrix, text, Server};
+
+mod support;
+
+/// A download that does not match its pin is discarded, named with both
+/// digests, and leaves the cache as it was.
+#[test]
+fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
+    let package = "linux-image-6.1.0-99-cloud-amd64";
+    let good = b"the kernel package the pin was taken from".to_vec();
+    let mut corrupt = good.clone();
+    corrupt[0] ^= 1;
+    // The index agrees with the pin; the file served is one byte off.
+    let index = packages_xz(&[(package, "pool/k.deb", &good)]);
+    let mirror = Server::start(BTreeMap::from([
+        (
+            "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
+            index,
+        ),
+        ("/debian/pool/k.deb".to_owned(), corrupt.clone()),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), package, &Sha256::digest(&good));
+    let cache = dir.path().join("cache");
+
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", &cache)
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "a failed download: {out}");
+    let expected = format!(
+        "has sha256 {}, but kernels.toml pins {}; the download was discarded",
+        hex::encode(Sha256::digest(&corrupt)),
+        hex::encode(Sha256::digest(&good))
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert_eq!(cache_entries(&cache), 0, "the cache must be left clean");
+}
+
+/// A pinned package the mirror no longer has is named, with the fix.
+#[test]
+fn a_vanished_package_points_to_the_update_command() {
+    let index = packages_xz(&[("linux-image-6.1.0-100-cloud-amd64", "pool/new.deb", b"new")]);
+    let mirror = Server::start(BTreeMap::from([(
+        "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
+        index,
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "a failed download: {out}");
+    assert!(
+        out.contains("package `linux-image-6.1.0-99-cloud-amd64` is not in `test`")
+            && out.contains("Debian drops superseded kernels")
+            && out.contains("run `kmatrix kernels update --kernels 6.1`"),
+        "{out}"
+    );
+}
+
+/// Two kmatrix processes filling one cache at once both succeed and leave
+/// one whole entry of each kind.
+#[test]
+fn two_processes_share_a_cache() {
+    let (mirror, package, pin) = serve_the_6_1_package();
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), &package, &pin);
+    let cache = dir.path().join("cache");
+    let spawn = || {
+        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+            .env("KMATRIX_CACHE_DIR", &cache)
+            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    for child in [first, second] {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let count = |d: &str| std::fs::read_dir(cache.join(d)).unwrap().count();
+    assert_eq!(
+        (count("blobs/sha256"), count("kernels"), count("tmp")),
+        (1, 1, 0)
+    );
+    let again = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "list"])
+        .env("KMATRIX_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(text(&again).contains(" yes "), "{}", text(&again));
+}
+
+/// A real kernel package served from a mirror is verified, extracted and
+/// cached; the second fetch downloads nothing.
+#[test]
+fn a_second_fetch_downloads_nothing() {
+    let (mirror, package, pin) = serve_the_6_1_package();
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), &package, &pin);
+    let cache = dir.path().join("cache");
+    let fetch = || {
+        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+            .env("KMATRIX_CACHE_DIR", &cache)
+            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .output()
+            .unwrap()
+    };
+    let first = fetch();
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("sha256 verified"), "{}", text(&first));
+    let requests = mirror.requests().len();
+    assert_eq!(requests, 2, "index and package: {:?}", mirror.requests());
+
+    let second = fetch();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(!text(&second).contains("FETCH"), "{}", text(&second));
+    assert_eq!(mirror.requests().len(), requests, "{:?}", mirror.requests());
+    assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+}

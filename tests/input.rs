@@ -1,0 +1,166 @@
+//! What the user wrote, judged: suites whose expectations are wrong fail
+//! with expected against actual; suites, objects and matrices that are
+//! wrong are refused before anything boots, with a message naming them.
+
+use support::{boot_lock, example, fixture, kmatrix, matrix_row, test_suite_on_6_1, text, SSH_SYN};
+
+mod support;
+
+/// Wrong expectations fail with expected against actual: a return value, a
+/// counter, and a load expectation the kernel has outgrown.
+#[test]
+fn wrong_expectations_fail_with_expected_and_actual() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("wrong.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[[object]]
+path = "{xdp}"
+[[object.program]]
+name = "xdp_filter"
+[[object.program.case]]
+name = "wrong_verdict"
+input = "{SSH_SYN}"
+expect_return = "XDP_PASS"
+[[object.program.case]]
+name = "wrong_counter"
+input = "{SSH_SYN}"
+repeat = 3
+before = [{{ map = "drops", key = 0, value = 0 }}]
+after = [{{ map = "drops", key = 0, value = 2 }}]
+
+[[object]]
+path = "{tc}"
+[[object.program]]
+name = "tc_drop_expired"
+max_kernel = "5.4"
+reason = "pretend it needs an old kernel"
+"#,
+            xdp = example("xdp_filter.bpf.c"),
+            tc = example("tc_ttl.bpf.c"),
+        ),
+    )
+    .unwrap();
+    let output = test_suite_on_6_1(&suite);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("6.1  FAIL  xdp_filter::wrong_verdict: return value: expected XDP_PASS (2), got XDP_DROP (1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6.1  FAIL  xdp_filter::wrong_counter: map `drops`[0]: expected 2, got 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6.1  FAIL  tc_drop_expired::load: unexpectedly loaded: the suite expects it to load only on ..5.4 (pretend it needs an old kernel)"),
+        "{out}"
+    );
+    assert_eq!(matrix_row(&out, "xdp_filter::load"), ["pass"], "{out}");
+    assert_eq!(
+        matrix_row(&out, "xdp_filter::wrong_counter"),
+        ["FAIL"],
+        "{out}"
+    );
+}
+
+/// A suite that names what is not there is refused before anything boots.
+#[test]
+fn bad_suites_are_refused_before_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdp = example("xdp_filter.bpf.c");
+    let trace = example("trace_test1.bpf.c");
+    let kprobe = fixture("kprobe_open.bpf.c").display().to_string();
+    let cases = [
+        (
+            "[[object]]\npath = \"x.bpf.c\"\n[[object.program]]\nname = 1\n".to_owned(),
+            ":4:8: invalid type: integer `1`, expected a string".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filtre\"\n"),
+            "program xdp_filtre: the object has no such program; it has: xdp_filter".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"c\"\ninput = \"{SSH_SYN}\"\nafter = [{{ map = \"dorps\", key = 0, value = 1 }}]\n"),
+            "program xdp_filter, case c: the object has no map `dorps`; it has: drops".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{trace}\"\n[[object.program]]\nname = \"trace_test1\"\n[[object.program.case]]\nname = \"c\"\ninput = \"{SSH_SYN}\"\n"),
+            "case c: Tracing programs run on no packet: drop `input`".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{kprobe}\"\n[[object.program]]\nname = \"kprobe_open\"\n[[object.program.case]]\nname = \"c\"\n"),
+            "case c: BPF_PROG_TEST_RUN cannot run a kprobe program".to_owned(),
+        ),
+        (
+            format!("[[object]]\npath = \"{xdp}\"\n[[object.program]]\nname = \"xdp_filter\"\n[[object.program.case]]\nname = \"c\"\ninput_file = \"missing.bin\"\n"),
+            "case c: input_file ".to_owned(),
+        ),
+    ];
+    for (i, (contents, expected)) in cases.iter().enumerate() {
+        let suite = dir.path().join(format!("suite{i}.toml"));
+        std::fs::write(&suite, contents).unwrap();
+        let output = test_suite_on_6_1(&suite);
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains(expected.as_str()),
+            "expected `{expected}` in\n{out}"
+        );
+        assert!(!out.contains("BOOT"), "{out}");
+    }
+}
+
+/// Bad input is refused before anything boots, with a message naming it.
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let not_elf = scratch.path().join("notes.o");
+    std::fs::write(&not_elf, "not an object").unwrap();
+    let broken = scratch.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[kernel]]\nlabel = \"6.1\"\ndebian = { suite = \"bookworm\" package = \"x\" }\n",
+    )
+    .unwrap();
+    let xdp = fixture("xdp_pass.bpf.c");
+    let xdp = xdp.to_str().unwrap();
+
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["test", "--kernels", "6.1", "/nonexistent/probe.bpf.o"],
+            "error: cannot read /nonexistent/probe.bpf.o: No such file or directory".into(),
+        ),
+        (
+            vec!["test", "--kernels", "6.1", not_elf.to_str().unwrap()],
+            format!(
+                "error: {} is not an eBPF object: not an ELF file",
+                not_elf.display()
+            ),
+        ),
+        (
+            vec!["test", "--kernels", "4.19", xdp],
+            "error: no kernel `4.19` in the matrix; it has: 5.10 (5.10.0), 6.1 (6.1.0)".into(),
+        ),
+        (
+            vec!["test", "--kernels", "3.0..4.4", xdp],
+            "error: `3.0..4.4` selects no kernel; the matrix has: 5.10".into(),
+        ),
+        (
+            vec!["--matrix", broken.to_str().unwrap(), "test", xdp],
+            format!("error: {}:3:", broken.display()),
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = kmatrix(&args).output().unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {out}");
+        assert!(
+            out.contains(&expected),
+            "{args:?}: expected `{expected}` in\n{out}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Runs end to end: real Debian kernels booted in real QEMU, loading real
+//! eBPF objects built from `tests/bpf/*.c` with clang; what a user sees,
+//! and what a failed, hung or interrupted kernel leaves behind.
+//!
+//! Kernels are downloaded into the user's cache on first use. Tests that
+//! boot VMs take a lock so that at most one matrix runs at a time.
+
+use kmatrix::judge::Outcome;
+use kmatrix::kernels::{Matrix, Selection};
+use kmatrix::plan::{KernelSet, RunConfig, RunPlan, Tests};
+use kmatrix::report::{Cell, Reporter};
+use kmatrix::vm::{AccelChoice, VmConfig};
+use support::{boot_lock, fixture, kmatrix, matrix_row, repo, stray_vms, text};
+
+mod support;
+
+/// The fixtures on the oldest and the newest kernel of the shipped matrix,
+/// through the library: load outcomes checked one by one. (The example
+/// suite runs on the same kernels through `cargo test`: tests/kernels.rs.)
+#[test]
+fn oldest_and_newest_kernels_report_every_program() {
+    let _lock = boot_lock();
+    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let oldest = matrix.kernels.first().unwrap().label.clone();
+    let newest = matrix.kernels.last().unwrap().label.clone();
+    let selection = Selection::List(vec![oldest.clone(), newest.clone()]);
+
+    // Bare objects: the load check only, no expectations.
+    let tests = Tests::Suite {
+        suite: None,
+        objects: vec![
+            fixture("xdp_pass.bpf.c"),
+            fixture("verifier_reject.bpf.c"),
+            repo().join("tests/example/loop_sum.bpf.c"),
+            repo().join("tests/example/trace_test1.bpf.c"),
+        ],
+    };
+    let set = KernelSet::resolve(Some(repo().join("kernels.toml")), &selection, None).unwrap();
+    let fetcher = set.fetcher(false, |_| {}).unwrap();
+    let config = RunConfig {
+        jobs: 2,
+        vm: VmConfig {
+            qemu: VmConfig::default_qemu(),
+            accel: AccelChoice::Auto.resolve(),
+            memory_mib: 512,
+            boot_timeout: std::time::Duration::from_secs(120),
+            run_timeout: std::time::Duration::from_secs(300),
+        },
+        report_cases: true,
+    };
+    let plan = RunPlan::new(set, tests.load().unwrap(), fetcher, config).unwrap();
+    let mut reporter = Reporter::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(kmatrix::runner::run(&plan, |event| reporter.report(&event)))
+        .unwrap();
+    let summary = reporter.into_summary();
+    let labels: Vec<_> = summary.columns.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(labels, [oldest.as_str(), newest.as_str()]);
+
+    for column in &summary.columns {
+        assert!(column.finished && column.failure.is_none(), "{column:#?}");
+        assert!(column.agent_errors.is_empty(), "{column:#?}");
+    }
+    let outcome = |kernel: &str, test: &str| -> Outcome {
+        let c = summary
+            .columns
+            .iter()
+            .position(|c| c.label == kernel)
+            .unwrap();
+        let r = summary.rows.iter().position(|r| r == test).unwrap();
+        match summary.cell(c, r) {
+            Some(Cell::Done(outcome)) => outcome.clone(),
+            other => panic!("{test} on {kernel}: {other:?}"),
+        }
+    };
+    let passed = |o: &Outcome| matches!(o, Outcome::Passed { .. });
+    for kernel in [&oldest, &newest] {
+        assert!(
+            passed(&outcome(kernel, "xdp_pass::load")),
+            "xdp_pass on {kernel}"
+        );
+        assert!(
+            passed(&outcome(kernel, "trace_test1::load")),
+            "fentry on {kernel}: {:?}",
+            outcome(kernel, "trace_test1::load")
+        );
+        match outcome(kernel, "unchecked_read::load") {
+            Outcome::Failed {
+                verifier_log: Some(log),
+                ..
+            } => assert!(log.contains("invalid access to packet"), "{kernel}: {log}"),
+            other => panic!("unchecked_read on {kernel} should be rejected: {other:?}"),
+        }
+    }
+    // bpf_loop arrived in 5.17.
+    assert!(matches!(
+        outcome(&oldest, "xdp_loop_sum::load"),
+        Outcome::Failed { .. }
+    ));
+    assert!(passed(&outcome(&newest, "xdp_loop_sum::load")));
+    assert!(!summary.passed());
+}
+
+/// What a user sees: a live line per result, the matrix, the verifier log,
+/// and an exit status that says whether everything passed.
+#[test]
+fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
+    let _lock = boot_lock();
+    let failing = kmatrix(&["test", "--kernels", "6.1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .arg(fixture("verifier_reject.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&failing);
+    assert_eq!(failing.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("     6.1  PASS  xdp_pass::load (xdp,"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "     6.1  FAIL  unchecked_read::load: verifier: R1 offset is outside of the packet"
+        ),
+        "{out}"
+    );
+    assert_eq!(matrix_row(&out, "unchecked_read::load"), ["FAIL"], "{out}");
+    assert!(
+        out.contains("invalid access to packet, off=20 size=1"),
+        "{out}"
+    );
+
+    let passing = kmatrix(&["test", "--kernels", "6.1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&passing);
+    assert_eq!(passing.status.code(), Some(0), "{out}");
+    assert!(out.contains("no failures: 1 tests on 1 kernels"), "{out}");
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// A kernel that panics (here: its /init cannot be executed) is a failed
+/// kernel with the console's tail, and leaves no QEMU behind.
+#[test]
+fn a_panicking_kernel_fails_with_its_console() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1"])
+        // A dynamically linked binary cannot run in the bare initramfs.
+        .env(kmatrix::agent::AGENT_ENV, "/bin/true")
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("6.1  ERROR the guest stopped before finishing: the kernel panicked: Kernel panic - not syncing"), "{out}");
+    assert!(out.contains("console (last lines):"), "{out}");
+    assert_eq!(matrix_row(&out, "xdp_pass::load"), ["ERR"], "{out}");
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// A kernel that does not reach the agent in time is stopped, and named.
+#[test]
+fn a_hung_boot_times_out_and_leaves_no_qemu() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1", "--boot-timeout", "1"])
+        .arg(fixture("xdp_pass.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("6.1  ERROR the kernel did not start the agent within 1s"),
+        "{out}"
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+/// Ctrl-C (what a terminal sends) and SIGTERM (what CI sends on cancel)
+/// stop every VM at once and leave no run directory behind.
+#[test]
+fn interrupting_a_run_stops_every_vm() {
+    let _lock = boot_lock();
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = kmatrix(&["test", "--kernels", "5.10,6.1"])
+            .arg(fixture("xdp_pass.bpf.c"))
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("BOOT") {
+            line.clear();
+            assert_ne!(
+                std::io::BufRead::read_line(&mut stdout, &mut line).unwrap(),
+                0
+            );
+        }
+        // The BOOT line comes just before QEMU starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while stray_vms().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no VM started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}");
+        // QEMU is killed, not asked: give the kernel a moment to reap it.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(stray_vms().is_empty(), "{signal}: {:?}", stray_vms());
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{signal} left {left:?}");
+    }
+}

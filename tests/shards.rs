@@ -1,0 +1,98 @@
+//! CI at scale: shards, their JSON files merged back into one matrix, and
+//! the JUnit and Markdown reports.
+
+use support::{boot_lock, example, kmatrix, text};
+
+mod support;
+
+/// Two shards merged give the same matrix as one unsharded run; the merged
+/// JUnit file reads back with another parser; a cut shard file is refused
+/// with its name.
+#[test]
+fn sharded_then_merged_equals_unsharded() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let suite = example("kmatrix-suite.toml");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["test", "--kernels", "5.10,6.1", "--suite", &suite];
+        args.extend_from_slice(extra);
+        let output = kmatrix(&args)
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    };
+    run(&["--json", &path("all.json"), "--summary", &path("all.md")]);
+    run(&["--shard", "1/2", "--json", &path("shard-1.json")]);
+    run(&["--shard", "2/2", "--json", &path("shard-2.json")]);
+
+    let merged = kmatrix(&[
+        "report",
+        "merge",
+        "--junit",
+        &path("merged.xml"),
+        "--summary",
+        &path("merged.md"),
+        &path("shard-2.json"),
+        &path("shard-1.json"),
+    ])
+    .output()
+    .unwrap();
+    assert!(merged.status.success(), "{}", text(&merged));
+    let all = std::fs::read_to_string(path("all.md")).unwrap();
+    assert_eq!(std::fs::read_to_string(path("merged.md")).unwrap(), all);
+    assert!(
+        all.contains("| `xdp_loop_sum::load` | xfail | ✅ |"),
+        "{all}"
+    );
+
+    // A JUnit consumer other than the writer.
+    let xml = std::fs::File::open(path("merged.xml")).unwrap();
+    let suites = junit_parser::from_reader(std::io::BufReader::new(xml)).unwrap();
+    assert_eq!(suites.suites.len(), 2);
+    let oldest = &suites.suites[0];
+    assert_eq!(
+        (
+            oldest.name.as_str(),
+            oldest.tests,
+            oldest.failures,
+            oldest.errors
+        ),
+        ("5.10", 13, 0, 0)
+    );
+    assert_eq!(oldest.skipped, 2, "the expected failure and the skip");
+    let xfail = oldest
+        .cases
+        .iter()
+        .find(|c| c.original_name == "xdp_loop_sum::load")
+        .unwrap();
+    match &xfail.status {
+        junit_parser::TestStatus::Skipped(skip) => {
+            assert!(
+                skip.message
+                    .starts_with("expected failure: bpf_loop() arrived in Linux 5.17"),
+                "{skip:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((suites.suites[1].tests, suites.suites[1].skipped), (13, 0));
+
+    // A shard file cut in the middle of a line.
+    let text2 = std::fs::read_to_string(path("shard-2.json")).unwrap();
+    let cut = text2.len() - text2.lines().last().unwrap().len() / 2 - 1;
+    std::fs::write(path("shard-2.json"), &text2[..cut]).unwrap();
+    let output = kmatrix(&[
+        "report",
+        "merge",
+        &path("shard-1.json"),
+        &path("shard-2.json"),
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(out.contains(&format!("{}:", path("shard-2.json"))), "{out}");
+    assert!(out.contains("truncated or damaged"), "{out}");
+}
