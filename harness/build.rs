@@ -41,6 +41,10 @@ fn main() {
     ] {
         command.env_remove(var);
     }
+    // libbpf links Debian's static libelf and zlib (libelf-dev, zlib1g-dev).
+    if env::var_os("LIBBPF_SYS_LIBRARY_PATH").is_none() {
+        command.env("LIBBPF_SYS_LIBRARY_PATH", "/usr/lib/x86_64-linux-gnu");
+    }
     command.env(
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
         "-C target-feature=+crt-static",

@@ -28,6 +28,7 @@ fn oldest_and_newest_kernels_report_every_program() {
     // Bare objects: the load check only, no expectations.
     let tests = Tests::Suite {
         suite: None,
+        loader: None,
         objects: vec![
             fixture("xdp_pass.bpf.c"),
             fixture("verifier_reject.bpf.c"),

@@ -1,33 +1,29 @@
-//! Running one test-run case: map writes, `BPF_PROG_TEST_RUN`, map reads.
+//! Running one test-run case on a loaded program, whichever loader loaded
+//! it: map writes, `BPF_PROG_TEST_RUN` through the raw syscall, map reads.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
-use aya::programs::{Program, TestRun, TestRunOptions, TestRunResult};
-use kmatrix_protocol::{CaseOutcome, CasePlan, TestRunKind};
+use kmatrix_protocol::{CaseOutcome, CasePlan};
 
 use crate::sys;
 
 /// Room for a program that grows the packet (`bpf_xdp_adjust_head`).
 const OUTPUT_HEADROOM: usize = 256;
 
-/// Runs `case` on `program` as the kind table says its kind runs (packet
-/// kinds through aya's `TestRun`, the others through the raw syscall),
-/// finding maps with `map_fd`.
+/// Runs `case` on the program `prog`, finding maps with `map_fd`.
 pub fn run<'a>(
-    program: &Program,
-    kind: Option<TestRunKind>,
+    prog: BorrowedFd<'_>,
     case: &CasePlan,
     map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
 ) -> CaseOutcome {
-    match try_run(program, kind, case, map_fd) {
+    match try_run(prog, case, map_fd) {
         Ok(outcome) => outcome,
         Err(error) => CaseOutcome::Error(error),
     }
 }
 
 fn try_run<'a>(
-    program: &Program,
-    kind: Option<TestRunKind>,
+    prog: BorrowedFd<'_>,
     case: &CasePlan,
     map_fd: impl Fn(&str) -> Result<BorrowedFd<'a>, String>,
 ) -> Result<CaseOutcome, String> {
@@ -40,29 +36,19 @@ fn try_run<'a>(
     let mut output = case
         .want_output
         .then(|| vec![0u8; case.data.len() + OUTPUT_HEADROOM]);
-    let opts = TestRunOptions {
-        data_in: Some(&case.data),
-        data_out: output.as_deref_mut(),
-        ctx_in: case.ctx.as_deref(),
-        repeat: case.repeat.max(1),
-        ..TestRunOptions::default()
-    };
-    let (retval, duration_ns) = if kind.is_some_and(TestRunKind::takes_packet) {
-        let result =
-            test_run(program, opts).ok_or("the program's kind has no packet test run in aya")??;
-        if let Some(output) = &mut output {
-            output.truncate(result.data_size_out as usize);
-        }
-        let ns = result.duration.as_nanos().min(u32::MAX as u128) as u32;
-        (result.return_value, ns)
-    } else {
-        // Context kinds (raw tracepoints, tracing, sk_lookup): the raw
-        // syscall, with what the case gives.
-        let fd = program.fd().map_err(|e| format!("program fd: {e}"))?;
-        let data = (!case.data.is_empty()).then_some(&case.data[..]);
-        sys::prog_test_run(fd.as_fd(), data, case.ctx.as_deref(), case.repeat)
-            .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?
-    };
+    let data = (!case.data.is_empty()).then_some(&case.data[..]);
+    let result = sys::prog_test_run(
+        prog,
+        data,
+        output.as_deref_mut(),
+        case.ctx.as_deref(),
+        // 0 for context kinds, which the kernel runs once.
+        case.repeat,
+    )
+    .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?;
+    if let Some(output) = &mut output {
+        output.truncate(result.data_size_out as usize);
+    }
 
     let mut reads = Vec::with_capacity(case.reads.len());
     for read in &case.reads {
@@ -72,24 +58,9 @@ fn try_run<'a>(
         reads.push(value);
     }
     Ok(CaseOutcome::Ran {
-        retval,
-        duration_ns,
+        retval: result.retval,
+        duration_ns: result.duration_ns,
         output,
         reads,
     })
-}
-
-/// `BPF_PROG_TEST_RUN` through aya for the program kinds that take packet
-/// data; `None` for the others.
-fn test_run(program: &Program, opts: TestRunOptions<'_>) -> Option<Result<TestRunResult, String>> {
-    let result = match program {
-        Program::Xdp(p) => p.test_run(opts),
-        Program::SchedClassifier(p) => p.test_run(opts),
-        Program::SocketFilter(p) => p.test_run(opts),
-        Program::ReusePortSocketFilter(p) => p.test_run(opts),
-        Program::CgroupSkb(p) => p.test_run(opts),
-        Program::FlowDissector(p) => p.test_run(opts),
-        _ => return None,
-    };
-    Some(result.map_err(|e| format!("BPF_PROG_TEST_RUN: {}", crate::error::chain(&e))))
 }

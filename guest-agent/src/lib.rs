@@ -1,10 +1,12 @@
 //! The parts of the kmatrix guest agent, shared by the agent (`main.rs`) and
 //! the benchmark's minimal init (`bin/floor-init.rs`).
 
+pub mod aya_loader;
 pub mod cases;
 pub mod channel;
 pub mod error;
 pub mod exec;
+pub mod libbpf_loader;
 pub mod loader;
 mod sys;
 pub mod system;

@@ -1,6 +1,6 @@
-//! The few `bpf(2)` commands aya has no API for here: reading and writing
-//! map entries whose key and value sizes are known only at run time, and
-//! `BPF_PROG_TEST_RUN` for program kinds aya's `TestRun` does not cover.
+//! The few `bpf(2)` commands the agent issues itself, on the fds either
+//! loader gives it: reading and writing map entries whose key and value
+//! sizes are known only at run time, and `BPF_PROG_TEST_RUN`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -88,16 +88,31 @@ pub fn map_lookup(
     }
 }
 
-/// `BPF_PROG_TEST_RUN` on a loaded program: returns its return value and
-/// the mean duration of one run in nanoseconds.
+/// What one `BPF_PROG_TEST_RUN` gave.
+pub struct TestRunResult {
+    /// The program's return value.
+    pub retval: u32,
+    /// The mean duration of one run, in nanoseconds.
+    pub duration_ns: u32,
+    /// Bytes of `data_out` the kernel wrote.
+    pub data_size_out: u32,
+}
+
+/// `BPF_PROG_TEST_RUN` on a loaded program, the same for every loader:
+/// `data` and `ctx` in, the output packet into `data_out` when given.
 pub fn prog_test_run(
     prog: BorrowedFd<'_>,
     data: Option<&[u8]>,
+    data_out: Option<&mut [u8]>,
     ctx: Option<&[u8]>,
     repeat: u32,
-) -> io::Result<(u32, u32)> {
+) -> io::Result<TestRunResult> {
     let data = data.unwrap_or_default();
     let ctx = ctx.unwrap_or_default();
+    let (out, out_len) = match data_out {
+        Some(out) => (out.as_mut_ptr() as u64, out.len() as u32),
+        None => (0, 0),
+    };
     let mut attr = TestRunAttr {
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: data.len() as u32,
@@ -106,6 +121,8 @@ pub fn prog_test_run(
         } else {
             data.as_ptr() as u64
         },
+        data_out: out,
+        data_size_out: out_len,
         repeat,
         ctx_size_in: ctx.len() as u32,
         ctx_in: if ctx.is_empty() {
@@ -116,5 +133,9 @@ pub fn prog_test_run(
         ..TestRunAttr::default()
     };
     bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-    Ok((attr.retval, attr.duration))
+    Ok(TestRunResult {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+        data_size_out: attr.data_size_out,
+    })
 }

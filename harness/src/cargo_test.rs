@@ -100,6 +100,9 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
             "expected failure: {reason}"
         ))),
         Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
+        Outcome::LoaderLimitation { reason } => {
+            Err(format!("loader limitation (not the kernel's verdict): {reason}").into())
+        }
     }
 }
 
@@ -116,6 +119,7 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
     let tests = Tests::Suite {
         suite: Some(suite),
         objects: Vec::new(),
+        loader: None,
     }
     .load()?;
 

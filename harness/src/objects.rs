@@ -6,10 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aya_obj::ProgramSection;
 use kmatrix_protocol::kind;
 use kmatrix_protocol::TestRunKind;
-use object::{Architecture, Object as _};
+use object::{Architecture, Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 
 /// One object, read and checked.
 #[derive(Clone, Debug)]
@@ -22,8 +21,24 @@ pub struct TestObject {
     pub data: Vec<u8>,
     /// Its programs, sorted by name.
     pub programs: Vec<ProgramInfo>,
-    /// Its maps, sorted by name.
+    /// Its maps, sorted by name (by name only, type and sizes 0, when
+    /// aya-obj cannot read the object).
     pub maps: Vec<MapInfo>,
+    /// Its global variables, sorted by name.
+    pub globals: Vec<GlobalInfo>,
+    /// Why aya-obj cannot read it, if it cannot (libbpf may).
+    pub aya_error: Option<String>,
+}
+
+/// A global variable of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalInfo {
+    /// Its name.
+    pub name: String,
+    /// Its section (`.rodata`, `.rodata.cfg`, `.data`, `.bss`).
+    pub section: String,
+    /// Its size in bytes.
+    pub size: u32,
 }
 
 /// A program of an object, as the host sees it before loading.
@@ -48,6 +63,8 @@ pub struct MapInfo {
     pub key_size: u32,
     /// Value size in bytes.
     pub value_size: u32,
+    /// Its declared `max_entries`.
+    pub max_entries: u32,
 }
 
 impl TestObject {
@@ -110,7 +127,7 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
                 source,
             })?
         };
-        let (programs, maps) = inspect(&data).map_err(|reason| ObjectError::NotEbpf {
+        let inspected = inspect(&data).map_err(|reason| ObjectError::NotEbpf {
             path: path.clone(),
             reason,
         })?;
@@ -122,8 +139,10 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
             path: path.clone(),
             name,
             data,
-            programs,
-            maps,
+            programs: inspected.programs,
+            maps: inspected.maps,
+            globals: inspected.globals,
+            aya_error: inspected.aya_error,
         });
     }
     // Two inputs with one file name are told apart by their paths.
@@ -135,8 +154,20 @@ pub fn load(paths: &[PathBuf], scratch: &Path) -> Result<Vec<TestObject>, Object
     Ok(objects)
 }
 
-/// The programs and maps of an eBPF object.
-fn inspect(data: &[u8]) -> Result<(Vec<ProgramInfo>, Vec<MapInfo>), String> {
+/// What an object holds, as read by the `object` crate (programs,
+/// globals) and, where it can, by aya-obj (maps, with types and sizes).
+struct Inspected {
+    programs: Vec<ProgramInfo>,
+    maps: Vec<MapInfo>,
+    globals: Vec<GlobalInfo>,
+    aya_error: Option<String>,
+}
+
+/// The programs, maps and globals of an eBPF object. Programs are the
+/// global functions of program sections, their kinds named as libbpf names
+/// sections; an object aya-obj cannot read (a section it does not know) is
+/// still tested, and its maps are then known by name only.
+fn inspect(data: &[u8]) -> Result<Inspected, String> {
     let elf = object::File::parse(data).map_err(|e| format!("not an ELF file ({e})"))?;
     if elf.architecture() != Architecture::Bpf {
         return Err(format!(
@@ -144,19 +175,51 @@ fn inspect(data: &[u8]) -> Result<(Vec<ProgramInfo>, Vec<MapInfo>), String> {
             elf.architecture()
         ));
     }
-    let parsed = aya_obj::Object::parse(data).map_err(|e| e.to_string())?;
-    let mut programs: Vec<_> = parsed
-        .programs
-        .iter()
-        .map(|(name, program)| {
-            let (kind, test_run) = kind(&program.section);
-            ProgramInfo {
-                name: name.clone(),
-                kind,
-                test_run,
+    let mut programs = Vec::new();
+    let mut globals = Vec::new();
+    let mut elf_maps = Vec::new();
+    for symbol in elf.symbols() {
+        let (Ok(name), Some(section)) = (
+            symbol.name(),
+            symbol
+                .section_index()
+                .and_then(|i| elf.section_by_index(i).ok()),
+        ) else {
+            continue;
+        };
+        let section_name = section.name().unwrap_or_default();
+        match symbol.kind() {
+            SymbolKind::Text if symbol.is_global() && section_name != ".text" => {
+                let kind = kind::of_section(section_name).unwrap_or(section_name);
+                programs.push(ProgramInfo {
+                    name: name.to_owned(),
+                    kind: kind.to_owned(),
+                    test_run: kind::test_run(kind),
+                });
             }
-        })
-        .collect();
+            SymbolKind::Data
+                if [".rodata", ".data", ".bss"]
+                    .iter()
+                    .any(|p| section_name.starts_with(p)) =>
+            {
+                globals.push(GlobalInfo {
+                    name: name.to_owned(),
+                    section: section_name.to_owned(),
+                    size: symbol.size() as u32,
+                });
+            }
+            _ if section_name == ".maps" || section_name == "maps" => {
+                elf_maps.push(MapInfo {
+                    name: name.to_owned(),
+                    map_type: 0,
+                    key_size: 0,
+                    value_size: 0,
+                    max_entries: 0,
+                });
+            }
+            _ => {}
+        }
+    }
     if programs.is_empty() {
         return Err(
             "it has no programs (no functions in program sections such as `xdp` or `kprobe/…`)"
@@ -164,45 +227,32 @@ fn inspect(data: &[u8]) -> Result<(Vec<ProgramInfo>, Vec<MapInfo>), String> {
         );
     }
     programs.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut maps: Vec<_> = parsed
-        .maps
-        .iter()
-        .map(|(name, map)| MapInfo {
-            name: name.clone(),
-            map_type: map.map_type(),
-            key_size: map.key_size(),
-            value_size: map.value_size(),
-        })
-        .collect();
-    maps.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((programs, maps))
-}
-
-/// A section's program kind, named as libbpf names the section, and how
-/// a case runs it (from the kind table).
-fn kind(section: &ProgramSection) -> (String, Option<TestRunKind>) {
-    let name = match section {
-        ProgramSection::Xdp { .. } => "xdp",
-        ProgramSection::SchedClassifier => "classifier",
-        ProgramSection::SocketFilter => "socket",
-        ProgramSection::CgroupSkb { .. } => "cgroup_skb",
-        ProgramSection::FlowDissector => "flow_dissector",
-        ProgramSection::KProbe => "kprobe",
-        ProgramSection::KRetProbe => "kretprobe",
-        ProgramSection::TracePoint => "tracepoint",
-        ProgramSection::RawTracePoint => "raw_tracepoint",
-        ProgramSection::SkLookup => "sk_lookup",
-        ProgramSection::BtfTracePoint => "tp_btf",
-        ProgramSection::FEntry { .. } => "fentry",
-        ProgramSection::FExit { .. } => "fexit",
-        ProgramSection::Lsm { .. } => "lsm",
-        other => {
-            let debug = format!("{other:?}");
-            let name = debug.split([' ', '{']).next().unwrap_or_default();
-            return (name.to_lowercase(), None);
-        }
+    globals.sort_by(|a, b| a.name.cmp(&b.name));
+    let (mut maps, aya_error) = match aya_obj::Object::parse(data) {
+        Ok(parsed) => (
+            parsed
+                .maps
+                .iter()
+                .filter(|(name, _)| !name.starts_with('.'))
+                .map(|(name, map)| MapInfo {
+                    name: name.clone(),
+                    map_type: map.map_type(),
+                    key_size: map.key_size(),
+                    value_size: map.value_size(),
+                    max_entries: map.max_entries(),
+                })
+                .collect(),
+            None,
+        ),
+        Err(err) => (elf_maps, Some(err.to_string())),
     };
-    (name.to_owned(), kind::test_run(name))
+    maps.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Inspected {
+        programs,
+        maps,
+        globals,
+        aya_error,
+    })
 }
 
 /// Builds a C source with clang as libbpf projects do.

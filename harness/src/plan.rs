@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kmatrix_protocol::ExecPlan;
+use kmatrix_protocol::{ExecPlan, Loader};
 
 use crate::agent::Init;
 use crate::cache::{Cache, CacheError};
@@ -165,6 +165,9 @@ pub enum Tests {
         suite: Option<PathBuf>,
         /// Bare objects (`.o` or `.c`), checked for loading only.
         objects: Vec<PathBuf>,
+        /// The loader of objects whose suite entry names none [default:
+        /// aya].
+        loader: Option<Loader>,
     },
     /// A host program (`kmatrix exec`).
     Exec {
@@ -192,12 +195,17 @@ impl Tests {
     pub fn load(&self) -> Result<LoadedTests, PlanError> {
         let io = |what| move |source| PlanError::Io { what, source };
         match self {
-            Tests::Suite { suite, objects } => {
+            Tests::Suite {
+                suite,
+                objects,
+                loader,
+            } => {
                 let scratch = tempfile::Builder::new()
                     .prefix("kmatrix-objects-")
                     .tempdir()
                     .map_err(io("creating a scratch directory"))?;
-                let suite = load_suite(suite.as_deref(), objects, scratch.path())?;
+                let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
+                suite.default_loader = loader.unwrap_or_default();
                 let parts = ImageParts::new(Init::Agent, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {

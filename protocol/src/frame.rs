@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::Loader;
+
 /// One message from the guest agent.
 ///
 /// Variants are only ever appended so that an older host can still read the
@@ -131,6 +133,14 @@ pub enum Verdict {
     /// (missing attach target, map creation failure, unsupported kernel).
     Failed {
         /// The error, with its causes.
+        error: String,
+    },
+    /// The loader cannot express something the object uses (a section, a
+    /// map type, a relocation): the kernel was never asked.
+    Unsupported {
+        /// The loader.
+        loader: Loader,
+        /// What it cannot do, with its error.
         error: String,
     },
 }

@@ -36,6 +36,61 @@ const fn kind(name: &'static str, test_run: Option<TestRunKind>) -> Kind {
     Kind { name, test_run }
 }
 
+/// Section name prefixes, as libbpf reads them, and the kind each names.
+/// The first match wins, so longer prefixes come first.
+const SECTIONS: &[(&str, &str)] = &[
+    ("xdp", "xdp"),
+    ("tcx/", "classifier"),
+    ("tc", "classifier"),
+    ("classifier", "classifier"),
+    ("socket", "socket"),
+    ("cgroup_skb/", "cgroup_skb"),
+    ("flow_dissector", "flow_dissector"),
+    ("raw_tracepoint.w/", "raw_tracepoint"),
+    ("raw_tp.w/", "raw_tracepoint"),
+    ("raw_tracepoint/", "raw_tracepoint"),
+    ("raw_tp/", "raw_tracepoint"),
+    ("sk_lookup", "sk_lookup"),
+    ("fentry/", "fentry"),
+    ("fentry.s/", "fentry"),
+    ("fexit/", "fexit"),
+    ("fexit.s/", "fexit"),
+    ("fmod_ret/", "fmod_ret"),
+    ("kretprobe", "kretprobe"),
+    ("kretsyscall/", "kretprobe"),
+    ("kprobe", "kprobe"),
+    ("ksyscall/", "kprobe"),
+    ("uretprobe", "uretprobe"),
+    ("uprobe", "uprobe"),
+    ("usdt", "usdt"),
+    ("tracepoint/", "tracepoint"),
+    ("tp/", "tracepoint"),
+    ("tp_btf/", "tp_btf"),
+    ("lsm/", "lsm"),
+    ("lsm.s/", "lsm"),
+    ("lsm_cgroup/", "lsm"),
+    ("struct_ops", "struct_ops"),
+    ("netfilter", "netfilter"),
+    ("perf_event", "perf_event"),
+    ("iter/", "iter"),
+    ("iter.s/", "iter"),
+    ("cgroup/", "cgroup"),
+    ("sk_msg", "sk_msg"),
+    ("sk_skb", "sk_skb"),
+    ("sockops", "sockops"),
+    ("syscall", "syscall"),
+];
+
+/// The kind a program in `section` is, as libbpf names sections: `tc` and
+/// `tcx/ingress` are classifiers, `ksyscall/openat` a kprobe; `None` for a
+/// section libbpf would not know either.
+pub fn of_section(section: &str) -> Option<&'static str> {
+    SECTIONS
+        .iter()
+        .find(|(prefix, _)| section.starts_with(prefix))
+        .map(|(_, kind)| *kind)
+}
+
 /// How a case runs a program of this kind, if one can.
 pub fn test_run(kind: &str) -> Option<TestRunKind> {
     KINDS
@@ -143,6 +198,12 @@ mod tests {
         assert_eq!(test_run("xdp"), Some(TestRunKind::Xdp));
         assert_eq!(test_run("kprobe"), None);
         assert_eq!(test_run("no_such_kind"), None);
+        assert_eq!(of_section("tc"), Some("classifier"));
+        assert_eq!(of_section("tcx/ingress"), Some("classifier"));
+        assert_eq!(of_section("ksyscall/openat"), Some("kprobe"));
+        assert_eq!(of_section("kretprobe/do_unlinkat"), Some("kretprobe"));
+        assert_eq!(of_section("xdp.frags"), Some("xdp"));
+        assert_eq!(of_section(".text"), None);
         assert_eq!(TestRunKind::Tc.return_value("TC_ACT_SHOT"), Some(2));
         assert_eq!(TestRunKind::Xdp.show_return(1), "XDP_DROP (1)");
         assert_eq!(TestRunKind::Tracing.show_return(7), "7");

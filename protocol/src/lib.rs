@@ -30,11 +30,12 @@ pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, 
 pub use kind::TestRunKind;
 pub use layout::PLAN_PATH;
 pub use plan::{
-    decode_plan, encode_plan, CasePlan, ExecPlan, MapEntry, MapRead, ObjectPlan, Plan, ProgramPlan,
+    decode_plan, encode_plan, CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead,
+    MapSetting, ObjectPlan, Plan, ProgramPlan,
 };
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

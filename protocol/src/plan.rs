@@ -29,11 +29,63 @@ pub struct Plan {
     pub exec: Option<ExecPlan>,
 }
 
+/// The library that loads an object in the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Loader {
+    /// aya (Rust).
+    #[default]
+    Aya,
+    /// libbpf (C), what most C and Go projects ship.
+    Libbpf,
+}
+
+impl Loader {
+    /// Every loader.
+    pub const ALL: [Loader; 2] = [Loader::Aya, Loader::Libbpf];
+
+    /// Its name, as suites and `--loader` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::Aya => "aya",
+            Loader::Libbpf => "libbpf",
+        }
+    }
+
+    /// The loader named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// A map setting a loader applies before it creates the map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapSetting {
+    /// The map's name.
+    pub name: String,
+    /// Its `max_entries`.
+    pub max_entries: u32,
+}
+
+/// A read-only global (`const volatile`) set before loading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalSetting {
+    /// The variable's name.
+    pub name: String,
+    /// Its bytes, sized to the variable.
+    pub value: Vec<u8>,
+}
+
 /// The work on one object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectPlan {
     /// The object's index (its file name in the guest).
     pub index: u32,
+    /// The loader to use.
+    pub loader: Loader,
+    /// Map settings, applied by the loader.
+    pub maps: Vec<MapSetting>,
+    /// Read-only globals, set by the loader.
+    pub globals: Vec<GlobalSetting>,
     /// Programs to load, in order; the object's other programs are skipped.
     pub programs: Vec<ProgramPlan>,
 }

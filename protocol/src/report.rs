@@ -9,7 +9,7 @@
 //! | `run-started` | `schema` (1), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
 //! | `kernel-started` | `kernel` |
 //! | `kernel-booted` | `kernel`, `release`, `btf` |
-//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}` or `{"outcome": "skipped", "reason"}` |
+//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
 //! | `agent-error` | `kernel`, `message` |
 //! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
 //! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
@@ -63,12 +63,22 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// The loader cannot express what the program uses, so the kernel was
+    /// never asked: not the kernel's verdict, but not a pass either.
+    LoaderLimitation {
+        /// The loader, what it cannot do, and what to try.
+        reason: String,
+    },
 }
 
 impl Outcome {
-    /// Whether this outcome fails the run.
+    /// Whether this outcome fails the run: a failure, or a program no
+    /// kernel was asked about.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
+        matches!(
+            self,
+            Outcome::Failed { .. } | Outcome::LoaderLimitation { .. }
+        )
     }
 
     /// A failure without a verifier log.

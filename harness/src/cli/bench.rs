@@ -236,6 +236,7 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
         let tests = Tests::Suite {
             suite: Some(suite_path.clone()),
             objects: Vec::new(),
+            loader: None,
         }
         .load()?;
         let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use kmatrix_protocol::Loader;
 
 use super::args::{OutputArgs, RunArgs};
 use crate::error::{Error, Status};
@@ -29,6 +30,10 @@ pub struct TestArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     outputs: OutputArgs,
+    /// The loader of objects whose suite entry names none: `aya` or
+    /// `libbpf` [default: aya].
+    #[arg(long, value_parser = parse_loader)]
+    loader: Option<Loader>,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
     /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
@@ -73,6 +78,7 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         tests: Tests::Suite {
             suite: args.suite,
             objects: args.objects,
+            loader: args.loader,
         },
         offline: args.offline,
         config: args.run.config(),
@@ -188,4 +194,8 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
             .map_err(failed(&path))?;
     }
     Ok(())
+}
+
+fn parse_loader(name: &str) -> Result<Loader, String> {
+    Loader::from_name(name).ok_or_else(|| format!("unknown loader `{name}`; use aya or libbpf"))
 }

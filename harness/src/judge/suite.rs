@@ -3,7 +3,7 @@
 //! map values become [`Outcome`]s for the tests of [`Suite::tests`].
 
 use kmatrix_protocol::report::Outcome;
-use kmatrix_protocol::{CaseOutcome, CaseResult, ProgramResult, TestRunKind, Verdict};
+use kmatrix_protocol::{CaseOutcome, CaseResult, Loader, ProgramResult, TestRunKind, Verdict};
 
 use super::verifier;
 use crate::kernels::KernelEntry;
@@ -55,6 +55,20 @@ impl<'a> KernelCheck<'a> {
             .as_ref()
             .is_none_or(|e| e.kernels.matches(self.kernel));
         let loaded = matches!(result.verdict, Verdict::Loaded);
+        if let Verdict::Unsupported { loader, error } = &result.verdict {
+            // The kernel was never asked: whatever the suite expects of
+            // this kernel, this says nothing about it.
+            let mut outcomes = vec![(spec.load_test, limitation(*loader, error))];
+            outcomes.extend(spec.cases.iter().map(|case| {
+                (
+                    case.test,
+                    Outcome::Skipped {
+                        reason: "not run: the program did not load".into(),
+                    },
+                )
+            }));
+            return outcomes;
+        }
         let failure = || match &result.verdict {
             Verdict::Loaded => (String::new(), None),
             Verdict::Rejected {
@@ -68,6 +82,7 @@ impl<'a> KernelCheck<'a> {
                 Some(verifier_log.clone()),
             ),
             Verdict::Failed { error } => (error.clone(), None),
+            Verdict::Unsupported { .. } => unreachable!("judged above"),
         };
         let load = match (&spec.load_on, must_load, loaded) {
             (_, true, true) => Outcome::Passed {
@@ -174,6 +189,22 @@ impl<'a> KernelCheck<'a> {
             }
         };
         Some((case.test, outcome))
+    }
+}
+
+/// A loader's limitation, named, with the other loader to try.
+fn limitation(loader: Loader, error: &str) -> Outcome {
+    let other = Loader::ALL
+        .into_iter()
+        .find(|l| *l != loader)
+        .expect("two loaders");
+    Outcome::LoaderLimitation {
+        reason: format!(
+            "{} cannot load it: {error}; try `loader = \"{}\"` for this object in the suite (or --loader {})",
+            loader.name(),
+            other.name(),
+            other.name()
+        ),
     }
 }
 

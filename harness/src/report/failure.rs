@@ -23,6 +23,13 @@ pub enum Subject<'a> {
         /// The kernel's label.
         kernel: &'a str,
     },
+    /// The loader could not express a test's program.
+    LoaderLimitation {
+        /// The test's name.
+        test: &'a str,
+        /// The kernel's label.
+        kernel: &'a str,
+    },
     /// A test failed.
     Test {
         /// The test's name.
@@ -53,6 +60,9 @@ impl Failure<'_> {
             Subject::Agent { kernel } => format!("kernel {kernel}: agent"),
             Subject::Program { kernel } => format!("kernel {kernel}: the program"),
             Subject::Test { test, kernel } => format!("{test} on {kernel}"),
+            Subject::LoaderLimitation { test, kernel } => {
+                format!("{test} on {kernel}: loader limitation, not the kernel's verdict")
+            }
         }
     }
 
@@ -94,6 +104,15 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             verifier_log: None,
             console_tail: kernel.console_tail.as_deref().filter(|t| !t.is_empty()),
         }),
+        Cell::Done(Outcome::LoaderLimitation { reason }) => Some(Failure {
+            subject: Subject::LoaderLimitation {
+                test: &summary.rows[row],
+                kernel: &kernel.label,
+            },
+            reason,
+            verifier_log: None,
+            console_tail: None,
+        }),
         Cell::Done(_) => None,
     }
 }
@@ -133,7 +152,9 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
             });
         }
         for r in 0..summary.rows.len() {
-            if let Some(Cell::Done(Outcome::Failed { .. })) = summary.cell(c, r) {
+            if let Some(Cell::Done(Outcome::Failed { .. } | Outcome::LoaderLimitation { .. })) =
+                summary.cell(c, r)
+            {
                 failures.extend(of_cell(summary, c, r));
             }
         }

@@ -36,6 +36,12 @@ pub fn report(summary: &Summary) -> Report {
                     let mut status = TestCaseStatus::non_success(kind);
                     status.set_message(match failure.subject {
                         Subject::Test { .. } => failure.reason.to_owned(),
+                        Subject::LoaderLimitation { .. } => {
+                            format!(
+                                "loader limitation, not the kernel's verdict: {}",
+                                failure.reason
+                            )
+                        }
                         _ => format!("{} failed: {}", failure.headline(), failure.reason),
                     });
                     status.set_description(failure.details());

@@ -46,6 +46,9 @@ impl<W: Write> LiveReporter<W> {
                 Outcome::ExpectedFailure { reason } => {
                     writeln!(self.out, "{kernel:>8}  XFAIL {name}: {reason}")
                 }
+                Outcome::LoaderLimitation { reason } => {
+                    writeln!(self.out, "{kernel:>8}  LIMIT {name}: {reason}")
+                }
                 Outcome::Skipped { reason } => {
                     writeln!(self.out, "{kernel:>8}  SKIP  {name}: {reason}")
                 }

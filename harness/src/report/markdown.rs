@@ -28,6 +28,7 @@ pub fn render(summary: &Summary) -> String {
                 Mark::Fail => "❌",
                 Mark::ExpectedFailure => "xfail",
                 Mark::Skip => "skip",
+                Mark::LoaderLimitation => "🚧 loader",
                 Mark::KernelError => "💥",
                 Mark::Missing => "–",
             };
@@ -49,6 +50,11 @@ pub fn render(summary: &Summary) -> String {
             Subject::Agent { kernel } => {
                 write!(out, "- **kernel {kernel}**: agent: {}", failure.reason)
             }
+            Subject::LoaderLimitation { test, kernel } => write!(
+                out,
+                "- `{test}` on **{kernel}**: 🚧 loader limitation, not the kernel's verdict: {}",
+                failure.reason
+            ),
             Subject::Program { kernel } => {
                 write!(
                     out,

@@ -37,6 +37,7 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
                 Mark::Fail => "FAIL",
                 Mark::ExpectedFailure => "xfail",
                 Mark::Skip => "skip",
+                Mark::LoaderLimitation => "LIMIT",
                 Mark::KernelError => "ERR",
                 Mark::Missing => "-",
             };

@@ -26,6 +26,9 @@ pub enum Mark {
     ExpectedFailure,
     /// Skipped.
     Skip,
+    /// The loader could not express the program: the kernel was never
+    /// asked.
+    LoaderLimitation,
     /// Not run: the kernel failed.
     KernelError,
     /// No result (yet).
@@ -40,6 +43,7 @@ impl Mark {
             Some(Cell::Done(Outcome::Failed { .. })) => Mark::Fail,
             Some(Cell::Done(Outcome::ExpectedFailure { .. })) => Mark::ExpectedFailure,
             Some(Cell::Done(Outcome::Skipped { .. })) => Mark::Skip,
+            Some(Cell::Done(Outcome::LoaderLimitation { .. })) => Mark::LoaderLimitation,
             Some(Cell::NotRun) => Mark::KernelError,
             None => Mark::Missing,
         }

@@ -244,7 +244,7 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
 
 /// A key or value as bytes of the map's size: an integer is written
 /// little-endian, as the guest's CPU stores it.
-fn sized_bytes(raw: &file::RawBytes, size: u32) -> Result<Vec<u8>, String> {
+pub(super) fn sized_bytes(raw: &file::RawBytes, size: u32) -> Result<Vec<u8>, String> {
     let size = size as usize;
     match raw {
         file::RawBytes::Number(n) => {

@@ -1,6 +1,9 @@
 //! The suite file as written: serde types, checked in `super`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,6 +16,11 @@ pub struct RawSuite {
 #[serde(deny_unknown_fields)]
 pub struct RawObject {
     pub path: String,
+    pub loader: Option<Spanned<String>>,
+    #[serde(default)]
+    pub maps: BTreeMap<Spanned<String>, RawMapSetting>,
+    #[serde(default)]
+    pub globals: BTreeMap<Spanned<String>, RawBytes>,
     #[serde(default)]
     pub program: Vec<RawProgram>,
 }
@@ -81,4 +89,10 @@ pub enum RawNumber {
 pub enum RawBytes {
     Number(i64),
     Hex(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapSetting {
+    pub max_entries: u32,
 }

@@ -15,12 +15,14 @@
 mod check;
 mod file;
 mod plan;
+mod settings;
 
 use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::CasePlan;
 
 pub use plan::KernelPlan;
+pub use settings::ObjectSettings;
 
 use crate::kernels::Selection;
 use kmatrix_protocol::TestRunKind;
@@ -59,6 +61,10 @@ pub struct Suite {
     pub programs: Vec<Vec<ProgramSpec>>,
     /// Every test (row of the matrix), in order.
     pub tests: Vec<Test>,
+    /// Per object, how to load it.
+    pub settings: Vec<ObjectSettings>,
+    /// The loader of objects whose settings name none.
+    pub default_loader: kmatrix_protocol::Loader,
 }
 
 /// One test: a program's load check, or one of its cases.
@@ -171,9 +177,11 @@ impl Suite {
             objects: Vec::new(),
             programs: Vec::new(),
             tests: Vec::new(),
+            settings: Vec::new(),
+            default_loader: Default::default(),
         };
         for object in objects {
-            suite.push_object(object, Vec::new());
+            suite.push_object(object, Vec::new(), ObjectSettings::default());
         }
         suite.name_tests();
         suite
@@ -196,9 +204,12 @@ impl Suite {
             objects: Vec::new(),
             programs: Vec::new(),
             tests: Vec::new(),
+            settings: Vec::new(),
+            default_loader: Default::default(),
         };
         for raw_object in raw.object {
             let object = loaded.next().expect("one object per path");
+            let settings = settings::check(&object, &raw_object, &text, path)?;
             let mut specs = Vec::new();
             for raw_program in raw_object.program {
                 let entry = format!("object {}, program {}", raw_object.path, raw_program.name);
@@ -221,10 +232,10 @@ impl Suite {
                 }
                 specs.push(spec);
             }
-            suite.push_object(object, specs);
+            suite.push_object(object, specs, settings);
         }
         for object in loaded {
-            suite.push_object(object, Vec::new());
+            suite.push_object(object, Vec::new(), ObjectSettings::default());
         }
         suite.name_tests();
         Ok(suite)
@@ -232,7 +243,12 @@ impl Suite {
 
     /// Adds an object: the programs the suite lists first, in its order,
     /// then the object's other programs with the load check only.
-    fn push_object(&mut self, object: TestObject, mut specs: Vec<ProgramSpec>) {
+    fn push_object(
+        &mut self,
+        object: TestObject,
+        mut specs: Vec<ProgramSpec>,
+        settings: ObjectSettings,
+    ) {
         for program in &object.programs {
             if !specs.iter().any(|s| s.name == program.name) {
                 specs.push(ProgramSpec {
@@ -248,6 +264,7 @@ impl Suite {
         }
         self.objects.push(object);
         self.programs.push(specs);
+        self.settings.push(settings);
     }
 
     /// Numbers and names the tests, in object, program, case order.

@@ -28,8 +28,12 @@ impl Suite {
         let mut skipped = Vec::new();
         let mut programs = Vec::new();
         for (index, specs) in self.programs.iter().enumerate() {
+            let settings = &self.settings[index];
             let mut object = kmatrix_protocol::ObjectPlan {
                 index: index as u32,
+                loader: settings.loader.unwrap_or(self.default_loader),
+                maps: settings.maps.clone(),
+                globals: settings.globals.clone(),
                 programs: Vec::new(),
             };
             let mut planned = Vec::new();

@@ -1,0 +1,265 @@
+//! The aya loader: every map type aya can create (`allow_unsupported_maps`),
+//! PERF_EVENT_ARRAY maps of 0 entries sized to the possible CPUs as libbpf
+//! sizes them, the suite's map sizes and read-only globals, and what aya
+//! cannot express (a section it does not know, a relocation it cannot do)
+//! reported as its limitation rather than the kernel's verdict.
+//!
+//! The kernel's BTF is parsed once per run: aya's loader parses it when it
+//! is made, and the one copy serves CO-RE and attach targets.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::{Map, MapError};
+use aya::programs::{Program, ProgramError};
+use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
+
+use crate::error::chain;
+use crate::loader::{missing, Instance};
+
+/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
+const PERF_EVENT_ARRAY: u32 = 4;
+
+/// Map types whose `max_entries` must be 0: the local storages (socket,
+/// inode, task, cgroup).
+const STORAGE: [u32; 4] = [24, 28, 29, 32];
+
+/// Loads objects with aya.
+pub struct Aya {
+    btf: Option<&'static Btf>,
+    /// The loader for objects without settings: making one parses the
+    /// kernel's BTF, so it is made once.
+    shared: Option<EbpfLoader<'static>>,
+}
+
+impl Aya {
+    /// A loader; nothing is parsed until the first load.
+    pub fn new() -> Self {
+        Self {
+            btf: None,
+            shared: None,
+        }
+    }
+
+    /// Loads `program` of `object` (in section `section`) in a fresh
+    /// instance of the object.
+    pub fn load(
+        &mut self,
+        object: &ObjectPlan,
+        data: &[u8],
+        program: &str,
+        section: &str,
+    ) -> Result<Box<dyn Instance>, Verdict> {
+        if self.shared.is_none() {
+            // The agent runs once per VM: what it leaks lives as long as
+            // the loaders that borrow it.
+            self.btf = Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b)));
+            let mut shared = EbpfLoader::new();
+            shared.btf(self.btf).allow_unsupported_maps();
+            self.shared = Some(shared);
+        }
+        let mut own;
+        let loader = if object.maps.is_empty() && object.globals.is_empty() {
+            self.shared.as_mut().expect("made above")
+        } else {
+            own = EbpfLoader::new();
+            own.btf(self.btf).allow_unsupported_maps();
+            for map in &object.maps {
+                own.map_max_entries(leak(&map.name), map.max_entries);
+            }
+            for global in &object.globals {
+                let value: &'static [u8] = Box::leak(global.value.clone().into_boxed_slice());
+                own.override_global(leak(&global.name), value, true);
+            }
+            &mut own
+        };
+        let (perf_arrays, zero_sized) = unsized_maps(data);
+        for name in perf_arrays {
+            if !object.maps.iter().any(|m| m.name == name) {
+                loader.map_max_entries(leak(&name), possible_cpus());
+            }
+        }
+        let mut ebpf = loader
+            .load(data)
+            .map_err(|err| object_verdict(err, &zero_sized))?;
+        let Some(prog) = ebpf.program_mut(program) else {
+            return Err(missing("program", program));
+        };
+        load_program(prog, section, self.btf).map_err(program_verdict)?;
+        Ok(Box::new(AyaInstance {
+            ebpf,
+            program: program.to_owned(),
+        }))
+    }
+}
+
+impl Default for Aya {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
+
+/// The maps declared with 0 entries: PERF_EVENT_ARRAY maps, which libbpf
+/// gives one slot per possible CPU, and the others, which their loader
+/// sizes at run time.
+fn unsized_maps(data: &[u8]) -> (Vec<String>, Vec<String>) {
+    let Ok(object) = aya_obj::Object::parse(data) else {
+        return Default::default();
+    };
+    object
+        .maps
+        .iter()
+        .filter(|(_, map)| map.max_entries() == 0 && !STORAGE.contains(&map.map_type()))
+        .map(|(name, map)| (name.clone(), map.map_type() == PERF_EVENT_ARRAY))
+        .fold(
+            Default::default(),
+            |(mut perf, mut other): (Vec<_>, Vec<_>), (name, is_perf)| {
+                if is_perf {
+                    perf.push(name)
+                } else {
+                    other.push(name)
+                }
+                (perf, other)
+            },
+        )
+}
+
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n as u32)
+}
+
+struct AyaInstance {
+    ebpf: Ebpf,
+    program: String,
+}
+
+impl Instance for AyaInstance {
+    fn program_fd(&self) -> BorrowedFd<'_> {
+        self.ebpf
+            .program(&self.program)
+            .and_then(|p| p.fd().ok())
+            .expect("the program loaded")
+            .as_fd()
+    }
+
+    fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, String> {
+        match self.ebpf.map(name) {
+            Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data)) => {
+                Ok(data.fd().as_fd())
+            }
+            Some(_) => Err(format!(
+                "map `{name}` is not an ARRAY, HASH or LRU_HASH map"
+            )),
+            None => Err(format!("the object has no map `{name}`")),
+        }
+    }
+}
+
+/// Why the object could not be loaded at all: aya's own limits (parsing,
+/// relocations, map types it cannot create), or the kernel refusing a map.
+fn object_verdict(err: EbpfError, zero_sized: &[String]) -> Verdict {
+    let error = chain(&err);
+    match &err {
+        EbpfError::ParseError(_)
+        | EbpfError::BtfError(_)
+        | EbpfError::RelocationError(_)
+        | EbpfError::BtfRelocationError(_)
+        | EbpfError::MapError(MapError::Unsupported { .. } | MapError::InvalidMapType { .. }) => {
+            Verdict::Unsupported {
+                loader: Loader::Aya,
+                error,
+            }
+        }
+        EbpfError::MapError(MapError::CreateError { name, .. }) if zero_sized.contains(name) => {
+            Verdict::Failed {
+                error: format!(
+                    "{error} (map `{name}` is declared with max_entries 0, for its loader to size at run time: give its size in the suite, `maps = {{ {name} = {{ max_entries = N }} }}`)"
+                ),
+            }
+        }
+        _ => Verdict::Failed { error },
+    }
+}
+
+fn program_verdict(err: LoadFailure) -> Verdict {
+    match err {
+        LoadFailure::Program(ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        }) => Verdict::Rejected {
+            error: io_error.to_string(),
+            verifier_log: verifier_log.to_string(),
+        },
+        LoadFailure::Program(err) => Verdict::Failed { error: chain(&err) },
+        LoadFailure::Other(error) => Verdict::Failed { error },
+    }
+}
+
+/// Why a program did not load.
+enum LoadFailure {
+    Program(ProgramError),
+    Other(String),
+}
+
+fn load_program(
+    program: &mut Program,
+    section: &str,
+    btf: Option<&Btf>,
+) -> Result<(), LoadFailure> {
+    // BTF-attached kinds name their target after the section's first `/`.
+    let target = || {
+        section
+            .split_once('/')
+            .map(|(_, target)| target)
+            .filter(|target| !target.is_empty())
+            .ok_or_else(|| {
+                LoadFailure::Other(format!("section `{section}` names no attach target"))
+            })
+    };
+    let btf = || {
+        btf.ok_or_else(|| {
+            LoadFailure::Other("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into())
+        })
+    };
+    let result = match program {
+        Program::FEntry(p) => p.load(target()?, btf()?),
+        Program::FExit(p) => p.load(target()?, btf()?),
+        Program::Lsm(p) => p.load(target()?, btf()?),
+        Program::LsmCgroup(p) => p.load(target()?, btf()?),
+        Program::BtfTracePoint(p) => p.load(target()?, btf()?),
+        Program::Iter(p) => p.load(target()?, btf()?),
+        Program::Extension(_) => {
+            return Err(LoadFailure::Other(
+                "freplace programs load against a target program, which a load check has not"
+                    .into(),
+            ))
+        }
+        Program::KProbe(p) => p.load(),
+        Program::UProbe(p) => p.load(),
+        Program::TracePoint(p) => p.load(),
+        Program::SocketFilter(p) => p.load(),
+        Program::ReusePortSocketFilter(p) => p.load(),
+        Program::Xdp(p) => p.load(),
+        Program::SkMsg(p) => p.load(),
+        Program::SkSkb(p) => p.load(),
+        Program::CgroupSockAddr(p) => p.load(),
+        Program::SockOps(p) => p.load(),
+        Program::SchedClassifier(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
+        Program::CgroupSysctl(p) => p.load(),
+        Program::CgroupSockopt(p) => p.load(),
+        Program::LircMode2(p) => p.load(),
+        Program::PerfEvent(p) => p.load(),
+        Program::RawTracePoint(p) => p.load(),
+        Program::FlowDissector(p) => p.load(),
+        Program::SkLookup(p) => p.load(),
+        Program::SkReuseport(p) => p.load(),
+        Program::CgroupSock(p) => p.load(),
+        Program::CgroupDevice(p) => p.load(),
+    };
+    result.map_err(LoadFailure::Program)
+}
