@@ -1,0 +1,145 @@
+//! Judging the kernel, not the loader: libbpf-style programs on the oldest
+//! and newest shipped kernels under the loader their suite names, and what
+//! aya cannot express reported as its limitation, never as the kernel's
+//! verdict.
+
+use support::{boot_lock, kmatrix, matrix_row, repo, text};
+
+mod support;
+
+fn libbpf_example(name: &str) -> String {
+    repo()
+        .join("tests/example/libbpf")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The libbpf examples: SEC("tc") with a global set by the suite,
+/// `.kconfig`, CO-RE, task storage, a ring buffer sized by the suite, and a
+/// program array two program types share.
+#[test]
+fn libbpf_style_programs_load_where_the_kernel_allows() {
+    let _lock = boot_lock();
+    let matrix = kmatrix::kernels::Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let oldest = &matrix.kernels.first().unwrap().label;
+    let newest = &matrix.kernels.last().unwrap().label;
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        &format!("{oldest},{newest}"),
+        "--suite",
+        &libbpf_example("kmatrix-suite.toml"),
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for (test, cells) in [
+        // The suite's min_ttl of 65 makes TTL 64 too low.
+        ("tc_min_ttl::drops_ttl_64", ["pass", "pass"]),
+        ("kernel_at_least_5::reads_the_version", ["pass", "pass"]),
+        ("openat_flags::load", ["pass", "pass"]),
+        ("count_runs::load", ["xfail", "pass"]),
+        ("xdp_report::passes", ["pass", "pass"]),
+        ("from_kprobe::load", ["pass", "pass"]),
+        ("from_perf_event::load", ["pass", "pass"]),
+    ] {
+        assert_eq!(matrix_row(&out, test), cells, "{test}: {out}");
+    }
+}
+
+/// Under aya, a section it does not know and a `.kconfig` extern are its
+/// limitations: named, with the loader to try, failing the run but never
+/// shown as the kernel's FAIL; the JSON says so too.
+#[test]
+fn what_aya_cannot_express_is_a_loader_limitation() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--loader",
+        "aya",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .arg(libbpf_example("tc_min_ttl.bpf.c"))
+    .arg(libbpf_example("kconfig_version.bpf.c"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(matrix_row(&out, "tc_min_ttl::load"), ["LIMIT"], "{out}");
+    assert_eq!(
+        matrix_row(&out, "kernel_at_least_5::load"),
+        ["LIMIT"],
+        "{out}"
+    );
+    assert!(
+        out.contains("aya cannot load it: error parsing BPF object: invalid program section `tc`; try `loader = \"libbpf\"`"),
+        "{out}"
+    );
+    assert!(out.contains("section `.kconfig`"), "{out}");
+    assert!(!out.contains("  FAIL  "), "{out}");
+    let records = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        records.contains(r#""result":{"outcome":"loader-limitation","reason":"aya cannot load it"#),
+        "{records}"
+    );
+
+    let libbpf = kmatrix(&["test", "--kernels", "6.1", "--loader", "libbpf"])
+        .arg(libbpf_example("tc_min_ttl.bpf.c"))
+        .arg(libbpf_example("kconfig_version.bpf.c"))
+        .output()
+        .unwrap();
+    assert_eq!(libbpf.status.code(), Some(0), "{}", text(&libbpf));
+}
+
+/// Loader settings that do not fit the object are refused before anything
+/// boots, pointing at the suite.
+#[test]
+fn loader_settings_are_checked_before_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let tc = libbpf_example("tc_min_ttl.bpf.c");
+    let ring = libbpf_example("ringbuf_unsized.bpf.c");
+    let cases = [
+        (
+            format!("[[object]]\npath = \"{tc}\"\nloader = \"bcc\"\n"),
+            ":3:10: unknown loader `bcc`; use \"aya\" or \"libbpf\"",
+        ),
+        (
+            format!("[[object]]\npath = \"{tc}\"\nglobals = {{ max_ttl = 1 }}\n"),
+            ":3:13: tc_min_ttl.bpf.c has no global `max_ttl`; it has: min_ttl",
+        ),
+        (
+            format!("[[object]]\npath = \"{tc}\"\nglobals = {{ min_ttl = 300 }}\n"),
+            "global `min_ttl`: 300 does not fit",
+        ),
+        (
+            format!(
+                "[[object]]\npath = \"{ring}\"\nmaps = {{ event = {{ max_entries = 4096 }} }}\n"
+            ),
+            ":3:10: ringbuf_unsized.bpf.c has no map `event`; it has: events",
+        ),
+    ];
+    for (i, (contents, expected)) in cases.iter().enumerate() {
+        let suite = dir.path().join(format!("suite{i}.toml"));
+        std::fs::write(&suite, contents).unwrap();
+        let output = kmatrix(&[
+            "test",
+            "--kernels",
+            "6.1",
+            "--suite",
+            suite.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{out}");
+        assert!(out.contains(expected), "expected `{expected}` in\n{out}");
+        assert!(!out.contains("BOOT"), "{out}");
+    }
+}
