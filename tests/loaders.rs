@@ -143,3 +143,32 @@ fn loader_settings_are_checked_before_booting() {
         assert!(!out.contains("BOOT"), "{out}");
     }
 }
+
+/// `--loader both` loads every program with both loaders and reports
+/// whether their verdicts agree, beside the default loader's own.
+#[test]
+fn both_loaders_compared() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1", "--loader", "both"])
+        .arg(repo().join("tests/bpf/verifier_reject.bpf.c"))
+        .arg(repo().join("tests/bpf/xdp_pass.bpf.c"))
+        .arg(libbpf_example("tc_min_ttl.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    for (test, cell) in [
+        ("xdp_pass::load", "pass"),
+        ("xdp_pass::loaders-agree", "pass"),
+        ("unchecked_read::load", "FAIL"),
+        ("unchecked_read::loaders-agree", "pass"),
+        ("tc_min_ttl::load", "LIMIT"),
+        ("tc_min_ttl::loaders-agree", "LIMIT"),
+    ] {
+        assert_eq!(matrix_row(&out, test), [cell], "{test}: {out}");
+    }
+    assert!(
+        out.contains("aya: cannot load it: error parsing BPF object: invalid program section `tc`; libbpf: loaded it"),
+        "{out}"
+    );
+}

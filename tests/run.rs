@@ -29,6 +29,7 @@ fn oldest_and_newest_kernels_report_every_program() {
     let tests = Tests::Suite {
         suite: None,
         loader: None,
+        compare_loaders: false,
         objects: vec![
             fixture("xdp_pass.bpf.c"),
             fixture("verifier_reject.bpf.c"),

@@ -82,6 +82,7 @@ pub fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel) {
                 object: object.index,
                 program: program.name.clone(),
                 section: section.to_owned(),
+                loader: object.loader,
                 verdict,
                 load_us,
             }));

@@ -120,6 +120,7 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
         suite: Some(suite),
         objects: Vec::new(),
         loader: None,
+        compare_loaders: false,
     }
     .load()?;
 

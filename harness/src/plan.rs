@@ -168,6 +168,9 @@ pub enum Tests {
         /// The loader of objects whose suite entry names none [default:
         /// aya].
         loader: Option<Loader>,
+        /// Also load every program with the other loader and compare the
+        /// verdicts (`--loader both`).
+        compare_loaders: bool,
     },
     /// A host program (`kmatrix exec`).
     Exec {
@@ -199,6 +202,7 @@ impl Tests {
                 suite,
                 objects,
                 loader,
+                compare_loaders,
             } => {
                 let scratch = tempfile::Builder::new()
                     .prefix("kmatrix-objects-")
@@ -206,6 +210,9 @@ impl Tests {
                     .map_err(io("creating a scratch directory"))?;
                 let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
                 suite.default_loader = loader.unwrap_or_default();
+                if *compare_loaders {
+                    suite.compare_loaders();
+                }
                 let parts = ImageParts::new(Init::Agent, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {

@@ -146,6 +146,7 @@ mod tests {
                 object: 0,
                 program: "xdp_pass".into(),
                 section: "xdp".into(),
+                loader: Loader::Aya,
                 verdict: Verdict::Loaded,
                 load_us: 812,
             }),
@@ -153,6 +154,7 @@ mod tests {
                 object: 1,
                 program: "bad".into(),
                 section: "xdp".into(),
+                loader: Loader::Libbpf,
                 verdict: Verdict::Rejected {
                     error: "EACCES".into(),
                     verifier_log: "R0 !read_ok\nprocessed 1 insns".into(),

@@ -111,6 +111,8 @@ pub struct ProgramResult {
     pub program: String,
     /// The ELF section the program lives in, e.g. `xdp` or `fentry/do_unlinkat`.
     pub section: String,
+    /// The loader that loaded it.
+    pub loader: Loader,
     /// What happened.
     pub verdict: Verdict,
     /// Time spent in the load, in microseconds.

@@ -237,6 +237,7 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
             suite: Some(suite_path.clone()),
             objects: Vec::new(),
             loader: None,
+            compare_loaders: false,
         }
         .load()?;
         let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;

@@ -31,9 +31,10 @@ pub struct TestArgs {
     #[command(flatten)]
     outputs: OutputArgs,
     /// The loader of objects whose suite entry names none: `aya` or
-    /// `libbpf` [default: aya].
-    #[arg(long, value_parser = parse_loader)]
-    loader: Option<Loader>,
+    /// `libbpf`; `both` also loads every program with the other loader and
+    /// reports where their verdicts disagree [default: aya].
+    #[arg(long, value_parser = parse_loader, value_name = "aya|libbpf|both")]
+    loader: Option<LoaderArg>,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
     /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
@@ -78,7 +79,11 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         tests: Tests::Suite {
             suite: args.suite,
             objects: args.objects,
-            loader: args.loader,
+            loader: match args.loader {
+                Some(LoaderArg::One(loader)) => Some(loader),
+                Some(LoaderArg::Both) | None => None,
+            },
+            compare_loaders: matches!(args.loader, Some(LoaderArg::Both)),
         },
         offline: args.offline,
         config: args.run.config(),
@@ -196,6 +201,18 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse_loader(name: &str) -> Result<Loader, String> {
-    Loader::from_name(name).ok_or_else(|| format!("unknown loader `{name}`; use aya or libbpf"))
+/// `--loader`.
+#[derive(Clone, Copy, Debug)]
+enum LoaderArg {
+    One(Loader),
+    Both,
+}
+
+fn parse_loader(name: &str) -> Result<LoaderArg, String> {
+    match name {
+        "both" => Ok(LoaderArg::Both),
+        _ => Loader::from_name(name)
+            .map(LoaderArg::One)
+            .ok_or_else(|| format!("unknown loader `{name}`; use aya, libbpf or both")),
+    }
 }

@@ -5,6 +5,9 @@
 use kmatrix_protocol::report::Outcome;
 use kmatrix_protocol::{CaseOutcome, CaseResult, Loader, ProgramResult, TestRunKind, Verdict};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::verifier;
 use crate::kernels::KernelEntry;
 use crate::suite::{KernelPlan, Suite};
@@ -25,6 +28,9 @@ pub struct KernelCheck<'a> {
     suite: &'a Suite,
     kernel: &'a KernelEntry,
     programs: Vec<Vec<usize>>,
+    /// Under `--loader both`, the first verdict of each (object, program),
+    /// until the other loader's arrives.
+    first: Mutex<HashMap<(u32, String), (Loader, Verdict)>>,
 }
 
 impl<'a> KernelCheck<'a> {
@@ -35,6 +41,7 @@ impl<'a> KernelCheck<'a> {
             suite,
             kernel,
             programs: plan.programs.clone(),
+            first: Mutex::default(),
         }
     }
 
@@ -50,6 +57,23 @@ impl<'a> KernelCheck<'a> {
         else {
             return Vec::new();
         };
+        let mut outcomes = Vec::new();
+        if let Some(test) = spec.agree_test {
+            let key = (result.object, result.program.clone());
+            let mut first = self.first.lock().expect("verdicts lock");
+            match first.remove(&key) {
+                Some((loader, verdict)) => outcomes.push((
+                    test,
+                    agreement((loader, &verdict), (result.loader, &result.verdict)),
+                )),
+                None => {
+                    first.insert(key, (result.loader, result.verdict.clone()));
+                }
+            }
+        }
+        if result.loader != self.suite.loader_of(object) {
+            return outcomes;
+        }
         let must_load = spec
             .load_on
             .as_ref()
@@ -58,7 +82,7 @@ impl<'a> KernelCheck<'a> {
         if let Verdict::Unsupported { loader, error } = &result.verdict {
             // The kernel was never asked: whatever the suite expects of
             // this kernel, this says nothing about it.
-            let mut outcomes = vec![(spec.load_test, limitation(*loader, error))];
+            outcomes.push((spec.load_test, limitation(*loader, error)));
             outcomes.extend(spec.cases.iter().map(|case| {
                 (
                     case.test,
@@ -107,7 +131,7 @@ impl<'a> KernelCheck<'a> {
             },
             (None, false, _) => unreachable!("no expectation means it must load"),
         };
-        let mut outcomes = vec![(spec.load_test, load)];
+        outcomes.push((spec.load_test, load));
         if !loaded {
             let reason = "not run: the program did not load".to_owned();
             outcomes.extend(spec.cases.iter().map(|case| {
@@ -192,6 +216,42 @@ impl<'a> KernelCheck<'a> {
     }
 }
 
+/// Whether two loaders' verdicts on one program agree: both loaded, or the
+/// kernel refused it under both. One loader unable to express it is its
+/// limitation; anything else is a finding about a loader.
+fn agreement(a: (Loader, &Verdict), b: (Loader, &Verdict)) -> Outcome {
+    let said = |(loader, verdict): (Loader, &Verdict)| {
+        let what = match verdict {
+            Verdict::Loaded => "loaded it".to_owned(),
+            Verdict::Rejected {
+                error,
+                verifier_log,
+            } => match verifier::headline(verifier_log) {
+                Some(line) => format!("the verifier rejected it: {line} ({error})"),
+                None => format!("the kernel rejected it ({error})"),
+            },
+            Verdict::Failed { error } => format!("failed: {error}"),
+            Verdict::Unsupported { error, .. } => format!("cannot load it: {error}"),
+        };
+        format!("{}: {what}", loader.name())
+    };
+    let refused = |v: &Verdict| matches!(v, Verdict::Rejected { .. } | Verdict::Failed { .. });
+    match (a.1, b.1) {
+        (Verdict::Loaded, Verdict::Loaded) => Outcome::Passed {
+            detail: "both loaded it".into(),
+        },
+        (x, y) if refused(x) && refused(y) => Outcome::Passed {
+            detail: "the kernel refused it under both".into(),
+        },
+        (Verdict::Unsupported { .. }, _) | (_, Verdict::Unsupported { .. }) => {
+            Outcome::LoaderLimitation {
+                reason: format!("{}; {}", said(a), said(b)),
+            }
+        }
+        _ => Outcome::failed(format!("the loaders disagree: {}; {}", said(a), said(b))),
+    }
+}
+
 /// A loader's limitation, named, with the other loader to try.
 fn limitation(loader: Loader, error: &str) -> Outcome {
     let other = Loader::ALL
@@ -216,6 +276,37 @@ fn show_return(kind: Option<TestRunKind>, value: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loaders_agree_when_the_kernel_says_the_same_to_both() {
+        let rejected = Verdict::Rejected {
+            error: "Permission denied".into(),
+            verifier_log: "0: (71) r1 = *(u8 *)(r1 +20)\nR1 offset is outside of the packet\n"
+                .into(),
+        };
+        let failed = Verdict::Failed {
+            error: "map creation: Invalid argument".into(),
+        };
+        let unsupported = Verdict::Unsupported {
+            loader: Loader::Aya,
+            error: "invalid program section `tc`".into(),
+        };
+        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
+        let agree = |a, b| agreement((aya, a), (libbpf, b));
+        assert!(matches!(
+            agree(&Verdict::Loaded, &Verdict::Loaded),
+            Outcome::Passed { .. }
+        ));
+        assert!(matches!(agree(&rejected, &failed), Outcome::Passed { .. }));
+        assert_eq!(
+            agree(&Verdict::Loaded, &rejected),
+            Outcome::failed("the loaders disagree: aya: loaded it; libbpf: the verifier rejected it: R1 offset is outside of the packet (Permission denied)")
+        );
+        assert!(matches!(
+            agree(&unsupported, &Verdict::Loaded),
+            Outcome::LoaderLimitation { .. }
+        ));
+    }
 
     #[test]
     fn shows_values_as_the_kind_names_them() {

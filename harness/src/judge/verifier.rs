@@ -27,7 +27,10 @@ pub fn headline(log: &str) -> Option<String> {
 /// 7.3's explanation: the indented paragraph after `Reason:`, on one
 /// line.
 fn reason(log: &str) -> Option<String> {
-    let mut lines = log.lines().skip_while(|l| l.trim_end() != "Reason:").skip(1);
+    let mut lines = log
+        .lines()
+        .skip_while(|l| l.trim_end() != "Reason:")
+        .skip(1);
     let text: Vec<&str> = lines
         .by_ref()
         .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())

@@ -116,6 +116,7 @@ pub(super) fn check_program(
         skips,
         cases,
         load_test: 0,
+        agree_test: None,
     })
 }
 

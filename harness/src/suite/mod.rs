@@ -65,6 +65,9 @@ pub struct Suite {
     pub settings: Vec<ObjectSettings>,
     /// The loader of objects whose settings name none.
     pub default_loader: kmatrix_protocol::Loader,
+    /// Whether every program is also loaded by the other loader, and the
+    /// two verdicts compared (`--loader both`).
+    pub differential: bool,
 }
 
 /// One test: a program's load check, or one of its cases.
@@ -98,6 +101,8 @@ pub struct ProgramSpec {
     pub cases: Vec<CaseSpec>,
     /// The index of its load check in [`Suite::tests`].
     pub load_test: usize,
+    /// The index of its loaders-agree test, under `--loader both`.
+    pub agree_test: Option<usize>,
 }
 
 /// A kernel constraint with its reason.
@@ -179,6 +184,7 @@ impl Suite {
             tests: Vec::new(),
             settings: Vec::new(),
             default_loader: Default::default(),
+            differential: false,
         };
         for object in objects {
             suite.push_object(object, Vec::new(), ObjectSettings::default());
@@ -206,6 +212,7 @@ impl Suite {
             tests: Vec::new(),
             settings: Vec::new(),
             default_loader: Default::default(),
+            differential: false,
         };
         for raw_object in raw.object {
             let object = loaded.next().expect("one object per path");
@@ -259,6 +266,7 @@ impl Suite {
                     skips: Vec::new(),
                     cases: Vec::new(),
                     load_test: 0,
+                    agree_test: None,
                 });
             }
         }
@@ -279,6 +287,15 @@ impl Suite {
                     case: None,
                     name: String::new(),
                 });
+                spec.agree_test = self.differential.then_some(tests.len());
+                if self.differential {
+                    tests.push(Test {
+                        object,
+                        program,
+                        case: None,
+                        name: String::new(),
+                    });
+                }
                 for (case, spec) in spec.cases.iter_mut().enumerate() {
                     spec.test = tests.len();
                     tests.push(Test {
@@ -290,7 +307,7 @@ impl Suite {
                 }
             }
         }
-        for test in &mut tests {
+        for (index, test) in tests.iter_mut().enumerate() {
             let spec = &self.programs[test.object][test.program];
             let shared =
                 self.programs.iter().enumerate().any(|(o, specs)| {
@@ -302,11 +319,24 @@ impl Suite {
                 spec.name.clone()
             };
             test.name = match test.case {
+                None if spec.agree_test == Some(index) => format!("{program}::loaders-agree"),
                 None => format!("{program}::load"),
                 Some(case) => format!("{program}::{}", spec.cases[case].name),
             };
         }
         self.tests = tests;
+    }
+
+    /// Also loads every program with the other loader and compares the
+    /// verdicts: each program gains a `loaders-agree` test.
+    pub fn compare_loaders(&mut self) {
+        self.differential = true;
+        self.name_tests();
+    }
+
+    /// The loader of object `object`.
+    pub fn loader_of(&self, object: usize) -> kmatrix_protocol::Loader {
+        self.settings[object].loader.unwrap_or(self.default_loader)
     }
 
     /// Whether the suite has any test-run case.

@@ -2,6 +2,7 @@
 //! on the host (skips).
 
 use kmatrix_protocol::report::Outcome;
+use kmatrix_protocol::Loader;
 
 use super::Suite;
 use crate::kernels::KernelEntry;
@@ -31,7 +32,7 @@ impl Suite {
             let settings = &self.settings[index];
             let mut object = kmatrix_protocol::ObjectPlan {
                 index: index as u32,
-                loader: settings.loader.unwrap_or(self.default_loader),
+                loader: self.loader_of(index),
                 maps: settings.maps.clone(),
                 globals: settings.globals.clone(),
                 programs: Vec::new(),
@@ -55,6 +56,30 @@ impl Suite {
             }
             plan.objects.push(object);
             programs.push(planned);
+        }
+        if self.differential {
+            // The other loader, load checks only, after every object.
+            let others: Vec<_> = plan
+                .objects
+                .iter()
+                .map(|object| kmatrix_protocol::ObjectPlan {
+                    loader: Loader::ALL
+                        .into_iter()
+                        .find(|l| *l != object.loader)
+                        .expect("two loaders"),
+                    programs: object
+                        .programs
+                        .iter()
+                        .map(|p| kmatrix_protocol::ProgramPlan {
+                            name: p.name.clone(),
+                            test_run: None,
+                            cases: Vec::new(),
+                        })
+                        .collect(),
+                    ..object.clone()
+                })
+                .collect();
+            plan.objects.extend(others);
         }
         KernelPlan {
             plan,
