@@ -50,11 +50,27 @@ pub struct Failure<'a> {
     pub verifier_log: Option<&'a str>,
     /// The end of the kernel's console, when the kernel failed.
     pub console_tail: Option<&'a str>,
+    /// Other tests on the same kernel that failed for the very same reason
+    /// (an object-level failure, such as a map no program of the object can
+    /// be loaded without), reported once with this one.
+    pub also: Vec<&'a str>,
 }
 
 impl Failure<'_> {
     /// The subject in words: `kernel 6.1`, `xdp::load on 6.1`.
     pub fn headline(&self) -> String {
+        let subject = self.subject();
+        if self.also.is_empty() {
+            subject
+        } else {
+            format!(
+                "{subject} (and, for the same reason, {})",
+                self.also.join(", ")
+            )
+        }
+    }
+
+    fn subject(&self) -> String {
         match self.subject {
             Subject::Kernel { kernel } => format!("kernel {kernel}"),
             Subject::Agent { kernel } => format!("kernel {kernel}: agent"),
@@ -95,6 +111,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             reason,
             verifier_log: verifier_log.as_deref(),
             console_tail: None,
+            also: Vec::new(),
         }),
         Cell::NotRun => Some(Failure {
             subject: Subject::Kernel {
@@ -103,6 +120,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             reason: kernel.failure.as_deref().unwrap_or("no result"),
             verifier_log: None,
             console_tail: kernel.console_tail.as_deref().filter(|t| !t.is_empty()),
+            also: Vec::new(),
         }),
         Cell::Done(Outcome::LoaderLimitation { reason }) => Some(Failure {
             subject: Subject::LoaderLimitation {
@@ -112,6 +130,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             reason,
             verifier_log: None,
             console_tail: None,
+            also: Vec::new(),
         }),
         Cell::Done(_) => None,
     }
@@ -129,6 +148,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 reason,
                 verifier_log: None,
                 console_tail: column.console_tail.as_deref().filter(|t| !t.is_empty()),
+                also: Vec::new(),
             });
         }
         for message in &column.agent_errors {
@@ -137,6 +157,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 reason: message,
                 verifier_log: None,
                 console_tail: None,
+                also: Vec::new(),
             });
         }
         if let Some(status) = column
@@ -149,13 +170,27 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 reason: status,
                 verifier_log: None,
                 console_tail: None,
+                also: Vec::new(),
             });
         }
+        let first_test = failures.len();
         for r in 0..summary.rows.len() {
             if let Some(Cell::Done(Outcome::Failed { .. } | Outcome::LoaderLimitation { .. })) =
                 summary.cell(c, r)
             {
-                failures.extend(of_cell(summary, c, r));
+                let Some(failure) = of_cell(summary, c, r) else {
+                    continue;
+                };
+                let same = failures[first_test..].iter_mut().find(|f: &&mut Failure| {
+                    f.reason == failure.reason && f.verifier_log.is_none()
+                });
+                match (same, failure.subject) {
+                    (
+                        Some(earlier),
+                        Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. },
+                    ) if failure.verifier_log.is_none() => earlier.also.push(test),
+                    _ => failures.push(failure),
+                }
             }
         }
     }

@@ -63,6 +63,10 @@ pub fn render(summary: &Summary) -> String {
                 )
             }
         };
+        if !failure.also.is_empty() {
+            let also: Vec<String> = failure.also.iter().map(|t| format!("`{t}`")).collect();
+            let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
+        }
         for (title, text) in [
             ("console", failure.console_tail),
             ("verifier log", failure.verifier_log),

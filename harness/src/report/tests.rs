@@ -182,3 +182,25 @@ fn json_lines_fold_back_into_the_same_matrix() {
         Record::RunFinished { passed: true }
     );
 }
+
+#[test]
+fn one_cause_for_several_tests_is_reported_once() {
+    let map = "map error: failed to create map `events`: Invalid argument (map `events` is declared with max_entries 0)";
+    let mut summary = Summary::with(
+        vec!["6.1".into()],
+        vec!["a::load".into(), "b::load".into(), "c::load".into()],
+    );
+    for (test, reason) in [("a::load", map), ("b::load", map), ("c::load", "other")] {
+        summary.apply(&Record::Outcome {
+            kernel: "6.1".into(),
+            test: test.into(),
+            result: Outcome::failed(reason),
+        });
+    }
+    let failures = super::failure::all(&summary);
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        failures[0].headline(),
+        "a::load on 6.1 (and, for the same reason, b::load)"
+    );
+}
