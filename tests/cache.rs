@@ -132,3 +132,41 @@ fn a_second_fetch_downloads_nothing() {
     assert_eq!(mirror.requests().len(), requests, "{:?}", mirror.requests());
     assert_eq!(std::fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
 }
+
+/// A mirror that accepts the connection and never answers is given up on
+/// after the read timeout, with the error named; nothing hangs.
+#[test]
+fn a_stalled_mirror_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accept and hold connections without a byte, for at most a minute.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < end {
+            if let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
+    let start = std::time::Instant::now();
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", format!("http://{addr}/debian"))
+        .env("KMATRIX_READ_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(out.contains("timed out"), "{out}");
+    assert_eq!(cache_entries(&dir.path().join("cache")), 0, "{out}");
+}

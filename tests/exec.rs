@@ -252,3 +252,55 @@ fn a_crash_is_a_failure_with_the_signal() {
         "{out}"
     );
 }
+
+/// A program that leaves a background child holding its stdout ends when
+/// it exits: the child is killed with its process group, the exit status
+/// and everything printed arrive, and the run does not wait for the run
+/// timeout.
+#[test]
+fn a_background_child_does_not_hold_the_run() {
+    let _lock = boot_lock();
+    let start = std::time::Instant::now();
+    let output = exec(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--run-timeout",
+        "60",
+        "--",
+        "/bin/sh",
+        "-c",
+        "(while :; do :; done) & echo started it; exit 3",
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("started it"), "{out}");
+    assert!(out.contains("kmatrix: 6.1: FAILED: exit code 3"), "{out}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A line printed before the program hangs reaches the host before the
+/// run timeout ends the kernel.
+#[test]
+fn output_before_a_hang_is_not_lost() {
+    let _lock = boot_lock();
+    let output = exec(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--run-timeout",
+        "8",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo before the hang; while :; do :; done",
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("before the hang"), "{out}");
+    assert!(out.contains("the agent did not finish within 8s"), "{out}");
+}

@@ -1,18 +1,33 @@
 //! Running the user's program in the guest, its stdout and stderr streamed
-//! back as they are written, kept apart.
+//! back as they are written, kept apart. The program runs in its own
+//! process group: once it exits, its output is drained for a moment, then
+//! the group is killed (a background child keeping the pipes open cannot
+//! hold the run), and its exit is reported. Output is flushed to the host
+//! whenever the agent is about to wait, so a line printed before a hang
+//! arrives.
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use kmatrix_protocol::{ExecPlan, ExitInfo, Frame, Stream};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use crate::channel::Channel;
 
 /// Bytes read from a pipe at a time.
 const CHUNK: usize = 64 * 1024;
+
+/// How long output is still read once the program has exited (from
+/// children that still hold its pipes).
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// The longest wait for output before checking whether the program ended.
+const WAIT: u16 = 100;
 
 /// Runs `plan`, streaming its output, and reports how it ended.
 pub fn run(plan: &ExecPlan, channel: &mut Channel) {
@@ -23,11 +38,14 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
         return;
     };
     let _ = std::fs::create_dir_all(&plan.cwd);
+    // Its own process group, so that whatever it leaves running (a
+    // background child holding its pipes) can be ended with it.
     let spawned = Command::new(program)
         .args(args)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&plan.cwd)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -52,20 +70,36 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
         ),
     ];
     let mut buf = vec![0u8; CHUNK];
+    let mut status = None;
+    let mut drain_until = None;
     while pipes.iter().any(|(_, pipe)| pipe.is_some()) {
+        if status.is_none() {
+            status = child.try_wait().ok().flatten();
+            if status.is_some() {
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+        }
+        if drain_until.is_some_and(|end| Instant::now() >= end) {
+            break;
+        }
         let open: Vec<usize> = (0..pipes.len()).filter(|&i| pipes[i].1.is_some()).collect();
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd> = open
-                .iter()
-                .map(|&i| PollFd::new(pipes[i].1.as_ref().expect("open").fd(), PollFlags::POLLIN))
-                .collect();
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .map(|&i| PollFd::new(pipes[i].1.as_ref().expect("open").fd(), PollFlags::POLLIN))
+            .collect();
+        // What was printed goes out before the agent waits.
+        let ready_now = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0);
+        if !ready_now {
+            channel.flush();
+            if poll(&mut fds, PollTimeout::from(WAIT)).is_err() {
                 continue;
             }
-            fds.iter()
-                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-                .collect()
-        };
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
         for (&i, ready) in open.iter().zip(ready) {
             if !ready {
                 continue;
@@ -80,7 +114,13 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
             }
         }
     }
-    let info = match child.wait() {
+    // Whatever the program left behind in its group ends with it.
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let status = match status {
+        Some(status) => Ok(status),
+        None => child.wait(),
+    };
+    let info = match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitInfo::Code(code),
             (None, Some(signal)) => ExitInfo::Signal {
@@ -92,6 +132,7 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
         Err(err) => ExitInfo::SpawnFailed(format!("wait: {err}")),
     };
     channel.send(&Frame::Exit(info));
+    channel.flush();
 }
 
 /// A pipe end that can be read and polled.

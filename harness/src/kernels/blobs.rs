@@ -19,6 +19,40 @@ use crate::error_chain::error_chain;
 /// How many times a download is tried before its error is final.
 const ATTEMPTS: u32 = 3;
 
+/// Every network wait is bounded: connecting, each read, each whole
+/// download. Set in seconds by `KMATRIX_CONNECT_TIMEOUT`,
+/// `KMATRIX_READ_TIMEOUT` and `KMATRIX_DOWNLOAD_TIMEOUT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting (TCP and TLS).
+    pub connect: Duration,
+    /// A read that brings no byte.
+    pub read: Duration,
+    /// One whole download, retries not included.
+    pub download: Duration,
+}
+
+impl Timeouts {
+    /// The defaults, overridden by the environment: 15 s to connect, 30 s
+    /// without a byte, 20 minutes per download.
+    pub fn from_env() -> Self {
+        let secs = |var: &str, default: u64| {
+            Duration::from_secs(
+                std::env::var(var)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&s| s > 0)
+                    .unwrap_or(default),
+            )
+        };
+        Self {
+            connect: secs("KMATRIX_CONNECT_TIMEOUT", 15),
+            read: secs("KMATRIX_READ_TIMEOUT", 30),
+            download: secs("KMATRIX_DOWNLOAD_TIMEOUT", 20 * 60),
+        }
+    }
+}
+
 /// An opened download: its size when known, and its bytes.
 pub struct Body {
     /// The size the server announced.
@@ -40,6 +74,7 @@ use Attempt::{Fatal, Transient};
 pub struct Blobs {
     cache: Cache,
     client: reqwest::Client,
+    timeouts: Timeouts,
     offline: bool,
     progress: Box<dyn Fn(FetchEvent) + Send + Sync>,
 }
@@ -52,12 +87,17 @@ impl Blobs {
         offline: bool,
         progress: impl Fn(FetchEvent) + Send + Sync + 'static,
     ) -> Self {
+        let timeouts = Timeouts::from_env();
         Self {
             cache,
             client: reqwest::Client::builder()
                 .user_agent(concat!("kmatrix/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(timeouts.connect)
+                .read_timeout(timeouts.read)
+                .timeout(timeouts.download)
                 .build()
                 .expect("the HTTP client builds"),
+            timeouts,
             offline,
             progress: Box::new(progress),
         }
@@ -66,6 +106,11 @@ impl Blobs {
     /// The cache.
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// The network bounds.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The HTTP client (for indexes, which are not pinned blobs).
@@ -126,7 +171,21 @@ impl Blobs {
         let start = Instant::now();
         let mut attempt = 1;
         let (file, hasher, bytes) = loop {
-            match self.try_get(label, what, url, limit, &open).await {
+            let attempt_result = tokio::time::timeout(
+                self.timeouts.download,
+                self.try_get(label, what, url, limit, &open),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Transient(
+                    format!(
+                        "no end after {} s (KMATRIX_DOWNLOAD_TIMEOUT)",
+                        self.timeouts.download.as_secs()
+                    )
+                    .into(),
+                ))
+            });
+            match attempt_result {
                 Ok(done) => break done,
                 Err(Transient(err)) if attempt < ATTEMPTS => {
                     let wait = Duration::from_secs(1 << (attempt - 1));

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
+use super::bounded::{read_capped, MAX_FILE};
 use super::modinfo::{module_name, ModuleFile};
 
 /// The kernel files found in one or more `.deb` packages.
@@ -163,8 +164,8 @@ impl KernelFiles {
             let Some(kind) = classify(&path) else {
                 continue;
             };
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes)?;
+            // The header's size is not trusted: it may claim 2^61 bytes.
+            let bytes = read_capped(&mut entry, MAX_FILE, &path)?;
             self.add(kind, path, bytes);
         }
         Ok(())
@@ -210,6 +211,28 @@ fn classify(path: &str) -> Option<Kind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar header claiming 2^61 bytes for a kernel image is read with a
+    /// cap, not trusted for an allocation: an error, not an abort.
+    #[test]
+    fn a_lying_tar_header_is_an_error() {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("boot/vmlinuz-6.1.0").unwrap();
+        header.set_size(1 << 61);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut tarball = header.as_bytes().to_vec();
+        tarball.extend_from_slice(&[0u8; 1024]);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &tarball).unwrap();
+        let err = KernelFiles::default()
+            .read_tarball(file.path())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&file.path().display().to_string()),
+            "{err}"
+        );
+    }
 
     /// Builds a .deb the way dpkg-deb lays it out.
     fn deb(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod blobs;
+mod bounded;
 pub mod bzimage;
 mod config;
 mod deb;

@@ -2,9 +2,10 @@
 //! ones a guest needs so that each loads after its dependencies.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
 use object::{Object, ObjectSection};
+
+use super::bounded::{read_capped, MAX_FILE};
 
 /// The modules the guest needs for its results port: the virtio PCI
 /// transport and the virtio console (which provides virtio-serial ports).
@@ -24,11 +25,11 @@ pub fn module_name(path: &str) -> Option<String> {
 
 /// The module's ELF bytes, decompressed according to its file name.
 pub fn decompress(path: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
+    let out;
     if path.ends_with(".xz") {
-        xz2::read::XzDecoder::new(bytes).read_to_end(&mut out)?;
+        out = read_capped(xz2::read::XzDecoder::new(bytes), MAX_FILE, path)?;
     } else if path.ends_with(".zst") {
-        out = zstd::decode_all(bytes)?;
+        out = read_capped(zstd::Decoder::new(bytes)?, MAX_FILE, path)?;
     } else if path.ends_with(".gz") {
         return Err(std::io::Error::other(
             "gzip-compressed modules are not supported",

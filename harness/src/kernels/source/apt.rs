@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::kernels::bounded::{read_capped, MAX_INDEX};
 use crate::kernels::{Version, MIRROR_ENV};
 
 /// A Debian mirror and where its address came from (for messages).
@@ -115,12 +115,23 @@ impl Mirror {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| fail(e.into()))?;
-        let compressed = response.bytes().await.map_err(|e| fail(e.into()))?;
+        let mut compressed = Vec::new();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            compressed.extend_from_slice(&chunk.map_err(|e| fail(e.into()))?);
+            if compressed.len() as u64 > MAX_INDEX {
+                return Err(fail(
+                    format!("{url} is larger than {} MiB", MAX_INDEX >> 20).into(),
+                ));
+            }
+        }
         let text = tokio::task::spawn_blocking(move || {
-            let mut text = String::new();
-            xz2::read::XzDecoder::new(&compressed[..])
-                .read_to_string(&mut text)
-                .map(|_| text)
+            let bytes = read_capped(
+                xz2::read::XzDecoder::new(&compressed[..]),
+                MAX_INDEX,
+                "the decompressed index",
+            )?;
+            String::from_utf8(bytes).map_err(std::io::Error::other)
         })
         .await
         .expect("index decompression does not panic")

@@ -14,7 +14,7 @@ use oci_client::manifest::{OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::kernels::blobs::{Attempt, Blobs, Body};
+use crate::kernels::blobs::{Attempt, Blobs, Body, Timeouts};
 use crate::kernels::error::{FetchError, OciError};
 use crate::kernels::{KernelEntry, Pinning};
 
@@ -35,6 +35,7 @@ fn parse(reference: &str) -> Result<Reference, OciError> {
 }
 
 fn client(reference: &Reference) -> Client {
+    let timeouts = Timeouts::from_env();
     let registry = reference.resolve_registry().to_owned();
     let host = registry.split(':').next().unwrap_or_default();
     let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
@@ -47,6 +48,8 @@ fn client(reference: &Reference) -> Client {
             ClientProtocol::Https
         },
         platform_resolver: Some(Box::new(linux_amd64_resolver)),
+        connect_timeout: Some(timeouts.connect),
+        read_timeout: Some(timeouts.read),
         ..ClientConfig::default()
     })
 }
