@@ -170,3 +170,38 @@ fn a_stalled_mirror_times_out() {
     assert!(out.contains("timed out"), "{out}");
     assert_eq!(cache_entries(&dir.path().join("cache")), 0, "{out}");
 }
+
+/// A cache entry missing a file (a crash mid-way, a disk clean-up) is
+/// rebuilt from its cached package, not a dead end.
+#[test]
+fn a_damaged_cache_entry_is_rebuilt() {
+    let (mirror, package, pin) = serve_the_6_1_package();
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), &package, &pin);
+    let cache = dir.path().join("cache");
+    let fetch = || {
+        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+            .env("KMATRIX_CACHE_DIR", &cache)
+            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .output()
+            .unwrap()
+    };
+    let first = fetch();
+    assert!(first.status.success(), "{}", text(&first));
+    let entry = std::fs::read_dir(cache.join("kernels"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(entry.join("vmlinuz")).unwrap();
+    let requests = mirror.requests().len();
+
+    let second = fetch();
+    let out = text(&second);
+    assert!(second.status.success(), "{out}");
+    assert!(out.contains("REPAIR"), "{out}");
+    assert!(entry.join("vmlinuz").is_file(), "{out}");
+    assert_eq!(mirror.requests().len(), requests, "the package was cached");
+    assert_eq!(std::fs::read_dir(cache.join("kernels")).unwrap().count(), 1);
+}

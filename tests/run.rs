@@ -178,14 +178,33 @@ fn a_hung_boot_times_out_and_leaves_no_qemu() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-/// Ctrl-C (what a terminal sends) and SIGTERM (what CI sends on cancel)
-/// stop every VM at once and leave no run directory behind.
+/// Ctrl-C (what a terminal sends), SIGTERM (what CI sends on cancel) and
+/// SIGHUP stop every VM at once, leave no run directory behind, and exit
+/// 130, 143 and 129.
 #[test]
 fn interrupting_a_run_stops_every_vm() {
     let _lock = boot_lock();
-    for signal in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
+    let cache_tmp = std::path::PathBuf::from(
+        String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    )
+    .join("tmp");
+    let run_dirs = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(&cache_tmp)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .map(|e| e.file_name())
+                    .filter(|n| n.to_string_lossy().starts_with("kmatrix-vm-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = run_dirs();
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+        (nix::sys::signal::Signal::SIGHUP, 129),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let mut child = kmatrix(&["test", "--kernels", "5.10,6.1"])
@@ -211,7 +230,7 @@ fn interrupting_a_run_stops_every_vm() {
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "{signal}");
+        assert_eq!(status.code(), Some(code), "{signal}");
         // QEMU is killed, not asked: give the kernel a moment to reap it.
         std::thread::sleep(std::time::Duration::from_millis(500));
         assert!(stray_vms().is_empty(), "{signal}: {:?}", stray_vms());
@@ -220,5 +239,8 @@ fn interrupting_a_run_stops_every_vm() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(left.is_empty(), "{signal} left {left:?}");
+        let after = run_dirs();
+        let new: Vec<_> = after.iter().filter(|d| !before.contains(d)).collect();
+        assert!(new.is_empty(), "{signal} left run directories {new:?}");
     }
 }

@@ -75,6 +75,40 @@ impl Cache {
         tempfile::TempDir::new_in(self.root.join("tmp"))
     }
 
+    /// A private (0700) directory for one VM's initramfs, sockets and
+    /// console log, under the cache's `tmp/` so that `kernels gc` removes
+    /// what a crashed run left; in the system's temporary directory when
+    /// the cache's path is too long for the VM's unix sockets.
+    pub fn run_dir(&self) -> io::Result<tempfile::TempDir> {
+        /// `sun_path` holds 108 bytes; leave room for `/results.sock`.
+        const MAX_SOCKET_DIR: usize = 90;
+        let builder = || {
+            let mut builder = tempfile::Builder::new();
+            builder.prefix("kmatrix-vm-");
+            builder
+        };
+        let dir = builder().tempdir_in(self.root.join("tmp"))?;
+        if dir.path().as_os_str().len() <= MAX_SOCKET_DIR {
+            Ok(dir)
+        } else {
+            builder().tempdir()
+        }
+    }
+
+    /// Moves a broken entry out of the way (into `tmp/`, then removed), so
+    /// that it can be rebuilt.
+    pub fn discard_dir(&self, dir: &Path) -> io::Result<()> {
+        let aside = tempfile::Builder::new()
+            .prefix("broken-")
+            .tempdir_in(self.root.join("tmp"))?;
+        match std::fs::rename(dir, aside.path().join("entry")) {
+            Ok(()) => Ok(()),
+            // Another process moved it first.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Moves a filled temporary directory to `dest` atomically. If another
     /// process got there first, its entry is kept and ours dropped.
     pub fn commit_dir(&self, dir: tempfile::TempDir, dest: &Path) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! The top-level error of every command, and the one place where results
 //! become exit codes ([`kmatrix_protocol::report::exit`]): bad input 2, a
-//! failed test, kernel or download 1, interrupted 130.
+//! failed test, kernel or download 1, interrupted 130 (SIGTERM 143, SIGHUP
+//! 129).
 
 use std::path::PathBuf;
 
@@ -19,8 +20,9 @@ pub enum Status {
     Passed,
     /// A test or kernel failed (the reports say which).
     Failed,
-    /// Ctrl-C or SIGTERM stopped it.
-    Interrupted,
+    /// A signal stopped it (every VM stopped and run directory removed
+    /// first).
+    Interrupted(Interrupt),
 }
 
 impl Status {
@@ -32,6 +34,17 @@ impl Status {
             Status::Failed
         }
     }
+}
+
+/// The signal that stopped a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Ctrl-C.
+    Int,
+    /// SIGTERM.
+    Term,
+    /// SIGHUP.
+    Hup,
 }
 
 /// Why a command could not do its work.
@@ -101,7 +114,9 @@ pub fn exit_code(result: &Result<Status, Error>) -> u8 {
     match result {
         Ok(Status::Passed) => exit::PASSED,
         Ok(Status::Failed) => exit::FAILED,
-        Ok(Status::Interrupted) => exit::INTERRUPTED,
+        Ok(Status::Interrupted(Interrupt::Int)) => exit::INTERRUPTED,
+        Ok(Status::Interrupted(Interrupt::Term)) => exit::TERMINATED,
+        Ok(Status::Interrupted(Interrupt::Hup)) => exit::HUNG_UP,
         Err(err) => err.exit_code(),
     }
 }

@@ -32,8 +32,12 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// The run could not start: bad input (a file, a flag, a suite).
     pub const BAD_INPUT: u8 = 2;
-    /// Interrupted (Ctrl-C, SIGTERM).
+    /// Interrupted by Ctrl-C (SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (what CI sends on cancel, and `timeout`).
+    pub const TERMINATED: u8 = 143;
+    /// Stopped by SIGHUP (the terminal went away).
+    pub const HUNG_UP: u8 = 129;
 }
 
 /// The outcome of one test on one kernel. Its JSON form (`outcome` names

@@ -64,5 +64,9 @@ pub fn job_matrix(matrix: Option<PathBuf>, args: &MatrixArgs) -> Result<Status, 
 /// `kmatrix report merge`.
 pub fn merge(files: &[PathBuf], outputs: &OutputArgs) -> Result<Status, Error> {
     let summary = crate::report::json::merge(files)?;
-    finish(&summary, outputs, &mut std::io::stdout().lock())
+    finish(
+        &summary,
+        outputs,
+        &mut crate::report::printable::Printable(std::io::stdout().lock()),
+    )
 }

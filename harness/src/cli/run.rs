@@ -8,11 +8,13 @@ use clap::Args;
 use kmatrix_protocol::Loader;
 
 use super::args::{OutputArgs, RunArgs};
-use crate::error::{Error, Status};
+use crate::error::{Error, Interrupt, Status};
 use crate::partition::Shard;
 use crate::plan::{RunPlan, RunRequest, Tests};
+use crate::report::printable::Printable;
 use crate::report::progress;
 use crate::report::{self, Reporter, Summary};
+use tokio::signal::unix::SignalKind;
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -90,10 +92,15 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
     };
     let plan = request.resolve(progress::on_stderr())?;
     let reporter = with_json(Reporter::new().live(std::io::stdout()), args.json.as_ref())?;
-    let Some(summary) = run_to_end(&plan, reporter).await? else {
-        return Ok(Status::Interrupted);
+    let summary = match run_to_end(&plan, reporter).await? {
+        Ok(summary) => summary,
+        Err(signal) => return Ok(Status::Interrupted(signal)),
     };
-    finish(&summary, &args.outputs, &mut std::io::stdout().lock())
+    finish(
+        &summary,
+        &args.outputs,
+        &mut Printable(std::io::stdout().lock()),
+    )
 }
 
 pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Error> {
@@ -113,10 +120,11 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     let reporter =
         Reporter::new().exec_echo(plan.kernels.len(), std::io::stdout(), std::io::stderr());
     let reporter = with_json(reporter, args.json.as_ref())?;
-    let Some(summary) = run_to_end(&plan, reporter).await? else {
-        return Ok(Status::Interrupted);
+    let summary = match run_to_end(&plan, reporter).await? {
+        Ok(summary) => summary,
+        Err(signal) => return Ok(Status::Interrupted(signal)),
     };
-    let mut err = std::io::stderr().lock();
+    let mut err = Printable(std::io::stderr().lock());
     let _ = report::exec::statuses(&summary, &mut err);
     if summary.rows.is_empty() {
         return Ok(Status::of(summary.passed()));
@@ -136,27 +144,30 @@ fn with_json<'a>(reporter: Reporter<'a>, path: Option<&PathBuf>) -> Result<Repor
     Ok(reporter.json(std::io::BufWriter::new(file)))
 }
 
-/// Runs `plan` to its end, or until Ctrl-C or SIGTERM, which drop it (and
-/// with it every VM and run directory): `None` then.
-async fn run_to_end(plan: &RunPlan, mut reporter: Reporter<'_>) -> Result<Option<Summary>, Error> {
+/// Runs `plan` to its end, or until Ctrl-C, SIGTERM or SIGHUP, which drop
+/// it (and with it every VM and run directory): the signal then.
+async fn run_to_end(
+    plan: &RunPlan,
+    mut reporter: Reporter<'_>,
+) -> Result<Result<Summary, Interrupt>, Error> {
     let run = crate::runner::run(plan, |event| reporter.report(&event));
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let signal = |kind| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut signal) => signal.recv().await,
             Err(_) => std::future::pending().await,
         }
     };
-    tokio::select! {
-        result = run => result?,
-        _ = tokio::signal::ctrl_c() => return Ok(interrupted()),
-        _ = terminate => return Ok(interrupted()),
-    }
-    Ok(Some(reporter.into_summary()))
-}
-
-fn interrupted() -> Option<Summary> {
+    let interrupt = tokio::select! {
+        result = run => {
+            result?;
+            return Ok(Ok(reporter.into_summary()));
+        }
+        _ = tokio::signal::ctrl_c() => Interrupt::Int,
+        _ = signal(SignalKind::terminate()) => Interrupt::Term,
+        _ = signal(SignalKind::hangup()) => Interrupt::Hup,
+    };
     eprintln!("interrupted: stopping every VM");
-    None
+    Ok(Err(interrupt))
 }
 
 /// Prints the matrix to `out`, writes the report files, and says whether

@@ -147,11 +147,18 @@ pub fn extract(
         path: cache.root().join("tmp"),
         source,
     })?;
+    // Each file reaches the disk before the directory is renamed into
+    // place, so a crash cannot leave a committed entry with empty files.
     let write = |name: &str, data: &[u8]| {
-        std::fs::write(dir.path().join(name), data).map_err(|source| FetchError::Io {
-            path: dest.join(name),
-            source,
-        })
+        std::fs::File::create(dir.path().join(name))
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, data)?;
+                file.sync_all()
+            })
+            .map_err(|source| FetchError::Io {
+                path: dest.join(name),
+                source,
+            })
     };
     write(IMAGE, &image)?;
     write(CONFIG, files.config.as_deref().unwrap_or_default())?;

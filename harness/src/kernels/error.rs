@@ -54,6 +54,11 @@ pub enum FetchEvent {
         /// How long it took.
         seconds: f64,
     },
+    /// The kernel's cache entry was incomplete; it is being rebuilt.
+    Rebuilding {
+        /// The kernel's label.
+        label: String,
+    },
     /// The kernel's artifacts were extracted into the cache.
     Extracted {
         /// The kernel's label.

@@ -74,6 +74,19 @@ impl Fetcher {
         if let Some(artifacts) = KernelArtifacts::open(&dir) {
             return Ok(artifacts);
         }
+        if dir.exists() {
+            // Cut short by a crash or a clean-up: rebuilt from its blobs
+            // (or downloaded again), never a dead end.
+            self.blobs.progress(FetchEvent::Rebuilding {
+                label: entry.label.clone(),
+            });
+            self.cache()
+                .discard_dir(&dir)
+                .map_err(|source| FetchError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
         let inputs = source::inputs(&self.blobs, &self.archive, entry).await?;
         let cache = self.cache().clone();
         let what = entry.source.to_string();

@@ -1,10 +1,17 @@
 //! The Markdown summary: the matrix as a table, then the failures, for
-//! `$GITHUB_STEP_SUMMARY` or `--summary`.
+//! `$GITHUB_STEP_SUMMARY` or `--summary`. Everything a kernel or a suite
+//! named is escaped: names are code spans, reasons are escaped text, logs
+//! sit in fences longer than any backtick run inside them and keep only
+//! their last [`LOG_LINES`] lines.
 
 use std::fmt::Write;
 
 use super::failure::{self, Subject};
 use super::{Mark, Summary};
+
+/// Lines of a log (verifier, console) kept in the summary; GitHub caps a
+/// step summary at 1 MiB.
+const LOG_LINES: usize = 200;
 
 /// Renders the summary.
 pub fn render(summary: &Summary) -> String {
@@ -13,7 +20,7 @@ pub fn render(summary: &Summary) -> String {
     let _ = writeln!(out, "## kmatrix: {verdict}\n");
     let _ = write!(out, "| test |");
     for column in &summary.columns {
-        let _ = write!(out, " {} |", column.label);
+        let _ = write!(out, " {} |", text(&column.label));
     }
     let _ = write!(out, "\n|---|");
     for _ in &summary.columns {
@@ -21,7 +28,7 @@ pub fn render(summary: &Summary) -> String {
     }
     out.push('\n');
     for (r, name) in summary.rows.iter().enumerate() {
-        let _ = write!(out, "| `{name}` |");
+        let _ = write!(out, "| {} |", code(name));
         for c in 0..summary.columns.len() {
             let mark = match Mark::of(summary.cell(c, r)) {
                 Mark::Pass => "✅",
@@ -42,43 +49,119 @@ pub fn render(summary: &Summary) -> String {
         let _ = writeln!(out, "\n### Failures\n");
     }
     for failure in failures {
+        let (first, rest) = failure
+            .reason
+            .split_once('\n')
+            .unwrap_or((failure.reason, ""));
+        let reason = text(first);
         let _ = match failure.subject {
             Subject::Test { test, kernel } => {
-                write!(out, "- `{test}` on **{kernel}**: {}", failure.reason)
+                write!(out, "- {} on **{}**: {reason}", code(test), text(kernel))
             }
-            Subject::Kernel { kernel } => write!(out, "- **kernel {kernel}**: {}", failure.reason),
+            Subject::Kernel { kernel } => write!(out, "- **kernel {}**: {reason}", text(kernel)),
             Subject::Agent { kernel } => {
-                write!(out, "- **kernel {kernel}**: agent: {}", failure.reason)
+                write!(out, "- **kernel {}**: agent: {reason}", text(kernel))
             }
             Subject::LoaderLimitation { test, kernel } => write!(
                 out,
-                "- `{test}` on **{kernel}**: 🚧 loader limitation, not the kernel's verdict: {}",
-                failure.reason
+                "- {} on **{}**: 🚧 loader limitation, not the kernel's verdict: {reason}",
+                code(test),
+                text(kernel)
             ),
             Subject::Program { kernel } => {
-                write!(
-                    out,
-                    "- **kernel {kernel}**: the program: {}",
-                    failure.reason
-                )
+                write!(out, "- **kernel {}**: the program: {reason}", text(kernel))
             }
         };
         if !failure.also.is_empty() {
-            let also: Vec<String> = failure.also.iter().map(|t| format!("`{t}`")).collect();
+            let also: Vec<String> = failure.also.iter().map(|t| code(t)).collect();
             let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
         }
-        for (title, text) in [
+        let rest = (!rest.is_empty()).then_some(rest);
+        for (title, log) in [
+            ("details", rest),
             ("console", failure.console_tail),
             ("verifier log", failure.verifier_log),
         ] {
-            if let Some(text) = text {
+            if let Some(log) = log {
                 let _ = write!(
                     out,
-                    "\n  <details><summary>{title}</summary>\n\n  ```\n{text}\n  ```\n  </details>"
+                    "\n  <details><summary>{title}</summary>\n\n{}  </details>",
+                    block(log)
                 );
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// Text with Markdown's and HTML's special characters escaped, on one
+/// line.
+fn text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The longest run of backticks in `raw`.
+fn longest_backtick_run(raw: &str) -> usize {
+    raw.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// An inline code span that holds `raw` whatever it contains.
+fn code(raw: &str) -> String {
+    let fence = "`".repeat(longest_backtick_run(raw) + 1);
+    let raw = raw.replace(['\n', '\r', '|'], " ");
+    let pad = if raw.starts_with('`') || raw.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{raw}{pad}{fence}")
+}
+
+/// A fenced block holding the last [`LOG_LINES`] lines of `log`.
+fn block(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let kept = &lines[lines.len().saturating_sub(LOG_LINES)..];
+    let mut body = String::new();
+    if kept.len() < lines.len() {
+        let _ = writeln!(body, "[… {} earlier lines cut …]", lines.len() - kept.len());
+    }
+    for line in kept {
+        body.push_str(&line.replace(|c: char| c.is_control() && c != '\t', "?"));
+        body.push('\n');
+    }
+    let fence = "`".repeat((longest_backtick_run(&body) + 1).max(3));
+    format!("{fence}\n{body}{fence}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_guest_wrote_cannot_break_the_summary() {
+        assert_eq!(text("a|b *c* <script>"), "a\\|b \\*c\\* \\<script\\>");
+        assert_eq!(code("map `x`"), "`` map `x` ``");
+        assert_eq!(code("`x"), "`` `x ``");
+        let log = "line\n```\nclosed?\n";
+        assert_eq!(block(log), "````\nline\n```\nclosed?\n````\n");
+        let long: String = (0..500).map(|i| format!("{i}\n")).collect();
+        let cut = block(&long);
+        assert!(
+            cut.starts_with("```\n[… 300 earlier lines cut …]\n300\n"),
+            "{cut}"
+        );
+    }
 }

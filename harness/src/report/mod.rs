@@ -15,6 +15,7 @@ pub mod junit;
 pub mod live;
 pub mod markdown;
 pub mod matrix;
+pub mod printable;
 pub mod progress;
 pub mod record;
 mod summary;
@@ -54,7 +55,7 @@ impl<'a> Reporter<'a> {
 
     /// Also prints a line per event to `out`.
     pub fn live(mut self, out: impl Write + Send + 'a) -> Self {
-        self.live = Some(live::LiveReporter::new(Box::new(out)));
+        self.live = Some(live::LiveReporter::new(Box::new(printable::Printable(out))));
         self
     }
 

@@ -107,6 +107,12 @@ impl FetchProgress {
                 let line = format!("{label:>8}  RETRY {what} in {} s: {error}", wait.as_secs());
                 print_line(bars.as_deref(), &line);
             }
+            (bars, FetchEvent::Rebuilding { label }) => {
+                let line = format!(
+                    "{label:>8}  REPAIR its cache entry is incomplete (a crash or a clean-up): rebuilding it"
+                );
+                print_line(bars.as_deref(), &line);
+            }
             (bars, FetchEvent::Extracted { label, release }) => {
                 let line = format!("{label:>8}  READY {release} extracted into the cache");
                 print_line(bars.as_deref(), &line);

@@ -116,9 +116,10 @@ impl Work {
         let mut libtest = shared.exec.as_ref().map(|_| Libtest::default());
         let mut exited = false;
 
-        let dir = tempfile::Builder::new()
-            .prefix("kmatrix-vm-")
-            .tempdir()
+        let dir = shared
+            .fetcher
+            .cache()
+            .run_dir()
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
         shared.parts.write(&artifacts, &plan.plan, &initrd)?;
