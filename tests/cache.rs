@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use support::mirror::{cache_entries, matrix_file, packages_xz, serve_the_6_1_package};
+use support::mirror::{
+    cache_entries, matrix_file, packages_xz, serve_the_6_1_package, signed_index, test_keyring,
+};
 use support::{kmatrix, text, Server};
 
 mod support;
@@ -19,13 +21,9 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
     corrupt[0] ^= 1;
     // The index agrees with the pin; the file served is one byte off.
     let index = packages_xz(&[(package, "pool/k.deb", &good)]);
-    let mirror = Server::start(BTreeMap::from([
-        (
-            "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
-            index,
-        ),
-        ("/debian/pool/k.deb".to_owned(), corrupt.clone()),
-    ]));
+    let mut files: BTreeMap<_, _> = signed_index("test", index).into_iter().collect();
+    files.insert("/debian/pool/k.deb".to_owned(), corrupt.clone());
+    let mirror = Server::start(files);
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), package, &Sha256::digest(&good));
     let cache = dir.path().join("cache");
@@ -33,6 +31,7 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
     let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
         .env("KMATRIX_CACHE_DIR", &cache)
         .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
         .output()
         .unwrap();
     let out = text(&output);
@@ -50,15 +49,13 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
 #[test]
 fn a_vanished_package_points_to_the_update_command() {
     let index = packages_xz(&[("linux-image-6.1.0-100-cloud-amd64", "pool/new.deb", b"new")]);
-    let mirror = Server::start(BTreeMap::from([(
-        "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
-        index,
-    )]));
+    let mirror = Server::start(signed_index("test", index).into_iter().collect());
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
     let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
         .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
         .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
         .output()
         .unwrap();
     let out = text(&output);
@@ -83,6 +80,7 @@ fn two_processes_share_a_cache() {
         kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
             .env("KMATRIX_CACHE_DIR", &cache)
             .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -117,6 +115,7 @@ fn a_second_fetch_downloads_nothing() {
         kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
             .env("KMATRIX_CACHE_DIR", &cache)
             .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
             .output()
             .unwrap()
     };
@@ -124,7 +123,12 @@ fn a_second_fetch_downloads_nothing() {
     assert!(first.status.success(), "{}", text(&first));
     assert!(text(&first).contains("sha256 verified"), "{}", text(&first));
     let requests = mirror.requests().len();
-    assert_eq!(requests, 2, "index and package: {:?}", mirror.requests());
+    assert_eq!(
+        requests,
+        3,
+        "InRelease, index and package: {:?}",
+        mirror.requests()
+    );
 
     let second = fetch();
     assert!(second.status.success(), "{}", text(&second));
@@ -157,6 +161,7 @@ fn a_stalled_mirror_times_out() {
     let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
         .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
         .env("KMATRIX_DEBIAN_MIRROR", format!("http://{addr}/debian"))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
         .env("KMATRIX_READ_TIMEOUT", "2")
         .output()
         .unwrap();
@@ -183,6 +188,7 @@ fn a_damaged_cache_entry_is_rebuilt() {
         kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
             .env("KMATRIX_CACHE_DIR", &cache)
             .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
             .output()
             .unwrap()
     };
@@ -204,4 +210,70 @@ fn a_damaged_cache_entry_is_rebuilt() {
     assert!(entry.join("vmlinuz").is_file(), "{out}");
     assert_eq!(mirror.requests().len(), requests, "the package was cached");
     assert_eq!(std::fs::read_dir(cache.join("kernels")).unwrap().count(), 1);
+}
+
+/// A mirror serving a Packages.xz other than the one the archive signed
+/// (here with another pin for the package) is refused: `kernels update`
+/// writes nothing, and the error says the mirror is at fault.
+#[test]
+fn a_tampered_index_is_refused_and_the_pins_stay() {
+    let package = "linux-image-6.1.0-99-cloud-amd64";
+    let signed = packages_xz(&[(package, "pool/k.deb", b"what the archive published")]);
+    let served = packages_xz(&[(package, "pool/k.deb", b"what an attacker would pin")]);
+    let mut files: BTreeMap<_, _> = signed_index("test", signed).into_iter().collect();
+    files.insert(
+        "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
+        served,
+    );
+    let mirror = Server::start(files);
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), package, &[7; 32]);
+    let before = std::fs::read_to_string(&matrix).unwrap();
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("the mirror served a Packages.xz for `test` that the archive did not sign"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&matrix).unwrap(), before);
+}
+
+/// An InRelease whose signed text was changed, or that no key of the
+/// keyring signed, is not used.
+#[test]
+fn an_index_whose_signature_does_not_verify_is_refused() {
+    let package = "linux-image-6.1.0-99-cloud-amd64";
+    let index = packages_xz(&[(package, "pool/k.deb", b"package")]);
+    let mut files: BTreeMap<_, _> = signed_index("test", index).into_iter().collect();
+    let inrelease = files.get_mut("/debian/dists/test/InRelease").unwrap();
+    let signed = String::from_utf8(inrelease.clone()).unwrap();
+    *inrelease = signed.replace("Suite: test", "Suite: tset").into_bytes();
+    let mirror = Server::start(files);
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), package, &[7; 32]);
+    for keyring in [
+        test_keyring(),
+        std::path::Path::new("/nonexistent/keyring.gpg"),
+    ] {
+        let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
+            .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+            .env("KMATRIX_DEBIAN_KEYRING", keyring)
+            .output()
+            .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{out}");
+        assert!(
+            out.contains("the index of `test` at")
+                && out.contains("could not be verified, so kmatrix uses none of it")
+                && out.contains("its signature does not verify"),
+            "{out}"
+        );
+    }
 }

@@ -449,10 +449,11 @@ fn update_keeps_the_shipped_comments() {
     xz2::read::XzEncoder::new(index.as_bytes(), 1)
         .read_to_end(&mut xz)
         .unwrap();
-    let server = Server::start(BTreeMap::from([(
-        "/debian/dists/bookworm/main/binary-amd64/Packages.xz".to_owned(),
-        xz,
-    )]));
+    let server = Server::start(
+        support::mirror::signed_index("bookworm", xz)
+            .into_iter()
+            .collect(),
+    );
     let url = &server.url;
     let output = kmatrix(&[
         "--matrix",
@@ -463,6 +464,7 @@ fn update_keeps_the_shipped_comments() {
         "6.1",
     ])
     .env("KMATRIX_DEBIAN_MIRROR", format!("{url}/debian"))
+    .env("KMATRIX_DEBIAN_KEYRING", support::mirror::test_keyring())
     .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
     .output()
     .unwrap();

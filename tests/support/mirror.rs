@@ -1,9 +1,12 @@
 //! A loopback Debian mirror: a `Packages.xz` index and the packages it
-//! names, and matrix files pinning them.
+//! names, its `InRelease` signed with a key made for the tests, and matrix
+//! files pinning them.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use kmatrix::kernels::Matrix;
 use sha2::{Digest, Sha256};
@@ -62,12 +65,123 @@ pub fn serve_the_6_1_package() -> (Server, String, [u8; 32]) {
             .trim(),
     );
     let deb = std::fs::read(user_cache.join("blobs/sha256").join(hex::encode(pin))).unwrap();
-    let mirror = Server::start(BTreeMap::from([
-        (
-            "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
-            packages_xz(&[(package, "pool/k.deb", &deb)]),
-        ),
-        ("/debian/pool/k.deb".to_owned(), deb),
-    ]));
+    let mut files: BTreeMap<String, Vec<u8>> =
+        signed_index("test", packages_xz(&[(package, "pool/k.deb", &deb)]))
+            .into_iter()
+            .collect();
+    files.insert("/debian/pool/k.deb".to_owned(), deb);
+    let mirror = Server::start(files);
     (mirror, package.clone(), *pin)
+}
+
+/// A signing key made for this test process: its GnuPG home and the
+/// keyring that verifies it.
+struct TestKey {
+    home: tempfile::TempDir,
+    keyring: PathBuf,
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut command = Command::new("gpg");
+    command.arg("--homedir").arg(home).args([
+        "--batch",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]);
+    command
+}
+
+/// Ends the key's gpg-agent, so that no test leaves one running.
+fn stop_agent(home: &Path) {
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--kill", "gpg-agent"])
+        .status();
+}
+
+fn test_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
+        let made = gpg(home.path())
+            .args([
+                "--quick-gen-key",
+                "kmatrix test archive",
+                "ed25519",
+                "sign",
+                "never",
+            ])
+            .output()
+            .expect("gpg runs (apt-get install gnupg)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let keyring = home.path().join("archive-keyring.gpg");
+        let exported = gpg(home.path())
+            .arg("--output")
+            .arg(&keyring)
+            .arg("--export")
+            .output()
+            .unwrap();
+        assert!(exported.status.success());
+        stop_agent(home.path());
+        TestKey { home, keyring }
+    })
+}
+
+/// The keyring that verifies [`signed_index`] (for `KMATRIX_DEBIAN_KEYRING`).
+pub fn test_keyring() -> &'static Path {
+    &test_key().keyring
+}
+
+/// `text`, clearsigned with the test key.
+pub fn clearsign(text: &str) -> Vec<u8> {
+    let key = test_key();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("Release");
+    let output = dir.path().join("InRelease");
+    std::fs::write(&input, text).unwrap();
+    let signed = gpg(key.home.path())
+        .arg("--output")
+        .arg(&output)
+        .arg("--clearsign")
+        .arg(&input)
+        .output()
+        .unwrap();
+    stop_agent(key.home.path());
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    std::fs::read(output).unwrap()
+}
+
+/// A `Release` naming `packages_xz`'s digest and size.
+pub fn release_for(packages_xz: &[u8]) -> String {
+    format!(
+        "Origin: kmatrix tests\nSuite: test\nSHA256:\n {} {} main/binary-amd64/Packages.xz\n",
+        hex::encode(Sha256::digest(packages_xz)),
+        packages_xz.len()
+    )
+}
+
+/// The files of `suite`'s index below `/debian/dists/`: `Packages.xz` and
+/// an `InRelease` that signs it.
+pub fn signed_index(suite: &str, packages_xz: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            format!("/debian/dists/{suite}/InRelease"),
+            clearsign(&release_for(&packages_xz)),
+        ),
+        (
+            format!("/debian/dists/{suite}/main/binary-amd64/Packages.xz"),
+            packages_xz,
+        ),
+    ]
 }

@@ -5,7 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest as _;
+
+use super::release::{self, Keyring, Release};
 use crate::kernels::bounded::{read_capped, MAX_INDEX};
+
+/// The package index kmatrix reads, below a suite's `dists/` directory.
+const PACKAGES: &str = "main/binary-amd64/Packages.xz";
+use super::release::KEYRING_ENV;
 use crate::kernels::{Version, MIRROR_ENV};
 
 /// A Debian mirror and where its address came from (for messages).
@@ -39,6 +46,29 @@ pub enum DebianError {
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The suite's `InRelease` is missing its signature, or it does not
+    /// verify: nothing from it is used.
+    #[error("the index of `{suite}` at {mirror} could not be verified, so kmatrix uses none of it: {reason}. If the mirror is right, point {KEYRING_ENV} at the keyring that signs it")]
+    Unverified {
+        /// The suite.
+        suite: String,
+        /// The mirror.
+        mirror: Mirror,
+        /// Why.
+        reason: String,
+    },
+    /// `Packages.xz` is not what the signed `InRelease` says it is.
+    #[error("the mirror served a Packages.xz for `{suite}` that the archive did not sign ({actual}; the signed InRelease says {expected}): {mirror} is corrupt or tampered with, and nothing from it was used")]
+    Tampered {
+        /// The suite.
+        suite: String,
+        /// The mirror.
+        mirror: Mirror,
+        /// What InRelease says.
+        expected: String,
+        /// What arrived.
+        actual: String,
     },
     /// The package is not (or no longer) in the suite.
     #[error("package `{package}` is not in `{suite}` at {mirror}: Debian drops superseded kernels from its mirrors; run `kmatrix kernels update --kernels {label}` to move the pin to the current package")]
@@ -89,7 +119,7 @@ impl Mirror {
     }
 
     fn index_url(&self, suite: &str) -> String {
-        format!("{}/dists/{suite}/main/binary-amd64/Packages.xz", self.url)
+        format!("{}/dists/{suite}/{PACKAGES}", self.url)
     }
 
     /// The URL of a file named by an index's `Filename` field.
@@ -97,7 +127,9 @@ impl Mirror {
         format!("{}/{filename}", self.url)
     }
 
-    /// Downloads and parses the suite's package index.
+    /// Downloads the suite's package index, verified up to the archive's
+    /// signature: `InRelease` checked with the keyring, `Packages.xz`
+    /// checked against the digest and size `InRelease` gives.
     pub async fn index(
         &self,
         client: &reqwest::Client,
@@ -108,22 +140,33 @@ impl Mirror {
             mirror: self.clone(),
             source,
         };
-        let url = self.index_url(suite);
-        let response = client
-            .get(&url)
-            .send()
+        let unverified = |reason: String| DebianError::Unverified {
+            suite: suite.to_owned(),
+            mirror: self.clone(),
+            reason,
+        };
+        let inrelease = release::download(client, &format!("{}/dists/{suite}/InRelease", self.url))
             .await
-            .and_then(|r| r.error_for_status())
             .map_err(|e| fail(e.into()))?;
-        let mut compressed = Vec::new();
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-            compressed.extend_from_slice(&chunk.map_err(|e| fail(e.into()))?);
-            if compressed.len() as u64 > MAX_INDEX {
-                return Err(fail(
-                    format!("{url} is larger than {} MiB", MAX_INDEX >> 20).into(),
-                ));
-            }
+        let keyring = Keyring::resolve().map_err(|e| unverified(format!("no keyring: {e}")))?;
+        let text = keyring
+            .verify(&inrelease)
+            .map_err(|e| unverified(format!("InRelease: {e}")))?;
+        let release = Release::parse(&text);
+        let (digest, size) = release
+            .get(PACKAGES)
+            .ok_or_else(|| unverified(format!("the signed InRelease lists no {PACKAGES}")))?;
+        let compressed = release::download(client, &self.index_url(suite))
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let actual = hex::encode(sha2::Sha256::digest(&compressed));
+        if actual != digest || compressed.len() as u64 != size {
+            return Err(DebianError::Tampered {
+                suite: suite.to_owned(),
+                mirror: self.clone(),
+                expected: format!("sha256 {digest}, {size} bytes"),
+                actual: format!("sha256 {actual}, {} bytes", compressed.len()),
+            });
         }
         let text = tokio::task::spawn_blocking(move || {
             let bytes = read_capped(
@@ -135,7 +178,7 @@ impl Mirror {
         })
         .await
         .expect("index decompression does not panic")
-        .map_err(|e| fail(format!("{url}: {e}").into()))?;
+        .map_err(|e| fail(format!("{PACKAGES}: {e}").into()))?;
         Ok(PackageIndex::parse(&text))
     }
 }

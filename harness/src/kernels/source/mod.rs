@@ -5,6 +5,7 @@
 pub mod apt;
 pub mod debian;
 pub mod oci;
+pub mod release;
 
 use super::artifacts::Input;
 use super::blobs::Blobs;

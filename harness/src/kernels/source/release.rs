@@ -1,0 +1,188 @@
+//! The archive's signed index of indexes: a suite's `InRelease`, verified
+//! with `gpgv` (what apt itself calls) against a keyring, and the SHA256
+//! digests and sizes it gives for the package indexes. Nothing from a
+//! Debian mirror is used unless this signature covers it.
+//!
+//! The keyring is `KMATRIX_DEBIAN_KEYRING`, else the machine's
+//! `/usr/share/keyrings/debian-archive-keyring.gpg` (the one apt's Debian
+//! sources name with `Signed-By`), else the copy of Debian's archive
+//! keyring shipped with kmatrix (`images/keyring/`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::kernels::bounded::MAX_INDEX;
+
+/// Environment variable naming the keyring that signs the archive.
+pub const KEYRING_ENV: &str = "KMATRIX_DEBIAN_KEYRING";
+
+/// The machine's Debian archive keyring.
+const SYSTEM_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Debian's archive keyring as kmatrix ships it.
+const SHIPPED_KEYRING: &[u8] =
+    include_bytes!("../../../../images/keyring/debian-archive-keyring.gpg");
+
+/// The keyring to verify with, and where it came from (for messages).
+pub struct Keyring {
+    path: PathBuf,
+    origin: String,
+    /// Holds the shipped keyring's file while it is used.
+    _file: Option<tempfile::NamedTempFile>,
+}
+
+impl Keyring {
+    /// [`KEYRING_ENV`], else the machine's, else the shipped one.
+    pub fn resolve() -> std::io::Result<Self> {
+        if let Some(path) = std::env::var_os(KEYRING_ENV).filter(|p| !p.is_empty()) {
+            let path = std::path::absolute(PathBuf::from(path))?;
+            return Ok(Self {
+                origin: format!("{} ({KEYRING_ENV})", path.display()),
+                path,
+                _file: None,
+            });
+        }
+        if Path::new(SYSTEM_KEYRING).is_file() {
+            return Ok(Self {
+                path: SYSTEM_KEYRING.into(),
+                origin: SYSTEM_KEYRING.into(),
+                _file: None,
+            });
+        }
+        let file = tempfile::Builder::new()
+            .prefix("kmatrix-keyring-")
+            .suffix(".gpg")
+            .tempfile()?;
+        std::fs::write(file.path(), SHIPPED_KEYRING)?;
+        Ok(Self {
+            path: file.path().to_owned(),
+            origin: "Debian's archive keyring shipped with kmatrix".into(),
+            _file: Some(file),
+        })
+    }
+
+    /// Where it came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Checks the signature of a clearsigned `InRelease` and returns the
+    /// text it covers.
+    pub fn verify(&self, inrelease: &[u8]) -> Result<String, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let signed = dir.path().join("InRelease");
+        let text = dir.path().join("Release");
+        std::fs::write(&signed, inrelease).map_err(|e| e.to_string())?;
+        let output = Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&self.path)
+            .arg("--output")
+            .arg(&text)
+            .arg(&signed)
+            .env("GNUPGHOME", dir.path())
+            .output()
+            .map_err(|e| {
+                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the Debian archive")
+            })?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said: Vec<&str> = said
+                .lines()
+                .map(|l| l.trim_start_matches("gpgv: ").trim())
+                .filter(|l| !l.is_empty() && !l.contains("keyblock resource"))
+                .collect();
+            return Err(format!(
+                "its signature does not verify against {}: {}",
+                self.origin,
+                said.join("; ")
+            ));
+        }
+        std::fs::read_to_string(&text).map_err(|e| e.to_string())
+    }
+}
+
+/// The digests a verified `Release` gives, by path below the suite.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Release {
+    sha256: HashMap<String, (String, u64)>,
+}
+
+impl Release {
+    /// Reads the `SHA256:` field of a `Release` file.
+    pub fn parse(text: &str) -> Self {
+        let mut sha256 = HashMap::new();
+        let mut in_sha256 = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') {
+                in_sha256 = line.trim_end() == "SHA256:";
+                continue;
+            }
+            if !in_sha256 {
+                continue;
+            }
+            let mut fields = line.split_whitespace();
+            if let (Some(digest), Some(size), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            {
+                if let Ok(size) = size.parse() {
+                    sha256.insert(path.to_owned(), (digest.to_ascii_lowercase(), size));
+                }
+            }
+        }
+        Self { sha256 }
+    }
+
+    /// The sha256 (hex) and size of `path` (e.g.
+    /// `main/binary-amd64/Packages.xz`).
+    pub fn get(&self, path: &str) -> Option<(&str, u64)> {
+        self.sha256.get(path).map(|(d, s)| (d.as_str(), *s))
+    }
+}
+
+/// Downloads `url` whole, up to [`MAX_INDEX`] bytes.
+pub async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| crate::error_chain::error_chain(&e))?;
+    let mut bytes = Vec::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        bytes.extend_from_slice(&chunk.map_err(|e| crate::error_chain::error_chain(&e))?);
+        if bytes.len() as u64 > MAX_INDEX {
+            return Err(format!("{url} is larger than {} MiB", MAX_INDEX >> 20));
+        }
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_sha256_field() {
+        let text = "Origin: Debian\nMD5Sum:\n 0123 10 main/binary-amd64/Packages.xz\nSHA256:\n ABCD 42 main/binary-amd64/Packages.xz\n ef01 7 main/Contents-amd64\nAcquire-By-Hash: yes\n";
+        let release = Release::parse(text);
+        assert_eq!(
+            release.get("main/binary-amd64/Packages.xz"),
+            Some(("abcd", 42))
+        );
+        assert_eq!(release.get("main/Contents-amd64"), Some(("ef01", 7)));
+        assert_eq!(release.get("main/binary-arm64/Packages.xz"), None);
+    }
+
+    #[test]
+    fn the_shipped_keyring_verifies_nothing_forged() {
+        let keyring = Keyring {
+            path: PathBuf::from("/nonexistent"),
+            origin: "test".into(),
+            _file: None,
+        };
+        let forged = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nSuite: x\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n";
+        assert!(keyring.verify(forged).is_err());
+    }
+}
