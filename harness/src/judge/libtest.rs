@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use kmatrix_protocol::report::Outcome;
 use kmatrix_protocol::Stream;
 
+/// Longer lines are no libtest result and are not kept.
+const MAX_LINE: usize = 1 << 20;
+
 /// One kernel's run of a test binary, read as it streams.
 #[derive(Debug, Default)]
 pub struct Libtest {
@@ -28,6 +31,10 @@ impl Libtest {
         buffer.extend_from_slice(data);
         // Only the new bytes can hold the last newline.
         let Some(end) = data.iter().rposition(|&b| b == b'\n') else {
+            // No libtest line is this long: keep the memory, not the text.
+            if buffer.len() > MAX_LINE {
+                buffer.clear();
+            }
             return Vec::new();
         };
         let end = before + end;

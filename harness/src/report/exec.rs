@@ -11,6 +11,10 @@ use kmatrix_protocol::Stream;
 use super::Summary;
 use crate::runner::RunEvent;
 
+/// The longest line kept whole when prefixing; longer ones are shown in
+/// pieces of this size.
+const MAX_LINE: usize = 1 << 20;
+
 /// Echoes the program's output to `out` and `err`.
 pub struct ExecEcho<O, E> {
     out: O,
@@ -47,10 +51,17 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
                 let before = buffer.len();
                 buffer.extend_from_slice(data);
                 // Only the new bytes can hold the last newline.
-                let Some(end) = data.iter().rposition(|&b| b == b'\n') else {
-                    return Ok(());
+                let end = match data.iter().rposition(|&b| b == b'\n') {
+                    Some(end) => before + end,
+                    // A line that never ends is shown in pieces.
+                    None if buffer.len() >= MAX_LINE => {
+                        let mut text = format!("[{kernel}] ").into_bytes();
+                        text.append(buffer);
+                        text.push(b'\n');
+                        return self.write(is_err, &text);
+                    }
+                    None => return Ok(()),
                 };
-                let end = before + end;
                 let complete: Vec<u8> = buffer.drain(..=end).collect();
                 let mut text = Vec::with_capacity(complete.len() + 16);
                 for line in complete.split_inclusive(|&b| b == b'\n') {
@@ -154,7 +165,8 @@ mod tests {
             echo.report(&output("6.1", &chunk)).unwrap();
         }
         echo.report(&output("6.1", b"\n")).unwrap();
-        assert_eq!(echo.out.len(), 16 * 1024 * 1024 + "[6.1] \n".len());
+        // Shown in 1 MiB pieces, each prefixed.
+        assert_eq!(echo.out.len(), 16 * 1024 * 1024 + 17 * "[6.1] \n".len());
         assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
     }
 }
