@@ -38,8 +38,24 @@ fn main() {
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
         "RUSTC_WORKSPACE_WRAPPER",
+        // Nor its C flags (cargo fuzz instruments C code for ASan, which a
+        // static guest cannot link).
+        "CFLAGS",
+        "CXXFLAGS",
+        "TARGET_CFLAGS",
+        "CFLAGS_x86_64_unknown_linux_gnu",
+        "CFLAGS_x86_64-unknown-linux-gnu",
+        "CXXFLAGS_x86_64_unknown_linux_gnu",
+        "CXXFLAGS_x86_64-unknown-linux-gnu",
     ] {
         command.env_remove(var);
+    }
+    // Nor the cfg cargo gives this build script (a sanitizer's among them),
+    // which the guest's build scripts would otherwise read as their own.
+    for (var, _) in env::vars_os() {
+        if var.to_string_lossy().starts_with("CARGO_CFG_") {
+            command.env_remove(var);
+        }
     }
     // libbpf links Debian's static libelf and zlib (libelf-dev, zlib1g-dev).
     if env::var_os("LIBBPF_SYS_LIBRARY_PATH").is_none() {

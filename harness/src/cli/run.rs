@@ -150,21 +150,23 @@ async fn run_to_end(
     plan: &RunPlan,
     mut reporter: Reporter<'_>,
 ) -> Result<Result<Summary, Interrupt>, Error> {
+    // Registered before anything starts, so that no signal can find the
+    // default disposition while VMs run.
+    let handler = |kind| tokio::signal::unix::signal(kind).ok();
+    let (mut int, mut term, mut hup) = (
+        handler(SignalKind::interrupt()),
+        handler(SignalKind::terminate()),
+        handler(SignalKind::hangup()),
+    );
     let run = crate::runner::run(plan, |event| reporter.report(&event));
-    let signal = |kind| async move {
-        match tokio::signal::unix::signal(kind) {
-            Ok(mut signal) => signal.recv().await,
-            Err(_) => std::future::pending().await,
-        }
-    };
     let interrupt = tokio::select! {
         result = run => {
             result?;
             return Ok(Ok(reporter.into_summary()));
         }
-        _ = tokio::signal::ctrl_c() => Interrupt::Int,
-        _ = signal(SignalKind::terminate()) => Interrupt::Term,
-        _ = signal(SignalKind::hangup()) => Interrupt::Hup,
+        _ = received(&mut int) => Interrupt::Int,
+        _ = received(&mut term) => Interrupt::Term,
+        _ = received(&mut hup) => Interrupt::Hup,
     };
     eprintln!("interrupted: stopping every VM");
     Ok(Err(interrupt))
@@ -225,5 +227,15 @@ fn parse_loader(name: &str) -> Result<LoaderArg, String> {
         _ => Loader::from_name(name)
             .map(LoaderArg::One)
             .ok_or_else(|| format!("unknown loader `{name}`; use aya, libbpf or both")),
+    }
+}
+
+/// Waits for `signal`; forever when its handler could not be installed.
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

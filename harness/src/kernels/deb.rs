@@ -37,12 +37,21 @@ pub struct DebError {
 impl KernelFiles {
     /// Adds the kernel files of the `.deb` at `path`.
     pub fn read_deb(&mut self, path: &Path) -> Result<(), DebError> {
+        let file = std::fs::File::open(path).map_err(|e| DebError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.read_deb_from(std::io::BufReader::new(file), path)
+    }
+
+    /// Adds the kernel files of a `.deb` read from `data`; `path` names it
+    /// in errors.
+    pub fn read_deb_from(&mut self, data: impl Read, path: &Path) -> Result<(), DebError> {
         let fail = |reason: String| DebError {
             path: path.to_owned(),
             reason,
         };
-        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-        let mut archive = ar::Archive::new(std::io::BufReader::new(file));
+        let mut archive = ar::Archive::new(data);
         while let Some(entry) = archive.next_entry() {
             let entry = entry.map_err(|e| fail(format!("not a .deb (ar) archive: {e}")))?;
             let name = String::from_utf8_lossy(entry.header().identifier()).into_owned();
@@ -67,12 +76,24 @@ impl KernelFiles {
     /// Adds the kernel files of a tar archive, plain or compressed with gzip
     /// or zstd (told apart by their magic bytes).
     pub fn read_tarball(&mut self, path: &Path) -> Result<(), DebError> {
+        let file = std::fs::File::open(path).map_err(|e| DebError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.read_tarball_from(std::io::BufReader::new(file), path)
+    }
+
+    /// Adds the kernel files of a tar archive read from `data`; `path` names
+    /// it in errors.
+    pub fn read_tarball_from(
+        &mut self,
+        mut file: impl std::io::BufRead + 'static,
+        path: &Path,
+    ) -> Result<(), DebError> {
         let fail = |reason: String| DebError {
             path: path.to_owned(),
             reason,
         };
-        let mut file =
-            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| fail(e.to_string()))?);
         let magic = std::io::BufRead::fill_buf(&mut file).map_err(|e| fail(e.to_string()))?;
         let data: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::read::GzDecoder::new(file))

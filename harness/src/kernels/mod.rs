@@ -12,7 +12,7 @@ mod blobs;
 mod bounded;
 pub mod bzimage;
 mod config;
-mod deb;
+pub mod deb;
 mod error;
 mod fetch;
 mod modinfo;

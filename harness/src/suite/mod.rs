@@ -52,6 +52,13 @@ pub fn find(given: Option<PathBuf>) -> Result<PathBuf, SuiteError> {
         .ok_or_else(|| SuiteError::NotFound { dir: cwd.clone() })
 }
 
+/// Checks that `text` has the shape of a suite file, without reading any
+/// object it names (what the fuzz target exercises).
+pub fn check_syntax(text: &str, path: &Path) -> Result<(), SuiteError> {
+    let _: file::RawSuite = crate::toml_file::parse(text, path)?;
+    Ok(())
+}
+
 /// A checked suite.
 #[derive(Debug)]
 pub struct Suite {
