@@ -51,11 +51,14 @@ impl KernelFiles {
             path: path.to_owned(),
             reason,
         };
-        let mut archive = ar::Archive::new(data);
-        while let Some(entry) = archive.next_entry() {
-            let entry = entry.map_err(|e| fail(format!("not a .deb (ar) archive: {e}")))?;
-            let name = String::from_utf8_lossy(entry.header().identifier()).into_owned();
-            let data: Box<dyn Read> = match name.as_str() {
+        let mut archive = super::ar::Archive::new(data);
+        loop {
+            let (name, entry) = match archive.next_member() {
+                Ok(Some(member)) => member,
+                Ok(None) => break,
+                Err(e) => return Err(fail(format!("not a .deb (ar) archive: {e}"))),
+            };
+            let data: Box<dyn Read + '_> = match name.as_str() {
                 "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(entry)),
                 "data.tar.zst" => {
                     Box::new(zstd::Decoder::new(entry).map_err(|e| fail(e.to_string()))?)

@@ -7,6 +7,7 @@
 //! artifacts (kernel image, config, the modules the guest needs to reach
 //! its results port) are extracted once. [`update`] moves pins.
 
+mod ar;
 mod artifacts;
 mod blobs;
 mod bounded;
