@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use support::mirror::{
-    cache_entries, matrix_file, packages_xz, serve_the_6_1_package, signed_index, test_keyring,
+    cache_entries, detach_sign, matrix_file, packages_xz, release_for, serve_the_6_1_package,
+    signed_index, test_keyring, the_6_1_package,
 };
 use support::{kmatrix, text, Server};
 
@@ -276,4 +277,98 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
             "{out}"
         );
     }
+}
+
+/// A mirror without InRelease is read the older way: Release with its
+/// detached Release.gpg, verified the same; update then writes the new pin.
+#[test]
+fn release_with_a_detached_signature_is_verified_too() {
+    let old = "linux-image-6.1.0-99-cloud-amd64";
+    let new = "linux-image-6.1.0-100-cloud-amd64";
+    let index = packages_xz(&[(new, "pool/new.deb", b"the newer package")]);
+    let release = release_for(&index);
+    let mirror = Server::start(BTreeMap::from([
+        (
+            "/debian/dists/test/Release".to_owned(),
+            release.clone().into_bytes(),
+        ),
+        (
+            "/debian/dists/test/Release.gpg".to_owned(),
+            detach_sign(&release),
+        ),
+        (
+            "/debian/dists/test/main/binary-amd64/Packages.xz".to_owned(),
+            index,
+        ),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), old, &[7; 32]);
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let updated = std::fs::read_to_string(&matrix).unwrap();
+    assert!(
+        updated.contains(&format!("package = \"{new}\"")),
+        "{updated}"
+    );
+}
+
+/// A pinned package the mirror no longer has comes from the snapshot
+/// archive (a loopback stand-in here): every build of it there is tried
+/// until one matches the pin, and the line says where it came from.
+#[test]
+fn a_vanished_package_comes_from_the_snapshot_archive() {
+    let (package, pin, deb) = the_6_1_package();
+    let mirror = Server::start(
+        signed_index(
+            "test",
+            packages_xz(&[("linux-image-6.1.0-100-cloud-amd64", "pool/new.deb", b"new")]),
+        )
+        .into_iter()
+        .collect(),
+    );
+    let (older, newer) = ("6.1.100-1", "6.1.101-1");
+    let snapshot = Server::start(BTreeMap::from([
+        (
+            format!("/mr/binary/{package}/"),
+            format!(
+                r#"{{"binary":"{package}","result":[{{"binary_version":"{newer}","name":"linux","source":"linux","version":"{newer}"}},{{"binary_version":"{older}","name":"linux","source":"linux","version":"{older}"}}]}}"#
+            )
+            .into_bytes(),
+        ),
+        (
+            format!("/mr/binary/{package}/{newer}/binfiles"),
+            br#"{"result":[{"architecture":"amd64","hash":"aaaa"}]}"#.to_vec(),
+        ),
+        (
+            format!("/mr/binary/{package}/{older}/binfiles"),
+            br#"{"result":[{"architecture":"amd64","hash":"bbbb"}]}"#.to_vec(),
+        ),
+        // The newer build is another package; the older is the pinned one.
+        ("/file/aaaa".to_owned(), b"another build".to_vec()),
+        ("/file/bbbb".to_owned(), deb),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_file(dir.path(), &package, &pin);
+    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
+        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        .env("KMATRIX_DEBIAN_SNAPSHOT", &snapshot.url)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("gone from the mirror; from the snapshot archive"),
+        "{out}"
+    );
+    assert!(
+        snapshot.requests().contains(&"/file/bbbb".to_owned()),
+        "{out}"
+    );
 }

@@ -68,6 +68,9 @@ pub fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel) {
                 .get(&program.name)
                 .map(String::as_str)
                 .unwrap_or_default();
+            // What was judged so far goes out before a load that might
+            // hang or panic the kernel.
+            channel.flush();
             let start = Instant::now();
             let loaded = match object.loader {
                 Loader::Aya => aya.load(object, &data, &program.name, section),
@@ -89,10 +92,9 @@ pub fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel) {
             let Some(instance) = instance.filter(|_| !program.cases.is_empty()) else {
                 continue;
             };
-            // The load result goes out before what may be a long series of
-            // cases.
-            channel.flush();
             for (case_index, case) in program.cases.iter().enumerate() {
+                // Likewise before each case.
+                channel.flush();
                 let outcome = cases::run(instance.program_fd(), case, |name| instance.map_fd(name));
                 if plan.report_cases {
                     channel.send(&Frame::Case(CaseResult {

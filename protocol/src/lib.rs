@@ -40,8 +40,10 @@ pub const VERSION: u32 = 5;
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";
 
-/// The largest frame payload the host accepts.
-pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+/// The largest frame payload the host accepts. The largest the agent sends
+/// is a verifier log's 256 KiB tail; the bound also bounds what a frame can
+/// decode to (a frame of tiny elements grows about 24-fold in memory).
+pub const MAX_FRAME_LEN: u32 = 4 * 1024 * 1024;
 
 /// The byte the host sends back after it has read [`Frame::Done`].
 pub const ACK: u8 = 0x06;

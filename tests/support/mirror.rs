@@ -49,9 +49,9 @@ pub fn cache_entries(cache: &Path) -> usize {
         .sum()
 }
 
-/// A loopback mirror serving the shipped 6.1 kernel package (taken from the
-/// user's cache, fetched there first if need be); with its name and pin.
-pub fn serve_the_6_1_package() -> (Server, String, [u8; 32]) {
+/// The shipped 6.1 kernel package (from the user's cache, fetched there
+/// first if need be): its name, pin and bytes.
+pub fn the_6_1_package() -> (String, [u8; 32], Vec<u8>) {
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
     let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
     let (package, pin) = entry.sha256.iter().next().unwrap();
@@ -65,13 +65,20 @@ pub fn serve_the_6_1_package() -> (Server, String, [u8; 32]) {
             .trim(),
     );
     let deb = std::fs::read(user_cache.join("blobs/sha256").join(hex::encode(pin))).unwrap();
+    (package.clone(), *pin, deb)
+}
+
+/// A loopback mirror serving the shipped 6.1 kernel package; with its name
+/// and pin.
+pub fn serve_the_6_1_package() -> (Server, String, [u8; 32]) {
+    let (package, pin, deb) = the_6_1_package();
     let mut files: BTreeMap<String, Vec<u8>> =
-        signed_index("test", packages_xz(&[(package, "pool/k.deb", &deb)]))
+        signed_index("test", packages_xz(&[(&package, "pool/k.deb", &deb)]))
             .into_iter()
             .collect();
     files.insert("/debian/pool/k.deb".to_owned(), deb);
     let mirror = Server::start(files);
-    (mirror, package.clone(), *pin)
+    (mirror, package, pin)
 }
 
 /// A signing key made for this test process: its GnuPG home and the
@@ -150,6 +157,29 @@ pub fn clearsign(text: &str) -> Vec<u8> {
         .arg("--output")
         .arg(&output)
         .arg("--clearsign")
+        .arg(&input)
+        .output()
+        .unwrap();
+    stop_agent(key.home.path());
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    std::fs::read(output).unwrap()
+}
+
+/// `text`'s detached signature (`Release.gpg`) by the test key.
+pub fn detach_sign(text: &str) -> Vec<u8> {
+    let key = test_key();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("Release");
+    let output = dir.path().join("Release.gpg");
+    std::fs::write(&input, text).unwrap();
+    let signed = gpg(key.home.path())
+        .arg("--output")
+        .arg(&output)
+        .arg("--detach-sign")
         .arg(&input)
         .output()
         .unwrap();

@@ -110,6 +110,16 @@ pub enum FetchError {
         /// The size it should have.
         limit: u64,
     },
+    /// A package gone from the mirror is not in the snapshot archive either.
+    #[error("kernel `{label}`: `{package}` is gone from the mirror, and the snapshot archive cannot give it: {reason}")]
+    Snapshot {
+        /// The kernel's label.
+        label: String,
+        /// The package.
+        package: String,
+        /// Why.
+        reason: String,
+    },
     /// The entry lacks a pin its source needs.
     #[error("kernel `{label}` has no sha256 pin for `{what}`: run `kmatrix kernels update --kernels {label}`, or add the pin")]
     Unpinned {

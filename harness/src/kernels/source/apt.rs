@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
-use super::release::{self, Keyring, Release};
+use super::release::{self, Fetched, Keyring, Release};
 use crate::kernels::bounded::{read_capped, MAX_INDEX};
 
 /// The package index kmatrix reads, below a suite's `dists/` directory.
 const PACKAGES: &str = "main/binary-amd64/Packages.xz";
 use super::release::KEYRING_ENV;
+use super::snapshot::SNAPSHOT_ENV;
 use crate::kernels::{Version, MIRROR_ENV};
 
 /// A Debian mirror and where its address came from (for messages).
@@ -71,7 +72,7 @@ pub enum DebianError {
         actual: String,
     },
     /// The package is not (or no longer) in the suite.
-    #[error("package `{package}` is not in `{suite}` at {mirror}: Debian drops superseded kernels from its mirrors; run `kmatrix kernels update --kernels {label}` to move the pin to the current package")]
+    #[error("package `{package}` is not in `{suite}` at {mirror}: Debian drops superseded kernels from its mirrors; run `kmatrix kernels update --kernels {label}` to move the pin to the current package, or set {SNAPSHOT_ENV} to Debian's snapshot archive to keep using this one")]
     Gone {
         /// The kernel's label.
         label: String,
@@ -145,13 +146,13 @@ impl Mirror {
             mirror: self.clone(),
             reason,
         };
-        let inrelease = release::download(client, &format!("{}/dists/{suite}/InRelease", self.url))
-            .await
-            .map_err(|e| fail(e.into()))?;
         let keyring = Keyring::resolve().map_err(|e| unverified(format!("no keyring: {e}")))?;
-        let text = keyring
-            .verify(&inrelease)
-            .map_err(|e| unverified(format!("InRelease: {e}")))?;
+        let text = release::signed_text(client, &format!("{}/dists/{suite}", self.url), &keyring)
+            .await
+            .map_err(|e| match e {
+                Fetched::Network(e) => fail(e.into()),
+                Fetched::Unverified(e) => unverified(e),
+            })?;
         let release = Release::parse(&text);
         let (digest, size) = release
             .get(PACKAGES)

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::apt::{DebianError, Mirror, PackageIndex};
+use super::snapshot;
 use crate::kernels::artifacts::Input;
 use crate::kernels::blobs::Blobs;
 use crate::kernels::error::FetchError;
@@ -75,12 +76,17 @@ pub async fn inputs(
             }
             let mirror = archive.mirror()?;
             let index = archive.index(blobs, &mirror, suite).await?;
-            let found = index.get(package).ok_or_else(|| DebianError::Gone {
-                label: entry.label.clone(),
-                package: package.to_owned(),
-                suite: suite.to_owned(),
-                mirror: mirror.clone(),
-            })?;
+            let Some(found) = index.get(package) else {
+                let gone = DebianError::Gone {
+                    label: entry.label.clone(),
+                    package: package.to_owned(),
+                    suite: suite.to_owned(),
+                    mirror: mirror.clone(),
+                };
+                from_snapshot(blobs, entry, package, pin, gone).await?;
+                inputs.push(Input::Deb(path));
+                continue;
+            };
             if found.sha256 != hex::encode(pin) {
                 return Err(DebianError::Repinned {
                     label: entry.label.clone(),
@@ -99,6 +105,43 @@ pub async fn inputs(
         inputs.push(Input::Deb(path));
     }
     Ok(inputs)
+}
+
+/// A pinned package the mirror no longer has, from the snapshot archive:
+/// each build of it is tried until one matches the pin.
+async fn from_snapshot(
+    blobs: &Blobs,
+    entry: &KernelEntry,
+    package: &str,
+    pin: &[u8; 32],
+    gone: DebianError,
+) -> Result<(), FetchError> {
+    let Some(base) = snapshot::base() else {
+        return Err(gone.into());
+    };
+    let candidates = snapshot::candidates(blobs.client(), &base, package)
+        .await
+        .map_err(|e| FetchError::Snapshot {
+            label: entry.label.clone(),
+            package: package.to_owned(),
+            reason: e,
+        })?;
+    let what = format!("{package} (gone from the mirror; from the snapshot archive)");
+    for url in &candidates {
+        match blobs.get_url(&entry.label, &what, url, pin, None).await {
+            Ok(_) => return Ok(()),
+            Err(FetchError::DigestMismatch { .. }) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(FetchError::Snapshot {
+        label: entry.label.clone(),
+        package: package.to_owned(),
+        reason: format!(
+            "none of its {} builds there matches the pin",
+            candidates.len()
+        ),
+    })
 }
 
 /// The newest image package of `package`'s series and flavour in `suite`,

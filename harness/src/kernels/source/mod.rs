@@ -6,6 +6,7 @@ pub mod apt;
 pub mod debian;
 pub mod oci;
 pub mod release;
+pub mod snapshot;
 
 use super::artifacts::Input;
 use super::blobs::Blobs;

@@ -9,6 +9,7 @@
 //! keyring shipped with kmatrix (`images/keyring/`).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,13 +75,32 @@ impl Keyring {
         let signed = dir.path().join("InRelease");
         let text = dir.path().join("Release");
         std::fs::write(&signed, inrelease).map_err(|e| e.to_string())?;
+        self.gpgv(
+            dir.path(),
+            &[OsStr::new("--output"), text.as_os_str(), signed.as_os_str()],
+        )?;
+        std::fs::read_to_string(&text).map_err(|e| e.to_string())
+    }
+
+    /// Checks `Release` against its detached signature (`Release.gpg`,
+    /// for mirrors without `InRelease`) and returns its text.
+    pub fn verify_detached(&self, release: &[u8], signature: &[u8]) -> Result<String, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let text = dir.path().join("Release");
+        let sig = dir.path().join("Release.gpg");
+        std::fs::write(&text, release).map_err(|e| e.to_string())?;
+        std::fs::write(&sig, signature).map_err(|e| e.to_string())?;
+        self.gpgv(dir.path(), &[sig.as_os_str(), text.as_os_str()])?;
+        String::from_utf8(release.to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// Runs gpgv with this keyring and `args`.
+    fn gpgv(&self, home: &Path, args: &[&OsStr]) -> Result<(), String> {
         let output = Command::new("gpgv")
             .arg("--keyring")
             .arg(&self.path)
-            .arg("--output")
-            .arg(&text)
-            .arg(&signed)
-            .env("GNUPGHOME", dir.path())
+            .args(args)
+            .env("GNUPGHOME", home)
             .output()
             .map_err(|e| {
                 format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the Debian archive")
@@ -98,7 +118,7 @@ impl Keyring {
                 said.join("; ")
             ));
         }
-        std::fs::read_to_string(&text).map_err(|e| e.to_string())
+        Ok(())
     }
 }
 
@@ -140,13 +160,22 @@ impl Release {
     }
 }
 
-/// Downloads `url` whole, up to [`MAX_INDEX`] bytes.
-pub async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+/// Downloads `url` whole, up to [`MAX_INDEX`] bytes; `Ok(None)` when the
+/// server has no such file.
+pub async fn download_if_there(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<Option<Vec<u8>>, String> {
     let response = client
         .get(url)
         .send()
         .await
-        .and_then(|r| r.error_for_status())
+        .map_err(|e| crate::error_chain::error_chain(&e))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let response = response
+        .error_for_status()
         .map_err(|e| crate::error_chain::error_chain(&e))?;
     let mut bytes = Vec::new();
     let mut body = response.bytes_stream();
@@ -156,7 +185,51 @@ pub async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, St
             return Err(format!("{url} is larger than {} MiB", MAX_INDEX >> 20));
         }
     }
-    Ok(bytes)
+    Ok(Some(bytes))
+}
+
+/// Downloads `url` whole, up to [`MAX_INDEX`] bytes.
+pub async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    download_if_there(client, url)
+        .await?
+        .ok_or_else(|| format!("{url}: 404 Not Found"))
+}
+
+/// The suite's signed `Release` text: `InRelease`, else `Release` with
+/// its detached `Release.gpg`.
+pub async fn signed_text(
+    client: &reqwest::Client,
+    dists: &str,
+    keyring: &Keyring,
+) -> Result<String, Fetched> {
+    if let Some(inrelease) = download_if_there(client, &format!("{dists}/InRelease"))
+        .await
+        .map_err(Fetched::Network)?
+    {
+        return keyring
+            .verify(&inrelease)
+            .map_err(|e| Fetched::Unverified(format!("InRelease: {e}")));
+    }
+    let release = download(client, &format!("{dists}/Release"))
+        .await
+        .map_err(Fetched::Network)?;
+    let signature = download_if_there(client, &format!("{dists}/Release.gpg"))
+        .await
+        .map_err(Fetched::Network)?
+        .ok_or_else(|| {
+            Fetched::Unverified("the mirror has neither InRelease nor Release.gpg".into())
+        })?;
+    keyring
+        .verify_detached(&release, &signature)
+        .map_err(|e| Fetched::Unverified(format!("Release: {e}")))
+}
+
+/// Why a signed text could not be had.
+pub enum Fetched {
+    /// The mirror could not be reached or refused.
+    Network(String),
+    /// It arrived, but its signature does not check out.
+    Unverified(String),
 }
 
 #[cfg(test)]
