@@ -64,6 +64,19 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
     )
     .unwrap();
 
+    let user_cache = PathBuf::from(
+        String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    );
+    let run_dirs = || {
+        std::fs::read_dir(user_cache.join("tmp")).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("kmatrix-vm-"))
+                .count()
+        })
+    };
+    let before = run_dirs();
     let output = Command::new(kernels_test_binary())
         .arg("7.3::xdp_filter")
         .env("KMATRIX_QEMU", &wrapper)
@@ -71,6 +84,8 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
         .unwrap();
     let out = text(&output);
     assert!(output.status.success(), "{out}");
+    // The kernel's other tests were still running: stopped and cleaned up.
+    assert_eq!(run_dirs(), before, "a run directory was left behind");
     assert!(out.contains("test 7.3::xdp_filter::drops_ssh"), "{out}");
     assert!(
         out.contains("3 passed; 0 failed; 0 ignored; 0 measured; 23 filtered out"),
@@ -80,10 +95,8 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
     assert_eq!(boots.lines().count(), 1, "{boots}");
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
     let newest = matrix.kernels.last().unwrap();
-    let user_cache =
-        String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout).unwrap();
     let fetcher = kmatrix::kernels::Fetcher::new(
-        kmatrix::cache::Cache::at(PathBuf::from(user_cache.trim())).unwrap(),
+        kmatrix::cache::Cache::at(user_cache).unwrap(),
         &matrix,
         true,
         |_| {},

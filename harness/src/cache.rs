@@ -84,7 +84,9 @@ impl Cache {
         const MAX_SOCKET_DIR: usize = 90;
         let builder = || {
             let mut builder = tempfile::Builder::new();
-            builder.prefix("kmatrix-vm-");
+            builder
+                .prefix("kmatrix-vm-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
             builder
         };
         let dir = builder().tempdir_in(self.root.join("tmp"))?;

@@ -50,11 +50,34 @@ pub fn main() -> ExitCode {
 pub fn run(config: Config) -> ExitCode {
     let args = Arguments::from_args();
     match trials(config, &args) {
-        Ok(trials) => libtest_mimic::run(&args, trials).exit_code(),
+        Ok((trials, run)) => {
+            let code = libtest_mimic::run(&args, trials).exit_code();
+            // The selected trials are done: stop what still runs (other
+            // tests of a booted kernel) and let it clean up.
+            if let Some(run) = run {
+                run.stop();
+            }
+            code
+        }
         Err(err) => {
             crate::error::print(&err);
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// The run in the background.
+struct Background {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    /// Stops the run (every VM killed, every run directory removed) and
+    /// waits for it.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }
 
@@ -106,7 +129,7 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
     }
 }
 
-fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
+fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Background>), Error> {
     let selection = match config.kernels {
         Some(selection) => selection,
         None => match std::env::var(KERNELS_ENV) {
@@ -149,6 +172,7 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
         arrived: Condvar::new(),
     });
 
+    let mut background = None;
     if !booted.is_empty() {
         let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
         let config = RunConfig {
@@ -164,7 +188,8 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
         };
         let plan = RunPlan::new(set, tests, fetcher, config)?;
         let results = results.clone();
-        std::thread::spawn(move || {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
             let run = crate::runner::run(&plan, |event| {
                 let reported = results
@@ -175,13 +200,21 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
                 results.arrived.notify_all();
                 reported
             });
-            if let Err(err) = runtime.block_on(run) {
-                crate::error::print(&err);
-            }
+            runtime.block_on(async {
+                tokio::select! {
+                    result = run => {
+                        if let Err(err) = result {
+                            crate::error::print(&err);
+                        }
+                    }
+                    _ = stopped => {}
+                }
+            });
         });
+        background = Some(Background { stop, thread });
     }
 
-    Ok(trials
+    let trials = trials
         .into_iter()
         .map(|trial| {
             let name = trial_name(&trial);
@@ -196,5 +229,6 @@ fn trials(config: Config, args: &Arguments) -> Result<Vec<Trial>, Error> {
                 }
             })
         })
-        .collect())
+        .collect();
+    Ok((trials, background))
 }
