@@ -104,7 +104,7 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let artifacts = runtime.block_on(fetcher.fetch(newest)).unwrap();
     assert!(
-        boots.contains(&artifacts.image.display().to_string()),
+        boots.contains(&artifacts.boot_image.display().to_string()),
         "{boots}"
     );
 }

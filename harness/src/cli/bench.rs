@@ -135,7 +135,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     let mut floor_args = argv::base_args(config.memory_mib);
     floor_args.extend(argv::accel_args(config.accel));
     floor_args.extend(argv::kernel_args(
-        &artifacts.image,
+        &artifacts.boot_image,
         &floor_initrd,
         argv::KERNEL_CMDLINE,
     ));

@@ -14,9 +14,10 @@ use crate::cache::Cache;
 
 /// Bumped whenever the layout of an extracted kernel directory changes, so
 /// that old entries are rebuilt rather than misread.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 const IMAGE: &str = "vmlinuz";
+const VMLINUX: &str = "vmlinux";
 const CONFIG: &str = "config";
 const RELEASE: &str = "release";
 const MODULES: &str = "modules";
@@ -30,6 +31,9 @@ pub struct KernelArtifacts {
     pub dir: PathBuf,
     /// The bootable image.
     pub image: PathBuf,
+    /// What QEMU boots: the uncompressed ELF kernel when it has a PVH entry
+    /// point (no decompression in the guest), else the image.
+    pub boot_image: PathBuf,
     /// The kernel's build configuration.
     pub config: PathBuf,
     /// The kernel release (`uname -r`).
@@ -87,6 +91,9 @@ impl KernelArtifacts {
         let artifacts = Self {
             dir: dir.to_owned(),
             image: dir.join(IMAGE),
+            boot_image: Some(dir.join(VMLINUX))
+                .filter(|v| v.exists())
+                .unwrap_or_else(|| dir.join(IMAGE)),
             config: dir.join(CONFIG),
             modules_dir: dir.join(MODULES_DIR),
             release: release.trim().to_owned(),
@@ -161,6 +168,9 @@ pub fn extract(
             })
     };
     write(IMAGE, &image)?;
+    if let Some(vmlinux) = super::vmlinux::extract(&image) {
+        write(VMLINUX, &vmlinux)?;
+    }
     write(CONFIG, files.config.as_deref().unwrap_or_default())?;
     write(MODULES, names.join("\n").as_bytes())?;
     std::fs::create_dir(dir.path().join(MODULES_DIR)).map_err(|source| FetchError::Io {

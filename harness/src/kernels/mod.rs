@@ -21,6 +21,7 @@ mod select;
 pub mod source;
 pub mod update;
 mod version;
+mod vmlinux;
 
 pub use artifacts::KernelArtifacts;
 pub use config::{KernelEntry, Matrix, MatrixError, Source, MIRROR_ENV};

@@ -124,7 +124,7 @@ impl Work {
         let initrd = dir.path().join("initrd.cpio");
         shared.parts.write(&artifacts, &plan.plan, &initrd)?;
         let spec = BootSpec {
-            kernel: &artifacts.image,
+            kernel: &artifacts.boot_image,
             initrd: &initrd,
             dir: dir.path(),
         };
