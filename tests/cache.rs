@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use support::mirror::{
-    cache_entries, detach_sign, matrix_file, packages_xz, release_for, serve_the_6_1_package,
-    signed_index, test_keyring, the_6_1_package,
+    against_mirror, cache_entries, detach_sign, matrix_file, packages_xz, release_for,
+    serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
 use support::{kmatrix, text, Server};
 
@@ -29,10 +29,7 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
     let matrix = matrix_file(dir.path(), package, &Sha256::digest(&good));
     let cache = dir.path().join("cache");
 
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-        .env("KMATRIX_CACHE_DIR", &cache)
-        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+    let output = against_mirror(&matrix, &cache, &mirror.url, &["kernels", "fetch"])
         .output()
         .unwrap();
     let out = text(&output);
@@ -53,12 +50,14 @@ fn a_vanished_package_points_to_the_update_command() {
     let mirror = Server::start(signed_index("test", index).into_iter().collect());
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
-        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
-        .output()
-        .unwrap();
+    let output = against_mirror(
+        &matrix,
+        &dir.path().join("cache"),
+        &mirror.url,
+        &["kernels", "fetch"],
+    )
+    .output()
+    .unwrap();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "a failed download: {out}");
     assert!(
@@ -78,10 +77,7 @@ fn two_processes_share_a_cache() {
     let matrix = matrix_file(dir.path(), &package, &pin);
     let cache = dir.path().join("cache");
     let spawn = || {
-        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-            .env("KMATRIX_CACHE_DIR", &cache)
-            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        against_mirror(&matrix, &cache, &mirror.url, &["kernels", "fetch"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -113,10 +109,7 @@ fn a_second_fetch_downloads_nothing() {
     let matrix = matrix_file(dir.path(), &package, &pin);
     let cache = dir.path().join("cache");
     let fetch = || {
-        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-            .env("KMATRIX_CACHE_DIR", &cache)
-            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        against_mirror(&matrix, &cache, &mirror.url, &["kernels", "fetch"])
             .output()
             .unwrap()
     };
@@ -186,10 +179,7 @@ fn a_damaged_cache_entry_is_rebuilt() {
     let matrix = matrix_file(dir.path(), &package, &pin);
     let cache = dir.path().join("cache");
     let fetch = || {
-        kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-            .env("KMATRIX_CACHE_DIR", &cache)
-            .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-            .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
+        against_mirror(&matrix, &cache, &mirror.url, &["kernels", "fetch"])
             .output()
             .unwrap()
     };
@@ -230,12 +220,14 @@ fn a_tampered_index_is_refused_and_the_pins_stay() {
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), package, &[7; 32]);
     let before = std::fs::read_to_string(&matrix).unwrap();
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
-        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
-        .output()
-        .unwrap();
+    let output = against_mirror(
+        &matrix,
+        &dir.path().join("cache"),
+        &mirror.url,
+        &["kernels", "update"],
+    )
+    .output()
+    .unwrap();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(
@@ -303,12 +295,14 @@ fn release_with_a_detached_signature_is_verified_too() {
     ]));
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), old, &[7; 32]);
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
-        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
-        .output()
-        .unwrap();
+    let output = against_mirror(
+        &matrix,
+        &dir.path().join("cache"),
+        &mirror.url,
+        &["kernels", "update"],
+    )
+    .output()
+    .unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let updated = std::fs::read_to_string(&matrix).unwrap();
     assert!(
@@ -354,13 +348,15 @@ fn a_vanished_package_comes_from_the_snapshot_archive() {
     ]));
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), &package, &pin);
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
-        .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
-        .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
-        .env("KMATRIX_DEBIAN_SNAPSHOT", &snapshot.url)
-        .output()
-        .unwrap();
+    let output = against_mirror(
+        &matrix,
+        &dir.path().join("cache"),
+        &mirror.url,
+        &["kernels", "fetch"],
+    )
+    .env("KMATRIX_DEBIAN_SNAPSHOT", &snapshot.url)
+    .output()
+    .unwrap();
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(

@@ -1,18 +1,5 @@
 //! An error and its causes on one line, as reports and progress lines
-//! show them. A leaf module: every layer may use it.
+//! show them (the protocol crate's, which the agent uses too). A leaf
+//! module: every layer may use it.
 
-/// `err` and its causes, joined by `: `, skipping a cause whose text the
-/// message already holds.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        let next = err.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = err.source();
-    }
-    text
-}
+pub use kmatrix_protocol::text::error_chain;

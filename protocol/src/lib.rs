@@ -24,6 +24,7 @@ pub mod kind;
 pub mod layout;
 mod plan;
 pub mod report;
+pub mod text;
 
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
 pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict};

@@ -146,17 +146,26 @@ pub fn test_keyring() -> &'static Path {
     &test_key().keyring
 }
 
-/// `text`, clearsigned with the test key.
+/// `text`, clearsigned with the test key (an `InRelease`).
 pub fn clearsign(text: &str) -> Vec<u8> {
+    sign(text, "--clearsign")
+}
+
+/// `text`'s detached signature by the test key (a `Release.gpg`).
+pub fn detach_sign(text: &str) -> Vec<u8> {
+    sign(text, "--detach-sign")
+}
+
+fn sign(text: &str, how: &str) -> Vec<u8> {
     let key = test_key();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("Release");
-    let output = dir.path().join("InRelease");
+    let output = dir.path().join("signed");
     std::fs::write(&input, text).unwrap();
     let signed = gpg(key.home.path())
         .arg("--output")
         .arg(&output)
-        .arg("--clearsign")
+        .arg(how)
         .arg(&input)
         .output()
         .unwrap();
@@ -169,27 +178,16 @@ pub fn clearsign(text: &str) -> Vec<u8> {
     std::fs::read(output).unwrap()
 }
 
-/// `text`'s detached signature (`Release.gpg`) by the test key.
-pub fn detach_sign(text: &str) -> Vec<u8> {
-    let key = test_key();
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("Release");
-    let output = dir.path().join("Release.gpg");
-    std::fs::write(&input, text).unwrap();
-    let signed = gpg(key.home.path())
-        .arg("--output")
-        .arg(&output)
-        .arg("--detach-sign")
-        .arg(&input)
-        .output()
-        .unwrap();
-    stop_agent(key.home.path());
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
-    );
-    std::fs::read(output).unwrap()
+/// `kmatrix --matrix MATRIX ARGS…` with its cache in `cache` and the
+/// loopback mirror at `mirror_url`, trusted through the test keyring.
+pub fn against_mirror(matrix: &Path, cache: &Path, mirror_url: &str, args: &[&str]) -> Command {
+    let mut command = kmatrix(&["--matrix", matrix.to_str().unwrap()]);
+    command
+        .args(args)
+        .env("KMATRIX_CACHE_DIR", cache)
+        .env("KMATRIX_DEBIAN_MIRROR", format!("{mirror_url}/debian"))
+        .env("KMATRIX_DEBIAN_KEYRING", test_keyring());
+    command
 }
 
 /// A `Release` naming `packages_xz`'s digest and size.
