@@ -1,7 +1,7 @@
 //! A mirror's package index and signed Release text.
 #![no_main]
 
-use kmatrix::kernels::source::{apt::PackageIndex, release::Release};
+use kmatrix::kernels::source::{packages::PackageIndex, release::Release};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::apt::{DebianError, Mirror, PackageIndex};
+use super::apt::{DebianError, Mirror};
+use super::packages::PackageIndex;
 use super::snapshot;
 use crate::kernels::artifacts::Input;
 use crate::kernels::blobs::Blobs;

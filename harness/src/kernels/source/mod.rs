@@ -5,6 +5,7 @@
 pub mod apt;
 pub mod debian;
 pub mod oci;
+pub mod packages;
 pub mod release;
 pub mod snapshot;
 

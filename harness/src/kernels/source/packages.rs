@@ -1,0 +1,221 @@
+//! A suite's `Packages` index: every package with its file, digest, size
+//! and dependencies, and which `.deb` files make up a kernel.
+
+use std::collections::HashMap;
+
+use crate::kernels::Version;
+
+/// One package of an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    /// Path of the `.deb` below the mirror.
+    pub filename: String,
+    /// Its sha256, as hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The names in its `Depends` field (alternatives and versions dropped).
+    pub depends: Vec<String>,
+}
+
+/// A suite's `Packages` index, by package name.
+#[derive(Debug, Default)]
+pub struct PackageIndex {
+    packages: HashMap<String, Package>,
+}
+
+impl PackageIndex {
+    /// Parses the text of a `Packages` file.
+    pub fn parse(text: &str) -> Self {
+        let mut packages = HashMap::new();
+        for stanza in text.split("\n\n") {
+            let mut name = None;
+            let mut package = Package {
+                filename: String::new(),
+                sha256: String::new(),
+                size: 0,
+                depends: Vec::new(),
+            };
+            for line in stanza.lines() {
+                let Some((key, value)) = line.split_once(": ") else {
+                    continue;
+                };
+                match key {
+                    "Package" => name = Some(value.to_owned()),
+                    "Filename" => package.filename = value.to_owned(),
+                    "SHA256" => package.sha256 = value.to_owned(),
+                    "Size" => package.size = value.parse().unwrap_or(0),
+                    "Depends" => {
+                        package.depends = value
+                            .split(',')
+                            .filter_map(|dep| dep.split(['|', '(']).next())
+                            .map(|dep| dep.trim().to_owned())
+                            .collect()
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(name) = name {
+                packages.insert(name, package);
+            }
+        }
+        Self { packages }
+    }
+
+    /// Looks a package up by name.
+    pub fn get(&self, name: &str) -> Option<&Package> {
+        self.packages.get(name)
+    }
+
+    /// The packages a kernel is made of: the image package itself, or, for a
+    /// split kernel (Debian 6.19 on), the packages its metapackage depends on
+    /// that carry the same version and flavour (`linux-binary-…`,
+    /// `linux-modules-…`, `linux-base-…`).
+    pub fn kernel_packages(&self, image: &str) -> Option<Vec<(String, &Package)>> {
+        let package = self.get(image)?;
+        let suffix = image.strip_prefix("linux-image-").unwrap_or(image);
+        let parts: Vec<_> = package
+            .depends
+            .iter()
+            .filter(|dep| dep.starts_with("linux-") && dep.ends_with(suffix) && *dep != image)
+            .filter_map(|dep| Some((dep.clone(), self.get(dep)?)))
+            .collect();
+        if parts.is_empty() {
+            Some(vec![(image.to_owned(), package)])
+        } else {
+            Some(parts)
+        }
+    }
+
+    /// The newest `linux-image-<version>-<flavour>` in the index for the
+    /// series of `like` (same flavour suffix), by Debian version order of the
+    /// package names' numbers.
+    pub fn newest_like(&self, like: &str) -> Option<&str> {
+        let series = Version::find_in(like)?.series();
+        let wanted = flavour(like);
+        self.packages
+            .keys()
+            .filter(|name| name.starts_with("linux-image-") && flavour(name) == wanted)
+            .filter(|name| Version::find_in(name).is_some_and(|v| v.series() == series))
+            .filter(|name| !name.ends_with("-dbg"))
+            .max_by_key(|name| numbers(name))
+            .map(String::as_str)
+    }
+}
+
+/// The part of a kernel package name after its version and ABI, e.g.
+/// `cloud-amd64` or `cloud-amd64-unsigned`.
+fn flavour(name: &str) -> &str {
+    let rest = name.strip_prefix("linux-image-").unwrap_or(name);
+    match rest.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(start) => {
+            let rest = &rest[start..];
+            // `+deb13-cloud-amd64`: skip the distribution tag.
+            match rest.strip_prefix("deb") {
+                Some(tagged) => tagged.split_once('-').map_or(tagged, |(_, f)| f),
+                None => rest,
+            }
+        }
+        None => "",
+    }
+}
+
+/// The numbers in a package name, for ordering versions.
+fn numbers(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = "\
+Package: linux-image-7.3.4+deb13-cloud-amd64
+Version: 7.3.4-1~bpo13+1
+Depends: dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), linux-binary-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1), linux-modules-7.3.4+deb13-cloud-amd64 (= 7.3.4-1~bpo13+1)
+Filename: pool/main/l/linux-signed-amd64/linux-image-7.3.4+deb13-cloud-amd64_7.3.4-1~bpo13+1_amd64.deb
+Size: 1928
+SHA256: 4545cda1cab2f7e975e9b3ad1744b4a360092a85a793156bf48f1bdf02906cc9
+
+Package: linux-binary-7.3.4+deb13-cloud-amd64
+Filename: pool/b.deb
+Size: 13604064
+SHA256: bb
+
+Package: linux-modules-7.3.4+deb13-cloud-amd64
+Filename: pool/m.deb
+SHA256: mm
+
+Package: linux-base-7.3.4+deb13-cloud-amd64
+Filename: pool/base.deb
+SHA256: 00
+
+Package: linux-image-7.3.10+deb13-cloud-amd64
+Depends: linux-base (>= 4.3~), initramfs-tools
+Filename: pool/i.deb
+SHA256: ii
+
+Package: linux-image-6.1.0-50-cloud-amd64
+Depends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool
+Filename: pool/main/l/linux-signed-amd64/linux-image-6.1.0-50-cloud-amd64_6.1.158-1_amd64.deb
+Size: 25000000
+SHA256: 61
+
+Package: linux-image-6.1.0-9-cloud-amd64
+Filename: pool/old.deb
+SHA256: 69
+
+Package: linux-image-6.1.0-50-cloud-amd64-unsigned
+Filename: pool/u.deb
+SHA256: 6u
+";
+
+    #[test]
+    fn a_whole_kernel_is_one_package() {
+        let index = PackageIndex::parse(INDEX);
+        let parts = index
+            .kernel_packages("linux-image-6.1.0-50-cloud-amd64")
+            .unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0, "linux-image-6.1.0-50-cloud-amd64");
+        assert_eq!(parts[0].1.size, 25_000_000);
+        assert!(parts[0].1.filename.ends_with("6.1.158-1_amd64.deb"));
+    }
+
+    #[test]
+    fn a_split_kernel_follows_its_depends() {
+        let index = PackageIndex::parse(INDEX);
+        let parts = index
+            .kernel_packages("linux-image-7.3.4+deb13-cloud-amd64")
+            .unwrap();
+        let names: Vec<_> = parts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "linux-base-7.3.4+deb13-cloud-amd64",
+                "linux-binary-7.3.4+deb13-cloud-amd64",
+                "linux-modules-7.3.4+deb13-cloud-amd64"
+            ]
+        );
+        assert_eq!(parts[1].1.sha256, "bb");
+        assert!(index
+            .kernel_packages("linux-image-9.9.9-cloud-amd64")
+            .is_none());
+    }
+
+    #[test]
+    fn newest_package_of_a_series_and_flavour() {
+        let index = PackageIndex::parse(INDEX);
+        assert_eq!(
+            index.newest_like("linux-image-6.1.0-9-cloud-amd64"),
+            Some("linux-image-6.1.0-50-cloud-amd64")
+        );
+        assert_eq!(
+            index.newest_like("linux-image-7.3.4+deb13-cloud-amd64"),
+            Some("linux-image-7.3.10+deb13-cloud-amd64")
+        );
+    }
+}
