@@ -261,7 +261,14 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
         for plan in &plans {
             let report_cases = plan.config.report_cases;
             let (seconds, outcomes) = run_cases(plan).await?;
-            let expected = if report_cases { args.cases + 1 } else { 1 };
+            // One load result per program of the object, and each case's
+            // when they are reported.
+            let loads = plan.suite.tests.iter().filter(|t| t.case.is_none()).count();
+            let expected = if report_cases {
+                args.cases + loads
+            } else {
+                loads
+            };
             ensure(outcomes == expected, || {
                 format!("{outcomes} results arrived, {expected} expected")
             })?;
