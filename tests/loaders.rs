@@ -3,7 +3,7 @@
 //! aya cannot express reported as its limitation, never as the kernel's
 //! verdict.
 
-use support::{boot_lock, kmatrix, matrix_row, repo, text};
+use support::{boot_lock, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
 
 mod support;
 
@@ -128,15 +128,7 @@ fn loader_settings_are_checked_before_booting() {
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let suite = dir.path().join(format!("suite{i}.toml"));
         std::fs::write(&suite, contents).unwrap();
-        let output = kmatrix(&[
-            "test",
-            "--kernels",
-            "6.1",
-            "--suite",
-            suite.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        let output = test_suite_on_6_1(&suite);
         let out = text(&output);
         assert_eq!(output.status.code(), Some(2), "{out}");
         assert!(out.contains(expected), "expected `{expected}` in\n{out}");

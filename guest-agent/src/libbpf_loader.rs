@@ -92,7 +92,11 @@ impl Libbpf {
         loop {
             let mut log = vec![0u8; size];
             let again = Opened::open(object, data, program, Some(&mut log))?;
-            let err = again.load().err().unwrap_or(-libc::EAGAIN);
+            let err = match again.load() {
+                // Loaded this time after all: it is the kernel's to accept.
+                Ok(()) => return Ok(Box::new(again)),
+                Err(err) => err,
+            };
             take_messages();
             let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             if err == -libc::ENOSPC && size < MAX_LOG_BUF {

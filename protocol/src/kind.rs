@@ -144,9 +144,8 @@ const SK: &[(&str, u32)] = &[("SK_DROP", 0), ("SK_PASS", 1)];
 const FLOW: &[(&str, u32)] = &[("BPF_OK", 0), ("BPF_DROP", 2)];
 
 impl TestRunKind {
-    /// Whether cases of this kind run on a packet (`input`, through the
-    /// loader's packet test run); the others take at most a context and run
-    /// through the raw syscall.
+    /// Whether cases of this kind run on a packet (`input`); the others
+    /// take at most a context, and the kernel runs them once.
     pub fn takes_packet(self) -> bool {
         matches!(
             self,

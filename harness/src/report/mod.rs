@@ -80,10 +80,15 @@ impl<'a> Reporter<'a> {
     /// Hands `event` to every sink. Only the JSON file's errors stop the
     /// run: a closed terminal must not, since the matrix decides the exit.
     pub fn report(&mut self, event: &RunEvent) -> Result<(), ReportError> {
-        let mut record = record::of(event, || false);
-        self.summary.apply(&record);
-        if let Record::RunFinished { passed } = &mut record {
-            *passed = self.summary.passed();
+        // The Summary has no use for a program's output: only the JSON file
+        // needs it as a record (this is the hot path of `kmatrix exec`).
+        let needs_record = self.json.is_some() || !matches!(event, RunEvent::Output { .. });
+        let mut record = needs_record.then(|| record::of(event, || false));
+        if let Some(record) = &mut record {
+            self.summary.apply(record);
+            if let Record::RunFinished { passed } = record {
+                *passed = self.summary.passed();
+            }
         }
         if let Some(live) = &mut self.live {
             let _ = live.report(event);
@@ -91,8 +96,8 @@ impl<'a> Reporter<'a> {
         if let Some(echo) = &mut self.echo {
             let _ = echo.report(event);
         }
-        if let Some(json) = &mut self.json {
-            json.write(&record).map_err(ReportError)?;
+        if let (Some(json), Some(record)) = (&mut self.json, &record) {
+            json.write(record).map_err(ReportError)?;
         }
         Ok(())
     }
