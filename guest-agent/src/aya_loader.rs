@@ -26,9 +26,10 @@ const STORAGE: [u32; 4] = [24, 28, 29, 32];
 
 /// Loads objects with aya.
 pub struct Aya {
-    btf: Option<&'static Btf>,
+    /// The kernel's BTF for BTF-attached kinds, parsed when one is loaded.
+    btf: Option<Option<&'static Btf>>,
     /// The loader for objects without settings: making one parses the
-    /// kernel's BTF, so it is made once.
+    /// kernel's BTF (for CO-RE), so it is made once.
     shared: Option<EbpfLoader<'static>>,
 }
 
@@ -41,6 +42,29 @@ impl Aya {
         }
     }
 
+    /// Parses now what loads would parse later (the kernel's BTF, twice),
+    /// so that a VM saved after this starts with it done.
+    pub fn prepare(&mut self) {
+        self.shared_loader();
+        self.kernel_btf();
+    }
+
+    fn kernel_btf(&mut self) -> Option<&'static Btf> {
+        // The agent runs once per VM: what it leaks lives as long as the
+        // loaders that borrow it.
+        *self
+            .btf
+            .get_or_insert_with(|| Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b))))
+    }
+
+    fn shared_loader(&mut self) -> &mut EbpfLoader<'static> {
+        self.shared.get_or_insert_with(|| {
+            let mut shared = EbpfLoader::new();
+            shared.allow_unsupported_maps();
+            shared
+        })
+    }
+
     /// Loads `program` of `object` (in section `section`) in a fresh
     /// instance of the object.
     pub fn load(
@@ -50,20 +74,12 @@ impl Aya {
         program: &str,
         section: &str,
     ) -> Result<Box<dyn Instance>, Verdict> {
-        if self.shared.is_none() {
-            // The agent runs once per VM: what it leaks lives as long as
-            // the loaders that borrow it.
-            self.btf = Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b)));
-            let mut shared = EbpfLoader::new();
-            shared.btf(self.btf).allow_unsupported_maps();
-            self.shared = Some(shared);
-        }
         let mut own;
         let loader = if object.maps.is_empty() && object.globals.is_empty() {
-            self.shared.as_mut().expect("made above")
+            self.shared_loader()
         } else {
             own = EbpfLoader::new();
-            own.btf(self.btf).allow_unsupported_maps();
+            own.allow_unsupported_maps();
             for map in &object.maps {
                 own.map_max_entries(leak(&map.name), map.max_entries);
             }
@@ -85,7 +101,12 @@ impl Aya {
         let Some(prog) = ebpf.program_mut(program) else {
             return Err(missing("program", program));
         };
-        load_program(prog, section, self.btf).map_err(program_verdict)?;
+        let btf = if needs_btf(prog) {
+            self.kernel_btf()
+        } else {
+            None
+        };
+        load_program(prog, section, btf).map_err(program_verdict)?;
         Ok(Box::new(AyaInstance {
             ebpf,
             program: program.to_owned(),
@@ -203,6 +224,19 @@ fn program_verdict(err: LoadFailure) -> Verdict {
 enum LoadFailure {
     Program(ProgramError),
     Other(String),
+}
+
+/// Whether loading `program` needs the kernel's BTF (for its target).
+fn needs_btf(program: &Program) -> bool {
+    matches!(
+        program,
+        Program::FEntry(_)
+            | Program::FExit(_)
+            | Program::Lsm(_)
+            | Program::LsmCgroup(_)
+            | Program::BtfTracePoint(_)
+            | Program::Iter(_)
+    )
 }
 
 fn load_program(

@@ -8,9 +8,11 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use kmatrix_protocol::{encode, Frame, ACK};
+use kmatrix_protocol::input::read_input;
+use kmatrix_protocol::{encode, Frame, Input, ACK};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// Write once this much is buffered.
@@ -61,6 +63,34 @@ impl Channel {
             self.error = Some(err);
         }
         self.buf.clear();
+    }
+
+    /// Reads the host's next input message.
+    pub fn read_input(&mut self) -> io::Result<Input> {
+        read_input(&mut self.port)
+    }
+
+    /// Reads the `len` bytes of a file the host sends into `path` (parents
+    /// created). The bytes are read even if the file cannot be written, so
+    /// that the stream stays in step.
+    pub fn receive_file(&mut self, path: &std::path::Path, mode: u32, len: u64) -> io::Result<()> {
+        let mut file = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| File::create(path));
+        let mut left = len;
+        let mut buf = vec![0; 256 * 1024];
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            self.port.read_exact(&mut buf[..n])?;
+            if let Ok(out) = &mut file {
+                if let Err(err) = out.write_all(&buf[..n]) {
+                    file = Err(err);
+                }
+            }
+            left -= n as u64;
+        }
+        file?.set_permissions(std::fs::Permissions::from_mode(mode))
     }
 
     /// Sends `Done`, writes everything, then waits for the host's

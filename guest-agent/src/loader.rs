@@ -35,11 +35,28 @@ pub trait Instance {
     fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, String>;
 }
 
-/// Carries out `plan` on the objects in `dir` (named by their index):
-/// loads each planned program, sends its result, then runs its cases.
-pub fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel) {
-    let mut aya = Aya::new();
-    let mut libbpf = Libbpf::new();
+/// Both loaders, kept for the agent's life so that what they parse once
+/// (the kernel's BTF) is parsed once.
+#[derive(Default)]
+pub struct Loaders {
+    aya: Aya,
+    libbpf: Libbpf,
+}
+
+impl Loaders {
+    /// Parses now what the first load would (see [`Aya::prepare`]).
+    pub fn prepare(&mut self) {
+        self.aya.prepare();
+    }
+
+    /// Carries out `plan` on the objects in `dir` (named by their index):
+    /// loads each planned program, sends its result, then runs its cases.
+    pub fn run_plan(&mut self, dir: &Path, plan: &Plan, channel: &mut Channel) {
+        run_plan(dir, plan, channel, &mut self.aya, &mut self.libbpf)
+    }
+}
+
+fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbpf: &mut Libbpf) {
     for object in &plan.objects {
         let path = dir.join(object.index.to_string());
         let data = match fs::read(&path) {

@@ -1,17 +1,20 @@
 //! The kmatrix guest agent: PID 1 inside every test VM.
 //!
 //! It prepares what eBPF needs (filesystems, the virtio modules), opens the
-//! results port, loads every program of every object packed into the
-//! initramfs, streams one result per program to the host, and powers off.
+//! results port, says hello, and waits for its input (the host may first ask
+//! it to prepare, then save the VM in that state). It writes the files the
+//! host sends, sets the clock, loads every program of every object, streams
+//! one result per program to the host, and powers off.
 //! It never returns: a PID 1 that exits panics the kernel, so every error is
 //! reported where possible and the machine is powered off regardless.
 
 use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
-use kmatrix_guest_agent::{exec, loader, system};
-use kmatrix_protocol::layout::{OBJECTS_DIR, PLAN_PATH};
-use kmatrix_protocol::{Frame, Hello, Plan, VERSION};
+use kmatrix_guest_agent::loader::Loaders;
+use kmatrix_guest_agent::{exec, system};
+use kmatrix_protocol::layout::OBJECTS_DIR;
+use kmatrix_protocol::{Frame, Hello, Input, Start, VERSION};
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -51,10 +54,20 @@ fn run() {
     }
     channel.flush();
 
-    match read_plan() {
-        Ok(plan) => {
-            loader::run_plan(OBJECTS_DIR.as_ref(), &plan, &mut channel);
-            if let Some(exec) = &plan.exec {
+    let mut loaders = Loaders::default();
+    match read_input(&mut channel, &mut loaders) {
+        Ok(start) => {
+            for err in system::set_clock(start.unix_nanos)
+                .into_iter()
+                .chain(system::add_entropy(&start.entropy))
+            {
+                channel.send(&Frame::AgentError(err));
+            }
+            channel.send(&Frame::Started {
+                kernel_release: system::kernel_release(),
+            });
+            loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel);
+            if let Some(exec) = &start.plan.exec {
                 if let Err(err) = system::loopback_up() {
                     channel.send(&Frame::AgentError(err));
                 }
@@ -70,7 +83,23 @@ fn run() {
     }
 }
 
-fn read_plan() -> Result<Plan, String> {
-    let bytes = std::fs::read(PLAN_PATH).map_err(|e| format!("read {PLAN_PATH}: {e}"))?;
-    kmatrix_protocol::decode_plan(&bytes).map_err(|e| format!("{PLAN_PATH}: {e}"))
+/// Reads the host's input up to its start: prepares when asked, writes
+/// each file.
+fn read_input(channel: &mut Channel, loaders: &mut Loaders) -> Result<Start, String> {
+    loop {
+        match channel.read_input() {
+            Ok(Input::Prepare) => {
+                loaders.prepare();
+                channel.send(&Frame::Prepared);
+                channel.flush();
+            }
+            Ok(Input::File { path, mode, len }) => {
+                if let Err(err) = channel.receive_file(path.as_ref(), mode, len) {
+                    channel.send(&Frame::AgentError(format!("writing {path}: {err}")));
+                }
+            }
+            Ok(Input::Start(start)) => return Ok(start),
+            Err(err) => return Err(format!("reading the host's input: {err}")),
+        }
+    }
 }

@@ -153,3 +153,56 @@ pub fn power_off() -> ! {
         std::thread::sleep(Duration::from_secs(3600));
     }
 }
+
+/// Sets the wall clock to the host's (a restored VM's clock is as old as
+/// its saved state).
+pub fn set_clock(unix_nanos: u64) -> Option<String> {
+    let time = nix::sys::time::TimeSpec::new(
+        (unix_nanos / 1_000_000_000) as i64,
+        (unix_nanos % 1_000_000_000) as i64,
+    );
+    nix::time::clock_settime(ClockId::CLOCK_REALTIME, time)
+        .err()
+        .map(|err| format!("setting the clock: {err}"))
+}
+
+/// Mixes the host's randomness into the kernel's pool, credits it, and
+/// reseeds the kernel's generator from it, so that VMs restored from one
+/// saved state do not share random numbers.
+pub fn add_entropy(entropy: &[u8]) -> Option<String> {
+    /// `RNDADDENTROPY`: `_IOW('R', 0x03, int[2])`.
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+    /// `RNDRESEEDCRNG`: `_IO('R', 0x07)`.
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+    if entropy.is_empty() {
+        return None;
+    }
+    let file = match OpenOptions::new().write(true).open("/dev/urandom") {
+        Ok(file) => file,
+        Err(err) => return Some(format!("open /dev/urandom: {err}")),
+    };
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + entropy.len());
+    info.extend_from_slice(&((entropy.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(entropy.len() as i32).to_ne_bytes());
+    info.extend_from_slice(entropy);
+    info.resize(8 + entropy.len().next_multiple_of(4), 0);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: both ioctls take the fd of /dev/urandom; the first reads a
+    // rand_pool_info whose buffer holds `buf_size` bytes.
+    unsafe {
+        if libc::ioctl(fd, RNDADDENTROPY as _, info.as_ptr()) < 0 {
+            return Some(format!(
+                "adding the host's entropy: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::ioctl(fd, RNDRESEEDCRNG as _) < 0 {
+            return Some(format!(
+                "reseeding the kernel's generator: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    None
+}

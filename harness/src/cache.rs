@@ -41,7 +41,7 @@ impl Cache {
 
     /// The cache rooted at `root`, created if needed.
     pub fn at(root: PathBuf) -> Result<Self, CacheError> {
-        for dir in ["blobs/sha256", "kernels", "tmp"] {
+        for dir in ["blobs/sha256", "kernels", "snapshots", "tmp"] {
             if let Err(source) = std::fs::create_dir_all(root.join(dir)) {
                 return Err(CacheError { root, source });
             }
@@ -62,6 +62,14 @@ impl Cache {
     /// Where the artifacts with this key are (or would be) kept.
     pub fn kernel_dir(&self, key: &str) -> PathBuf {
         self.root.join("kernels").join(key)
+    }
+
+    /// Where saved VMs are kept.
+    pub fn snapshots(&self) -> crate::vm::snapshot::Store {
+        crate::vm::snapshot::Store {
+            dir: self.root.join("snapshots"),
+            tmp: self.root.join("tmp"),
+        }
     }
 
     /// A temporary file on the cache's filesystem, removed unless persisted.

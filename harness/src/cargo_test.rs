@@ -183,6 +183,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
                 memory_mib: 512,
                 boot_timeout: std::time::Duration::from_secs(120),
                 run_timeout: std::time::Duration::from_secs(600),
+                snapshots: true,
             },
             report_cases: true,
         };

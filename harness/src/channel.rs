@@ -1,18 +1,28 @@
-//! The host's end of the results stream: frames read from the guest's
-//! virtio-serial port, as they arrive.
+//! The host's end of the guest's virtio-serial port: frames read as they
+//! arrive ([`ResultStream`]), and the input and acknowledgment written
+//! ([`InputSink`]). The two halves are apart so that a large input and the
+//! guest's first frames can cross without either side waiting.
 
 use std::io;
 
-use kmatrix_protocol::{DecodeError, Decoder, Frame, ACK};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kmatrix_protocol::input::encode_input;
+use kmatrix_protocol::{DecodeError, Decoder, Frame, Input, Start, ACK};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 64 * 1024;
 
+/// Splits a connected port into its two ends.
+pub fn split(socket: UnixStream) -> (ResultStream, InputSink) {
+    let (read, write) = socket.into_split();
+    (ResultStream::new(read), InputSink { socket: write })
+}
+
 /// A stream of frames from one guest.
 pub struct ResultStream {
-    socket: UnixStream,
+    socket: Box<dyn AsyncRead + Send + Unpin>,
     decoder: Decoder,
     buf: Vec<u8>,
     eof: bool,
@@ -30,10 +40,10 @@ pub enum StreamError {
 }
 
 impl ResultStream {
-    /// Wraps a connected socket.
-    pub fn new(socket: UnixStream) -> Self {
+    /// Wraps the reading end of a connected socket.
+    pub fn new(socket: impl AsyncRead + Send + Unpin + 'static) -> Self {
         Self {
-            socket,
+            socket: Box::new(socket),
             decoder: Decoder::new(),
             buf: vec![0; READ_SIZE],
             eof: false,
@@ -58,6 +68,26 @@ impl ResultStream {
                 self.decoder.extend(&self.buf[..n]);
             }
         }
+    }
+}
+
+/// What the host writes to the guest.
+pub struct InputSink {
+    socket: OwnedWriteHalf,
+}
+
+impl InputSink {
+    /// Sends one message.
+    pub async fn send(&mut self, input: &Input) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        encode_input(input, &mut bytes);
+        self.socket.write_all(&bytes).await
+    }
+
+    /// Sends already encoded files, then `start`.
+    pub async fn start(&mut self, files: &[u8], start: Start) -> io::Result<()> {
+        self.socket.write_all(files).await?;
+        self.send(&Input::Start(start)).await
     }
 
     /// Tells the guest that its `Done` arrived.

@@ -31,6 +31,17 @@ pub enum Frame {
     },
     /// The executed program ended.
     Exit(ExitInfo),
+    /// The answer to [`crate::Input::Prepare`]: the agent waits for its
+    /// input again, in a state worth saving.
+    Prepared,
+    /// The answer to [`crate::Input::Start`], before any result: the files
+    /// are written and the clock set. A VM restored from a saved state
+    /// says which kernel it runs, so that a state saved from another
+    /// kernel is caught.
+    Started {
+        /// `uname -r`.
+        kernel_release: String,
+    },
 }
 
 /// One of the executed program's output streams.

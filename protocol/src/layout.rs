@@ -1,14 +1,12 @@
-//! Where things are in the guest's initramfs: the host packs them there and
-//! the agent reads them from there. Paths are absolute; the cpio writer
-//! strips the leading `/`.
+//! Where things are in the guest: the host packs the init and modules into
+//! the initramfs and sends the objects over the port; the agent reads them
+//! from there. Paths are absolute; the cpio writer strips the leading `/`.
 
 /// The directory holding everything kmatrix packs.
 pub const ROOT: &str = "/kmatrix";
 
-/// The plan, encoded with [`crate::encode_plan`].
-pub const PLAN_PATH: &str = "/kmatrix/plan";
-
-/// The objects under test, each named by its index in the plan.
+/// The objects under test, each named by its index in the plan (written
+/// by the agent from the host's input).
 pub const OBJECTS_DIR: &str = "/kmatrix/objects";
 
 /// The kernel modules the agent loads, named `NN-<module>.ko` in load

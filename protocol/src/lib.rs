@@ -7,8 +7,10 @@
 //! The host answers `Done` with a single [`ACK`] byte so that the guest knows
 //! every byte arrived before it powers off.
 //!
-//! What the guest does comes from the host as a [`Plan`], packed into the
-//! initramfs at [`layout::PLAN_PATH`] in the same encoding. [`kind`] is the
+//! What the guest does comes from the host over the same port after the
+//! hello ([`input`]): the run's files, then the [`Plan`]. The initramfs holds
+//! only what is the same for every run of a kernel, so that a VM saved while
+//! it waits can be restored for any run. [`kind`] is the
 //! program-kind table both sides judge by; [`report`] holds the stable
 //! types of kmatrix's own output (outcomes, `--json` records, exit codes).
 //!
@@ -20,6 +22,7 @@
 
 mod codec;
 mod frame;
+pub mod input;
 pub mod kind;
 pub mod layout;
 mod plan;
@@ -28,15 +31,15 @@ pub mod text;
 
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
 pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict};
+pub use input::{Input, Start};
 pub use kind::TestRunKind;
-pub use layout::PLAN_PATH;
 pub use plan::{
-    decode_plan, encode_plan, CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead,
-    MapSetting, ObjectPlan, Plan, ProgramPlan,
+    CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead, MapSetting, ObjectPlan, Plan,
+    ProgramPlan,
 };
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

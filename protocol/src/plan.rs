@@ -1,5 +1,4 @@
-//! What the guest is to do, packed by the host into the initramfs at
-//! [`crate::layout::PLAN_PATH`].
+//! What the guest is to do, sent by the host in [`crate::Start`].
 
 use serde::{Deserialize, Serialize};
 
@@ -139,14 +138,4 @@ pub struct MapRead {
     pub key: Vec<u8>,
     /// The map's value size.
     pub value_size: u32,
-}
-
-/// Encodes the plan the host packs for the guest.
-pub fn encode_plan(plan: &Plan) -> Vec<u8> {
-    postcard::to_stdvec(plan).expect("a plan always serializes")
-}
-
-/// Decodes a packed plan.
-pub fn decode_plan(bytes: &[u8]) -> Result<Plan, postcard::Error> {
-    postcard::from_bytes(bytes)
 }

@@ -130,6 +130,10 @@ pub enum Record {
         release: String,
         /// Whether it has BTF.
         btf: bool,
+        /// Whether its VM was restored from a saved state (absent in files
+        /// written before snapshots: false).
+        #[serde(default)]
+        restored: bool,
     },
     /// A test's outcome.
     Outcome {
@@ -145,6 +149,14 @@ pub enum Record {
         /// The kernel's label.
         kernel: String,
         /// What it said.
+        message: String,
+    },
+    /// A line about a kernel's VM (a saved VM that could not be restored
+    /// or saved); it does not change any result.
+    Notice {
+        /// The kernel's label.
+        kernel: String,
+        /// What happened.
         message: String,
     },
     /// What `kmatrix exec`'s program wrote.

@@ -83,6 +83,9 @@ pub struct VmArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     pub memory: u32,
+    /// Boot every kernel cold: neither restore a saved VM nor save one.
+    #[arg(long)]
+    pub no_snapshot: bool,
 }
 
 impl VmArgs {
@@ -94,6 +97,7 @@ impl VmArgs {
             memory_mib: self.memory,
             boot_timeout: Duration::from_secs(self.boot_timeout),
             run_timeout: Duration::from_secs(self.run_timeout),
+            snapshots: !self.no_snapshot,
         }
     }
 }

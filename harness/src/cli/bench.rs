@@ -129,18 +129,23 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     let floor_initrd = dir.path().join("floor.cpio");
     ImageParts::new(Init::Floor, &[])
         .map_err(io("building the floor's initramfs"))?
-        .write(&artifacts, &Default::default(), &floor_initrd)
+        .write(&artifacts, &floor_initrd)
         .map_err(|e| Error::Bench(error_chain(&e)))?;
 
-    let mut floor_args = argv::base_args(config.memory_mib);
+    let machine = if artifacts.virtio_mmio {
+        argv::Machine::Microvm
+    } else {
+        argv::Machine::Pc
+    };
+    let mut floor_args = argv::base_args(machine, config.memory_mib);
     floor_args.extend(argv::accel_args(config.accel));
     floor_args.extend(argv::kernel_args(
         &artifacts.boot_image,
         &floor_initrd,
-        argv::KERNEL_CMDLINE,
+        &argv::kernel_cmdline(config.tsc_khz()),
     ));
     floor_args.extend(argv::console_args(&dir.path().join("floor-console.log")));
-    floor_args.extend(["-device".into(), "virtio-serial-pci".into()]);
+    floor_args.extend(["-device".into(), argv::serial_controller(machine).into()]);
 
     let exe = std::env::current_exe().map_err(io("finding kmatrix"))?;
     println!(

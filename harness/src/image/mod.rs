@@ -1,28 +1,30 @@
-//! The initramfs each VM boots: the guest agent as `/init`, the kernel's
-//! modules, the objects under test, and the kernel's plan.
+//! What each VM gets: an initramfs that is the same for every run of a
+//! kernel (the guest agent as `/init` and the kernel's [`modules`]), and
+//! the run's input, sent over the port after the agent's hello (the
+//! objects under test, `kmatrix exec`'s files, then the plan). Keeping the
+//! run out of the initramfs is what lets a saved VM serve any run.
 //!
-//! It is concatenated cpio archives, laid out as
-//! [`kmatrix_protocol::layout`] says: the init and objects parts (and
-//! `kmatrix exec`'s files) once per run; the kernel's [`modules`] part and
-//! its plan (a few bytes to kilobytes) per VM.
+//! Paths are those of [`kmatrix_protocol::layout`].
 
 pub mod cpio;
 pub mod modules;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR, PLAN_PATH, ROOT};
-use kmatrix_protocol::{encode_plan, Plan};
+use kmatrix_protocol::input::encode_input;
+use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR};
+use kmatrix_protocol::{Input, Plan};
 
 use crate::agent::Init;
 use crate::kernels::KernelArtifacts;
 use crate::objects::TestObject;
 
-/// The kernel-independent parts of a run's initramfs.
+/// The run's parts: the init part of the initramfs, and the files every
+/// VM of the run is sent.
 pub struct ImageParts {
     init: Vec<u8>,
-    objects: Vec<u8>,
+    /// The files, encoded as input messages, each followed by its bytes.
     files: Vec<u8>,
 }
 
@@ -37,76 +39,73 @@ pub struct ImageError {
     pub source: std::io::Error,
 }
 
+/// What one VM is sent after its hello.
+pub struct RunInput<'a> {
+    /// The files, already encoded.
+    pub files: &'a [u8],
+    /// The kernel's plan.
+    pub plan: &'a Plan,
+}
+
 impl ImageParts {
-    /// Builds the init and objects parts.
+    /// Builds the init part and packs the objects as files.
     pub fn new(init: Init, objects: &[TestObject]) -> std::io::Result<Self> {
         let mut base = cpio::Archive::new();
         for dir in BASE_DIRS {
             base.dir(layout::entry(dir));
         }
         base.file(layout::entry(INIT), 0o755, &init.binary()?);
-
-        let mut packed = cpio::Archive::new();
-        packed.dir(layout::entry(ROOT));
-        packed.dir(layout::entry(OBJECTS_DIR));
-        for (index, object) in objects.iter().enumerate() {
-            let path = format!("{}/{index}", layout::entry(OBJECTS_DIR));
-            packed.file(&path, 0o644, &object.data);
-        }
-        Ok(Self {
+        let mut parts = Self {
             init: base.finish(),
-            objects: packed.finish(),
             files: Vec::new(),
-        })
+        };
+        for (index, object) in objects.iter().enumerate() {
+            parts.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
+        }
+        Ok(parts)
+    }
+
+    fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+        let len = data.len() as u64;
+        encode_input(
+            &Input::File {
+                path: path.to_owned(),
+                mode,
+                len,
+            },
+            &mut self.files,
+        );
+        self.files.extend_from_slice(data);
     }
 
     /// Adds host files, each at its own absolute path (for `kmatrix exec`).
-    pub fn add_files(&mut self, files: &[std::path::PathBuf]) -> std::io::Result<()> {
-        let mut archive = cpio::Archive::new();
-        let mut dirs = std::collections::BTreeSet::new();
+    pub fn add_files(&mut self, files: &[PathBuf]) -> std::io::Result<()> {
         for file in files {
-            let guest = file.to_string_lossy().trim_start_matches('/').to_owned();
-            let mut parent = String::new();
-            for part in guest
-                .split('/')
-                .collect::<Vec<_>>()
-                .split_last()
-                .map_or(&[][..], |(_, p)| p)
-            {
-                if !parent.is_empty() {
-                    parent.push('/');
-                }
-                parent.push_str(part);
-                if dirs.insert(parent.clone()) {
-                    archive.dir(&parent);
-                }
-            }
             let meta = std::fs::metadata(file)?;
-            let perm = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-            archive.file(&guest, perm, &std::fs::read(file)?);
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+            let data = std::fs::read(file)?;
+            self.file(&file.to_string_lossy(), mode, &data);
         }
-        self.files = archive.finish();
         Ok(())
     }
 
-    /// Writes the initramfs for `kernel`, carrying out `plan`, to `dest`.
-    pub fn write(
-        &self,
-        kernel: &KernelArtifacts,
-        plan: &Plan,
-        dest: &Path,
-    ) -> Result<(), ImageError> {
+    /// What a VM carrying out `plan` is sent.
+    pub fn input<'a>(&'a self, plan: &'a Plan) -> RunInput<'a> {
+        RunInput {
+            files: &self.files,
+            plan,
+        }
+    }
+
+    /// Writes the initramfs for `kernel` to `dest`.
+    pub fn write(&self, kernel: &KernelArtifacts, dest: &Path) -> Result<(), ImageError> {
         let fail = |source| ImageError {
             path: dest.display().to_string(),
             source,
         };
         let modules = modules::part(kernel).map_err(fail)?;
-        let mut packed = cpio::Archive::new();
-        packed.dir(layout::entry(ROOT));
-        packed.file(layout::entry(PLAN_PATH), 0o644, &encode_plan(plan));
-        let plan = packed.finish();
         let mut file = std::fs::File::create(dest).map_err(fail)?;
-        for part in [&modules[..], &self.init, &self.objects, &self.files, &plan] {
+        for part in [&modules[..], &self.init] {
             file.write_all(part).map_err(fail)?;
         }
         Ok(())

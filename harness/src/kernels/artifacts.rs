@@ -14,7 +14,7 @@ use crate::cache::Cache;
 
 /// Bumped whenever the layout of an extracted kernel directory changes, so
 /// that old entries are rebuilt rather than misread.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 const IMAGE: &str = "vmlinuz";
 const VMLINUX: &str = "vmlinux";
@@ -23,6 +23,7 @@ const RELEASE: &str = "release";
 const MODULES: &str = "modules";
 const MODULES_DIR: &str = "ko";
 const INPUTS: &str = "inputs";
+const MMIO: &str = "virtio-mmio";
 
 /// A kernel ready to boot, in the cache.
 #[derive(Clone, Debug)]
@@ -42,6 +43,10 @@ pub struct KernelArtifacts {
     pub modules_dir: PathBuf,
     /// Those modules' names, in load order.
     pub modules: Vec<String>,
+    /// Whether the kernel finds virtio-mmio devices through ACPI (its
+    /// `virtio_mmio` driver is built in or among the modules), so that it
+    /// can boot on a machine without PCI.
+    pub virtio_mmio: bool,
 }
 
 /// What an entry's artifacts are extracted from.
@@ -98,6 +103,7 @@ impl KernelArtifacts {
             modules_dir: dir.join(MODULES_DIR),
             release: release.trim().to_owned(),
             modules: modules.lines().map(str::to_owned).collect(),
+            virtio_mmio: dir.join(MMIO).exists(),
         };
         (artifacts.image.exists()).then_some(artifacts)
     }
@@ -105,6 +111,25 @@ impl KernelArtifacts {
     /// The path of module `name`'s object.
     pub fn module(&self, name: &str) -> PathBuf {
         self.modules_dir.join(format!("{name}.ko"))
+    }
+}
+
+/// Whether a kernel configuration has ACPI and the virtio-mmio transport:
+/// `Some(true)` built in, `Some(false)` a module, `None` neither.
+fn mmio_config(config: &[u8]) -> Option<bool> {
+    let text = String::from_utf8_lossy(config);
+    let value = |option: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(option)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    if value("CONFIG_ACPI").as_deref() != Some("y") {
+        return None;
+    }
+    match value("CONFIG_VIRTIO_MMIO").as_deref() {
+        Some("y") => Some(true),
+        Some("m") => Some(false),
+        _ => None,
     }
 }
 
@@ -143,11 +168,34 @@ pub fn extract(
     // Without modules.builtin, a module that is not shipped is taken to be
     // built in; if it is not, the agent says so at boot.
     let builtin = files.builtin.as_deref().map(modinfo::builtin_names);
-    let modules = modinfo::load_order(modinfo::PORT_MODULES, &files.modules, builtin.as_ref())
+    let mut modules = modinfo::load_order(modinfo::PORT_MODULES, &files.modules, builtin.as_ref())
         .map_err(|source| FetchError::Modules {
             label: label.to_owned(),
             source,
         })?;
+    let config = files.config.as_deref().unwrap_or_default();
+    let virtio_mmio = match mmio_config(config) {
+        None => false,
+        Some(true) => true,
+        Some(false) => {
+            files.modules.contains_key(modinfo::MMIO_MODULE)
+                && match modinfo::load_order(
+                    &[modinfo::MMIO_MODULE],
+                    &files.modules,
+                    builtin.as_ref(),
+                ) {
+                    Ok(more) => {
+                        for (name, elf) in more {
+                            if !modules.iter().any(|(have, _)| *have == name) {
+                                modules.push((name, elf));
+                            }
+                        }
+                        true
+                    }
+                    Err(_) => false,
+                }
+        }
+    };
     let names: Vec<_> = modules.iter().map(|(n, _)| n.as_str()).collect();
 
     let dir = cache.temp_dir().map_err(|source| FetchError::Io {
@@ -171,7 +219,10 @@ pub fn extract(
     if let Some(vmlinux) = super::vmlinux::extract(&image) {
         write(VMLINUX, &vmlinux)?;
     }
-    write(CONFIG, files.config.as_deref().unwrap_or_default())?;
+    write(CONFIG, config)?;
+    if virtio_mmio {
+        write(MMIO, b"")?;
+    }
     write(MODULES, names.join("\n").as_bytes())?;
     std::fs::create_dir(dir.path().join(MODULES_DIR)).map_err(|source| FetchError::Io {
         path: dest.join(MODULES_DIR),

@@ -11,6 +11,10 @@ use super::bounded::{read_capped, MAX_FILE};
 /// transport and the virtio console (which provides virtio-serial ports).
 pub const PORT_MODULES: &[&str] = &["virtio_pci", "virtio_console"];
 
+/// The virtio-mmio transport, loaded too where the kernel has it, so that
+/// the guest can run on a machine without PCI.
+pub const MMIO_MODULE: &str = "virtio_mmio";
+
 /// A module name as the kernel spells it (`-` folded to `_`), from a path
 /// such as `kernel/drivers/virtio/virtio_pci.ko.xz`.
 pub fn module_name(path: &str) -> Option<String> {

@@ -76,6 +76,9 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.err, "[{kernel}] kmatrix: agent: {message}")
             }
+            RunEvent::Notice { kernel, message } => {
+                writeln!(self.err, "[{kernel}] kmatrix: {message}")
+            }
             RunEvent::RunStarted { .. }
             | RunEvent::KernelStarted { .. }
             | RunEvent::KernelBooted { .. }

@@ -7,6 +7,7 @@ use kmatrix_protocol::report::Outcome;
 use super::record::exit_status;
 use crate::error_chain::error_chain;
 use crate::runner::{KernelOutcome, RunEvent};
+use crate::vm::Start;
 
 /// Writes one line per event to `out`.
 pub struct LiveReporter<W> {
@@ -25,13 +26,27 @@ impl<W: Write> LiveReporter<W> {
             RunEvent::KernelStarted { kernel } => {
                 writeln!(self.out, "{kernel:>8}  BOOT  starting VM")
             }
-            RunEvent::KernelBooted { kernel, hello } => writeln!(
+            RunEvent::KernelBooted {
+                kernel,
+                hello,
+                start,
+            } => writeln!(
                 self.out,
-                "{kernel:>8}  UP    {} ({}BTF), agent up {} ms after kernel start",
+                "{kernel:>8}  UP    {} ({}BTF), {}",
                 hello.kernel_release,
                 if hello.btf { "" } else { "no " },
-                hello.boot_ms
+                match start {
+                    Start::Restored => "restored from its saved VM".to_owned(),
+                    Start::Saved => format!(
+                        "agent up {} ms after kernel start; VM saved for later runs",
+                        hello.boot_ms
+                    ),
+                    Start::Cold => format!("agent up {} ms after kernel start", hello.boot_ms),
+                }
             ),
+            RunEvent::Notice { kernel, message } => {
+                writeln!(self.out, "{kernel:>8}  NOTE  {message}")
+            }
             RunEvent::Outcome {
                 kernel,
                 test: name,

@@ -6,6 +6,7 @@ use kmatrix_protocol::{ExitInfo, Stream};
 
 use crate::error_chain::error_chain;
 use crate::runner::{KernelOutcome, RunEvent};
+use crate::vm::Start;
 
 /// The record of `event`; `passed` is asked only for `run-finished`.
 pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
@@ -26,10 +27,19 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
         RunEvent::KernelStarted { kernel } => Record::KernelStarted {
             kernel: kernel.clone(),
         },
-        RunEvent::KernelBooted { kernel, hello } => Record::KernelBooted {
+        RunEvent::KernelBooted {
+            kernel,
+            hello,
+            start,
+        } => Record::KernelBooted {
             kernel: kernel.clone(),
             release: hello.kernel_release.clone(),
             btf: hello.btf,
+            restored: *start == Start::Restored,
+        },
+        RunEvent::Notice { kernel, message } => Record::Notice {
+            kernel: kernel.clone(),
+            message: message.clone(),
         },
         RunEvent::Outcome {
             kernel,

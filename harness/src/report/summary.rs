@@ -119,7 +119,10 @@ impl Summary {
                     self.add_row(test);
                 }
             }
-            Record::KernelStarted { .. } | Record::Output { .. } | Record::RunFinished { .. } => {}
+            Record::KernelStarted { .. }
+            | Record::Output { .. }
+            | Record::Notice { .. }
+            | Record::RunFinished { .. } => {}
             Record::KernelBooted {
                 kernel, release, ..
             } => {

@@ -30,6 +30,11 @@ fn events() -> Vec<RunEvent> {
             btf: true,
             boot_ms: 812,
         },
+        start: if kernel == "6.1" {
+            crate::vm::Start::Restored
+        } else {
+            crate::vm::Start::Cold
+        },
     };
     let done = |kernel: &str| RunEvent::KernelFinished {
         kernel: kernel.into(),
@@ -91,6 +96,10 @@ fn events() -> Vec<RunEvent> {
         },
         RunEvent::KernelStarted {
             kernel: "7.3".into(),
+        },
+        RunEvent::Notice {
+            kernel: "7.3".into(),
+            message: "the saved VM could not be restored (restoring the saved VM failed: the VM did not answer within 15s); booting cold and saving it again".into(),
         },
         booted("7.3", "7.3.1+bpo-cloud-amd64"),
         RunEvent::AgentError {

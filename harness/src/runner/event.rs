@@ -8,7 +8,7 @@ use kmatrix_protocol::{ExitInfo, Hello, Stream};
 use crate::image::ImageError;
 use crate::judge::Outcome;
 use crate::kernels::FetchError;
-use crate::vm::VmFailure;
+use crate::vm::{Start, VmFailure};
 
 /// Something that happened during a run, in the order it happened.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub enum RunEvent {
     KernelBooted {
         /// The kernel's label.
         kernel: String,
+        /// How the VM came up.
+        start: Start,
         /// What the agent said.
         hello: Hello,
     },
@@ -67,6 +69,14 @@ pub enum RunEvent {
         /// The kernel's label.
         kernel: String,
         /// What it said.
+        message: String,
+    },
+    /// Something about the kernel's VM worth a line (a saved VM that
+    /// could not be restored or saved).
+    Notice {
+        /// The kernel's label.
+        kernel: String,
+        /// What happened.
         message: String,
     },
     /// A kernel is done.

@@ -122,19 +122,34 @@ impl Work {
             .run_dir()
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
-        shared.parts.write(&artifacts, &plan.plan, &initrd)?;
+        shared.parts.write(&artifacts, &initrd)?;
+        let snapshots = shared.fetcher.cache().snapshots();
         let spec = BootSpec {
+            machine: if artifacts.virtio_mmio {
+                vm::Machine::Microvm
+            } else {
+                vm::Machine::Pc
+            },
             kernel: &artifacts.boot_image,
             initrd: &initrd,
             dir: dir.path(),
+            snapshots: shared.config.vm.snapshots.then_some(&snapshots),
         };
         let report = vm::run(
             &shared.config.vm,
             spec,
-            |hello| {
+            shared.parts.input(&plan.plan),
+            |hello, start| {
                 self.send(RunEvent::KernelBooted {
                     kernel: label.clone(),
                     hello: hello.clone(),
+                    start,
+                })
+            },
+            |message| {
+                self.send(RunEvent::Notice {
+                    kernel: label.clone(),
+                    message,
                 })
             },
             |frame| match frame {
@@ -176,7 +191,7 @@ impl Work {
                         info,
                     });
                 }
-                Frame::Hello(_) | Frame::Done => {}
+                Frame::Hello(_) | Frame::Done | Frame::Prepared | Frame::Started { .. } => {}
             },
         )
         .await?;

@@ -1,0 +1,339 @@
+//! Saved VMs: a kernel's VM, booted and waiting for its input, saved with
+//! QEMU's migration to a file once and restored for every later run.
+//!
+//! A snapshot is a directory `<key>/` holding `state` (the migration
+//! stream) and `meta.json` (the hello the VM said, and what `kernels gc`
+//! needs), written under `tmp/` and renamed into place, so that a reader
+//! sees a whole snapshot or none, and two processes saving the same one
+//! both succeed. The key covers everything that could make a saved state
+//! wrong to reuse: the QEMU binary (its path, size and modification time:
+//! a state is only valid for the QEMU build that wrote it), every argument
+//! QEMU gets (machine, memory, CPU, accelerator, kernel command line), the
+//! kernel's file and the initramfs's bytes (the agent and the modules).
+
+use std::path::{Path, PathBuf};
+
+use kmatrix_protocol::{Hello, VERSION};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bumped when what a snapshot holds or means changes.
+const FORMAT: u32 = 1;
+
+const STATE: &str = "state";
+const META: &str = "meta.json";
+const TSC_KHZ: &str = "tsc-khz";
+
+/// What is kept next to a saved state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Meta {
+    /// The kernel release the VM said hello with.
+    pub kernel_release: String,
+    /// Whether it has BTF.
+    pub btf: bool,
+    /// When its agent came up, in ms after the kernel started.
+    pub boot_ms: u64,
+    /// The kernel file it booted (gone from the cache: the snapshot is
+    /// unused).
+    pub kernel: PathBuf,
+}
+
+impl Meta {
+    /// The hello a restored VM stands for.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            version: VERSION,
+            kernel_release: self.kernel_release.clone(),
+            btf: self.btf,
+            boot_ms: self.boot_ms,
+        }
+    }
+}
+
+/// Where snapshots are kept.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The snapshots directory.
+    pub dir: PathBuf,
+    /// A directory on the same filesystem for snapshots being written.
+    pub tmp: PathBuf,
+}
+
+/// One snapshot's place in the store.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+/// The key of a VM started with `args` (run-specific paths left out) from
+/// `kernel` and the initramfs `initrd`.
+pub fn key(qemu: &Path, args: &[std::ffi::OsString], kernel: &Path, initrd: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(FORMAT.to_le_bytes());
+    hasher.update(VERSION.to_le_bytes());
+    for file in [qemu_path(qemu).as_path(), kernel] {
+        hasher.update(file.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(identity(file).as_bytes());
+    }
+    for arg in args {
+        hasher.update(arg.as_encoded_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(Sha256::digest(initrd));
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// A file's size and modification time.
+fn identity(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) => format!("{} {:?}", meta.len(), meta.modified().ok()),
+        Err(_) => "missing".into(),
+    }
+}
+
+/// The QEMU binary's path, looked up on the PATH if it is a bare name.
+fn qemu_path(qemu: &Path) -> PathBuf {
+    if qemu.components().count() > 1 {
+        return qemu.to_owned();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(qemu))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| qemu.to_owned())
+}
+
+impl Store {
+    /// The slot for `key`.
+    pub fn slot(&self, key: &str) -> Slot {
+        Slot {
+            dir: self.dir.join(key),
+            tmp: self.tmp.clone(),
+        }
+    }
+
+    /// The host's TSC frequency as first measured, while a new measurement
+    /// `khz` stays within 0.1% of it (measurements differ by a few kHz).
+    pub fn stable_tsc_khz(&self, khz: u64) -> u64 {
+        let file = self.dir.join(TSC_KHZ);
+        let kept = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        match kept {
+            Some(kept) if kept.abs_diff(khz) * 1000 <= kept => kept,
+            _ => {
+                // Written whole under another name, then renamed.
+                let _ = std::fs::create_dir_all(&self.dir)
+                    .and_then(|()| tempfile::NamedTempFile::new_in(&self.dir))
+                    .and_then(|tmp| {
+                        std::fs::write(tmp.path(), khz.to_string())?;
+                        tmp.persist(&file).map_err(|e| e.error)
+                    });
+                khz
+            }
+        }
+    }
+
+    /// Snapshots no kernel in `kernels` (the cache's kernel directories
+    /// still in use) can restore, and unreadable ones, with their sizes.
+    pub fn unused(&self, kernels: &std::collections::HashSet<PathBuf>) -> Vec<(PathBuf, u64)> {
+        let mut unused = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let used = read_meta(&path).is_some_and(|meta| {
+                meta.kernel.exists() && meta.kernel.parent().is_some_and(|k| kernels.contains(k))
+            });
+            if !used {
+                let bytes = std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum();
+                unused.push((path, bytes));
+            }
+        }
+        unused
+    }
+}
+
+fn read_meta(dir: &Path) -> Option<Meta> {
+    let text = std::fs::read(dir.join(META)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// A state being saved: its directory under `tmp/`.
+pub struct Pending {
+    dir: tempfile::TempDir,
+}
+
+impl Pending {
+    /// The file QEMU writes the state to.
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join(STATE)
+    }
+}
+
+impl Slot {
+    /// The saved state and what it said, if the snapshot is complete.
+    pub fn load(&self) -> Option<(PathBuf, Meta)> {
+        let state = self.dir.join(STATE);
+        let meta = read_meta(&self.dir)?;
+        state.is_file().then_some((state, meta))
+    }
+
+    /// A place to save a new state.
+    pub fn pending(&self) -> std::io::Result<Pending> {
+        std::fs::create_dir_all(&self.tmp)?;
+        Ok(Pending {
+            dir: tempfile::Builder::new()
+                .prefix("snapshot-")
+                .tempdir_in(&self.tmp)?,
+        })
+    }
+
+    /// Moves a saved state into place with its `meta`. If another process
+    /// saved one first, theirs is kept.
+    pub fn commit(&self, pending: Pending, meta: &Meta) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+        std::fs::write(pending.dir.path().join(META), json)?;
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::rename(pending.dir.path(), &self.dir) {
+            Ok(()) => {
+                let _ = pending.dir.keep();
+                Ok(())
+            }
+            Err(_) if self.dir.is_dir() => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes a snapshot that could not be restored, so that the next cold
+    /// boot saves a good one. Moved aside first: a VM restoring from it has
+    /// its file open and keeps reading it.
+    pub fn discard(&self) {
+        let Ok(aside) = tempfile::Builder::new()
+            .prefix("broken-snapshot-")
+            .tempdir_in(&self.tmp)
+        else {
+            return;
+        };
+        let _ = std::fs::rename(&self.dir, aside.path().join("entry"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(kernel: &Path) -> Meta {
+        Meta {
+            kernel_release: "6.1.0-50-cloud-amd64".into(),
+            btf: true,
+            boot_ms: 900,
+            kernel: kernel.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_committed_snapshot_loads_and_a_second_commit_keeps_the_first() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store {
+            dir: root.path().join("snapshots"),
+            tmp: root.path().join("tmp"),
+        };
+        let slot = store.slot("k");
+        assert!(slot.load().is_none());
+        for text in ["first", "second"] {
+            let pending = slot.pending().unwrap();
+            std::fs::write(pending.state(), text).unwrap();
+            slot.commit(pending, &meta(Path::new("/k/vmlinux")))
+                .unwrap();
+        }
+        let (state, meta) = slot.load().unwrap();
+        assert_eq!(std::fs::read_to_string(state).unwrap(), "first");
+        assert_eq!(meta.hello().kernel_release, "6.1.0-50-cloud-amd64");
+        slot.discard();
+        assert!(slot.load().is_none());
+    }
+
+    #[test]
+    fn a_snapshot_of_a_kernel_no_longer_cached_is_unused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store {
+            dir: root.path().join("snapshots"),
+            tmp: root.path().join("tmp"),
+        };
+        let kernel_dir = root.path().join("kernels/abc");
+        std::fs::create_dir_all(&kernel_dir).unwrap();
+        std::fs::write(kernel_dir.join("vmlinux"), "elf").unwrap();
+        for (key, kernel) in [
+            ("kept", kernel_dir.join("vmlinux")),
+            ("gone", root.path().join("kernels/old/vmlinux")),
+        ] {
+            let slot = store.slot(key);
+            let pending = slot.pending().unwrap();
+            std::fs::write(pending.state(), "state").unwrap();
+            slot.commit(pending, &meta(&kernel)).unwrap();
+        }
+        let keep = [kernel_dir].into_iter().collect();
+        let unused: Vec<_> = store.unused(&keep).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(unused, [store.dir.join("gone")]);
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input() {
+        let args = |m: &str| vec![std::ffi::OsString::from("-m"), m.into()];
+        let base = key(
+            "/bin/true".as_ref(),
+            &args("256M"),
+            "/k".as_ref(),
+            b"initrd",
+        );
+        assert_eq!(
+            base,
+            key(
+                "/bin/true".as_ref(),
+                &args("256M"),
+                "/k".as_ref(),
+                b"initrd"
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                "/bin/true".as_ref(),
+                &args("512M"),
+                "/k".as_ref(),
+                b"initrd"
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                "/bin/true".as_ref(),
+                &args("256M"),
+                "/k".as_ref(),
+                b"initrd2"
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                "/bin/false".as_ref(),
+                &args("256M"),
+                "/k".as_ref(),
+                b"initrd"
+            )
+        );
+    }
+}
