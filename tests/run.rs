@@ -167,10 +167,17 @@ fn a_panicking_kernel_fails_with_its_console() {
 fn a_hung_boot_times_out_and_leaves_no_qemu() {
     let _lock = boot_lock();
     // A cold boot: a saved VM would be up well within the second.
-    let output = kmatrix(&["test", "--kernels", "6.1", "--boot-timeout", "1", "--no-snapshot"])
-        .arg(fixture("xdp_pass.bpf.c"))
-        .output()
-        .unwrap();
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--boot-timeout",
+        "1",
+        "--no-snapshot",
+    ])
+    .arg(fixture("xdp_pass.bpf.c"))
+    .output()
+    .unwrap();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(

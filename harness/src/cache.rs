@@ -65,11 +65,13 @@ impl Cache {
     }
 
     /// Where saved VMs are kept.
-    pub fn snapshots(&self) -> crate::vm::snapshot::Store {
-        crate::vm::snapshot::Store {
-            dir: self.root.join("snapshots"),
-            tmp: self.root.join("tmp"),
-        }
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Where entries are written before they are renamed into place.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// A temporary file on the cache's filesystem, removed unless persisted.

@@ -85,7 +85,15 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
 fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
     let set = KernelSet::resolve(matrix, &Selection::All, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
-    let unused = fetcher.unused();
+    let mut unused = fetcher.unused();
+    // Saved VMs of kernels no longer kept.
+    let snapshots = crate::vm::snapshot::Store::in_cache(fetcher.cache());
+    unused.extend(
+        snapshots
+            .unused(&fetcher.used(), &crate::vm::VmConfig::default_qemu())
+            .into_iter()
+            .map(|(path, bytes)| crate::cache::Entry { path, bytes }),
+    );
     let total: u64 = unused.iter().map(|e| e.bytes).sum();
     for entry in &unused {
         println!(

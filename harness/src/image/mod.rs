@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR};
-use kmatrix_protocol::{Input, Plan};
+use kmatrix_protocol::Input;
 
 use crate::agent::Init;
 use crate::kernels::KernelArtifacts;
@@ -37,14 +37,6 @@ pub struct ImageError {
     /// Why.
     #[source]
     pub source: std::io::Error,
-}
-
-/// What one VM is sent after its hello.
-pub struct RunInput<'a> {
-    /// The files, already encoded.
-    pub files: &'a [u8],
-    /// The kernel's plan.
-    pub plan: &'a Plan,
 }
 
 impl ImageParts {
@@ -89,12 +81,10 @@ impl ImageParts {
         Ok(())
     }
 
-    /// What a VM carrying out `plan` is sent.
-    pub fn input<'a>(&'a self, plan: &'a Plan) -> RunInput<'a> {
-        RunInput {
-            files: &self.files,
-            plan,
-        }
+    /// The run's files, encoded as input messages, each followed by its
+    /// bytes: what every VM is sent before its plan.
+    pub fn files(&self) -> &[u8] {
+        &self.files
     }
 
     /// Writes the initramfs for `kernel` to `dest`.

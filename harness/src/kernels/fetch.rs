@@ -47,6 +47,12 @@ impl Fetcher {
     /// Cache entries no entry of the matrix uses: downloads and kernel
     /// directories it does not reference, and stale temporary files.
     pub fn unused(&self) -> Vec<cache::Entry> {
+        self.cache().unreferenced(&self.used())
+    }
+
+    /// The cache entries the matrix's kernels use: their downloads and
+    /// kernel directories.
+    pub fn used(&self) -> std::collections::HashSet<PathBuf> {
         let mut keep = std::collections::HashSet::new();
         for kernel in &self.kernels {
             let dir = self.cache().kernel_dir(&artifacts::key(kernel));
@@ -58,7 +64,7 @@ impl Fetcher {
             keep.extend(blobs.map(|b| self.cache().root().join("blobs/sha256").join(b)));
             keep.insert(dir);
         }
-        self.cache().unreferenced(&keep)
+        keep
     }
 
     /// The pins `entry` would have on what its source offers now; `None`

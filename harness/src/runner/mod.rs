@@ -123,7 +123,7 @@ impl Work {
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
         shared.parts.write(&artifacts, &initrd)?;
-        let snapshots = shared.fetcher.cache().snapshots();
+        let snapshots = vm::snapshot::Store::in_cache(shared.fetcher.cache());
         let spec = BootSpec {
             machine: if artifacts.virtio_mmio {
                 vm::Machine::Microvm
@@ -138,7 +138,10 @@ impl Work {
         let report = vm::run(
             &shared.config.vm,
             spec,
-            shared.parts.input(&plan.plan),
+            vm::RunInput {
+                files: shared.parts.files(),
+                plan: &plan.plan,
+            },
             |hello, start| {
                 self.send(RunEvent::KernelBooted {
                     kernel: label.clone(),

@@ -21,8 +21,16 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 pub use argv::{Accel, Machine};
 
+/// What a VM is sent after its hello.
+pub struct RunInput<'a> {
+    /// The run's files, encoded as [`Input::File`] messages with their
+    /// bytes.
+    pub files: &'a [u8],
+    /// The kernel's plan.
+    pub plan: &'a kmatrix_protocol::Plan,
+}
+
 use crate::channel::{self, ResultStream, StreamError};
-use crate::image::RunInput;
 use snapshot::{Meta, Slot};
 
 /// Time a restored VM has to answer its input.
@@ -407,16 +415,20 @@ async fn attempt(
     };
     result.map_err(|kind| {
         let console_tail = console_tail(&console);
-        let kind = match (kind, ended) {
-            (VmError::Died(_), Some(how)) => VmError::Died(describe_end(&how, &console_tail)),
-            (VmError::Died(when), None) => {
-                let stderr = std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
-                match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
-                    Some(line) => VmError::Died(format!("{when}; QEMU said: {}", line.trim())),
-                    None => VmError::Died(when),
-                }
+        let stderr = std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
+        let said = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_owned());
+        let kind = match (kind, ended, said) {
+            (VmError::Died(_), Some(how), _) => VmError::Died(describe_end(&how, &console_tail)),
+            (VmError::Died(when), None, Some(line)) => {
+                VmError::Died(format!("{when}; QEMU said: {line}"))
             }
-            (kind, _) => kind,
+            // QMP breaks when QEMU exits: what it printed says why.
+            (VmError::Qmp(_), None, Some(line)) => VmError::Died(format!("QEMU exited: {line}")),
+            (kind, _, _) => kind,
         };
         VmFailure { kind, console_tail }
     })
@@ -561,7 +573,17 @@ async fn drive(
             let mut save_error = None;
             if let Some(slot) = save {
                 let qmp = qemu.qmp.as_ref().expect("connected above");
-                match save_state(qmp, &mut stream, &mut sink, slot, &hello, spec.kernel).await {
+                match save_state(
+                    qmp,
+                    &mut stream,
+                    &mut sink,
+                    slot,
+                    &hello,
+                    spec.kernel,
+                    &config.qemu,
+                )
+                .await
+                {
                     Ok(()) => start = Start::Saved,
                     Err(err) => save_error = Some(err),
                 }
@@ -722,6 +744,7 @@ async fn save_state(
     slot: &Slot,
     hello: &Hello,
     kernel: &Path,
+    qemu_binary: &Path,
 ) -> Result<(), String> {
     sink.send(&Input::Prepare)
         .await
@@ -788,6 +811,8 @@ async fn save_state(
             btf: hello.btf,
             boot_ms: hello.boot_ms,
             kernel: kernel.to_owned(),
+            agent: slot.agent.clone(),
+            qemu: snapshot::qemu_identity(qemu_binary),
         };
         slot.commit(pending, &meta)
             .map_err(|e| format!("storing the state: {e}"))

@@ -36,6 +36,11 @@ pub struct Meta {
     /// The kernel file it booted (gone from the cache: the snapshot is
     /// unused).
     pub kernel: PathBuf,
+    /// The agent's sha256 (another agent: unused).
+    pub agent: String,
+    /// The QEMU binary's path, size and modification time (another QEMU:
+    /// unused).
+    pub qemu: String,
 }
 
 impl Meta {
@@ -57,6 +62,8 @@ pub struct Store {
     pub dir: PathBuf,
     /// A directory on the same filesystem for snapshots being written.
     pub tmp: PathBuf,
+    /// The sha256 of the agent this kmatrix packs.
+    pub agent: String,
 }
 
 /// One snapshot's place in the store.
@@ -64,6 +71,8 @@ pub struct Store {
 pub struct Slot {
     dir: PathBuf,
     tmp: PathBuf,
+    /// The agent's sha256, recorded with a saved state.
+    pub agent: String,
 }
 
 /// The key of a VM started with `args` (run-specific paths left out) from
@@ -72,11 +81,11 @@ pub fn key(qemu: &Path, args: &[std::ffi::OsString], kernel: &Path, initrd: &[u8
     let mut hasher = Sha256::new();
     hasher.update(FORMAT.to_le_bytes());
     hasher.update(VERSION.to_le_bytes());
-    for file in [qemu_path(qemu).as_path(), kernel] {
-        hasher.update(file.as_os_str().as_encoded_bytes());
-        hasher.update([0]);
-        hasher.update(identity(file).as_bytes());
-    }
+    hasher.update(qemu_identity(qemu).as_bytes());
+    hasher.update([0]);
+    hasher.update(kernel.as_os_str().as_encoded_bytes());
+    hasher.update([0]);
+    hasher.update(identity(kernel).as_bytes());
     for arg in args {
         hasher.update(arg.as_encoded_bytes());
         hasher.update([0]);
@@ -93,25 +102,45 @@ fn identity(path: &Path) -> String {
     }
 }
 
-/// The QEMU binary's path, looked up on the PATH if it is a bare name.
-fn qemu_path(qemu: &Path) -> PathBuf {
-    if qemu.components().count() > 1 {
-        return qemu.to_owned();
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(qemu))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| qemu.to_owned())
+/// The QEMU binary (looked up on the PATH if it is a bare name): its path,
+/// size and modification time.
+pub fn qemu_identity(qemu: &Path) -> String {
+    let path = if qemu.components().count() > 1 {
+        qemu.to_owned()
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(qemu))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| qemu.to_owned())
+    };
+    format!("{} {}", path.display(), identity(&path))
 }
 
 impl Store {
+    /// The store in `cache`.
+    pub fn in_cache(cache: &crate::cache::Cache) -> Self {
+        static AGENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let agent = AGENT.get_or_init(|| {
+            crate::agent::Init::Agent
+                .binary()
+                .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                .unwrap_or_default()
+        });
+        Self {
+            dir: cache.snapshots_dir(),
+            tmp: cache.tmp_dir(),
+            agent: agent.clone(),
+        }
+    }
+
     /// The slot for `key`.
     pub fn slot(&self, key: &str) -> Slot {
         Slot {
             dir: self.dir.join(key),
             tmp: self.tmp.clone(),
+            agent: self.agent.clone(),
         }
     }
 
@@ -137,9 +166,16 @@ impl Store {
         }
     }
 
-    /// Snapshots no kernel in `kernels` (the cache's kernel directories
-    /// still in use) can restore, and unreadable ones, with their sizes.
-    pub fn unused(&self, kernels: &std::collections::HashSet<PathBuf>) -> Vec<(PathBuf, u64)> {
+    /// Snapshots nothing can restore, with their sizes: unreadable ones,
+    /// and those of a kernel not in `kernels` (the cache's kernel
+    /// directories still in use), of another agent, or of another build of
+    /// `qemu`.
+    pub fn unused(
+        &self,
+        kernels: &std::collections::HashSet<PathBuf>,
+        qemu: &Path,
+    ) -> Vec<(PathBuf, u64)> {
+        let qemu = qemu_identity(qemu);
         let mut unused = Vec::new();
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -147,7 +183,10 @@ impl Store {
                 continue;
             }
             let used = read_meta(&path).is_some_and(|meta| {
-                meta.kernel.exists() && meta.kernel.parent().is_some_and(|k| kernels.contains(k))
+                meta.kernel.exists()
+                    && meta.kernel.parent().is_some_and(|k| kernels.contains(k))
+                    && meta.agent == self.agent
+                    && meta.qemu == qemu
             });
             if !used {
                 let bytes = std::fs::read_dir(&path)
@@ -241,16 +280,23 @@ mod tests {
             btf: true,
             boot_ms: 900,
             kernel: kernel.to_owned(),
+            agent: "agent".into(),
+            qemu: qemu_identity("/bin/true".as_ref()),
+        }
+    }
+
+    fn store(root: &Path) -> Store {
+        Store {
+            dir: root.join("snapshots"),
+            tmp: root.join("tmp"),
+            agent: "agent".into(),
         }
     }
 
     #[test]
     fn a_committed_snapshot_loads_and_a_second_commit_keeps_the_first() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store {
-            dir: root.path().join("snapshots"),
-            tmp: root.path().join("tmp"),
-        };
+        let store = store(root.path());
         let slot = store.slot("k");
         assert!(slot.load().is_none());
         for text in ["first", "second"] {
@@ -267,27 +313,46 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_of_a_kernel_no_longer_cached_is_unused() {
+    fn snapshots_of_a_kernel_no_longer_cached_or_another_agent_or_qemu_are_unused() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store {
-            dir: root.path().join("snapshots"),
-            tmp: root.path().join("tmp"),
-        };
+        let store = store(root.path());
         let kernel_dir = root.path().join("kernels/abc");
         std::fs::create_dir_all(&kernel_dir).unwrap();
         std::fs::write(kernel_dir.join("vmlinux"), "elf").unwrap();
-        for (key, kernel) in [
-            ("kept", kernel_dir.join("vmlinux")),
-            ("gone", root.path().join("kernels/old/vmlinux")),
-        ] {
+        let kept = meta(&kernel_dir.join("vmlinux"));
+        let gone = meta(&root.path().join("kernels/old/vmlinux"));
+        let other_agent = Meta {
+            agent: "older".into(),
+            ..kept.clone()
+        };
+        let other_qemu = Meta {
+            qemu: qemu_identity("/bin/false".as_ref()),
+            ..kept.clone()
+        };
+        let all = [
+            ("kept", &kept),
+            ("gone", &gone),
+            ("agent", &other_agent),
+            ("qemu", &other_qemu),
+        ];
+        for (key, meta) in all {
             let slot = store.slot(key);
             let pending = slot.pending().unwrap();
             std::fs::write(pending.state(), "state").unwrap();
-            slot.commit(pending, &meta(&kernel)).unwrap();
+            slot.commit(pending, meta).unwrap();
         }
         let keep = [kernel_dir].into_iter().collect();
-        let unused: Vec<_> = store.unused(&keep).into_iter().map(|(p, _)| p).collect();
-        assert_eq!(unused, [store.dir.join("gone")]);
+        let mut unused: Vec<_> = store
+            .unused(&keep, "/bin/true".as_ref())
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        unused.sort();
+        let expected: Vec<_> = ["agent", "gone", "qemu"]
+            .iter()
+            .map(|k| store.dir.join(k))
+            .collect();
+        assert_eq!(unused, expected);
     }
 
     #[test]

@@ -1,0 +1,344 @@
+//! Saved VMs: a warm run gives the cold run's results, for a suite and for
+//! `kmatrix exec`; a damaged snapshot, or one of another kernel, falls back
+//! to a cold boot that says why and saves a good one; two processes saving
+//! the same snapshot both succeed; `kernels gc` removes what nothing uses.
+//!
+//! Each test has its own cache holding the shared cache's kernels (hard
+//! links), so that its snapshots are its own.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::{boot_lock, example, kmatrix, stray_vms, text};
+
+/// A cache with the shared cache's kernels (fetched there first), hard
+/// linked, and no snapshots.
+fn private_cache(kernels: &str) -> tempfile::TempDir {
+    let fetched = kmatrix(&["kernels", "fetch", "--kernels", kernels])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let shared = kmatrix::cache::Cache::from_env().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("kmatrix-snapshots-test-")
+        .tempdir_in(shared.tmp_dir())
+        .unwrap();
+    link_tree(&shared.root().join("kernels"), &dir.path().join("kernels"));
+    dir
+}
+
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let (path, dest) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            link_tree(&path, &dest);
+        } else {
+            std::fs::hard_link(&path, &dest).unwrap();
+        }
+    }
+}
+
+fn run(cache: &Path, args: &[&str]) -> Output {
+    kmatrix(args)
+        .env(kmatrix::cache::CACHE_ENV, cache)
+        .output()
+        .unwrap()
+}
+
+fn suite_args<'a>(kernels: &'a str, suite: &'a str, json: &'a str) -> Vec<&'a str> {
+    vec![
+        "test",
+        "--kernels",
+        kernels,
+        "--suite",
+        suite,
+        "--json",
+        json,
+    ]
+}
+
+/// The saved VMs in `cache`: (directory, kernel release).
+fn snapshots(cache: &Path) -> Vec<(PathBuf, String)> {
+    let mut found: Vec<_> = std::fs::read_dir(cache.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let meta = std::fs::read_to_string(e.path().join("meta.json")).ok()?;
+            let meta: serde_json::Value = serde_json::from_str(&meta).ok()?;
+            Some((e.path(), meta["kernel_release"].as_str()?.to_owned()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn snapshot_of(cache: &Path, release_prefix: &str) -> PathBuf {
+    snapshots(cache)
+        .into_iter()
+        .find(|(_, release)| release.starts_with(release_prefix))
+        .unwrap_or_else(|| panic!("no snapshot of {release_prefix} in {:?}", snapshots(cache)))
+        .0
+}
+
+/// The outcomes in a `--json` file, with timings taken out of details.
+fn outcomes(json: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(json).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(r#""type":"outcome""#))
+        .map(|l| {
+            let value: serde_json::Value = serde_json::from_str(l).unwrap();
+            let result = &value["result"];
+            let detail = result["detail"]
+                .as_str()
+                .or(result["reason"].as_str())
+                .unwrap_or_default()
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format!(
+                "{} {} {} {detail}",
+                value["kernel"], value["test"], result["outcome"]
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn restored(json: &Path) -> Vec<bool> {
+    std::fs::read_to_string(json)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""type":"kernel-booted""#))
+        .map(|l| l.contains(r#""restored":true"#))
+        .collect()
+}
+
+#[test]
+fn a_warm_run_gives_the_cold_results() {
+    let _lock = boot_lock();
+    let cache = private_cache("5.10,7.3");
+    let dir = tempfile::tempdir().unwrap();
+    let suite = example("kmatrix-suite.toml");
+    let json = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (cold, saving, warm) = (json("cold.json"), json("saving.json"), json("warm.json"));
+
+    let mut args = suite_args("5.10,7.3", &suite, &cold);
+    args.push("--no-snapshot");
+    let output = run(cache.path(), &args);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        snapshots(cache.path()).is_empty(),
+        "--no-snapshot saved a VM"
+    );
+
+    let output = run(cache.path(), &suite_args("5.10,7.3", &suite, &saving));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("VM saved for later runs"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(snapshots(cache.path()).len(), 2);
+
+    let output = run(cache.path(), &suite_args("5.10,7.3", &suite, &warm));
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(restored(warm.as_ref()), [true, true], "{}", text(&output));
+    assert_eq!(restored(cold.as_ref()), [false, false]);
+    let expected = outcomes(cold.as_ref());
+    assert!(expected.len() > 10, "{expected:#?}");
+    assert_eq!(outcomes(saving.as_ref()), expected);
+    assert_eq!(outcomes(warm.as_ref()), expected);
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn kmatrix_exec_runs_the_same_restored() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    // A script of shell built-ins: the clock and the randomness must be
+    // fresh in a restored VM, the kernel the same.
+    let script = r#"read release < /proc/sys/kernel/osrelease; echo "kernel $release"; read boot_id < /proc/sys/kernel/random/boot_id; read uuid < /proc/sys/kernel/random/uuid; echo "uuid $uuid" >&2; echo "args $*"; exit 3"#;
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["exec", "--kernels", "6.1"];
+        args.extend(extra);
+        args.extend(["--", "/bin/sh", "-c", script, "sh", "a b", "c"]);
+        run(cache.path(), &args)
+    };
+    let cold = exec(&["--no-snapshot"]);
+    let saving = exec(&[]);
+    let warm = exec(&[]);
+    let again = exec(&[]);
+    for output in [&cold, &saving, &warm, &again] {
+        assert_eq!(output.status.code(), Some(1), "{}", text(output));
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(out.contains("kernel 6.1.0-"), "{}", text(output));
+        assert!(out.contains("args a b c"), "{}", text(output));
+    }
+    assert_eq!(cold.stdout, warm.stdout);
+    assert_eq!(warm.stdout, again.stdout);
+    let uuid = |output: &Output| {
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("uuid ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("{}", text(output)))
+    };
+    assert_ne!(
+        uuid(&warm),
+        uuid(&again),
+        "two restored VMs drew the same random numbers"
+    );
+    assert!(
+        String::from_utf8_lossy(&warm.stderr).contains("exit code 3"),
+        "{}",
+        text(&warm)
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let object = example("xdp_filter.bpf.c");
+    let test = || run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    let output = test();
+    assert!(output.status.success(), "{}", text(&output));
+    let state = snapshot_of(cache.path(), "6.1").join("state");
+    let len = std::fs::metadata(&state).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&state)
+        .unwrap();
+    file.set_len(len / 2).unwrap();
+
+    let output = test();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        out.contains("6.1  NOTE  the saved VM could not be restored (")
+            && out.contains("booting cold and saving it again"),
+        "{}",
+        text(&output)
+    );
+    assert!(out.contains("VM saved for later runs"), "{}", text(&output));
+    assert!(out.contains("xdp_filter::load   pass"), "{}", text(&output));
+
+    let output = test();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
+    assert!(!out.contains("NOTE"), "{}", text(&output));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn a_snapshot_of_another_kernel_is_caught() {
+    let _lock = boot_lock();
+    let cache = private_cache("5.10,6.1");
+    let object = example("xdp_filter.bpf.c");
+    let output = run(cache.path(), &["test", "--kernels", "5.10,6.1", &object]);
+    assert!(output.status.success(), "{}", text(&output));
+    // Both boot on the same machine with the same memory: QEMU loads the
+    // other kernel's state without complaint.
+    let (old, new) = (
+        snapshot_of(cache.path(), "5.10"),
+        snapshot_of(cache.path(), "6.1"),
+    );
+    std::fs::copy(old.join("state"), new.join("state")).unwrap();
+
+    let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        out.contains("the VM runs kernel 5.10.0-") && out.contains("not 6.1.0-"),
+        "{}",
+        text(&output)
+    );
+    assert!(out.contains("6.1  UP    6.1.0-"), "{}", text(&output));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn two_processes_saving_one_snapshot_both_succeed() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let object = example("xdp_filter.bpf.c");
+    let start = || {
+        kmatrix(&["test", "--kernels", "6.1", &object])
+            .env(kmatrix::cache::CACHE_ENV, cache.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    for child in [a, b] {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("VM saved for later runs"),
+            "{}",
+            text(&output)
+        );
+    }
+    assert_eq!(snapshots(cache.path()).len(), 1);
+    let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let object = example("xdp_filter.bpf.c");
+    let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    assert!(output.status.success(), "{}", text(&output));
+    let kept = snapshot_of(cache.path(), "6.1");
+    let orphan = cache
+        .path()
+        .join("snapshots/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("state"), vec![0; 4096]).unwrap();
+    std::fs::write(
+        orphan.join("meta.json"),
+        r#"{"kernel_release":"6.0.0","btf":true,"boot_ms":1,"kernel":"/nonexistent/kernels/old/vmlinux","agent":"","qemu":""}"#,
+    )
+    .unwrap();
+
+    let gc = |delete: bool| {
+        let mut args = vec!["kernels", "gc"];
+        if delete {
+            args.push("--delete");
+        }
+        let output = run(cache.path(), &args);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listed = gc(false);
+    assert!(listed.contains(&orphan.display().to_string()), "{listed}");
+    assert!(!listed.contains(&kept.display().to_string()), "{listed}");
+    assert!(orphan.exists());
+    gc(true);
+    assert!(!orphan.exists());
+    assert!(kept.join("state").exists());
+}
