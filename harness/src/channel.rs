@@ -7,7 +7,9 @@ use std::io;
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::{DecodeError, Decoder, Frame, Input, Start, ACK};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 
@@ -81,18 +83,43 @@ impl InputSink {
     pub async fn send(&mut self, input: &Input) -> io::Result<()> {
         let mut bytes = Vec::new();
         encode_input(input, &mut bytes);
-        self.socket.write_all(&bytes).await
+        self.write_all(&bytes).await
     }
 
     /// Sends already encoded files, then `start`.
     pub async fn start(&mut self, files: &[u8], start: Start) -> io::Result<()> {
-        self.socket.write_all(files).await?;
+        self.write_all(files).await?;
         self.send(&Input::Start(start)).await
     }
 
     /// Tells the guest that its `Done` arrived.
     pub async fn ack(&mut self) -> io::Result<()> {
-        self.socket.write_all(&[ACK]).await
+        self.write_all(&[ACK]).await
+    }
+
+    /// Writes `bytes` with `MSG_NOSIGNAL`: a QEMU that went away is an
+    /// error here, not a SIGPIPE that ends kmatrix (which keeps SIGPIPE's
+    /// default for its stdout).
+    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let socket: &UnixStream = self.socket.as_ref();
+        while !bytes.is_empty() {
+            socket.writable().await?;
+            let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                nix::sys::socket::send(
+                    socket.as_raw_fd(),
+                    bytes,
+                    nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                )
+                .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 }
 
