@@ -191,7 +191,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
         let results = results.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+            let runtime = crate::runner::runtime().expect("the tokio runtime starts");
             let run = crate::runner::run(&plan, |event| {
                 let reported = results
                     .reporter

@@ -64,7 +64,7 @@ pub fn main() -> ExitCode {
         );
     }
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let runtime = crate::runner::runtime().expect("the tokio runtime starts");
     let result = runtime.block_on(run(cli));
     if let Err(err) = &result {
         error::print(err);

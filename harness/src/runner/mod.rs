@@ -19,6 +19,25 @@ use crate::kernels::KernelEntry;
 use crate::plan::RunPlan;
 use crate::vm::{self, BootSpec, VmReport};
 
+/// The runtime runs are driven on. Its worker threads, where VMs are
+/// driven, block SIGPIPE: a write to a QEMU that exited (its QMP socket,
+/// its port) fails with EPIPE there instead of ending the process, which
+/// keeps SIGPIPE's default so that `kmatrix … | head` ends quietly.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| {
+            let mut pipe = nix::sys::signal::SigSet::empty();
+            pipe.add(nix::sys::signal::Signal::SIGPIPE);
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&pipe),
+                None,
+            );
+        })
+        .build()
+}
+
 /// Runs `plan`, calling `on_event` for everything that happens, from
 /// [`RunEvent::RunStarted`] to [`RunEvent::RunFinished`]. An error from
 /// `on_event` stops the run at once (every VM is killed) and is returned.
