@@ -127,6 +127,7 @@ impl InputSink {
 mod tests {
     use super::*;
     use kmatrix_protocol::{encode, Hello, MAX_FRAME_LEN, VERSION};
+    use tokio::io::AsyncWriteExt;
 
     async fn stream_of(bytes: Vec<u8>) -> ResultStream {
         let (host, mut guest) = UnixStream::pair().unwrap();
@@ -143,6 +144,48 @@ mod tests {
             btf: true,
             boot_ms: 1,
         })
+    }
+
+    #[tokio::test]
+    async fn input_reaches_the_guest_and_a_closed_guest_is_an_error() {
+        let (host, guest) = UnixStream::pair().unwrap();
+        let (_stream, mut sink) = split(host);
+        let files = {
+            let mut bytes = Vec::new();
+            encode_input(
+                &Input::File {
+                    path: "/f".into(),
+                    mode: 0o644,
+                    len: 2,
+                },
+                &mut bytes,
+            );
+            bytes.extend_from_slice(b"hi");
+            bytes
+        };
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut guest = guest.into_std().unwrap();
+            guest.set_nonblocking(false).unwrap();
+            let mut read = || kmatrix_protocol::input::read_input(&mut guest).unwrap();
+            let file = read();
+            let mut data = [0; 2];
+            std::io::Read::read_exact(&mut guest, &mut data).unwrap();
+            (file, data, kmatrix_protocol::input::read_input(&mut guest).unwrap())
+        });
+        sink.start(&files, Start::default()).await.unwrap();
+        let (file, data, start) = reader.await.unwrap();
+        assert!(matches!(file, Input::File { len: 2, .. }));
+        assert_eq!(&data, b"hi");
+        assert_eq!(start, Input::Start(Start::default()));
+        // The guest is gone: an error, not a signal.
+        let mut failed = false;
+        for _ in 0..100 {
+            if sink.ack().await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
     }
 
     #[tokio::test]
