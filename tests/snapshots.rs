@@ -321,7 +321,7 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
     std::fs::write(orphan.join("state"), vec![0; 4096]).unwrap();
     std::fs::write(
         orphan.join("meta.json"),
-        r#"{"kernel_release":"6.0.0","btf":true,"boot_ms":1,"kernel":"/nonexistent/kernels/old/vmlinux","agent":"","qemu":""}"#,
+        r#"{"kernel_release":"6.0.0","btf":true,"boot_ms":1,"kernel":"/nonexistent/kernels/old/vmlinux","agent":"","qemu":"","host":""}"#,
     )
     .unwrap();
 

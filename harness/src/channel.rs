@@ -170,7 +170,11 @@ mod tests {
             let file = read();
             let mut data = [0; 2];
             std::io::Read::read_exact(&mut guest, &mut data).unwrap();
-            (file, data, kmatrix_protocol::input::read_input(&mut guest).unwrap())
+            (
+                file,
+                data,
+                kmatrix_protocol::input::read_input(&mut guest).unwrap(),
+            )
         });
         sink.start(&files, Start::default()).await.unwrap();
         let (file, data, start) = reader.await.unwrap();

@@ -813,6 +813,7 @@ async fn save_state(
             kernel: kernel.to_owned(),
             agent: slot.agent.clone(),
             qemu: snapshot::qemu_identity(qemu_binary),
+            host: snapshot::host_identity(),
         };
         slot.commit(pending, &meta)
             .map_err(|e| format!("storing the state: {e}"))

@@ -7,9 +7,11 @@
 //! sees a whole snapshot or none, and two processes saving the same one
 //! both succeed. The key covers everything that could make a saved state
 //! wrong to reuse: the QEMU binary (its path, size and modification time:
-//! a state is only valid for the QEMU build that wrote it), every argument
-//! QEMU gets (machine, memory, CPU, accelerator, kernel command line), the
-//! kernel's file and the initramfs's bytes (the agent and the modules).
+//! a state is only valid for the QEMU build that wrote it), the machine
+//! (its machine id and CPU: snapshots are never shared between machines),
+//! every argument QEMU gets (machine type, memory, CPU model, accelerator,
+//! kernel command line), the kernel's file and the initramfs's bytes (the
+//! agent and the modules).
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,8 @@ pub struct Meta {
     /// The QEMU binary's path, size and modification time (another QEMU:
     /// unused).
     pub qemu: String,
+    /// The machine that saved it (another machine: unused).
+    pub host: String,
 }
 
 impl Meta {
@@ -83,6 +87,8 @@ pub fn key(qemu: &Path, args: &[std::ffi::OsString], kernel: &Path, initrd: &[u8
     hasher.update(VERSION.to_le_bytes());
     hasher.update(qemu_identity(qemu).as_bytes());
     hasher.update([0]);
+    hasher.update(host_identity().as_bytes());
+    hasher.update([0]);
     hasher.update(kernel.as_os_str().as_encoded_bytes());
     hasher.update([0]);
     hasher.update(identity(kernel).as_bytes());
@@ -92,6 +98,25 @@ pub fn key(qemu: &Path, args: &[std::ffi::OsString], kernel: &Path, initrd: &[u8
     }
     hasher.update(Sha256::digest(initrd));
     hex::encode(&hasher.finalize()[..16])
+}
+
+/// This machine: its machine id, and its CPU's model and flags.
+pub fn host_identity() -> String {
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu: Vec<&str> = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("model name") || l.starts_with("flags"))
+        .take(2)
+        .collect();
+    format!(
+        "{} {}",
+        id.trim(),
+        hex::encode(Sha256::digest(cpu.join("\n")))
+    )
 }
 
 /// A file's size and modification time.
@@ -175,7 +200,7 @@ impl Store {
         kernels: &std::collections::HashSet<PathBuf>,
         qemu: &Path,
     ) -> Vec<(PathBuf, u64)> {
-        let qemu = qemu_identity(qemu);
+        let (qemu, host) = (qemu_identity(qemu), host_identity());
         let mut unused = Vec::new();
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -187,6 +212,7 @@ impl Store {
                     && meta.kernel.parent().is_some_and(|k| kernels.contains(k))
                     && meta.agent == self.agent
                     && meta.qemu == qemu
+                    && meta.host == host
             });
             if !used {
                 let bytes = std::fs::read_dir(&path)
@@ -282,6 +308,7 @@ mod tests {
             kernel: kernel.to_owned(),
             agent: "agent".into(),
             qemu: qemu_identity("/bin/true".as_ref()),
+            host: host_identity(),
         }
     }
 
@@ -329,11 +356,16 @@ mod tests {
             qemu: qemu_identity("/bin/false".as_ref()),
             ..kept.clone()
         };
+        let other_host = Meta {
+            host: "another machine".into(),
+            ..kept.clone()
+        };
         let all = [
             ("kept", &kept),
             ("gone", &gone),
             ("agent", &other_agent),
             ("qemu", &other_qemu),
+            ("host", &other_host),
         ];
         for (key, meta) in all {
             let slot = store.slot(key);
@@ -348,7 +380,7 @@ mod tests {
             .map(|(p, _)| p)
             .collect();
         unused.sort();
-        let expected: Vec<_> = ["agent", "gone", "qemu"]
+        let expected: Vec<_> = ["agent", "gone", "host", "qemu"]
             .iter()
             .map(|k| store.dir.join(k))
             .collect();
