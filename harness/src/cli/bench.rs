@@ -222,7 +222,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     }
     let (floor, cold, warm) = (median(&mut floor), median(&mut cold), median(&mut warm));
     println!(
-        "best bare boot ({}, {}, raw initramfs, fast arguments; init loads the modules and powers off): median {:.2} s",
+        "best bare boot ({}, {}, raw initramfs, kmatrix's kernel arguments; init loads the modules and powers off): median {:.2} s",
         machine.name(),
         if artifacts.boot_image == artifacts.image { "bzImage" } else { "vmlinux via PVH" },
         floor.as_secs_f64()
