@@ -304,3 +304,115 @@ fn output_before_a_hang_is_not_lost() {
     assert!(out.contains("before the hang"), "{out}");
     assert!(out.contains("the agent did not finish within 8s"), "{out}");
 }
+
+/// cargo with kmatrix as its runner, the test binaries getting `tail`, and
+/// `KMATRIX_QEMU` set to `qemu`.
+fn cargo_through_kmatrix(args: &[&str], tail: &[&str], qemu: &str) -> Output {
+    cargo_through_kmatrix_on(args, tail, qemu, "")
+}
+
+/// As [`cargo_through_kmatrix`], with `KMATRIX_SELECT` set to `select`.
+fn cargo_through_kmatrix_on(args: &[&str], tail: &[&str], qemu: &str, select: &str) -> Output {
+    probe();
+    let runner = format!("{} exec --kernels 6.1 --", env!("CARGO_BIN_EXE_kmatrix"));
+    cargo()
+        .args(args)
+        .arg("--manifest-path")
+        .arg(probe_manifest())
+        .arg("--target-dir")
+        .arg(probe_target())
+        .arg("--")
+        .args(tail)
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", runner)
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .env("KMATRIX_QEMU", qemu)
+        .env("KMATRIX_SELECT", select)
+        .output()
+        .unwrap()
+}
+
+/// Listing a test binary through the runner, and a filter that leaves no
+/// test, boot nothing (QEMU is missing: a boot would fail).
+#[test]
+fn listing_and_an_empty_filter_boot_nothing() {
+    let output = cargo_through_kmatrix(
+        &["test", "--locked", "--test", "kernel"],
+        &["--list"],
+        "/nonexistent/qemu",
+    );
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("xdp_filter_counts_ssh_syns_on_lo: test"),
+        "{out}"
+    );
+    assert!(!out.contains("[6.1]"), "{out}");
+
+    let output = cargo_through_kmatrix(
+        &["test", "--locked", "--test", "kernel"],
+        &["no_such_test"],
+        "/nonexistent/qemu",
+    );
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("running 0 tests"), "{out}");
+
+    let binary = program("kernel");
+    let output = exec(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        &binary,
+        "--exact",
+        "no::such",
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("no test in") && out.contains("is named no::such: nothing was booted"),
+        "{out}"
+    );
+}
+
+/// cargo-nextest with kmatrix as the runner: it lists through the runner,
+/// then runs each test alone in the kernels (`KMATRIX_SELECT` overriding
+/// the runner line's `--kernels`); a failing test fails.
+#[test]
+fn nextest_runs_each_test_in_the_kernel_and_never_passes_a_failure() {
+    let _lock = boot_lock();
+    let output = cargo_through_kmatrix_on(
+        &[
+            "nextest",
+            "run",
+            "--locked",
+            "--no-fail-fast",
+            "--test",
+            "kernel",
+            "--test",
+            "failing",
+        ],
+        &[],
+        "qemu-system-x86_64",
+        "6.1,7.3",
+    );
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(out.contains("kmatrix: 7.3: FAILED: exit code 101"), "{out}");
+    for passed in [
+        "kernel xdp_filter_counts_ssh_syns_on_lo",
+        "kernel the_guest_has_bpffs_tracefs_and_cgroup2",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains("PASS") && l.contains(passed)),
+            "{passed}: {out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.contains("FAIL") && l.contains("failing always_fails")),
+        "{out}"
+    );
+    assert!(out.contains("this test always fails"), "{out}");
+}

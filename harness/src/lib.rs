@@ -20,6 +20,7 @@ pub mod cli;
 pub mod error;
 pub mod error_chain;
 pub mod exec;
+pub mod host_list;
 pub mod image;
 pub mod judge;
 pub mod kernels;

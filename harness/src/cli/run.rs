@@ -8,7 +8,10 @@ use clap::Args;
 use kmatrix_protocol::Loader;
 
 use super::args::{OutputArgs, RunArgs};
+use crate::cargo_test::KERNELS_ENV;
 use crate::error::{Error, Interrupt, Status};
+use crate::exec::ExecError;
+use crate::host_list::{self, HostList};
 use crate::partition::Shard;
 use crate::plan::{RunPlan, RunRequest, Tests};
 use crate::report::printable::Printable;
@@ -104,9 +107,49 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
 }
 
 pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Error> {
+    // A libtest binary's list, and a filter that leaves no test, need no
+    // kernel.
+    match host_list::decide(&args.command) {
+        HostList::ListOnHost => {
+            let status = std::process::Command::new(&args.command[0])
+                .args(&args.command[1..])
+                .status()
+                .map_err(|source| {
+                    Error::Plan(
+                        ExecError::Read {
+                            path: args.command[0].clone().into(),
+                            source,
+                        }
+                        .into(),
+                    )
+                })?;
+            return Ok(Status::of(status.success()));
+        }
+        HostList::NoTests { exact: Some(names) } => {
+            eprintln!(
+                "kmatrix: no test in {} is named {}: nothing was booted",
+                args.command[0],
+                names.join(" or ")
+            );
+            return Ok(Status::Failed);
+        }
+        HostList::NoTests { exact: None } => {
+            print!("{}", host_list::ZERO_TESTS);
+            return Ok(Status::Passed);
+        }
+        HostList::Boot | HostList::Tests(_) => {}
+    }
+    // A runner line in .cargo/config.toml fixes `--kernels`; the variable
+    // chooses others for one invocation.
+    let kernels = match std::env::var(KERNELS_ENV) {
+        Ok(text) if !text.trim().is_empty() => text
+            .parse()
+            .map_err(|e| Error::Usage(format!("{KERNELS_ENV}={text}: {e}")))?,
+        _ => args.run.select.kernels.clone(),
+    };
     let request = RunRequest {
         matrix,
-        kernels: args.run.select.kernels.clone(),
+        kernels,
         shard: None,
         tests: Tests::Exec {
             command: args.command,

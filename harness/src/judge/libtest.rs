@@ -21,6 +21,8 @@ pub struct Libtest {
     capturing: Option<String>,
     /// What each failed test printed.
     printed: HashMap<String, String>,
+    /// How many tests libtest said it runs (`running N tests`).
+    running: Option<usize>,
 }
 
 impl Libtest {
@@ -58,8 +60,21 @@ impl Libtest {
         outcomes
     }
 
+    /// How many tests the binary said it runs, once it has said so.
+    pub fn running(&self) -> Option<usize> {
+        self.running
+    }
+
     fn line(&mut self, line: &str) -> Vec<(String, Outcome)> {
         let text = line.trim_end();
+        if let Some(count) = text
+            .strip_prefix("running ")
+            .and_then(|t| t.strip_suffix(" tests").or_else(|| t.strip_suffix(" test")))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            self.running = Some(self.running.unwrap_or(0) + count);
+            return Vec::new();
+        }
         if let Some(name) = text
             .strip_prefix("---- ")
             .and_then(|t| t.strip_suffix(" stdout ----"))
@@ -185,5 +200,15 @@ mod tests {
         assert_eq!(outcomes.len(), 2);
         assert_eq!(outcomes[0].0, "b");
         assert!(outcomes[1].1.is_failure());
+    }
+
+    #[test]
+    fn the_number_of_tests_run_is_read() {
+        let mut libtest = Libtest::default();
+        assert_eq!(libtest.running(), None);
+        libtest.feed(Stream::Stdout, b"\nrunning 0 tests\n");
+        assert_eq!(libtest.running(), Some(0));
+        libtest.feed(Stream::Stdout, b"running 1 test\ntest a ... ok\n");
+        assert_eq!(libtest.running(), Some(1));
     }
 }

@@ -124,6 +124,9 @@ pub enum KernelError {
     /// The agent finished without the executed program ending.
     #[error("the program never ended")]
     NoExit,
+    /// A test binary asked for tests by `--exact` name ran none of them.
+    #[error("no test named {0} ran on this kernel")]
+    NoTestMatched(String),
 }
 
 impl KernelError {

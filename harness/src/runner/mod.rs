@@ -220,6 +220,15 @@ impl Work {
         if shared.exec.is_some() && !exited {
             return Err(KernelError::NoExit);
         }
+        // A runner that asked for tests by name (cargo-nextest: one
+        // `--exact NAME` per call) must not see a run of none as a pass.
+        let exact = shared
+            .exec
+            .as_ref()
+            .and_then(|exec| crate::host_list::exact_names(exec.argv.get(1..).unwrap_or_default()));
+        if let (Some(names), Some(0)) = (exact, libtest.as_ref().and_then(Libtest::running)) {
+            return Err(KernelError::NoTestMatched(names.join(" or ")));
+        }
         Ok((report, start.elapsed()))
     }
 }

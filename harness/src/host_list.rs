@@ -1,0 +1,148 @@
+//! A libtest test binary asked on the host, before anything boots: listing
+//! needs no kernel (`cargo test -- --list`, and cargo-nextest, which lists
+//! through the runner and then runs one `--exact` test per call), and a
+//! filter that leaves no test needs no kernel either.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// What the host found out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostList {
+    /// Not a libtest binary, or its listing failed: boot as usual.
+    Boot,
+    /// The arguments ask for the list: run the binary on the host instead.
+    ListOnHost,
+    /// The filters leave this many tests (more than zero): boot.
+    Tests(usize),
+    /// The filters leave no test.
+    NoTests {
+        /// The `--exact` names given, if any: no match for them is an
+        /// error, since a runner that asked for one test expects it to run.
+        exact: Option<Vec<String>>,
+    },
+}
+
+/// Whether `program` is a libtest test binary (it carries libtest's own
+/// option names).
+pub fn is_libtest(program: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(program) else {
+        return false;
+    };
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
+}
+
+/// The names after `--exact`'s other arguments, when `--exact` is given.
+pub fn exact_names(args: &[String]) -> Option<Vec<String>> {
+    if !args.iter().any(|a| a == "--exact") {
+        return None;
+    }
+    /// libtest options that take a value.
+    const VALUED: &[&str] = &[
+        "--skip",
+        "--test-threads",
+        "--logfile",
+        "--color",
+        "--format",
+        "-Z",
+        "--shuffle-seed",
+        "--report-time",
+    ];
+    let mut names = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if VALUED.contains(&arg.as_str()) {
+            iter.next();
+        } else if !arg.starts_with('-') {
+            names.push(arg.clone());
+        }
+    }
+    Some(names)
+}
+
+/// Decides what `argv` (a program and its arguments) needs.
+pub fn decide(argv: &[String]) -> HostList {
+    let Some((program, args)) = argv.split_first() else {
+        return HostList::Boot;
+    };
+    if !is_libtest(program.as_ref()) {
+        return HostList::Boot;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return HostList::ListOnHost;
+    }
+    let listed = Command::new(program)
+        .args(args)
+        .arg("--list")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Some(listed) = listed.ok().filter(|o| o.status.success()) else {
+        return HostList::Boot;
+    };
+    let tests = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test") || l.ends_with(": benchmark"))
+        .count();
+    if tests > 0 {
+        HostList::Tests(tests)
+    } else {
+        HostList::NoTests {
+            exact: exact_names(args),
+        }
+    }
+}
+
+/// What libtest prints when a filter leaves no test.
+pub const ZERO_TESTS: &str = "\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn exact_names_skip_option_values() {
+        assert_eq!(exact_names(&args(&["a", "--nocapture"])), None);
+        assert_eq!(
+            exact_names(&args(&[
+                "--exact",
+                "mod::a",
+                "--nocapture",
+                "--test-threads",
+                "1",
+                "--skip",
+                "b"
+            ])),
+            Some(args(&["mod::a"]))
+        );
+    }
+
+    #[test]
+    fn this_test_binary_is_libtest_and_a_shell_is_not() {
+        let me = std::env::current_exe().unwrap();
+        assert!(is_libtest(&me));
+        assert!(!is_libtest("/bin/sh".as_ref()));
+        assert_eq!(decide(&args(&["/bin/sh", "--list"])), HostList::Boot);
+        let me = me.display().to_string();
+        assert_eq!(decide(&[me.clone(), "--list".into()]), HostList::ListOnHost);
+        assert_eq!(
+            decide(&[me.clone(), "exact_names_skip".into()]),
+            HostList::Tests(1)
+        );
+        assert_eq!(
+            decide(&[me.clone(), "--exact".into(), "no::such::test".into()]),
+            HostList::NoTests {
+                exact: Some(vec!["no::such::test".into()])
+            }
+        );
+        assert_eq!(
+            decide(&[me, "no_such_filter_at_all".into()]),
+            HostList::NoTests { exact: None }
+        );
+    }
+}
