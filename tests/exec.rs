@@ -416,3 +416,39 @@ fn nextest_runs_each_test_in_the_kernel_and_never_passes_a_failure() {
     );
     assert!(out.contains("this test always fails"), "{out}");
 }
+
+/// The crate's directory is in the guest without flags, read-only: tests
+/// load an object and read a fixture from it, and cannot write there.
+#[test]
+fn tests_read_their_crate_directory_and_cannot_write_it() {
+    let _lock = boot_lock();
+    let written = repo().join("tests/exec-probe/data/written-by-a-test");
+    let _ = std::fs::remove_file(&written);
+    probe();
+    let runner = format!(
+        "{} exec --kernels {} --",
+        env!("CARGO_BIN_EXE_kmatrix"),
+        oldest_and_newest()
+    );
+    // cargo runs test binaries in the package's directory.
+    let output = cargo()
+        .args(["test", "--locked", "--test", "crate_files"])
+        .arg("--manifest-path")
+        .arg(probe_manifest())
+        .arg("--target-dir")
+        .arg(probe_target())
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", runner)
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    for test in [
+        "loads_an_object_from_its_crate_directory",
+        "reads_a_fixture_from_its_crate_directory",
+        "cannot_write_into_its_crate_directory",
+    ] {
+        assert_eq!(support::matrix_row(&out, test), ["pass", "pass"], "{out}");
+    }
+    assert!(!written.exists(), "a test wrote to the host");
+}

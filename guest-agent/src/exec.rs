@@ -38,6 +38,11 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
         return;
     };
     let _ = std::fs::create_dir_all(&plan.cwd);
+    for dir in &plan.read_only {
+        if let Err(err) = crate::system::make_read_only(dir) {
+            channel.send(&Frame::AgentError(err));
+        }
+    }
     // Its own process group, so that whatever it leaves running (a
     // background child holding its pipes) can be ended with it.
     let spawned = Command::new(program)

@@ -39,6 +39,29 @@ pub fn mount_filesystems() -> Vec<String> {
     errors
 }
 
+/// Makes `dir` read-only in place (a bind mount onto itself, remounted
+/// read-only), so that a program cannot write where the host's files are.
+pub fn make_read_only(dir: &str) -> Result<(), String> {
+    let _ = fs::create_dir_all(dir);
+    mount(
+        Some(dir),
+        dir,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .and_then(|()| {
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    })
+    .map_err(|err| format!("making {dir} read-only: {err}"))
+}
+
 /// Brings the loopback interface up, as tests that send packets expect.
 pub fn loopback_up() -> Result<(), String> {
     // SAFETY: a plain AF_INET datagram socket; `ifreq` is zero-initialised

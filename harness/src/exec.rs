@@ -27,7 +27,18 @@ pub const ENV_ALLOWED: &[&str] = &[
     "RUST_TEST_TIME_INTEGRATION",
     "NO_COLOR",
     "CLICOLOR",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_PKG_NAME",
+    "CARGO_PKG_VERSION",
+    "CARGO_CRATE_NAME",
 ];
+
+/// The most the shared working directory may hold.
+pub const SHARE_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Directories never shared: version control, and build output (Cargo's
+/// `target/` is marked by a `CACHEDIR.TAG`).
+const NOT_SHARED: &[&str] = &[".git", ".hg", ".svn", ".jj"];
 
 /// Where libraries are looked for after the program's own run paths.
 const SYSTEM_DIRS: &[&str] = &[
@@ -59,6 +70,12 @@ pub enum ExecError {
         /// Why.
         reason: String,
     },
+    /// The working directory is too large to send to the guest.
+    #[error("the working directory {} holds more than {} MiB to share with the guest (build output and version control left out); pass --no-share, and --file for what the program needs", dir.display(), SHARE_LIMIT >> 20)]
+    ShareTooLarge {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A library it needs is nowhere.
     #[error("{} needs {library}, which is not in its run paths, LD_LIBRARY_PATH or the system library directories", needed_by.display())]
     MissingLibrary {
@@ -79,8 +96,14 @@ pub struct Prepared {
 }
 
 /// Prepares `argv` (the program, then its arguments) with the `extra` files
-/// and the `env` names to pass through.
-pub fn prepare(argv: &[String], extra: &[PathBuf], env: &[String]) -> Result<Prepared, ExecError> {
+/// and the `env` names to pass through; with `share`, the working
+/// directory's files too, read-only in the guest.
+pub fn prepare(
+    argv: &[String],
+    extra: &[PathBuf],
+    env: &[String],
+    share: bool,
+) -> Result<Prepared, ExecError> {
     let program = std::path::absolute(&argv[0]).map_err(|source| ExecError::Read {
         path: argv[0].clone().into(),
         source,
@@ -105,9 +128,14 @@ pub fn prepare(argv: &[String], extra: &[PathBuf], env: &[String]) -> Result<Pre
         })?;
         walk(&path, &mut files)?;
     }
-    let cwd = std::env::current_dir()
-        .map(|d| d.display().to_string())
-        .unwrap_or_else(|_| "/".into());
+    let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let mut read_only = Vec::new();
+    if share {
+        let mut bytes = 0;
+        share_walk(&here, &here, &mut files, &mut bytes)?;
+        read_only.push(here.display().to_string());
+    }
+    let cwd = here.display().to_string();
     let mut vars = vec![
         ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
@@ -134,8 +162,47 @@ pub fn prepare(argv: &[String], extra: &[PathBuf], env: &[String]) -> Result<Pre
             argv: guest_argv,
             env: vars,
             cwd,
+            read_only,
         },
     })
+}
+
+/// The files below `dir` worth sharing, at most [`SHARE_LIMIT`] bytes in
+/// all; symbolic links to directories are not followed.
+fn share_walk(
+    root: &Path,
+    dir: &Path,
+    files: &mut BTreeSet<PathBuf>,
+    bytes: &mut u64,
+) -> Result<(), ExecError> {
+    let read = |source| ExecError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    if dir.join("CACHEDIR.TAG").exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(read)?.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            let name = entry.file_name();
+            if !NOT_SHARED.iter().any(|n| name == OsStr::new(n)) {
+                share_walk(root, &path, files, bytes)?;
+            }
+        } else if let Some(meta) = std::fs::metadata(&path).ok().filter(|m| m.is_file()) {
+            *bytes += meta.len();
+            if *bytes > SHARE_LIMIT {
+                return Err(ExecError::ShareTooLarge {
+                    dir: root.to_owned(),
+                });
+            }
+            files.insert(path);
+        }
+    }
+    Ok(())
 }
 
 /// Every file below `path` (or `path` itself).
@@ -249,7 +316,7 @@ mod tests {
     #[test]
     fn a_dynamic_program_brings_its_loader_and_libc() {
         let me = std::env::current_exe().unwrap().display().to_string();
-        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[]).unwrap();
+        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[], false).unwrap();
         let names: Vec<String> = prepared
             .files
             .iter()
@@ -269,7 +336,7 @@ mod tests {
     fn a_text_file_is_not_a_program() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), "#!/bin/sh\n").unwrap();
-        let err = prepare(&[file.path().display().to_string()], &[], &[]).unwrap_err();
+        let err = prepare(&[file.path().display().to_string()], &[], &[], false).unwrap_err();
         assert!(
             err.to_string().contains("is not a 64-bit ELF program"),
             "{err}"

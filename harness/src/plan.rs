@@ -180,6 +180,8 @@ pub enum Tests {
         files: Vec<PathBuf>,
         /// Environment variables to pass through.
         env: Vec<String>,
+        /// Whether the working directory is shared with the guest.
+        share: bool,
     },
 }
 
@@ -225,8 +227,9 @@ impl Tests {
                 command,
                 files,
                 env,
+                share,
             } => {
-                let prepared = crate::exec::prepare(command, files, env)?;
+                let prepared = crate::exec::prepare(command, files, env, *share)?;
                 let mut parts =
                     ImageParts::new(Init::Agent, &[]).map_err(io("building the initramfs"))?;
                 parts

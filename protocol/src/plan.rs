@@ -13,6 +13,9 @@ pub struct ExecPlan {
     pub env: Vec<(String, String)>,
     /// Its working directory.
     pub cwd: String,
+    /// Directories made read-only (bind-mounted onto themselves) before it
+    /// starts: the host's working directory shared with the guest.
+    pub read_only: Vec<String>,
 }
 
 /// What the guest is to do: which programs of which objects to load, and

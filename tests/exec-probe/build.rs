@@ -1,4 +1,6 @@
-//! Builds the example XDP filter for the tests to embed.
+//! Builds the example XDP filter for the tests to embed, and puts a copy in
+//! the crate's `bpf/` directory for the test that loads it from there at
+//! run time, as many aya projects do.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,4 +21,7 @@ fn main() {
         .status()
         .expect("clang runs");
     assert!(status.success(), "clang failed on {}", source.display());
+    let crate_copy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bpf");
+    std::fs::create_dir_all(&crate_copy).unwrap();
+    std::fs::copy(&out, crate_copy.join("xdp_filter.bpf.o")).unwrap();
 }

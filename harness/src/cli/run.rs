@@ -60,6 +60,11 @@ pub struct ExecArgs {
     /// Also pass this environment variable through.
     #[arg(long, value_name = "NAME")]
     env: Vec<String>,
+    /// Do not share the working directory with the guest (by default its
+    /// files, without build output and version control, are there
+    /// read-only, at the same path).
+    #[arg(long)]
+    no_share: bool,
     /// Write every event as JSON lines here (the input of `report merge`;
     /// libtest tests appear as outcomes as they run).
     #[arg(long, value_name = "FILE")]
@@ -155,6 +160,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
             command: args.command,
             files: args.file,
             env: args.env,
+            share: !args.no_share,
         },
         offline: false,
         config: args.run.config(),
