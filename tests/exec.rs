@@ -452,3 +452,29 @@ fn tests_read_their_crate_directory_and_cannot_write_it() {
     }
     assert!(!written.exists(), "a test wrote to the host");
 }
+
+/// A shell script runs with the host tools it names (sent with their
+/// libraries), from a directory the guest shares.
+#[test]
+fn a_script_runs_with_the_host_tools_it_names() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("run-tests.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nset -e\necho \"kernel $(uname -r)\"\nls \"$(dirname \"$0\")\"\nip -o link show lo\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = kmatrix(&["exec", "--kernels", "6.1", "--", script.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("kernel 6.1.0-"), "{out}");
+    assert!(stdout.lines().any(|l| l == "run-tests.sh"), "{out}");
+    assert!(stdout.contains("1: lo: <LOOPBACK,UP"), "{out}");
+}

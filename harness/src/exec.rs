@@ -1,10 +1,12 @@
 //! `kmatrix exec`: what a host program needs to run in the guest.
 //!
 //! The program and the shared libraries it needs (its ELF interpreter and
-//! `DT_NEEDED` entries, followed recursively and resolved on the host) are
-//! packed at their host paths, with any files given with `--file`; the
-//! program runs in a directory named like the host's working directory,
-//! with an allow-listed environment.
+//! `DT_NEEDED` entries, followed recursively and resolved on the host), a
+//! script's interpreter, the host tools the command line and scripts name
+//! ([`crate::tools`]), any files given with `--file`, and the working
+//! directory's files (read-only in the guest) are sent at their host paths;
+//! the program runs in the working directory's path, with an allow-listed
+//! environment.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -110,6 +112,10 @@ pub fn prepare(
     })?;
     let mut files = BTreeSet::new();
     let mut pending = vec![program.clone()];
+    // Tools named on the command line: `sh -c 'ip link'`, `timeout 5 tc …`.
+    for arg in &argv[1..] {
+        pending.extend(crate::tools::named(arg));
+    }
     while let Some(path) = pending.pop() {
         if !files.insert(path.clone()) {
             continue;
@@ -126,7 +132,21 @@ pub fn prepare(
             path: path.clone(),
             source,
         })?;
-        walk(&path, &mut files)?;
+        let mut extra = BTreeSet::new();
+        walk(&path, &mut extra)?;
+        // An executable given with --file brings its libraries.
+        for file in extra {
+            if is_dynamic_elf(&file) {
+                pending.push(file);
+            } else {
+                files.insert(file);
+            }
+        }
+        while let Some(path) = pending.pop() {
+            if files.insert(path.clone()) {
+                pending.extend(dependencies(&path)?);
+            }
+        }
     }
     let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut read_only = Vec::new();
@@ -137,7 +157,10 @@ pub fn prepare(
     }
     let cwd = here.display().to_string();
     let mut vars = vec![
-        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        (
+            "PATH".to_owned(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
         ("HOME".to_owned(), "/root".to_owned()),
         ("KMATRIX_GUEST".to_owned(), "1".to_owned()),
         (
@@ -225,12 +248,26 @@ fn walk(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// The interpreter and libraries an ELF file needs, resolved on the host.
+/// Whether `path` is an ELF file with an interpreter (a dynamic program).
+fn is_dynamic_elf(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    let is_elf = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == *b"\x7fELF";
+    is_elf && dependencies(path).is_ok_and(|deps| !deps.is_empty())
+}
+
+/// What a program needs, resolved on the host: an ELF file's interpreter
+/// and libraries, a script's interpreter and the tools it names.
 fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
     let data = std::fs::read(path).map_err(|source| ExecError::Read {
         path: path.to_owned(),
         source,
     })?;
+    if let Some(needs) = crate::tools::script(path, &data) {
+        return Ok(needs);
+    }
     let not_elf = |reason: String| ExecError::NotElf {
         path: path.to_owned(),
         reason,
@@ -333,9 +370,19 @@ mod tests {
     }
 
     #[test]
-    fn a_text_file_is_not_a_program() {
+    fn a_script_brings_its_shell_and_tools_and_plain_text_is_no_program() {
+        let script = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(script.path(), "#!/bin/sh\nuname -r\n").unwrap();
+        let prepared = prepare(&[script.path().display().to_string()], &[], &[], false).unwrap();
+        assert!(prepared.files.contains(&script.path().to_owned()));
+        assert!(prepared.files.contains(&PathBuf::from("/bin/sh")));
+        assert!(
+            prepared.files.iter().any(|f| f.ends_with("uname")),
+            "{:?}",
+            prepared.files
+        );
         let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), "#!/bin/sh\n").unwrap();
+        std::fs::write(file.path(), "just text\n").unwrap();
         let err = prepare(&[file.path().display().to_string()], &[], &[], false).unwrap_err();
         assert!(
             err.to_string().contains("is not a 64-bit ELF program"),

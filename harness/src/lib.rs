@@ -31,4 +31,5 @@ pub mod report;
 pub mod runner;
 pub mod suite;
 pub mod toml_file;
+pub mod tools;
 pub mod vm;
