@@ -164,3 +164,50 @@ fn bad_input_gets_a_clear_error() {
         );
     }
 }
+
+/// With no kernels.toml anywhere, the built-in matrix is used and said so;
+/// `kmatrix init` writes it out, with a suite for the objects it finds, and
+/// the run then uses the written file.
+#[test]
+fn without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it() {
+    let _lock = support::boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        support::fixture("xdp_pass.bpf.c"),
+        dir.path().join("xdp_pass.bpf.c"),
+    )
+    .unwrap();
+    let in_dir = |args: &[&str]| {
+        support::kmatrix(args)
+            .current_dir(dir.path())
+            .env_remove("KMATRIX_KERNELS")
+            .output()
+            .unwrap()
+    };
+    let output = in_dir(&["test", "--kernels", "6.1", "xdp_pass.bpf.c"]);
+    let out = support::text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("using the built-in matrix (") && out.contains("`kmatrix init` writes it out"),
+        "{out}"
+    );
+
+    let output = in_dir(&["init"]);
+    let out = support::text(&output);
+    assert!(output.status.success(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kernels.toml")).unwrap(),
+        std::fs::read_to_string(support::repo().join("kernels.toml")).unwrap()
+    );
+    let suite = std::fs::read_to_string(dir.path().join("kmatrix-suite.toml")).unwrap();
+    assert!(suite.contains("path = \"xdp_pass.bpf.c\""), "{suite}");
+
+    let output = in_dir(&["test", "--kernels", "6.1", "--suite", "kmatrix-suite.toml"]);
+    let out = support::text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(!out.contains("built-in matrix"), "{out}");
+    assert!(out.contains("xdp_pass::load"), "{out}");
+
+    let output = in_dir(&["init"]);
+    assert_eq!(output.status.code(), Some(2), "{}", support::text(&output));
+}

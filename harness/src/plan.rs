@@ -32,8 +32,8 @@ pub const MATRIX_ENV: &str = "KMATRIX_KERNELS";
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// No matrix file was given or found.
-    #[error("no kernels.toml in {} or its parents; pass --matrix FILE or set {MATRIX_ENV}", dir.display())]
-    NoMatrix {
+    #[error("no kernels.toml in {} or its parents to update (the built-in matrix is in use): `kmatrix init` writes it out", dir.display())]
+    BuiltInMatrix {
         /// Where the search started.
         dir: PathBuf,
     },
@@ -76,18 +76,34 @@ pub enum PlanError {
 
 /// `given`, else [`MATRIX_ENV`], else `kernels.toml` here or in the nearest
 /// parent that has one.
-pub fn find_matrix(given: Option<PathBuf>) -> Result<PathBuf, PlanError> {
+pub fn find_matrix(given: Option<PathBuf>) -> Result<Option<PathBuf>, PlanError> {
     if let Some(path) = given.or_else(|| std::env::var_os(MATRIX_ENV).map(PathBuf::from)) {
-        return Ok(path);
+        return Ok(Some(path));
     }
     let cwd = std::env::current_dir().map_err(|source| PlanError::Io {
         what: "reading the current directory",
         source,
     })?;
-    cwd.ancestors()
+    Ok(cwd
+        .ancestors()
         .map(|dir| dir.join("kernels.toml"))
-        .find(|path| path.is_file())
-        .ok_or(PlanError::NoMatrix { dir: cwd })
+        .find(|path| path.is_file()))
+}
+
+/// The matrix `given` names, or the one found from the current directory,
+/// or the built-in one (saying so on stderr).
+pub fn load_matrix(given: Option<PathBuf>) -> Result<Matrix, PlanError> {
+    match find_matrix(given)? {
+        Some(path) => Ok(Matrix::load(&path)?),
+        None => {
+            let matrix = Matrix::built_in()?;
+            eprintln!(
+                "kmatrix: no kernels.toml here or in a parent directory: using the built-in matrix ({} kernels); `kmatrix init` writes it out to pin or change it",
+                matrix.kernels.len()
+            );
+            Ok(matrix)
+        }
+    }
 }
 
 /// The matrix and the kernels a command works on.
@@ -110,7 +126,7 @@ impl KernelSet {
         selection: &Selection,
         shard: Option<Shard>,
     ) -> Result<Self, PlanError> {
-        let matrix = Matrix::load(&find_matrix(matrix)?)?;
+        let matrix = load_matrix(matrix)?;
         let selected: Vec<KernelEntry> = selection
             .apply(&matrix.kernels)?
             .into_iter()

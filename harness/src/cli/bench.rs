@@ -117,7 +117,7 @@ fn scratch() -> Result<tempfile::TempDir> {
 async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     let set = kernel(matrix, &args.common)?;
     let kernel = set.kernels[0].clone();
-    let matrix_path = set.matrix.path.clone();
+    let matrix_path = (!set.matrix.built_in).then(|| set.matrix.path.clone());
     let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
     let artifacts = fetcher.fetch(&kernel).await?;
     let config = args.common.vm.config();
@@ -156,9 +156,10 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     };
     let kmatrix_test = |cold: bool| {
         let mut command = tokio::process::Command::new(&exe);
+        if let Some(path) = &matrix_path {
+            command.arg("--matrix").arg(path);
+        }
         command
-            .arg("--matrix")
-            .arg(&matrix_path)
             .args(["test", "--kernels", &kernel.label, "--accel", accel])
             .arg(&object)
             .stdin(Stdio::null())

@@ -55,8 +55,8 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
     let set = KernelSet::resolve(matrix, &Selection::All, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
     println!(
-        "{:<8} {:<10} {:<7} {:>8}  {:<14} SOURCE",
-        "LABEL", "VERSION", "CACHED", "SIZE", "PIN"
+        "{:<8} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} SOURCE",
+        "LABEL", "ARCH", "VERSION", "RELEASE", "CACHED", "SIZE", "PIN"
     );
     for kernel in &set.matrix.kernels {
         let cached = fetcher.cached(kernel);
@@ -69,10 +69,18 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
             Some(pin) => format!("{}+{}", hex::encode(&pin[..4]), kernel.sha256.len() - 1),
             None => "(none)".to_owned(),
         };
+        // The upstream version and `uname -r` are known once it is cached.
+        let version = cached
+            .as_ref()
+            .and_then(|a| a.upstream_version())
+            .unwrap_or_else(|| kernel.version.to_string());
+        let release = cached.as_ref().map_or("-", |a| a.release.as_str());
         println!(
-            "{:<8} {:<10} {:<7} {:>8}  {:<14} {}",
+            "{:<8} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} {}",
             kernel.label,
-            kernel.version.to_string(),
+            "amd64",
+            version,
+            release,
             if cached.is_some() { "yes" } else { "no" },
             size,
             pin,
@@ -162,6 +170,10 @@ async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, E
 
 async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
     let set = KernelSet::resolve(matrix, &select.kernels, None)?;
+    if set.matrix.built_in {
+        let dir = std::env::current_dir().unwrap_or_default();
+        return Err(crate::plan::PlanError::BuiltInMatrix { dir }.into());
+    }
     let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
     let mut pinnings = Vec::new();
     for kernel in &set.kernels {

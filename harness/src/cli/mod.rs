@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod init;
 mod kernels;
 mod report;
 mod run;
@@ -24,7 +25,7 @@ use crate::error::{self, Error, Status};
 )]
 struct Cli {
     /// The kernel matrix [default: $KMATRIX_KERNELS, else kernels.toml in
-    /// this directory or the nearest parent].
+    /// this directory or the nearest parent, else the built-in one].
     #[arg(long, global = true, value_name = "FILE")]
     matrix: Option<PathBuf>,
     #[command(subcommand)]
@@ -37,6 +38,8 @@ enum Command {
     Test(run::TestArgs),
     /// Run a program (e.g. a test binary) inside every selected kernel.
     Exec(run::ExecArgs),
+    /// Write the built-in kernels.toml and a starter suite here.
+    Init(init::InitArgs),
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(kernels::KernelsCommand),
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> Result<Status, Error> {
     match cli.command {
         Command::Test(args) => run::test(matrix, args).await,
         Command::Exec(args) => run::exec(matrix, args).await,
+        Command::Init(args) => init::run(args),
         Command::Kernels(command) => kernels::run(matrix, command).await,
         Command::Matrix(args) => report::job_matrix(matrix, &args),
         Command::Report(report::ReportCommand::Merge { outputs, files }) => {

@@ -108,6 +108,21 @@ impl KernelArtifacts {
         (artifacts.image.exists()).then_some(artifacts)
     }
 
+    /// The upstream version its image's header names (Debian's
+    /// `5.10.237-1` as `5.10.237`), if it does.
+    pub fn upstream_version(&self) -> Option<String> {
+        let mut head = Vec::with_capacity(64 * 1024);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(&self.image).ok()?, 64 * 1024),
+            &mut head,
+        )
+        .ok()?;
+        let text = super::bzimage::version_string(&head)?;
+        // The version string's first word is the release; gcc's own
+        // "(Debian …)" comes before the kernel's.
+        super::bzimage::upstream_version(&text[text.rfind(" SMP ").unwrap_or(0)..])
+    }
+
     /// The path of module `name`'s object.
     pub fn module(&self, name: &str) -> PathBuf {
         self.modules_dir.join(format!("{name}.ko"))

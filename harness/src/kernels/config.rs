@@ -44,8 +44,10 @@ pub const MIRROR_ENV: &str = "KMATRIX_DEBIAN_MIRROR";
 /// The parsed and checked kernel matrix.
 #[derive(Clone, Debug)]
 pub struct Matrix {
-    /// Where it was read from.
+    /// Where it was read from ([`BUILT_IN_NAME`] for the built-in one).
     pub path: PathBuf,
+    /// Whether it is the built-in matrix (no file to update).
+    pub built_in: bool,
     /// The Debian mirror named in the file, if any.
     pub debian_mirror: Option<String>,
     /// The kernels, in file order.
@@ -184,7 +186,21 @@ struct RawDebianSource {
     package: String,
 }
 
+/// The shipped kernels.toml, built in: used when no file is found, and
+/// what `kmatrix init` writes out.
+pub const BUILT_IN: &str = include_str!("../../../kernels.toml");
+
+/// What the built-in matrix is called in messages.
+pub const BUILT_IN_NAME: &str = "the built-in kernels.toml";
+
 impl Matrix {
+    /// The built-in matrix.
+    pub fn built_in() -> Result<Self, MatrixError> {
+        let mut matrix = Self::parse(BUILT_IN, Path::new(BUILT_IN_NAME))?;
+        matrix.built_in = true;
+        Ok(matrix)
+    }
+
     /// Reads and checks the matrix at `path`.
     pub fn load(path: &Path) -> Result<Self, MatrixError> {
         let text = std::fs::read_to_string(path).map_err(|source| MatrixError::Read {
@@ -224,6 +240,7 @@ impl Matrix {
             });
         }
         Ok(Matrix {
+            built_in: false,
             path: path.to_owned(),
             debian_mirror: raw.debian.mirror,
             kernels,
