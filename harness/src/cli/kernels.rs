@@ -191,6 +191,12 @@ async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, 
                 for (name, digest) in &pinning.sha256 {
                     println!("{:>8}    {name} = {digest}", "");
                 }
+                for name in &pinning.missing {
+                    println!(
+                        "{:>8}    {name}: not in the mirror's index; pinned without it",
+                        ""
+                    );
+                }
                 pinnings.push(pinning);
             }
         }

@@ -18,6 +18,9 @@ pub struct Pinning {
     pub package: Option<String>,
     /// sha256 (hex) of every package the kernel is made of.
     pub sha256: BTreeMap<String, String>,
+    /// Packages the kernel's image depends on that the index lacks (its
+    /// modules, on a mirror that dropped them): pinned without them.
+    pub missing: Vec<String>,
 }
 
 /// Why the file could not be rewritten.
@@ -193,6 +196,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
             MATRIX,
             &[
                 Pinning {
+                    missing: Vec::new(),
                     label: "6.1".into(),
                     package: Some("linux-image-6.1.0-51-cloud-amd64".into()),
                     sha256: BTreeMap::from([(
@@ -201,6 +205,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
                     )]),
                 },
                 Pinning {
+                    missing: Vec::new(),
                     label: "7.3".into(),
                     package: Some("linux-image-7.3.5+deb13-cloud-amd64".into()),
                     sha256: BTreeMap::from([
@@ -240,6 +245,7 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
     #[test]
     fn an_unknown_label_is_an_error() {
         let pinning = Pinning {
+            missing: Vec::new(),
             label: "4.19".into(),
             package: None,
             sha256: BTreeMap::new(),

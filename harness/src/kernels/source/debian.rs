@@ -164,7 +164,9 @@ pub async fn newest(
     };
     let newest = index.newest_like(package).ok_or_else(gone)?;
     let parts = index.kernel_packages(newest).ok_or_else(gone)?;
+    let missing = index.missing_parts(newest);
     Ok(Pinning {
+        missing,
         label: entry.label.clone(),
         package: Some(newest.to_owned()),
         sha256: parts

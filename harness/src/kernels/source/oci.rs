@@ -104,6 +104,7 @@ pub async fn newest(entry: &KernelEntry, reference: &str) -> Result<Pinning, Fet
         .await
         .map_err(oci)?;
     Ok(Pinning {
+        missing: Vec::new(),
         label: entry.label.clone(),
         package: None,
         sha256: [(PIN.to_owned(), digest)].into(),

@@ -87,6 +87,23 @@ impl PackageIndex {
         }
     }
 
+    /// The parts of a split kernel its image depends on that the index
+    /// does not have.
+    pub fn missing_parts(&self, image: &str) -> Vec<String> {
+        let suffix = image.strip_prefix("linux-image-").unwrap_or(image);
+        self.get(image)
+            .map(|package| {
+                package
+                    .depends
+                    .iter()
+                    .filter(|dep| dep.starts_with("linux-") && dep.ends_with(suffix))
+                    .filter(|dep| *dep != image && self.get(dep).is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The newest `linux-image-<version>-<flavour>` in the index for the
     /// series of `like` (same flavour suffix), by Debian version order of the
     /// package names' numbers.
@@ -204,6 +221,29 @@ SHA256: 6u
         assert!(index
             .kernel_packages("linux-image-9.9.9-cloud-amd64")
             .is_none());
+        assert!(index
+            .missing_parts("linux-image-7.3.4+deb13-cloud-amd64")
+            .is_empty());
+    }
+
+    #[test]
+    fn parts_the_index_lacks_are_named() {
+        let text = INDEX.replace(
+            "Package: linux-modules-7.3.4+deb13-cloud-amd64",
+            "Package: linux-modules-0.0.0-gone",
+        );
+        let index = PackageIndex::parse(&text);
+        assert_eq!(
+            index.missing_parts("linux-image-7.3.4+deb13-cloud-amd64"),
+            ["linux-modules-7.3.4+deb13-cloud-amd64"]
+        );
+        assert_eq!(
+            index
+                .kernel_packages("linux-image-7.3.4+deb13-cloud-amd64")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
