@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use kmatrix_protocol::input::read_input;
@@ -24,6 +24,11 @@ const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// The results port, with its buffer.
 pub struct Channel {
     port: File,
+    /// The host's input, read in large blocks: a run's files are many small
+    /// messages, and each read of the port is slow under emulation.
+    input: InputBuffer,
+    /// The directory the last file went into, known to exist.
+    last_dir: Option<std::path::PathBuf>,
     buf: Vec<u8>,
     oldest: Option<Instant>,
     error: Option<io::Error>,
@@ -34,6 +39,8 @@ impl Channel {
     pub fn open(port: File) -> Self {
         Self {
             port,
+            input: InputBuffer::default(),
+            last_dir: None,
             buf: Vec::with_capacity(FLUSH_AT + 4096),
             oldest: None,
             error: None,
@@ -67,22 +74,34 @@ impl Channel {
 
     /// Reads the host's next input message.
     pub fn read_input(&mut self) -> io::Result<Input> {
-        read_input(&mut self.port)
+        read_input(&mut self.input.reader(&mut self.port))
     }
 
     /// Reads the `len` bytes of a file the host sends into `path` (parents
     /// created). The bytes are read even if the file cannot be written, so
     /// that the stream stays in step.
     pub fn receive_file(&mut self, path: &std::path::Path, mode: u32, len: u64) -> io::Result<()> {
-        let mut file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| File::create(path));
+        let parent = path.parent().map(std::path::Path::to_path_buf);
+        let mut made = Ok(());
+        if parent != self.last_dir {
+            made = parent.as_ref().map_or(Ok(()), std::fs::create_dir_all);
+            self.last_dir = parent.filter(|_| made.is_ok());
+        }
+        let mut file = made.and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)
+        });
         let mut left = len;
-        let mut buf = vec![0; 256 * 1024];
+        let mut buf = vec![0; 64 * 1024];
         while left > 0 {
             let n = (left as usize).min(buf.len());
-            self.port.read_exact(&mut buf[..n])?;
+            self.input
+                .reader(&mut self.port)
+                .read_exact(&mut buf[..n])?;
             if let Ok(out) = &mut file {
                 if let Err(err) = out.write_all(&buf[..n]) {
                     file = Err(err);
@@ -90,7 +109,12 @@ impl Channel {
             }
             left -= n as u64;
         }
-        file?.set_permissions(std::fs::Permissions::from_mode(mode))
+        let file = file?;
+        // The mode given at creation is masked by the umask (022).
+        if mode & 0o022 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
     }
 
     /// Sends `Done`, writes everything, then waits for the host's
@@ -118,5 +142,43 @@ impl Channel {
             )));
         }
         Ok(())
+    }
+}
+
+/// Bytes read from the port ahead of the input message being decoded.
+#[derive(Default)]
+struct InputBuffer {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl InputBuffer {
+    fn reader<'a>(&'a mut self, port: &'a mut File) -> BufferedPort<'a> {
+        BufferedPort { buffer: self, port }
+    }
+}
+
+/// The port read through its [`InputBuffer`].
+struct BufferedPort<'a> {
+    buffer: &'a mut InputBuffer,
+    port: &'a mut File,
+}
+
+impl Read for BufferedPort<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let buffer = &mut *self.buffer;
+        if buffer.pos == buffer.buf.len() {
+            buffer.buf.resize(256 * 1024, 0);
+            let n = self.port.read(&mut buffer.buf)?;
+            buffer.buf.truncate(n);
+            buffer.pos = 0;
+            if n == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(buffer.buf.len() - buffer.pos);
+        out[..n].copy_from_slice(&buffer.buf[buffer.pos..buffer.pos + n]);
+        buffer.pos += n;
+        Ok(n)
     }
 }
