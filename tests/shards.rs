@@ -96,3 +96,48 @@ fn sharded_then_merged_equals_unsharded() {
     assert!(out.contains(&format!("{}:", path("shard-2.json"))), "{out}");
     assert!(out.contains("truncated or damaged"), "{out}");
 }
+
+/// `report diff` on two real runs of a program that grew: the second
+/// version makes the verifier process more instructions, a regression
+/// (exit 1) with `--threshold 10`; the other way round it is none.
+#[test]
+fn report_diff_finds_a_program_that_grew() {
+    let _lock = support::boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Helper calls clang cannot fold: each is instructions the verifier
+    // processes.
+    let source = |steps: usize| {
+        let body = "    x += bpf_get_prandom_u32();\n".repeat(steps);
+        format!(
+            "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nSEC(\"xdp\")\nint grow(struct xdp_md *ctx)\n{{\n    __u64 x = 0;\n{body}    return x & 1 ? XDP_PASS : XDP_DROP;\n}}\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n"
+        )
+    };
+    let mut runs = Vec::new();
+    for (name, steps) in [("small", 5), ("big", 50)] {
+        let version = dir.path().join(name);
+        std::fs::create_dir(&version).unwrap();
+        std::fs::write(version.join("grow.bpf.c"), source(steps)).unwrap();
+        let json = dir.path().join(format!("{name}.json"));
+        let output = kmatrix(&["test", "--kernels", "6.1"])
+            .arg(version.join("grow.bpf.c"))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        runs.push(json.display().to_string());
+    }
+    let output = kmatrix(&["report", "diff", &runs[0], &runs[1]])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("REGRESSION grow::load on 6.1: instructions processed grew from"),
+        "{out}"
+    );
+    let output = kmatrix(&["report", "diff", &runs[1], &runs[0]])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}

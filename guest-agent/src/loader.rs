@@ -14,7 +14,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Instant;
 
-use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, Verdict};
+use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, ProgramStats, Verdict};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use crate::aya_loader::Aya;
@@ -98,6 +98,17 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 Ok(instance) => (Verdict::Loaded, Some(instance)),
                 Err(verdict) => (bounded(verdict), None),
             };
+            // A loaded program's size and count from the kernel; a
+            // rejected one's from the stats lines ending its log.
+            let stats = match (&instance, &verdict) {
+                (Some(instance), _) => {
+                    crate::sys::prog_stats(instance.program_fd()).unwrap_or_default()
+                }
+                (None, Verdict::Rejected { verifier_log, .. }) => {
+                    ProgramStats::from_log(verifier_log)
+                }
+                (None, _) => ProgramStats::default(),
+            };
             channel.send(&Frame::Program(ProgramResult {
                 object: object.index,
                 program: program.name.clone(),
@@ -105,6 +116,7 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 loader: object.loader,
                 verdict,
                 load_us,
+                stats,
             }));
             let Some(instance) = instance.filter(|_| !program.cases.is_empty()) else {
                 continue;

@@ -139,3 +139,36 @@ pub fn prog_test_run(
         data_size_out: attr.data_size_out,
     })
 }
+
+/// `union bpf_attr` as `BPF_OBJ_GET_INFO_BY_FD` uses it.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`.
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// A loaded program's size after verification and, from Linux 5.16, how
+/// many instructions the verifier processed (`bpf_prog_info`).
+pub fn prog_stats(prog: BorrowedFd<'_>) -> io::Result<kmatrix_protocol::ProgramStats> {
+    // SAFETY: bpf_prog_info is plain data; all zeroes is a valid value.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let nonzero = |v: u64| (v > 0).then_some(v);
+    Ok(kmatrix_protocol::ProgramStats {
+        insns_processed: nonzero(u64::from(info.verified_insns)),
+        // One instruction is 8 bytes.
+        xlated_insns: nonzero(u64::from(info.xlated_prog_len) / 8),
+        jited_bytes: nonzero(u64::from(info.jited_prog_len)),
+        ..Default::default()
+    })
+}

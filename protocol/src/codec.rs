@@ -149,6 +149,10 @@ mod tests {
                 loader: Loader::Aya,
                 verdict: Verdict::Loaded,
                 load_us: 812,
+                stats: ProgramStats {
+                    insns_processed: Some(23),
+                    ..ProgramStats::default()
+                },
             }),
             Frame::Program(ProgramResult {
                 object: 1,
@@ -160,6 +164,7 @@ mod tests {
                     verifier_log: "R0 !read_ok\nprocessed 1 insns".into(),
                 },
                 load_us: 90,
+                stats: ProgramStats::default(),
             }),
             Frame::AgentError("module virtio_pci: EEXIST".into()),
             Frame::Case(CaseResult {

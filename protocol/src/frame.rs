@@ -128,6 +128,8 @@ pub struct ProgramResult {
     pub verdict: Verdict,
     /// Time spent in the load, in microseconds.
     pub load_us: u64,
+    /// What the kernel said about verifying it.
+    pub stats: crate::ProgramStats,
 }
 
 /// Whether a program loaded, and why not.

@@ -27,6 +27,7 @@ pub mod kind;
 pub mod layout;
 mod plan;
 pub mod report;
+pub mod stats;
 pub mod text;
 
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
@@ -37,6 +38,7 @@ pub use plan::{
     CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead, MapSetting, ObjectPlan, Plan,
     ProgramPlan,
 };
+pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
 pub const VERSION: u32 = 6;

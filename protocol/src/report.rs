@@ -2,15 +2,18 @@
 //! `--json` [`Record`]s (schema [`SCHEMA`]) and the process's exit codes
 //! ([`exit`]).
 //!
-//! Schema version 1, one object per line, each with a `type`:
+//! Schema version 2 (version 1 had neither `stats` nor `notice` records,
+//! nor `restored`), one object per line, each with a `type`:
 //!
 //! | type | fields |
 //! | --- | --- |
-//! | `run-started` | `schema` (1), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
+//! | `run-started` | `schema` (2), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
 //! | `kernel-started` | `kernel` |
-//! | `kernel-booted` | `kernel`, `release`, `btf` |
+//! | `kernel-booted` | `kernel`, `release`, `btf`, `restored` (its VM came from a saved state) |
 //! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
+//! | `stats` | `kernel`, `test` (a program's load test), `stats`: `insns_processed`, `insn_limit`, `max_states_per_insn`, `total_states`, `peak_states`, `stack_depth`, `verification_us`, `xlated_insns`, `jited_bytes`, each null where the kernel did not say |
 //! | `agent-error` | `kernel`, `message` |
+//! | `notice` | `kernel`, `message` (a saved VM that could not be restored or saved) |
 //! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
 //! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
 //! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail` |
@@ -22,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The schema version written in `run-started`.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// The process's exit codes, the same for every command.
 pub mod exit {
@@ -150,6 +153,16 @@ pub enum Record {
         kernel: String,
         /// What it said.
         message: String,
+    },
+    /// What the kernel said about verifying a program (schema 2): the
+    /// verifier's statistics and the program's size, for its load test.
+    Stats {
+        /// The kernel's label.
+        kernel: String,
+        /// The program's load test.
+        test: String,
+        /// Each figure, or `null` where the kernel did not give it.
+        stats: crate::ProgramStats,
     },
     /// A line about a kernel's VM (a saved VM that could not be restored
     /// or saved); it does not change any result.

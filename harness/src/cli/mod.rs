@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> Result<Status, Error> {
         Command::Report(report::ReportCommand::Merge { outputs, files }) => {
             report::merge(&files, &outputs)
         }
+        Command::Report(report::ReportCommand::Diff(args)) => report::diff(&args),
         Command::Bench(command) => bench::run(matrix, command).await,
     }
 }

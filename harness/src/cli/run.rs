@@ -40,6 +40,10 @@ pub struct TestArgs {
     /// reports where their verdicts disagree [default: aya].
     #[arg(long, value_parser = parse_loader, value_name = "aya|libbpf|both")]
     loader: Option<LoaderArg>,
+    /// Also print, per program and kernel, the instructions the verifier
+    /// processed and their share of its complexity limit.
+    #[arg(long)]
+    stats: bool,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
     /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
@@ -104,11 +108,12 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         Ok(summary) => summary,
         Err(signal) => return Ok(Status::Interrupted(signal)),
     };
-    finish(
-        &summary,
-        &args.outputs,
-        &mut Printable(std::io::stdout().lock()),
-    )
+    let mut out = Printable(std::io::stdout().lock());
+    let status = finish(&summary, &args.outputs, &mut out)?;
+    if args.stats {
+        let _ = report::matrix::render_stats(&summary, &mut out).and_then(|()| out.flush());
+    }
+    Ok(status)
 }
 
 pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Error> {

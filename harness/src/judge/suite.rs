@@ -45,6 +45,19 @@ impl<'a> KernelCheck<'a> {
         }
     }
 
+    /// The load test a program's result is judged as (`None` for another
+    /// loader's check under `--loader both`).
+    pub fn load_test(&self, result: &ProgramResult) -> Option<usize> {
+        let object = result.object as usize;
+        let spec = self
+            .suite
+            .programs
+            .get(object)?
+            .iter()
+            .find(|s| s.name == result.program)?;
+        (result.loader == self.suite.loader_of(object)).then_some(spec.load_test)
+    }
+
     /// Outcomes for a program's load result: its load test and, when it did
     /// not load, its cases.
     pub fn program(&self, result: &ProgramResult) -> Vec<(usize, Outcome)> {

@@ -80,6 +80,7 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
                 writeln!(self.err, "[{kernel}] kmatrix: {message}")
             }
             RunEvent::RunStarted { .. }
+            | RunEvent::Stats { .. }
             | RunEvent::KernelStarted { .. }
             | RunEvent::KernelBooted { .. }
             | RunEvent::Outcome { .. }

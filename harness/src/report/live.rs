@@ -71,7 +71,10 @@ impl<W: Write> LiveReporter<W> {
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.out, "{kernel:>8}  ERROR agent: {message}")
             }
-            RunEvent::RunStarted { .. } | RunEvent::RunFinished | RunEvent::Output { .. } => Ok(()),
+            RunEvent::RunStarted { .. }
+            | RunEvent::RunFinished
+            | RunEvent::Output { .. }
+            | RunEvent::Stats { .. } => Ok(()),
             RunEvent::Exited { kernel, info } => {
                 writeln!(self.out, "{kernel:>8}  EXIT  {}", exit_status(info))
             }

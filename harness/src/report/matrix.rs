@@ -9,6 +9,59 @@ use super::{failure, Mark, Summary};
 /// Verifier log lines shown per failure (the tail, where the reason is).
 const LOG_LINES: usize = 25;
 
+/// Writes, per load test and kernel, the instructions the verifier
+/// processed and their share of its complexity limit (`--stats`).
+pub fn render_stats(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
+    let rows: Vec<usize> = (0..summary.rows.len())
+        .filter(|&r| (0..summary.columns.len()).any(|c| summary.stats(c, r).is_some()))
+        .collect();
+    if rows.is_empty() {
+        return writeln!(out, "\nno verifier statistics were reported");
+    }
+    let cell = |c: usize, r: usize| match summary.stats(c, r) {
+        Some(stats) => match stats.insns_processed {
+            Some(insns) => format!(
+                "{insns} ({:.1}%)",
+                insns as f64 * 100.0 / stats.limit() as f64
+            ),
+            None => "?".to_owned(),
+        },
+        None => "-".to_owned(),
+    };
+    let first = rows
+        .iter()
+        .map(|&r| summary.rows[r].len())
+        .max()
+        .unwrap_or(0)
+        .max("program".len());
+    let widths: Vec<usize> = (0..summary.columns.len())
+        .map(|c| {
+            rows.iter()
+                .map(|&r| cell(c, r).len())
+                .chain([summary.columns[c].label.len()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    writeln!(
+        out,
+        "\ninstructions the verifier processed (share of its complexity limit; ? = not reported by this kernel):"
+    )?;
+    write!(out, "{:first$}", "program")?;
+    for (column, width) in summary.columns.iter().zip(&widths) {
+        write!(out, "  {:>width$}", column.label)?;
+    }
+    writeln!(out)?;
+    for r in rows {
+        write!(out, "{:first$}", summary.rows[r])?;
+        for (c, width) in widths.iter().enumerate() {
+            write!(out, "  {:>width$}", cell(c, r))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 /// Writes the matrix and the failures below it.
 pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     let names = &summary.rows;

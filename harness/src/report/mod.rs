@@ -8,6 +8,7 @@
 //! failures [`failure`] finds; [`json::merge`] replays shards' records
 //! through the same fold. [`progress`] shows downloads.
 
+pub mod diff;
 pub mod exec;
 pub mod failure;
 pub mod json;

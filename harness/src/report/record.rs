@@ -37,6 +37,15 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             btf: hello.btf,
             restored: *start == Start::Restored,
         },
+        RunEvent::Stats {
+            kernel,
+            test,
+            stats,
+        } => Record::Stats {
+            kernel: kernel.clone(),
+            test: test.clone(),
+            stats: stats.clone(),
+        },
         RunEvent::Notice { kernel, message } => Record::Notice {
             kernel: kernel.clone(),
             message: message.clone(),

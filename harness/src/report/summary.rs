@@ -77,6 +77,7 @@ pub struct Summary {
     /// Test names, in suite order (then in the order they appeared).
     pub rows: Vec<String>,
     cells: HashMap<(usize, usize), Cell>,
+    stats: HashMap<(usize, usize), kmatrix_protocol::ProgramStats>,
 }
 
 impl Summary {
@@ -108,6 +109,11 @@ impl Summary {
         self.cells.get(&(column, row))
     }
 
+    /// The verification statistics of the load test in `row` on `column`.
+    pub fn stats(&self, column: usize, row: usize) -> Option<&kmatrix_protocol::ProgramStats> {
+        self.stats.get(&(column, row))
+    }
+
     /// Folds one record in.
     pub fn apply(&mut self, record: &Record) {
         match record {
@@ -136,6 +142,14 @@ impl Summary {
             } => {
                 let (c, r) = (self.add_column(kernel), self.add_row(test));
                 self.cells.insert((c, r), Cell::Done(result.clone()));
+            }
+            Record::Stats {
+                kernel,
+                test,
+                stats,
+            } => {
+                let (c, r) = (self.add_column(kernel), self.add_row(test));
+                self.stats.insert((c, r), stats.clone());
             }
             Record::AgentError { kernel, message } => {
                 let c = self.add_column(kernel);

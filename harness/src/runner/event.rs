@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kmatrix_protocol::{ExitInfo, Hello, Stream};
+use kmatrix_protocol::{ExitInfo, Hello, ProgramStats, Stream};
 
 use crate::image::ImageError;
 use crate::judge::Outcome;
@@ -47,6 +47,16 @@ pub enum RunEvent {
         test: String,
         /// What happened.
         outcome: Outcome,
+    },
+    /// What the kernel said about verifying a program: attached to its load
+    /// test.
+    Stats {
+        /// The kernel's label.
+        kernel: String,
+        /// The program's load test.
+        test: String,
+        /// The statistics.
+        stats: ProgramStats,
     },
     /// Bytes the executed program wrote.
     Output {

@@ -179,6 +179,15 @@ impl Work {
                     for (test, outcome) in check.program(&result) {
                         self.outcome(name(test), outcome);
                     }
+                    if let Some(test) = check.load_test(&result) {
+                        if !result.stats.is_empty() {
+                            self.send(RunEvent::Stats {
+                                kernel: label.clone(),
+                                test: name(test).to_owned(),
+                                stats: result.stats,
+                            });
+                        }
+                    }
                 }
                 Frame::Case(result) => {
                     if let Some((test, outcome)) = check.case(&result) {
