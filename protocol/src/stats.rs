@@ -82,6 +82,28 @@ impl ProgramStats {
         self
     }
 
+    /// Each known figure by its `--json` name, as text.
+    pub fn figures(&self) -> Vec<(&'static str, String)> {
+        let numbers = [
+            ("insns_processed", self.insns_processed),
+            ("insn_limit", self.insn_limit),
+            ("max_states_per_insn", self.max_states_per_insn),
+            ("total_states", self.total_states),
+            ("peak_states", self.peak_states),
+            ("verification_us", self.verification_us),
+            ("xlated_insns", self.xlated_insns),
+            ("jited_bytes", self.jited_bytes),
+        ];
+        let mut figures: Vec<_> = numbers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?.to_string())))
+            .collect();
+        if let Some(depth) = &self.stack_depth {
+            figures.push(("stack_depth", depth.clone()));
+        }
+        figures
+    }
+
     /// Whether nothing is known.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()

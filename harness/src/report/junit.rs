@@ -55,6 +55,11 @@ pub fn report(summary: &Summary) -> Report {
             };
             let mut case = TestCase::new(name.as_str(), status);
             case.set_classname(format!("kmatrix.{}", column.label));
+            if let Some(stats) = summary.stats(c, r) {
+                for (key, value) in stats.figures() {
+                    case.add_property((format!("verifier.{key}"), value));
+                }
+            }
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);

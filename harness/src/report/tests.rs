@@ -107,6 +107,16 @@ fn events() -> Vec<RunEvent> {
             message: "module virtio_console: EEXIST".into(),
         },
         outcome("7.3", "xdp_pass::load", pass("xdp, 0.6 ms")),
+        RunEvent::Stats {
+            kernel: "7.3".into(),
+            test: "xdp_pass::load".into(),
+            stats: kmatrix_protocol::ProgramStats {
+                insns_processed: Some(2),
+                xlated_insns: Some(2),
+                jited_bytes: Some(21),
+                ..Default::default()
+            },
+        },
         outcome("7.3", "unchecked_read::load", pass("xdp, 0.7 ms")),
         outcome(
             "7.3",
@@ -137,6 +147,13 @@ fn summary() -> Summary {
 fn matrix_render() {
     let mut out = Vec::new();
     matrix::render(&summary(), &mut out).unwrap();
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}
+
+#[test]
+fn stats_render() {
+    let mut out = Vec::new();
+    matrix::render_stats(&summary(), &mut out).unwrap();
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }
 
