@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
+use kmatrix_protocol::{Loader, ObjectPlan, ProgramStats, Verdict};
 use libbpf_sys as sys;
 
 use crate::loader::{global_location, missing, Instance};
@@ -23,6 +23,16 @@ static MESSAGES: Mutex<String> = Mutex::new(String::new());
 /// The first verifier log buffer; it doubles up to [`MAX_LOG_BUF`].
 const FIRST_LOG_BUF: usize = 1 << 20;
 const MAX_LOG_BUF: usize = 256 << 20;
+
+/// The buffer for the statistics alone (a few lines).
+const STATS_LOG_BUF: usize = 16 * 1024;
+
+/// `BPF_LOG_LEVEL1`: the verifier's whole log.
+const LOG_VERBOSE: u32 = 1;
+
+/// `BPF_LOG_STATS`: its statistics (time, stack depth, instructions and
+/// states).
+const LOG_STATS: u32 = 4;
 
 extern "C" {
     fn vsnprintf(
@@ -73,9 +83,15 @@ impl Libbpf {
         data: &[u8],
         program: &str,
     ) -> Result<Box<dyn Instance>, Verdict> {
-        let first = Opened::open(object, data, program, None)?;
+        // The first load asks only for the verifier's statistics, which it
+        // prints whether or not the program loads.
+        let mut stats_log = vec![0u8; STATS_LOG_BUF];
+        let mut first = Opened::open(object, data, program, Some((&mut stats_log, LOG_STATS)))?;
         let err = match first.load() {
-            Ok(()) => return Ok(Box::new(first)),
+            Ok(()) => {
+                first.stats = ProgramStats::from_log(&log_text(stats_log));
+                return Ok(Box::new(first));
+            }
             Err(err) => err,
         };
         let messages = take_messages();
@@ -91,22 +107,25 @@ impl Libbpf {
         let mut size = FIRST_LOG_BUF;
         loop {
             let mut log = vec![0u8; size];
-            let again = Opened::open(object, data, program, Some(&mut log))?;
+            let again = Opened::open(
+                object,
+                data,
+                program,
+                Some((&mut log, LOG_VERBOSE | LOG_STATS)),
+            )?;
             let err = match again.load() {
                 // Loaded this time after all: it is the kernel's to accept.
                 Ok(()) => return Ok(Box::new(again)),
                 Err(err) => err,
             };
             take_messages();
-            let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             if err == -libc::ENOSPC && size < MAX_LOG_BUF {
                 size *= 2;
                 continue;
             }
-            log.truncate(len);
             return Err(Verdict::Rejected {
                 error: strerror(err),
-                verifier_log: String::from_utf8_lossy(&log).into_owned(),
+                verifier_log: log_text(log),
             });
         }
     }
@@ -116,6 +135,13 @@ impl Default for Libbpf {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A log buffer's text, up to its NUL.
+fn log_text(mut log: Vec<u8>) -> String {
+    let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    log.truncate(len);
+    String::from_utf8_lossy(&log).into_owned()
 }
 
 fn take_messages() -> String {
@@ -147,6 +173,8 @@ fn strerror(err: c_int) -> String {
 struct Opened {
     obj: *mut sys::bpf_object,
     prog: *mut sys::bpf_program,
+    /// What the verifier said about the loaded program.
+    stats: ProgramStats,
 }
 
 impl Drop for Opened {
@@ -158,12 +186,12 @@ impl Drop for Opened {
 
 impl Opened {
     /// Opens `data` with only `program` to load and the plan's settings
-    /// applied; with `log`, the verifier's log goes there.
+    /// applied; with `log`, the verifier's log at that level goes there.
     fn open(
         plan: &ObjectPlan,
         data: &[u8],
         program: &str,
-        log: Option<&mut Vec<u8>>,
+        log: Option<(&mut Vec<u8>, u32)>,
     ) -> Result<Self, Verdict> {
         take_messages();
         let name = CString::new(format!("obj{}", plan.index)).expect("no NUL");
@@ -188,6 +216,7 @@ impl Opened {
         let mut opened = Self {
             obj,
             prog: std::ptr::null_mut(),
+            stats: ProgramStats::default(),
         };
         let mut prog = std::ptr::null_mut();
         loop {
@@ -208,7 +237,7 @@ impl Opened {
         if opened.prog.is_null() {
             return Err(missing("program", program));
         }
-        if let Some(log) = log {
+        if let Some((log, level)) = log {
             // SAFETY: `log` outlives the load that writes into it.
             unsafe {
                 sys::bpf_program__set_log_buf(
@@ -216,7 +245,7 @@ impl Opened {
                     log.as_mut_ptr().cast(),
                     log.len() as u64,
                 );
-                sys::bpf_program__set_log_level(opened.prog, 1);
+                sys::bpf_program__set_log_level(opened.prog, level);
             }
         }
         for setting in &plan.maps {
@@ -271,6 +300,10 @@ impl Opened {
 }
 
 impl Instance for Opened {
+    fn stats(&self) -> ProgramStats {
+        self.stats.clone()
+    }
+
     fn program_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the program is loaded; its fd lives as long as `self`.
         unsafe { BorrowedFd::borrow_raw(sys::bpf_program__fd(self.prog)) }

@@ -33,6 +33,11 @@ pub trait Instance {
     /// The fd of the instance's map `name`, which a suite may read and
     /// write.
     fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, String>;
+    /// What the verifier's log said about the program, where the loader
+    /// keeps it.
+    fn stats(&self) -> ProgramStats {
+        ProgramStats::default()
+    }
 }
 
 /// Both loaders, kept for the agent's life so that what they parse once
@@ -101,9 +106,9 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
             // A loaded program's size and count from the kernel; a
             // rejected one's from the stats lines ending its log.
             let stats = match (&instance, &verdict) {
-                (Some(instance), _) => {
-                    crate::sys::prog_stats(instance.program_fd()).unwrap_or_default()
-                }
+                (Some(instance), _) => crate::sys::prog_stats(instance.program_fd())
+                    .unwrap_or_default()
+                    .or(instance.stats()),
                 (None, Verdict::Rejected { verifier_log, .. }) => {
                     ProgramStats::from_log(verifier_log)
                 }
