@@ -1,149 +1,45 @@
-//! One QEMU VM: boot a kernel with an initramfs, stream the agent's frames
-//! to the caller as they arrive, and make sure QEMU is gone afterwards.
+//! One VM: booted cold (and saved, [`snapshot`]) or restored from a saved
+//! state, sent its input, its frames streamed to the caller as they arrive,
+//! and QEMU gone afterwards, whatever happened.
 //!
-//! The host listens on two unix sockets in the VM's run directory before
-//! QEMU starts: the results port (virtio-serial) and QMP, which QEMU joins
-//! as a client. QMP stops the VM on a timeout and tells how it ended.
+//! [`qemu`] starts QEMU, which joins the results port's and QMP's unix
+//! sockets the host listens on; [`migrate`] saves and loads VMs through
+//! QMP; [`argv`] builds the command line from [`config`]. QMP stops the VM
+//! on a timeout and tells how it ended.
 
 pub mod argv;
+mod config;
+mod migrate;
+mod qemu;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kmatrix_protocol::{Frame, Hello, Input, VERSION};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use kmatrix_protocol::{Frame, Hello, VERSION};
 use tokio::time::{timeout, timeout_at, Instant};
 
 pub use argv::{Accel, Machine};
+pub use config::{AccelChoice, VmConfig, QEMU_ENV};
+
+use crate::channel::{self, StreamError};
+use snapshot::{Meta, Slot};
 
 /// What a VM is sent after its hello.
 pub struct RunInput<'a> {
-    /// The run's files, encoded as [`Input::File`] messages with their
-    /// bytes.
+    /// The run's files, encoded as [`kmatrix_protocol::Input::File`]
+    /// messages with their bytes.
     pub files: &'a [u8],
     /// The kernel's plan.
     pub plan: &'a kmatrix_protocol::Plan,
 }
 
-use crate::channel::{self, ResultStream, StreamError};
-use snapshot::{Meta, Slot};
-
 /// Time a restored VM has to answer its input.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Time the agent has to prepare, and QEMU to save the VM.
-const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Environment variable naming the QEMU binary.
-pub const QEMU_ENV: &str = "KMATRIX_QEMU";
-
 /// Lines of the serial console kept for reports.
 const CONSOLE_TAIL_LINES: usize = 40;
-
-/// How a VM is run.
-#[derive(Clone, Debug)]
-pub struct VmConfig {
-    /// The QEMU binary.
-    pub qemu: PathBuf,
-    /// The accelerator.
-    pub accel: Accel,
-    /// Guest memory in MiB.
-    pub memory_mib: u32,
-    /// Time from QEMU's start to the agent's hello.
-    pub boot_timeout: Duration,
-    /// Time from the hello to the agent's last result.
-    pub run_timeout: Duration,
-    /// Whether VMs are saved once booted and restored in later runs.
-    pub snapshots: bool,
-}
-
-/// Which accelerator to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AccelChoice {
-    /// KVM where hardware virtualisation is really there, else TCG.
-    #[default]
-    Auto,
-    /// KVM.
-    Kvm,
-    /// Software emulation.
-    Tcg,
-}
-
-impl AccelChoice {
-    /// Decides `auto`: KVM only if `/dev/kvm` opens and the CPU advertises
-    /// `vmx` or `svm` (a paravirtual `/dev/kvm` without them cannot run an
-    /// unmodified kernel well).
-    pub fn resolve(self) -> Accel {
-        match self {
-            AccelChoice::Kvm => Accel::Kvm,
-            AccelChoice::Tcg => Accel::Tcg,
-            AccelChoice::Auto => {
-                let kvm_opens = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/kvm")
-                    .is_ok();
-                let hw = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
-                    info.lines()
-                        .filter(|l| l.starts_with("flags"))
-                        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
-                });
-                if kvm_opens && hw {
-                    Accel::Kvm
-                } else {
-                    Accel::Tcg
-                }
-            }
-        }
-    }
-}
-
-impl VmConfig {
-    /// The host's TSC frequency for the kernel command line, under TCG
-    /// (whose guest TSC is the host's); KVM guests calibrate well alone.
-    pub fn tsc_khz(&self) -> Option<u64> {
-        match self.accel {
-            Accel::Tcg => host_tsc_khz(),
-            Accel::Kvm => None,
-        }
-    }
-
-    /// The QEMU binary: [`QEMU_ENV`] or `qemu-system-x86_64` on the PATH.
-    pub fn default_qemu() -> PathBuf {
-        std::env::var_os(QEMU_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "qemu-system-x86_64".into())
-    }
-}
-
-/// The host's TSC frequency in kHz, measured once against the monotonic
-/// clock over 20 ms.
-fn host_tsc_khz() -> Option<u64> {
-    static KHZ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *KHZ.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: RDTSC has no preconditions on x86_64.
-            let rdtsc = || unsafe { std::arch::x86_64::_rdtsc() };
-            let (t0, c0) = (std::time::Instant::now(), rdtsc());
-            std::thread::sleep(Duration::from_millis(20));
-            let (c1, elapsed) = (rdtsc(), t0.elapsed());
-            let khz = (c1.wrapping_sub(c0) as f64 / elapsed.as_secs_f64() / 1000.0).round() as u64;
-            // A few MHz to tens of GHz; anything else is a broken TSC.
-            (1_000..100_000_000).contains(&khz).then_some(khz)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            None
-        }
-    })
-}
 
 /// What to boot.
 pub struct BootSpec<'a> {
@@ -434,44 +330,6 @@ async fn attempt(
     })
 }
 
-/// A started QEMU and its QMP connection.
-struct Qemu {
-    child: Child,
-    qmp: Option<Qmp>,
-    shutdown: watch::Receiver<Option<String>>,
-}
-
-type Qmp =
-    qapi::futures::QapiService<qapi::futures::QmpStreamTokio<tokio::io::WriteHalf<UnixStream>>>;
-
-impl Qemu {
-    /// Makes sure the process is gone: a graceful QMP `quit`, then a kill.
-    /// Returns the shutdown cause QMP reported, if any.
-    async fn stop(mut self) -> Option<String> {
-        let exited = timeout(Duration::from_secs(3), self.child.wait())
-            .await
-            .is_ok();
-        if !exited {
-            if let Some(qmp) = &self.qmp {
-                let _ = timeout(Duration::from_secs(2), qmp.execute(qapi::qmp::quit {})).await;
-            }
-            if timeout(Duration::from_secs(3), self.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = self.child.kill().await;
-            }
-        }
-        let cause = self.shutdown.borrow().clone();
-        cause
-    }
-}
-
-/// `path` quoted for the shell QEMU's `exec:` migration runs.
-fn shell_quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "'\\''"))
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     config: &VmConfig,
@@ -480,80 +338,24 @@ async fn drive(
     tsc_khz: Option<u64>,
     how: How<'_>,
     input: &RunInput<'_>,
-    vm: &mut Option<Qemu>,
+    vm: &mut Option<qemu::Qemu>,
     started: &mut bool,
     on_up: &mut Option<impl FnOnce(&Hello, Start)>,
     on_frame: &mut impl FnMut(Frame),
 ) -> Result<VmReport, VmError> {
     let begun = Instant::now();
-    let results_path = dir.join("results.sock");
-    let qmp_path = dir.join("qmp.sock");
-    let stderr_path = dir.join("qemu.stderr");
-    let results_listener = UnixListener::bind(&results_path)?;
-    let qmp_listener = UnixListener::bind(&qmp_path)?;
-
     let mut args = qemu_args(config, spec, dir, tsc_khz);
     if let How::Restore { state, .. } = &how {
         args.push("-incoming".into());
-        args.push(format!("exec:cat {}", shell_quote(state)).into());
+        args.push(format!("exec:cat {}", migrate::shell_quote(state)).into());
     }
-    let mut command = Command::new(&config.qemu);
-    command
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path)?)
-        .kill_on_drop(true);
-    // If kmatrix itself is killed, QEMU goes with it.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let child = command.spawn().map_err(|source| VmError::Spawn {
-        qemu: config.qemu.clone(),
-        source,
-    })?;
-    let (shutdown_tx, shutdown) = watch::channel(None);
-    let qemu = vm.insert(Qemu {
-        child,
-        qmp: None,
-        shutdown,
-    });
-
-    // QEMU joins both sockets while it starts, before the guest runs.
-    let accepted = tokio::select! {
-        sockets = async { tokio::try_join!(qmp_listener.accept(), results_listener.accept()) } => sockets?,
-        status = qemu.child.wait() => {
-            let status = status?;
-            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            return Err(VmError::EarlyExit { status, stderr: stderr.trim().to_owned() });
-        }
+    let paths = qemu::Paths {
+        results: &dir.join("results.sock"),
+        qmp: &dir.join("qmp.sock"),
+        stderr: &dir.join("qemu.stderr"),
     };
-    let ((qmp_socket, _), (results_socket, _)) = accepted;
-
-    let negotiation = qapi::futures::QmpStreamTokio::open(qmp_socket)
-        .await
-        .map_err(|e| VmError::Qmp(e.to_string()))?;
-    let stream = negotiation
-        .negotiate()
-        .await
-        .map_err(|e| VmError::Qmp(e.to_string()))?;
-    let (service, mut events) = stream.into_parts();
-    qemu.qmp = Some(service);
-    // The event stream also delivers command responses: it must be polled
-    // for as long as the VM lives.
-    tokio::spawn(async move {
-        while let Some(Ok(event)) = events.next().await {
-            if let qapi::qmp::Event::SHUTDOWN { data, .. } = event {
-                // `guest_reset` -> `guest-reset`, as QMP spells it.
-                let cause = format!("{:?}", data.reason).replace('_', "-");
-                let _ = shutdown_tx.send(Some(cause));
-            }
-        }
-    });
-
+    let results_socket = qemu::start(&config.qemu, &args, paths, vm).await?;
+    let qemu = vm.as_ref().expect("started above");
     let (mut stream, mut sink) = channel::split(results_socket);
     let (hello, mut start, mut save_error, start_deadline) = match how {
         How::Cold { save } => {
@@ -573,7 +375,7 @@ async fn drive(
             let mut save_error = None;
             if let Some(slot) = save {
                 let qmp = qemu.qmp.as_ref().expect("connected above");
-                match save_state(
+                match migrate::save_state(
                     qmp,
                     &mut stream,
                     &mut sink,
@@ -595,7 +397,7 @@ async fn drive(
             let allowance = RESTORE_TIMEOUT + Duration::from_secs(input.files.len() as u64 >> 24);
             let deadline = begun + allowance.min(config.boot_timeout);
             let qmp = qemu.qmp.as_ref().expect("connected above");
-            resume_restored(qmp, deadline).await?;
+            migrate::resume_restored(qmp, deadline).await?;
             (meta.hello(), Start::Restored, None, deadline)
         }
     };
@@ -679,40 +481,6 @@ async fn drive(
     })
 }
 
-/// Waits for QEMU to load a saved state, then lets the VM run (it was
-/// saved paused, and a loaded VM stays as it was saved).
-async fn resume_restored(qmp: &Qmp, deadline: Instant) -> Result<(), VmError> {
-    use qapi::qmp::RunState;
-    loop {
-        let status = timeout_at(deadline, qmp.execute(qapi::qmp::query_status {}))
-            .await
-            .map_err(|_| VmError::Restore("QEMU did not load the saved state in time".into()))?
-            .map_err(|e| VmError::Qmp(e.to_string()))?;
-        match status.status {
-            RunState::inmigrate => {
-                if Instant::now() > deadline {
-                    return Err(VmError::Restore(
-                        "QEMU did not load the saved state in time".into(),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            RunState::running => return Ok(()),
-            RunState::paused | RunState::postmigrate | RunState::prelaunch => {
-                qmp.execute(qapi::qmp::cont {})
-                    .await
-                    .map_err(|e| VmError::Qmp(e.to_string()))?;
-                return Ok(());
-            }
-            other => {
-                return Err(VmError::Restore(format!(
-                    "QEMU is in state {other:?} after loading the saved state"
-                )))
-            }
-        }
-    }
-}
-
 /// Aborts the input writer if the VM fails first.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<channel::InputSink>>>);
 
@@ -733,98 +501,6 @@ fn host_entropy() -> Vec<u8> {
         Ok(()) => bytes,
         Err(_) => Vec::new(),
     }
-}
-
-/// Asks the agent to prepare, then pauses the VM, saves it to `slot` and
-/// lets it go on. Returns why it could not be saved.
-async fn save_state(
-    qmp: &Qmp,
-    stream: &mut ResultStream,
-    sink: &mut channel::InputSink,
-    slot: &Slot,
-    hello: &Hello,
-    kernel: &Path,
-    qemu_binary: &Path,
-) -> Result<(), String> {
-    sink.send(&Input::Prepare)
-        .await
-        .map_err(|e| format!("asking the agent to prepare: {e}"))?;
-    match timeout(SAVE_TIMEOUT, stream.next()).await {
-        Ok(Ok(Some(Frame::Prepared))) => {}
-        Ok(Ok(Some(other))) => return Err(format!("the agent answered {other:?}")),
-        Ok(Ok(None)) => return Err("the guest closed its port".into()),
-        Ok(Err(err)) => return Err(crate::error_chain::error_chain(&err)),
-        Err(_) => return Err(format!("the agent did not prepare within {SAVE_TIMEOUT:?}")),
-    }
-    let pending = slot
-        .pending()
-        .map_err(|e| format!("a place for the state: {e}"))?;
-    let qmp_error = |what: &str| {
-        let what = what.to_owned();
-        move |e: qapi::ExecuteError| format!("QMP {what}: {e}")
-    };
-    qmp.execute(qapi::qmp::stop {})
-        .await
-        .map_err(qmp_error("stop"))?;
-    let saved = async {
-        qmp.execute(qapi::qmp::migrate_set_parameters(
-            qapi::qmp::MigrateSetParameters {
-                max_bandwidth: Some(u64::from(u32::MAX) << 8),
-                ..Default::default()
-            },
-        ))
-        .await
-        .map_err(qmp_error("migrate-set-parameters"))?;
-        qmp.execute(qapi::qmp::migrate {
-            uri: Some(format!("exec:cat > {}", shell_quote(&pending.state()))),
-            channels: None,
-            detach: None,
-            resume: None,
-        })
-        .await
-        .map_err(qmp_error("migrate"))?;
-        let deadline = Instant::now() + SAVE_TIMEOUT;
-        loop {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let info = qmp
-                .execute(qapi::qmp::query_migrate {})
-                .await
-                .map_err(qmp_error("query-migrate"))?;
-            match info.status {
-                Some(qapi::qmp::MigrationStatus::completed) => break,
-                Some(
-                    qapi::qmp::MigrationStatus::failed | qapi::qmp::MigrationStatus::cancelled,
-                ) => {
-                    return Err(format!(
-                        "migration failed: {}",
-                        info.error_desc.unwrap_or_default()
-                    ))
-                }
-                _ if Instant::now() > deadline => {
-                    return Err(format!("migration did not finish within {SAVE_TIMEOUT:?}"))
-                }
-                _ => {}
-            }
-        }
-        let meta = Meta {
-            kernel_release: hello.kernel_release.clone(),
-            btf: hello.btf,
-            boot_ms: hello.boot_ms,
-            kernel: kernel.to_owned(),
-            agent: slot.agent.clone(),
-            qemu: snapshot::qemu_identity(qemu_binary),
-            host: snapshot::host_identity(),
-        };
-        slot.commit(pending, &meta)
-            .map_err(|e| format!("storing the state: {e}"))
-    }
-    .await;
-    // The VM goes on whether or not it was saved.
-    let resumed = qmp
-        .execute(qapi::qmp::cont {})
-        .await
-        .map_err(qmp_error("cont"));
-    saved.and(resumed.map(|_| ()))
 }
 
 /// A sentence on how the guest ended, from QMP's shutdown cause and the
