@@ -162,18 +162,11 @@ fn an_aya_test_binary_runs_in_two_kernels() {
 #[test]
 fn cargo_runs_tests_in_the_kernel_through_kmatrix() {
     let _lock = boot_lock();
-    probe();
-    let runner = format!("{} exec --kernels 6.1 --", env!("CARGO_BIN_EXE_kmatrix"));
-    let output = cargo()
-        .args(["test", "--locked", "--test", "kernel"])
-        .arg("--manifest-path")
-        .arg(probe_manifest())
-        .arg("--target-dir")
-        .arg(probe_target())
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", runner)
-        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
-        .output()
-        .unwrap();
+    let output = cargo_through_kmatrix(
+        &["test", "--locked", "--test", "kernel"],
+        &[],
+        "qemu-system-x86_64",
+    );
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(
@@ -424,23 +417,13 @@ fn tests_read_their_crate_directory_and_cannot_write_it() {
     let _lock = boot_lock();
     let written = repo().join("tests/exec-probe/data/written-by-a-test");
     let _ = std::fs::remove_file(&written);
-    probe();
-    let runner = format!(
-        "{} exec --kernels {} --",
-        env!("CARGO_BIN_EXE_kmatrix"),
-        oldest_and_newest()
-    );
     // cargo runs test binaries in the package's directory.
-    let output = cargo()
-        .args(["test", "--locked", "--test", "crate_files"])
-        .arg("--manifest-path")
-        .arg(probe_manifest())
-        .arg("--target-dir")
-        .arg(probe_target())
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", runner)
-        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
-        .output()
-        .unwrap();
+    let output = cargo_through_kmatrix_on(
+        &["test", "--locked", "--test", "crate_files"],
+        &[],
+        "qemu-system-x86_64",
+        &oldest_and_newest(),
+    );
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     for test in [

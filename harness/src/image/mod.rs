@@ -11,6 +11,7 @@ pub mod modules;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR};
@@ -24,8 +25,9 @@ use crate::objects::TestObject;
 /// VM of the run is sent.
 pub struct ImageParts {
     init: Vec<u8>,
-    /// The files, encoded as input messages, each followed by its bytes.
-    files: Vec<u8>,
+    /// The files, encoded as input messages, each followed by its bytes;
+    /// shared, not copied, by every VM's input writer.
+    files: Arc<Vec<u8>>,
 }
 
 /// An initramfs could not be written.
@@ -49,7 +51,7 @@ impl ImageParts {
         base.file(layout::entry(INIT), 0o755, &init.binary()?);
         let mut parts = Self {
             init: base.finish(),
-            files: Vec::new(),
+            files: Arc::default(),
         };
         for (index, object) in objects.iter().enumerate() {
             parts.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
@@ -65,9 +67,9 @@ impl ImageParts {
                 mode,
                 len,
             },
-            &mut self.files,
+            Arc::make_mut(&mut self.files),
         );
-        self.files.extend_from_slice(data);
+        Arc::make_mut(&mut self.files).extend_from_slice(data);
     }
 
     /// Adds host files, each at its own absolute path (for `kmatrix exec`).
@@ -83,8 +85,8 @@ impl ImageParts {
 
     /// The run's files, encoded as input messages, each followed by its
     /// bytes: what every VM is sent before its plan.
-    pub fn files(&self) -> &[u8] {
-        &self.files
+    pub fn files(&self) -> Arc<Vec<u8>> {
+        self.files.clone()
     }
 
     /// Writes the initramfs for `kernel` to `dest`.

@@ -109,3 +109,18 @@ fn host_tsc_khz() -> Option<u64> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_never_picks_kvm_without_hardware_virtualisation() {
+        let hw = std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|i| i.contains(" vmx") || i.contains(" svm"));
+        if !hw {
+            assert_eq!(AccelChoice::Auto.resolve(), Accel::Tcg);
+        }
+        assert_eq!(AccelChoice::Tcg.resolve(), Accel::Tcg);
+    }
+}

@@ -15,6 +15,9 @@ use crate::channel::{InputSink, ResultStream};
 /// Time the agent has to prepare, and QEMU to save the VM.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Time the whole save may take, QMP commands included.
+pub(super) const SAVE_LIMIT: Duration = Duration::from_secs(300);
+
 /// Waits for QEMU to load a saved state, then lets the VM run (it was
 /// saved paused, and a loaded VM stays as it was saved).
 pub(super) async fn resume_restored(qmp: &Qmp, deadline: Instant) -> Result<(), VmError> {
@@ -35,8 +38,9 @@ pub(super) async fn resume_restored(qmp: &Qmp, deadline: Instant) -> Result<(), 
             }
             RunState::running => return Ok(()),
             RunState::paused | RunState::postmigrate | RunState::prelaunch => {
-                qmp.execute(qapi::qmp::cont {})
+                timeout_at(deadline, qmp.execute(qapi::qmp::cont {}))
                     .await
+                    .map_err(|_| VmError::Restore("QEMU did not resume the VM in time".into()))?
                     .map_err(|e| VmError::Qmp(e.to_string()))?;
                 return Ok(());
             }

@@ -9,12 +9,12 @@
 
 pub mod argv;
 mod config;
+mod error;
 mod migrate;
 mod qemu;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use kmatrix_protocol::{Frame, Hello, VERSION};
@@ -22,24 +22,22 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 pub use argv::{Accel, Machine};
 pub use config::{AccelChoice, VmConfig, QEMU_ENV};
+pub use error::{VmError, VmFailure};
 
-use crate::channel::{self, StreamError};
+use crate::channel;
 use snapshot::{Meta, Slot};
 
 /// What a VM is sent after its hello.
 pub struct RunInput<'a> {
     /// The run's files, encoded as [`kmatrix_protocol::Input::File`]
-    /// messages with their bytes.
-    pub files: &'a [u8],
+    /// messages with their bytes (shared by every VM of the run).
+    pub files: std::sync::Arc<Vec<u8>>,
     /// The kernel's plan.
     pub plan: &'a kmatrix_protocol::Plan,
 }
 
 /// Time a restored VM has to answer its input.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Lines of the serial console kept for reports.
-const CONSOLE_TAIL_LINES: usize = 40;
 
 /// What to boot.
 pub struct BootSpec<'a> {
@@ -79,76 +77,6 @@ pub struct VmReport {
     pub start: Start,
     /// Why it could not be saved, if saving failed.
     pub save_error: Option<String>,
-}
-
-/// A VM that did not run to the end.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}")]
-pub struct VmFailure {
-    /// What went wrong.
-    #[source]
-    pub kind: VmError,
-    /// The last lines of the serial console.
-    pub console_tail: String,
-}
-
-/// What went wrong in a VM.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    /// QEMU could not be started.
-    #[error("cannot start {}: {source}; install QEMU (apt-get install qemu-system-x86) or set {QEMU_ENV}", qemu.display())]
-    Spawn {
-        /// The binary.
-        qemu: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// QEMU exited before the guest started.
-    #[error("QEMU exited ({status}) before the guest started: {stderr}")]
-    EarlyExit {
-        /// Its exit status.
-        status: ExitStatus,
-        /// What it printed.
-        stderr: String,
-    },
-    /// The run directory or its sockets failed.
-    #[error("setting up the VM's sockets failed")]
-    Io(#[from] std::io::Error),
-    /// QMP failed.
-    #[error("QMP failed: {0}")]
-    Qmp(String),
-    /// The agent did not say hello in time.
-    #[error("the kernel did not start the agent within {0:?} (raise --boot-timeout if the machine is slow)")]
-    BootTimeout(Duration),
-    /// The agent did not finish in time.
-    #[error("the agent did not finish within {0:?} (raise --run-timeout if the suite is long)")]
-    RunTimeout(Duration),
-    /// The guest went away before it finished.
-    #[error("the guest stopped before finishing: {0}")]
-    Died(String),
-    /// The stream was not the protocol.
-    #[error(transparent)]
-    Stream(#[from] StreamError),
-    /// The first frame was not a hello.
-    #[error("the guest sent {0} before its hello")]
-    NoHello(String),
-    /// A saved state could not be brought back.
-    #[error("restoring the saved VM failed: {0}")]
-    Restore(String),
-    /// A restored VM runs another kernel than the one saved.
-    #[error("the VM runs kernel {found}, not {expected}")]
-    WrongKernel {
-        /// The release saved with the state.
-        expected: String,
-        /// The release the VM reports.
-        found: String,
-    },
-    /// The agent speaks another protocol version.
-    #[error("the guest agent speaks protocol version {guest}, this kmatrix speaks {VERSION}; rebuild kmatrix and its agent together")]
-    Version {
-        /// The guest's version.
-        guest: u32,
-    },
 }
 
 /// Boots `spec` (restored from its saved state when there is a good one),
@@ -309,25 +237,7 @@ async fn attempt(
         Some(vm) => vm.stop().await,
         None => None,
     };
-    result.map_err(|kind| {
-        let console_tail = console_tail(&console);
-        let stderr = std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
-        let said = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_owned());
-        let kind = match (kind, ended, said) {
-            (VmError::Died(_), Some(how), _) => VmError::Died(describe_end(&how, &console_tail)),
-            (VmError::Died(when), None, Some(line)) => {
-                VmError::Died(format!("{when}; QEMU said: {line}"))
-            }
-            // QMP breaks when QEMU exits: what it printed says why.
-            (VmError::Qmp(_), None, Some(line)) => VmError::Died(format!("QEMU exited: {line}")),
-            (kind, _, _) => kind,
-        };
-        VmFailure { kind, console_tail }
-    })
+    result.map_err(|kind| VmFailure::explain(kind, ended, &console, &dir.join("qemu.stderr")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -375,7 +285,7 @@ async fn drive(
             let mut save_error = None;
             if let Some(slot) = save {
                 let qmp = qemu.qmp.as_ref().expect("connected above");
-                match migrate::save_state(
+                let saved = migrate::save_state(
                     qmp,
                     &mut stream,
                     &mut sink,
@@ -383,11 +293,13 @@ async fn drive(
                     &hello,
                     spec.kernel,
                     &config.qemu,
-                )
-                .await
-                {
-                    Ok(()) => start = Start::Saved,
-                    Err(err) => save_error = Some(err),
+                );
+                match timeout(migrate::SAVE_LIMIT, saved).await {
+                    Ok(Ok(())) => start = Start::Saved,
+                    Ok(Err(err)) => save_error = Some(err),
+                    Err(_) => {
+                        save_error = Some(format!("not done within {:?}", migrate::SAVE_LIMIT))
+                    }
                 }
             }
             let deadline = Instant::now() + config.run_timeout;
@@ -404,7 +316,7 @@ async fn drive(
 
     // The input is written while the first frames are read, so that
     // neither side waits for the other.
-    let files = input.files.to_vec();
+    let files = input.files.clone();
     let begin = kmatrix_protocol::Start {
         plan: input.plan.clone(),
         unix_nanos: std::time::SystemTime::now()
@@ -500,63 +412,5 @@ fn host_entropy() -> Vec<u8> {
     {
         Ok(()) => bytes,
         Err(_) => Vec::new(),
-    }
-}
-
-/// A sentence on how the guest ended, from QMP's shutdown cause and the
-/// console.
-fn describe_end(cause: &str, console_tail: &str) -> String {
-    let panic = console_tail
-        .lines()
-        .find(|l| l.contains("Kernel panic"))
-        .map(|l| l.trim());
-    match (cause, panic) {
-        (_, Some(line)) => format!(
-            "the kernel panicked: {}",
-            line.trim_start_matches(|c: char| c == '['
-                || c.is_ascii_digit()
-                || c == '.'
-                || c == ']'
-                || c == ' ')
-        ),
-        ("guest-reset", None) => "the guest reset (a panic or reboot)".into(),
-        ("guest-shutdown", None) => "the guest powered off early".into(),
-        (cause, None) => format!("QEMU shut down ({cause})"),
-    }
-}
-
-/// The last lines of the console log.
-fn console_tail(path: &Path) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<_> = text.lines().collect();
-    lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_is_named_from_the_console() {
-        let console = "[    1.2] Run /init as init process\n[    1.3] Kernel panic - not syncing: No working init found.\n";
-        assert_eq!(
-            describe_end("guest-reset", console),
-            "the kernel panicked: Kernel panic - not syncing: No working init found."
-        );
-        assert_eq!(
-            describe_end("guest-reset", ""),
-            "the guest reset (a panic or reboot)"
-        );
-    }
-
-    #[test]
-    fn auto_never_picks_kvm_without_hardware_virtualisation() {
-        let hw = std::fs::read_to_string("/proc/cpuinfo")
-            .is_ok_and(|i| i.contains(" vmx") || i.contains(" svm"));
-        if !hw {
-            assert_eq!(AccelChoice::Auto.resolve(), Accel::Tcg);
-        }
-        assert_eq!(AccelChoice::Tcg.resolve(), Accel::Tcg);
     }
 }
