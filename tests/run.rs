@@ -37,7 +37,8 @@ fn oldest_and_newest_kernels_report_every_program() {
             repo().join("tests/example/trace_test1.bpf.c"),
         ],
     };
-    let set = KernelSet::resolve(Some(repo().join("kernels.toml")), &selection, None).unwrap();
+    let set =
+        KernelSet::resolve(Some(repo().join("kernels.toml")), &selection, None, None).unwrap();
     let fetcher = set.fetcher(false, |_| {}).unwrap();
     let config = RunConfig {
         jobs: 2,
@@ -51,7 +52,8 @@ fn oldest_and_newest_kernels_report_every_program() {
         },
         report_cases: true,
     };
-    let plan = RunPlan::new(set, tests.load().unwrap(), fetcher, config).unwrap();
+    let arches = set.arches();
+    let plan = RunPlan::new(set, tests.load(&arches).unwrap(), fetcher, config).unwrap();
     let mut reporter = Reporter::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime

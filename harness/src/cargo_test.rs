@@ -137,7 +137,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
             Err(_) => Selection::All,
         },
     };
-    let mut set = KernelSet::resolve(config.matrix, &selection, None)?;
+    let mut set = KernelSet::resolve(config.matrix, &selection, None, None)?;
     let suite = crate::suite::find(config.suite).map_err(PlanError::Suite)?;
     let tests = Tests::Suite {
         suite: Some(suite),
@@ -145,7 +145,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
         loader: None,
         compare_loaders: false,
     }
-    .load()?;
+    .load(&set.arches())?;
 
     // Name every trial; the run only needs the kernels that keep one.
     let names: Vec<String> = tests.suite.tests.iter().map(|t| t.name.clone()).collect();

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::ExecPlan;
+use kmatrix_protocol::{Arch, ExecPlan};
 use object::elf::{DT_NEEDED, DT_RPATH, DT_RUNPATH, PT_INTERP};
 use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
 use object::Endianness;
@@ -42,10 +42,14 @@ pub const SHARE_LIMIT: u64 = 256 * 1024 * 1024;
 /// `target/` is marked by a `CACHEDIR.TAG`).
 const NOT_SHARED: &[&str] = &[".git", ".hg", ".svn", ".jj"];
 
-/// Where libraries are looked for after the program's own run paths.
+/// Where libraries are looked for after the program's own run paths (a
+/// library of another architecture than the file that needs it is passed
+/// over).
 const SYSTEM_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
     "/lib64",
     "/usr/lib64",
     "/lib",
@@ -77,6 +81,18 @@ pub enum ExecError {
     ShareTooLarge {
         /// The directory.
         dir: PathBuf,
+    },
+    /// A file the program needs is built for another architecture.
+    #[error("{} is an {program_arch} program, but {} (which it needs) is built for {file_arch}: the guest runs one architecture; give it {program_arch} tools and libraries", program.display(), file.display())]
+    MixedArch {
+        /// The program.
+        program: PathBuf,
+        /// Its architecture.
+        program_arch: Arch,
+        /// The file of another architecture.
+        file: PathBuf,
+        /// That file's.
+        file_arch: Arch,
     },
     /// A library it needs is nowhere.
     #[error("{} needs {library}, which is not in its run paths, LD_LIBRARY_PATH or the system library directories", needed_by.display())]
@@ -121,6 +137,19 @@ pub fn prepare(
             continue;
         }
         pending.extend(dependencies(&path)?);
+    }
+    let arch = program_arch(&program)?;
+    for file in &files {
+        if let Some(Ok(file_arch)) = elf_arch(file) {
+            if file_arch != arch {
+                return Err(ExecError::MixedArch {
+                    program: program.clone(),
+                    program_arch: arch,
+                    file: file.clone(),
+                    file_arch,
+                });
+            }
+        }
     }
     let lib_dirs: BTreeSet<String> = files
         .iter()
@@ -260,6 +289,31 @@ fn is_dynamic_elf(path: &Path) -> bool {
 
 /// What a program needs, resolved on the host: an ELF file's interpreter
 /// and libraries, a script's interpreter and the tools it names.
+/// The architecture of the ELF file at `path`, if it is one
+/// (`Err(e_machine)` for one kmatrix does not boot).
+fn elf_arch(path: &Path) -> Option<Result<Arch, u16>> {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .ok()?;
+    Arch::of_elf(&head)
+}
+
+/// The architecture `program` runs on: an ELF program's own, or, for a
+/// script, the host's (its interpreter is a host tool).
+pub fn program_arch(program: &Path) -> Result<Arch, ExecError> {
+    match elf_arch(program) {
+        Some(Ok(arch)) => Ok(arch),
+        Some(Err(machine)) => Err(ExecError::NotElf {
+            path: program.to_owned(),
+            reason: format!(
+                "it is built for ELF machine {machine}, and kmatrix boots amd64 and arm64 kernels"
+            ),
+        }),
+        None => Ok(Arch::host().unwrap_or_default()),
+    }
+}
+
 fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
     let data = std::fs::read(path).map_err(|source| ExecError::Read {
         path: path.to_owned(),
@@ -332,11 +386,16 @@ fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
         )
         .chain(SYSTEM_DIRS.iter().map(|d| d.to_string()))
         .collect();
+    let machine = elf.elf_header().e_machine(endian);
     for library in needed {
         let resolved = dirs
             .iter()
             .map(|dir| Path::new(dir).join(&library))
-            .find(|candidate| candidate.exists())
+            .find(|candidate| {
+                candidate.exists()
+                    && elf_arch(candidate)
+                        .is_none_or(|arch| arch.map_or_else(|m| m, Arch::elf_machine) == machine)
+            })
             .ok_or_else(|| ExecError::MissingLibrary {
                 needed_by: path.to_owned(),
                 library: library.clone(),

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kmatrix_protocol::{ExecPlan, Loader};
+use kmatrix_protocol::{Arch, ExecPlan, Loader};
 
 use crate::agent::Init;
 use crate::cache::{Cache, CacheError};
@@ -61,6 +61,18 @@ pub enum PlanError {
     /// The program for `kmatrix exec` cannot be packed.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// `kmatrix exec`'s program cannot run on the selected kernels.
+    #[error("{} is an {program_arch} program, but the selected kernels ({kernels}) are {kernel_arch}: build it for {kernel_arch} (Rust: `--target {}`) or select {program_arch} kernels (`--arch {program_arch}`)", program.display(), rust_target(*kernel_arch))]
+    ArchMismatch {
+        /// The program.
+        program: PathBuf,
+        /// Its architecture.
+        program_arch: Arch,
+        /// The selected kernels.
+        kernels: String,
+        /// Theirs.
+        kernel_arch: Arch,
+    },
     /// The cache directory is unusable.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -119,16 +131,35 @@ pub struct KernelSet {
     pub shard: Option<Shard>,
 }
 
+/// Rust's name for the (gnu) target of `arch`.
+fn rust_target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "x86_64-unknown-linux-gnu",
+        Arch::Arm64 => "aarch64-unknown-linux-gnu",
+    }
+}
+
 impl KernelSet {
-    /// Finds and loads the matrix, then applies the selection and shard.
+    /// Finds and loads the matrix, then applies the selection, the
+    /// architecture and the shard.
     pub fn resolve(
         matrix: Option<PathBuf>,
         selection: &Selection,
+        arch: Option<Arch>,
         shard: Option<Shard>,
     ) -> Result<Self, PlanError> {
-        let matrix = load_matrix(matrix)?;
+        Self::select(load_matrix(matrix)?, selection, arch, shard)
+    }
+
+    /// Applies the selection, the architecture and the shard to `matrix`.
+    pub fn select(
+        matrix: Matrix,
+        selection: &Selection,
+        arch: Option<Arch>,
+        shard: Option<Shard>,
+    ) -> Result<Self, PlanError> {
         let selected: Vec<KernelEntry> = selection
-            .apply(&matrix.kernels)?
+            .apply_arch(&matrix.kernels, arch)?
             .into_iter()
             .cloned()
             .collect();
@@ -142,6 +173,13 @@ impl KernelSet {
             kernels,
             shard,
         })
+    }
+
+    /// The architectures of the kernels to work on.
+    pub fn arches(&self) -> Vec<Arch> {
+        let arches: std::collections::BTreeSet<Arch> =
+            self.kernels.iter().map(|k| k.arch).collect();
+        arches.into_iter().collect()
     }
 
     /// Fails unless every kernel to work on is pinned: runs use only pinned
@@ -212,8 +250,9 @@ pub struct LoadedTests {
 }
 
 impl Tests {
-    /// Reads and checks everything named, building C sources with clang.
-    pub fn load(&self) -> Result<LoadedTests, PlanError> {
+    /// Reads and checks everything named, building C sources with clang,
+    /// for kernels of `arches`.
+    pub fn load(&self, arches: &[Arch]) -> Result<LoadedTests, PlanError> {
         let io = |what| move |source| PlanError::Io { what, source };
         match self {
             Tests::Suite {
@@ -231,7 +270,7 @@ impl Tests {
                 if *compare_loaders {
                     suite.compare_loaders();
                 }
-                let parts = ImageParts::new(Init::Agent, &suite.objects)
+                let parts = ImageParts::new(Init::Agent, arches, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {
                     suite,
@@ -246,8 +285,8 @@ impl Tests {
                 share,
             } => {
                 let prepared = crate::exec::prepare(command, files, env, *share)?;
-                let mut parts =
-                    ImageParts::new(Init::Agent, &[]).map_err(io("building the initramfs"))?;
+                let mut parts = ImageParts::new(Init::Agent, arches, &[])
+                    .map_err(io("building the initramfs"))?;
                 parts
                     .add_files(&prepared.files)
                     .map_err(io("packing the program"))?;
@@ -271,6 +310,41 @@ fn load_suite(
         (None, false) => Suite::from_objects(crate::objects::load(objects, scratch)?),
         (None, true) => Suite::load(&crate::suite::find(None)?, &[], scratch)?,
     })
+}
+
+/// The architecture `kmatrix exec` runs `program` on: its own, if the
+/// selection has kernels of it (saying so when it leaves others out).
+fn exec_arch(
+    matrix: &Matrix,
+    selection: &Selection,
+    asked: Option<Arch>,
+    program: &Path,
+) -> Result<Arch, PlanError> {
+    let program_arch = crate::exec::program_arch(program)?;
+    let selected = selection.apply_arch(&matrix.kernels, asked)?;
+    let (same, other): (Vec<&KernelEntry>, Vec<&KernelEntry>) =
+        selected.iter().partition(|k| k.arch == program_arch);
+    if same.is_empty() {
+        return Err(PlanError::ArchMismatch {
+            program: program.to_owned(),
+            program_arch,
+            kernels: other
+                .iter()
+                .map(|k| k.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            kernel_arch: other[0].arch,
+        });
+    }
+    if !other.is_empty() {
+        eprintln!(
+            "kmatrix: {} is an {program_arch} program: it runs on the {} {program_arch} kernels of the {} selected",
+            program.display(),
+            same.len(),
+            selected.len()
+        );
+    }
+    Ok(program_arch)
 }
 
 /// The number of CPUs: VMs booted at once unless told otherwise.
@@ -359,6 +433,8 @@ pub struct RunRequest {
     pub matrix: Option<PathBuf>,
     /// `--kernels`.
     pub kernels: Selection,
+    /// `--arch`.
+    pub arch: Option<Arch>,
     /// `--shard`.
     pub shard: Option<Shard>,
     /// What runs in each kernel.
@@ -376,9 +452,19 @@ impl RunRequest {
         self,
         progress: impl Fn(FetchEvent) + Send + Sync + 'static,
     ) -> Result<RunPlan, PlanError> {
-        let kernels = KernelSet::resolve(self.matrix, &self.kernels, self.shard)?;
+        let matrix = load_matrix(self.matrix)?;
+        let arch = match &self.tests {
+            Tests::Exec { command, .. } => Some(exec_arch(
+                &matrix,
+                &self.kernels,
+                self.arch,
+                Path::new(&command[0]),
+            )?),
+            Tests::Suite { .. } => self.arch,
+        };
+        let kernels = KernelSet::select(matrix, &self.kernels, arch, self.shard)?;
         kernels.check_pinned()?;
-        let tests = self.tests.load()?;
+        let tests = self.tests.load(&kernels.arches())?;
         let fetcher = kernels.fetcher(self.offline, progress)?;
         RunPlan::new(kernels, tests, fetcher, self.config)
     }

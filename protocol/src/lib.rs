@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod arch;
 mod codec;
 mod frame;
 pub mod input;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod stats;
 pub mod text;
 
+pub use arch::Arch;
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
 pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict};
 pub use input::{Input, Start};

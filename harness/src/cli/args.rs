@@ -5,18 +5,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use kmatrix_protocol::Arch;
 
 use crate::kernels::Selection;
 use crate::plan::RunConfig;
 use crate::vm::{AccelChoice, VmConfig};
 
-/// `--kernels`.
+/// `--kernels` and `--arch`.
 #[derive(Args, Clone)]
 pub struct SelectArgs {
     /// Kernels to use: `all`, a range (`5.4..6.8`, `6.1..`, `..6.1`) or a
     /// list (`6.1,6.12`).
     #[arg(long, default_value = "all", value_parser = parse_selection)]
     pub kernels: Selection,
+    /// Only kernels of this architecture (`amd64` or `arm64`) [default:
+    /// both].
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
+}
+
+fn parse_arch(text: &str) -> Result<Arch, String> {
+    text.parse()
 }
 
 fn parse_selection(text: &str) -> Result<Selection, String> {

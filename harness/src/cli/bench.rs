@@ -101,7 +101,7 @@ fn kernel(matrix: Option<PathBuf>, common: &Common) -> Result<KernelSet> {
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
     let selection = Selection::List(vec![common.kernel.clone()]);
-    let mut set = KernelSet::resolve(matrix, &selection, None)?;
+    let mut set = KernelSet::resolve(matrix, &selection, None, None)?;
     set.kernels.truncate(1);
     set.check_pinned()?;
     Ok(set)
@@ -129,28 +129,26 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     let object = dir.path().join("object.o");
     std::fs::write(&object, &objects[0].data).map_err(io("writing the object"))?;
     let floor_initrd = dir.path().join("floor.cpio");
-    ImageParts::new(Init::Floor, &[])
+    let arch = kernel.arch;
+    ImageParts::new(Init::Floor, &[arch], &[])
         .map_err(io("building the floor's initramfs"))?
-        .write(&artifacts, &floor_initrd)
+        .write(&artifacts, arch, &floor_initrd)
         .map_err(|e| Error::Bench(error_chain(&e)))?;
 
-    let machine = if artifacts.virtio_mmio {
-        argv::Machine::Microvm
-    } else {
-        argv::Machine::Pc
-    };
+    let machine = argv::Machine::for_kernel(arch, artifacts.virtio_mmio);
+    let accel = config.accel_for(arch);
     let mut floor_args = argv::base_args(machine, config.memory_mib);
-    floor_args.extend(argv::accel_args(config.accel));
+    floor_args.extend(argv::accel_args(accel, arch));
     floor_args.extend(argv::kernel_args(
         &artifacts.boot_image,
         &floor_initrd,
-        &argv::kernel_cmdline(config.tsc_khz()),
+        &argv::kernel_cmdline(arch, config.tsc_khz(arch)),
     ));
     floor_args.extend(argv::console_args(&dir.path().join("floor-console.log")));
     floor_args.extend(["-device".into(), argv::serial_controller(machine).into()]);
 
     let exe = std::env::current_exe().map_err(io("finding kmatrix"))?;
-    let accel = match config.accel {
+    let accel_name = match accel {
         argv::Accel::Kvm => "kvm",
         argv::Accel::Tcg => "tcg",
     };
@@ -160,7 +158,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             command.arg("--matrix").arg(path);
         }
         command
-            .args(["test", "--kernels", &kernel.label, "--accel", accel])
+            .args(["test", "--kernels", &kernel.label, "--accel", accel_name])
             .arg(&object)
             .stdin(Stdio::null())
             .kill_on_drop(true);
@@ -188,7 +186,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         "boot: kernel {} ({}), {:?}, {}, {} runs each",
         kernel.label,
         artifacts.release,
-        config.accel,
+        accel,
         machine.name(),
         args.common.runs
     );
@@ -197,7 +195,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     let (mut floor, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.common.runs {
         let start = Instant::now();
-        let status = tokio::process::Command::new(&config.qemu)
+        let status = tokio::process::Command::new(config.qemu.get(arch))
             .args(&floor_args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -276,7 +274,7 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
             loader: None,
             compare_loaders: false,
         }
-        .load()?;
+        .load(&set.arches())?;
         let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
         let config = RunConfig {
             jobs: 1,

@@ -52,7 +52,7 @@ pub async fn run(matrix: Option<PathBuf>, command: KernelsCommand) -> Result<Sta
 }
 
 fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &Selection::All, None)?;
+    let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
     println!(
         "{:<8} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} SOURCE",
@@ -91,14 +91,15 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
 }
 
 fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &Selection::All, None)?;
+    let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
     let mut unused = fetcher.unused();
     // Saved VMs of kernels no longer kept.
     let snapshots = crate::vm::snapshot::Store::in_cache(fetcher.cache());
+    let qemu = crate::vm::VmConfig::default_qemu();
     unused.extend(
         snapshots
-            .unused(&fetcher.used(), &crate::vm::VmConfig::default_qemu())
+            .unused(&fetcher.used(), &[&qemu.amd64, &qemu.arm64])
             .into_iter()
             .map(|(path, bytes)| crate::cache::Entry { path, bytes }),
     );
@@ -136,7 +137,7 @@ fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
 }
 
 async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &select.kernels, None)?;
+    let set = KernelSet::resolve(matrix, &select.kernels, select.arch, None)?;
     set.check_pinned()?;
     let fetcher = Arc::new(set.fetcher(false, crate::report::progress::on_stderr())?);
     let mut tasks = tokio::task::JoinSet::new();
@@ -169,7 +170,7 @@ async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, E
 }
 
 async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &select.kernels, None)?;
+    let set = KernelSet::resolve(matrix, &select.kernels, select.arch, None)?;
     if set.matrix.built_in {
         let dir = std::env::current_dir().unwrap_or_default();
         return Err(crate::plan::PlanError::BuiltInMatrix { dir }.into());

@@ -92,7 +92,7 @@ pub fn diff(args: &DiffArgs) -> Result<Status, Error> {
 
 /// One entry per shard, with its `kmatrix test` arguments.
 pub fn job_matrix(matrix: Option<PathBuf>, args: &MatrixArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &args.select.kernels, None)?;
+    let set = KernelSet::resolve(matrix, &args.select.kernels, args.select.arch, None)?;
     let total = args.shards.unwrap_or(set.kernels.len());
     if total == 0 {
         return Err(Error::Usage("--shards must be at least 1".into()));

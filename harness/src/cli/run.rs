@@ -89,6 +89,7 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
     let request = RunRequest {
         matrix,
         kernels: args.run.select.kernels.clone(),
+        arch: args.run.select.arch,
         shard: args.shard,
         tests: Tests::Suite {
             suite: args.suite,
@@ -160,6 +161,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     let request = RunRequest {
         matrix,
         kernels,
+        arch: args.run.select.arch,
         shard: None,
         tests: Tests::Exec {
             command: args.command,

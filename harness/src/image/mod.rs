@@ -9,22 +9,23 @@
 pub mod cpio;
 pub mod modules;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::layout::{self, BASE_DIRS, INIT, OBJECTS_DIR};
-use kmatrix_protocol::Input;
+use kmatrix_protocol::{Arch, Input};
 
 use crate::agent::Init;
 use crate::kernels::KernelArtifacts;
 use crate::objects::TestObject;
 
-/// The run's parts: the init part of the initramfs, and the files every
-/// VM of the run is sent.
+/// The run's parts: the init part of the initramfs for each architecture
+/// the run boots, and the files every VM of the run is sent.
 pub struct ImageParts {
-    init: Vec<u8>,
+    inits: BTreeMap<Arch, Vec<u8>>,
     /// The files, encoded as input messages, each followed by its bytes;
     /// shared, not copied, by every VM's input writer.
     files: Arc<Vec<u8>>,
@@ -42,15 +43,20 @@ pub struct ImageError {
 }
 
 impl ImageParts {
-    /// Builds the init part and packs the objects as files.
-    pub fn new(init: Init, objects: &[TestObject]) -> std::io::Result<Self> {
-        let mut base = cpio::Archive::new();
-        for dir in BASE_DIRS {
-            base.dir(layout::entry(dir));
+    /// Builds the init part for each of `arches` and packs the objects as
+    /// files.
+    pub fn new(init: Init, arches: &[Arch], objects: &[TestObject]) -> std::io::Result<Self> {
+        let mut inits = BTreeMap::new();
+        for &arch in arches {
+            let mut base = cpio::Archive::new();
+            for dir in BASE_DIRS {
+                base.dir(layout::entry(dir));
+            }
+            base.file(layout::entry(INIT), 0o755, &init.binary(arch)?);
+            inits.insert(arch, base.finish());
         }
-        base.file(layout::entry(INIT), 0o755, &init.binary()?);
         let mut parts = Self {
-            init: base.finish(),
+            inits,
             files: Arc::default(),
         };
         for (index, object) in objects.iter().enumerate() {
@@ -89,15 +95,25 @@ impl ImageParts {
         self.files.clone()
     }
 
-    /// Writes the initramfs for `kernel` to `dest`.
-    pub fn write(&self, kernel: &KernelArtifacts, dest: &Path) -> Result<(), ImageError> {
+    /// Writes the initramfs for `kernel`, an `arch` kernel, to `dest`.
+    pub fn write(
+        &self,
+        kernel: &KernelArtifacts,
+        arch: Arch,
+        dest: &Path,
+    ) -> Result<(), ImageError> {
         let fail = |source| ImageError {
             path: dest.display().to_string(),
             source,
         };
+        let init = self.inits.get(&arch).ok_or_else(|| {
+            fail(std::io::Error::other(format!(
+                "the run was planned without {arch} kernels"
+            )))
+        })?;
         let modules = modules::part(kernel).map_err(fail)?;
         let mut file = std::fs::File::create(dest).map_err(fail)?;
-        for part in [&modules[..], &self.init] {
+        for part in [&modules[..], init] {
             file.write_all(part).map_err(fail)?;
         }
         Ok(())

@@ -90,7 +90,7 @@ impl<'a> KernelCheck<'a> {
         let must_load = spec
             .load_on
             .as_ref()
-            .is_none_or(|e| e.kernels.matches(self.kernel));
+            .is_none_or(|e| e.must_load(self.kernel));
         let loaded = matches!(result.verdict, Verdict::Loaded);
         if let Verdict::Unsupported { loader, error } = &result.verdict {
             // The kernel was never asked: whatever the suite expects of
@@ -137,8 +137,10 @@ impl<'a> KernelCheck<'a> {
             },
             (Some(expectation), false, true) => Outcome::Failed {
                 reason: format!(
-                    "unexpectedly loaded: the suite expects it to load only on {} ({}); update the expectation",
-                    expectation.kernels, expectation.reason
+                    "unexpectedly loaded: the suite expects it to load only on {}{} ({}); update the expectation",
+                    expectation.arch.map(|a| format!("{a} kernels ")).unwrap_or_default(),
+                    expectation.kernels,
+                    expectation.reason
                 ),
                 verifier_log: None,
             },

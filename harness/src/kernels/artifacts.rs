@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use super::deb::KernelFiles;
@@ -18,6 +19,7 @@ const FORMAT: u32 = 5;
 
 const IMAGE: &str = "vmlinuz";
 const VMLINUX: &str = "vmlinux";
+const ARM64_IMAGE: &str = "Image";
 const CONFIG: &str = "config";
 const RELEASE: &str = "release";
 const MODULES: &str = "modules";
@@ -33,7 +35,8 @@ pub struct KernelArtifacts {
     /// The bootable image.
     pub image: PathBuf,
     /// What QEMU boots: the uncompressed ELF kernel when it has a PVH entry
-    /// point (no decompression in the guest), else the image.
+    /// point, or an arm64 kernel's plain `Image` (no decompression in the
+    /// guest), else the image.
     pub boot_image: PathBuf,
     /// The kernel's build configuration.
     pub config: PathBuf,
@@ -65,6 +68,10 @@ pub enum Input {
 pub fn key(entry: &KernelEntry) -> String {
     let mut hasher = Sha256::new();
     hasher.update(FORMAT.to_le_bytes());
+    // amd64 entries keep the keys they had before there was a choice.
+    if entry.arch != Arch::Amd64 {
+        hasher.update(entry.arch.name());
+    }
     for (name, pin) in &entry.sha256 {
         hasher.update(name.as_bytes());
         hasher.update([0]);
@@ -96,8 +103,10 @@ impl KernelArtifacts {
         let artifacts = Self {
             dir: dir.to_owned(),
             image: dir.join(IMAGE),
-            boot_image: Some(dir.join(VMLINUX))
-                .filter(|v| v.exists())
+            boot_image: [VMLINUX, ARM64_IMAGE]
+                .into_iter()
+                .map(|name| dir.join(name))
+                .find(|path| path.exists())
                 .unwrap_or_else(|| dir.join(IMAGE)),
             config: dir.join(CONFIG),
             modules_dir: dir.join(MODULES_DIR),
@@ -117,7 +126,10 @@ impl KernelArtifacts {
             &mut head,
         )
         .ok()?;
-        let text = super::bzimage::version_string(&head)?;
+        let text = match super::bzimage::version_string(&head) {
+            Some(text) => text,
+            None => super::arm64::version_string(&std::fs::read(&self.boot_image).ok()?)?,
+        };
         // The version string's first word is the release; gcc's own
         // "(Debian …)" comes before the kernel's.
         super::bzimage::upstream_version(&text[text.rfind(" SMP ").unwrap_or(0)..])
@@ -155,6 +167,7 @@ pub fn extract(
     dest: &Path,
     label: &str,
     source_name: &str,
+    arch: Arch,
 ) -> Result<KernelArtifacts, FetchError> {
     let mut files = KernelFiles::default();
     for input in inputs {
@@ -173,10 +186,18 @@ pub fn extract(
     let image = files
         .image
         .ok_or_else(|| incomplete("kernel image (vmlinuz)"))?;
+    let arm64_image = match arch {
+        Arch::Amd64 => None,
+        Arch::Arm64 if super::arm64::is_image(&image) => None,
+        Arch::Arm64 => Some(super::arm64::uncompressed(&image).ok_or_else(|| {
+            incomplete("arm64 kernel image (a plain, gzip-ed or EFI zboot Image)")
+        })?),
+    };
     let release = files
         .release
         .or_else(|| {
             super::bzimage::version_string(&image)
+                .or_else(|| super::arm64::version_string(arm64_image.as_deref().unwrap_or(&image)))
                 .and_then(|v| v.split_whitespace().next().map(str::to_owned))
         })
         .ok_or_else(|| incomplete("kernel release (no modules.builtin, no bzImage version)"))?;
@@ -233,6 +254,9 @@ pub fn extract(
     write(IMAGE, &image)?;
     if let Some(vmlinux) = super::vmlinux::extract(&image) {
         write(VMLINUX, &vmlinux)?;
+    }
+    if let Some(plain) = &arm64_image {
+        write(ARM64_IMAGE, plain)?;
     }
     write(CONFIG, config)?;
     if virtio_mmio {

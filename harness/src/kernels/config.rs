@@ -8,6 +8,11 @@
 //! label = "6.1"                              # optional: MAJOR.MINOR by default
 //! debian = { suite = "bookworm", package = "linux-image-6.1.0-50-cloud-amd64" }
 //! sha256 = { "linux-image-6.1.0-50-cloud-amd64" = "<64 hex digits>" }
+//!
+//! [[kernel]]
+//! arch = "arm64"                             # optional: amd64 by default
+//! debian = { suite = "bookworm", package = "linux-image-6.1.0-50-cloud-arm64" }
+//! sha256 = { … }                             # label: `6.1-arm64`
 //! ```
 //!
 //! `sha256` pins every `.deb` the kernel is made of: one package for most
@@ -35,6 +40,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use kmatrix_protocol::Arch;
+
 use super::Version;
 use crate::toml_file::{self, SyntaxError};
 
@@ -61,6 +68,8 @@ pub struct KernelEntry {
     pub label: String,
     /// The kernel's version.
     pub version: Version,
+    /// The architecture it runs on.
+    pub arch: Arch,
     /// Where the kernel comes from.
     pub source: Source,
     /// sha256 pins, by package (or artifact) name.
@@ -164,6 +173,7 @@ struct RawDebian {
 struct RawKernel {
     label: Option<String>,
     version: Option<String>,
+    arch: Option<String>,
     debian: Option<RawDebianSource>,
     oci: Option<String>,
     url: Option<RawFiles<String>>,
@@ -291,9 +301,21 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             ))
         })?,
     };
-    let label = raw
-        .label
-        .unwrap_or_else(|| format!("{}.{}", version.major, version.minor));
+    let arch = match &raw.arch {
+        Some(text) => text.parse().map_err(fail)?,
+        None => Arch::Amd64,
+    };
+    if let Source::Debian { package, .. } = &source {
+        if let Some(other) = Arch::ALL
+            .into_iter()
+            .find(|a| *a != arch && package.ends_with(&format!("-{a}")))
+        {
+            return Err(fail(format!(
+                "`{package}` is an {other} kernel but the entry's architecture is {arch}: add `arch = \"{other}\"`"
+            )));
+        }
+    }
+    let label = raw.label.unwrap_or_else(|| default_label(&version, arch));
     let fail = |message: String| (label.clone(), message);
     let mut sha256 = BTreeMap::new();
     for (name, digest) in raw.sha256 {
@@ -309,9 +331,19 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
     Ok(KernelEntry {
         label,
         version,
+        arch,
         source,
         sha256,
     })
+}
+
+/// The label of an entry that gives none: `MAJOR.MINOR`, with `-arm64`
+/// for arm64 kernels.
+pub fn default_label(version: &Version, arch: Arch) -> String {
+    match arch {
+        Arch::Amd64 => format!("{}.{}", version.major, version.minor),
+        other => format!("{}.{}-{other}", version.major, version.minor),
+    }
 }
 
 /// The version a source names: in a Debian package name, an OCI tag, a
@@ -396,5 +428,24 @@ mod tests {
         );
 
         assert!(parse("").unwrap_err().contains("no [[kernel]] entries"));
+    }
+
+    #[test]
+    fn arm64_entries_get_their_own_label_and_must_say_so() {
+        let matrix = parse(&format!("[[kernel]]\ndebian = {{ suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }}\nsha256 = {{ a = \"{PIN}\" }}\n[[kernel]]\narch = \"arm64\"\ndebian = {{ suite = \"b\", package = \"linux-image-6.1.0-50-cloud-arm64\" }}\nsha256 = {{ a = \"{PIN}\" }}\n"))
+            .unwrap();
+        let labels: Vec<_> = matrix
+            .kernels
+            .iter()
+            .map(|k| (k.label.as_str(), k.arch))
+            .collect();
+        assert_eq!(labels, [("6.1", Arch::Amd64), ("6.1-arm64", Arch::Arm64)]);
+
+        let err = parse("[[kernel]]\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-arm64\" }\n")
+            .unwrap_err();
+        assert!(err.contains("add `arch = \"arm64\"`"), "{err}");
+        let err = parse("[[kernel]]\narch = \"mips\"\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
+            .unwrap_err();
+        assert!(err.contains("amd64 or arm64"), "{err}");
     }
 }

@@ -96,9 +96,9 @@ impl Fetcher {
         let inputs = source::inputs(&self.blobs, &self.archive, entry).await?;
         let cache = self.cache().clone();
         let what = entry.source.to_string();
-        let label = entry.label.clone();
+        let (label, arch) = (entry.label.clone(), entry.arch);
         let artifacts = tokio::task::spawn_blocking(move || {
-            artifacts::extract(&cache, &inputs, &dir, &label, &what)
+            artifacts::extract(&cache, &inputs, &dir, &label, &what, arch)
         })
         .await
         .expect("extraction does not panic")?;

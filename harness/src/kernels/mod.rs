@@ -8,11 +8,12 @@
 //! its results port) are extracted once. [`update`] moves pins.
 
 mod ar;
+mod arm64;
 mod artifacts;
 mod blobs;
 mod bounded;
 pub mod bzimage;
-mod config;
+pub(crate) mod config;
 pub mod deb;
 mod error;
 mod fetch;

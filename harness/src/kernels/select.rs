@@ -43,6 +43,16 @@ pub enum SelectError {
         /// The labels that are there.
         available: String,
     },
+    /// The selection has no kernel of the architecture asked for.
+    #[error("`{selection}` selects no {arch} kernel; the matrix has: {available}")]
+    NoArch {
+        /// The selection.
+        selection: String,
+        /// The architecture.
+        arch: kmatrix_protocol::Arch,
+        /// The entries that are there, with their versions.
+        available: String,
+    },
     /// The selection matched no kernel.
     #[error("`{selection}` selects no kernel; the matrix has: {available}")]
     Empty {
@@ -125,18 +135,33 @@ impl Selection {
         }
     }
 
+    /// The entries this selection picks, of `arch` if given, in matrix
+    /// order.
+    pub fn apply_arch<'a>(
+        &self,
+        kernels: &'a [KernelEntry],
+        arch: Option<kmatrix_protocol::Arch>,
+    ) -> Result<Vec<&'a KernelEntry>, SelectError> {
+        let mut selected = self.apply(kernels)?;
+        if let Some(arch) = arch {
+            selected.retain(|k| k.arch == arch);
+            if selected.is_empty() {
+                return Err(SelectError::NoArch {
+                    selection: self.to_string(),
+                    arch,
+                    available: available(kernels),
+                });
+            }
+        }
+        Ok(selected)
+    }
+
     /// The entries this selection picks, in matrix order.
     pub fn apply<'a>(
         &self,
         kernels: &'a [KernelEntry],
     ) -> Result<Vec<&'a KernelEntry>, SelectError> {
-        let available = || {
-            kernels
-                .iter()
-                .map(|k| format!("{} ({})", k.label, k.version))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let available = || available(kernels);
         if let Selection::List(names) = self {
             for name in names {
                 let one = Selection::List(vec![name.clone()]);
@@ -148,7 +173,19 @@ impl Selection {
                 }
             }
         }
-        let selected: Vec<_> = kernels.iter().filter(|k| self.matches(k)).collect();
+        // A list item that is some kernel's label names that kernel alone
+        // (`6.1` is not also `6.1-arm64`); others match by version.
+        let picks = |k: &KernelEntry| match self {
+            Selection::List(names) => names.iter().any(|name| {
+                if kernels.iter().any(|other| other.label == *name) {
+                    k.label == *name
+                } else {
+                    Selection::List(vec![name.clone()]).matches(k)
+                }
+            }),
+            _ => self.matches(k),
+        };
+        let selected: Vec<_> = kernels.iter().filter(|k| picks(k)).collect();
         if selected.is_empty() {
             return Err(SelectError::Empty {
                 selection: self.to_string(),
@@ -157,6 +194,15 @@ impl Selection {
         }
         Ok(selected)
     }
+}
+
+/// The entries of a matrix, with their versions, for messages.
+fn available(kernels: &[KernelEntry]) -> String {
+    kernels
+        .iter()
+        .map(|k| format!("{} ({})", k.label, k.version))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -197,6 +243,38 @@ mod tests {
         assert_eq!(labels("..6.1").unwrap(), ["5.10", "6.1"]);
         assert_eq!(labels("5.4..6.8").unwrap(), ["5.10", "6.1"]);
         assert_eq!(labels("all").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn ranges_span_architectures_and_labels_name_one_kernel() {
+        let mut matrix = matrix();
+        let mut arm = matrix.kernels[1].clone();
+        arm.label = "6.1-arm64".into();
+        arm.arch = kmatrix_protocol::Arch::Arm64;
+        matrix.kernels.push(arm);
+        let pick = |text: &str, arch| -> Vec<String> {
+            text.parse::<Selection>()
+                .unwrap()
+                .apply_arch(&matrix.kernels, arch)
+                .unwrap()
+                .into_iter()
+                .map(|k| k.label.clone())
+                .collect()
+        };
+        assert_eq!(pick("6.1..6.1", None), ["6.1", "6.1-arm64"]);
+        assert_eq!(pick("6.1", None), ["6.1"]);
+        assert_eq!(pick("6.1-arm64", None), ["6.1-arm64"]);
+        assert_eq!(
+            pick("all", Some(kmatrix_protocol::Arch::Arm64)),
+            ["6.1-arm64"]
+        );
+        let err = "5.10"
+            .parse::<Selection>()
+            .unwrap()
+            .apply_arch(&matrix.kernels, Some(kmatrix_protocol::Arch::Arm64))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("`5.10` selects no arm64 kernel"), "{err}");
     }
 
     #[test]

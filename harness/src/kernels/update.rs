@@ -135,8 +135,8 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
     Ok(doc.to_string())
 }
 
-/// The label an entry is known by: its own, or `MAJOR.MINOR` of its
-/// version, as `Matrix::parse` derives it.
+/// The label an entry is known by: its own, or the one `Matrix::parse`
+/// derives from its version and architecture.
 fn label_of(entry: &toml_edit::Table) -> Option<String> {
     if let Some(label) = entry.get("label").and_then(Item::as_str) {
         return Some(label.to_owned());
@@ -152,7 +152,11 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
             Version::find_in(named.rsplit([':', '/']).next()?)?
         }
     };
-    Some(format!("{}.{}", version.major, version.minor))
+    let arch = match entry.get("arch").and_then(Item::as_str) {
+        Some(text) => text.parse().ok()?,
+        None => kmatrix_protocol::Arch::Amd64,
+    };
+    Some(super::config::default_label(&version, arch))
 }
 
 /// Sets a string value, keeping the old value's surrounding whitespace and

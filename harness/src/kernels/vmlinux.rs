@@ -45,7 +45,8 @@ pub fn extract(image: &[u8]) -> Option<Vec<u8>> {
     has_pvh_entry(&elf).then_some(elf)
 }
 
-fn decompress(payload: &[u8]) -> Option<Vec<u8>> {
+/// `payload` decompressed, if it is in a format the kernel's build uses.
+pub(super) fn decompress(payload: &[u8]) -> Option<Vec<u8>> {
     let capped = |reader: &mut dyn Read| read_capped(reader, MAX_FILE, "the kernel").ok();
     match payload {
         [0x28, 0xb5, 0x2f, 0xfd, ..] => {

@@ -141,14 +141,10 @@ impl Work {
             .run_dir()
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
-        shared.parts.write(&artifacts, &initrd)?;
+        shared.parts.write(&artifacts, self.kernel.arch, &initrd)?;
         let snapshots = vm::snapshot::Store::in_cache(shared.fetcher.cache());
         let spec = BootSpec {
-            machine: if artifacts.virtio_mmio {
-                vm::Machine::Microvm
-            } else {
-                vm::Machine::Pc
-            },
+            machine: vm::Machine::for_kernel(self.kernel.arch, artifacts.virtio_mmio),
             kernel: &artifacts.boot_image,
             initrd: &initrd,
             dir: dir.path(),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kmatrix_protocol::{CasePlan, MapEntry, MapRead, TestRunKind};
+use kmatrix_protocol::{Arch, CasePlan, MapEntry, MapRead, TestRunKind};
 
 use super::file::{self, RawNumber};
 use super::{CaseSpec, Expectation, ProgramSpec, Skip};
@@ -60,8 +60,24 @@ pub(super) fn check_program(
             to: max.as_deref().map(bound).transpose()?,
         }),
     };
+    let arch = raw
+        .arch
+        .as_deref()
+        .map(str::parse::<Arch>)
+        .transpose()
+        .map_err(|e| (None, e))?;
+    if arch.is_some() && load_on.is_none() {
+        return Err((
+            None,
+            "`arch` scopes `min_kernel`, `max_kernel` or `kernels` to one architecture; give one of them".into(),
+        ));
+    }
     let load_on = match (load_on, raw.reason) {
-        (Some(kernels), Some(reason)) => Some(Expectation { kernels, reason }),
+        (Some(kernels), Some(reason)) => Some(Expectation {
+            kernels,
+            arch,
+            reason,
+        }),
         (Some(_), None) => {
             return Err((
                 None,

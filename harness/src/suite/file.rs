@@ -32,6 +32,7 @@ pub struct RawProgram {
     pub min_kernel: Option<String>,
     pub max_kernel: Option<String>,
     pub kernels: Option<String>,
+    pub arch: Option<String>,
     pub reason: Option<String>,
     #[serde(default)]
     pub skip: Vec<RawSkip>,

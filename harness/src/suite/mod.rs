@@ -19,12 +19,12 @@ mod settings;
 
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::CasePlan;
+use kmatrix_protocol::{Arch, CasePlan};
 
 pub use plan::KernelPlan;
 pub use settings::ObjectSettings;
 
-use crate::kernels::Selection;
+use crate::kernels::{KernelEntry, Selection};
 use kmatrix_protocol::TestRunKind;
 
 use crate::objects::{self, ObjectError, TestObject};
@@ -117,8 +117,18 @@ pub struct ProgramSpec {
 pub struct Expectation {
     /// The kernels where the program must load.
     pub kernels: Selection,
+    /// The architecture the constraint is about; on others the program
+    /// must load everywhere.
+    pub arch: Option<Arch>,
     /// Why it cannot load elsewhere.
     pub reason: String,
+}
+
+impl Expectation {
+    /// Whether the program must load on `kernel`.
+    pub fn must_load(&self, kernel: &KernelEntry) -> bool {
+        self.arch.is_some_and(|arch| arch != kernel.arch) || self.kernels.matches(kernel)
+    }
 }
 
 /// Kernels a program is not tried on, and why.

@@ -3,12 +3,20 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use kmatrix_protocol::PORT_NAME;
+use kmatrix_protocol::{Arch, PORT_NAME};
 
-/// The kernel command line every VM gets: console on the first serial port,
-/// quiet (serial output is slow under emulation), and reboot at once on panic
-/// so that `-no-reboot` turns a panic into a QEMU exit.
-const BASE_CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/init";
+/// The kernel command line every VM gets after its console: quiet (serial
+/// output is slow under emulation), and reboot at once on panic so that
+/// `-no-reboot` turns a panic into a QEMU exit.
+const BASE_CMDLINE: &str = "quiet panic=-1 rdinit=/init";
+
+/// The CPU an arm64 guest gets under TCG: every feature QEMU emulates (LSE
+/// atomics, BTI, and what else the BPF JIT and the kernel may use) except
+/// pointer authentication, whose emulated QARMA cipher runs on every
+/// function entry and return and makes boots four to five times slower.
+/// The JIT's PAC instructions are hints that run as no-ops without it, so
+/// the code the kernel generates and verifies is the same.
+const ARM64_TCG_CPU: &str = "max,pauth=off";
 
 /// The machine a kernel boots on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,29 +27,59 @@ pub enum Machine {
     /// less firmware and fewer devices to probe, for kernels with
     /// `virtio_mmio`.
     Microvm,
+    /// QEMU's arm64 board; its ports on virtio-mmio (described in the
+    /// device tree) for kernels with `virtio_mmio`, else on PCIe.
+    Virt {
+        /// Whether the kernel has `virtio_mmio`.
+        mmio: bool,
+    },
 }
 
 impl Machine {
+    /// The machine for an `arch` kernel; `mmio` is whether it has
+    /// `virtio_mmio`.
+    pub fn for_kernel(arch: Arch, mmio: bool) -> Self {
+        match (arch, mmio) {
+            (Arch::Amd64, true) => Machine::Microvm,
+            (Arch::Amd64, false) => Machine::Pc,
+            (Arch::Arm64, mmio) => Machine::Virt { mmio },
+        }
+    }
+
     /// QEMU's name for it.
     pub fn name(self) -> &'static str {
         match self {
             Machine::Pc => "pc",
             Machine::Microvm => "microvm",
+            Machine::Virt { .. } => "virt",
+        }
+    }
+
+    /// The architecture it emulates.
+    pub fn arch(self) -> Arch {
+        match self {
+            Machine::Pc | Machine::Microvm => Arch::Amd64,
+            Machine::Virt { .. } => Arch::Arm64,
         }
     }
 }
 
-/// The kernel command line for `machine`. `tsc_khz` is the host's TSC
-/// frequency, given under TCG so that the kernel does not calibrate its TSC
-/// against an emulated PIT (on microvm that calibration hangs some boots).
+/// The kernel command line for `arch`. `tsc_khz` is the host's TSC
+/// frequency, given to amd64 guests under TCG so that the kernel does not
+/// calibrate its TSC against an emulated PIT (on microvm that calibration
+/// hangs some boots).
 ///
 /// Nothing else is added: `mitigations=off nokaslr no_timer_check
 /// i8042.noaux i8042.nokbd 8250.nr_uarts=1 random.trust_cpu=on`, measured
 /// one by one on microvm under TCG, changed a bare boot by less than its
 /// noise, and the first two would change what the kernel under test runs.
-pub fn kernel_cmdline(tsc_khz: Option<u64>) -> String {
-    let mut line = BASE_CMDLINE.to_owned();
-    if let Some(khz) = tsc_khz {
+pub fn kernel_cmdline(arch: Arch, tsc_khz: Option<u64>) -> String {
+    let console = match arch {
+        Arch::Amd64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    };
+    let mut line = format!("console={console} {BASE_CMDLINE}");
+    if let (Arch::Amd64, Some(khz)) = (arch, tsc_khz) {
         line.push_str(&format!(" tsc_early_khz={khz}"));
     }
     line
@@ -73,6 +111,7 @@ pub fn base_args(machine: Machine, memory_mib: u32) -> Vec<OsString> {
     args.push(match machine {
         Machine::Pc => "pc".into(),
         Machine::Microvm => "microvm,acpi=on,isa-serial=on,rtc=on".into(),
+        Machine::Virt { .. } => "virt".into(),
     });
     args.extend(os(&["-smp", "1", "-m"]));
     args.push(format!("{memory_mib}M").into());
@@ -82,16 +121,17 @@ pub fn base_args(machine: Machine, memory_mib: u32) -> Vec<OsString> {
 /// The virtio-serial controller `machine` has its ports on.
 pub fn serial_controller(machine: Machine) -> &'static str {
     match machine {
-        Machine::Pc => "virtio-serial-pci",
-        Machine::Microvm => "virtio-serial-device",
+        Machine::Pc | Machine::Virt { mmio: false } => "virtio-serial-pci",
+        Machine::Microvm | Machine::Virt { mmio: true } => "virtio-serial-device",
     }
 }
 
-/// Acceleration and the CPU model that goes with it.
-pub fn accel_args(accel: Accel) -> Vec<OsString> {
-    match accel {
-        Accel::Kvm => os(&["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => os(&["-accel", "tcg", "-cpu", "max"]),
+/// Acceleration and the CPU model that goes with it, for `arch`.
+pub fn accel_args(accel: Accel, arch: Arch) -> Vec<OsString> {
+    match (accel, arch) {
+        (Accel::Kvm, _) => os(&["-accel", "kvm", "-cpu", "host"]),
+        (Accel::Tcg, Arch::Amd64) => os(&["-accel", "tcg", "-cpu", "max"]),
+        (Accel::Tcg, Arch::Arm64) => os(&["-accel", "tcg", "-cpu", ARM64_TCG_CPU]),
     }
 }
 
@@ -168,15 +208,37 @@ mod tests {
             "-nodefaults -no-user-config -display none -no-reboot -machine microvm,acpi=on,isa-serial=on,rtc=on -smp 1 -m 256M"
         );
         assert_eq!(
-            kernel_cmdline(Some(2_596_098)),
+            text(base_args(Machine::for_kernel(Arch::Arm64, true), 512)),
+            "-nodefaults -no-user-config -display none -no-reboot -machine virt -smp 1 -m 512M"
+        );
+        assert_eq!(
+            kernel_cmdline(Arch::Amd64, Some(2_596_098)),
             "console=ttyS0 quiet panic=-1 rdinit=/init tsc_early_khz=2596098"
         );
-        assert!(!kernel_cmdline(None).contains("tsc_early_khz"));
-        assert_eq!(text(accel_args(Accel::Tcg)), "-accel tcg -cpu max");
-        assert_eq!(text(accel_args(Accel::Kvm)), "-accel kvm -cpu host");
+        assert!(!kernel_cmdline(Arch::Amd64, None).contains("tsc_early_khz"));
         assert_eq!(
-            text(kernel_args("/k/vmlinuz".as_ref(), "/r/initrd".as_ref(), BASE_CMDLINE)),
-            "-kernel /k/vmlinuz -initrd /r/initrd -append console=ttyS0 quiet panic=-1 rdinit=/init"
+            kernel_cmdline(Arch::Arm64, Some(2_596_098)),
+            "console=ttyAMA0 quiet panic=-1 rdinit=/init"
+        );
+        assert_eq!(
+            text(accel_args(Accel::Tcg, Arch::Amd64)),
+            "-accel tcg -cpu max"
+        );
+        assert_eq!(
+            text(accel_args(Accel::Tcg, Arch::Arm64)),
+            "-accel tcg -cpu max,pauth=off"
+        );
+        assert_eq!(
+            text(accel_args(Accel::Kvm, Arch::Amd64)),
+            "-accel kvm -cpu host"
+        );
+        assert_eq!(
+            text(kernel_args(
+                "/k/vmlinuz".as_ref(),
+                "/r/initrd".as_ref(),
+                "console=ttyS0"
+            )),
+            "-kernel /k/vmlinuz -initrd /r/initrd -append console=ttyS0"
         );
         assert_eq!(
             text(console_args("/r/console.log".as_ref())),
@@ -188,6 +250,16 @@ mod tests {
         );
         assert!(text(results_port_args(Machine::Microvm, "/s".as_ref()))
             .starts_with("-device virtio-serial-device "));
+        assert!(text(results_port_args(
+            Machine::Virt { mmio: true },
+            "/s".as_ref()
+        ))
+        .starts_with("-device virtio-serial-device "));
+        assert!(text(results_port_args(
+            Machine::Virt { mmio: false },
+            "/s".as_ref()
+        ))
+        .starts_with("-device virtio-serial-pci "));
         assert_eq!(
             text(qmp_args("/r/qmp.sock".as_ref())),
             "-chardev socket,id=qmp,path=/r/qmp.sock -mon chardev=qmp,mode=control"

@@ -2,19 +2,52 @@
 //! real), memory, deadlines and snapshots, and the host's TSC frequency
 //! that TCG guests are told.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use kmatrix_protocol::Arch;
 
 use super::argv::Accel;
 
-/// Environment variable naming the QEMU binary.
+/// Environment variable naming the QEMU binary for amd64 guests.
 pub const QEMU_ENV: &str = "KMATRIX_QEMU";
+
+/// Environment variable naming the QEMU binary for arm64 guests.
+pub const QEMU_ARM64_ENV: &str = "KMATRIX_QEMU_ARM64";
+
+/// The QEMU binary for each guest architecture.
+#[derive(Clone, Debug)]
+pub struct QemuBinaries {
+    /// For amd64 guests.
+    pub amd64: PathBuf,
+    /// For arm64 guests.
+    pub arm64: PathBuf,
+}
+
+impl QemuBinaries {
+    /// The binary for `arch`.
+    pub fn get(&self, arch: Arch) -> &Path {
+        match arch {
+            Arch::Amd64 => &self.amd64,
+            Arch::Arm64 => &self.arm64,
+        }
+    }
+
+    /// The environment variable that names the binary for `arch`, and the
+    /// Debian package that installs the default one.
+    pub fn setting(arch: Arch) -> (&'static str, &'static str) {
+        match arch {
+            Arch::Amd64 => (QEMU_ENV, "qemu-system-x86"),
+            Arch::Arm64 => (QEMU_ARM64_ENV, "qemu-system-arm"),
+        }
+    }
+}
 
 /// How a VM is run.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
-    /// The QEMU binary.
-    pub qemu: PathBuf,
+    /// The QEMU binaries.
+    pub qemu: QemuBinaries,
     /// The accelerator.
     pub accel: Accel,
     /// Guest memory in MiB.
@@ -69,21 +102,38 @@ impl AccelChoice {
 }
 
 impl VmConfig {
-    /// The host's TSC frequency for the kernel command line, under TCG
-    /// (whose guest TSC is the host's); KVM guests calibrate well alone.
-    pub fn tsc_khz(&self) -> Option<u64> {
-        match self.accel {
-            Accel::Tcg => host_tsc_khz(),
-            Accel::Kvm => None,
+    /// The accelerator for an `arch` guest: KVM only where it was chosen
+    /// and the host is of the same architecture.
+    pub fn accel_for(&self, arch: Arch) -> Accel {
+        match Arch::host() {
+            Some(host) if host == arch => self.accel,
+            _ => Accel::Tcg,
         }
     }
 
-    /// The QEMU binary: [`QEMU_ENV`] or `qemu-system-x86_64` on the PATH.
-    pub fn default_qemu() -> PathBuf {
-        std::env::var_os(QEMU_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "qemu-system-x86_64".into())
+    /// The host's TSC frequency for an `arch` kernel's command line, under
+    /// TCG (whose guest TSC is the host's); KVM guests calibrate well
+    /// alone, and only amd64 kernels are told.
+    pub fn tsc_khz(&self, arch: Arch) -> Option<u64> {
+        match (arch, self.accel_for(arch)) {
+            (Arch::Amd64, Accel::Tcg) => host_tsc_khz(),
+            _ => None,
+        }
+    }
+
+    /// The QEMU binaries: [`QEMU_ENV`] or `qemu-system-x86_64`, and
+    /// [`QEMU_ARM64_ENV`] or `qemu-system-aarch64`, on the PATH.
+    pub fn default_qemu() -> QemuBinaries {
+        let binary = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| default.into())
+        };
+        QemuBinaries {
+            amd64: binary(QEMU_ENV, "qemu-system-x86_64"),
+            arm64: binary(QEMU_ARM64_ENV, "qemu-system-aarch64"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kmatrix_protocol::VERSION;
 
-use super::config::QEMU_ENV;
+use super::config::QemuBinaries;
 use crate::channel::StreamError;
 
 /// Lines of the serial console kept for reports.
@@ -29,10 +29,12 @@ pub struct VmFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// QEMU could not be started.
-    #[error("cannot start {}: {source}; install QEMU (apt-get install qemu-system-x86) or set {QEMU_ENV}", qemu.display())]
+    #[error("cannot start {}: {source}; install QEMU for {arch} guests (apt-get install {}) or set {}", qemu.display(), QemuBinaries::setting(*arch).1, QemuBinaries::setting(*arch).0)]
     Spawn {
         /// The binary.
         qemu: PathBuf,
+        /// The guests' architecture.
+        arch: kmatrix_protocol::Arch,
         /// Why.
         source: std::io::Error,
     },

@@ -95,7 +95,8 @@ pub async fn run(
     let mut on_up = Some(on_up);
     // A snapshot's kernel command line holds the TSC frequency: the same
     // host must give the same figure from run to run.
-    let tsc_khz = config.tsc_khz().map(|khz| {
+    let arch = spec.machine.arch();
+    let tsc_khz = config.tsc_khz(arch).map(|khz| {
         spec.snapshots
             .map_or(khz, |store| store.stable_tsc_khz(khz))
     });
@@ -114,12 +115,10 @@ pub async fn run(
                 ..spec
             };
             let key_args = qemu_args(config, &placeholder, "@".as_ref(), tsc_khz);
-            Some(store.slot(&snapshot::key(
-                &config.qemu,
-                &key_args,
-                spec.kernel,
-                &initrd,
-            )))
+            Some(store.slot(
+                &snapshot::key(config.qemu.get(arch), &key_args, spec.kernel, &initrd),
+                arch,
+            ))
         }
         None => None,
     };
@@ -197,12 +196,13 @@ fn qemu_args(
     dir: &Path,
     tsc_khz: Option<u64>,
 ) -> Vec<std::ffi::OsString> {
+    let arch = spec.machine.arch();
     let mut args = argv::base_args(spec.machine, config.memory_mib);
-    args.extend(argv::accel_args(config.accel));
+    args.extend(argv::accel_args(config.accel_for(arch), arch));
     args.extend(argv::kernel_args(
         spec.kernel,
         spec.initrd,
-        &argv::kernel_cmdline(tsc_khz),
+        &argv::kernel_cmdline(arch, tsc_khz),
     ));
     args.extend(argv::console_args(&dir.join("console.log")));
     args.extend(argv::results_port_args(
@@ -264,7 +264,8 @@ async fn drive(
         qmp: &dir.join("qmp.sock"),
         stderr: &dir.join("qemu.stderr"),
     };
-    let results_socket = qemu::start(&config.qemu, &args, paths, vm).await?;
+    let arch = spec.machine.arch();
+    let results_socket = qemu::start(config.qemu.get(arch), arch, &args, paths, vm).await?;
     let qemu = vm.as_ref().expect("started above");
     let (mut stream, mut sink) = channel::split(results_socket);
     let (hello, mut start, mut save_error, start_deadline) = match how {
@@ -292,7 +293,7 @@ async fn drive(
                     slot,
                     &hello,
                     spec.kernel,
-                    &config.qemu,
+                    config.qemu.get(arch),
                 );
                 match timeout(migrate::SAVE_LIMIT, saved).await {
                     Ok(Ok(())) => start = Start::Saved,

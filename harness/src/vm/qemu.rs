@@ -54,6 +54,7 @@ impl Qemu {
 /// so that the caller stops it whatever happens next.
 pub(super) async fn start(
     qemu: &Path,
+    arch: kmatrix_protocol::Arch,
     args: &[OsString],
     paths: Paths<'_>,
     slot: &mut Option<Qemu>,
@@ -76,6 +77,7 @@ pub(super) async fn start(
     }
     let child = command.spawn().map_err(|source| VmError::Spawn {
         qemu: qemu.to_owned(),
+        arch,
         source,
     })?;
     let (shutdown_tx, shutdown) = watch::channel(None);

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::{Hello, VERSION};
+use kmatrix_protocol::{Arch, Hello, VERSION};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,8 +66,8 @@ pub struct Store {
     pub dir: PathBuf,
     /// A directory on the same filesystem for snapshots being written.
     pub tmp: PathBuf,
-    /// The sha256 of the agent this kmatrix packs.
-    pub agent: String,
+    /// The sha256 of the agent this kmatrix packs, per architecture.
+    pub agents: std::collections::BTreeMap<Arch, String>,
 }
 
 /// One snapshot's place in the store.
@@ -146,26 +146,30 @@ pub fn qemu_identity(qemu: &Path) -> String {
 impl Store {
     /// The store in `cache`.
     pub fn in_cache(cache: &crate::cache::Cache) -> Self {
-        static AGENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let agent = AGENT.get_or_init(|| {
-            crate::agent::Init::Agent
-                .binary()
-                .map(|bytes| hex::encode(Sha256::digest(&bytes)))
-                .unwrap_or_default()
+        static AGENTS: std::sync::OnceLock<std::collections::BTreeMap<Arch, String>> =
+            std::sync::OnceLock::new();
+        let agents = AGENTS.get_or_init(|| {
+            Arch::ALL
+                .into_iter()
+                .filter_map(|arch| {
+                    let bytes = crate::agent::Init::Agent.binary(arch).ok()?;
+                    Some((arch, hex::encode(Sha256::digest(&bytes))))
+                })
+                .collect()
         });
         Self {
             dir: cache.snapshots_dir(),
             tmp: cache.tmp_dir(),
-            agent: agent.clone(),
+            agents: agents.clone(),
         }
     }
 
-    /// The slot for `key`.
-    pub fn slot(&self, key: &str) -> Slot {
+    /// The slot for `key`, a VM of an `arch` kernel.
+    pub fn slot(&self, key: &str, arch: Arch) -> Slot {
         Slot {
             dir: self.dir.join(key),
             tmp: self.tmp.clone(),
-            agent: self.agent.clone(),
+            agent: self.agents.get(&arch).cloned().unwrap_or_default(),
         }
     }
 
@@ -194,13 +198,14 @@ impl Store {
     /// Snapshots nothing can restore, with their sizes: unreadable ones,
     /// and those of a kernel not in `kernels` (the cache's kernel
     /// directories still in use), of another agent, or of another build of
-    /// `qemu`.
+    /// each of `qemus`.
     pub fn unused(
         &self,
         kernels: &std::collections::HashSet<PathBuf>,
-        qemu: &Path,
+        qemus: &[&Path],
     ) -> Vec<(PathBuf, u64)> {
-        let (qemu, host) = (qemu_identity(qemu), host_identity());
+        let host = host_identity();
+        let qemus: Vec<String> = qemus.iter().map(|q| qemu_identity(q)).collect();
         let mut unused = Vec::new();
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -210,8 +215,8 @@ impl Store {
             let used = read_meta(&path).is_some_and(|meta| {
                 meta.kernel.exists()
                     && meta.kernel.parent().is_some_and(|k| kernels.contains(k))
-                    && meta.agent == self.agent
-                    && meta.qemu == qemu
+                    && self.agents.values().any(|agent| *agent == meta.agent)
+                    && qemus.contains(&meta.qemu)
                     && meta.host == host
             });
             if !used {
@@ -316,7 +321,7 @@ mod tests {
         Store {
             dir: root.join("snapshots"),
             tmp: root.join("tmp"),
-            agent: "agent".into(),
+            agents: [(Arch::Amd64, "agent".to_owned())].into_iter().collect(),
         }
     }
 
@@ -324,7 +329,7 @@ mod tests {
     fn a_committed_snapshot_loads_and_a_second_commit_keeps_the_first() {
         let root = tempfile::tempdir().unwrap();
         let store = store(root.path());
-        let slot = store.slot("k");
+        let slot = store.slot("k", Arch::Amd64);
         assert!(slot.load().is_none());
         for text in ["first", "second"] {
             let pending = slot.pending().unwrap();
@@ -368,14 +373,14 @@ mod tests {
             ("host", &other_host),
         ];
         for (key, meta) in all {
-            let slot = store.slot(key);
+            let slot = store.slot(key, Arch::Amd64);
             let pending = slot.pending().unwrap();
             std::fs::write(pending.state(), "state").unwrap();
             slot.commit(pending, meta).unwrap();
         }
         let keep = [kernel_dir].into_iter().collect();
         let mut unused: Vec<_> = store
-            .unused(&keep, "/bin/true".as_ref())
+            .unused(&keep, &["/bin/true".as_ref()])
             .into_iter()
             .map(|(p, _)| p)
             .collect();

@@ -4,14 +4,18 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use kmatrix_protocol::Arch;
 use sha2::Digest as _;
 
 use super::packages::PackageIndex;
 use super::release::{self, Fetched, Keyring, Release};
 use crate::kernels::bounded::{read_capped, MAX_INDEX};
 
-/// The package index kmatrix reads, below a suite's `dists/` directory.
-const PACKAGES: &str = "main/binary-amd64/Packages.xz";
+/// The package index kmatrix reads for `arch`, below a suite's `dists/`
+/// directory.
+fn packages(arch: Arch) -> String {
+    format!("main/binary-{arch}/Packages.xz")
+}
 use super::release::KEYRING_ENV;
 use super::snapshot::SNAPSHOT_ENV;
 use crate::kernels::MIRROR_ENV;
@@ -119,8 +123,8 @@ impl Mirror {
         }
     }
 
-    fn index_url(&self, suite: &str) -> String {
-        format!("{}/dists/{suite}/{PACKAGES}", self.url)
+    fn index_url(&self, suite: &str, arch: Arch) -> String {
+        format!("{}/dists/{suite}/{}", self.url, packages(arch))
     }
 
     /// The URL of a file named by an index's `Filename` field.
@@ -128,14 +132,16 @@ impl Mirror {
         format!("{}/{filename}", self.url)
     }
 
-    /// Downloads the suite's package index, verified up to the archive's
+    /// Downloads the suite's package index for `arch`, verified up to the archive's
     /// signature: `InRelease` checked with the keyring, `Packages.xz`
     /// checked against the digest and size `InRelease` gives.
     pub async fn index(
         &self,
         client: &reqwest::Client,
         suite: &str,
+        arch: Arch,
     ) -> Result<PackageIndex, DebianError> {
+        let index = packages(arch);
         let fail = |source: Box<dyn std::error::Error + Send + Sync>| DebianError::Index {
             suite: suite.to_owned(),
             mirror: self.clone(),
@@ -155,9 +161,9 @@ impl Mirror {
             })?;
         let release = Release::parse(&text);
         let (digest, size) = release
-            .get(PACKAGES)
-            .ok_or_else(|| unverified(format!("the signed InRelease lists no {PACKAGES}")))?;
-        let compressed = release::download(client, &self.index_url(suite))
+            .get(&index)
+            .ok_or_else(|| unverified(format!("the signed InRelease lists no {index}")))?;
+        let compressed = release::download(client, &self.index_url(suite, arch))
             .await
             .map_err(|e| fail(e.into()))?;
         let actual = hex::encode(sha2::Sha256::digest(&compressed));
@@ -179,7 +185,7 @@ impl Mirror {
         })
         .await
         .expect("index decompression does not panic")
-        .map_err(|e| fail(format!("{PACKAGES}: {e}").into()))?;
+        .map_err(|e| fail(format!("{index}: {e}").into()))?;
         Ok(PackageIndex::parse(&text))
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use kmatrix_protocol::Arch;
 use tokio::sync::OnceCell;
 
 use super::apt::{DebianError, Mirror};
@@ -16,12 +17,15 @@ use crate::kernels::blobs::Blobs;
 use crate::kernels::error::FetchError;
 use crate::kernels::{KernelEntry, Matrix, Pinning};
 
+/// One suite's index for one architecture, read at most once.
+type IndexCell = Arc<OnceCell<Arc<PackageIndex>>>;
+
 /// The Debian archive as a matrix configures it, with each suite's index
 /// read at most once.
 pub struct Archive {
     configured: Option<String>,
     matrix_path: PathBuf,
-    indexes: Mutex<HashMap<String, Arc<OnceCell<Arc<PackageIndex>>>>>,
+    indexes: Mutex<HashMap<(String, Arch), IndexCell>>,
 }
 
 impl Archive {
@@ -44,17 +48,23 @@ impl Archive {
         blobs: &Blobs,
         mirror: &Mirror,
         suite: &str,
+        arch: Arch,
     ) -> Result<Arc<PackageIndex>, DebianError> {
         let cell = self
             .indexes
             .lock()
             .expect("index map lock")
-            .entry(suite.to_owned())
+            .entry((suite.to_owned(), arch))
             .or_default()
             .clone();
-        cell.get_or_try_init(|| async { mirror.index(blobs.client(), suite).await.map(Arc::new) })
-            .await
-            .cloned()
+        cell.get_or_try_init(|| async {
+            mirror
+                .index(blobs.client(), suite, arch)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 }
 
@@ -76,7 +86,7 @@ pub async fn inputs(
                 });
             }
             let mirror = archive.mirror()?;
-            let index = archive.index(blobs, &mirror, suite).await?;
+            let index = archive.index(blobs, &mirror, suite, entry.arch).await?;
             let Some(found) = index.get(package) else {
                 let gone = DebianError::Gone {
                     label: entry.label.clone(),
@@ -120,7 +130,7 @@ async fn from_snapshot(
     let Some(base) = snapshot::base() else {
         return Err(gone.into());
     };
-    let candidates = snapshot::candidates(blobs.client(), &base, package)
+    let candidates = snapshot::candidates(blobs.client(), &base, package, entry.arch)
         .await
         .map_err(|e| FetchError::Snapshot {
             label: entry.label.clone(),
@@ -155,7 +165,7 @@ pub async fn newest(
     package: &str,
 ) -> Result<Pinning, FetchError> {
     let mirror = archive.mirror()?;
-    let index = archive.index(blobs, &mirror, suite).await?;
+    let index = archive.index(blobs, &mirror, suite, entry.arch).await?;
     let gone = || DebianError::Gone {
         label: entry.label.clone(),
         package: package.to_owned(),

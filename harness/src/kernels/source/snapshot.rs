@@ -40,12 +40,13 @@ struct Binfile {
     hash: String,
 }
 
-/// The URLs of every amd64 build of `package` the archive at `base` holds,
+/// The URLs of every `arch` build of `package` the archive at `base` holds,
 /// newest version first.
 pub async fn candidates(
     client: &reqwest::Client,
     base: &str,
     package: &str,
+    arch: kmatrix_protocol::Arch,
 ) -> Result<Vec<String>, String> {
     let get = |url: String| async move {
         let response = client
@@ -71,7 +72,7 @@ pub async fn candidates(
             files
                 .result
                 .into_iter()
-                .filter(|f| f.architecture == "amd64" || f.architecture == "all")
+                .filter(|f| f.architecture == arch.name() || f.architecture == "all")
                 .filter(|f| f.hash.bytes().all(|b| b.is_ascii_hexdigit()))
                 .map(|f| format!("{base}/file/{}", f.hash)),
         );
