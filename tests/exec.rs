@@ -70,12 +70,8 @@ fn exec(args: &[&str]) -> Output {
 }
 
 fn oldest_and_newest() -> String {
-    let matrix = kmatrix::kernels::Matrix::load(&repo().join("kernels.toml")).unwrap();
-    format!(
-        "{},{}",
-        matrix.kernels.first().unwrap().label,
-        matrix.kernels.last().unwrap().label
-    )
+    let (oldest, newest) = support::oldest_and_newest_amd64();
+    format!("{oldest},{newest}")
 }
 
 /// An aya test binary runs in two kernels; its tests are reported per

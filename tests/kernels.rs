@@ -1,12 +1,14 @@
-//! The example suite on the oldest and the newest shipped kernel, through
-//! `cargo test` (libtest-mimic), as a user's project runs it: every
-//! (kernel, program, case) is a trial.
+//! The example suite on the oldest and the newest shipped amd64 kernel and
+//! the oldest arm64 one (where its arm64-only expectation fails as
+//! expected), through `cargo test` (libtest-mimic), as a user's project runs
+//! it: every (kernel, program, case) is a trial.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use kmatrix::cargo_test::{self, Config};
 use kmatrix::kernels::{Matrix, Selection};
+use kmatrix_protocol::Arch;
 
 fn main() -> ExitCode {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -16,9 +18,16 @@ fn main() -> ExitCode {
         Some(_) => None,
         None => {
             let shipped = Matrix::load(&matrix).expect("the shipped kernels.toml loads");
-            let oldest = shipped.kernels.first().unwrap().label.clone();
-            let newest = shipped.kernels.last().unwrap().label.clone();
-            Some(Selection::List(vec![oldest, newest]))
+            let of = |arch| shipped.kernels.iter().filter(move |k| k.arch == arch);
+            let amd64 = || of(Arch::Amd64);
+            let labels = [amd64().next(), amd64().next_back(), of(Arch::Arm64).next()];
+            Some(Selection::List(
+                labels
+                    .into_iter()
+                    .flatten()
+                    .map(|k| k.label.clone())
+                    .collect(),
+            ))
         }
     };
     // KMATRIX_SUITE, when set, names another suite (the tests of this

@@ -124,6 +124,10 @@ pub enum Record {
     KernelStarted {
         /// Its label.
         kernel: String,
+        /// Its architecture (absent in files written before arm64 guests:
+        /// amd64).
+        #[serde(default)]
+        arch: crate::Arch,
     },
     /// A kernel booted.
     KernelBooted {

@@ -190,3 +190,18 @@ pub fn kernels_test_binary() -> PathBuf {
             )
         })
 }
+
+/// The labels of the oldest and the newest shipped amd64 kernels.
+pub fn oldest_and_newest_amd64() -> (String, String) {
+    let matrix = kmatrix::kernels::Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let amd64 = || {
+        matrix
+            .kernels
+            .iter()
+            .filter(|k| k.arch == kmatrix_protocol::Arch::Amd64)
+    };
+    (
+        amd64().next().unwrap().label.clone(),
+        amd64().next_back().unwrap().label.clone(),
+    )
+}

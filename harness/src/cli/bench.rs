@@ -223,7 +223,11 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     println!(
         "best bare boot ({}, {}, raw initramfs, kmatrix's kernel arguments; init loads the modules and powers off): median {:.2} s",
         machine.name(),
-        if artifacts.boot_image == artifacts.image { "bzImage" } else { "vmlinux via PVH" },
+        match (arch, artifacts.boot_image == artifacts.image) {
+            (kmatrix_protocol::Arch::Amd64, true) => "bzImage",
+            (kmatrix_protocol::Arch::Amd64, false) => "vmlinux via PVH",
+            (kmatrix_protocol::Arch::Arm64, _) => "uncompressed Image",
+        },
         floor.as_secs_f64()
     );
     println!(

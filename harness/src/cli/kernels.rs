@@ -55,7 +55,7 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
     let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
     println!(
-        "{:<8} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} SOURCE",
+        "{:<11} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} SOURCE",
         "LABEL", "ARCH", "VERSION", "RELEASE", "CACHED", "SIZE", "PIN"
     );
     for kernel in &set.matrix.kernels {
@@ -76,9 +76,9 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
             .unwrap_or_else(|| kernel.version.to_string());
         let release = cached.as_ref().map_or("-", |a| a.release.as_str());
         println!(
-            "{:<8} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} {}",
+            "{:<11} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} {}",
             kernel.label,
-            "amd64",
+            kernel.arch,
             version,
             release,
             if cached.is_some() { "yes" } else { "no" },

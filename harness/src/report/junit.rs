@@ -12,6 +12,10 @@ pub fn report(summary: &Summary) -> Report {
     let mut report = Report::new("kmatrix");
     for (c, column) in summary.columns.iter().enumerate() {
         let mut suite = TestSuite::new(column.label.as_str());
+        suite.add_property(("arch", column.arch.name()));
+        if let Some(release) = &column.release {
+            suite.add_property(("release", release.as_str()));
+        }
         if let Some(tail) = &column.console_tail {
             suite.set_system_err(tail.as_str());
         }

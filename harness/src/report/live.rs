@@ -23,7 +23,7 @@ impl<W: Write> LiveReporter<W> {
     /// Prints the line for `event`.
     pub fn report(&mut self, event: &RunEvent) -> std::io::Result<()> {
         match event {
-            RunEvent::KernelStarted { kernel } => {
+            RunEvent::KernelStarted { kernel, .. } => {
                 writeln!(self.out, "{kernel:>8}  BOOT  starting VM")
             }
             RunEvent::KernelBooted {

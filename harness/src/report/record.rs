@@ -24,8 +24,9 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             tests: tests.clone(),
             shard: shard.clone(),
         },
-        RunEvent::KernelStarted { kernel } => Record::KernelStarted {
+        RunEvent::KernelStarted { kernel, arch } => Record::KernelStarted {
             kernel: kernel.clone(),
+            arch: *arch,
         },
         RunEvent::KernelBooted {
             kernel,

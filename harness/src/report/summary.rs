@@ -55,6 +55,8 @@ impl Mark {
 pub struct Column {
     /// The kernel's label.
     pub label: String,
+    /// Its architecture.
+    pub arch: kmatrix_protocol::Arch,
     /// `uname -r`, once booted.
     pub release: Option<String>,
     /// Why the kernel failed, if it did.
@@ -125,10 +127,11 @@ impl Summary {
                     self.add_row(test);
                 }
             }
-            Record::KernelStarted { .. }
-            | Record::Output { .. }
-            | Record::Notice { .. }
-            | Record::RunFinished { .. } => {}
+            Record::KernelStarted { kernel, arch } => {
+                let c = self.add_column(kernel);
+                self.columns[c].arch = *arch;
+            }
+            Record::Output { .. } | Record::Notice { .. } | Record::RunFinished { .. } => {}
             Record::KernelBooted {
                 kernel, release, ..
             } => {

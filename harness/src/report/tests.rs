@@ -61,6 +61,7 @@ fn events() -> Vec<RunEvent> {
         },
         RunEvent::KernelStarted {
             kernel: "5.10".into(),
+            arch: kmatrix_protocol::Arch::Amd64,
         },
         booted("5.10", "5.10.0-35-cloud-amd64"),
         outcome("5.10", "xdp_pass::load", pass("xdp, 0.8 ms")),
@@ -89,6 +90,7 @@ fn events() -> Vec<RunEvent> {
         done("5.10"),
         RunEvent::KernelStarted {
             kernel: "6.1".into(),
+            arch: kmatrix_protocol::Arch::Amd64,
         },
         RunEvent::KernelFinished {
             kernel: "6.1".into(),
@@ -96,6 +98,7 @@ fn events() -> Vec<RunEvent> {
         },
         RunEvent::KernelStarted {
             kernel: "7.3".into(),
+            arch: kmatrix_protocol::Arch::Amd64,
         },
         RunEvent::Notice {
             kernel: "7.3".into(),

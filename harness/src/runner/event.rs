@@ -29,6 +29,8 @@ pub enum RunEvent {
     KernelStarted {
         /// The kernel's label.
         kernel: String,
+        /// Its architecture.
+        arch: kmatrix_protocol::Arch,
     },
     /// A kernel booted and its agent said hello.
     KernelBooted {

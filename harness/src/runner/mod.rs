@@ -125,6 +125,7 @@ impl Work {
         let start = Instant::now();
         self.send(RunEvent::KernelStarted {
             kernel: label.clone(),
+            arch: self.kernel.arch,
         });
         let mut plan = suite.plan_for(&self.kernel, shared.config.report_cases);
         plan.plan.exec = shared.exec.clone();
