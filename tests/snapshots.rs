@@ -11,35 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::{boot_lock, example, kmatrix, stray_vms, text};
-
-/// A cache with the shared cache's kernels (fetched there first), hard
-/// linked, and no snapshots.
-fn private_cache(kernels: &str) -> tempfile::TempDir {
-    let fetched = kmatrix(&["kernels", "fetch", "--kernels", kernels])
-        .output()
-        .unwrap();
-    assert!(fetched.status.success(), "{}", text(&fetched));
-    let shared = kmatrix::cache::Cache::from_env().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("kmatrix-snapshots-test-")
-        .tempdir_in(shared.tmp_dir())
-        .unwrap();
-    link_tree(&shared.root().join("kernels"), &dir.path().join("kernels"));
-    dir
-}
-
-fn link_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let (path, dest) = (entry.path(), to.join(entry.file_name()));
-        if path.is_dir() {
-            link_tree(&path, &dest);
-        } else {
-            std::fs::hard_link(&path, &dest).unwrap();
-        }
-    }
-}
+use support::{boot_lock, example, kmatrix, private_cache, stray_vms, text};
 
 fn run(cache: &Path, args: &[&str]) -> Output {
     kmatrix(args)

@@ -8,5 +8,6 @@ pub mod error;
 pub mod exec;
 pub mod libbpf_loader;
 pub mod loader;
+pub mod probe;
 mod sys;
 pub mod system;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
 use kmatrix_guest_agent::loader::Loaders;
-use kmatrix_guest_agent::{exec, system};
+use kmatrix_guest_agent::{exec, probe, system};
 use kmatrix_protocol::layout::OBJECTS_DIR;
 use kmatrix_protocol::{Frame, Hello, Input, Start, VERSION};
 
@@ -66,6 +66,7 @@ fn run() {
             channel.send(&Frame::Started {
                 kernel_release: system::kernel_release(),
             });
+            probe::run(&start.plan, &mut channel);
             loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel);
             if let Some(exec) = &start.plan.exec {
                 if let Err(err) = system::loopback_up() {

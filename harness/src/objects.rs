@@ -48,6 +48,8 @@ pub struct ProgramInfo {
     pub name: String,
     /// Its kind, from its section (`xdp`, `classifier`, `kprobe`, …).
     pub kind: String,
+    /// Its ELF section (`xdp`, `tc`, `fentry/bpf_fentry_test1`).
+    pub section: String,
     /// How `BPF_PROG_TEST_RUN` runs it, if it can with packet data.
     pub test_run: Option<TestRunKind>,
 }
@@ -210,6 +212,7 @@ fn inspect(data: &[u8]) -> Result<Inspected, String> {
                 programs.push(ProgramInfo {
                     name: name.to_owned(),
                     kind: kind.to_owned(),
+                    section: section_name.to_owned(),
                     test_run: kind::test_run(kind),
                 });
             }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kmatrix_protocol::{Arch, ExecPlan, Loader};
+use kmatrix_protocol::{Arch, ExecPlan, Feature, Loader};
 
 use crate::agent::Init;
 use crate::cache::{Cache, CacheError};
@@ -239,6 +239,23 @@ pub enum Tests {
     },
 }
 
+impl LoadedTests {
+    /// Nothing to load: every kernel probes `features`, and with `all`
+    /// every feature it names, for kernels of `arches`.
+    pub fn probes(arches: &[Arch], all: bool, features: Vec<Feature>) -> Result<Self, PlanError> {
+        Ok(Self {
+            suite: Suite::from_objects(Vec::new()),
+            parts: ImageParts::new(Init::Agent, arches, &[]).map_err(|source| PlanError::Io {
+                what: "building the initramfs",
+                source,
+            })?,
+            exec: None,
+            probe_all: all,
+            probes: features,
+        })
+    }
+}
+
 /// [`Tests`], read and checked, with the initramfs parts they need.
 pub struct LoadedTests {
     /// The suite (empty for a program).
@@ -247,6 +264,11 @@ pub struct LoadedTests {
     pub parts: ImageParts,
     /// The program to run, under `kmatrix exec`.
     pub exec: Option<ExecPlan>,
+    /// Whether every kernel probes every feature it names (`kmatrix
+    /// probe`).
+    pub probe_all: bool,
+    /// Features every kernel probes (`kmatrix probe FEATURE…`).
+    pub probes: Vec<Feature>,
 }
 
 impl Tests {
@@ -276,6 +298,8 @@ impl Tests {
                     suite,
                     parts,
                     exec: None,
+                    probe_all: false,
+                    probes: Vec::new(),
                 })
             }
             Tests::Exec {
@@ -294,6 +318,8 @@ impl Tests {
                     suite: Suite::from_objects(Vec::new()),
                     parts,
                     exec: Some(prepared.plan),
+                    probe_all: false,
+                    probes: Vec::new(),
                 })
             }
         }
@@ -376,6 +402,10 @@ pub struct Shared {
     pub config: RunConfig,
     /// The program each kernel runs after the suite (`kmatrix exec`).
     pub exec: Option<ExecPlan>,
+    /// Whether every kernel probes every feature it names.
+    pub probe_all: bool,
+    /// Features every kernel probes.
+    pub probes: Vec<Feature>,
 }
 
 /// A validated run: what [`crate::runner::run`] carries out.
@@ -417,6 +447,8 @@ impl RunPlan {
                 fetcher,
                 config,
                 exec: tests.exec,
+                probe_all: tests.probe_all,
+                probes: tests.probes,
             }),
         })
     }

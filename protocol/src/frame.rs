@@ -42,6 +42,8 @@ pub enum Frame {
         /// `uname -r`.
         kernel_release: String,
     },
+    /// What the guest found about one feature it was asked to probe.
+    Probed(crate::Probe),
 }
 
 /// One of the executed program's output streams.

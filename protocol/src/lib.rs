@@ -22,6 +22,7 @@
 
 mod arch;
 mod codec;
+pub mod feature;
 mod frame;
 pub mod input;
 pub mod kind;
@@ -33,6 +34,7 @@ pub mod text;
 
 pub use arch::Arch;
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
+pub use feature::{Feature, FeatureKind, Probe};
 pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict};
 pub use input::{Input, Start};
 pub use kind::TestRunKind;
@@ -43,7 +45,7 @@ pub use plan::{
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

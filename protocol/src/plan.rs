@@ -29,6 +29,11 @@ pub struct Plan {
     pub report_cases: bool,
     /// A program to run after the objects, its output streamed back.
     pub exec: Option<ExecPlan>,
+    /// Features to probe before anything loads, each answered with a
+    /// [`crate::Frame::Probed`].
+    pub probes: Vec<crate::Feature>,
+    /// Whether to probe every feature the kernel names (`kmatrix probe`).
+    pub probe_all: bool,
 }
 
 /// The library that loads an object in the guest.

@@ -168,6 +168,16 @@ pub enum Record {
         /// Each figure, or `null` where the kernel did not give it.
         stats: crate::ProgramStats,
     },
+    /// What a feature probe found on a kernel (`requires`, `kmatrix
+    /// probe`).
+    Probed {
+        /// The kernel's label.
+        kernel: String,
+        /// The feature, as `requires` names it (`helper:bpf_loop@xdp`).
+        feature: String,
+        /// Whether the kernel has it; `null` where it could not be told.
+        available: Option<bool>,
+    },
     /// A line about a kernel's VM (a saved VM that could not be restored
     /// or saved); it does not change any result.
     Notice {

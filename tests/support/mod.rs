@@ -205,3 +205,31 @@ pub fn oldest_and_newest_amd64() -> (String, String) {
         amd64().next_back().unwrap().label.clone(),
     )
 }
+
+/// A cache with the shared cache's kernels (fetched there first), hard
+/// linked, and no snapshots.
+pub fn private_cache(kernels: &str) -> tempfile::TempDir {
+    let fetched = kmatrix(&["kernels", "fetch", "--kernels", kernels])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let shared = kmatrix::cache::Cache::from_env().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("kmatrix-snapshots-test-")
+        .tempdir_in(shared.tmp_dir())
+        .unwrap();
+    link_tree(&shared.root().join("kernels"), &dir.path().join("kernels"));
+    dir
+}
+
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let (path, dest) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            link_tree(&path, &dest);
+        } else {
+            std::fs::hard_link(&path, &dest).unwrap();
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod init;
 mod kernels;
+mod probe;
 mod report;
 mod run;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(kernels::KernelsCommand),
+    /// Which program, map and attach types, helpers and kfuncs each kernel
+    /// has (probed in its VM, cached per kernel build).
+    Probe(probe::ProbeArgs),
     /// Print the CI job matrix (JSON for `strategy.matrix`) of a sharded run.
     Matrix(report::MatrixArgs),
     /// Combine reports.
@@ -82,6 +86,7 @@ async fn run(cli: Cli) -> Result<Status, Error> {
         Command::Exec(args) => run::exec(matrix, args).await,
         Command::Init(args) => init::run(args),
         Command::Kernels(command) => kernels::run(matrix, command).await,
+        Command::Probe(args) => probe::run(matrix, args).await,
         Command::Matrix(args) => report::job_matrix(matrix, &args),
         Command::Report(report::ReportCommand::Merge { outputs, files }) => {
             report::merge(&files, &outputs)

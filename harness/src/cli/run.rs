@@ -202,7 +202,7 @@ fn with_json<'a>(reporter: Reporter<'a>, path: Option<&PathBuf>) -> Result<Repor
 
 /// Runs `plan` to its end, or until Ctrl-C, SIGTERM or SIGHUP, which drop
 /// it (and with it every VM and run directory): the signal then.
-async fn run_to_end(
+pub(super) async fn run_to_end(
     plan: &RunPlan,
     mut reporter: Reporter<'_>,
 ) -> Result<Result<Summary, Interrupt>, Error> {

@@ -3,14 +3,16 @@
 //! map values become [`Outcome`]s for the tests of [`Suite::tests`].
 
 use kmatrix_protocol::report::Outcome;
-use kmatrix_protocol::{CaseOutcome, CaseResult, Loader, ProgramResult, TestRunKind, Verdict};
+use kmatrix_protocol::{
+    CaseOutcome, CaseResult, Feature, Loader, Probe, ProgramResult, TestRunKind, Verdict,
+};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::verifier;
 use crate::kernels::KernelEntry;
-use crate::suite::{KernelPlan, Suite};
+use crate::suite::{Expectation, KernelPlan, Suite};
 
 /// Bytes as a number when they fit in 8 (how counters are written), else hex.
 fn show_bytes(bytes: &[u8]) -> String {
@@ -23,11 +25,21 @@ fn show_bytes(bytes: &[u8]) -> String {
     }
 }
 
+/// Why a program need not load on a kernel.
+enum Excuse<'a> {
+    /// The kernel lacks these required features.
+    Lacks(String),
+    /// The suite's kernel constraint leaves this kernel out.
+    Constraint(&'a Expectation),
+}
+
 /// Turns one kernel's raw results into outcomes.
 pub struct KernelCheck<'a> {
     suite: &'a Suite,
     kernel: &'a KernelEntry,
     programs: Vec<Vec<usize>>,
+    /// What the guest's feature probes found.
+    probed: Mutex<HashMap<Feature, Option<bool>>>,
     /// Under `--loader both`, the first verdict of each (object, program),
     /// until the other loader's arrives.
     first: Mutex<HashMap<(u32, String), (Loader, Verdict)>>,
@@ -41,8 +53,18 @@ impl<'a> KernelCheck<'a> {
             suite,
             kernel,
             programs: plan.programs.clone(),
+            probed: Mutex::default(),
             first: Mutex::default(),
         }
+    }
+
+    /// Takes in a feature probe's answer (they come before any program's
+    /// result).
+    pub fn probed(&self, probe: &Probe) {
+        self.probed
+            .lock()
+            .expect("probes lock")
+            .insert(probe.feature.clone(), probe.available);
     }
 
     /// The load test a program's result is judged as (`None` for another
@@ -87,10 +109,24 @@ impl<'a> KernelCheck<'a> {
         if result.loader != self.suite.loader_of(object) {
             return outcomes;
         }
-        let must_load = spec
-            .load_on
-            .as_ref()
-            .is_none_or(|e| e.must_load(self.kernel));
+        // Why the program may not load here: a feature the kernel lacks
+        // (by the guest's probe), else the suite's kernel constraint.
+        let lacking: Vec<String> = {
+            let probed = self.probed.lock().expect("probes lock");
+            spec.requires
+                .iter()
+                .filter(|f| probed.get(*f) == Some(&Some(false)))
+                .map(|f| f.any_prog().to_string())
+                .collect()
+        };
+        let excuse = if !lacking.is_empty() {
+            Some(Excuse::Lacks(lacking.join(", ")))
+        } else {
+            spec.load_on
+                .as_ref()
+                .filter(|e| !e.must_load(self.kernel))
+                .map(Excuse::Constraint)
+        };
         let loaded = matches!(result.verdict, Verdict::Loaded);
         if let Verdict::Unsupported { loader, error } = &result.verdict {
             // The kernel was never asked: whatever the suite expects of
@@ -121,21 +157,30 @@ impl<'a> KernelCheck<'a> {
             Verdict::Failed { error } => (error.clone(), None),
             Verdict::Unsupported { .. } => unreachable!("judged above"),
         };
-        let load = match (&spec.load_on, must_load, loaded) {
-            (_, true, true) => Outcome::Passed {
+        let load = match (excuse, loaded) {
+            (None, true) => Outcome::Passed {
                 detail: format!("{}, {:.1} ms", result.section, result.load_us as f64 / 1000.0),
             },
-            (_, true, false) => {
+            (None, false) => {
                 let (reason, verifier_log) = failure();
                 Outcome::Failed {
                     reason,
                     verifier_log,
                 }
             }
-            (Some(expectation), false, false) => Outcome::ExpectedFailure {
+            (Some(Excuse::Lacks(features)), false) => Outcome::ExpectedFailure {
+                reason: format!("the kernel lacks {features} ({})", failure().0),
+            },
+            (Some(Excuse::Constraint(expectation)), false) => Outcome::ExpectedFailure {
                 reason: format!("{} ({})", expectation.reason, failure().0),
             },
-            (Some(expectation), false, true) => Outcome::Failed {
+            (Some(Excuse::Lacks(features)), true) => Outcome::Failed {
+                reason: format!(
+                    "unexpectedly loaded: the suite requires {features}, which this kernel's probe says it lacks; fix `requires`"
+                ),
+                verifier_log: None,
+            },
+            (Some(Excuse::Constraint(expectation)), true) => Outcome::Failed {
                 reason: format!(
                     "unexpectedly loaded: the suite expects it to load only on {}{} ({}); update the expectation",
                     expectation.arch.map(|a| format!("{a} kernels ")).unwrap_or_default(),
@@ -144,7 +189,6 @@ impl<'a> KernelCheck<'a> {
                 ),
                 verifier_log: None,
             },
-            (None, false, _) => unreachable!("no expectation means it must load"),
         };
         outcomes.push((spec.load_test, load));
         if !loaded {

@@ -81,6 +81,7 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
             }
             RunEvent::RunStarted { .. }
             | RunEvent::Stats { .. }
+            | RunEvent::Probed { .. }
             | RunEvent::KernelStarted { .. }
             | RunEvent::KernelBooted { .. }
             | RunEvent::Outcome { .. }

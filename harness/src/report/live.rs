@@ -74,7 +74,8 @@ impl<W: Write> LiveReporter<W> {
             RunEvent::RunStarted { .. }
             | RunEvent::RunFinished
             | RunEvent::Output { .. }
-            | RunEvent::Stats { .. } => Ok(()),
+            | RunEvent::Stats { .. }
+            | RunEvent::Probed { .. } => Ok(()),
             RunEvent::Exited { kernel, info } => {
                 writeln!(self.out, "{kernel:>8}  EXIT  {}", exit_status(info))
             }

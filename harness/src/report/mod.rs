@@ -17,6 +17,7 @@ pub mod live;
 pub mod markdown;
 pub mod matrix;
 pub mod printable;
+pub mod probe;
 pub mod progress;
 pub mod record;
 mod summary;

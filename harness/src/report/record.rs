@@ -47,6 +47,11 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             test: test.clone(),
             stats: stats.clone(),
         },
+        RunEvent::Probed { kernel, probe } => Record::Probed {
+            kernel: kernel.clone(),
+            feature: probe.feature.to_string(),
+            available: probe.available,
+        },
         RunEvent::Notice { kernel, message } => Record::Notice {
             kernel: kernel.clone(),
             message: message.clone(),

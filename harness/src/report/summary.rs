@@ -69,6 +69,8 @@ pub struct Column {
     pub exit: Option<String>,
     /// Whether the kernel finished (either way).
     pub finished: bool,
+    /// What its feature probes found, by feature.
+    pub probes: std::collections::BTreeMap<String, Option<bool>>,
 }
 
 /// The whole matrix.
@@ -130,6 +132,14 @@ impl Summary {
             Record::KernelStarted { kernel, arch } => {
                 let c = self.add_column(kernel);
                 self.columns[c].arch = *arch;
+            }
+            Record::Probed {
+                kernel,
+                feature,
+                available,
+            } => {
+                let c = self.add_column(kernel);
+                self.columns[c].probes.insert(feature.clone(), *available);
             }
             Record::Output { .. } | Record::Notice { .. } | Record::RunFinished { .. } => {}
             Record::KernelBooted {

@@ -60,6 +60,13 @@ pub enum RunEvent {
         /// The statistics.
         stats: ProgramStats,
     },
+    /// What a feature probe found on a kernel.
+    Probed {
+        /// The kernel's label.
+        kernel: String,
+        /// The answer.
+        probe: kmatrix_protocol::Probe,
+    },
     /// Bytes the executed program wrote.
     Output {
         /// The kernel's label.

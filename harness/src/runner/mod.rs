@@ -129,6 +129,12 @@ impl Work {
         });
         let mut plan = suite.plan_for(&self.kernel, shared.config.report_cases);
         plan.plan.exec = shared.exec.clone();
+        plan.plan.probe_all = shared.probe_all;
+        for feature in &shared.probes {
+            if !plan.plan.probes.contains(feature) {
+                plan.plan.probes.push(feature.clone());
+            }
+        }
         for (test, outcome) in &plan.skipped {
             self.outcome(name(*test), outcome.clone());
         }
@@ -185,6 +191,13 @@ impl Work {
                             });
                         }
                     }
+                }
+                Frame::Probed(probe) => {
+                    check.probed(&probe);
+                    self.send(RunEvent::Probed {
+                        kernel: label.clone(),
+                        probe,
+                    });
                 }
                 Frame::Case(result) => {
                     if let Some((test, outcome)) = check.case(&result) {

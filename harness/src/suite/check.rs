@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kmatrix_protocol::{Arch, CasePlan, MapEntry, MapRead, TestRunKind};
+use kmatrix_protocol::{Arch, CasePlan, Feature, FeatureKind, MapEntry, MapRead, TestRunKind};
 
 use super::file::{self, RawNumber};
 use super::{CaseSpec, Expectation, ProgramSpec, Skip};
@@ -92,6 +92,18 @@ pub(super) fn check_program(
         }
         (None, None) => None,
     };
+    let requires = raw
+        .requires
+        .iter()
+        .map(|text| {
+            let mut feature: Feature = text.parse().map_err(|e| (None, e))?;
+            // A helper is probed for the program's own type.
+            if feature.kind == FeatureKind::Helper && feature.prog.is_none() {
+                feature.prog = Some(info.section.clone());
+            }
+            Ok(feature)
+        })
+        .collect::<Result<Vec<Feature>, (Option<String>, String)>>()?;
     let skips = raw
         .skip
         .into_iter()
@@ -129,6 +141,7 @@ pub(super) fn check_program(
         kind: info.kind.clone(),
         test_run: info.test_run,
         load_on,
+        requires,
         skips,
         cases,
         load_test: 0,

@@ -35,6 +35,8 @@ pub struct RawProgram {
     pub arch: Option<String>,
     pub reason: Option<String>,
     #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
     pub skip: Vec<RawSkip>,
     #[serde(default)]
     pub case: Vec<RawCase>,

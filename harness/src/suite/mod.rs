@@ -19,7 +19,7 @@ mod settings;
 
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::{Arch, CasePlan};
+use kmatrix_protocol::{Arch, CasePlan, Feature};
 
 pub use plan::KernelPlan;
 pub use settings::ObjectSettings;
@@ -102,6 +102,10 @@ pub struct ProgramSpec {
     pub test_run: Option<TestRunKind>,
     /// Where it must load; elsewhere its rejection is expected.
     pub load_on: Option<Expectation>,
+    /// Kernel features it needs: where one is missing its rejection is
+    /// expected. A helper names the program's own section, so that the
+    /// guest probes it for the program's type.
+    pub requires: Vec<Feature>,
     /// Kernels it is not tried on.
     pub skips: Vec<Skip>,
     /// Its test-run cases.
@@ -280,6 +284,7 @@ impl Suite {
                     kind: program.kind.clone(),
                     test_run: program.test_run,
                     load_on: None,
+                    requires: Vec::new(),
                     skips: Vec::new(),
                     cases: Vec::new(),
                     load_test: 0,

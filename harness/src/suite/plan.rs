@@ -25,6 +25,8 @@ impl Suite {
             objects: Vec::new(),
             report_cases,
             exec: None,
+            probes: Vec::new(),
+            probe_all: false,
         };
         let mut skipped = Vec::new();
         let mut programs = Vec::new();
@@ -48,6 +50,11 @@ impl Suite {
                     continue;
                 }
                 planned.push(p);
+                for feature in &spec.requires {
+                    if !plan.probes.contains(feature) {
+                        plan.probes.push(feature.clone());
+                    }
+                }
                 object.programs.push(kmatrix_protocol::ProgramPlan {
                     name: spec.name.clone(),
                     test_run: spec.test_run,

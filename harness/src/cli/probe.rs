@@ -1,0 +1,132 @@
+//! `kmatrix probe`: which features each selected kernel has, from the
+//! cache or probed in the kernel's VM (every feature it names, once per
+//! kernel build), printed as a matrix and written as JSON.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use kmatrix_protocol::{Feature, FeatureKind};
+
+use super::args::RunArgs;
+use crate::error::{Error, Status};
+use crate::plan::{KernelSet, LoadedTests, RunPlan};
+use crate::probes::{answer, Answers, ProbeCache};
+use crate::report::printable::Printable;
+use crate::report::probe::ProbeTable;
+use crate::report::{progress, Reporter};
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Probe again even where the answers are cached.
+    #[arg(long)]
+    refresh: bool,
+    /// Also write the answers as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Features to show (`helper:bpf_loop`, `map:ringbuf`, `prog:lsm`,
+    /// `attach:tcx`, `kfunc:bpf_rcu_read_lock`, `helper:bpf_loop@xdp`)
+    /// [default: every feature any selected kernel names].
+    #[arg(value_name = "FEATURE", value_parser = parse_feature)]
+    features: Vec<Feature>,
+}
+
+fn parse_feature(text: &str) -> Result<Feature, String> {
+    text.parse()
+}
+
+pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Error> {
+    let set = KernelSet::resolve(matrix, &args.run.select.kernels, args.run.select.arch, None)?;
+    set.check_pinned()?;
+    let fetcher = set.fetcher(false, progress::on_stderr())?;
+    let store = ProbeCache::in_cache(fetcher.cache());
+    let mut artifacts = Vec::new();
+    let mut answers: Vec<Option<Answers>> = Vec::new();
+    for kernel in &set.kernels {
+        let fetched = fetcher.fetch(kernel).await?;
+        answers.push(if args.refresh {
+            None
+        } else {
+            store.load(&fetched)
+        });
+        artifacts.push(fetched);
+    }
+    let mut failed = false;
+    // A kfunc is read from BTF: where the kernel's BTF does not tag its
+    // kfuncs, a full probe cannot list them, but a named one is looked up.
+    let unanswered = |cached: &Answers| {
+        args.features
+            .iter()
+            .any(|f| f.kind == FeatureKind::Kfunc && answer(cached, f).is_none())
+    };
+    let to_probe: Vec<_> = set
+        .kernels
+        .iter()
+        .zip(&answers)
+        .filter(|(_, cached)| cached.as_ref().is_none_or(unanswered))
+        .map(|(kernel, _)| kernel.clone())
+        .collect();
+    if !to_probe.is_empty() {
+        let probe_set = KernelSet {
+            selected: to_probe.iter().map(|k| k.label.clone()).collect(),
+            kernels: to_probe,
+            shard: None,
+            matrix: set.matrix.clone(),
+        };
+        let tests = LoadedTests::probes(&probe_set.arches(), true, args.features.clone())?;
+        let plan = RunPlan::new(probe_set, tests, fetcher, args.run.config())?;
+        let reporter = Reporter::new().live(std::io::stderr());
+        let summary = match super::run::run_to_end(&plan, reporter).await? {
+            Ok(summary) => summary,
+            Err(signal) => return Ok(Status::Interrupted(signal)),
+        };
+        for column in &summary.columns {
+            let index = set
+                .kernels
+                .iter()
+                .position(|k| k.label == column.label)
+                .expect("a probed kernel is selected");
+            if let Some(reason) = &column.failure {
+                eprintln!(
+                    "kmatrix: kernel {} could not be probed: {reason}",
+                    column.label
+                );
+                failed = true;
+                continue;
+            }
+            store
+                .store(&artifacts[index], &column.probes)
+                .map_err(|source| Error::Write {
+                    path: store.dir().to_owned(),
+                    source,
+                })?;
+            answers[index] = Some(column.probes.clone());
+        }
+    }
+    let empty = Answers::new();
+    let kernels: Vec<(&str, &Answers)> = set
+        .kernels
+        .iter()
+        .zip(&answers)
+        .map(|(k, a)| (k.label.as_str(), a.as_ref().unwrap_or(&empty)))
+        .collect();
+    let features = if args.features.is_empty() {
+        crate::probes::listed(&kernels.iter().map(|(_, a)| *a).collect::<Vec<_>>())
+    } else {
+        args.features.clone()
+    };
+    let table = ProbeTable { kernels, features };
+    let mut out = Printable(std::io::stdout().lock());
+    let _ = table.render(&mut out).and_then(|()| out.flush());
+    if let Some(path) = &args.json {
+        let write = std::fs::File::create(path)
+            .and_then(|file| serde_json::to_writer_pretty(file, &table.json()).map_err(Into::into));
+        write.map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Status::of(!failed))
+}
