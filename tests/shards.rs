@@ -1,6 +1,8 @@
 //! CI at scale: shards, their JSON files merged back into one matrix, and
 //! the JUnit and Markdown reports.
 
+use std::process::Command;
+
 use support::{boot_lock, example, kmatrix, text};
 
 mod support;
@@ -34,6 +36,8 @@ fn sharded_then_merged_equals_unsharded() {
         &path("merged.xml"),
         "--summary",
         &path("merged.md"),
+        "--html",
+        &path("merged.html"),
         &path("shard-2.json"),
         &path("shard-1.json"),
     ])
@@ -71,13 +75,39 @@ fn sharded_then_merged_equals_unsharded() {
         junit_parser::TestStatus::Skipped(skip) => {
             assert!(
                 skip.message
-                    .starts_with("expected failure: bpf_loop() arrived in Linux 5.17"),
+                    .starts_with("expected failure: the kernel lacks helper:bpf_loop"),
                 "{skip:?}"
             )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!((suites.suites[1].tests, suites.suites[1].skipped), (15, 0));
+
+    // The HTML page, as a browser builds it: the matrix, the expected
+    // failure, and a chart per program with a point per kernel that
+    // reported a figure.
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", path("merged.html")))
+        .output()
+        .expect("chromium is installed (Debian's chromium package)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<h1 class=\"passed\">kmatrix: passed</h1>"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<tr><td class=\"test\">").count(), 15, "{dom}");
+    assert!(
+        dom.contains("<td class=\"test\">xdp_loop_sum::load</td><td class=\"xfail\">xfail</td><td class=\"pass\">pass</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("the kernel lacks helper:bpf_loop"), "{dom}");
+    assert_eq!(dom.matches("<figure class=\"chart\">").count(), 6, "{dom}");
+    assert!(dom.contains("<title>6.1: "), "{dom}");
+    let page = std::fs::read_to_string(path("merged.html")).unwrap();
+    for external in ["<script", "<link", "src=", "url("] {
+        assert!(!page.contains(external), "{external} in {page}");
+    }
 
     // A shard file cut in the middle of a line.
     let text2 = std::fs::read_to_string(path("shard-2.json")).unwrap();

@@ -117,6 +117,11 @@ pub struct OutputArgs {
     /// Write JUnit XML here (one testsuite per kernel).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here (the matrix, failures with
+    /// their verifier logs folded, a chart per program of the instructions
+    /// the verifier processed on each kernel).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write the Markdown summary here [default: append to
     /// $GITHUB_STEP_SUMMARY when set].
     #[arg(long, value_name = "FILE")]

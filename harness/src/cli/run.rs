@@ -240,7 +240,7 @@ pub fn finish(
     Ok(Status::of(summary.passed()))
 }
 
-/// Writes the JUnit file and the Markdown summary.
+/// Writes the JUnit file, the HTML page and the Markdown summary.
 fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
     let failed = |path: &PathBuf| {
         let path = path.clone();
@@ -254,6 +254,9 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
                 path: path.clone(),
                 source: std::io::Error::other(e),
             })?;
+    }
+    if let Some(path) = &outputs.html {
+        std::fs::write(path, report::html::render(summary)).map_err(failed(path))?;
     }
     let markdown = report::markdown::render(summary);
     if let Some(path) = &outputs.summary {

@@ -11,6 +11,7 @@
 pub mod diff;
 pub mod exec;
 pub mod failure;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod live;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kmatrix_protocol::report::{Outcome, Record};
 use kmatrix_protocol::{ExitInfo, Hello};
 
-use super::{junit, live, markdown, matrix, record, Reporter, Summary};
+use super::{html, junit, live, markdown, matrix, record, Reporter, Summary};
 use crate::runner::{KernelError, KernelOutcome, RunEvent};
 
 const LOG: &str = "0: (61) r2 = *(u32 *)(r1 +0)\n1: (71) r1 = *(u8 *)(r2 +20)\ninvalid access to packet, off=20 size=1, R2(id=0,off=20,r=0)\nR2 offset is outside of the packet\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
@@ -163,6 +163,11 @@ fn stats_render() {
 #[test]
 fn markdown_render() {
     insta::assert_snapshot!(markdown::render(&summary()));
+}
+
+#[test]
+fn html_render() {
+    insta::assert_snapshot!(html::render(&summary()));
 }
 
 #[test]
