@@ -100,9 +100,9 @@ fn failures(summary: &Summary, out: &mut String) {
             ("verifier log", failure.verifier_log),
         ] {
             if let Some(log) = log {
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<details><summary>{title}</summary><pre>{}</pre></details>\n",
+                    "<details><summary>{title}</summary><pre>{}</pre></details>",
                     escape(log)
                 );
             }
