@@ -211,3 +211,28 @@ fn without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it() {
     let output = in_dir(&["init"]);
     assert_eq!(output.status.code(), Some(2), "{}", support::text(&output));
 }
+
+/// A range that reaches past the matrix says what it selected and where
+/// other series come from; an architecture with no kernel in the selection
+/// is an error naming what there is.
+#[test]
+fn ranges_past_the_matrix_say_so() {
+    let output = kmatrix(&["matrix", "--kernels", "5.4..6.8", "--arch", "amd64"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("`5.4..6.8` reaches below the oldest kernel of the matrix (5.10): it selects 5.10, 6.1; other series come from OCI images"),
+        "{out}"
+    );
+    let output = kmatrix(&["matrix", "--kernels", "6.1", "--arch", "arm64"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("`6.1` selects no arm64 kernel; the matrix has: 5.10 (5.10.0)"),
+        "{out}"
+    );
+}

@@ -131,6 +131,36 @@ pub struct KernelSet {
     pub shard: Option<Shard>,
 }
 
+/// What a range that reaches past the matrix's oldest or newest series
+/// leaves out, in one line, if it does.
+fn range_note(selection: &Selection, matrix: &Matrix, selected: &[KernelEntry]) -> Option<String> {
+    let Selection::Range { from, to } = selection else {
+        return None;
+    };
+    let series = matrix.kernels.iter().map(|k| k.version.series());
+    let (oldest, newest) = (series.clone().min()?, series.max()?);
+    let show = |(major, minor): (u32, u32)| format!("{major}.{minor}");
+    let mut past = Vec::new();
+    if from.is_some_and(|from| from < oldest) {
+        past.push(format!(
+            "below the oldest kernel of the matrix ({})",
+            show(oldest)
+        ));
+    }
+    if to.is_some_and(|to| to > newest) {
+        past.push(format!("above the newest ({})", show(newest)));
+    }
+    if past.is_empty() {
+        return None;
+    }
+    let labels: Vec<&str> = selected.iter().map(|k| k.label.as_str()).collect();
+    Some(format!(
+        "`{selection}` reaches {}: it selects {}; other series come from OCI images or `url`/`path` entries (examples, 5.4 to 6.8, are commented in kernels.toml; `kmatrix init` writes it out)",
+        past.join(" and "),
+        labels.join(", ")
+    ))
+}
+
 /// Rust's name for the (gnu) target of `arch`.
 fn rust_target(arch: Arch) -> &'static str {
     match arch {
@@ -163,6 +193,9 @@ impl KernelSet {
             .into_iter()
             .cloned()
             .collect();
+        if let Some(note) = range_note(selection, &matrix, &selected) {
+            eprintln!("kmatrix: {note}");
+        }
         let kernels = match shard {
             Some(shard) => shard.apply(&selected)?,
             None => selected.clone(),
