@@ -82,6 +82,22 @@ impl Failure<'_> {
         }
     }
 
+    /// The reason's first line, and what a report folds below it: the
+    /// reason's other lines, the console's tail, the verifier log (titled).
+    pub fn folded(&self) -> (&str, Vec<(&'static str, &str)>) {
+        let (first, rest) = self.reason.split_once('\n').unwrap_or((self.reason, ""));
+        let sections = [
+            ("details", (!rest.is_empty()).then_some(rest)),
+            ("console", self.console_tail),
+            ("verifier log", self.verifier_log),
+        ];
+        let sections = sections
+            .into_iter()
+            .filter_map(|(title, text)| Some((title, text?)))
+            .collect();
+        (first, sections)
+    }
+
     /// The reason followed by the whole verifier log or console tail.
     pub fn details(&self) -> String {
         let mut text = self.reason.to_owned();

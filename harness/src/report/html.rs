@@ -78,10 +78,7 @@ fn failures(summary: &Summary, out: &mut String) {
     }
     out.push_str("<section id=\"failures\">\n<h2>Failures</h2>\n");
     for failure in failures {
-        let (first, rest) = failure
-            .reason
-            .split_once('\n')
-            .unwrap_or((failure.reason, ""));
+        let (first, sections) = failure.folded();
         let label = match failure.subject {
             Subject::LoaderLimitation { .. } => "loader limitation, not the kernel's verdict",
             Subject::Test { .. } => "failed",
@@ -93,19 +90,12 @@ fn failures(summary: &Summary, out: &mut String) {
             escape(&failure.headline()),
             escape(first)
         );
-        let rest = (!rest.is_empty()).then_some(rest);
-        for (title, log) in [
-            ("details", rest),
-            ("console", failure.console_tail),
-            ("verifier log", failure.verifier_log),
-        ] {
-            if let Some(log) = log {
-                let _ = writeln!(
-                    out,
-                    "<details><summary>{title}</summary><pre>{}</pre></details>",
-                    escape(log)
-                );
-            }
+        for (title, log) in sections {
+            let _ = writeln!(
+                out,
+                "<details><summary>{title}</summary><pre>{}</pre></details>",
+                escape(log)
+            );
         }
         out.push_str("</div>\n");
     }

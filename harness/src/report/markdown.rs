@@ -49,10 +49,7 @@ pub fn render(summary: &Summary) -> String {
         let _ = writeln!(out, "\n### Failures\n");
     }
     for failure in failures {
-        let (first, rest) = failure
-            .reason
-            .split_once('\n')
-            .unwrap_or((failure.reason, ""));
+        let (first, sections) = failure.folded();
         let reason = text(first);
         let _ = match failure.subject {
             Subject::Test { test, kernel } => {
@@ -76,19 +73,12 @@ pub fn render(summary: &Summary) -> String {
             let also: Vec<String> = failure.also.iter().map(|t| code(t)).collect();
             let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
         }
-        let rest = (!rest.is_empty()).then_some(rest);
-        for (title, log) in [
-            ("details", rest),
-            ("console", failure.console_tail),
-            ("verifier log", failure.verifier_log),
-        ] {
-            if let Some(log) = log {
-                let _ = write!(
-                    out,
-                    "\n  <details><summary>{title}</summary>\n\n{}  </details>",
-                    block(log)
-                );
-            }
+        for (title, log) in sections {
+            let _ = write!(
+                out,
+                "\n  <details><summary>{title}</summary>\n\n{}  </details>",
+                block(log)
+            );
         }
         out.push('\n');
     }
