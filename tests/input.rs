@@ -226,6 +226,11 @@ fn ranges_past_the_matrix_say_so() {
         out.contains("`5.4..6.8` reaches below the oldest kernel of the matrix (5.10): it selects 5.10, 6.1; other series come from OCI images"),
         "{out}"
     );
+    // Each shard's arguments keep the architecture.
+    assert!(
+        out.contains(r#""args":"--kernels 5.4..6.8 --arch amd64 --shard 2/2""#),
+        "{out}"
+    );
     let output = kmatrix(&["matrix", "--kernels", "6.1", "--arch", "arm64"])
         .output()
         .unwrap();

@@ -97,7 +97,10 @@ pub fn job_matrix(matrix: Option<PathBuf>, args: &MatrixArgs) -> Result<Status, 
     if total == 0 {
         return Err(Error::Usage("--shards must be at least 1".into()));
     }
-    let selection = args.select.kernels.to_string();
+    let selection = match args.select.arch {
+        Some(arch) => format!("{} --arch {arch}", args.select.kernels),
+        None => args.select.kernels.to_string(),
+    };
     let mut include = Vec::new();
     for index in 1..=total {
         let shard = Shard { index, total };
