@@ -8,7 +8,7 @@
 //! its results port) are extracted once. [`update`] moves pins.
 
 mod ar;
-mod arm64;
+pub mod arm64;
 mod artifacts;
 mod blobs;
 mod bounded;
