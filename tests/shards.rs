@@ -157,6 +157,27 @@ fn report_diff_finds_a_program_that_grew() {
         assert!(output.status.success(), "{}", text(&output));
         runs.push(json.display().to_string());
     }
+    // The statistics are there and plausible: the verifier processed at
+    // least every instruction of the (loop-free) program once, and the
+    // figures only its log gives are there too, for a program aya loaded.
+    let records = std::fs::read_to_string(&runs[1]).unwrap();
+    let stats: serde_json::Value = records
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|record| record["type"] == "stats")
+        .expect("a stats record")["stats"]
+        .clone();
+    let processed = stats["insns_processed"].as_u64().expect("{stats}");
+    let insns = stats["xlated_insns"].as_u64().expect("{stats}");
+    assert!(insns >= 100 && processed >= insns, "{stats}");
+    assert!(
+        stats["jited_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{stats}"
+    );
+    assert!(stats["stack_depth"].is_string(), "{stats}");
+    assert!(stats["verification_us"].as_u64().is_some(), "{stats}");
+    assert!(stats["peak_states"].as_u64().is_some(), "{stats}");
+
     let output = kmatrix(&["report", "diff", &runs[0], &runs[1]])
         .output()
         .unwrap();

@@ -131,6 +131,25 @@ impl Libbpf {
     }
 }
 
+impl Libbpf {
+    /// The verifier's statistics (`BPF_LOG_STATS`) for `program` as libbpf
+    /// loads it: for a program another loader loaded, whose own load gave
+    /// no log. `None` when libbpf cannot open or load it.
+    pub fn stats_of(
+        &mut self,
+        object: &ObjectPlan,
+        data: &[u8],
+        program: &str,
+    ) -> Option<ProgramStats> {
+        let mut log = vec![0u8; STATS_LOG_BUF];
+        let opened = Opened::open(object, data, program, Some((&mut log, LOG_STATS))).ok()?;
+        let loaded = opened.load().is_ok();
+        drop(opened);
+        take_messages();
+        loaded.then(|| ProgramStats::from_log(&log_text(log)))
+    }
+}
+
 impl Default for Libbpf {
     fn default() -> Self {
         Self::new()

@@ -103,12 +103,22 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 Ok(instance) => (Verdict::Loaded, Some(instance)),
                 Err(verdict) => (bounded(verdict), None),
             };
-            // A loaded program's size and count from the kernel; a
-            // rejected one's from the stats lines ending its log.
+            // A loaded program's size and count from the kernel, and the
+            // verifier's other figures from its loader's log (aya keeps
+            // none: libbpf loads it once more for them); a rejected one's
+            // from the stats lines ending its log.
             let stats = match (&instance, &verdict) {
-                (Some(instance), _) => crate::sys::prog_stats(instance.program_fd())
-                    .unwrap_or_default()
-                    .or(instance.stats()),
+                (Some(instance), _) => {
+                    let mut stats = crate::sys::prog_stats(instance.program_fd())
+                        .unwrap_or_default()
+                        .or(instance.stats());
+                    if object.loader == Loader::Aya {
+                        if let Some(logged) = libbpf.stats_of(object, &data, &program.name) {
+                            stats = stats.or(logged);
+                        }
+                    }
+                    stats
+                }
                 (None, Verdict::Rejected { verifier_log, .. }) => {
                     ProgramStats::from_log(verifier_log)
                 }
