@@ -27,6 +27,7 @@ pub mod kernels;
 pub mod objects;
 pub mod partition;
 pub mod plan;
+pub mod presets;
 pub mod probes;
 pub mod report;
 pub mod runner;

@@ -204,7 +204,10 @@ pub fn extract(
     // Without modules.builtin, a module that is not shipped is taken to be
     // built in; if it is not, the agent says so at boot.
     let builtin = files.builtin.as_deref().map(modinfo::builtin_names);
-    let mut modules = modinfo::load_order(modinfo::PORT_MODULES, &files.modules, builtin.as_ref())
+    let guests = crate::presets::guests();
+    let port_modules: Vec<&str> = guests.port_modules.iter().map(String::as_str).collect();
+    let mmio_module = guests.mmio_module.as_str();
+    let mut modules = modinfo::load_order(&port_modules, &files.modules, builtin.as_ref())
         .map_err(|source| FetchError::Modules {
             label: label.to_owned(),
             source,
@@ -214,12 +217,8 @@ pub fn extract(
         None => false,
         Some(true) => true,
         Some(false) => {
-            files.modules.contains_key(modinfo::MMIO_MODULE)
-                && match modinfo::load_order(
-                    &[modinfo::MMIO_MODULE],
-                    &files.modules,
-                    builtin.as_ref(),
-                ) {
+            files.modules.contains_key(mmio_module)
+                && match modinfo::load_order(&[mmio_module], &files.modules, builtin.as_ref()) {
                     Ok(more) => {
                         for (name, elf) in more {
                             if !modules.iter().any(|(have, _)| *have == name) {

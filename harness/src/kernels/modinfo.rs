@@ -7,14 +7,6 @@ use object::{Object, ObjectSection};
 
 use super::bounded::{read_capped, MAX_FILE};
 
-/// The modules the guest needs for its results port: the virtio PCI
-/// transport and the virtio console (which provides virtio-serial ports).
-pub const PORT_MODULES: &[&str] = &["virtio_pci", "virtio_console"];
-
-/// The virtio-mmio transport, loaded too where the kernel has it, so that
-/// the guest can run on a machine without PCI.
-pub const MMIO_MODULE: &str = "virtio_mmio";
-
 /// A module name as the kernel spells it (`-` folded to `_`), from a path
 /// such as `kernel/drivers/virtio/virtio_pci.ko.xz`.
 pub fn module_name(path: &str) -> Option<String> {
@@ -213,7 +205,12 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let order = load_order(PORT_MODULES, &available, Some(&HashSet::new())).unwrap();
+        let order = load_order(
+            &["virtio_pci", "virtio_console"],
+            &available,
+            Some(&HashSet::new()),
+        )
+        .unwrap();
         let names: Vec<_> = order.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -228,7 +225,12 @@ mod tests {
         );
 
         let builtin = builtin_names("kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_pci.ko\n");
-        let order = load_order(PORT_MODULES, &available, Some(&builtin)).unwrap();
+        let order = load_order(
+            &["virtio_pci", "virtio_console"],
+            &available,
+            Some(&builtin),
+        )
+        .unwrap();
         let names: Vec<_> = order.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["virtio_console"]);
     }
@@ -239,9 +241,13 @@ mod tests {
             .into_iter()
             .collect();
         let builtin = builtin_names("kernel/drivers/virtio/virtio_pci.ko\n");
-        let err = load_order(PORT_MODULES, &available, Some(&builtin))
-            .unwrap_err()
-            .to_string();
+        let err = load_order(
+            &["virtio_pci", "virtio_console"],
+            &available,
+            Some(&builtin),
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "module `virtio` (needed by virtio_console) is neither built into the kernel nor in its packages");
     }
 }

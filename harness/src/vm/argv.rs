@@ -5,81 +5,55 @@ use std::path::Path;
 
 use kmatrix_protocol::{Arch, PORT_NAME};
 
-/// The kernel command line every VM gets after its console: quiet (serial
-/// output is slow under emulation), and reboot at once on panic so that
-/// `-no-reboot` turns a panic into a QEMU exit.
-const BASE_CMDLINE: &str = "quiet panic=-1 rdinit=/init";
+use crate::presets::guests;
 
-/// The CPU an arm64 guest gets under TCG: every feature QEMU emulates (LSE
-/// atomics, BTI, and what else the BPF JIT and the kernel may use) except
-/// pointer authentication, whose emulated QARMA cipher runs on every
-/// function entry and return and makes boots four to five times slower.
-/// The JIT's PAC instructions are hints that run as no-ops without it, so
-/// the code the kernel generates and verifies is the same.
-const ARM64_TCG_CPU: &str = "max,pauth=off";
-
-/// The machine a kernel boots on.
+/// The machine a kernel boots on: its architecture's board (from
+/// `images/guests.toml`), with the results port on virtio-mmio where the
+/// kernel has `virtio_mmio`, else on PCI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Machine {
-    /// A PC with a PCI bus: works with every kernel.
-    Pc,
-    /// QEMU's minimal machine with virtio-mmio devices found through ACPI:
-    /// less firmware and fewer devices to probe, for kernels with
-    /// `virtio_mmio`.
-    Microvm,
-    /// QEMU's arm64 board; its ports on virtio-mmio (described in the
-    /// device tree) for kernels with `virtio_mmio`, else on PCIe.
-    Virt {
-        /// Whether the kernel has `virtio_mmio`.
-        mmio: bool,
-    },
+pub struct Machine {
+    /// The architecture.
+    pub arch: Arch,
+    /// Whether the kernel has `virtio_mmio`.
+    pub mmio: bool,
 }
 
 impl Machine {
     /// The machine for an `arch` kernel; `mmio` is whether it has
     /// `virtio_mmio`.
     pub fn for_kernel(arch: Arch, mmio: bool) -> Self {
-        match (arch, mmio) {
-            (Arch::Amd64, true) => Machine::Microvm,
-            (Arch::Amd64, false) => Machine::Pc,
-            (Arch::Arm64, mmio) => Machine::Virt { mmio },
+        Self { arch, mmio }
+    }
+
+    /// QEMU's `-machine` value.
+    pub fn qemu_machine(self) -> &'static str {
+        let preset = guests().machine(self.arch);
+        if self.mmio {
+            &preset.machine_mmio
+        } else {
+            &preset.machine_pci
         }
     }
 
-    /// QEMU's name for it.
+    /// QEMU's name for it (`microvm`, `pc`, `virt`).
     pub fn name(self) -> &'static str {
-        match self {
-            Machine::Pc => "pc",
-            Machine::Microvm => "microvm",
-            Machine::Virt { .. } => "virt",
-        }
+        let machine = self.qemu_machine();
+        machine.split(',').next().unwrap_or(machine)
     }
 
     /// The architecture it emulates.
     pub fn arch(self) -> Arch {
-        match self {
-            Machine::Pc | Machine::Microvm => Arch::Amd64,
-            Machine::Virt { .. } => Arch::Arm64,
-        }
+        self.arch
     }
 }
 
-/// The kernel command line for `arch`. `tsc_khz` is the host's TSC
-/// frequency, given to amd64 guests under TCG so that the kernel does not
-/// calibrate its TSC against an emulated PIT (on microvm that calibration
-/// hangs some boots).
-///
-/// Nothing else is added: `mitigations=off nokaslr no_timer_check
-/// i8042.noaux i8042.nokbd 8250.nr_uarts=1 random.trust_cpu=on`, measured
-/// one by one on microvm under TCG, changed a bare boot by less than its
-/// noise, and the first two would change what the kernel under test runs.
+/// The kernel command line for `arch`. `tsc_khz`, the host's TSC frequency,
+/// is given where the architecture's definition asks for it.
 pub fn kernel_cmdline(arch: Arch, tsc_khz: Option<u64>) -> String {
-    let console = match arch {
-        Arch::Amd64 => "ttyS0",
-        Arch::Arm64 => "ttyAMA0",
-    };
-    let mut line = format!("console={console} {BASE_CMDLINE}");
-    if let (Arch::Amd64, Some(khz)) = (arch, tsc_khz) {
+    let guests = guests();
+    let preset = guests.machine(arch);
+    let mut line = format!("console={} {}", preset.console, guests.cmdline);
+    if let (true, Some(khz)) = (preset.tsc_khz, tsc_khz) {
         line.push_str(&format!(" tsc_early_khz={khz}"));
     }
     line
@@ -108,11 +82,7 @@ pub fn base_args(machine: Machine, memory_mib: u32) -> Vec<OsString> {
         "-no-reboot",
         "-machine",
     ]);
-    args.push(match machine {
-        Machine::Pc => "pc".into(),
-        Machine::Microvm => "microvm,acpi=on,isa-serial=on,rtc=on".into(),
-        Machine::Virt { .. } => "virt".into(),
-    });
+    args.push(machine.qemu_machine().into());
     args.extend(os(&["-smp", "1", "-m"]));
     args.push(format!("{memory_mib}M").into());
     args
@@ -120,18 +90,19 @@ pub fn base_args(machine: Machine, memory_mib: u32) -> Vec<OsString> {
 
 /// The virtio-serial controller `machine` has its ports on.
 pub fn serial_controller(machine: Machine) -> &'static str {
-    match machine {
-        Machine::Pc | Machine::Virt { mmio: false } => "virtio-serial-pci",
-        Machine::Microvm | Machine::Virt { mmio: true } => "virtio-serial-device",
+    let guests = guests();
+    if machine.mmio {
+        &guests.port_device_mmio
+    } else {
+        &guests.port_device_pci
     }
 }
 
 /// Acceleration and the CPU model that goes with it, for `arch`.
 pub fn accel_args(accel: Accel, arch: Arch) -> Vec<OsString> {
-    match (accel, arch) {
-        (Accel::Kvm, _) => os(&["-accel", "kvm", "-cpu", "host"]),
-        (Accel::Tcg, Arch::Amd64) => os(&["-accel", "tcg", "-cpu", "max"]),
-        (Accel::Tcg, Arch::Arm64) => os(&["-accel", "tcg", "-cpu", ARM64_TCG_CPU]),
+    match accel {
+        Accel::Kvm => os(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => os(&["-accel", "tcg", "-cpu", &guests().machine(arch).cpu_tcg]),
     }
 }
 
@@ -200,11 +171,11 @@ mod tests {
     #[test]
     fn builds_each_part() {
         assert_eq!(
-            text(base_args(Machine::Pc, 512)),
+            text(base_args(Machine::for_kernel(Arch::Amd64, false), 512)),
             "-nodefaults -no-user-config -display none -no-reboot -machine pc -smp 1 -m 512M"
         );
         assert_eq!(
-            text(base_args(Machine::Microvm, 256)),
+            text(base_args(Machine::for_kernel(Arch::Amd64, true), 256)),
             "-nodefaults -no-user-config -display none -no-reboot -machine microvm,acpi=on,isa-serial=on,rtc=on -smp 1 -m 256M"
         );
         assert_eq!(
@@ -245,18 +216,21 @@ mod tests {
             "-chardev file,id=console,path=/r/console.log -serial chardev:console"
         );
         assert_eq!(
-            text(results_port_args(Machine::Pc, "/r/results.sock".as_ref())),
+            text(results_port_args(Machine::for_kernel(Arch::Amd64, false), "/r/results.sock".as_ref())),
             "-device virtio-serial-pci -chardev socket,id=results,path=/r/results.sock -device virtserialport,chardev=results,name=org.kmatrix.results"
         );
-        assert!(text(results_port_args(Machine::Microvm, "/s".as_ref()))
-            .starts_with("-device virtio-serial-device "));
         assert!(text(results_port_args(
-            Machine::Virt { mmio: true },
+            Machine::for_kernel(Arch::Amd64, true),
             "/s".as_ref()
         ))
         .starts_with("-device virtio-serial-device "));
         assert!(text(results_port_args(
-            Machine::Virt { mmio: false },
+            Machine::for_kernel(Arch::Arm64, true),
+            "/s".as_ref()
+        ))
+        .starts_with("-device virtio-serial-device "));
+        assert!(text(results_port_args(
+            Machine::for_kernel(Arch::Arm64, false),
             "/s".as_ref()
         ))
         .starts_with("-device virtio-serial-pci "));

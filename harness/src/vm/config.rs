@@ -36,9 +36,10 @@ impl QemuBinaries {
     /// The environment variable that names the binary for `arch`, and the
     /// Debian package that installs the default one.
     pub fn setting(arch: Arch) -> (&'static str, &'static str) {
+        let package = crate::presets::guests().machine(arch).qemu_package.as_str();
         match arch {
-            Arch::Amd64 => (QEMU_ENV, "qemu-system-x86"),
-            Arch::Arm64 => (QEMU_ARM64_ENV, "qemu-system-arm"),
+            Arch::Amd64 => (QEMU_ENV, package),
+            Arch::Arm64 => (QEMU_ARM64_ENV, package),
         }
     }
 }
@@ -121,18 +122,18 @@ impl VmConfig {
         }
     }
 
-    /// The QEMU binaries: [`QEMU_ENV`] or `qemu-system-x86_64`, and
-    /// [`QEMU_ARM64_ENV`] or `qemu-system-aarch64`, on the PATH.
+    /// The QEMU binaries: [`QEMU_ENV`] and [`QEMU_ARM64_ENV`], else those
+    /// `images/guests.toml` names, on the PATH.
     pub fn default_qemu() -> QemuBinaries {
-        let binary = |var: &str, default: &str| {
-            std::env::var_os(var)
+        let binary = |arch: Arch| {
+            std::env::var_os(QemuBinaries::setting(arch).0)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .unwrap_or_else(|| default.into())
+                .unwrap_or_else(|| crate::presets::guests().machine(arch).qemu.clone().into())
         };
         QemuBinaries {
-            amd64: binary(QEMU_ENV, "qemu-system-x86_64"),
-            arm64: binary(QEMU_ARM64_ENV, "qemu-system-aarch64"),
+            amd64: binary(Arch::Amd64),
+            arm64: binary(Arch::Arm64),
         }
     }
 }
