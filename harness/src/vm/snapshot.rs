@@ -177,21 +177,39 @@ impl Store {
     /// `khz` stays within 0.1% of it (measurements differ by a few kHz).
     pub fn stable_tsc_khz(&self, khz: u64) -> u64 {
         let file = self.dir.join(TSC_KHZ);
-        let kept = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok());
-        match kept {
-            Some(kept) if kept.abs_diff(khz) * 1000 <= kept => kept,
-            _ => {
-                // Written whole under another name, then renamed.
-                let _ = std::fs::create_dir_all(&self.dir)
-                    .and_then(|()| tempfile::NamedTempFile::new_in(&self.dir))
-                    .and_then(|tmp| {
-                        std::fs::write(tmp.path(), khz.to_string())?;
-                        tmp.persist(&file).map_err(|e| e.error)
-                    });
-                khz
-            }
+        let kept = || {
+            std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|kept| kept.abs_diff(khz) * 1000 <= *kept)
+        };
+        if let Some(kept) = kept() {
+            return kept;
+        }
+        // Written whole under another name, then linked into place unless
+        // another process got there first, whose figure then wins: two
+        // runs starting together must key their saved VMs alike.
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| tempfile::NamedTempFile::new_in(&self.dir))
+            .and_then(|tmp| {
+                std::fs::write(tmp.path(), khz.to_string())?;
+                match tmp.persist_noclobber(&file) {
+                    Ok(_) => Ok(()),
+                    // Another process's figure, kept if close; one too far
+                    // off (a new host) is replaced.
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if kept().is_some() {
+                            Ok(())
+                        } else {
+                            e.file.persist(&file).map(|_| ()).map_err(|e| e.error)
+                        }
+                    }
+                    Err(e) => Err(e.error),
+                }
+            });
+        match written {
+            Ok(()) => kept().unwrap_or(khz),
+            Err(_) => khz,
         }
     }
 
@@ -323,6 +341,16 @@ mod tests {
             tmp: root.join("tmp"),
             agents: [(Arch::Amd64, "agent".to_owned())].into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn the_first_tsc_figure_is_kept_while_close_and_replaced_when_far() {
+        let root = tempfile::tempdir().unwrap();
+        let store = store(root.path());
+        assert_eq!(store.stable_tsc_khz(2_600_000), 2_600_000);
+        assert_eq!(store.stable_tsc_khz(2_601_000), 2_600_000);
+        assert_eq!(store.stable_tsc_khz(3_000_000), 3_000_000);
+        assert_eq!(store.stable_tsc_khz(3_000_500), 3_000_000);
     }
 
     #[test]
