@@ -40,11 +40,6 @@ impl Machine {
         let machine = self.qemu_machine();
         machine.split(',').next().unwrap_or(machine)
     }
-
-    /// The architecture it emulates.
-    pub fn arch(self) -> Arch {
-        self.arch
-    }
 }
 
 /// The kernel command line for `arch`. `tsc_khz`, the host's TSC frequency,

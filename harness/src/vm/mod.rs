@@ -95,7 +95,7 @@ pub async fn run(
     let mut on_up = Some(on_up);
     // A snapshot's kernel command line holds the TSC frequency: the same
     // host must give the same figure from run to run.
-    let arch = spec.machine.arch();
+    let arch = spec.machine.arch;
     let tsc_khz = config.tsc_khz(arch).map(|khz| {
         spec.snapshots
             .map_or(khz, |store| store.stable_tsc_khz(khz))
@@ -196,7 +196,7 @@ fn qemu_args(
     dir: &Path,
     tsc_khz: Option<u64>,
 ) -> Vec<std::ffi::OsString> {
-    let arch = spec.machine.arch();
+    let arch = spec.machine.arch;
     let mut args = argv::base_args(spec.machine, config.memory_mib);
     args.extend(argv::accel_args(config.accel_for(arch), arch));
     args.extend(argv::kernel_args(
@@ -264,7 +264,7 @@ async fn drive(
         qmp: &dir.join("qmp.sock"),
         stderr: &dir.join("qemu.stderr"),
     };
-    let arch = spec.machine.arch();
+    let arch = spec.machine.arch;
     let results_socket = qemu::start(config.qemu.get(arch), arch, &args, paths, vm).await?;
     let qemu = vm.as_ref().expect("started above");
     let (mut stream, mut sink) = channel::split(results_socket);

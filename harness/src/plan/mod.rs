@@ -1,0 +1,229 @@
+//! The run stage: what the user asked for (a matrix file, a kernel
+//! selection, a shard, a suite or objects or a program, VM settings) turned
+//! into a validated, typed [`RunPlan`] before anything boots. Every command
+//! and `cargo test` go through here; none repeats the sequence.
+//!
+//! The stages are separate because not every command needs all of them:
+//! [`KernelSet`] is the matrix and its selected kernels (all `kmatrix
+//! kernels` commands stop there), [`Tests`] is what runs in each kernel,
+//! and [`RunPlan`] joins them with a fetcher and the VM settings.
+//!
+//! `kernels.rs` holds [`KernelSet`] (the matrix, the selection, the shard),
+//! `workload.rs` holds [`Tests`] (what runs in each kernel); this file joins
+//! them into a [`RunPlan`].
+
+mod kernels;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kmatrix_protocol::{Arch, ExecPlan, Feature};
+
+use crate::cache::CacheError;
+use crate::exec::ExecError;
+use crate::image::ImageParts;
+use crate::kernels::{FetchEvent, Fetcher, KernelEntry, MatrixError, SelectError, Selection};
+use crate::objects::ObjectError;
+use crate::partition::{Shard, ShardError};
+use crate::suite::{Suite, SuiteError};
+use crate::vm::VmConfig;
+
+use kernels::exec_arch;
+pub use kernels::{find_matrix, load_matrix, KernelSet, MATRIX_ENV};
+pub use workload::{LoadedTests, Tests};
+
+/// A request that cannot become a plan: always the user's input to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No matrix file was given or found.
+    #[error("no kernels.toml in {} or its parents to update (the built-in matrix is in use): `kmatrix init` writes it out", dir.display())]
+    BuiltInMatrix {
+        /// Where the search started.
+        dir: PathBuf,
+    },
+    /// The matrix file is wrong.
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    /// `--kernels` picks nothing, or something unknown.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// `--shard` does not fit the selection.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// A selected kernel has no pins.
+    #[error("kernel `{label}` has no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin its packages")]
+    Unpinned {
+        /// The kernel's label.
+        label: String,
+    },
+    /// The suite is wrong.
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    /// An object is wrong.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The program for `kmatrix exec` cannot be packed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// `kmatrix exec`'s program cannot run on the selected kernels.
+    #[error("{} is an {program_arch} program, but the selected kernels ({kernels}) are {kernel_arch}: build it for {kernel_arch} (Rust: `--target {}`) or select {program_arch} kernels (`--arch {program_arch}`)", program.display(), rust_target(*kernel_arch))]
+    ArchMismatch {
+        /// The program.
+        program: PathBuf,
+        /// Its architecture.
+        program_arch: Arch,
+        /// The selected kernels.
+        kernels: String,
+        /// Theirs.
+        kernel_arch: Arch,
+    },
+    /// The cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A scratch directory or the initramfs parts could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// Rust's name for the (gnu) target of `arch`.
+fn rust_target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "x86_64-unknown-linux-gnu",
+        Arch::Arm64 => "aarch64-unknown-linux-gnu",
+    }
+}
+
+/// The number of CPUs: VMs booted at once unless told otherwise.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a run is carried out.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Kernels booted at once.
+    pub jobs: usize,
+    /// How each VM runs.
+    pub vm: VmConfig,
+    /// Whether the guest reports each case (false only to measure what
+    /// streaming costs).
+    pub report_cases: bool,
+}
+
+/// What every kernel's VM shares.
+pub struct Shared {
+    /// The suite (empty under `kmatrix exec`).
+    pub suite: Suite,
+    /// The kernel-independent initramfs parts.
+    pub parts: ImageParts,
+    /// Fetches each kernel into the cache.
+    pub fetcher: Fetcher,
+    /// How the run is carried out.
+    pub config: RunConfig,
+    /// The program each kernel runs after the suite (`kmatrix exec`).
+    pub exec: Option<ExecPlan>,
+    /// Whether every kernel probes every feature it names.
+    pub probe_all: bool,
+    /// Features every kernel probes.
+    pub probes: Vec<Feature>,
+}
+
+/// A validated run: what [`crate::runner::run`] carries out.
+pub struct RunPlan {
+    /// The kernels to boot, in matrix order, all pinned.
+    pub kernels: Vec<KernelEntry>,
+    /// Every selected kernel's label, before sharding.
+    pub matrix: Vec<String>,
+    /// The shard, when sharded.
+    pub shard: Option<Shard>,
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for RunPlan {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl RunPlan {
+    /// Joins the kernels and the tests; fails unless every kernel is
+    /// pinned.
+    pub fn new(
+        kernels: KernelSet,
+        tests: LoadedTests,
+        fetcher: Fetcher,
+        config: RunConfig,
+    ) -> Result<Self, PlanError> {
+        kernels.check_pinned()?;
+        Ok(Self {
+            kernels: kernels.kernels,
+            matrix: kernels.selected,
+            shard: kernels.shard,
+            shared: Arc::new(Shared {
+                suite: tests.suite,
+                parts: tests.parts,
+                fetcher,
+                config,
+                exec: tests.exec,
+                probe_all: tests.probe_all,
+                probes: tests.probes,
+            }),
+        })
+    }
+
+    /// What every kernel's VM shares, for the runner's tasks.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+}
+
+/// Everything a run needs, as the user gave it.
+pub struct RunRequest {
+    /// The matrix file [default: found by [`find_matrix`]].
+    pub matrix: Option<PathBuf>,
+    /// `--kernels`.
+    pub kernels: Selection,
+    /// `--arch`.
+    pub arch: Option<Arch>,
+    /// `--shard`.
+    pub shard: Option<Shard>,
+    /// What runs in each kernel.
+    pub tests: Tests,
+    /// Use only cached kernels.
+    pub offline: bool,
+    /// How the run is carried out.
+    pub config: RunConfig,
+}
+
+impl RunRequest {
+    /// Resolves every stage into a plan; fetch progress goes to
+    /// `progress`.
+    pub fn resolve(
+        self,
+        progress: impl Fn(FetchEvent) + Send + Sync + 'static,
+    ) -> Result<RunPlan, PlanError> {
+        let matrix = load_matrix(self.matrix)?;
+        let arch = match &self.tests {
+            Tests::Exec { command, .. } => Some(exec_arch(
+                &matrix,
+                &self.kernels,
+                self.arch,
+                Path::new(&command[0]),
+            )?),
+            Tests::Suite { .. } => self.arch,
+        };
+        let kernels = KernelSet::select(matrix, &self.kernels, arch, self.shard)?;
+        kernels.check_pinned()?;
+        let tests = self.tests.load(&kernels.arches())?;
+        let fetcher = kernels.fetcher(self.offline, progress)?;
+        RunPlan::new(kernels, tests, fetcher, self.config)
+    }
+}

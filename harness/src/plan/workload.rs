@@ -1,0 +1,141 @@
+//! What runs in each kernel: a suite and objects, `kmatrix exec`'s
+//! program, or feature probes alone, read and checked with the initramfs
+//! parts they need.
+
+use std::path::{Path, PathBuf};
+
+use kmatrix_protocol::{Arch, ExecPlan, Feature, Loader};
+
+use super::PlanError;
+use crate::agent::Init;
+use crate::image::ImageParts;
+use crate::suite::Suite;
+
+/// What runs in each kernel, as asked.
+#[derive(Clone, Debug)]
+pub enum Tests {
+    /// A suite file and bare objects: `--suite` (with any objects added),
+    /// else the objects alone, else the suite [`crate::suite::find`] finds.
+    Suite {
+        /// The suite file.
+        suite: Option<PathBuf>,
+        /// Bare objects (`.o` or `.c`), checked for loading only.
+        objects: Vec<PathBuf>,
+        /// The loader of objects whose suite entry names none [default:
+        /// aya].
+        loader: Option<Loader>,
+        /// Also load every program with the other loader and compare the
+        /// verdicts (`--loader both`).
+        compare_loaders: bool,
+    },
+    /// A host program (`kmatrix exec`).
+    Exec {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Extra files and directories to pack.
+        files: Vec<PathBuf>,
+        /// Environment variables to pass through.
+        env: Vec<String>,
+        /// Whether the working directory is shared with the guest.
+        share: bool,
+    },
+}
+
+impl LoadedTests {
+    /// Nothing to load: every kernel probes `features`, and with `all`
+    /// every feature it names, for kernels of `arches`.
+    pub fn probes(arches: &[Arch], all: bool, features: Vec<Feature>) -> Result<Self, PlanError> {
+        Ok(Self {
+            suite: Suite::from_objects(Vec::new()),
+            parts: ImageParts::new(Init::Agent, arches, &[]).map_err(|source| PlanError::Io {
+                what: "building the initramfs",
+                source,
+            })?,
+            exec: None,
+            probe_all: all,
+            probes: features,
+        })
+    }
+}
+
+/// [`Tests`], read and checked, with the initramfs parts they need.
+pub struct LoadedTests {
+    /// The suite (empty for a program).
+    pub suite: Suite,
+    /// The kernel-independent initramfs parts.
+    pub parts: ImageParts,
+    /// The program to run, under `kmatrix exec`.
+    pub exec: Option<ExecPlan>,
+    /// Whether every kernel probes every feature it names (`kmatrix
+    /// probe`).
+    pub probe_all: bool,
+    /// Features every kernel probes (`kmatrix probe FEATURE…`).
+    pub probes: Vec<Feature>,
+}
+
+impl Tests {
+    /// Reads and checks everything named, building C sources with clang,
+    /// for kernels of `arches`.
+    pub fn load(&self, arches: &[Arch]) -> Result<LoadedTests, PlanError> {
+        let io = |what| move |source| PlanError::Io { what, source };
+        match self {
+            Tests::Suite {
+                suite,
+                objects,
+                loader,
+                compare_loaders,
+            } => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("kmatrix-objects-")
+                    .tempdir()
+                    .map_err(io("creating a scratch directory"))?;
+                let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
+                suite.default_loader = loader.unwrap_or_default();
+                if *compare_loaders {
+                    suite.compare_loaders();
+                }
+                let parts = ImageParts::new(Init::Agent, arches, &suite.objects)
+                    .map_err(io("building the initramfs"))?;
+                Ok(LoadedTests {
+                    suite,
+                    parts,
+                    exec: None,
+                    probe_all: false,
+                    probes: Vec::new(),
+                })
+            }
+            Tests::Exec {
+                command,
+                files,
+                env,
+                share,
+            } => {
+                let prepared = crate::exec::prepare(command, files, env, *share)?;
+                let mut parts = ImageParts::new(Init::Agent, arches, &[])
+                    .map_err(io("building the initramfs"))?;
+                parts
+                    .add_files(&prepared.files)
+                    .map_err(io("packing the program"))?;
+                Ok(LoadedTests {
+                    suite: Suite::from_objects(Vec::new()),
+                    parts,
+                    exec: Some(prepared.plan),
+                    probe_all: false,
+                    probes: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
+fn load_suite(
+    suite: Option<&Path>,
+    objects: &[PathBuf],
+    scratch: &Path,
+) -> Result<Suite, PlanError> {
+    Ok(match (suite, objects.is_empty()) {
+        (Some(path), _) => Suite::load(path, objects, scratch)?,
+        (None, false) => Suite::from_objects(crate::objects::load(objects, scratch)?),
+        (None, true) => Suite::load(&crate::suite::find(None)?, &[], scratch)?,
+    })
+}
