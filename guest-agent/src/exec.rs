@@ -18,6 +18,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::channel::Channel;
+use crate::kmsg::KernelLog;
+use crate::loader::send_splat;
 
 /// Bytes read from a pipe at a time.
 const CHUNK: usize = 64 * 1024;
@@ -29,8 +31,10 @@ const DRAIN: Duration = Duration::from_millis(500);
 /// The longest wait for output before checking whether the program ended.
 const WAIT: u16 = 100;
 
-/// Runs `plan`, streaming its output, and reports how it ended.
-pub fn run(plan: &ExecPlan, channel: &mut Channel) {
+/// Runs `plan`, streaming its output and any splat the kernel logs while
+/// it runs (in order with the output, so that the host knows which of its
+/// tests was running), and reports how it ended.
+pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
     let Some((program, args)) = plan.argv.split_first() else {
         channel.send(&Frame::Exit(ExitInfo::SpawnFailed(
             "no program given".into(),
@@ -91,6 +95,7 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
         let mut fds: Vec<PollFd> = open
             .iter()
             .map(|&i| PollFd::new(pipes[i].1.as_ref().expect("open").fd(), PollFlags::POLLIN))
+            .chain(log.fd().map(|fd| PollFd::new(fd, PollFlags::POLLIN)))
             .collect();
         // What was printed goes out before the agent waits.
         let ready_now = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0);
@@ -105,6 +110,7 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
             .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        let log_ready = ready.get(open.len()).copied().unwrap_or(false);
         for (&i, ready) in open.iter().zip(ready) {
             if !ready {
                 continue;
@@ -117,6 +123,9 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel) {
                     data: buf[..n].to_vec(),
                 }),
             }
+        }
+        if log_ready {
+            send_splat(log, channel);
         }
     }
     // Whatever the program left behind in its group ends with it.

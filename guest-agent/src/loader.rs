@@ -20,6 +20,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 use crate::aya_loader::Aya;
 use crate::cases;
 use crate::channel::Channel;
+use crate::kmsg::KernelLog;
 use crate::libbpf_loader::Libbpf;
 
 /// Longest verifier log sent back; the verifier's reason is at its end, so
@@ -56,13 +57,28 @@ impl Loaders {
 
     /// Carries out `plan` on the objects in `dir` (named by their index):
     /// loads each planned program, sends its result, then runs its cases.
-    pub fn run_plan(&mut self, dir: &Path, plan: &Plan, channel: &mut Channel) {
-        run_plan(dir, plan, channel, &mut self.aya, &mut self.libbpf)
+    /// What the kernel logs during a load or a case goes with its result.
+    pub fn run_plan(
+        &mut self,
+        dir: &Path,
+        plan: &Plan,
+        channel: &mut Channel,
+        log: &mut KernelLog,
+    ) {
+        run_plan(dir, plan, channel, log, &mut self.aya, &mut self.libbpf)
     }
 }
 
-fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbpf: &mut Libbpf) {
+fn run_plan(
+    dir: &Path,
+    plan: &Plan,
+    channel: &mut Channel,
+    log: &mut KernelLog,
+    aya: &mut Aya,
+    libbpf: &mut Libbpf,
+) {
     for object in &plan.objects {
+        send_splat(log, channel);
         let path = dir.join(object.index.to_string());
         let data = match fs::read(&path) {
             Ok(data) => data,
@@ -99,6 +115,7 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 Loader::Libbpf => libbpf.load(object, &data, &program.name),
             };
             let load_us = start.elapsed().as_micros() as u64;
+            let kernel_log = log.drain();
             let (verdict, instance) = match loaded {
                 Ok(instance) => (Verdict::Loaded, Some(instance)),
                 Err(verdict) => (bounded(verdict), None),
@@ -132,6 +149,7 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 verdict,
                 load_us,
                 stats,
+                kernel_log,
             }));
             let Some(instance) = instance.filter(|_| !program.cases.is_empty()) else {
                 continue;
@@ -140,16 +158,25 @@ fn run_plan(dir: &Path, plan: &Plan, channel: &mut Channel, aya: &mut Aya, libbp
                 // Likewise before each case.
                 channel.flush();
                 let outcome = cases::run(instance.program_fd(), case, |name| instance.map_fd(name));
+                let kernel_log = log.drain();
                 if plan.report_cases {
                     channel.send(&Frame::Case(CaseResult {
                         object: object.index,
                         program: index as u32,
                         case: case_index as u32,
                         outcome,
+                        kernel_log,
                     }));
                 }
             }
         }
+    }
+}
+
+/// Sends a splat the kernel logged outside any load or case.
+pub fn send_splat(log: &mut KernelLog, channel: &mut Channel) {
+    if let Some(splat) = kmatrix_protocol::splat::find(&log.drain()) {
+        channel.send(&Frame::Splat(splat.lines));
     }
 }
 
@@ -175,12 +202,13 @@ fn bounded(verdict: Verdict) -> Verdict {
     }
 }
 
-/// Maps each program (function symbol) to the name of its ELF section.
+/// Maps each program (function symbol, global or static) to the name of
+/// its ELF section.
 fn program_sections(data: &[u8]) -> Result<HashMap<String, String>, object::Error> {
     let file = object::File::parse(data)?;
     let mut sections = HashMap::new();
     for symbol in file.symbols() {
-        if symbol.kind() != SymbolKind::Text || !symbol.is_global() {
+        if symbol.kind() != SymbolKind::Text {
             continue;
         }
         let Some(section) = symbol

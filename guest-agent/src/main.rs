@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
-use kmatrix_guest_agent::loader::Loaders;
+use kmatrix_guest_agent::kmsg::KernelLog;
+use kmatrix_guest_agent::loader::{send_splat, Loaders};
 use kmatrix_guest_agent::{exec, probe, system};
 use kmatrix_protocol::layout::OBJECTS_DIR;
 use kmatrix_protocol::{Frame, Hello, Input, Start, VERSION};
@@ -43,6 +44,7 @@ fn run() {
         }
     };
     let mut channel = Channel::open(port);
+    let mut log = KernelLog::open();
     channel.send(&Frame::Hello(Hello {
         version: VERSION,
         kernel_release: system::kernel_release(),
@@ -66,15 +68,17 @@ fn run() {
             channel.send(&Frame::Started {
                 kernel_release: system::kernel_release(),
             });
+            send_splat(&mut log, &mut channel);
             probe::run(&start.plan, &mut channel);
-            loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel);
+            loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel, &mut log);
             if let Some(exec) = &start.plan.exec {
                 if let Err(err) = system::loopback_up() {
                     channel.send(&Frame::AgentError(err));
                 }
                 channel.flush();
-                exec::run(exec, &mut channel);
+                exec::run(exec, &mut channel, &mut log);
             }
+            send_splat(&mut log, &mut channel);
         }
         Err(err) => channel.send(&Frame::AgentError(err)),
     }

@@ -114,11 +114,17 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
         Outcome::Failed {
             reason,
             verifier_log,
-        } => Err(match verifier_log {
-            Some(log) => format!("{reason}\nverifier log:\n{log}"),
-            None => reason.clone(),
+            kernel_log,
+        } => {
+            let mut text = reason.clone();
+            if let Some(log) = kernel_log {
+                text += &format!("\nkernel log:\n{log}");
+            }
+            if let Some(log) = verifier_log {
+                text += &format!("\nverifier log:\n{log}");
+            }
+            Err(text.into())
         }
-        .into()),
         Outcome::ExpectedFailure { reason } => Ok(Completion::ignored_with(format!(
             "expected failure: {reason}"
         ))),

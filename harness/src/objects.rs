@@ -52,6 +52,9 @@ pub struct ProgramInfo {
     pub section: String,
     /// How `BPF_PROG_TEST_RUN` runs it, if it can with packet data.
     pub test_run: Option<TestRunKind>,
+    /// Whether its symbol is local (`static`): libbpf refuses such entry
+    /// programs, aya and cilium/ebpf load them.
+    pub is_static: bool,
 }
 
 /// A map of an object.
@@ -182,7 +185,8 @@ struct Inspected {
 }
 
 /// The programs, maps and globals of an eBPF object. Programs are the
-/// global functions of program sections, their kinds named as libbpf names
+/// functions, global or static, of executable sections other than `.text`
+/// (as libbpf and cilium/ebpf see them), their kinds named as libbpf names
 /// sections; an object aya-obj cannot read (a section it does not know) is
 /// still tested, and its maps are then known by name only.
 fn inspect(data: &[u8]) -> Result<Inspected, String> {
@@ -207,13 +211,14 @@ fn inspect(data: &[u8]) -> Result<Inspected, String> {
         };
         let section_name = section.name().unwrap_or_default();
         match symbol.kind() {
-            SymbolKind::Text if symbol.is_global() && section_name != ".text" => {
+            SymbolKind::Text if section_name != ".text" && is_executable(&section) => {
                 let kind = kind::of_section(section_name).unwrap_or(section_name);
                 programs.push(ProgramInfo {
                     name: name.to_owned(),
                     kind: kind.to_owned(),
                     section: section_name.to_owned(),
                     test_run: kind::test_run(kind),
+                    is_static: !symbol.is_global(),
                 });
             }
             SymbolKind::Data
@@ -272,6 +277,11 @@ fn inspect(data: &[u8]) -> Result<Inspected, String> {
         globals,
         aya_error,
     })
+}
+
+/// Whether `section` holds instructions (`SHF_EXECINSTR`).
+fn is_executable(section: &object::Section<'_, '_>) -> bool {
+    matches!(section.flags(), object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0)
 }
 
 /// Builds a C source with clang as libbpf projects do.

@@ -153,6 +153,7 @@ mod tests {
                     insns_processed: Some(23),
                     ..ProgramStats::default()
                 },
+                kernel_log: Vec::new(),
             }),
             Frame::Program(ProgramResult {
                 object: 1,
@@ -165,7 +166,9 @@ mod tests {
                 },
                 load_us: 90,
                 stats: ProgramStats::default(),
+                kernel_log: vec!["WARNING: CPU: 0 PID: 1 at x".into()],
             }),
+            Frame::Splat(vec!["BUG: soft lockup".into(), "Call Trace:".into()]),
             Frame::AgentError("module virtio_pci: EEXIST".into()),
             Frame::Case(CaseResult {
                 object: 0,
@@ -177,6 +180,7 @@ mod tests {
                     output: None,
                     reads: vec![Some(3u64.to_le_bytes().to_vec()), None],
                 },
+                kernel_log: Vec::new(),
             }),
             Frame::Output {
                 stream: Stream::Stderr,

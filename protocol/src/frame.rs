@@ -44,6 +44,10 @@ pub enum Frame {
     },
     /// What the guest found about one feature it was asked to probe.
     Probed(crate::Probe),
+    /// Lines of the kernel's log holding a splat that appeared outside any
+    /// load or case (while booting, between tests, during `kmatrix exec`'s
+    /// program), sent as soon as the agent read them.
+    Splat(Vec<String>),
 }
 
 /// One of the executed program's output streams.
@@ -82,6 +86,9 @@ pub struct CaseResult {
     pub case: u32,
     /// What happened.
     pub outcome: CaseOutcome,
+    /// What the kernel logged while the case ran (at most
+    /// [`crate::splat::MAX_LINES`] lines).
+    pub kernel_log: Vec<String>,
 }
 
 /// What running a case gave.
@@ -132,6 +139,9 @@ pub struct ProgramResult {
     pub load_us: u64,
     /// What the kernel said about verifying it.
     pub stats: crate::ProgramStats,
+    /// What the kernel logged while it was loaded (at most
+    /// [`crate::splat::MAX_LINES`] lines).
+    pub kernel_log: Vec<String>,
 }
 
 /// Whether a program loaded, and why not.

@@ -29,6 +29,7 @@ pub mod kind;
 pub mod layout;
 mod plan;
 pub mod report;
+pub mod splat;
 pub mod stats;
 pub mod text;
 
@@ -45,7 +46,7 @@ pub use plan::{
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

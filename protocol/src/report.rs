@@ -2,17 +2,19 @@
 //! `--json` [`Record`]s (schema [`SCHEMA`]) and the process's exit codes
 //! ([`exit`]).
 //!
-//! Schema version 2 (version 1 had neither `stats` nor `notice` records,
-//! nor `restored`), one object per line, each with a `type`:
+//! Schema version 3 (version 2 had no `splat` records nor a failed
+//! outcome's `kernel_log`; version 1 had neither `stats` nor `notice`
+//! records, nor `restored`), one object per line, each with a `type`:
 //!
 //! | type | fields |
 //! | --- | --- |
 //! | `run-started` | `schema` (2), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
 //! | `kernel-started` | `kernel` |
 //! | `kernel-booted` | `kernel`, `release`, `btf`, `restored` (its VM came from a saved state) |
-//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log"}`, `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
+//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
 //! | `stats` | `kernel`, `test` (a program's load test), `stats`: `insns_processed`, `insn_limit`, `max_states_per_insn`, `total_states`, `peak_states`, `stack_depth`, `verification_us`, `xlated_insns`, `jited_bytes`, each null where the kernel did not say |
 //! | `agent-error` | `kernel`, `message` |
+//! | `splat` | `kernel`, `source` (`kmsg` or `console`), `lines`: a kernel splat outside any test |
 //! | `notice` | `kernel`, `message` (a saved VM that could not be restored or saved) |
 //! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
 //! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
@@ -25,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The schema version written in `run-started`.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 /// The process's exit codes, the same for every command.
 pub mod exit {
@@ -59,6 +61,10 @@ pub enum Outcome {
         reason: String,
         /// The verifier's log, when the verifier was involved.
         verifier_log: Option<String>,
+        /// What the kernel logged during the test, when it logged anything
+        /// (a splat's lines, when a splat failed it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel_log: Option<String>,
     },
     /// It failed where the suite says it must.
     ExpectedFailure {
@@ -93,6 +99,7 @@ impl Outcome {
         Outcome::Failed {
             reason: reason.into(),
             verifier_log: None,
+            kernel_log: None,
         }
     }
 }
@@ -157,6 +164,16 @@ pub enum Record {
         kernel: String,
         /// What it said.
         message: String,
+    },
+    /// The kernel printed a splat outside any test (schema 3): it fails
+    /// the kernel's column.
+    Splat {
+        /// The kernel's label.
+        kernel: String,
+        /// Where it was read: `kmsg` (the agent) or `console`.
+        source: String,
+        /// The splat's lines.
+        lines: Vec<String>,
     },
     /// What the kernel said about verifying a program (schema 2): the
     /// verifier's statistics and the program's size, for its load test.

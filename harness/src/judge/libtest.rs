@@ -23,6 +23,9 @@ pub struct Libtest {
     printed: HashMap<String, String>,
     /// How many tests libtest said it runs (`running N tests`).
     running: Option<usize>,
+    /// Splats the kernel printed while a test ran, by test: its headline
+    /// and lines.
+    splats: HashMap<String, (String, String)>,
 }
 
 impl Libtest {
@@ -58,6 +61,26 @@ impl Libtest {
         }
         outcomes.extend(self.release_failed());
         outcomes
+    }
+
+    /// Takes in a splat the kernel printed while the program ran: it fails
+    /// the test running then (the one whose `test NAME ... ` line is
+    /// waiting for its result), which this returns; `None` when no test
+    /// was running (several at once, or between tests).
+    pub fn splat(&mut self, lines: &[String]) -> Option<String> {
+        let open = self.partial.get(&false)?;
+        let name = String::from_utf8_lossy(open)
+            .strip_prefix("test ")?
+            .strip_suffix(" ... ")?
+            .to_owned();
+        let headline = kmatrix_protocol::splat::find(lines).map_or_else(
+            || lines.first().cloned().unwrap_or_default(),
+            |s| s.headline,
+        );
+        self.splats
+            .entry(name.clone())
+            .or_insert((headline, lines.join("\n")));
+        Some(name)
     }
 
     /// How many tests the binary said it runs, once it has said so.
@@ -100,7 +123,17 @@ impl Libtest {
                 self.failed.push(name.to_owned());
                 Vec::new()
             }
-            Some((name, Some(outcome))) => vec![(name.to_owned(), outcome)],
+            Some((name, Some(outcome))) => match self.splats.remove(name) {
+                Some((headline, log)) => vec![(
+                    name.to_owned(),
+                    Outcome::Failed {
+                        reason: format!("the kernel printed a splat: {headline}"),
+                        verifier_log: None,
+                        kernel_log: Some(log),
+                    },
+                )],
+                None => vec![(name.to_owned(), outcome)],
+            },
             None => Vec::new(),
         }
     }
@@ -114,7 +147,15 @@ impl Libtest {
                     Some(printed) => format!("the test failed:\n{}", printed.trim_end()),
                     None => "the test failed; its output is above".to_owned(),
                 };
-                (name, Outcome::failed(reason))
+                let outcome = match self.splats.remove(&name) {
+                    Some((headline, log)) => Outcome::Failed {
+                        reason: format!("{reason}\nand the kernel printed a splat: {headline}"),
+                        verifier_log: None,
+                        kernel_log: Some(log),
+                    },
+                    None => Outcome::failed(reason),
+                };
+                (name, outcome)
             })
             .collect()
     }

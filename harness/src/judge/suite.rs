@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use super::verifier;
 use crate::kernels::KernelEntry;
-use crate::suite::{Expectation, KernelPlan, Suite};
+use crate::suite::{Expectation, KernelPlan, ProgramSpec, Suite};
+use kmatrix_protocol::splat;
 
 /// Bytes as a number when they fit in 8 (how counters are written), else hex.
 fn show_bytes(bytes: &[u8]) -> String {
@@ -33,6 +34,10 @@ enum Excuse<'a> {
     Constraint(&'a Expectation),
 }
 
+/// One loader's verdict on a program and what the kernel logged during
+/// it, waiting for the other loader's under `--loader both`.
+type FirstVerdict = (Loader, Verdict, Vec<String>);
+
 /// Turns one kernel's raw results into outcomes.
 pub struct KernelCheck<'a> {
     suite: &'a Suite,
@@ -42,7 +47,7 @@ pub struct KernelCheck<'a> {
     probed: Mutex<HashMap<Feature, Option<bool>>>,
     /// Under `--loader both`, the first verdict of each (object, program),
     /// until the other loader's arrives.
-    first: Mutex<HashMap<(u32, String), (Loader, Verdict)>>,
+    first: Mutex<HashMap<(u32, String), FirstVerdict>>,
 }
 
 impl<'a> KernelCheck<'a> {
@@ -97,12 +102,20 @@ impl<'a> KernelCheck<'a> {
             let key = (result.object, result.program.clone());
             let mut first = self.first.lock().expect("verdicts lock");
             match first.remove(&key) {
-                Some((loader, verdict)) => outcomes.push((
-                    test,
-                    agreement((loader, &verdict), (result.loader, &result.verdict)),
-                )),
+                Some((loader, verdict, mut log)) => {
+                    log.extend(result.kernel_log.iter().cloned());
+                    let agreed = agreement((loader, &verdict), (result.loader, &result.verdict));
+                    outcomes.push((test, self.with_kernel_log(agreed, &log, spec)));
+                }
                 None => {
-                    first.insert(key, (result.loader, result.verdict.clone()));
+                    first.insert(
+                        key,
+                        (
+                            result.loader,
+                            result.verdict.clone(),
+                            result.kernel_log.clone(),
+                        ),
+                    );
                 }
             }
         }
@@ -166,6 +179,7 @@ impl<'a> KernelCheck<'a> {
                 Outcome::Failed {
                     reason,
                     verifier_log,
+                    kernel_log: None,
                 }
             }
             (Some(Excuse::Lacks(features)), false) => Outcome::ExpectedFailure {
@@ -179,6 +193,7 @@ impl<'a> KernelCheck<'a> {
                     "unexpectedly loaded: the suite requires {features}, which this kernel's probe says it lacks; fix `requires`"
                 ),
                 verifier_log: None,
+                kernel_log: None,
             },
             (Some(Excuse::Constraint(expectation)), true) => Outcome::Failed {
                 reason: format!(
@@ -188,9 +203,13 @@ impl<'a> KernelCheck<'a> {
                     expectation.reason
                 ),
                 verifier_log: None,
+                kernel_log: None,
             },
         };
-        outcomes.push((spec.load_test, load));
+        outcomes.push((
+            spec.load_test,
+            self.with_kernel_log(load, &result.kernel_log, spec),
+        ));
         if !loaded {
             let reason = "not run: the program did not load".to_owned();
             outcomes.extend(spec.cases.iter().map(|case| {
@@ -212,10 +231,7 @@ impl<'a> KernelCheck<'a> {
         let spec = &self.suite.programs[object][program];
         let case = spec.cases.get(result.case as usize)?;
         let outcome = match &result.outcome {
-            CaseOutcome::Error(error) => Outcome::Failed {
-                reason: error.clone(),
-                verifier_log: None,
-            },
+            CaseOutcome::Error(error) => Outcome::failed(error.clone()),
             CaseOutcome::Ran {
                 retval,
                 duration_ns,
@@ -264,14 +280,79 @@ impl<'a> KernelCheck<'a> {
                         ),
                     }
                 } else {
-                    Outcome::Failed {
-                        reason: wrong.join("; "),
-                        verifier_log: None,
-                    }
+                    Outcome::failed(wrong.join("; "))
                 }
             }
         };
-        Some((case.test, outcome))
+        Some((
+            case.test,
+            self.with_kernel_log(outcome, &result.kernel_log, spec),
+        ))
+    }
+
+    /// A test's outcome once what the kernel logged during it is known: a
+    /// splat fails it (where the suite allows that splat on this kernel, a
+    /// test that otherwise passed is an expected failure), and a failed
+    /// test carries the kernel's lines.
+    fn with_kernel_log(&self, outcome: Outcome, log: &[String], spec: &ProgramSpec) -> Outcome {
+        if log.is_empty() {
+            return outcome;
+        }
+        let text = log.join("\n");
+        let Some(splat) = splat::find(log) else {
+            return match outcome {
+                Outcome::Failed {
+                    reason,
+                    verifier_log,
+                    ..
+                } => Outcome::Failed {
+                    reason,
+                    verifier_log,
+                    kernel_log: Some(text),
+                },
+                other => other,
+            };
+        };
+        let allowed = spec
+            .allowed_splats
+            .iter()
+            .find(|a| a.allows(self.kernel, &splat.headline));
+        match (outcome, allowed) {
+            (
+                Outcome::Failed {
+                    reason,
+                    verifier_log,
+                    ..
+                },
+                _,
+            ) => Outcome::Failed {
+                reason: format!(
+                    "{reason}; and the kernel printed a splat: {}",
+                    splat.headline
+                ),
+                verifier_log,
+                kernel_log: Some(text),
+            },
+            (_, Some(allowed)) => Outcome::ExpectedFailure {
+                reason: format!(
+                    "the kernel printed a splat the suite allows here: {} ({})",
+                    allowed.reason, splat.headline
+                ),
+            },
+            (other, None) => Outcome::Failed {
+                reason: format!(
+                    "the kernel printed a splat: {}{}",
+                    splat.headline,
+                    match other {
+                        Outcome::ExpectedFailure { reason } =>
+                            format!(" (the test itself failed as expected: {reason})"),
+                        _ => String::new(),
+                    }
+                ),
+                verifier_log: None,
+                kernel_log: Some(text),
+            },
+        }
     }
 }
 
@@ -365,6 +446,208 @@ mod tests {
             agree(&unsupported, &Verdict::Loaded),
             Outcome::LoaderLimitation { .. }
         ));
+    }
+
+    use crate::kernels::{KernelEntry, Source};
+    use crate::objects::{ProgramInfo, TestObject};
+    use crate::suite::{AllowedSplat, CaseSpec, ObjectSettings, ProgramSpec, Test};
+
+    const SPLAT: &[&str] = &[
+        "------------[ cut here ]------------",
+        "WARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2",
+        "Call Trace:",
+    ];
+
+    fn kernel(label: &str) -> KernelEntry {
+        KernelEntry {
+            label: label.into(),
+            version: label.parse().unwrap(),
+            arch: kmatrix_protocol::Arch::Amd64,
+            source: Source::Path {
+                image: "/boot/vmlinuz".into(),
+                modules: None,
+            },
+            sha256: Default::default(),
+        }
+    }
+
+    /// One object with program `p` (a load test and case `c`), which may
+    /// splat on the kernels `allowed` names.
+    fn suite(allowed: Option<(&str, Option<&str>)>) -> Suite {
+        let program = ProgramSpec {
+            name: "p".into(),
+            kind: "xdp".into(),
+            test_run: Some(TestRunKind::Xdp),
+            load_on: None,
+            requires: Vec::new(),
+            skips: Vec::new(),
+            allowed_splats: allowed
+                .into_iter()
+                .map(|(kernels, contains)| AllowedSplat {
+                    kernels: kernels.parse().unwrap(),
+                    reason: "fixed in 6.2".into(),
+                    contains: contains.map(str::to_owned),
+                })
+                .collect(),
+            cases: vec![CaseSpec {
+                name: "c".into(),
+                plan: Default::default(),
+                expect_return: Some(2),
+                expect_output: None,
+                expect_maps: Vec::new(),
+                test: 1,
+            }],
+            load_test: 0,
+            agree_test: None,
+        };
+        Suite {
+            objects: vec![TestObject {
+                path: "p.o".into(),
+                name: "p.o".into(),
+                data: Vec::new(),
+                programs: vec![ProgramInfo {
+                    name: "p".into(),
+                    kind: "xdp".into(),
+                    section: "xdp".into(),
+                    test_run: Some(TestRunKind::Xdp),
+                    is_static: false,
+                }],
+                maps: Vec::new(),
+                globals: Vec::new(),
+                aya_error: None,
+            }],
+            programs: vec![vec![program]],
+            tests: ["p::load", "p::c"]
+                .iter()
+                .enumerate()
+                .map(|(i, name)| Test {
+                    object: 0,
+                    program: 0,
+                    case: (i == 1).then_some(0),
+                    name: (*name).into(),
+                })
+                .collect(),
+            settings: vec![ObjectSettings::default()],
+            default_loader: Loader::Aya,
+            differential: false,
+        }
+    }
+
+    fn load(verdict: Verdict, log: &[&str]) -> ProgramResult {
+        ProgramResult {
+            object: 0,
+            program: "p".into(),
+            section: "xdp".into(),
+            loader: Loader::Aya,
+            verdict,
+            load_us: 10,
+            stats: Default::default(),
+            kernel_log: log.iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+
+    fn case(retval: u32, log: &[&str]) -> CaseResult {
+        CaseResult {
+            object: 0,
+            program: 0,
+            case: 0,
+            outcome: CaseOutcome::Ran {
+                retval,
+                duration_ns: 5,
+                output: None,
+                reads: Vec::new(),
+            },
+            kernel_log: log.iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+
+    /// The outcomes of a load and a case on `label`.
+    fn judge(suite: &Suite, label: &str, load: ProgramResult, case: CaseResult) -> Vec<Outcome> {
+        let kernel = kernel(label);
+        let plan = suite.plan_for(&kernel, true);
+        let check = KernelCheck::new(suite, &kernel, &plan);
+        let mut outcomes: Vec<_> = check.program(&load).into_iter().map(|(_, o)| o).collect();
+        outcomes.extend(check.case(&case).map(|(_, o)| o));
+        outcomes
+    }
+
+    #[test]
+    fn a_splat_fails_the_test_that_caused_it_with_its_lines() {
+        let suite = suite(None);
+        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &[]), case(2, SPLAT));
+        assert!(
+            matches!(outcomes[0], Outcome::Passed { .. }),
+            "{outcomes:?}"
+        );
+        let Outcome::Failed {
+            reason, kernel_log, ..
+        } = &outcomes[1]
+        else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(
+            reason,
+            "the kernel printed a splat: WARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2"
+        );
+        assert_eq!(kernel_log.as_deref(), Some(SPLAT.join("\n").as_str()));
+
+        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, SPLAT), case(2, &[]));
+        assert!(
+            matches!(outcomes[0], Outcome::Failed { .. }),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Outcome::Passed { .. }),
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn an_allowed_splat_is_an_expected_failure_on_its_kernels_only() {
+        let suite = suite(Some(("..6.1", Some("bpf_prog_run"))));
+        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, SPLAT), case(2, &[]));
+        let Outcome::ExpectedFailure { reason } = &outcomes[0] else {
+            panic!("{outcomes:?}")
+        };
+        assert!(reason.contains("fixed in 6.2"), "{reason}");
+        // Elsewhere, and for another splat, it fails.
+        let outcomes = judge(&suite, "6.12", load(Verdict::Loaded, SPLAT), case(2, &[]));
+        assert!(
+            matches!(outcomes[0], Outcome::Failed { .. }),
+            "{outcomes:?}"
+        );
+        let other = ["BUG: kernel NULL pointer dereference, address: 0000000000000008"];
+        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &other), case(2, &[]));
+        assert!(
+            matches!(outcomes[0], Outcome::Failed { .. }),
+            "{outcomes:?}"
+        );
+        // An allowed splat does not excuse a wrong result.
+        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &[]), case(1, SPLAT));
+        let Outcome::Failed { reason, .. } = &outcomes[1] else {
+            panic!("{outcomes:?}")
+        };
+        assert!(reason.starts_with("return value: expected"), "{reason}");
+    }
+
+    #[test]
+    fn ordinary_kernel_lines_go_with_a_failure_and_fail_nothing() {
+        let suite = suite(None);
+        let banner = ["**   trace_printk() being used. Allocating extra memory.  **"];
+        let outcomes = judge(
+            &suite,
+            "6.1",
+            load(Verdict::Loaded, &banner),
+            case(1, &banner),
+        );
+        assert!(
+            matches!(outcomes[0], Outcome::Passed { .. }),
+            "{outcomes:?}"
+        );
+        let Outcome::Failed { kernel_log, .. } = &outcomes[1] else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(kernel_log.as_deref(), Some(banner[0]));
     }
 
     #[test]

@@ -76,6 +76,13 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.err, "[{kernel}] kmatrix: agent: {message}")
             }
+            RunEvent::Splat { kernel, lines, .. } => {
+                writeln!(self.err, "[{kernel}] kmatrix: the kernel printed a splat:")?;
+                for line in lines {
+                    writeln!(self.err, "[{kernel}]   {line}")?;
+                }
+                Ok(())
+            }
             RunEvent::Notice { kernel, message } => {
                 writeln!(self.err, "[{kernel}] kmatrix: {message}")
             }

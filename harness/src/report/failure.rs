@@ -13,6 +13,11 @@ pub enum Subject<'a> {
         /// Its label.
         kernel: &'a str,
     },
+    /// The kernel printed a splat outside any test.
+    Splat {
+        /// The kernel's label.
+        kernel: &'a str,
+    },
     /// The agent reported a problem outside any test.
     Agent {
         /// The kernel's label.
@@ -48,6 +53,8 @@ pub struct Failure<'a> {
     pub reason: &'a str,
     /// The verifier's log, when the verifier was involved.
     pub verifier_log: Option<&'a str>,
+    /// What the kernel logged during the test (a splat's lines).
+    pub kernel_log: Option<&'a str>,
     /// The end of the kernel's console, when the kernel failed.
     pub console_tail: Option<&'a str>,
     /// Other tests on the same kernel that failed for the very same reason
@@ -74,6 +81,7 @@ impl Failure<'_> {
         match self.subject {
             Subject::Kernel { kernel } => format!("kernel {kernel}"),
             Subject::Agent { kernel } => format!("kernel {kernel}: agent"),
+            Subject::Splat { kernel } => format!("kernel {kernel}"),
             Subject::Program { kernel } => format!("kernel {kernel}: the program"),
             Subject::Test { test, kernel } => format!("{test} on {kernel}"),
             Subject::LoaderLimitation { test, kernel } => {
@@ -89,6 +97,7 @@ impl Failure<'_> {
         let sections = [
             ("details", (!rest.is_empty()).then_some(rest)),
             ("console", self.console_tail),
+            ("kernel log", self.kernel_log),
             ("verifier log", self.verifier_log),
         ];
         let sections = sections
@@ -101,6 +110,9 @@ impl Failure<'_> {
     /// The reason followed by the whole verifier log or console tail.
     pub fn details(&self) -> String {
         let mut text = self.reason.to_owned();
+        if let Some(log) = self.kernel_log {
+            text += &format!("\nkernel log:\n{log}");
+        }
         if let Some(log) = self.verifier_log {
             text += &format!("\nverifier log:\n{log}");
         }
@@ -119,6 +131,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
         Cell::Done(Outcome::Failed {
             reason,
             verifier_log,
+            kernel_log,
         }) => Some(Failure {
             subject: Subject::Test {
                 test: &summary.rows[row],
@@ -126,6 +139,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             },
             reason,
             verifier_log: verifier_log.as_deref(),
+            kernel_log: kernel_log.as_deref(),
             console_tail: None,
             also: Vec::new(),
         }),
@@ -135,6 +149,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             },
             reason: kernel.failure.as_deref().unwrap_or("no result"),
             verifier_log: None,
+            kernel_log: None,
             console_tail: kernel.console_tail.as_deref().filter(|t| !t.is_empty()),
             also: Vec::new(),
         }),
@@ -145,6 +160,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             },
             reason,
             verifier_log: None,
+            kernel_log: None,
             console_tail: None,
             also: Vec::new(),
         }),
@@ -163,7 +179,18 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 subject: Subject::Kernel { kernel },
                 reason,
                 verifier_log: None,
+                kernel_log: None,
                 console_tail: column.console_tail.as_deref().filter(|t| !t.is_empty()),
+                also: Vec::new(),
+            });
+        }
+        for (reason, lines) in &column.splats {
+            failures.push(Failure {
+                subject: Subject::Splat { kernel },
+                reason,
+                verifier_log: None,
+                kernel_log: Some(lines),
+                console_tail: None,
                 also: Vec::new(),
             });
         }
@@ -172,6 +199,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 subject: Subject::Agent { kernel },
                 reason: message,
                 verifier_log: None,
+                kernel_log: None,
                 console_tail: None,
                 also: Vec::new(),
             });
@@ -185,6 +213,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 subject: Subject::Program { kernel },
                 reason: status,
                 verifier_log: None,
+                kernel_log: None,
                 console_tail: None,
                 also: Vec::new(),
             });
@@ -198,13 +227,15 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                     continue;
                 };
                 let same = failures[first_test..].iter_mut().find(|f: &&mut Failure| {
-                    f.reason == failure.reason && f.verifier_log.is_none()
+                    f.reason == failure.reason && f.verifier_log.is_none() && f.kernel_log.is_none()
                 });
                 match (same, failure.subject) {
                     (
                         Some(earlier),
                         Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. },
-                    ) if failure.verifier_log.is_none() => earlier.also.push(test),
+                    ) if failure.verifier_log.is_none() && failure.kernel_log.is_none() => {
+                        earlier.also.push(test)
+                    }
                     _ => failures.push(failure),
                 }
             }

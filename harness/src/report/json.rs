@@ -274,6 +274,7 @@ mod tests {
         let failed = Outcome::Failed {
             reason: "return value: expected 1, got 2".into(),
             verifier_log: None,
+            kernel_log: None,
         };
         let b = shard_file(dir.path(), "b.json", &shard("6.1", 2, failed));
         assert!(!merge(&[a, b]).unwrap().passed());

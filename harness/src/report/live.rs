@@ -71,6 +71,21 @@ impl<W: Write> LiveReporter<W> {
             RunEvent::AgentError { kernel, message } => {
                 writeln!(self.out, "{kernel:>8}  ERROR agent: {message}")
             }
+            RunEvent::Splat {
+                kernel,
+                source,
+                lines,
+            } => {
+                writeln!(
+                    self.out,
+                    "{kernel:>8}  SPLAT outside any test (from the {}):",
+                    source.name()
+                )?;
+                for line in lines {
+                    writeln!(self.out, "{kernel:>8}        {line}")?;
+                }
+                Ok(())
+            }
             RunEvent::RunStarted { .. }
             | RunEvent::RunFinished
             | RunEvent::Output { .. }

@@ -59,6 +59,7 @@ pub fn render(summary: &Summary) -> String {
             Subject::Agent { kernel } => {
                 write!(out, "- **kernel {}**: agent: {reason}", text(kernel))
             }
+            Subject::Splat { kernel } => write!(out, "- **kernel {}**: {reason}", text(kernel)),
             Subject::LoaderLimitation { test, kernel } => write!(
                 out,
                 "- {} on **{}**: 🚧 loader limitation, not the kernel's verdict: {reason}",

@@ -121,6 +121,9 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
             if let Some(tail) = failure.console_tail {
                 write!(out, "\n    console (last lines):\n{}", indent(tail, 6))?;
             }
+            if let Some(log) = failure.kernel_log {
+                write!(out, "\n    kernel log:\n{}", indent(log, 6))?;
+            }
             if let Some(log) = failure.verifier_log {
                 let lines: Vec<_> = log.lines().collect();
                 let shown = &lines[lines.len().saturating_sub(LOG_LINES)..];

@@ -69,6 +69,15 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             kernel: kernel.clone(),
             message: message.clone(),
         },
+        RunEvent::Splat {
+            kernel,
+            source,
+            lines,
+        } => Record::Splat {
+            kernel: kernel.clone(),
+            source: source.name().to_owned(),
+            lines: lines.clone(),
+        },
         RunEvent::Output {
             kernel,
             stream,

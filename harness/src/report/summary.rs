@@ -65,6 +65,9 @@ pub struct Column {
     pub console_tail: Option<String>,
     /// Problems the agent reported outside any test.
     pub agent_errors: Vec<String>,
+    /// Splats the kernel printed outside any test: each one's reason
+    /// (its headline) and lines.
+    pub splats: Vec<(String, String)>,
     /// How `kmatrix exec`'s program ended there.
     pub exit: Option<String>,
     /// Whether the kernel finished (either way).
@@ -168,6 +171,17 @@ impl Summary {
                 let c = self.add_column(kernel);
                 self.columns[c].agent_errors.push(message.clone());
             }
+            Record::Splat { kernel, lines, .. } => {
+                let c = self.add_column(kernel);
+                let headline = kmatrix_protocol::splat::find(lines).map_or_else(
+                    || lines.first().cloned().unwrap_or_default(),
+                    |s| s.headline,
+                );
+                self.columns[c].splats.push((
+                    format!("the kernel printed a splat outside any test: {headline}"),
+                    lines.join("\n"),
+                ));
+            }
             Record::Exited { kernel, status } => {
                 let c = self.add_column(kernel);
                 self.columns[c].exit = Some(status.clone());
@@ -197,6 +211,7 @@ impl Summary {
             c.finished
                 && c.failure.is_none()
                 && c.agent_errors.is_empty()
+                && c.splats.is_empty()
                 && c.exit.as_deref().is_none_or(|s| s == EXIT_SUCCESS_STATUS)
         }) && (0..self.columns.len()).all(|c| {
             (0..self.rows.len()).all(|r| match self.cell(c, r) {

@@ -71,6 +71,7 @@ fn events() -> Vec<RunEvent> {
             Outcome::Failed {
                 reason: "verifier: R2 offset is outside of the packet (Permission denied)".into(),
                 verifier_log: Some(LOG.into()),
+                kernel_log: None,
             },
         ),
         outcome(
@@ -128,7 +129,23 @@ fn events() -> Vec<RunEvent> {
                 reason: "aya cannot load it: error parsing BPF object: invalid program section `tc`; try `loader = \"libbpf\"` for this object in the suite (or --loader libbpf)".into(),
             },
         ),
-        outcome("7.3", "xdp_filter::drops_ssh", pass("XDP_DROP (1), 93 ns")),
+        outcome(
+            "7.3",
+            "xdp_filter::drops_ssh",
+            Outcome::Failed {
+                reason: "the kernel printed a splat: WARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2".into(),
+                verifier_log: None,
+                kernel_log: Some("------------[ cut here ]------------\nWARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2\nCall Trace:\n ---[ end trace 0000000000000000 ]---".into()),
+            },
+        ),
+        RunEvent::Splat {
+            kernel: "7.3".into(),
+            source: crate::runner::SplatSource::Kmsg,
+            lines: vec![
+                "INFO: task kworker/0:1:12 blocked for more than 120 seconds.".into(),
+                "      Not tainted 7.3.1+bpo-cloud-amd64 #1".into(),
+            ],
+        },
         RunEvent::Exited {
             kernel: "7.3".into(),
             info: ExitInfo::Code(0),

@@ -10,6 +10,25 @@ use crate::judge::Outcome;
 use crate::kernels::FetchError;
 use crate::vm::{Start, VmFailure};
 
+/// Where a splat was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplatSource {
+    /// The agent read it from `/dev/kmsg`.
+    Kmsg,
+    /// The host read it from the kernel's console.
+    Console,
+}
+
+impl SplatSource {
+    /// Its name in the `--json` file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SplatSource::Kmsg => "kmsg",
+            SplatSource::Console => "console",
+        }
+    }
+}
+
 /// Something that happened during a run, in the order it happened.
 #[derive(Debug)]
 pub enum RunEvent {
@@ -82,6 +101,15 @@ pub enum RunEvent {
         kernel: String,
         /// How.
         info: ExitInfo,
+    },
+    /// The kernel printed a splat outside any test.
+    Splat {
+        /// The kernel's label.
+        kernel: String,
+        /// Where it was read.
+        source: SplatSource,
+        /// The splat's lines.
+        lines: Vec<String>,
     },
     /// The agent hit a problem outside any one program.
     AgentError {

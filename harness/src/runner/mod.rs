@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kmatrix_protocol::Frame;
 use tokio::sync::{mpsc, Semaphore};
 
-pub use event::{KernelError, KernelOutcome, RunEvent};
+pub use event::{KernelError, KernelOutcome, RunEvent, SplatSource};
 
 use crate::judge::libtest::Libtest;
 use crate::judge::suite::KernelCheck;
@@ -141,6 +141,14 @@ impl Work {
         let check = KernelCheck::new(suite, &self.kernel, &plan);
         let mut libtest = shared.exec.as_ref().map(|_| Libtest::default());
         let mut exited = false;
+        // Splats the agent reported, by headline: the console shows them
+        // again.
+        let mut splats: Vec<String> = Vec::new();
+        let mut seen = |log: &[String]| {
+            if let Some(splat) = kmatrix_protocol::splat::find(log) {
+                splats.push(splat.headline);
+            }
+        };
 
         let dir = shared
             .fetcher
@@ -179,6 +187,7 @@ impl Work {
             },
             |frame| match frame {
                 Frame::Program(result) => {
+                    seen(&result.kernel_log);
                     for (test, outcome) in check.program(&result) {
                         self.outcome(name(test), outcome);
                     }
@@ -200,8 +209,20 @@ impl Work {
                     });
                 }
                 Frame::Case(result) => {
+                    seen(&result.kernel_log);
                     if let Some((test, outcome)) = check.case(&result) {
                         self.outcome(name(test), outcome);
+                    }
+                }
+                Frame::Splat(lines) => {
+                    seen(&lines);
+                    let test = libtest.as_mut().and_then(|l| l.splat(&lines));
+                    if test.is_none() {
+                        self.send(RunEvent::Splat {
+                            kernel: label.clone(),
+                            source: SplatSource::Kmsg,
+                            lines,
+                        });
                     }
                 }
                 Frame::AgentError(message) => self.send(RunEvent::AgentError {
@@ -236,6 +257,18 @@ impl Work {
             },
         )
         .await?;
+        // The console is the second source: a splat the agent could not
+        // report (it was printed as the kernel went down, or it stopped
+        // the agent) is there.
+        if let Some(splat) = console_splat(&dir.path().join("console.log")) {
+            if !splats.contains(&splat.headline) {
+                self.send(RunEvent::Splat {
+                    kernel: label.clone(),
+                    source: SplatSource::Console,
+                    lines: splat.lines,
+                });
+            }
+        }
         if shared.exec.is_some() && !exited {
             return Err(KernelError::NoExit);
         }
@@ -250,4 +283,18 @@ impl Work {
         }
         Ok((report, start.elapsed()))
     }
+}
+
+/// The first splat on a kernel's console (its last 1 MiB).
+fn console_splat(path: &std::path::Path) -> Option<kmatrix_protocol::splat::Splat> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))
+        .ok()?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    kmatrix_protocol::splat::find(&lines)
 }

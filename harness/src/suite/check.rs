@@ -6,7 +6,7 @@ use std::path::Path;
 use kmatrix_protocol::{Arch, CasePlan, Feature, FeatureKind, MapEntry, MapRead, TestRunKind};
 
 use super::file::{self, RawNumber};
-use super::{CaseSpec, Expectation, ProgramSpec, Skip};
+use super::{AllowedSplat, CaseSpec, Expectation, ProgramSpec, Skip};
 use crate::kernels::Selection;
 use crate::objects::TestObject;
 
@@ -114,6 +114,17 @@ pub(super) fn check_program(
             })
         })
         .collect::<Result<Vec<Skip>, (Option<String>, String)>>()?;
+    let allowed_splats = raw
+        .allow_splat
+        .into_iter()
+        .map(|allow| {
+            Ok(AllowedSplat {
+                kernels: selection(&allow.kernels)?,
+                reason: allow.reason,
+                contains: allow.contains,
+            })
+        })
+        .collect::<Result<Vec<AllowedSplat>, (Option<String>, String)>>()?;
     let mut cases: Vec<CaseSpec> = Vec::new();
     for raw_case in raw.case {
         let name = raw_case.name.clone();
@@ -143,6 +154,7 @@ pub(super) fn check_program(
         load_on,
         requires,
         skips,
+        allowed_splats,
         cases,
         load_test: 0,
         agree_test: None,

@@ -39,7 +39,17 @@ pub struct RawProgram {
     #[serde(default)]
     pub skip: Vec<RawSkip>,
     #[serde(default)]
+    pub allow_splat: Vec<RawAllowSplat>,
+    #[serde(default)]
     pub case: Vec<RawCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowSplat {
+    pub kernels: String,
+    pub reason: String,
+    pub contains: Option<String>,
 }
 
 #[derive(Deserialize)]

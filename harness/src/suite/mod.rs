@@ -108,6 +108,9 @@ pub struct ProgramSpec {
     pub requires: Vec<Feature>,
     /// Kernels it is not tried on.
     pub skips: Vec<Skip>,
+    /// Splats it is known to cause: on these kernels its tests that make
+    /// the kernel print them are expected failures.
+    pub allowed_splats: Vec<AllowedSplat>,
     /// Its test-run cases.
     pub cases: Vec<CaseSpec>,
     /// The index of its load check in [`Suite::tests`].
@@ -142,6 +145,28 @@ pub struct Skip {
     pub kernels: Selection,
     /// Why.
     pub reason: String,
+}
+
+/// A known splat, allowed on some kernels.
+#[derive(Clone, Debug)]
+pub struct AllowedSplat {
+    /// The kernels.
+    pub kernels: Selection,
+    /// Why it is allowed (a kernel bug, and where it is fixed).
+    pub reason: String,
+    /// Text its headline must hold, if only one splat is allowed.
+    pub contains: Option<String>,
+}
+
+impl AllowedSplat {
+    /// Whether this allows `headline` on `kernel`.
+    pub fn allows(&self, kernel: &KernelEntry, headline: &str) -> bool {
+        self.kernels.matches(kernel)
+            && self
+                .contains
+                .as_deref()
+                .is_none_or(|text| headline.contains(text))
+    }
 }
 
 /// One test-run case and what it must produce.
@@ -286,6 +311,7 @@ impl Suite {
                     load_on: None,
                     requires: Vec::new(),
                     skips: Vec::new(),
+                    allowed_splats: Vec::new(),
                     cases: Vec::new(),
                     load_test: 0,
                     agree_test: None,

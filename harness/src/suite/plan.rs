@@ -49,6 +49,23 @@ impl Suite {
                     skipped.extend(spec.cases.iter().map(|c| (c.test, outcome.clone())));
                     continue;
                 }
+                let is_static = self.is_static(index, &spec.name);
+                if let Some(agree) = spec.agree_test.filter(|_| is_static) {
+                    // libbpf is not asked, so there is nothing to compare.
+                    skipped.push((agree, static_under_libbpf()));
+                }
+                if object.loader == Loader::Libbpf && is_static {
+                    skipped.push((spec.load_test, static_under_libbpf()));
+                    skipped.extend(spec.cases.iter().map(|c| {
+                        (
+                            c.test,
+                            Outcome::Skipped {
+                                reason: "not run: the program did not load".into(),
+                            },
+                        )
+                    }));
+                    continue;
+                }
                 planned.push(p);
                 for feature in &spec.requires {
                     if !plan.probes.contains(feature) {
@@ -77,6 +94,10 @@ impl Suite {
                     programs: object
                         .programs
                         .iter()
+                        .filter(|p| {
+                            object.loader == Loader::Libbpf
+                                || !self.is_static(object.index as usize, &p.name)
+                        })
                         .map(|p| kmatrix_protocol::ProgramPlan {
                             name: p.name.clone(),
                             test_run: None,
@@ -93,5 +114,23 @@ impl Suite {
             skipped,
             programs,
         }
+    }
+}
+
+impl Suite {
+    /// Whether program `name` of object `index` is `static`.
+    pub fn is_static(&self, index: usize, name: &str) -> bool {
+        self.objects[index]
+            .program(name)
+            .is_some_and(|p| p.is_static)
+    }
+}
+
+/// libbpf's verdict on a `static` entry program, decided on the host: it
+/// refuses to open such an object ("program ... is static and not
+/// supported"), so the kernel is never asked through it.
+pub fn static_under_libbpf() -> Outcome {
+    Outcome::LoaderLimitation {
+        reason: "libbpf cannot load it: it is a static program (libbpf refuses `static` entry programs; declare it without `static`, or judge it with `loader = \"aya\"`)".into(),
     }
 }

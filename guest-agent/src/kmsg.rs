@@ -1,0 +1,95 @@
+//! The kernel's log, read from `/dev/kmsg` without blocking: opened when the
+//! agent starts (so a VM restored from its saved state reads it from where
+//! the saved agent stood), drained around every load and case so that what
+//! the kernel printed goes with the test that made it print.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use kmatrix_protocol::splat::MAX_LINES;
+
+/// A record is at most this long (the kernel's own `CONSOLE_EXT_LOG_MAX`
+/// is 8 KiB).
+const RECORD: usize = 16 * 1024;
+
+/// The kernel's log, from the last drain on.
+pub struct KernelLog {
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl KernelLog {
+    /// Opens `/dev/kmsg`; a kernel without it gives an empty log.
+    pub fn open() -> Self {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .ok();
+        Self {
+            file,
+            buf: vec![0; RECORD],
+        }
+    }
+
+    /// The descriptor to poll for new records, if the log is open.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The messages logged since the last drain, one line each (at most
+    /// [`MAX_LINES`], the newest kept). Costs one `read` when there are none.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let Some(file) = &mut self.file else {
+            return lines;
+        };
+        loop {
+            match file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(line) = message(&self.buf[..n]) {
+                        lines.push(line);
+                    }
+                }
+                // Records overwritten before they were read: go on from
+                // the oldest left.
+                Err(err) if err.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if lines.len() > MAX_LINES {
+            lines.drain(..lines.len() - MAX_LINES);
+        }
+        lines
+    }
+}
+
+/// The message of one `/dev/kmsg` record (`PRI,SEQ,USEC,FLAGS;TEXT\n`
+/// followed by ` KEY=VALUE` lines), its escapes (`\x0a`) left as they are.
+fn message(record: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(record);
+    let (_, rest) = text.split_once(';')?;
+    let line = rest.split('\n').next().unwrap_or_default();
+    Some(line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_gives_its_message_without_its_dictionary() {
+        assert_eq!(
+            message(
+                b"4,1234,5678901,-;WARNING: CPU: 0 PID: 1 at x\n SUBSYSTEM=cpu\n DEVICE=+cpu:0\n"
+            )
+            .as_deref(),
+            Some("WARNING: CPU: 0 PID: 1 at x")
+        );
+        assert_eq!(message(b"garbage"), None);
+    }
+}
