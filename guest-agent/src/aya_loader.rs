@@ -4,6 +4,10 @@
 //! cannot express (a section it does not know, a relocation it cannot do)
 //! reported as its limitation rather than the kernel's verdict.
 //!
+//! aya relocates every program of an object at once, so each program is
+//! loaded from an object in which aya sees it alone ([`isolate`]): a sibling
+//! aya cannot relocate or parse is not the program's failure.
+//!
 //! The kernel's BTF is parsed once per run: aya's loader parses it when it
 //! is made, and the one copy serves CO-RE and attach targets.
 
@@ -15,6 +19,7 @@ use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
 
 use crate::error::chain;
+use crate::isolate::{self, isolate};
 use crate::loader::{missing, Instance};
 
 /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
@@ -66,7 +71,8 @@ impl Aya {
     }
 
     /// Loads `program` of `object` (in section `section`) in a fresh
-    /// instance of the object.
+    /// instance of the object, isolated where it can be (the whole object
+    /// otherwise).
     pub fn load(
         &mut self,
         object: &ObjectPlan,
@@ -89,15 +95,31 @@ impl Aya {
             }
             &mut own
         };
-        let (perf_arrays, zero_sized) = unsized_maps(data);
+        let isolated = isolate(data, program);
+        let loaded = isolated.as_deref().unwrap_or(data);
+        let (perf_arrays, zero_sized) = unsized_maps(loaded);
         for name in perf_arrays {
             if !object.maps.iter().any(|m| m.name == name) {
                 loader.map_max_entries(leak(&name), possible_cpus());
             }
         }
-        let mut ebpf = loader
-            .load(data)
-            .map_err(|err| object_verdict(err, &zero_sized))?;
+        let mut ebpf = loader.load(loaded).map_err(|err| {
+            let blame = match &isolated {
+                Ok(_) => None,
+                Err(why) => {
+                    sibling_failure(&err, data, program, section).map(|sibling| (sibling, why))
+                }
+            };
+            let mut verdict = object_verdict(err, &zero_sized);
+            if let (Some((sibling, why)), Verdict::Unsupported { error, .. }) =
+                (blame, &mut verdict)
+            {
+                error.push_str(&format!(
+                    " (from {sibling}, not from `{program}`, which could not be loaded alone: {why})"
+                ));
+            }
+            verdict
+        })?;
         let Some(prog) = ebpf.program_mut(program) else {
             return Err(missing("program", program));
         };
@@ -206,6 +228,36 @@ fn object_verdict(err: EbpfError, zero_sized: &[String]) -> Verdict {
     }
 }
 
+/// The sibling of `program` (in section `section`) that `err`, aya's
+/// failure on the whole object, comes from, where it names one: its
+/// section (unless shared with `program`) or its name.
+fn sibling_failure(err: &EbpfError, data: &[u8], program: &str, section: &str) -> Option<String> {
+    let programs = isolate::programs(data).ok()?;
+    let in_section = |name: &str| {
+        let siblings: Vec<_> = programs
+            .iter()
+            .filter(|(p, s)| s == name && p != program)
+            .map(|(p, _)| format!("`{p}`"))
+            .collect();
+        (name != section && !siblings.is_empty())
+            .then(|| format!("section `{name}` of {}", siblings.join(", ")))
+    };
+    match err {
+        EbpfError::BtfRelocationError(err) => in_section(&err.section),
+        EbpfError::ParseError(aya_obj::ParseError::InvalidProgramSection { section }) => {
+            in_section(section)
+        }
+        // aya names the function it failed on, and keeps it private.
+        EbpfError::RelocationError(err) => {
+            let text = err.to_string();
+            let name = text.split('`').nth(1)?;
+            (name != program && programs.iter().any(|(p, _)| p == name))
+                .then(|| format!("`{name}`"))
+        }
+        _ => None,
+    }
+}
+
 fn program_verdict(err: LoadFailure) -> Verdict {
     match err {
         LoadFailure::Program(ProgramError::LoadError {
@@ -296,4 +348,62 @@ fn load_program(
         Program::CgroupDevice(p) => p.load(),
     };
     result.map_err(LoadFailure::Program)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::isolate::tests::{all_btf_features, build, host_btf, SOURCE};
+
+    /// aya's failure on the whole object, at its CO-RE relocations.
+    fn whole_object_failure(data: &[u8]) -> EbpfError {
+        let mut object = aya_obj::Object::parse(data).expect("parse");
+        object.patch_map_data(HashMap::new()).expect("globals");
+        object
+            .fixup_and_sanitize_btf(&all_btf_features())
+            .expect("BTF");
+        EbpfError::BtfRelocationError(
+            object
+                .relocate_btf(&host_btf())
+                .expect_err("aya-obj fails on mount_entry"),
+        )
+    }
+
+    #[test]
+    fn a_whole_object_failure_names_the_sibling_it_comes_from() {
+        let data = build(SOURCE, "bpf", &["INLINE"]);
+        let err = whole_object_failure(&data);
+        assert_eq!(
+            sibling_failure(
+                &err,
+                &data,
+                "mount_exit",
+                "tracepoint/syscalls/sys_exit_mount"
+            )
+            .as_deref(),
+            Some("section `tracepoint/syscalls/sys_enter_mount` of `mount_entry`")
+        );
+        let own = sibling_failure(
+            &err,
+            &data,
+            "mount_entry",
+            "tracepoint/syscalls/sys_enter_mount",
+        );
+        assert_eq!(own, None);
+    }
+
+    #[test]
+    fn a_failure_in_text_names_no_sibling() {
+        let data = build(SOURCE, "bpf", &[]);
+        let err = whole_object_failure(&data);
+        let blamed = sibling_failure(
+            &err,
+            &data,
+            "mount_exit",
+            "tracepoint/syscalls/sys_exit_mount",
+        );
+        assert_eq!(blamed, None, "{}", chain(&err));
+    }
 }

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod channel;
 pub mod error;
 pub mod exec;
+pub mod isolate;
 pub mod kmsg;
 pub mod libbpf_loader;
 pub mod loader;
