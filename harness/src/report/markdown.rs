@@ -2,7 +2,9 @@
 //! `$GITHUB_STEP_SUMMARY` or `--summary`. Everything a kernel or a suite
 //! named is escaped: names are code spans, reasons are escaped text, logs
 //! sit in fences longer than any backtick run inside them and keep only
-//! their last [`LOG_LINES`] lines.
+//! their last [`LOG_LINES`] lines. Each failure is a list item; its logs
+//! are folded into `<details>` indented to the item's content, with the
+//! blank lines that end an HTML block in CommonMark.
 
 use std::fmt::Write;
 
@@ -46,9 +48,10 @@ pub fn render(summary: &Summary) -> String {
 
     let failures = failure::all(summary);
     if !failures.is_empty() {
-        let _ = writeln!(out, "\n### Failures\n");
+        let _ = writeln!(out, "\n### Failures");
     }
     for failure in failures {
+        out.push('\n');
         let (first, sections) = failure.folded();
         let reason = text(first);
         let _ = match failure.subject {
@@ -73,14 +76,30 @@ pub fn render(summary: &Summary) -> String {
             let also: Vec<String> = failure.also.iter().map(|t| code(t)).collect();
             let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
         }
+        out.push('\n');
         for (title, log) in sections {
             let _ = write!(
                 out,
-                "\n  <details><summary>{title}</summary>\n\n{}  </details>",
-                block(log)
+                "\n{ITEM}<details><summary>{title}</summary>\n\n{}\n{ITEM}</details>\n",
+                in_item(&block(log))
             );
         }
-        out.push('\n');
+    }
+    out
+}
+
+/// The indentation of a list item's content: what `- ` is wide. Block
+/// content indented less ends the item.
+const ITEM: &str = "  ";
+
+/// `blocks` indented to a list item's content; blank lines stay empty.
+fn in_item(blocks: &str) -> String {
+    let mut out = String::with_capacity(blocks.len() + blocks.len() / 8);
+    for line in blocks.split_inclusive('\n') {
+        if line != "\n" {
+            out.push_str(ITEM);
+        }
+        out.push_str(line);
     }
     out
 }
