@@ -105,8 +105,8 @@ fn in_item(blocks: &str) -> String {
 }
 
 /// Text with Markdown's and HTML's special characters escaped, on one
-/// line.
-fn text(raw: &str) -> String {
+/// line (a table's cell too).
+pub(super) fn text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         match c {
@@ -127,8 +127,9 @@ fn longest_backtick_run(raw: &str) -> usize {
     raw.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
-/// An inline code span that holds `raw` whatever it contains.
-fn code(raw: &str) -> String {
+/// An inline code span that holds `raw` whatever it contains, on one line
+/// (a table's cell too: `|` becomes a space).
+pub(super) fn code(raw: &str) -> String {
     let fence = "`".repeat(longest_backtick_run(raw) + 1);
     let raw = raw.replace(['\n', '\r', '|'], " ");
     let pad = if raw.starts_with('`') || raw.ends_with('`') {
