@@ -247,13 +247,11 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
         move |source| Error::Write { path, source }
     };
     if let Some(path) = &outputs.junit {
-        let file = std::fs::File::create(path).map_err(failed(path))?;
-        report::junit::report(summary)
-            .serialize(std::io::BufWriter::new(file))
-            .map_err(|e| Error::Write {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+        let xml = report::junit::render(summary).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, xml).map_err(failed(path))?;
     }
     if let Some(path) = &outputs.html {
         std::fs::write(path, report::html::render(summary)).map_err(failed(path))?;

@@ -173,7 +173,7 @@ fn html_render() {
 
 #[test]
 fn junit_render() {
-    let xml = junit::report(&summary()).to_string().unwrap();
+    let xml = junit::render(&summary()).unwrap();
     insta::assert_snapshot!(xml);
 }
 
