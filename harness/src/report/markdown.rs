@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use super::failure::{self, Subject};
-use super::{Mark, Summary};
+use super::{printable, Mark, Summary};
 
 /// Lines of a log (verifier, console) kept in the summary; GitHub caps a
 /// step summary at 1 MiB.
@@ -149,7 +149,7 @@ fn block(log: &str) -> String {
         let _ = writeln!(body, "[… {} earlier lines cut …]", lines.len() - kept.len());
     }
     for line in kept {
-        body.push_str(&line.replace(|c: char| c.is_control() && c != '\t', "?"));
+        body.extend(line.chars().map(printable::shown));
         body.push('\n');
     }
     let fence = "`".repeat((longest_backtick_run(&body) + 1).max(3));
