@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::judge::Outcome;
 use crate::kernels::Selection;
 use crate::plan::{KernelSet, PlanError, RunConfig, RunPlan, Tests};
+use crate::report::printable::clean;
 use crate::report::{failure, Cell, Reporter};
 use crate::vm::{AccelChoice, VmConfig};
 
@@ -98,7 +99,8 @@ impl Results {
                     Some(Cell::Done(outcome)) => return completion(outcome),
                     Some(Cell::NotRun) => {
                         let failure = failure::of_cell(summary, c, r).expect("a kernel failure");
-                        return Err(format!("kernel {kernel} failed: {}", failure.details()).into());
+                        let details = clean(&failure.details());
+                        return Err(format!("kernel {kernel} failed: {details}").into());
                     }
                     None => {}
                 }
@@ -108,6 +110,8 @@ impl Results {
     }
 }
 
+/// A test's result as libtest-mimic prints it: what a guest sent, shown
+/// through [`clean`].
 fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
     match outcome {
         Outcome::Passed { .. } => Ok(Completion::Completed),
@@ -123,15 +127,16 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
             if let Some(log) = verifier_log {
                 text += &format!("\nverifier log:\n{log}");
             }
-            Err(text.into())
+            Err(clean(&text).into())
         }
-        Outcome::ExpectedFailure { reason } => Ok(Completion::ignored_with(format!(
+        Outcome::ExpectedFailure { reason } => Ok(Completion::ignored_with(clean(&format!(
             "expected failure: {reason}"
-        ))),
-        Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
-        Outcome::LoaderLimitation { reason } => {
-            Err(format!("loader limitation (not the kernel's verdict): {reason}").into())
-        }
+        )))),
+        Outcome::Skipped { reason } => Ok(Completion::ignored_with(clean(reason))),
+        Outcome::LoaderLimitation { reason } => Err(clean(&format!(
+            "loader limitation (not the kernel's verdict): {reason}"
+        ))
+        .into()),
     }
 }
 
@@ -238,4 +243,24 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
         })
         .collect();
     Ok((trials, background))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_guest_sent_is_shown_not_obeyed() {
+        let Err(failed) = completion(&Outcome::Failed {
+            reason: "verifier: \u{9b}2J".into(),
+            verifier_log: Some("\u{1b}]0;owned\u{7}\n0: r0 = 0".into()),
+            kernel_log: None,
+        }) else {
+            panic!("a failure completed");
+        };
+        assert_eq!(
+            failed.message(),
+            Some("verifier: ?2J\nverifier log:\n?]0;owned?\n0: r0 = 0")
+        );
+    }
 }

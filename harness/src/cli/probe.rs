@@ -89,7 +89,8 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
                 .position(|k| k.label == column.label)
                 .expect("a probed kernel is selected");
             if let Some(reason) = &column.failure {
-                eprintln!(
+                let _ = writeln!(
+                    Printable::new(std::io::stderr()),
                     "kmatrix: kernel {} could not be probed: {reason}",
                     column.label
                 );
@@ -118,7 +119,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
         args.features.clone()
     };
     let table = ProbeTable { kernels, features };
-    let mut out = Printable(std::io::stdout().lock());
+    let mut out = Printable::new(std::io::stdout().lock());
     let _ = table.render(&mut out).and_then(|()| out.flush());
     if let Some(path) = &args.json {
         let write = std::fs::File::create(path)

@@ -68,7 +68,7 @@ pub fn diff(args: &DiffArgs) -> Result<Status, Error> {
     let base = crate::report::json::merge(&files(&args.base))?;
     let new = crate::report::json::merge(&files(&args.new))?;
     let findings = diff::diff(&base, &new, args.threshold / 100.0, args.margin / 100.0);
-    let mut out = crate::report::printable::Printable(std::io::stdout().lock());
+    let mut out = crate::report::printable::Printable::new(std::io::stdout().lock());
     let _ = diff::render_text(&findings, &mut out);
     let write = |path: &PathBuf, bytes: Vec<u8>| {
         std::fs::write(path, bytes).map_err(|source| Error::Write {
@@ -127,6 +127,6 @@ pub fn merge(files: &[PathBuf], outputs: &OutputArgs) -> Result<Status, Error> {
     finish(
         &summary,
         outputs,
-        &mut crate::report::printable::Printable(std::io::stdout().lock()),
+        &mut crate::report::printable::Printable::new(std::io::stdout().lock()),
     )
 }

@@ -109,7 +109,7 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         Ok(summary) => summary,
         Err(signal) => return Ok(Status::Interrupted(signal)),
     };
-    let mut out = Printable(std::io::stdout().lock());
+    let mut out = Printable::new(std::io::stdout().lock());
     let status = finish(&summary, &args.outputs, &mut out)?;
     if args.stats {
         let _ = report::matrix::render_stats(&summary, &mut out).and_then(|()| out.flush());
@@ -180,7 +180,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
         Ok(summary) => summary,
         Err(signal) => return Ok(Status::Interrupted(signal)),
     };
-    let mut err = Printable(std::io::stderr().lock());
+    let mut err = Printable::new(std::io::stderr().lock());
     let _ = report::exec::statuses(&summary, &mut err);
     if summary.rows.is_empty() {
         return Ok(Status::of(summary.passed()));
@@ -247,13 +247,11 @@ fn write_files(summary: &Summary, outputs: &OutputArgs) -> Result<(), Error> {
         move |source| Error::Write { path, source }
     };
     if let Some(path) = &outputs.junit {
-        let file = std::fs::File::create(path).map_err(failed(path))?;
-        report::junit::report(summary)
-            .serialize(std::io::BufWriter::new(file))
-            .map_err(|e| Error::Write {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+        let xml = report::junit::render(summary).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, xml).map_err(failed(path))?;
     }
     if let Some(path) = &outputs.html {
         std::fs::write(path, report::html::render(summary)).map_err(failed(path))?;

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::markdown::{code, text};
 use super::{Mark, Summary};
 
 /// One change worth reporting.
@@ -163,7 +164,8 @@ pub fn render_text(findings: &[Finding], out: &mut impl Write) -> std::io::Resul
     )
 }
 
-/// A Markdown table, for a pull-request comment or the step summary.
+/// A Markdown table, for a pull-request comment or the step summary; names
+/// are escaped as in the `--summary`.
 pub fn render_markdown(findings: &[Finding], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "### kmatrix: changes against the base run\n")?;
     if findings.is_empty() {
@@ -176,14 +178,14 @@ pub fn render_markdown(findings: &[Finding], out: &mut impl Write) -> std::io::R
     for finding in findings {
         writeln!(
             out,
-            "| {} | `{}` | {} | {} |",
+            "| {} | {} | {} | {} |",
             if finding.is_regression() {
                 "❌"
             } else {
                 "ℹ️"
             },
-            finding.test,
-            finding.kernel,
+            code(&finding.test),
+            text(&finding.kernel),
             finding.describe()
         )?;
     }
@@ -258,5 +260,32 @@ mod tests {
             String::from_utf8(text).unwrap(),
             "REGRESSION p::load on 6.1: instructions processed grew from 1000 to 1200 (+20%)\n\n1 regression(s), 1 finding(s)\n"
         );
+    }
+
+    #[test]
+    fn names_cannot_break_the_markdown_table() {
+        let test = "<img src=x onerror=alert(1)> `x` | y\nz";
+        let kernel = "6.1 | <b>*x*</b>";
+        let findings = [Change::NewlyFailing, Change::NewlyPassing].map(|change| Finding {
+            kernel: kernel.into(),
+            test: test.into(),
+            change,
+        });
+        let mut markdown = Vec::new();
+        render_markdown(&findings, &mut markdown).unwrap();
+        let html = crate::report::tests::cmark_gfm(&String::from_utf8(markdown).unwrap());
+        let document =
+            crate::report::tests::Node::parse(&html).unwrap_or_else(|e| panic!("{e}:\n{html}"));
+        assert!(document.all("img").is_empty(), "{html}");
+        let tables = document.children("table");
+        assert_eq!(tables.len(), 1, "{html}");
+        let rows = tables[0].all("tr");
+        assert_eq!(rows.len(), 1 + findings.len(), "{html}");
+        for row in &rows[1..] {
+            let cells = row.children("td");
+            assert_eq!(cells.len(), 4, "{html}");
+            assert_eq!(cells[1].text(), test.replace(['|', '\n'], " "));
+            assert_eq!(cells[2].text(), kernel);
+        }
     }
 }

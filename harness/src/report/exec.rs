@@ -1,6 +1,8 @@
 //! What `kmatrix exec` shows: the program's output as it arrives (each line
 //! prefixed by its kernel when more than one runs), and at the end how it
-//! ended on each kernel.
+//! ended on each kernel. The program's output passes byte for byte, as a
+//! runner's must (cargo-nextest and pipes read it); the agent's messages
+//! and kmatrix's notices are shown through [`Printable`].
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::io::Write;
 use kmatrix_protocol::report::EXIT_SUCCESS_STATUS;
 use kmatrix_protocol::Stream;
 
+use super::printable::Printable;
 use super::Summary;
 use crate::runner::RunEvent;
 
@@ -73,18 +76,23 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
             RunEvent::Exited { kernel, .. } | RunEvent::KernelFinished { kernel, .. } => {
                 self.flush_partial(kernel)
             }
-            RunEvent::AgentError { kernel, message } => {
-                writeln!(self.err, "[{kernel}] kmatrix: agent: {message}")
-            }
+            RunEvent::AgentError { kernel, message } => writeln!(
+                Printable::new(&mut self.err),
+                "[{kernel}] kmatrix: agent: {message}"
+            ),
             RunEvent::Splat { kernel, lines, .. } => {
-                writeln!(self.err, "[{kernel}] kmatrix: the kernel printed a splat:")?;
+                let mut err = Printable::new(&mut self.err);
+                writeln!(err, "[{kernel}] kmatrix: the kernel printed a splat:")?;
                 for line in lines {
-                    writeln!(self.err, "[{kernel}]   {line}")?;
+                    writeln!(err, "[{kernel}]   {line}")?;
                 }
                 Ok(())
             }
             RunEvent::Notice { kernel, message } => {
-                writeln!(self.err, "[{kernel}] kmatrix: {message}")
+                writeln!(
+                    Printable::new(&mut self.err),
+                    "[{kernel}] kmatrix: {message}"
+                )
             }
             RunEvent::RunStarted { .. }
             | RunEvent::Stats { .. }
@@ -166,6 +174,27 @@ mod tests {
             String::from_utf8(echo.out).unwrap(),
             "[7.3] one\n[6.1] hello\n[7.3] tw\n"
         );
+    }
+
+    #[test]
+    fn agent_messages_and_notices_are_shown_not_obeyed() {
+        let mut echo = ExecEcho::new(1, Vec::new(), Vec::new());
+        echo.report(&RunEvent::AgentError {
+            kernel: "6.1".into(),
+            message: "\u{1b}]0;owned\u{7} \u{9b}2J".into(),
+        })
+        .unwrap();
+        echo.report(&RunEvent::Notice {
+            kernel: "6.1".into(),
+            message: "saved \u{9d}0;t\u{9c}".into(),
+        })
+        .unwrap();
+        echo.report(&output("6.1", b"\x1b[32mok\x1b[0m\n")).unwrap();
+        assert_eq!(
+            String::from_utf8(echo.err).unwrap(),
+            "[6.1] kmatrix: agent: ?]0;owned? ?2J\n[6.1] kmatrix: saved ?0;t?\n"
+        );
+        assert_eq!(echo.out, b"\x1b[32mok\x1b[0m\n");
     }
 
     #[test]

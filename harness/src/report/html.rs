@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use super::failure::{self, Subject};
-use super::{Mark, Summary};
+use super::{printable, Mark, Summary};
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1.passed{color:#1a7f37}h1.failed{color:#cf222e}
@@ -200,7 +200,7 @@ fn charts(summary: &Summary, out: &mut String) {
 }
 
 /// Text with HTML's special characters escaped, and control characters
-/// other than line breaks and tabs shown as `?`.
+/// shown as [`printable::shown`] shows them.
 fn escape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
@@ -210,9 +210,7 @@ fn escape(raw: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
+            c => out.push(printable::shown(c)),
         }
     }
     out

@@ -1,14 +1,29 @@
 //! `--junit`: the matrix as JUnit XML, one testsuite per kernel and one
-//! testcase per test, built once the run is over.
+//! testcase per test, built once the run is over. Everything a guest or a
+//! suite named is kept to the characters XML 1.0 allows.
 
 use kmatrix_protocol::report::Outcome;
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Report, SerializeError, TestCase, TestCaseStatus, TestSuite};
 
 use super::failure::{self, Subject};
 use super::{Cell, Summary};
 
+/// The JUnit XML of a finished run. quick-junit drops ANSI escapes and the
+/// C0 controls XML 1.0 forbids, but not U+FFFE and U+FFFF; whatever XML 1.0
+/// forbids becomes U+FFFD here, once for every name, message, log and
+/// property (the markup itself is ASCII).
+pub fn render(summary: &Summary) -> Result<String, SerializeError> {
+    let xml = report(summary).to_string()?;
+    Ok(xml.replace(|c| !is_xml_char(c), "\u{FFFD}"))
+}
+
+/// Whether XML 1.0 allows `c` in a document (its `Char` production).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 /// The JUnit report of a finished run.
-pub fn report(summary: &Summary) -> Report {
+fn report(summary: &Summary) -> Report {
     let mut report = Report::new("kmatrix");
     for (c, column) in summary.columns.iter().enumerate() {
         let mut suite = TestSuite::new(column.label.as_str());
@@ -69,4 +84,55 @@ pub fn report(summary: &Summary) -> Report {
         report.add_test_suite(suite);
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use kmatrix_protocol::report::Record;
+
+    use super::*;
+
+    #[test]
+    fn the_xml_keeps_to_xml_1_0() {
+        let kernel = "6.1\u{FFFF}";
+        let test = "a::load\u{FFFE}\u{1}";
+        let mut summary = Summary::with(vec![kernel.into()], vec![test.into()]);
+        for record in [
+            Record::KernelBooted {
+                kernel: kernel.into(),
+                release: "6.1.0\u{FFFE}\u{1b}[31m".into(),
+                btf: true,
+                restored: false,
+            },
+            Record::Outcome {
+                kernel: kernel.into(),
+                test: test.into(),
+                result: Outcome::Failed {
+                    reason: "verifier: \u{FFFF}\u{0}".into(),
+                    verifier_log: Some("0: \u{FFFE}\u{8}\n\u{FFFF}".into()),
+                    kernel_log: Some("WARNING: \u{FFFE}".into()),
+                },
+            },
+            Record::KernelFinished {
+                kernel: kernel.into(),
+                error: None,
+                console_tail: Some("panic \u{FFFF}".into()),
+            },
+        ] {
+            summary.apply(&record);
+        }
+        let xml = render(&summary).unwrap();
+        let forbidden = |c: char| matches!(c, '\0'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}');
+        assert!(!xml.contains(forbidden), "{xml:?}");
+        let suites = junit_parser::from_reader(xml.as_bytes()).unwrap();
+        let suite = &suites.suites[0];
+        assert_eq!(suite.name, "6.1\u{FFFD}");
+        assert_eq!(suite.system_err.as_deref(), Some("panic \u{FFFD}"));
+        assert_eq!(suite.cases[0].name, "kmatrix.6.1\u{FFFD}::a::load\u{FFFD}");
+        let junit_parser::TestStatus::Failure(failure) = &suite.cases[0].status else {
+            panic!("{xml}");
+        };
+        assert_eq!(failure.message, "verifier: \u{FFFD}");
+        assert!(failure.text.ends_with("0: \u{FFFD}\n\u{FFFD}"), "{xml}");
+    }
 }

@@ -1,9 +1,12 @@
-//! Live lines: one per outcome as it arrives, so a long matrix shows progress.
+//! Live lines: one per outcome as it arrives, so a long matrix shows
+//! progress; shown through [`Printable`], since most carry what a guest
+//! sent.
 
 use std::io::Write;
 
 use kmatrix_protocol::report::Outcome;
 
+use super::printable::Printable;
 use super::record::exit_status;
 use crate::error_chain::error_chain;
 use crate::runner::{KernelOutcome, RunEvent};
@@ -11,13 +14,15 @@ use crate::vm::Start;
 
 /// Writes one line per event to `out`.
 pub struct LiveReporter<W> {
-    out: W,
+    out: Printable<W>,
 }
 
 impl<W: Write> LiveReporter<W> {
     /// A reporter writing to `out`.
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self {
+            out: Printable::new(out),
+        }
     }
 
     /// Prints the line for `event`.
@@ -106,5 +111,36 @@ impl<W: Write> LiveReporter<W> {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_guest_sent_is_shown_not_obeyed() {
+        let mut out = Vec::new();
+        let mut live = LiveReporter::new(&mut out);
+        live.report(&RunEvent::Notice {
+            kernel: "6.1".into(),
+            message: "\u{9b}2J\u{1b}[H".into(),
+        })
+        .unwrap();
+        live.report(&RunEvent::AgentError {
+            kernel: "6.1".into(),
+            message: "\u{9d}0;owned\u{9c}".into(),
+        })
+        .unwrap();
+        live.report(&RunEvent::Outcome {
+            kernel: "6.1".into(),
+            test: "a::load".into(),
+            outcome: Outcome::failed("verifier: \u{85}\u{1b}[2K"),
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "     6.1  NOTE  ?2J?[H\n     6.1  ERROR agent: ?0;owned?\n     6.1  FAIL  a::load: verifier: ??[2K\n"
+        );
     }
 }

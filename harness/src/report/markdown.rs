@@ -2,12 +2,14 @@
 //! `$GITHUB_STEP_SUMMARY` or `--summary`. Everything a kernel or a suite
 //! named is escaped: names are code spans, reasons are escaped text, logs
 //! sit in fences longer than any backtick run inside them and keep only
-//! their last [`LOG_LINES`] lines.
+//! their last [`LOG_LINES`] lines. Each failure is a list item; its logs
+//! are folded into `<details>` indented to the item's content, with the
+//! blank lines that end an HTML block in CommonMark.
 
 use std::fmt::Write;
 
 use super::failure::{self, Subject};
-use super::{Mark, Summary};
+use super::{printable, Mark, Summary};
 
 /// Lines of a log (verifier, console) kept in the summary; GitHub caps a
 /// step summary at 1 MiB.
@@ -46,9 +48,10 @@ pub fn render(summary: &Summary) -> String {
 
     let failures = failure::all(summary);
     if !failures.is_empty() {
-        let _ = writeln!(out, "\n### Failures\n");
+        let _ = writeln!(out, "\n### Failures");
     }
     for failure in failures {
+        out.push('\n');
         let (first, sections) = failure.folded();
         let reason = text(first);
         let _ = match failure.subject {
@@ -74,21 +77,37 @@ pub fn render(summary: &Summary) -> String {
             let also: Vec<String> = failure.also.iter().map(|t| code(t)).collect();
             let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
         }
+        out.push('\n');
         for (title, log) in sections {
             let _ = write!(
                 out,
-                "\n  <details><summary>{title}</summary>\n\n{}  </details>",
-                block(log)
+                "\n{ITEM}<details><summary>{title}</summary>\n\n{}\n{ITEM}</details>\n",
+                in_item(&block(log))
             );
         }
-        out.push('\n');
+    }
+    out
+}
+
+/// The indentation of a list item's content: what `- ` is wide. Block
+/// content indented less ends the item.
+const ITEM: &str = "  ";
+
+/// `blocks` indented to a list item's content; blank lines stay empty.
+fn in_item(blocks: &str) -> String {
+    let mut out = String::with_capacity(blocks.len() + blocks.len() / 8);
+    for line in blocks.split_inclusive('\n') {
+        if line != "\n" {
+            out.push_str(ITEM);
+        }
+        out.push_str(line);
     }
     out
 }
 
 /// Text with Markdown's and HTML's special characters escaped, on one
-/// line.
-fn text(raw: &str) -> String {
+/// line (a table's cell too).
+pub(super) fn text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         match c {
@@ -109,8 +128,9 @@ fn longest_backtick_run(raw: &str) -> usize {
     raw.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
-/// An inline code span that holds `raw` whatever it contains.
-fn code(raw: &str) -> String {
+/// An inline code span that holds `raw` whatever it contains, on one line
+/// (a table's cell too: `|` becomes a space).
+pub(super) fn code(raw: &str) -> String {
     let fence = "`".repeat(longest_backtick_run(raw) + 1);
     let raw = raw.replace(['\n', '\r', '|'], " ");
     let pad = if raw.starts_with('`') || raw.ends_with('`') {
@@ -130,7 +150,7 @@ fn block(log: &str) -> String {
         let _ = writeln!(body, "[… {} earlier lines cut …]", lines.len() - kept.len());
     }
     for line in kept {
-        body.push_str(&line.replace(|c: char| c.is_control() && c != '\t', "?"));
+        body.extend(line.chars().map(printable::shown));
         body.push('\n');
     }
     let fence = "`".repeat((longest_backtick_run(&body) + 1).max(3));

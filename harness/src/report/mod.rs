@@ -58,7 +58,7 @@ impl<'a> Reporter<'a> {
 
     /// Also prints a line per event to `out`.
     pub fn live(mut self, out: impl Write + Send + 'a) -> Self {
-        self.live = Some(live::LiveReporter::new(Box::new(printable::Printable(out))));
+        self.live = Some(live::LiveReporter::new(Box::new(out)));
         self
     }
 
