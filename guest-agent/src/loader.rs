@@ -101,6 +101,13 @@ fn run_plan(
                 continue;
             }
         };
+        // libbpf refuses to open an object with a static entry program; the
+        // host plans none for it, and its siblings load from a copy in
+        // which they are global (nothing the kernel sees changes).
+        let for_libbpf = match crate::isolate::globalize_static_programs(&data) {
+            Ok(globalized) if !globalized.programs.is_empty() => globalized.object,
+            _ => data.clone(),
+        };
         for (index, program) in object.programs.iter().enumerate() {
             let section = sections
                 .get(&program.name)
@@ -112,7 +119,7 @@ fn run_plan(
             let start = Instant::now();
             let loaded = match object.loader {
                 Loader::Aya => aya.load(object, &data, &program.name, section),
-                Loader::Libbpf => libbpf.load(object, &data, &program.name),
+                Loader::Libbpf => libbpf.load(object, &for_libbpf, &program.name),
             };
             let load_us = start.elapsed().as_micros() as u64;
             let kernel_log = log.drain();
@@ -130,7 +137,7 @@ fn run_plan(
                         .unwrap_or_default()
                         .or(instance.stats());
                     if object.loader == Loader::Aya {
-                        if let Some(logged) = libbpf.stats_of(object, &data, &program.name) {
+                        if let Some(logged) = libbpf.stats_of(object, &for_libbpf, &program.name) {
                             stats = stats.or(logged);
                         }
                     }
@@ -173,11 +180,22 @@ fn run_plan(
     }
 }
 
-/// Sends a splat the kernel logged outside any load or case.
+/// Sends a splat the kernel logged outside any load or case, once the
+/// kernel has finished printing it (no new line for 20 ms, at most 200 ms).
 pub fn send_splat(log: &mut KernelLog, channel: &mut Channel) {
-    if let Some(splat) = kmatrix_protocol::splat::find(&log.drain()) {
-        channel.send(&Frame::Splat(splat.lines));
+    let Some(mut splat) = kmatrix_protocol::splat::find(&log.drain()) else {
+        return;
+    };
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let more = log.drain();
+        if more.is_empty() {
+            break;
+        }
+        splat.lines.extend(more);
     }
+    splat.lines.truncate(kmatrix_protocol::splat::MAX_LINES);
+    channel.send(&Frame::Splat(splat.lines));
 }
 
 /// Settings that name something the object lacks are the suite's error,

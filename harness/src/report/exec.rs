@@ -128,8 +128,19 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
 /// One line per kernel: how the program ended there, and why a kernel
 /// failed (with its console's tail).
 pub fn statuses(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
-    for column in &summary.columns {
+    for (c, column) in summary.columns.iter().enumerate() {
         let kernel = &column.label;
+        // A program that exited 0 still fails where the kernel printed a
+        // splat (its test's, or outside any).
+        let failed_tests: Vec<&str> = (0..summary.rows.len())
+            .filter(|&r| {
+                matches!(summary.cell(c, r), Some(super::Cell::Done(outcome)) if outcome.is_failure())
+            })
+            .map(|r| summary.rows[r].as_str())
+            .collect();
+        for (reason, _) in &column.splats {
+            writeln!(out, "kmatrix: {kernel}: FAILED: {reason}")?;
+        }
         match (&column.failure, column.exit.as_deref()) {
             (Some(reason), _) => {
                 writeln!(out, "kmatrix: {kernel}: FAILED: {reason}")?;
@@ -137,6 +148,15 @@ pub fn statuses(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> 
                     writeln!(out, "kmatrix: {kernel}: console (last lines):\n{tail}")?;
                 }
             }
+            (None, Some(EXIT_SUCCESS_STATUS)) if !failed_tests.is_empty() => writeln!(
+                out,
+                "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but {} failed",
+                failed_tests.join(", ")
+            )?,
+            (None, Some(EXIT_SUCCESS_STATUS)) if !column.splats.is_empty() => writeln!(
+                out,
+                "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but the kernel printed a splat"
+            )?,
             (None, Some(EXIT_SUCCESS_STATUS)) => {
                 writeln!(out, "kmatrix: {kernel}: ok ({EXIT_SUCCESS_STATUS})")?
             }

@@ -1,0 +1,264 @@
+//! Green means judged: every program of an object gets a verdict (static
+//! ones, and each on its own under aya), what the kernel logs goes with the
+//! test that made it log, and a kernel splat fails that test.
+//!
+//! No shipped kernel can be made to WARN from BPF on purpose, so the splat
+//! tests use a stand-in for the mechanics: a program under `kmatrix exec`
+//! writes a `WARNING:` line to `/dev/kmsg`, which the agent reads as it
+//! reads any kernel splat. The kernel line that goes with a load is real:
+//! the warning the kernel logs when it verifies a program calling
+//! `bpf_probe_write_user`.
+
+use std::path::Path;
+
+use support::{boot_lock, fixture, kmatrix, matrix_row, text};
+
+mod support;
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn outcome<'a>(records: &'a [serde_json::Value], test: &str) -> &'a serde_json::Value {
+    records
+        .iter()
+        .find(|r| r["type"] == "outcome" && r["test"] == test)
+        .unwrap_or_else(|| panic!("no outcome for {test} in {records:?}"))
+}
+
+fn suite(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("kmatrix-suite.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Static entry programs are programs: aya loads them, and each has the
+/// kernel's verdict; under libbpf, which refuses them, they are its
+/// limitation naming "static", while the global sibling is still judged.
+#[test]
+fn static_programs_are_judged_under_aya_and_named_under_libbpf() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let object = fixture("static_progs.bpf.c");
+    let suite = suite(
+        dir.path(),
+        &format!(
+            "[[object]]\npath = {object:?}\n\n[[object.program]]\nname = \"xdp_static_unchecked\"\nmax_kernel = \"3.0\"\nreason = \"it reads past the packet without a bounds check\"\n"
+        ),
+    );
+    let run = |loader: &str| {
+        kmatrix(&[
+            "test",
+            "--kernels",
+            "6.1",
+            "--loader",
+            loader,
+            "--suite",
+            suite.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let output = run("aya");
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    for (test, cell) in [
+        ("xdp_static_pass::load", "pass"),
+        ("xdp_static_unchecked::load", "xfail"),
+        ("xdp_global_entry::load", "pass"),
+    ] {
+        assert_eq!(matrix_row(&out, test), [cell], "{test}: {out}");
+    }
+    assert!(out.contains("R1 offset is outside of the packet"), "{out}");
+
+    let output = run("libbpf");
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(
+        matrix_row(&out, "xdp_global_entry::load"),
+        ["pass"],
+        "{out}"
+    );
+    for test in ["xdp_static_pass::load", "xdp_static_unchecked::load"] {
+        assert_eq!(matrix_row(&out, test), ["LIMIT"], "{test}: {out}");
+    }
+    assert!(
+        out.contains("libbpf cannot load it: it is a static program"),
+        "{out}"
+    );
+}
+
+/// A sibling aya cannot relocate (CO-RE into a flexible array) is its own
+/// limitation; the program beside it loads, and the limitation names only
+/// the section it comes from.
+#[test]
+fn a_program_s_aya_verdict_does_not_depend_on_its_siblings() {
+    let _lock = boot_lock();
+    let output = kmatrix(&["test", "--kernels", "6.1", "--loader", "aya"])
+        .arg(fixture("flex_siblings.bpf.c"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(matrix_row(&out, "mount_exit::load"), ["pass"], "{out}");
+    assert_eq!(matrix_row(&out, "mount_entry::load"), ["LIMIT"], "{out}");
+    let limitation = out
+        .lines()
+        .find(|l| l.contains("LIMIT") && l.contains("mount_entry::load:"))
+        .unwrap();
+    assert!(
+        limitation.contains("sys_enter_mount") && !limitation.contains("sys_exit_mount"),
+        "{limitation}"
+    );
+}
+
+/// What the kernel logs while it verifies a program goes with that
+/// program's load test (here failed on purpose, so that it carries the
+/// log), and not with its sibling's.
+#[test]
+fn a_kernel_line_goes_with_the_load_that_made_it() {
+    let _lock = boot_lock();
+    let (oldest, _) = support::oldest_and_newest_amd64();
+    let dir = tempfile::tempdir().unwrap();
+    let object = fixture("probe_write_user.bpf.c");
+    let suite = suite(
+        dir.path(),
+        &format!(
+            "[[object]]\npath = {object:?}\n\n[[object.program]]\nname = \"writes_user\"\nmax_kernel = \"3.0\"\nreason = \"a failure on purpose, to carry the kernel's log\"\n"
+        ),
+    );
+    let json = dir.path().join("run.json");
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        &oldest,
+        "--suite",
+        suite.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let records = records(&json);
+    let failed = &outcome(&records, "writes_user::load")["result"];
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    assert!(
+        failed["kernel_log"].as_str().is_some_and(
+            |log| log.contains("is installing a program with bpf_probe_write_user helper")
+        ),
+        "{failed}"
+    );
+    let quiet = &outcome(&records, "quiet::load")["result"];
+    assert_eq!(quiet["outcome"], "passed", "{quiet}");
+    assert!(out.contains("kernel log:"), "{out}");
+}
+
+/// A script that prints libtest's lines and, during its second test,
+/// writes a kernel WARNING to `/dev/kmsg`.
+const WARNS_IN_A_TEST: &str = "echo 'running 2 tests'
+printf 'test quiet ... '; echo ok
+printf 'test warns ... '
+echo '<4>------------[ cut here ]------------' > /dev/kmsg
+echo '<4>WARNING: CPU: 0 PID: 1 at kmatrix/stand-in.c:1 stand_in+0x0/0x10' > /dev/kmsg
+echo '<4>Call Trace:' > /dev/kmsg
+sleep 0.3; echo ok
+echo 'test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out'
+";
+
+/// A splat during a test fails that test, though the test passed and the
+/// program exited 0: its lines are in the JSON, the JUnit file and the
+/// Markdown summary; the other test passes.
+#[test]
+fn a_splat_fails_the_test_that_caused_it() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit, summary) = (
+        dir.path().join("run.json"),
+        dir.path().join("junit.xml"),
+        dir.path().join("summary.md"),
+    );
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        WARNS_IN_A_TEST,
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("kmatrix: 6.1: FAILED: exit code 0, but warns failed"),
+        "{out}"
+    );
+    let records = records(&json);
+    assert_eq!(outcome(&records, "quiet")["result"]["outcome"], "passed");
+    let warns = &outcome(&records, "warns")["result"];
+    assert_eq!(
+        warns["reason"],
+        "the kernel printed a splat: WARNING: CPU: 0 PID: 1 at kmatrix/stand-in.c:1 stand_in+0x0/0x10",
+        "{warns}"
+    );
+    let log = warns["kernel_log"].as_str().unwrap();
+    assert!(
+        log.starts_with("------------[ cut here ]------------\nWARNING: CPU: 0"),
+        "{log}"
+    );
+    assert!(log.contains("Call Trace:"), "{log}");
+    for (file, path) in [("JUnit", &junit), ("summary", &summary)] {
+        let written = std::fs::read_to_string(path).unwrap();
+        assert!(
+            written.contains("WARNING: CPU: 0 PID: 1 at kmatrix/stand-in.c:1"),
+            "{file}: {written}"
+        );
+    }
+}
+
+/// A splat outside any test fails the kernel's column, with its lines.
+#[test]
+fn a_splat_outside_any_test_fails_the_kernel() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--json",
+        json.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo '<3>BUG: kernel NULL pointer dereference, address: 0000000000000008' > /dev/kmsg; sleep 0.3",
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("kmatrix: 6.1: FAILED: the kernel printed a splat outside any test: BUG: kernel NULL pointer dereference"),
+        "{out}"
+    );
+    let records = records(&json);
+    let splat = records
+        .iter()
+        .find(|r| r["type"] == "splat")
+        .unwrap_or_else(|| panic!("no splat record: {records:?}"));
+    assert_eq!(splat["kernel"], "6.1");
+    assert_eq!(splat["source"], "kmsg");
+}
