@@ -153,21 +153,10 @@ pub fn qemu_identity(qemu: &Path) -> String {
 impl Store {
     /// The store in `cache`.
     pub fn in_cache(cache: &crate::cache::Cache) -> Self {
-        static AGENTS: std::sync::OnceLock<std::collections::BTreeMap<Arch, String>> =
-            std::sync::OnceLock::new();
-        let agents = AGENTS.get_or_init(|| {
-            Arch::ALL
-                .into_iter()
-                .filter_map(|arch| {
-                    let bytes = crate::agent::Init::Agent.binary(arch).ok()?;
-                    Some((arch, hex::encode(Sha256::digest(&bytes))))
-                })
-                .collect()
-        });
         Self {
             dir: cache.snapshots_dir(),
             tmp: cache.tmp_dir(),
-            agents: agents.clone(),
+            agents: crate::agent::digests().clone(),
         }
     }
 
