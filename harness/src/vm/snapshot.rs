@@ -287,20 +287,28 @@ impl Slot {
     }
 
     /// Moves a saved state into place with its `meta`. If another process
-    /// saved one first, theirs is kept.
+    /// saved one first, theirs is kept; an incomplete one in its place (a
+    /// `state` or `meta.json` gone) is discarded first.
     pub fn commit(&self, pending: Pending, meta: &Meta) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
         std::fs::write(pending.dir.path().join(META), json)?;
         if let Some(parent) = self.dir.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        match std::fs::rename(pending.dir.path(), &self.dir) {
-            Ok(()) => {
-                let _ = pending.dir.keep();
-                Ok(())
+        let mut discarded = false;
+        loop {
+            match std::fs::rename(pending.dir.path(), &self.dir) {
+                Ok(()) => {
+                    let _ = pending.dir.keep();
+                    return Ok(());
+                }
+                Err(_) if self.load().is_some() => return Ok(()),
+                Err(_) if self.dir.is_dir() && !discarded => {
+                    self.discard();
+                    discarded = true;
+                }
+                Err(err) => return Err(err),
             }
-            Err(_) if self.dir.is_dir() => Ok(()),
-            Err(err) => Err(err),
         }
     }
 
@@ -388,6 +396,27 @@ mod tests {
         assert_eq!(meta.hello().kernel_release, "6.1.0-50-cloud-amd64");
         slot.discard();
         assert!(slot.load().is_none());
+    }
+
+    #[test]
+    fn an_incomplete_snapshot_is_replaced_by_the_next_save() {
+        let root = tempfile::tempdir().unwrap();
+        let store = store(root.path());
+        let meta = meta(Path::new("/k/vmlinux"));
+        for missing in [STATE, META] {
+            let slot = store.slot(missing, Arch::Amd64);
+            let pending = slot.pending().unwrap();
+            std::fs::write(pending.state(), "old").unwrap();
+            slot.commit(pending, &meta).unwrap();
+            std::fs::remove_file(slot.dir.join(missing)).unwrap();
+            assert!(slot.load().is_none());
+
+            let pending = slot.pending().unwrap();
+            std::fs::write(pending.state(), "new").unwrap();
+            slot.commit(pending, &meta).unwrap();
+            let (state, _) = slot.load().expect("the new save is in place");
+            assert_eq!(std::fs::read_to_string(state).unwrap(), "new");
+        }
     }
 
     #[test]
