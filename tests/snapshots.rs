@@ -296,6 +296,24 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
         r#"{"kernel_release":"6.0.0","btf":true,"boot_ms":1,"kernel":"/nonexistent/kernels/old/vmlinux","agent":"","qemu":"","host":""}"#,
     )
     .unwrap();
+    // Copies of the saved VM whose key inputs no run has now: another
+    // agent, and (under TCG) another TSC figure.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.join("meta.json")).unwrap()).unwrap();
+    let mut planted = Vec::new();
+    let mut plant = |name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let dir = cache.path().join("snapshots").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(kept.join("state"), dir.join("state")).unwrap();
+        let mut meta = meta.clone();
+        change(&mut meta["inputs"]);
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+        planted.push(dir);
+    };
+    plant("another-agent", &|inputs| inputs["agent"] = "0".repeat(64).into());
+    if let Some(khz) = meta["inputs"]["tsc_khz"].as_u64() {
+        plant("another-tsc", &|inputs| inputs["tsc_khz"] = (khz + 7_000).into());
+    }
 
     let gc = |delete: bool| {
         let mut args = vec!["kernels", "gc"];
@@ -309,8 +327,27 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
     let listed = gc(false);
     assert!(listed.contains(&orphan.display().to_string()), "{listed}");
     assert!(!listed.contains(&kept.display().to_string()), "{listed}");
+    assert!(listed.contains("(saved VM: another agent)"), "{listed}");
+    if planted.len() == 2 {
+        assert!(listed.contains("(saved VM: another TSC figure)"), "{listed}");
+    }
+    assert!(
+        listed.contains(&format!(
+            "saved VMs: 1 kept ({:.1} MB), {} no run would restore",
+            kmatrix::cache::size(&kept) as f64 / 1e6,
+            planted.len() + 1
+        )),
+        "{listed}"
+    );
     assert!(orphan.exists());
     gc(true);
     assert!(!orphan.exists());
+    assert!(planted.iter().all(|dir| !dir.exists()));
     assert!(kept.join("state").exists());
+    let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
 }

@@ -4,13 +4,14 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use kmatrix_protocol::{Arch, PORT_NAME};
+use serde::{Deserialize, Serialize};
 
 use crate::presets::guests;
 
 /// The machine a kernel boots on: its architecture's board (from
 /// `images/guests.toml`), with the results port on virtio-mmio where the
 /// kernel has `virtio_mmio`, else on PCI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Machine {
     /// The architecture.
     pub arch: Arch,
@@ -55,12 +56,46 @@ pub fn kernel_cmdline(arch: Arch, tsc_khz: Option<u64>) -> String {
 }
 
 /// The accelerator a VM runs with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Hardware virtualisation through `/dev/kvm`.
     Kvm,
     /// QEMU's software emulation.
     Tcg,
+}
+
+/// What a VM is given: its machine, memory and accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// The machine.
+    pub machine: Machine,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// The accelerator.
+    pub accel: Accel,
+}
+
+impl Hardware {
+    /// QEMU's whole command line: `kernel` booted with `initrd` (its
+    /// command line telling the TSC figure `tsc_khz`), the console log and
+    /// the results and QMP sockets in `dir`.
+    pub fn args(
+        &self,
+        kernel: &Path,
+        initrd: &Path,
+        tsc_khz: Option<u64>,
+        dir: &Path,
+    ) -> Vec<OsString> {
+        let arch = self.machine.arch;
+        let mut args = base_args(self.machine, self.memory_mib);
+        args.extend(accel_args(self.accel, arch));
+        args.extend(kernel_args(kernel, initrd, &kernel_cmdline(arch, tsc_khz)));
+        args.extend(console_args(&dir.join("console.log")));
+        args.extend(results_port_args(self.machine, &dir.join("results.sock")));
+        args.extend(qmp_args(&dir.join("qmp.sock")));
+        args
+    }
 }
 
 fn os(items: &[&str]) -> Vec<OsString> {

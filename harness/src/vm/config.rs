@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kmatrix_protocol::Arch;
 
-use super::argv::Accel;
+use super::argv::{Accel, Hardware, Machine};
 
 /// Environment variable naming the QEMU binary for amd64 guests.
 pub const QEMU_ENV: &str = "KMATRIX_QEMU";
@@ -112,14 +112,19 @@ impl VmConfig {
         }
     }
 
-    /// The host's TSC frequency for an `arch` kernel's command line, under
-    /// TCG (whose guest TSC is the host's); KVM guests calibrate well
-    /// alone, and only amd64 kernels are told.
-    pub fn tsc_khz(&self, arch: Arch) -> Option<u64> {
-        match (arch, self.accel_for(arch)) {
-            (Arch::Amd64, Accel::Tcg) => host_tsc_khz(),
-            _ => None,
+    /// What a VM on `machine` is given.
+    pub fn hardware(&self, machine: Machine) -> Hardware {
+        Hardware {
+            machine,
+            memory_mib: self.memory_mib,
+            accel: self.accel_for(machine.arch),
         }
+    }
+
+    /// The host's TSC frequency for an `arch` kernel's command line
+    /// ([`tsc_khz_told`]).
+    pub fn tsc_khz(&self, arch: Arch) -> Option<u64> {
+        tsc_khz_told(arch, self.accel_for(arch))
     }
 
     /// The QEMU binaries: [`QEMU_ENV`] and [`QEMU_ARM64_ENV`], else those
@@ -135,6 +140,16 @@ impl VmConfig {
             amd64: binary(Arch::Amd64),
             arm64: binary(Arch::Arm64),
         }
+    }
+}
+
+/// The host's TSC frequency an `arch` kernel under `accel` is told: under
+/// TCG (whose guest TSC is the host's); KVM guests calibrate well alone,
+/// and only amd64 kernels are told.
+pub(super) fn tsc_khz_told(arch: Arch, accel: Accel) -> Option<u64> {
+    match (arch, accel) {
+        (Arch::Amd64, Accel::Tcg) => host_tsc_khz(),
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@ use kmatrix_protocol::{Frame, Hello, Input};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::qemu::Qmp;
-use super::snapshot::{self, Meta, Slot};
+use super::snapshot::Slot;
 use super::VmError;
 use crate::channel::{InputSink, ResultStream};
 
@@ -61,8 +61,6 @@ pub(super) async fn save_state(
     sink: &mut InputSink,
     slot: &Slot,
     hello: &Hello,
-    kernel: &Path,
-    qemu_binary: &Path,
 ) -> Result<(), String> {
     sink.send(&Input::Prepare)
         .await
@@ -124,16 +122,7 @@ pub(super) async fn save_state(
                 _ => {}
             }
         }
-        let meta = Meta {
-            kernel_release: hello.kernel_release.clone(),
-            btf: hello.btf,
-            boot_ms: hello.boot_ms,
-            kernel: kernel.to_owned(),
-            agent: slot.agent.clone(),
-            qemu: snapshot::qemu_identity(qemu_binary),
-            host: snapshot::host_identity(),
-        };
-        slot.commit(pending, &meta)
+        slot.commit(pending, hello)
             .map_err(|e| format!("storing the state: {e}"))
     }
     .await;

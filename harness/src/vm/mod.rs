@@ -25,7 +25,7 @@ pub use config::{AccelChoice, VmConfig, QEMU_ENV};
 pub use error::{VmError, VmFailure};
 
 use crate::channel;
-use snapshot::{Meta, Slot};
+use snapshot::Slot;
 
 /// What a VM is sent after its hello.
 pub struct RunInput<'a> {
@@ -93,32 +93,28 @@ pub async fn run(
     mut on_frame: impl FnMut(Frame),
 ) -> Result<VmReport, VmFailure> {
     let mut on_up = Some(on_up);
-    // A snapshot's kernel command line holds the TSC frequency: the same
-    // host must give the same figure from run to run.
-    let arch = spec.machine.arch;
-    let tsc_khz = config.tsc_khz(arch).map(|khz| {
-        spec.snapshots
-            .map_or(khz, |store| store.stable_tsc_khz(khz))
-    });
+    let hardware = config.hardware(spec.machine);
+    // A snapshot's kernel command line holds the TSC figure: the same host
+    // must give the same figure from run to run.
+    let tsc_khz = match spec.snapshots {
+        Some(store) => store.tsc_khz(hardware),
+        None => config.tsc_khz(spec.machine.arch),
+    };
     let slot = match spec.snapshots {
         Some(store) => {
             let initrd = std::fs::read(spec.initrd).map_err(|e| VmFailure {
                 kind: VmError::Io(e),
                 console_tail: String::new(),
             })?;
-            // The run's own paths are left out: the initramfs is keyed by
-            // its bytes.
-            let placeholder = BootSpec {
-                initrd: "@initrd".as_ref(),
-                dir: "@".as_ref(),
-                snapshots: None,
-                ..spec
-            };
-            let key_args = qemu_args(config, &placeholder, "@".as_ref(), tsc_khz);
-            Some(store.slot(
-                &snapshot::key(config.qemu.get(arch), &key_args, spec.kernel, &initrd),
-                arch,
-            ))
+            let arch = spec.machine.arch;
+            Some(store.slot(snapshot::Inputs::new(
+                config.qemu.get(arch),
+                hardware,
+                spec.kernel,
+                &initrd,
+                tsc_khz,
+                store.agent(arch),
+            )))
         }
         None => None,
     };
@@ -129,7 +125,10 @@ pub async fn run(
             console_tail: String::new(),
         })?;
         let mut started = false;
-        let how = How::Restore { state, meta };
+        let how = How::Restore {
+            state,
+            hello: meta.hello(),
+        };
         match attempt(
             config,
             &spec,
@@ -185,8 +184,8 @@ enum How<'a> {
     /// Boot the kernel, and save the VM once its agent is prepared if a
     /// slot is given.
     Cold { save: Option<&'a Slot> },
-    /// Load a saved state.
-    Restore { state: PathBuf, meta: Meta },
+    /// Load a saved state, whose VM said `hello`.
+    Restore { state: PathBuf, hello: Hello },
 }
 
 /// QEMU's arguments for `spec`, with the run's files in `dir`.
@@ -196,21 +195,9 @@ fn qemu_args(
     dir: &Path,
     tsc_khz: Option<u64>,
 ) -> Vec<std::ffi::OsString> {
-    let arch = spec.machine.arch;
-    let mut args = argv::base_args(spec.machine, config.memory_mib);
-    args.extend(argv::accel_args(config.accel_for(arch), arch));
-    args.extend(argv::kernel_args(
-        spec.kernel,
-        spec.initrd,
-        &argv::kernel_cmdline(arch, tsc_khz),
-    ));
-    args.extend(argv::console_args(&dir.join("console.log")));
-    args.extend(argv::results_port_args(
-        spec.machine,
-        &dir.join("results.sock"),
-    ));
-    args.extend(argv::qmp_args(&dir.join("qmp.sock")));
-    args
+    config
+        .hardware(spec.machine)
+        .args(spec.kernel, spec.initrd, tsc_khz, dir)
 }
 
 /// One VM from start to end, in `dir`; `started` is set once the agent has
@@ -286,15 +273,7 @@ async fn drive(
             let mut save_error = None;
             if let Some(slot) = save {
                 let qmp = qemu.qmp.as_ref().expect("connected above");
-                let saved = migrate::save_state(
-                    qmp,
-                    &mut stream,
-                    &mut sink,
-                    slot,
-                    &hello,
-                    spec.kernel,
-                    config.qemu.get(arch),
-                );
+                let saved = migrate::save_state(qmp, &mut stream, &mut sink, slot, &hello);
                 match timeout(migrate::SAVE_LIMIT, saved).await {
                     Ok(Ok(())) => start = Start::Saved,
                     Ok(Err(err)) => save_error = Some(err),
@@ -306,12 +285,12 @@ async fn drive(
             let deadline = Instant::now() + config.run_timeout;
             (hello, start, save_error, deadline)
         }
-        How::Restore { meta, .. } => {
+        How::Restore { hello, .. } => {
             let allowance = RESTORE_TIMEOUT + Duration::from_secs(input.files.len() as u64 >> 24);
             let deadline = begun + allowance.min(config.boot_timeout);
             let qmp = qemu.qmp.as_ref().expect("connected above");
             migrate::resume_restored(qmp, deadline).await?;
-            (meta.hello(), Start::Restored, None, deadline)
+            (hello, Start::Restored, None, deadline)
         }
     };
 
