@@ -1,7 +1,8 @@
 //! Saved VMs: a warm run gives the cold run's results, for a suite and for
 //! `kmatrix exec`; a damaged snapshot, or one of another kernel, falls back
-//! to a cold boot that says why and saves a good one; two processes saving
-//! the same snapshot both succeed; `kernels gc` removes what nothing uses.
+//! to a cold boot that says why and saves a good one; a cache path with a
+//! comma and bytes that are not UTF-8 works; two processes saving the same
+//! snapshot both succeed; `kernels gc` removes what no run would restore.
 //!
 //! Each test has its own cache holding the shared cache's kernels (hard
 //! links), so that its snapshots are its own.
@@ -242,6 +243,45 @@ fn a_snapshot_of_another_kernel_is_caught() {
 }
 
 #[test]
+fn a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores() {
+    use std::os::unix::ffi::OsStrExt;
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let odd = cache
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"c,a\xffche"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::rename(cache.path().join("kernels"), odd.join("kernels")).unwrap();
+    let tmpdir = cache.path().join("tmp,dir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let object = example("xdp_filter.bpf.c");
+    let test = || {
+        kmatrix(&["test", "--kernels", "6.1", &object])
+            .env(kmatrix::cache::CACHE_ENV, &odd)
+            .env("TMPDIR", &tmpdir)
+            .output()
+            .unwrap()
+    };
+    let saving = test();
+    assert!(saving.status.success(), "{}", text(&saving));
+    assert!(
+        String::from_utf8_lossy(&saving.stdout).contains("VM saved for later runs"),
+        "{}",
+        text(&saving)
+    );
+    let warm = test();
+    let out = String::from_utf8_lossy(&warm.stdout);
+    assert!(warm.status.success(), "{}", text(&warm));
+    assert!(
+        out.contains("restored from its saved VM"),
+        "{}",
+        text(&warm)
+    );
+    assert!(!out.contains("NOTE"), "{}", text(&warm));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
 fn two_processes_saving_one_snapshot_both_succeed() {
     let _lock = boot_lock();
     let cache = private_cache("6.1");
@@ -310,9 +350,13 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
         std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
         planted.push(dir);
     };
-    plant("another-agent", &|inputs| inputs["agent"] = "0".repeat(64).into());
+    plant("another-agent", &|inputs| {
+        inputs["agent"] = "0".repeat(64).into()
+    });
     if let Some(khz) = meta["inputs"]["tsc_khz"].as_u64() {
-        plant("another-tsc", &|inputs| inputs["tsc_khz"] = (khz + 7_000).into());
+        plant("another-tsc", &|inputs| {
+            inputs["tsc_khz"] = (khz + 7_000).into()
+        });
     }
 
     let gc = |delete: bool| {
@@ -329,7 +373,10 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
     assert!(!listed.contains(&kept.display().to_string()), "{listed}");
     assert!(listed.contains("(saved VM: another agent)"), "{listed}");
     if planted.len() == 2 {
-        assert!(listed.contains("(saved VM: another TSC figure)"), "{listed}");
+        assert!(
+            listed.contains("(saved VM: another TSC figure)"),
+            "{listed}"
+        );
     }
     assert!(
         listed.contains(&format!(

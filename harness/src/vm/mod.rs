@@ -14,6 +14,7 @@ mod migrate;
 mod qemu;
 pub mod snapshot;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -242,17 +243,23 @@ async fn drive(
 ) -> Result<VmReport, VmError> {
     let begun = Instant::now();
     let mut args = qemu_args(config, spec, dir, tsc_khz);
-    if let How::Restore { state, .. } = &how {
-        args.push("-incoming".into());
-        args.push(format!("exec:cat {}", migrate::shell_quote(state)).into());
-    }
+    let incoming = match &how {
+        How::Restore { state, .. } => {
+            let fd = migrate::incoming(state)?;
+            args.push("-incoming".into());
+            args.push(format!("fd:{}", fd.as_raw_fd()).into());
+            Some(fd)
+        }
+        How::Cold { .. } => None,
+    };
     let paths = qemu::Paths {
         results: &dir.join("results.sock"),
         qmp: &dir.join("qmp.sock"),
         stderr: &dir.join("qemu.stderr"),
     };
     let arch = spec.machine.arch;
-    let results_socket = qemu::start(config.qemu.get(arch), arch, &args, paths, vm).await?;
+    let results_socket =
+        qemu::start(config.qemu.get(arch), arch, &args, paths, incoming, vm).await?;
     let qemu = vm.as_ref().expect("started above");
     let (mut stream, mut sink) = channel::split(results_socket);
     let (hello, mut start, mut save_error, start_deadline) = match how {
@@ -272,8 +279,7 @@ async fn drive(
             let mut start = Start::Cold;
             let mut save_error = None;
             if let Some(slot) = save {
-                let qmp = qemu.qmp.as_ref().expect("connected above");
-                let saved = migrate::save_state(qmp, &mut stream, &mut sink, slot, &hello);
+                let saved = migrate::save_state(qemu, &mut stream, &mut sink, slot, &hello);
                 match timeout(migrate::SAVE_LIMIT, saved).await {
                     Ok(Ok(())) => start = Start::Saved,
                     Ok(Err(err)) => save_error = Some(err),
