@@ -216,6 +216,74 @@ fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
 }
 
 #[test]
+fn a_snapshot_missing_its_state_is_replaced_by_the_next_save() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let object = example("xdp_filter.bpf.c");
+    let test = || run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    let output = test();
+    assert!(output.status.success(), "{}", text(&output));
+    let snapshot = snapshot_of(cache.path(), "6.1");
+    std::fs::remove_file(snapshot.join("state")).unwrap();
+
+    let output = test();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("VM saved for later runs"),
+        "{}",
+        text(&output)
+    );
+    assert!(snapshot.join("state").is_file());
+    let output = test();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(240 << 20)
+        .unwrap();
+    let big = big.to_string_lossy().into_owned();
+    let json = dir.path().join("run.json").to_string_lossy().into_owned();
+    let script = format!("[ -s '{big}' ] && echo present");
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["exec", "--kernels", "6.1", "--no-share", "--json", &json];
+        args.extend(extra);
+        args.extend(["--", "/bin/sh", "-c", &script]);
+        run(cache.path(), &args)
+    };
+    let saving = exec(&[]);
+    assert!(saving.status.success(), "{}", text(&saving));
+    let state = snapshot_of(cache.path(), "6.1").join("state");
+    let saved = std::fs::metadata(&state).unwrap();
+
+    let output = exec(&["--file", &big]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(out.contains("present"), "{}", text(&output));
+    assert!(!out.contains("NOTE"), "{}", text(&output));
+    assert_eq!(restored(json.as_ref()), [true], "{}", text(&output));
+    let now = std::fs::metadata(&state).unwrap();
+    assert_eq!(
+        (now.ino(), now.mtime(), now.mtime_nsec()),
+        (saved.ino(), saved.mtime(), saved.mtime_nsec()),
+        "the saved VM was rewritten"
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
 fn a_snapshot_of_another_kernel_is_caught() {
     let _lock = boot_lock();
     let cache = private_cache("5.10,6.1");
