@@ -163,8 +163,9 @@ pub async fn run(
             )),
         }
     }
+    // Saved unless a good snapshot is kept (a restore that ran out of time).
     let how = How::Cold {
-        save: slot.as_ref(),
+        save: slot.as_ref().filter(|slot| slot.load().is_none()),
     };
     let mut started = false;
     let report = attempt(

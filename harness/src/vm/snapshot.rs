@@ -427,11 +427,10 @@ impl Store {
     /// part of every amd64 saved VM's key, and a figure that moved with
     /// each measurement would make every run save its VMs anew.
     pub fn stable_tsc_khz(&self, khz: u64) -> u64 {
-        let file = self.tsc_record();
-        let kept = || self.recorded_tsc_khz(khz);
-        if let Some(kept) = kept() {
+        if let Some(kept) = self.recorded_tsc_khz(khz) {
             return kept;
         }
+        let file = self.tsc_record();
         // Written whole under another name, then linked into place unless
         // another process got there first, whose figure then wins: two
         // runs starting together must key their saved VMs alike.
@@ -444,7 +443,7 @@ impl Store {
                     // Another process's figure, kept if close; one too far
                     // off (a new host) is replaced.
                     Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                        if kept().is_some() {
+                        if self.recorded_tsc_khz(khz).is_some() {
                             Ok(())
                         } else {
                             e.file.persist(&file).map(|_| ()).map_err(|e| e.error)
@@ -454,7 +453,7 @@ impl Store {
                 }
             });
         match written {
-            Ok(()) => kept().unwrap_or(khz),
+            Ok(()) => self.recorded_tsc_khz(khz).unwrap_or(khz),
             Err(_) => khz,
         }
     }
