@@ -1,7 +1,8 @@
 //! Saved VMs: a warm run gives the cold run's results, for a suite and for
 //! `kmatrix exec`; a damaged snapshot, or one of another kernel, falls back
-//! to a cold boot that says why and saves a good one; two processes saving
-//! the same snapshot both succeed; `kernels gc` removes what nothing uses.
+//! to a cold boot that says why and saves a good one; a cache path with a
+//! comma and bytes that are not UTF-8 works; two processes saving the same
+//! snapshot both succeed; `kernels gc` removes what no run would restore.
 //!
 //! Each test has its own cache holding the shared cache's kernels (hard
 //! links), so that its snapshots are its own.
@@ -215,6 +216,74 @@ fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
 }
 
 #[test]
+fn a_snapshot_missing_its_state_is_replaced_by_the_next_save() {
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let object = example("xdp_filter.bpf.c");
+    let test = || run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    let output = test();
+    assert!(output.status.success(), "{}", text(&output));
+    let snapshot = snapshot_of(cache.path(), "6.1");
+    std::fs::remove_file(snapshot.join("state")).unwrap();
+
+    let output = test();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("VM saved for later runs"),
+        "{}",
+        text(&output)
+    );
+    assert!(snapshot.join("state").is_file());
+    let output = test();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(240 << 20)
+        .unwrap();
+    let big = big.to_string_lossy().into_owned();
+    let json = dir.path().join("run.json").to_string_lossy().into_owned();
+    let script = format!("[ -s '{big}' ] && echo present");
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["exec", "--kernels", "6.1", "--no-share", "--json", &json];
+        args.extend(extra);
+        args.extend(["--", "/bin/sh", "-c", &script]);
+        run(cache.path(), &args)
+    };
+    let saving = exec(&[]);
+    assert!(saving.status.success(), "{}", text(&saving));
+    let state = snapshot_of(cache.path(), "6.1").join("state");
+    let saved = std::fs::metadata(&state).unwrap();
+
+    let output = exec(&["--file", &big]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(out.contains("present"), "{}", text(&output));
+    assert!(!out.contains("NOTE"), "{}", text(&output));
+    assert_eq!(restored(json.as_ref()), [true], "{}", text(&output));
+    let now = std::fs::metadata(&state).unwrap();
+    assert_eq!(
+        (now.ino(), now.mtime(), now.mtime_nsec()),
+        (saved.ino(), saved.mtime(), saved.mtime_nsec()),
+        "the saved VM was rewritten"
+    );
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
 fn a_snapshot_of_another_kernel_is_caught() {
     let _lock = boot_lock();
     let cache = private_cache("5.10,6.1");
@@ -238,6 +307,45 @@ fn a_snapshot_of_another_kernel_is_caught() {
         text(&output)
     );
     assert!(out.contains("6.1  UP    6.1.0-"), "{}", text(&output));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}
+
+#[test]
+fn a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores() {
+    use std::os::unix::ffi::OsStrExt;
+    let _lock = boot_lock();
+    let cache = private_cache("6.1");
+    let odd = cache
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"c,a\xffche"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::rename(cache.path().join("kernels"), odd.join("kernels")).unwrap();
+    let tmpdir = cache.path().join("tmp,dir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let object = example("xdp_filter.bpf.c");
+    let test = || {
+        kmatrix(&["test", "--kernels", "6.1", &object])
+            .env(kmatrix::cache::CACHE_ENV, &odd)
+            .env("TMPDIR", &tmpdir)
+            .output()
+            .unwrap()
+    };
+    let saving = test();
+    assert!(saving.status.success(), "{}", text(&saving));
+    assert!(
+        String::from_utf8_lossy(&saving.stdout).contains("VM saved for later runs"),
+        "{}",
+        text(&saving)
+    );
+    let warm = test();
+    let out = String::from_utf8_lossy(&warm.stdout);
+    assert!(warm.status.success(), "{}", text(&warm));
+    assert!(
+        out.contains("restored from its saved VM"),
+        "{}",
+        text(&warm)
+    );
+    assert!(!out.contains("NOTE"), "{}", text(&warm));
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
@@ -296,6 +404,28 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
         r#"{"kernel_release":"6.0.0","btf":true,"boot_ms":1,"kernel":"/nonexistent/kernels/old/vmlinux","agent":"","qemu":"","host":""}"#,
     )
     .unwrap();
+    // Copies of the saved VM whose key inputs no run has now: another
+    // agent, and (under TCG) another TSC figure.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.join("meta.json")).unwrap()).unwrap();
+    let mut planted = Vec::new();
+    let mut plant = |name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let dir = cache.path().join("snapshots").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(kept.join("state"), dir.join("state")).unwrap();
+        let mut meta = meta.clone();
+        change(&mut meta["inputs"]);
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+        planted.push(dir);
+    };
+    plant("another-agent", &|inputs| {
+        inputs["agent"] = "0".repeat(64).into()
+    });
+    if let Some(khz) = meta["inputs"]["tsc_khz"].as_u64() {
+        plant("another-tsc", &|inputs| {
+            inputs["tsc_khz"] = (khz + 7_000).into()
+        });
+    }
 
     let gc = |delete: bool| {
         let mut args = vec!["kernels", "gc"];
@@ -309,8 +439,30 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
     let listed = gc(false);
     assert!(listed.contains(&orphan.display().to_string()), "{listed}");
     assert!(!listed.contains(&kept.display().to_string()), "{listed}");
+    assert!(listed.contains("(saved VM: another agent)"), "{listed}");
+    if planted.len() == 2 {
+        assert!(
+            listed.contains("(saved VM: another TSC figure)"),
+            "{listed}"
+        );
+    }
+    assert!(
+        listed.contains(&format!(
+            "saved VMs: 1 kept ({:.1} MB), {} no run would restore",
+            kmatrix::cache::size(&kept) as f64 / 1e6,
+            planted.len() + 1
+        )),
+        "{listed}"
+    );
     assert!(orphan.exists());
     gc(true);
     assert!(!orphan.exists());
+    assert!(planted.iter().all(|dir| !dir.exists()));
     assert!(kept.join("state").exists());
+    let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("restored from its saved VM"),
+        "{}",
+        text(&output)
+    );
 }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 use kmatrix_protocol::Arch;
+use sha2::Digest;
 
 /// Environment variable naming an amd64 agent binary to use instead of the
 /// built-in one (for developing the agent, or testing what happens when it
@@ -54,4 +55,20 @@ impl Init {
         }
         Ok(Cow::Borrowed(built_in))
     }
+}
+
+/// The sha256 (hex) of the agent for each architecture this kmatrix has
+/// one for: what its saved VMs and probe answers are kept by.
+pub fn digests() -> &'static std::collections::BTreeMap<Arch, String> {
+    static DIGESTS: std::sync::OnceLock<std::collections::BTreeMap<Arch, String>> =
+        std::sync::OnceLock::new();
+    DIGESTS.get_or_init(|| {
+        Arch::ALL
+            .into_iter()
+            .filter_map(|arch| {
+                let bytes = Init::Agent.binary(arch).ok()?;
+                Some((arch, hex::encode(sha2::Sha256::digest(&bytes))))
+            })
+            .collect()
+    })
 }

@@ -4,6 +4,8 @@
 //! guest's first frames can cross without either side waiting.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::{DecodeError, Decoder, Frame, Input, Start, ACK};
@@ -19,7 +21,13 @@ const READ_SIZE: usize = 64 * 1024;
 /// Splits a connected port into its two ends.
 pub fn split(socket: UnixStream) -> (ResultStream, InputSink) {
     let (read, write) = socket.into_split();
-    (ResultStream::new(read), InputSink { socket: write })
+    (
+        ResultStream::new(read),
+        InputSink {
+            socket: write,
+            sent: Default::default(),
+        },
+    )
 }
 
 /// A stream of frames from one guest.
@@ -76,9 +84,16 @@ impl ResultStream {
 /// What the host writes to the guest.
 pub struct InputSink {
     socket: OwnedWriteHalf,
+    sent: Arc<AtomicU64>,
 }
 
 impl InputSink {
+    /// The bytes written so far, counted as they go (the guest taking its
+    /// input is a sign of life).
+    pub fn sent(&self) -> Arc<AtomicU64> {
+        self.sent.clone()
+    }
+
     /// Sends one message.
     pub async fn send(&mut self, input: &Input) -> io::Result<()> {
         let mut bytes = Vec::new();
@@ -114,7 +129,10 @@ impl InputSink {
             });
             match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => bytes = &bytes[n..],
+                Ok(n) => {
+                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    bytes = &bytes[n..];
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Err(err),
             }

@@ -1,11 +1,11 @@
 //! Feature probe answers (`kmatrix probe`): what a kernel's full probe
-//! found, kept in the cache by the kernel's artifacts (its pinned digests),
-//! and how a question is answered from them.
+//! found, kept in the cache by the kernel's artifacts (its pinned digests)
+//! and the agent that probed, and how a question is answered from them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::{Feature, FeatureKind};
+use kmatrix_protocol::{Arch, Feature, FeatureKind};
 
 use crate::cache::Cache;
 use crate::kernels::KernelArtifacts;
@@ -21,6 +21,9 @@ pub type Answers = BTreeMap<String, Option<bool>>;
 /// The cached answers of kernels.
 pub struct ProbeCache {
     dir: PathBuf,
+    /// The sha256 of the agent that probes, per architecture: another
+    /// agent may probe differently.
+    agents: BTreeMap<Arch, String>,
 }
 
 impl ProbeCache {
@@ -28,26 +31,36 @@ impl ProbeCache {
     pub fn in_cache(cache: &Cache) -> Self {
         Self {
             dir: cache.root().join("probes"),
+            agents: crate::agent::digests().clone(),
         }
     }
 
-    fn file(&self, kernel: &KernelArtifacts) -> PathBuf {
+    /// The answers of an `arch` kernel: by its artifacts' key and the
+    /// agent's digest.
+    fn file(&self, kernel: &KernelArtifacts, arch: Arch) -> PathBuf {
         let key = kernel.dir.file_name().unwrap_or_default().to_string_lossy();
-        self.dir.join(format!("{key}-v{FORMAT}.json"))
+        let agent = self.agents.get(&arch).map_or("", |a| &a[..a.len().min(16)]);
+        self.dir.join(format!("{key}-{agent}-v{FORMAT}.json"))
     }
 
-    /// `kernel`'s answers, if a full probe of it is cached.
-    pub fn load(&self, kernel: &KernelArtifacts) -> Option<Answers> {
-        serde_json::from_slice(&std::fs::read(self.file(kernel)).ok()?).ok()
+    /// The answers of `kernel`, an `arch` kernel, if a full probe of it by
+    /// this agent is cached.
+    pub fn load(&self, kernel: &KernelArtifacts, arch: Arch) -> Option<Answers> {
+        serde_json::from_slice(&std::fs::read(self.file(kernel, arch)).ok()?).ok()
     }
 
-    /// Keeps `answers` for `kernel`: written whole under another name,
-    /// then renamed.
-    pub fn store(&self, kernel: &KernelArtifacts, answers: &Answers) -> std::io::Result<()> {
+    /// Keeps `answers` for `kernel`, an `arch` kernel: written whole under
+    /// another name, then renamed.
+    pub fn store(
+        &self,
+        kernel: &KernelArtifacts,
+        arch: Arch,
+        answers: &Answers,
+    ) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         serde_json::to_writer(tmp.as_file(), answers)?;
-        tmp.persist(self.file(kernel)).map_err(|e| e.error)?;
+        tmp.persist(self.file(kernel, arch)).map_err(|e| e.error)?;
         Ok(())
     }
 
@@ -119,6 +132,34 @@ pub fn listed(all: &[&Answers]) -> Vec<Feature> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_kept_per_agent() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = |agent: &str| ProbeCache {
+            dir: root.path().join("probes"),
+            agents: [(Arch::Amd64, agent.repeat(64))].into_iter().collect(),
+        };
+        let (old, new) = (cache("a"), cache("b"));
+        let kernel = KernelArtifacts {
+            dir: root.path().join("kernels/k"),
+            image: PathBuf::new(),
+            boot_image: PathBuf::new(),
+            config: PathBuf::new(),
+            release: "6.1.0".into(),
+            modules_dir: PathBuf::new(),
+            modules: Vec::new(),
+            virtio_mmio: true,
+        };
+        assert_ne!(
+            old.file(&kernel, Arch::Amd64),
+            new.file(&kernel, Arch::Amd64)
+        );
+        let answers: Answers = [("prog:xdp".to_owned(), Some(true))].into_iter().collect();
+        old.store(&kernel, Arch::Amd64, &answers).unwrap();
+        assert_eq!(old.load(&kernel, Arch::Amd64), Some(answers));
+        assert_eq!(new.load(&kernel, Arch::Amd64), None);
+    }
 
     #[test]
     fn answers_read_helpers_for_any_type_and_absent_names_as_missing() {

@@ -29,8 +29,8 @@ pub enum KernelsCommand {
     },
     /// Print the cache directory (for CI cache steps).
     CacheDir,
-    /// Remove cache entries no kernels.toml entry uses (a dry run unless
-    /// --delete).
+    /// Remove cache entries no kernels.toml entry uses, and saved VMs no
+    /// run would restore (a dry run unless --delete).
     Gc {
         /// Remove them, rather than only listing them.
         #[arg(long)]
@@ -91,22 +91,43 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
 }
 
 fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
+    use crate::vm::snapshot::{Current, Store};
     let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
     let fetcher = set.fetcher(true, |_| {})?;
-    let mut unused = fetcher.unused();
-    // Saved VMs of kernels no longer kept.
-    let snapshots = crate::vm::snapshot::Store::in_cache(fetcher.cache());
+    let mut unused: Vec<(crate::cache::Entry, Option<String>)> =
+        fetcher.unused().into_iter().map(|e| (e, None)).collect();
+    // Saved VMs no run would restore now.
+    let store = Store::in_cache(fetcher.cache());
+    let kernels = set
+        .matrix
+        .kernels
+        .iter()
+        .filter_map(|kernel| {
+            let artifacts = fetcher.cached(kernel)?;
+            let machine = crate::vm::Machine::for_kernel(kernel.arch, artifacts.virtio_mmio);
+            Some((artifacts.boot_image, machine))
+        })
+        .collect();
     let qemu = crate::vm::VmConfig::default_qemu();
-    unused.extend(
-        snapshots
-            .unused(&fetcher.used(), &[&qemu.amd64, &qemu.arm64])
-            .into_iter()
-            .map(|(path, bytes)| crate::cache::Entry { path, bytes }),
+    let survey = store.survey(&Current::now(&store, kernels, &[&qemu.amd64, &qemu.arm64]));
+    let snapshots = format!(
+        "saved VMs: {} kept ({:.1} MB), {} no run would restore ({:.1} MB)",
+        survey.reachable.len(),
+        megabytes(&survey.reachable),
+        survey.unreachable.len(),
+        megabytes(survey.unreachable.iter().map(|(e, _)| e)),
     );
-    let total: u64 = unused.iter().map(|e| e.bytes).sum();
-    for entry in &unused {
+    unused.extend(
+        survey
+            .unreachable
+            .into_iter()
+            .map(|(entry, why)| (entry, Some(format!("saved VM: {why}")))),
+    );
+    let total = megabytes(unused.iter().map(|(e, _)| e));
+    for (entry, why) in &unused {
+        let why = why.as_ref().map(|w| format!("  ({w})")).unwrap_or_default();
         println!(
-            "{:>9.1} MB  {}",
+            "{:>9.1} MB  {}{why}",
             entry.bytes as f64 / 1e6,
             entry.path.display()
         );
@@ -122,18 +143,23 @@ fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
             })?;
         }
     }
+    println!("{snapshots}");
     let verb = if delete {
         "removed"
     } else {
         "would remove (pass --delete)"
     };
     println!(
-        "{verb}: {} entries, {:.1} MB, that no entry of {} uses",
+        "{verb}: {} entries, {total:.1} MB, that no entry of {} uses",
         unused.len(),
-        total as f64 / 1e6,
         set.matrix.path.display()
     );
     Ok(Status::Passed)
+}
+
+/// The size of `entries` in MB.
+fn megabytes<'a>(entries: impl IntoIterator<Item = &'a crate::cache::Entry>) -> f64 {
+    entries.into_iter().map(|e| e.bytes).sum::<u64>() as f64 / 1e6
 }
 
 async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {

@@ -49,7 +49,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
         answers.push(if args.refresh {
             None
         } else {
-            store.load(&fetched)
+            store.load(&fetched, kernel.arch)
         });
         artifacts.push(fetched);
     }
@@ -98,7 +98,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
                 continue;
             }
             store
-                .store(&artifacts[index], &column.probes)
+                .store(&artifacts[index], set.kernels[index].arch, &column.probes)
                 .map_err(|source| Error::Write {
                     path: store.dir().to_owned(),
                     source,

@@ -4,13 +4,14 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use kmatrix_protocol::{Arch, PORT_NAME};
+use serde::{Deserialize, Serialize};
 
 use crate::presets::guests;
 
 /// The machine a kernel boots on: its architecture's board (from
 /// `images/guests.toml`), with the results port on virtio-mmio where the
 /// kernel has `virtio_mmio`, else on PCI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Machine {
     /// The architecture.
     pub arch: Arch,
@@ -55,12 +56,46 @@ pub fn kernel_cmdline(arch: Arch, tsc_khz: Option<u64>) -> String {
 }
 
 /// The accelerator a VM runs with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Hardware virtualisation through `/dev/kvm`.
     Kvm,
     /// QEMU's software emulation.
     Tcg,
+}
+
+/// What a VM is given: its machine, memory and accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// The machine.
+    pub machine: Machine,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// The accelerator.
+    pub accel: Accel,
+}
+
+impl Hardware {
+    /// QEMU's whole command line: `kernel` booted with `initrd` (its
+    /// command line telling the TSC figure `tsc_khz`), the console log and
+    /// the results and QMP sockets in `dir`.
+    pub fn args(
+        &self,
+        kernel: &Path,
+        initrd: &Path,
+        tsc_khz: Option<u64>,
+        dir: &Path,
+    ) -> Vec<OsString> {
+        let arch = self.machine.arch;
+        let mut args = base_args(self.machine, self.memory_mib);
+        args.extend(accel_args(self.accel, arch));
+        args.extend(kernel_args(kernel, initrd, &kernel_cmdline(arch, tsc_khz)));
+        args.extend(console_args(&dir.join("console.log")));
+        args.extend(results_port_args(self.machine, &dir.join("results.sock")));
+        args.extend(qmp_args(&dir.join("qmp.sock")));
+        args
+    }
 }
 
 fn os(items: &[&str]) -> Vec<OsString> {
@@ -101,7 +136,7 @@ pub fn accel_args(accel: Accel, arch: Arch) -> Vec<OsString> {
     }
 }
 
-/// Direct kernel boot.
+/// Direct kernel boot (QEMU takes each value whole, commas included).
 pub fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString> {
     vec![
         "-kernel".into(),
@@ -113,10 +148,24 @@ pub fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<OsString>
     ]
 }
 
+/// `options` (`key=value,…`, ending in `key=`) followed by `path` as
+/// QEMU's option parser reads it back: a comma doubled, any other byte as
+/// it is.
+pub fn with_path(options: &str, path: &Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut bytes = options.as_bytes().to_vec();
+    for &byte in path.as_os_str().as_bytes() {
+        bytes.push(byte);
+        if byte == b',' {
+            bytes.push(b',');
+        }
+    }
+    OsString::from_vec(bytes)
+}
+
 /// The serial console, captured to a file.
 pub fn console_args(log: &Path) -> Vec<OsString> {
-    let mut chardev = OsString::from("file,id=console,path=");
-    chardev.push(log);
+    let chardev = with_path("file,id=console,path=", log);
     vec![
         "-chardev".into(),
         chardev,
@@ -128,8 +177,7 @@ pub fn console_args(log: &Path) -> Vec<OsString> {
 /// The results port: a named virtio-serial port whose other end is a unix
 /// socket the host listens on.
 pub fn results_port_args(machine: Machine, socket: &Path) -> Vec<OsString> {
-    let mut chardev = OsString::from("socket,id=results,path=");
-    chardev.push(socket);
+    let chardev = with_path("socket,id=results,path=", socket);
     vec![
         "-device".into(),
         serial_controller(machine).into(),
@@ -142,8 +190,7 @@ pub fn results_port_args(machine: Machine, socket: &Path) -> Vec<OsString> {
 
 /// The QMP monitor on a unix socket the host listens on.
 pub fn qmp_args(socket: &Path) -> Vec<OsString> {
-    let mut chardev = OsString::from("socket,id=qmp,path=");
-    chardev.push(socket);
+    let chardev = with_path("socket,id=qmp,path=", socket);
     vec![
         "-chardev".into(),
         chardev,
@@ -232,6 +279,34 @@ mod tests {
         assert_eq!(
             text(qmp_args("/r/qmp.sock".as_ref())),
             "-chardev socket,id=qmp,path=/r/qmp.sock -mon chardev=qmp,mode=control"
+        );
+    }
+
+    #[test]
+    fn a_comma_in_a_path_is_doubled_and_other_bytes_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Path::new("/tmp/a,b/c,,d");
+        assert_eq!(
+            text(console_args(&dir.join("console.log"))),
+            "-chardev file,id=console,path=/tmp/a,,b/c,,,,d/console.log -serial chardev:console"
+        );
+        assert_eq!(
+            text(results_port_args(
+                Machine::for_kernel(Arch::Amd64, false),
+                &dir.join("r.sock")
+            ))
+            .split(' ')
+            .nth(3),
+            Some("socket,id=results,path=/tmp/a,,b/c,,,,d/r.sock")
+        );
+        assert_eq!(
+            text(qmp_args(&dir.join("q.sock"))).split(' ').nth(1),
+            Some("socket,id=qmp,path=/tmp/a,,b/c,,,,d/q.sock")
+        );
+        let raw = std::ffi::OsStr::from_bytes(b"/\xff,x");
+        assert_eq!(
+            with_path("path=", Path::new(raw)).as_bytes(),
+            b"path=/\xff,,x"
         );
     }
 }

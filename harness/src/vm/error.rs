@@ -67,6 +67,9 @@ pub enum VmError {
     /// The first frame was not a hello.
     #[error("the guest sent {0} before its hello")]
     NoHello(String),
+    /// A restored VM took none of its input and sent nothing for a while.
+    #[error("the restored VM took none of its input and sent nothing for {0:?}")]
+    Unresponsive(Duration),
     /// A saved state could not be brought back.
     #[error("restoring the saved VM failed: {0}")]
     Restore(String),

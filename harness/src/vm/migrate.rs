@@ -1,16 +1,68 @@
 //! QEMU's migration to and from a file, over QMP: saving a VM whose agent
 //! is prepared, and letting a VM loaded from a saved state run.
+//!
+//! QEMU never sees the file's path: kmatrix opens it (any bytes, commas
+//! and all) and QEMU's migration runs over a socket pair (`fd:` URIs),
+//! whose other end a thread copies from or to the file.
 
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use kmatrix_protocol::{Frame, Hello, Input};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::qemu::Qmp;
-use super::snapshot::{self, Meta, Slot};
+use super::qemu::{Qemu, Qmp};
+use super::snapshot::Slot;
 use super::VmError;
 use crate::channel::{InputSink, ResultStream};
+
+/// The name QEMU knows the saving stream's descriptor by.
+const STATE_FD: &str = "kmatrix-state";
+
+/// Bytes moved between the state file and QEMU at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Opens the saved state at `state` and streams it to the returned socket
+/// end, which QEMU inherits and loads from (`-incoming fd:N`). The thread
+/// ends at the file's end or when QEMU goes away.
+pub(super) fn incoming(state: &Path) -> std::io::Result<OwnedFd> {
+    let file = std::fs::File::open(state)?;
+    let (ours, theirs) = UnixStream::pair()?;
+    std::thread::spawn(move || feed(file, &ours));
+    Ok(theirs.into())
+}
+
+/// Sends everything `from` holds to `socket` (a QEMU that went away is an
+/// error, not a SIGPIPE).
+fn feed(mut from: impl Read, socket: &UnixStream) -> std::io::Result<()> {
+    let mut chunk = vec![0; CHUNK];
+    loop {
+        let n = from.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut bytes = &chunk[..n];
+        while !bytes.is_empty() {
+            let sent = nix::sys::socket::send(
+                socket.as_raw_fd(),
+                bytes,
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            )?;
+            bytes = &bytes[sent..];
+        }
+    }
+}
+
+/// Writes everything read from `socket` until its end to `to`.
+fn drain(mut socket: UnixStream, to: std::fs::File) -> std::io::Result<u64> {
+    let mut to = std::io::BufWriter::with_capacity(CHUNK, to);
+    let copied = std::io::copy(&mut socket, &mut to)?;
+    to.flush()?;
+    Ok(copied)
+}
 
 /// Time the agent has to prepare, and QEMU to save the VM.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,13 +108,11 @@ pub(super) async fn resume_restored(qmp: &Qmp, deadline: Instant) -> Result<(), 
 /// Asks the agent to prepare, then pauses the VM, saves it to `slot` and
 /// lets it go on. Returns why it could not be saved.
 pub(super) async fn save_state(
-    qmp: &Qmp,
+    qemu: &Qemu,
     stream: &mut ResultStream,
     sink: &mut InputSink,
     slot: &Slot,
     hello: &Hello,
-    kernel: &Path,
-    qemu_binary: &Path,
 ) -> Result<(), String> {
     sink.send(&Input::Prepare)
         .await
@@ -77,6 +127,10 @@ pub(super) async fn save_state(
     let pending = slot
         .pending()
         .map_err(|e| format!("a place for the state: {e}"))?;
+    let file = std::fs::File::create(pending.state())
+        .map_err(|e| format!("creating {}: {e}", pending.state().display()))?;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("a socket for the state: {e}"))?;
+    let qmp = qemu.qmp.as_ref().ok_or("QMP is not connected")?;
     let qmp_error = |what: &str| {
         let what = what.to_owned();
         move |e: qapi::ExecuteError| format!("QMP {what}: {e}")
@@ -93,8 +147,14 @@ pub(super) async fn save_state(
         ))
         .await
         .map_err(qmp_error("migrate-set-parameters"))?;
+        qemu.pass_fd(STATE_FD, theirs.as_fd())
+            .await
+            .map_err(|e| e.to_string())?;
+        // QEMU's copy is the only one left: the stream ends when it is done.
+        drop(theirs);
+        let drained = tokio::task::spawn_blocking(move || drain(ours, file));
         qmp.execute(qapi::qmp::migrate {
-            uri: Some(format!("exec:cat > {}", shell_quote(&pending.state()))),
+            uri: Some(format!("fd:{STATE_FD}")),
             channels: None,
             detach: None,
             resume: None,
@@ -124,16 +184,12 @@ pub(super) async fn save_state(
                 _ => {}
             }
         }
-        let meta = Meta {
-            kernel_release: hello.kernel_release.clone(),
-            btf: hello.btf,
-            boot_ms: hello.boot_ms,
-            kernel: kernel.to_owned(),
-            agent: slot.agent.clone(),
-            qemu: snapshot::qemu_identity(qemu_binary),
-            host: snapshot::host_identity(),
-        };
-        slot.commit(pending, &meta)
+        timeout_at(deadline, drained)
+            .await
+            .map_err(|_| format!("the state was not written within {SAVE_TIMEOUT:?}"))?
+            .map_err(|e| format!("writing the state: {e}"))?
+            .map_err(|e| format!("writing {}: {e}", pending.state().display()))?;
+        slot.commit(pending, hello)
             .map_err(|e| format!("storing the state: {e}"))
     }
     .await;
@@ -145,7 +201,42 @@ pub(super) async fn save_state(
     saved.and(resumed.map(|_| ()))
 }
 
-/// `path` quoted for the shell QEMU's `exec:` migration runs.
-pub(super) fn shell_quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "'\\''"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_state_at_any_path_crosses_byte_for_byte() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"c\xffche, 'x'"));
+        std::fs::create_dir(&dir).unwrap();
+        let state: Vec<u8> = (0..3 * CHUNK + 7).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.join("state"), &state).unwrap();
+
+        // Restoring: QEMU's end of the socket reads the file.
+        let mut loaded = Vec::new();
+        UnixStream::from(incoming(&dir.join("state")).unwrap())
+            .read_to_end(&mut loaded)
+            .unwrap();
+        assert!(loaded == state, "{} bytes of {}", loaded.len(), state.len());
+
+        // Saving: what QEMU writes lands in the file.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let saved = dir.join("saved");
+        let file = std::fs::File::create(&saved).unwrap();
+        let writer = std::thread::spawn(move || theirs.write_all(&loaded));
+        assert_eq!(drain(ours, file).unwrap(), state.len() as u64);
+        writer.join().unwrap().unwrap();
+        assert!(std::fs::read(&saved).unwrap() == state);
+    }
+
+    #[test]
+    fn feeding_a_qemu_that_went_away_is_an_error() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        assert!(feed(&[0u8; 4096][..], &ours).is_err());
+    }
 }

@@ -14,7 +14,9 @@ mod migrate;
 mod qemu;
 pub mod snapshot;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kmatrix_protocol::{Frame, Hello, VERSION};
@@ -25,7 +27,7 @@ pub use config::{AccelChoice, VmConfig, QEMU_ENV};
 pub use error::{VmError, VmFailure};
 
 use crate::channel;
-use snapshot::{Meta, Slot};
+use snapshot::Slot;
 
 /// What a VM is sent after its hello.
 pub struct RunInput<'a> {
@@ -36,7 +38,9 @@ pub struct RunInput<'a> {
     pub plan: &'a kmatrix_protocol::Plan,
 }
 
-/// Time a restored VM has to answer its input.
+/// Time QEMU has to load a saved state and resume it; then, until its
+/// run starts, the time a restored VM may go without taking any of its
+/// input or saying anything (however large the input).
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What to boot.
@@ -93,32 +97,28 @@ pub async fn run(
     mut on_frame: impl FnMut(Frame),
 ) -> Result<VmReport, VmFailure> {
     let mut on_up = Some(on_up);
-    // A snapshot's kernel command line holds the TSC frequency: the same
-    // host must give the same figure from run to run.
-    let arch = spec.machine.arch;
-    let tsc_khz = config.tsc_khz(arch).map(|khz| {
-        spec.snapshots
-            .map_or(khz, |store| store.stable_tsc_khz(khz))
-    });
+    let hardware = config.hardware(spec.machine);
+    // A snapshot's kernel command line holds the TSC figure: the same host
+    // must give the same figure from run to run.
+    let tsc_khz = match spec.snapshots {
+        Some(store) => store.tsc_khz(hardware),
+        None => config.tsc_khz(spec.machine.arch),
+    };
     let slot = match spec.snapshots {
         Some(store) => {
             let initrd = std::fs::read(spec.initrd).map_err(|e| VmFailure {
                 kind: VmError::Io(e),
                 console_tail: String::new(),
             })?;
-            // The run's own paths are left out: the initramfs is keyed by
-            // its bytes.
-            let placeholder = BootSpec {
-                initrd: "@initrd".as_ref(),
-                dir: "@".as_ref(),
-                snapshots: None,
-                ..spec
-            };
-            let key_args = qemu_args(config, &placeholder, "@".as_ref(), tsc_khz);
-            Some(store.slot(
-                &snapshot::key(config.qemu.get(arch), &key_args, spec.kernel, &initrd),
-                arch,
-            ))
+            let arch = spec.machine.arch;
+            Some(store.slot(snapshot::Inputs::new(
+                config.qemu.get(arch),
+                hardware,
+                spec.kernel,
+                &initrd,
+                tsc_khz,
+                store.agent(arch),
+            )))
         }
         None => None,
     };
@@ -129,7 +129,10 @@ pub async fn run(
             console_tail: String::new(),
         })?;
         let mut started = false;
-        let how = How::Restore { state, meta };
+        let how = How::Restore {
+            state,
+            hello: meta.hello(),
+        };
         match attempt(
             config,
             &spec,
@@ -145,7 +148,7 @@ pub async fn run(
         {
             Ok(report) => return Ok(report),
             Err(failure) if started => return Err(failure),
-            Err(failure) => {
+            Err(failure) if condemns(&failure.kind) => {
                 on_note(format!(
                     "the saved VM could not be restored ({}); booting cold and saving it again",
                     crate::error_chain::error_chain(&failure)
@@ -154,10 +157,15 @@ pub async fn run(
                     slot.discard();
                 }
             }
+            Err(failure) => on_note(format!(
+                "the restored VM did not start its run ({}); booting cold, the saved VM is kept",
+                crate::error_chain::error_chain(&failure)
+            )),
         }
     }
+    // Saved unless a good snapshot is kept (a restore that ran out of time).
     let how = How::Cold {
-        save: slot.as_ref(),
+        save: slot.as_ref().filter(|slot| slot.load().is_none()),
     };
     let mut started = false;
     let report = attempt(
@@ -180,13 +188,21 @@ pub async fn run(
     Ok(report)
 }
 
+/// Whether a restore that failed before the run started condemns its
+/// snapshot: QEMU could not load or resume it, the guest died, or it runs
+/// another kernel. Running out of time once the VM resumed says nothing
+/// against the state (a large input may take long to reach the guest).
+fn condemns(kind: &VmError) -> bool {
+    !matches!(kind, VmError::RunTimeout(_) | VmError::Unresponsive(_))
+}
+
 /// How an attempt starts its VM.
 enum How<'a> {
     /// Boot the kernel, and save the VM once its agent is prepared if a
     /// slot is given.
     Cold { save: Option<&'a Slot> },
-    /// Load a saved state.
-    Restore { state: PathBuf, meta: Meta },
+    /// Load a saved state, whose VM said `hello`.
+    Restore { state: PathBuf, hello: Hello },
 }
 
 /// QEMU's arguments for `spec`, with the run's files in `dir`.
@@ -196,21 +212,9 @@ fn qemu_args(
     dir: &Path,
     tsc_khz: Option<u64>,
 ) -> Vec<std::ffi::OsString> {
-    let arch = spec.machine.arch;
-    let mut args = argv::base_args(spec.machine, config.memory_mib);
-    args.extend(argv::accel_args(config.accel_for(arch), arch));
-    args.extend(argv::kernel_args(
-        spec.kernel,
-        spec.initrd,
-        &argv::kernel_cmdline(arch, tsc_khz),
-    ));
-    args.extend(argv::console_args(&dir.join("console.log")));
-    args.extend(argv::results_port_args(
-        spec.machine,
-        &dir.join("results.sock"),
-    ));
-    args.extend(argv::qmp_args(&dir.join("qmp.sock")));
-    args
+    config
+        .hardware(spec.machine)
+        .args(spec.kernel, spec.initrd, tsc_khz, dir)
 }
 
 /// One VM from start to end, in `dir`; `started` is set once the agent has
@@ -255,20 +259,26 @@ async fn drive(
 ) -> Result<VmReport, VmError> {
     let begun = Instant::now();
     let mut args = qemu_args(config, spec, dir, tsc_khz);
-    if let How::Restore { state, .. } = &how {
-        args.push("-incoming".into());
-        args.push(format!("exec:cat {}", migrate::shell_quote(state)).into());
-    }
+    let incoming = match &how {
+        How::Restore { state, .. } => {
+            let fd = migrate::incoming(state)?;
+            args.push("-incoming".into());
+            args.push(format!("fd:{}", fd.as_raw_fd()).into());
+            Some(fd)
+        }
+        How::Cold { .. } => None,
+    };
     let paths = qemu::Paths {
         results: &dir.join("results.sock"),
         qmp: &dir.join("qmp.sock"),
         stderr: &dir.join("qemu.stderr"),
     };
     let arch = spec.machine.arch;
-    let results_socket = qemu::start(config.qemu.get(arch), arch, &args, paths, vm).await?;
+    let results_socket =
+        qemu::start(config.qemu.get(arch), arch, &args, paths, incoming, vm).await?;
     let qemu = vm.as_ref().expect("started above");
     let (mut stream, mut sink) = channel::split(results_socket);
-    let (hello, mut start, mut save_error, start_deadline) = match how {
+    let (hello, mut start, mut save_error, silence) = match how {
         How::Cold { save } => {
             let hello = match timeout(config.boot_timeout, stream.next()).await {
                 Err(_) => return Err(VmError::BootTimeout(config.boot_timeout)),
@@ -285,16 +295,7 @@ async fn drive(
             let mut start = Start::Cold;
             let mut save_error = None;
             if let Some(slot) = save {
-                let qmp = qemu.qmp.as_ref().expect("connected above");
-                let saved = migrate::save_state(
-                    qmp,
-                    &mut stream,
-                    &mut sink,
-                    slot,
-                    &hello,
-                    spec.kernel,
-                    config.qemu.get(arch),
-                );
+                let saved = migrate::save_state(qemu, &mut stream, &mut sink, slot, &hello);
                 match timeout(migrate::SAVE_LIMIT, saved).await {
                     Ok(Ok(())) => start = Start::Saved,
                     Ok(Err(err)) => save_error = Some(err),
@@ -303,15 +304,13 @@ async fn drive(
                     }
                 }
             }
-            let deadline = Instant::now() + config.run_timeout;
-            (hello, start, save_error, deadline)
+            (hello, start, save_error, None)
         }
-        How::Restore { meta, .. } => {
-            let allowance = RESTORE_TIMEOUT + Duration::from_secs(input.files.len() as u64 >> 24);
-            let deadline = begun + allowance.min(config.boot_timeout);
+        How::Restore { hello, .. } => {
+            let deadline = begun + RESTORE_TIMEOUT.min(config.boot_timeout);
             let qmp = qemu.qmp.as_ref().expect("connected above");
             migrate::resume_restored(qmp, deadline).await?;
-            (meta.hello(), Start::Restored, None, deadline)
+            (hello, Start::Restored, None, Some(RESTORE_TIMEOUT))
         }
     };
 
@@ -325,38 +324,19 @@ async fn drive(
             .map_or(0, |d| d.as_nanos() as u64),
         entropy: host_entropy(),
     };
+    let sent = sink.sent();
     let writer = tokio::spawn(async move {
         sink.start(&files, begin).await?;
         Ok::<_, std::io::Error>(sink)
     });
     let mut writer = AbortOnDrop(Some(writer));
 
-    let expected = hello.kernel_release.clone();
-    loop {
-        match timeout_at(start_deadline, stream.next()).await {
-            Err(_) if matches!(start, Start::Restored) => {
-                return Err(VmError::Restore(format!(
-                    "the VM did not answer within {:?}",
-                    start_deadline - begun
-                )))
-            }
-            Err(_) => return Err(VmError::RunTimeout(config.run_timeout)),
-            Ok(Ok(Some(Frame::Started { kernel_release }))) => {
-                if kernel_release != expected {
-                    return Err(VmError::WrongKernel {
-                        expected,
-                        found: kernel_release,
-                    });
-                }
-                break;
-            }
-            // Problems writing files come before the start.
-            Ok(Ok(Some(frame @ Frame::AgentError(_)))) => on_frame(frame),
-            Ok(Ok(Some(other))) => return Err(VmError::NoHello(format!("{other:?}"))),
-            Ok(Ok(None)) => return Err(VmError::Died("before the agent started".into())),
-            Ok(Err(err)) => return Err(err.into()),
-        }
-    }
+    let waiting = Waiting {
+        expected: &hello.kernel_release,
+        run_timeout: config.run_timeout,
+        silence,
+    };
+    waiting.started(&mut stream, &sent, on_frame).await?;
     *started = true;
     let boot = begun.elapsed();
     if let Some(on_up) = on_up.take() {
@@ -394,6 +374,65 @@ async fn drive(
     })
 }
 
+/// What the host waits for once the input is on its way: the agent's
+/// `Started` from the kernel `expected`, within the run's time; with
+/// `silence`, a restored VM also gives up once it went that long without
+/// taking any input or sending a frame.
+struct Waiting<'a> {
+    expected: &'a str,
+    run_timeout: Duration,
+    silence: Option<Duration>,
+}
+
+impl Waiting<'_> {
+    /// Reads frames until `Started`, handing earlier ones (problems writing
+    /// files) to `on_frame`; `sent` counts the input written so far.
+    async fn started(
+        &self,
+        stream: &mut channel::ResultStream,
+        sent: &AtomicU64,
+        on_frame: &mut impl FnMut(Frame),
+    ) -> Result<(), VmError> {
+        let deadline = Instant::now() + self.run_timeout;
+        let mut alive = (sent.load(Ordering::Relaxed), Instant::now());
+        loop {
+            let wake = match self.silence {
+                Some(silence) => deadline.min(alive.1 + silence),
+                None => deadline,
+            };
+            match timeout_at(wake, stream.next()).await {
+                Err(_) => match self.silence {
+                    Some(silence) if wake < deadline => {
+                        let now = sent.load(Ordering::Relaxed);
+                        if now == alive.0 {
+                            return Err(VmError::Unresponsive(silence));
+                        }
+                        alive = (now, Instant::now());
+                    }
+                    _ => return Err(VmError::RunTimeout(self.run_timeout)),
+                },
+                Ok(Ok(Some(Frame::Started { kernel_release }))) => {
+                    if kernel_release != self.expected {
+                        return Err(VmError::WrongKernel {
+                            expected: self.expected.to_owned(),
+                            found: kernel_release,
+                        });
+                    }
+                    return Ok(());
+                }
+                // Problems writing files come before the start.
+                Ok(Ok(Some(frame @ Frame::AgentError(_)))) => {
+                    on_frame(frame);
+                    alive.1 = Instant::now();
+                }
+                Ok(Ok(Some(other))) => return Err(VmError::NoHello(format!("{other:?}"))),
+                Ok(Ok(None)) => return Err(VmError::Died("before the agent started".into())),
+                Ok(Err(err)) => return Err(err.into()),
+            }
+        }
+    }
+}
+
 /// Aborts the input writer if the VM fails first.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<channel::InputSink>>>);
 
@@ -413,5 +452,102 @@ fn host_entropy() -> Vec<u8> {
     {
         Ok(()) => bytes,
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A guest whose agent answers `Started` after `delay`.
+    fn guest_answering(delay: Duration) -> channel::ResultStream {
+        let (host, mut guest) = tokio::net::UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut bytes = Vec::new();
+            let started = Frame::Started {
+                kernel_release: "6.1.0".into(),
+            };
+            kmatrix_protocol::encode(&started, &mut bytes).unwrap();
+            guest.write_all(&bytes).await.unwrap();
+            // Held open until the test ends.
+            std::future::pending::<()>().await;
+        });
+        channel::ResultStream::new(host)
+    }
+
+    fn restored() -> Waiting<'static> {
+        Waiting {
+            expected: "6.1.0",
+            run_timeout: Duration::from_secs(10),
+            silence: Some(Duration::from_millis(100)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restored_vm_taking_a_large_input_slowly_is_waited_for() {
+        // The input takes five times the silence to go in, steadily.
+        let mut stream = guest_answering(Duration::from_millis(500));
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let writer = sent.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                writer.fetch_add(1 << 20, Ordering::Relaxed);
+            }
+        });
+        restored()
+            .started(&mut stream, &sent, &mut |_| {})
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_restored_vm_that_takes_nothing_is_given_up_and_its_snapshot_kept() {
+        let mut stream = guest_answering(Duration::from_secs(60));
+        let begun = Instant::now();
+        let err = restored()
+            .started(&mut stream, &AtomicU64::new(0), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VmError::Unresponsive(_)), "{err}");
+        assert!(begun.elapsed() < Duration::from_secs(2));
+        assert!(!condemns(&err));
+    }
+
+    #[tokio::test]
+    async fn a_cold_vm_has_the_run_timeout_and_no_silence_limit() {
+        let mut stream = guest_answering(Duration::from_millis(300));
+        let cold = Waiting {
+            silence: None,
+            ..restored()
+        };
+        cold.started(&mut stream, &AtomicU64::new(0), &mut |_| {})
+            .await
+            .unwrap();
+        let mut stream = guest_answering(Duration::from_secs(60));
+        let short = Waiting {
+            run_timeout: Duration::from_millis(200),
+            silence: None,
+            ..restored()
+        };
+        let err = short
+            .started(&mut stream, &AtomicU64::new(0), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VmError::RunTimeout(_)), "{err}");
+    }
+
+    #[test]
+    fn only_a_state_that_failed_condemns_its_snapshot() {
+        assert!(condemns(&VmError::Restore("load failed".into())));
+        assert!(condemns(&VmError::Died("before the agent started".into())));
+        assert!(condemns(&VmError::WrongKernel {
+            expected: "6.1.0".into(),
+            found: "5.10.0".into(),
+        }));
+        assert!(!condemns(&VmError::RunTimeout(Duration::from_secs(300))));
+        assert!(!condemns(&VmError::Unresponsive(RESTORE_TIMEOUT)));
     }
 }

@@ -2,6 +2,7 @@
 //! accepted and QMP negotiated, and made sure to be gone at the end.
 
 use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use super::VmError;
 pub(super) struct Qemu {
     child: Child,
     pub(super) qmp: Option<Qmp>,
+    /// QMP's socket, for passing descriptors beside the commands.
+    qmp_socket: Option<OwnedFd>,
     shutdown: watch::Receiver<Option<String>>,
 }
 
@@ -25,6 +28,33 @@ pub(super) type Qmp =
     qapi::futures::QapiService<qapi::futures::QmpStreamTokio<tokio::io::WriteHalf<UnixStream>>>;
 
 impl Qemu {
+    /// Hands QEMU `fd` under `name` (QMP's `getfd`), for a command to use.
+    pub(super) async fn pass_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), VmError> {
+        let (Some(qmp), Some(socket)) = (&self.qmp, &self.qmp_socket) else {
+            return Err(VmError::Qmp("QMP is not connected".into()));
+        };
+        // The socket is non-blocking; QEMU reads QMP at once.
+        let mut waited = Duration::ZERO;
+        loop {
+            match send_fd(socket.as_fd(), fd) {
+                Ok(()) => break,
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::WouldBlock && waited.as_secs() < 5 =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    waited += Duration::from_millis(10);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        qmp.execute(qapi::qmp::getfd {
+            fdname: name.to_owned(),
+        })
+        .await
+        .map_err(|e| VmError::Qmp(format!("getfd: {e}")))?;
+        Ok(())
+    }
+
     /// Makes sure the process is gone: a graceful QMP `quit`, then a kill.
     /// Returns the shutdown cause QMP reported, if any.
     pub(super) async fn stop(mut self) -> Option<String> {
@@ -47,16 +77,34 @@ impl Qemu {
     }
 }
 
+/// QMP takes a descriptor sent beside its commands (`SCM_RIGHTS`): `fd`
+/// goes with a blank, which QMP's parser skips, ahead of the command that
+/// names it.
+fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<UnixAddr>(
+        socket.as_raw_fd(),
+        &[std::io::IoSlice::new(b" ")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+
 /// Starts `qemu` with `args`, its stderr to `stderr`, and waits until it
 /// has joined the QMP and results sockets (`qmp_path`, `results_path`, on
 /// which the host listens). QMP is negotiated and its events are watched
-/// for the shutdown cause. The QEMU goes into `slot` as soon as it runs,
-/// so that the caller stops it whatever happens next.
+/// for the shutdown cause. QEMU inherits `inherit`, under its number in
+/// the parent (which `args` name). The QEMU goes into `slot` as soon as
+/// it runs, so that the caller stops it whatever happens next.
 pub(super) async fn start(
     qemu: &Path,
     arch: kmatrix_protocol::Arch,
     args: &[OsString],
     paths: Paths<'_>,
+    inherit: Option<OwnedFd>,
     slot: &mut Option<Qemu>,
 ) -> Result<UnixStream, VmError> {
     let results_listener = UnixListener::bind(paths.results)?;
@@ -68,11 +116,19 @@ pub(super) async fn start(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(paths.stderr)?)
         .kill_on_drop(true);
-    // If kmatrix itself is killed, QEMU goes with it.
+    let inherited = inherit.as_ref().map(|fd| fd.as_raw_fd());
+    // If kmatrix itself is killed, QEMU goes with it. The inherited
+    // descriptor stays open across exec.
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            if let Some(fd) = inherited {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+            }
+            Ok(())
         });
     }
     let child = command.spawn().map_err(|source| VmError::Spawn {
@@ -81,9 +137,12 @@ pub(super) async fn start(
         source,
     })?;
     let (shutdown_tx, shutdown) = watch::channel(None);
+    // QEMU has its own copy now.
+    drop(inherit);
     let started = slot.insert(Qemu {
         child,
         qmp: None,
+        qmp_socket: None,
         shutdown,
     });
 
@@ -97,6 +156,7 @@ pub(super) async fn start(
         }
     };
     let ((qmp_socket, _), (results_socket, _)) = accepted;
+    started.qmp_socket = Some(qmp_socket.as_fd().try_clone_to_owned()?);
 
     let negotiation = qapi::futures::QmpStreamTokio::open(qmp_socket)
         .await
@@ -129,4 +189,50 @@ pub(super) struct Paths<'a> {
     pub qmp: &'a Path,
     /// QEMU's stderr.
     pub stderr: &'a Path,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_descriptor_goes_beside_a_blank() {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+        use std::io::{Read, Write};
+        let (host, qmp) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        send_fd(host.as_fd(), theirs.as_fd()).unwrap();
+        drop(theirs);
+
+        let mut byte = [0u8; 1];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let message = recvmsg::<UnixAddr>(
+            qmp.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fds: Vec<_> = message
+            .cmsgs()
+            .unwrap()
+            .filter_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => Some(fds),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(byte, *b" ");
+        assert_eq!(fds.len(), 1);
+        // SAFETY: the descriptor was just received and is owned by no one.
+        let mut received = std::os::unix::net::UnixStream::from(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0])
+        });
+        received.write_all(b"state").unwrap();
+        drop(received);
+        let mut read = String::new();
+        ours.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "state");
+    }
 }
