@@ -252,11 +252,11 @@ fn a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept() {
     let big = dir.path().join("big.bin");
     std::fs::File::create(&big)
         .unwrap()
-        .set_len(240 << 20)
+        .set_len(180 << 20)
         .unwrap();
     let big = big.to_string_lossy().into_owned();
     let json = dir.path().join("run.json").to_string_lossy().into_owned();
-    let script = format!("[ -s '{big}' ] && echo present");
+    let script = format!("if [ -s '{big}' ]; then echo present; fi");
     let exec = |extra: &[&str]| {
         let mut args = vec!["exec", "--kernels", "6.1", "--no-share", "--json", &json];
         args.extend(extra);
