@@ -33,7 +33,7 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "a failed download: {out}");
+    assert_eq!(output.status.code(), Some(3), "a failed download: {out}");
     let expected = format!(
         "has sha256 {}, but kernels.toml pins {}; the download was discarded",
         hex::encode(Sha256::digest(&corrupt)),
@@ -59,7 +59,7 @@ fn a_vanished_package_points_to_the_update_command() {
     .output()
     .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "a failed download: {out}");
+    assert_eq!(output.status.code(), Some(3), "a failed download: {out}");
     assert!(
         out.contains("package `linux-image-6.1.0-99-cloud-amd64` is not in `test`")
             && out.contains("Debian drops superseded kernels")
@@ -160,7 +160,7 @@ fn a_stalled_mirror_times_out() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(output.status.code(), Some(3), "{out}");
     assert!(
         start.elapsed() < std::time::Duration::from_secs(30),
         "{:?}",
@@ -229,7 +229,7 @@ fn a_tampered_index_is_refused_and_the_pins_stay() {
     .output()
     .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(output.status.code(), Some(3), "{out}");
     assert!(
         out.contains("the mirror served a Packages.xz for `test` that the archive did not sign"),
         "{out}"
@@ -261,7 +261,7 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
             .output()
             .unwrap();
         let out = text(&output);
-        assert_eq!(output.status.code(), Some(1), "{out}");
+        assert_eq!(output.status.code(), Some(3), "{out}");
         assert!(
             out.contains("the index of `test` at")
                 && out.contains("could not be verified, so kmatrix uses none of it")

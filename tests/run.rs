@@ -179,7 +179,7 @@ fn a_hung_boot_times_out_and_leaves_no_qemu() {
     .output()
     .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(output.status.code(), Some(3), "{out}");
     assert!(
         out.contains("6.1  ERROR the kernel did not start the agent within 1s"),
         "{out}"

@@ -416,7 +416,7 @@ fn url_kernels_boot_and_corruption_is_caught() {
     let out = text(&corrupt_run);
     assert_eq!(
         corrupt_run.status.code(),
-        Some(1),
+        Some(3),
         "a failed download: {out}"
     );
     assert!(

@@ -1,7 +1,8 @@
 //! The top-level error of every command, and the one place where results
-//! become exit codes ([`kmatrix_protocol::report::exit`]): bad input 2, a
-//! failed test, kernel or download 1, interrupted 130 (SIGTERM 143, SIGHUP
-//! 129).
+//! become exit codes ([`kmatrix_protocol::report::exit`]): a failed test
+//! (or a kernel that failed running them) 1, bad input 2, the machinery
+//! alone failed (a download, QEMU, an output file) 3, interrupted 130
+//! (SIGTERM 143, SIGHUP 129).
 
 use std::path::PathBuf;
 
@@ -20,12 +21,26 @@ pub enum Status {
     Passed,
     /// A test or kernel failed (the reports say which).
     Failed,
+    /// Nothing failed but the machinery: kernels that could not be
+    /// fetched or booted; every test that ran passed.
+    Infrastructure,
     /// A signal stopped it (every VM stopped and run directory removed
     /// first).
     Interrupted(Interrupt),
 }
 
 impl Status {
+    /// How a finished run came out.
+    pub fn of_summary(summary: &crate::report::Summary) -> Self {
+        if summary.passed() {
+            Status::Passed
+        } else if summary.only_infrastructure_failed() {
+            Status::Infrastructure
+        } else {
+            Status::Failed
+        }
+    }
+
     /// `Passed` if `passed`, else `Failed`.
     pub fn of(passed: bool) -> Self {
         if passed {
@@ -97,14 +112,15 @@ impl Error {
     /// The exit code this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Fetch(_) | Error::FetchFailed { .. } | Error::Bench(_) => exit::FAILED,
-            Error::Plan(_)
-            | Error::Update(_)
-            | Error::Merge(_)
+            Error::Bench(_) => exit::FAILED,
+            Error::Fetch(_)
+            | Error::FetchFailed { .. }
             | Error::Report(_)
             | Error::Cache(_)
-            | Error::Write { .. }
-            | Error::Usage(_) => exit::BAD_INPUT,
+            | Error::Write { .. } => exit::INFRASTRUCTURE,
+            Error::Plan(_) | Error::Update(_) | Error::Merge(_) | Error::Usage(_) => {
+                exit::BAD_INPUT
+            }
         }
     }
 }
@@ -114,6 +130,7 @@ pub fn exit_code(result: &Result<Status, Error>) -> u8 {
     match result {
         Ok(Status::Passed) => exit::PASSED,
         Ok(Status::Failed) => exit::FAILED,
+        Ok(Status::Infrastructure) => exit::INFRASTRUCTURE,
         Ok(Status::Interrupted(Interrupt::Int)) => exit::INTERRUPTED,
         Ok(Status::Interrupted(Interrupt::Term)) => exit::TERMINATED,
         Ok(Status::Interrupted(Interrupt::Hup)) => exit::HUNG_UP,

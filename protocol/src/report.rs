@@ -18,7 +18,7 @@
 //! | `notice` | `kernel`, `message` (a saved VM that could not be restored or saved) |
 //! | `output` | `kernel`, `stream` (`stdout` or `stderr`), `text` (what `kmatrix exec`'s program wrote, UTF-8 with replacements) |
 //! | `exited` | `kernel`, `status` (how `kmatrix exec`'s program ended) |
-//! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail` |
+//! | `kernel-finished` | `kernel`, `error` (null when it completed), `console_tail`, `infrastructure` (present and true when it failed for the machinery's sake: a download, QEMU, a VM that broke down before the agent ran anything) |
 //! | `run-finished` | `passed` |
 //!
 //! A file without `run-finished`, or with a line that does not parse, is
@@ -33,10 +33,16 @@ pub const SCHEMA: u32 = 3;
 pub mod exit {
     /// Everything ran and passed.
     pub const PASSED: u8 = 0;
-    /// A test, a kernel or a download failed.
+    /// A test failed, or a kernel failed while running them (a panic, a
+    /// hang, a splat).
     pub const FAILED: u8 = 1;
     /// The run could not start: bad input (a file, a flag, a suite).
     pub const BAD_INPUT: u8 = 2;
+    /// The machinery failed and no test did: a kernel could not be
+    /// fetched, QEMU could not start or its VM broke down before the agent
+    /// ran anything, an output file or the cache could not be written.
+    /// Worth retrying; a regression is not.
+    pub const INFRASTRUCTURE: u8 = 3;
     /// Interrupted by Ctrl-C (SIGINT).
     pub const INTERRUPTED: u8 = 130;
     /// Stopped by SIGTERM (what CI sends on cancel, and `timeout`).
@@ -228,6 +234,10 @@ pub enum Record {
         error: Option<String>,
         /// The end of its console, when it failed.
         console_tail: Option<String>,
+        /// Whether it failed for the machinery's sake (schema 3; absent:
+        /// false), not because of anything it ran.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        infrastructure: bool,
     },
     /// The last line.
     RunFinished {

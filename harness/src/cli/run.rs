@@ -183,7 +183,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     let mut err = Printable::new(std::io::stderr().lock());
     let _ = report::exec::statuses(&summary, &mut err);
     if summary.rows.is_empty() {
-        return Ok(Status::of(summary.passed()));
+        return Ok(Status::of_summary(&summary));
     }
     finish(&summary, &args.outputs, &mut err)
 }
@@ -237,7 +237,7 @@ pub fn finish(
 ) -> Result<Status, Error> {
     let _ = report::matrix::render(summary, out).and_then(|()| out.flush());
     write_files(summary, outputs)?;
-    Ok(Status::of(summary.passed()))
+    Ok(Status::of_summary(summary))
 }
 
 /// Writes the JUnit file, the HTML page and the Markdown summary.

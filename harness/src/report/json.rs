@@ -222,6 +222,7 @@ mod tests {
                 kernel: kernel.into(),
                 error: None,
                 console_tail: None,
+                infrastructure: false,
             },
             Record::RunFinished { passed: true },
         ]

@@ -117,6 +117,7 @@ mod tests {
                 kernel: kernel.into(),
                 error: None,
                 console_tail: Some("panic \u{FFFF}".into()),
+                infrastructure: false,
             },
         ] {
             summary.apply(&record);

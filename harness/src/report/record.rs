@@ -99,11 +99,13 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
                 kernel: kernel.clone(),
                 error: None,
                 console_tail: None,
+                infrastructure: false,
             },
             KernelOutcome::Failed(err) => Record::KernelFinished {
                 kernel: kernel.clone(),
                 error: Some(error_chain(err)),
                 console_tail: err.console_tail().map(str::to_owned),
+                infrastructure: err.is_infrastructure(),
             },
         },
         RunEvent::RunFinished => Record::RunFinished { passed: passed() },

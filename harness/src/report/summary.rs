@@ -63,6 +63,8 @@ pub struct Column {
     pub failure: Option<String>,
     /// The console's tail when the kernel failed after booting QEMU.
     pub console_tail: Option<String>,
+    /// Whether it failed for the machinery's sake, not its tests'.
+    pub infrastructure: bool,
     /// Problems the agent reported outside any test.
     pub agent_errors: Vec<String>,
     /// Splats the kernel printed outside any test: each one's reason
@@ -190,12 +192,14 @@ impl Summary {
                 kernel,
                 error,
                 console_tail,
+                infrastructure,
             } => {
                 let c = self.add_column(kernel);
                 let column = &mut self.columns[c];
                 column.finished = true;
                 column.failure = error.clone();
                 column.console_tail = console_tail.clone();
+                column.infrastructure = *infrastructure;
                 for r in 0..self.rows.len() {
                     self.fill(c, r);
                 }
@@ -219,6 +223,30 @@ impl Summary {
                 Some(Cell::NotRun) | None => false,
             })
         })
+    }
+
+    /// Whether everything that failed is the machinery's (see
+    /// [`Column::infrastructure`]): no test failed on a kernel that ran
+    /// its tests. `false` for a run that passed.
+    pub fn only_infrastructure_failed(&self) -> bool {
+        let test_failed = self.columns.iter().enumerate().any(|(c, column)| {
+            if column.infrastructure {
+                return false;
+            }
+            !column.finished
+                || column.failure.is_some()
+                || !column.agent_errors.is_empty()
+                || !column.splats.is_empty()
+                || column
+                    .exit
+                    .as_deref()
+                    .is_some_and(|s| s != EXIT_SUCCESS_STATUS)
+                || (0..self.rows.len()).any(|r| match self.cell(c, r) {
+                    Some(Cell::Done(outcome)) => outcome.is_failure(),
+                    Some(Cell::NotRun) | None => true,
+                })
+        });
+        !test_failed && self.columns.iter().any(|c| c.infrastructure)
     }
 
     fn add_column(&mut self, label: &str) -> usize {
@@ -263,6 +291,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Status;
 
     fn outcome(kernel: &str, test: &str, result: Outcome) -> Record {
         Record::Outcome {
@@ -277,6 +306,7 @@ mod tests {
             kernel: kernel.into(),
             error: error.map(str::to_owned),
             console_tail: None,
+            infrastructure: false,
         }
     }
 
@@ -296,6 +326,38 @@ mod tests {
         assert_eq!(Mark::of(summary.cell(0, 1)), Mark::Fail);
         assert_eq!(Mark::of(summary.cell(1, 0)), Mark::KernelError);
         assert!(!summary.passed());
+    }
+
+    #[test]
+    fn a_run_where_only_the_machinery_failed_says_so() {
+        let pass = Outcome::Passed {
+            detail: String::new(),
+        };
+        let broken = |kernel: &str| Record::KernelFinished {
+            kernel: kernel.into(),
+            error: Some("the mirror timed out".into()),
+            console_tail: None,
+            infrastructure: true,
+        };
+        let mut summary = Summary::with(vec!["5.10".into(), "6.1".into()], vec!["a".into()]);
+        summary.apply(&outcome("5.10", "a", pass.clone()));
+        summary.apply(&finished("5.10", None));
+        summary.apply(&broken("6.1"));
+        assert!(!summary.passed());
+        assert!(summary.only_infrastructure_failed());
+        assert_eq!(Status::of_summary(&summary), Status::Infrastructure);
+
+        // A test that failed elsewhere is what the run is about.
+        let mut summary = Summary::with(vec!["5.10".into(), "6.1".into()], vec!["a".into()]);
+        summary.apply(&outcome("5.10", "a", Outcome::failed("wrong")));
+        summary.apply(&finished("5.10", None));
+        summary.apply(&broken("6.1"));
+        assert_eq!(Status::of_summary(&summary), Status::Failed);
+
+        // So is a kernel that failed while running its tests.
+        let mut summary = Summary::with(vec!["6.1".into()], vec!["a".into()]);
+        summary.apply(&finished("6.1", Some("the guest stopped before finishing")));
+        assert_eq!(Status::of_summary(&summary), Status::Failed);
     }
 
     #[test]

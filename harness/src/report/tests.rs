@@ -422,11 +422,13 @@ fn markdown_renders_on_github() {
             kernel: "5.10".into(),
             error: None,
             console_tail: None,
+            infrastructure: false,
         },
         Record::KernelFinished {
             kernel: "6.1".into(),
             error: Some("the VM died\nKernel panic - not syncing: <VFS>".into()),
             console_tail: Some("[    1.0] ```\n[    1.1] <end>".into()),
+            infrastructure: false,
         },
     ];
     for record in &records {

@@ -177,6 +177,18 @@ pub enum KernelError {
 }
 
 impl KernelError {
+    /// Whether the machinery failed rather than what the kernel ran: a
+    /// download, the initramfs or run directory, QEMU itself, or a VM that
+    /// broke down before its agent started the run. A kernel that panics,
+    /// hangs or dies while running tests failed because of them.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            KernelError::Fetch(_) | KernelError::Image(_) | KernelError::RunDir(_) => true,
+            KernelError::Vm(failure) => failure.kind.is_infrastructure(),
+            KernelError::NoExit | KernelError::NoTestMatched(_) => false,
+        }
+    }
+
     /// The end of the kernel's console, when it booted.
     pub fn console_tail(&self) -> Option<&str> {
         match self {

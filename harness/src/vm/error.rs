@@ -89,6 +89,29 @@ pub enum VmError {
     },
 }
 
+impl VmError {
+    /// Whether this is the machinery's failure (see
+    /// [`crate::runner::KernelError::is_infrastructure`]): QEMU, its
+    /// sockets and QMP, a kernel that never started the agent, a broken
+    /// stream, a saved VM that cannot be used.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            VmError::Spawn { .. }
+            | VmError::EarlyExit { .. }
+            | VmError::Io(_)
+            | VmError::Qmp(_)
+            | VmError::BootTimeout(_)
+            | VmError::Stream(_)
+            | VmError::NoHello(_)
+            | VmError::Unresponsive(_)
+            | VmError::Restore(_)
+            | VmError::WrongKernel { .. }
+            | VmError::Version { .. } => true,
+            VmError::RunTimeout(_) | VmError::Died(_) => false,
+        }
+    }
+}
+
 impl VmFailure {
     /// `kind`, with the console's tail from `console`; a guest that died is
     /// described from QMP's shutdown cause (`ended`), the console, and the
