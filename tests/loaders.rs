@@ -134,31 +134,45 @@ fn loader_settings_are_checked_before_booting() {
     }
 }
 
-/// `--loader both` loads every program with both loaders and reports
-/// whether their verdicts agree, beside the default loader's own.
+/// `--loader both` loads every program with both loaders: each loader's
+/// verdict is a load test of its own, judged like the load test of one
+/// loader, beside whether the two agree. libbpf's verdict on a static
+/// program is decided on the host.
 #[test]
 fn both_loaders_compared() {
     let _lock = boot_lock();
     let output = kmatrix(&["test", "--kernels", "6.1", "--loader", "both"])
         .arg(repo().join("tests/bpf/verifier_reject.bpf.c"))
         .arg(repo().join("tests/bpf/xdp_pass.bpf.c"))
+        .arg(repo().join("tests/bpf/static_pass.bpf.c"))
         .arg(libbpf_example("tc_min_ttl.bpf.c"))
         .output()
         .unwrap();
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     for (test, cell) in [
-        ("xdp_pass::load", "pass"),
+        ("xdp_pass::load[aya]", "pass"),
+        ("xdp_pass::load[libbpf]", "pass"),
         ("xdp_pass::loaders-agree", "pass"),
-        ("unchecked_read::load", "FAIL"),
+        ("unchecked_read::load[aya]", "FAIL"),
+        ("unchecked_read::load[libbpf]", "FAIL"),
         ("unchecked_read::loaders-agree", "pass"),
-        ("tc_min_ttl::load", "LIMIT"),
+        ("static_pass::load[aya]", "pass"),
+        ("static_pass::load[libbpf]", "LIMIT"),
+        ("static_pass::loaders-agree", "LIMIT"),
+        ("tc_min_ttl::load[aya]", "LIMIT"),
+        ("tc_min_ttl::load[libbpf]", "pass"),
         ("tc_min_ttl::loaders-agree", "LIMIT"),
     ] {
         assert_eq!(matrix_row(&out, test), [cell], "{test}: {out}");
     }
+    assert!(matrix_row(&out, "xdp_pass::load").is_empty(), "{out}");
     assert!(
         out.contains("aya: cannot load it: error parsing BPF object: invalid program section `tc`; libbpf: loaded it"),
+        "{out}"
+    );
+    assert!(
+        out.contains("libbpf cannot load it: it is a static program"),
         "{out}"
     );
 }

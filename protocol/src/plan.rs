@@ -58,6 +58,14 @@ impl Loader {
         }
     }
 
+    /// The other loader.
+    pub fn other(self) -> Self {
+        match self {
+            Loader::Aya => Loader::Libbpf,
+            Loader::Libbpf => Loader::Aya,
+        }
+    }
+
     /// The loader named `name`.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|l| l.name() == name)

@@ -36,8 +36,9 @@ pub struct TestArgs {
     #[command(flatten)]
     outputs: OutputArgs,
     /// The loader of objects whose suite entry names none: `aya` or
-    /// `libbpf`; `both` also loads every program with the other loader and
-    /// reports where their verdicts disagree [default: aya].
+    /// `libbpf`; `both` loads every program with both loaders, each
+    /// verdict its own test (`load[aya]`, `load[libbpf]`), and reports
+    /// where they disagree (`loaders-agree`) [default: aya].
     #[arg(long, value_parser = parse_loader, value_name = "aya|libbpf|both")]
     loader: Option<LoaderArg>,
     /// Also print, per program and kernel, the instructions the verifier

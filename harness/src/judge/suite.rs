@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use super::verifier;
 use crate::kernels::KernelEntry;
-use crate::suite::{Expectation, KernelPlan, ProgramSpec, Suite};
+use crate::suite::{not_loaded, Expectation, KernelPlan, ProgramSpec, Suite};
 use kmatrix_protocol::splat;
 
 /// Bytes as a number when they fit in 8 (how counters are written), else hex.
@@ -72,9 +72,8 @@ impl<'a> KernelCheck<'a> {
             .insert(probe.feature.clone(), probe.available);
     }
 
-    /// The load test a program's result is judged as (`None` for another
-    /// loader's check under `--loader both`).
-    pub fn load_test(&self, result: &ProgramResult) -> Option<usize> {
+    /// The spec of the program a result is about, with its object.
+    fn spec(&self, result: &ProgramResult) -> Option<(usize, &'a ProgramSpec)> {
         let object = result.object as usize;
         let spec = self
             .suite
@@ -82,21 +81,27 @@ impl<'a> KernelCheck<'a> {
             .get(object)?
             .iter()
             .find(|s| s.name == result.program)?;
-        (result.loader == self.suite.loader_of(object)).then_some(spec.load_test)
+        Some((object, spec))
     }
 
-    /// Outcomes for a program's load result: its load test and, when it did
-    /// not load, its cases.
+    /// The load test a program's result is judged as: its loader's.
+    pub fn load_test(&self, result: &ProgramResult) -> Option<usize> {
+        let (object, spec) = self.spec(result)?;
+        self.suite.load_test(object, spec, result.loader)
+    }
+
+    /// Outcomes for a program's load result: its loader's load test, under
+    /// `--loader both` its loaders-agree test once both verdicts are in,
+    /// and, when its object's loader did not load it, its cases.
     pub fn program(&self, result: &ProgramResult) -> Vec<(usize, Outcome)> {
-        let object = result.object as usize;
-        let Some(spec) = self
-            .suite
-            .programs
-            .get(object)
-            .and_then(|specs| specs.iter().find(|s| s.name == result.program))
-        else {
+        let Some((object, spec)) = self.spec(result) else {
             return Vec::new();
         };
+        let Some(load_test) = self.suite.load_test(object, spec, result.loader) else {
+            return Vec::new();
+        };
+        // Only the object's own loader runs the cases.
+        let own = result.loader == self.suite.loader_of(object);
         let mut outcomes = Vec::new();
         if let Some(test) = spec.agree_test {
             let key = (result.object, result.program.clone());
@@ -118,9 +123,6 @@ impl<'a> KernelCheck<'a> {
                     );
                 }
             }
-        }
-        if result.loader != self.suite.loader_of(object) {
-            return outcomes;
         }
         // Why the program may not load here: a feature the kernel lacks
         // (by the guest's probe), else the suite's kernel constraint.
@@ -144,15 +146,10 @@ impl<'a> KernelCheck<'a> {
         if let Verdict::Unsupported { loader, error } = &result.verdict {
             // The kernel was never asked: whatever the suite expects of
             // this kernel, this says nothing about it.
-            outcomes.push((spec.load_test, limitation(*loader, error)));
-            outcomes.extend(spec.cases.iter().map(|case| {
-                (
-                    case.test,
-                    Outcome::Skipped {
-                        reason: "not run: the program did not load".into(),
-                    },
-                )
-            }));
+            outcomes.push((load_test, limitation(*loader, error)));
+            if own {
+                outcomes.extend(spec.cases.iter().map(|case| (case.test, not_loaded())));
+            }
             return outcomes;
         }
         let failure = || match &result.verdict {
@@ -207,19 +204,11 @@ impl<'a> KernelCheck<'a> {
             },
         };
         outcomes.push((
-            spec.load_test,
+            load_test,
             self.with_kernel_log(load, &result.kernel_log, spec),
         ));
-        if !loaded {
-            let reason = "not run: the program did not load".to_owned();
-            outcomes.extend(spec.cases.iter().map(|case| {
-                (
-                    case.test,
-                    Outcome::Skipped {
-                        reason: reason.clone(),
-                    },
-                )
-            }));
+        if own && !loaded {
+            outcomes.extend(spec.cases.iter().map(|case| (case.test, not_loaded())));
         }
         outcomes
     }
@@ -394,10 +383,7 @@ fn agreement(a: (Loader, &Verdict), b: (Loader, &Verdict)) -> Outcome {
 
 /// A loader's limitation, named, with the other loader to try.
 fn limitation(loader: Loader, error: &str) -> Outcome {
-    let other = Loader::ALL
-        .into_iter()
-        .find(|l| *l != loader)
-        .expect("two loaders");
+    let other = loader.other();
     Outcome::LoaderLimitation {
         reason: format!(
             "{} cannot load it: {error}; try `loader = \"{}\"` for this object in the suite (or --loader {})",
@@ -450,7 +436,8 @@ mod tests {
 
     use crate::kernels::{KernelEntry, Source};
     use crate::objects::{ProgramInfo, TestObject};
-    use crate::suite::{AllowedSplat, CaseSpec, ObjectSettings, ProgramSpec, Test};
+    use crate::suite::{AllowedSplat, CaseSpec, Expectation, ObjectSettings, ProgramSpec, Skip};
+    use std::collections::BTreeMap;
 
     const SPLAT: &[&str] = &[
         "------------[ cut here ]------------",
@@ -472,7 +459,7 @@ mod tests {
     }
 
     /// One object with program `p` (a load test and case `c`), which may
-    /// splat on the kernels `allowed` names.
+    /// splat on the kernels `allowed` names, loaded by aya.
     fn suite(allowed: Option<(&str, Option<&str>)>) -> Suite {
         let program = ProgramSpec {
             name: "p".into(),
@@ -495,12 +482,13 @@ mod tests {
                 expect_return: Some(2),
                 expect_output: None,
                 expect_maps: Vec::new(),
-                test: 1,
+                test: 0,
             }],
             load_test: 0,
+            other_load_test: None,
             agree_test: None,
         };
-        Suite {
+        let mut suite = Suite {
             objects: vec![TestObject {
                 path: "p.o".into(),
                 name: "p.o".into(),
@@ -517,20 +505,13 @@ mod tests {
                 aya_error: None,
             }],
             programs: vec![vec![program]],
-            tests: ["p::load", "p::c"]
-                .iter()
-                .enumerate()
-                .map(|(i, name)| Test {
-                    object: 0,
-                    program: 0,
-                    case: (i == 1).then_some(0),
-                    name: (*name).into(),
-                })
-                .collect(),
+            tests: Vec::new(),
             settings: vec![ObjectSettings::default()],
             default_loader: Loader::Aya,
             differential: false,
-        }
+        };
+        suite.use_loaders(Loader::Aya, false);
+        suite
     }
 
     fn load(verdict: Verdict, log: &[&str]) -> ProgramResult {
@@ -648,6 +629,246 @@ mod tests {
             panic!("{outcomes:?}")
         };
         assert_eq!(kernel_log.as_deref(), Some(banner[0]));
+    }
+
+    fn rejected() -> Verdict {
+        Verdict::Rejected {
+            error: "Permission denied".into(),
+            verifier_log: "0: (71) r1 = *(u8 *)(r1 +20)\nR1 offset is outside of the packet\n"
+                .into(),
+        }
+    }
+
+    fn by(loader: Loader, verdict: Verdict) -> ProgramResult {
+        ProgramResult {
+            loader,
+            ..load(verdict, &[])
+        }
+    }
+
+    /// A short mark per outcome, as the matrix shows it.
+    fn mark(outcome: &Outcome) -> &'static str {
+        match outcome {
+            Outcome::Passed { .. } => "pass",
+            Outcome::Failed { .. } => "FAIL",
+            Outcome::ExpectedFailure { .. } => "xfail",
+            Outcome::Skipped { .. } => "skip",
+            Outcome::LoaderLimitation { .. } => "LIMIT",
+        }
+    }
+
+    /// Every test decided on `label`, by name: on the host, then from
+    /// `loads` and `cases` in order, each decided once.
+    fn marks(
+        suite: &Suite,
+        label: &str,
+        loads: &[ProgramResult],
+        cases: &[CaseResult],
+    ) -> BTreeMap<String, &'static str> {
+        let kernel = kernel(label);
+        let plan = suite.plan_for(&kernel, true);
+        let check = KernelCheck::new(suite, &kernel, &plan);
+        let mut marks = BTreeMap::new();
+        let decided = plan
+            .skipped
+            .iter()
+            .cloned()
+            .chain(loads.iter().flat_map(|l| check.program(l)))
+            .chain(cases.iter().filter_map(|c| check.case(c)));
+        for (test, outcome) in decided {
+            let name = suite.tests[test].name.clone();
+            assert!(
+                marks.insert(name.clone(), mark(&outcome)).is_none(),
+                "{name} decided twice"
+            );
+        }
+        marks
+    }
+
+    fn expect(marks: &[(&str, &'static str)]) -> BTreeMap<String, &'static str> {
+        marks.iter().map(|(t, m)| ((*t).to_owned(), *m)).collect()
+    }
+
+    #[test]
+    fn under_both_loaders_each_verdict_is_its_own_test() {
+        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
+        let mut suite = suite(None);
+        suite.use_loaders(aya, true);
+        let names: Vec<&str> = suite.tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "p::load[aya]",
+                "p::load[libbpf]",
+                "p::loaders-agree",
+                "p::c"
+            ]
+        );
+        let kernel = kernel("6.1");
+        let plan = suite.plan_for(&kernel, true);
+        let check = KernelCheck::new(&suite, &kernel, &plan);
+        for loader in Loader::ALL {
+            let test = check.load_test(&by(loader, Verdict::Loaded)).unwrap();
+            assert_eq!(
+                suite.tests[test].name,
+                format!("p::load[{}]", loader.name())
+            );
+        }
+
+        let loads = [by(aya, Verdict::Loaded), by(libbpf, rejected())];
+        let disagree = expect(&[
+            ("p::load[aya]", "pass"),
+            ("p::load[libbpf]", "FAIL"),
+            ("p::loaders-agree", "FAIL"),
+            ("p::c", "pass"),
+        ]);
+        assert_eq!(marks(&suite, "6.1", &loads, &[case(2, &[])]), disagree);
+        let reversed = [loads[1].clone(), loads[0].clone()];
+        assert_eq!(marks(&suite, "6.1", &reversed, &[case(2, &[])]), disagree);
+
+        let unsupported = Verdict::Unsupported {
+            loader: libbpf,
+            error: "unknown section".into(),
+        };
+        assert_eq!(
+            marks(
+                &suite,
+                "6.1",
+                &[by(aya, Verdict::Loaded), by(libbpf, unsupported)],
+                &[case(2, &[])]
+            ),
+            expect(&[
+                ("p::load[aya]", "pass"),
+                ("p::load[libbpf]", "LIMIT"),
+                ("p::loaders-agree", "LIMIT"),
+                ("p::c", "pass"),
+            ])
+        );
+
+        // Each loader's verdict is held against the suite's expectations.
+        suite.programs[0][0].load_on = Some(Expectation {
+            kernels: "6.2..".parse().unwrap(),
+            arch: None,
+            reason: "needs 6.2".into(),
+        });
+        assert_eq!(
+            marks(
+                &suite,
+                "6.1",
+                &[by(aya, rejected()), by(libbpf, rejected())],
+                &[]
+            ),
+            expect(&[
+                ("p::load[aya]", "xfail"),
+                ("p::load[libbpf]", "xfail"),
+                ("p::loaders-agree", "pass"),
+                ("p::c", "skip"),
+            ])
+        );
+        assert_eq!(
+            marks(&suite, "6.1", &loads, &[case(2, &[])]),
+            expect(&[
+                ("p::load[aya]", "FAIL"),
+                ("p::load[libbpf]", "xfail"),
+                ("p::loaders-agree", "FAIL"),
+                ("p::c", "pass"),
+            ])
+        );
+    }
+
+    #[test]
+    fn under_both_loaders_the_objects_own_loader_runs_the_cases() {
+        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
+        let mut suite = suite(None);
+        suite.use_loaders(libbpf, true);
+        let plan = suite.plan_for(&kernel("6.1"), true);
+        let loaders: Vec<(Loader, usize)> = plan
+            .plan
+            .objects
+            .iter()
+            .map(|o| (o.loader, o.programs[0].cases.len()))
+            .collect();
+        assert_eq!(loaders, [(libbpf, 1), (aya, 0)]);
+        assert_eq!(
+            marks(
+                &suite,
+                "6.1",
+                &[by(aya, Verdict::Loaded), by(libbpf, rejected())],
+                &[]
+            ),
+            expect(&[
+                ("p::load[aya]", "pass"),
+                ("p::load[libbpf]", "FAIL"),
+                ("p::loaders-agree", "FAIL"),
+                ("p::c", "skip"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_static_program_is_libbpfs_limitation_without_asking_the_guest() {
+        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
+        let mut suite = suite(None);
+        suite.objects[0].programs[0].is_static = true;
+        // The programs each loader is asked about, per planned object.
+        let asked = |suite: &Suite| -> Vec<(Loader, usize)> {
+            let plan = suite.plan_for(&kernel("6.1"), true);
+            plan.plan
+                .objects
+                .iter()
+                .map(|o| (o.loader, o.programs.len()))
+                .collect()
+        };
+
+        suite.use_loaders(aya, true);
+        assert_eq!(asked(&suite), [(aya, 1), (libbpf, 0)]);
+        assert_eq!(
+            marks(&suite, "6.1", &[by(aya, Verdict::Loaded)], &[case(2, &[])]),
+            expect(&[
+                ("p::load[aya]", "pass"),
+                ("p::load[libbpf]", "LIMIT"),
+                ("p::loaders-agree", "LIMIT"),
+                ("p::c", "pass"),
+            ])
+        );
+
+        suite.use_loaders(libbpf, true);
+        assert_eq!(asked(&suite), [(libbpf, 0), (aya, 1)]);
+        assert_eq!(
+            marks(&suite, "6.1", &[by(aya, Verdict::Loaded)], &[]),
+            expect(&[
+                ("p::load[aya]", "pass"),
+                ("p::load[libbpf]", "LIMIT"),
+                ("p::loaders-agree", "LIMIT"),
+                ("p::c", "skip"),
+            ])
+        );
+
+        suite.use_loaders(libbpf, false);
+        assert_eq!(asked(&suite), [(libbpf, 0)]);
+        assert_eq!(
+            marks(&suite, "6.1", &[], &[]),
+            expect(&[("p::load", "LIMIT"), ("p::c", "skip")])
+        );
+    }
+
+    #[test]
+    fn a_skipped_program_skips_every_test_of_it() {
+        let mut suite = suite(None);
+        suite.programs[0][0].skips.push(Skip {
+            kernels: "..6.1".parse().unwrap(),
+            reason: "hangs".into(),
+        });
+        suite.use_loaders(Loader::Aya, true);
+        assert_eq!(
+            marks(&suite, "6.1", &[], &[]),
+            expect(&[
+                ("p::load[aya]", "skip"),
+                ("p::load[libbpf]", "skip"),
+                ("p::loaders-agree", "skip"),
+                ("p::c", "skip"),
+            ])
+        );
     }
 
     #[test]

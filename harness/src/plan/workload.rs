@@ -90,10 +90,7 @@ impl Tests {
                     .tempdir()
                     .map_err(io("creating a scratch directory"))?;
                 let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
-                suite.default_loader = loader.unwrap_or_default();
-                if *compare_loaders {
-                    suite.compare_loaders();
-                }
+                suite.use_loaders(loader.unwrap_or_default(), *compare_loaders);
                 let parts = ImageParts::new(Init::Agent, arches, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {

@@ -120,6 +120,16 @@ fn notes(summary: &Summary, out: &mut String) {
     out.push_str("</ul>\n</section>\n");
 }
 
+/// A load test's chart caption: its program, and the loader under
+/// `--loader both` (`xdp_pass`, `xdp_pass [libbpf]`).
+fn chart_name(test: &str) -> String {
+    match test.rsplit_once("::load") {
+        Some((program, "")) => program.to_owned(),
+        Some((program, loader)) if loader.starts_with('[') => format!("{program} {loader}"),
+        _ => test.to_owned(),
+    }
+}
+
 /// Chart size and margins, in pixels; each kernel gets [`STEP`] across.
 const HEIGHT: usize = 180;
 const LEFT: usize = 60;
@@ -144,9 +154,7 @@ fn charts(summary: &Summary, out: &mut String) {
         "<section id=\"stats\">\n<h2>Instructions the verifier processed</h2>\n<p class=\"legend\">Per program and kernel. A hollow red point: the kernel rejected the program (the figure is from the verifier's log); no point: the kernel does not report it.</p>\n",
     );
     for (r, figures) in programs {
-        let name = summary.rows[r]
-            .strip_suffix("::load")
-            .unwrap_or(&summary.rows[r]);
+        let name = chart_name(&summary.rows[r]);
         let top = figures.iter().flatten().copied().max().unwrap_or(1).max(1);
         let width = (LEFT + 20 + STEP * columns).max(240);
         let x = |c: usize| LEFT + 10 + c * STEP;
@@ -157,7 +165,7 @@ fn charts(summary: &Summary, out: &mut String) {
         let _ = write!(
             out,
             "<figure class=\"chart\"><figcaption>{}</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{HEIGHT}\" role=\"img\">\n<line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\n<text x=\"{}\" y=\"14\" text-anchor=\"end\">{top}</text>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n",
-            escape(name),
+            escape(&name),
             HEIGHT - BOTTOM,
             width - 10,
             HEIGHT - BOTTOM,

@@ -157,6 +157,7 @@ pub(super) fn check_program(
         allowed_splats,
         cases,
         load_test: 0,
+        other_load_test: None,
         agree_test: None,
     })
 }

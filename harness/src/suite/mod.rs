@@ -19,9 +19,9 @@ mod settings;
 
 use std::path::{Path, PathBuf};
 
-use kmatrix_protocol::{Arch, CasePlan, Feature};
+use kmatrix_protocol::{Arch, CasePlan, Feature, Loader};
 
-pub use plan::KernelPlan;
+pub use plan::{not_loaded, KernelPlan};
 pub use settings::ObjectSettings;
 
 use crate::kernels::{KernelEntry, Selection};
@@ -71,7 +71,7 @@ pub struct Suite {
     /// Per object, how to load it.
     pub settings: Vec<ObjectSettings>,
     /// The loader of objects whose settings name none.
-    pub default_loader: kmatrix_protocol::Loader,
+    pub default_loader: Loader,
     /// Whether every program is also loaded by the other loader, and the
     /// two verdicts compared (`--loader both`).
     pub differential: bool,
@@ -86,8 +86,10 @@ pub struct Test {
     pub program: usize,
     /// The case's index, `None` for the load check.
     pub case: Option<usize>,
-    /// The test's name: `program::load` or `program::case` (prefixed by
-    /// the object when two objects share a program name).
+    /// The test's name: `program::load` (`program::load[aya]` and
+    /// `program::load[libbpf]` under `--loader both`, with
+    /// `program::loaders-agree`) or `program::case`, prefixed by the object
+    /// when two objects share a program name.
     pub name: String,
 }
 
@@ -113,10 +115,24 @@ pub struct ProgramSpec {
     pub allowed_splats: Vec<AllowedSplat>,
     /// Its test-run cases.
     pub cases: Vec<CaseSpec>,
-    /// The index of its load check in [`Suite::tests`].
+    /// The index in [`Suite::tests`] of its load check by its object's
+    /// loader.
     pub load_test: usize,
+    /// The index of its load check by the other loader, under `--loader
+    /// both`.
+    pub other_load_test: Option<usize>,
     /// The index of its loaders-agree test, under `--loader both`.
     pub agree_test: Option<usize>,
+}
+
+impl ProgramSpec {
+    /// The indexes of all its tests.
+    pub fn tests(&self) -> impl Iterator<Item = usize> + '_ {
+        [Some(self.load_test), self.other_load_test, self.agree_test]
+            .into_iter()
+            .flatten()
+            .chain(self.cases.iter().map(|c| c.test))
+    }
 }
 
 /// A kernel constraint with its reason.
@@ -314,6 +330,7 @@ impl Suite {
                     allowed_splats: Vec::new(),
                     cases: Vec::new(),
                     load_test: 0,
+                    other_load_test: None,
                     agree_test: None,
                 });
             }
@@ -323,35 +340,42 @@ impl Suite {
         self.settings.push(settings);
     }
 
-    /// Numbers and names the tests, in object, program, case order.
+    /// Numbers and names the tests, in object, program, case order; under
+    /// `--loader both` a program's load checks come in [`Loader::ALL`]
+    /// order, then its loaders-agree test.
     fn name_tests(&mut self) {
         let mut tests = Vec::new();
-        for (object, specs) in self.programs.iter_mut().enumerate() {
+        let loaders: Vec<Loader> = (0..self.programs.len())
+            .map(|o| self.loader_of(o))
+            .collect();
+        for ((object, specs), &own) in self.programs.iter_mut().enumerate().zip(&loaders) {
             for (program, spec) in specs.iter_mut().enumerate() {
-                spec.load_test = tests.len();
-                tests.push(Test {
-                    object,
-                    program,
-                    case: None,
-                    name: String::new(),
-                });
-                spec.agree_test = self.differential.then_some(tests.len());
-                if self.differential {
+                let mut push = |case| {
                     tests.push(Test {
                         object,
                         program,
-                        case: None,
+                        case,
                         name: String::new(),
                     });
+                    tests.len() - 1
+                };
+                spec.other_load_test = None;
+                spec.agree_test = None;
+                if self.differential {
+                    for loader in Loader::ALL {
+                        let test = push(None);
+                        if loader == own {
+                            spec.load_test = test;
+                        } else {
+                            spec.other_load_test = Some(test);
+                        }
+                    }
+                    spec.agree_test = Some(push(None));
+                } else {
+                    spec.load_test = push(None);
                 }
                 for (case, spec) in spec.cases.iter_mut().enumerate() {
-                    spec.test = tests.len();
-                    tests.push(Test {
-                        object,
-                        program,
-                        case: Some(case),
-                        name: String::new(),
-                    });
+                    spec.test = push(Some(case));
                 }
             }
         }
@@ -366,29 +390,151 @@ impl Suite {
             } else {
                 spec.name.clone()
             };
+            let own = loaders[test.object];
             test.name = match test.case {
-                None if spec.agree_test == Some(index) => format!("{program}::loaders-agree"),
-                None => format!("{program}::load"),
                 Some(case) => format!("{program}::{}", spec.cases[case].name),
+                None if spec.agree_test == Some(index) => format!("{program}::loaders-agree"),
+                None if !self.differential => format!("{program}::load"),
+                None if spec.load_test == index => format!("{program}::load[{}]", own.name()),
+                None => format!("{program}::load[{}]", own.other().name()),
             };
         }
         self.tests = tests;
     }
 
-    /// Also loads every program with the other loader and compares the
-    /// verdicts: each program gains a `loaders-agree` test.
-    pub fn compare_loaders(&mut self) {
-        self.differential = true;
+    /// Sets the loader of objects whose settings name none and, with
+    /// `differential` (`--loader both`), also loads every program with the
+    /// other loader: each program's load check becomes one per loader,
+    /// `load[aya]` and `load[libbpf]`, beside a `loaders-agree` test that
+    /// compares their verdicts.
+    pub fn use_loaders(&mut self, default: Loader, differential: bool) {
+        self.default_loader = default;
+        self.differential = differential;
         self.name_tests();
     }
 
+    /// The load check of `spec`, a program of object `object`, by `loader`:
+    /// its own loader's, or the other's under `--loader both`.
+    pub fn load_test(&self, object: usize, spec: &ProgramSpec, loader: Loader) -> Option<usize> {
+        if loader == self.loader_of(object) {
+            Some(spec.load_test)
+        } else {
+            spec.other_load_test
+        }
+    }
+
     /// The loader of object `object`.
-    pub fn loader_of(&self, object: usize) -> kmatrix_protocol::Loader {
+    pub fn loader_of(&self, object: usize) -> Loader {
         self.settings[object].loader.unwrap_or(self.default_loader)
     }
 
     /// Whether the suite has any test-run case.
     pub fn has_cases(&self) -> bool {
         self.tests.iter().any(|t| t.case.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::ProgramInfo;
+
+    fn object(name: &str, programs: &[&str]) -> TestObject {
+        TestObject {
+            path: name.into(),
+            name: name.into(),
+            data: Vec::new(),
+            programs: programs
+                .iter()
+                .map(|p| ProgramInfo {
+                    name: (*p).into(),
+                    kind: "xdp".into(),
+                    section: "xdp".into(),
+                    test_run: Some(TestRunKind::Xdp),
+                    is_static: false,
+                })
+                .collect(),
+            maps: Vec::new(),
+            globals: Vec::new(),
+            aya_error: None,
+        }
+    }
+
+    fn names(suite: &Suite) -> Vec<&str> {
+        suite.tests.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn under_both_loaders_each_loader_has_its_own_load_test() {
+        let mut suite =
+            Suite::from_objects(vec![object("a.o", &["p", "q"]), object("b.o", &["p"])]);
+        suite.programs[0][1].cases.push(CaseSpec {
+            name: "c".into(),
+            plan: Default::default(),
+            expect_return: None,
+            expect_output: None,
+            expect_maps: Vec::new(),
+            test: 0,
+        });
+        suite.settings[1].loader = Some(Loader::Aya);
+        suite.use_loaders(Loader::Libbpf, false);
+        assert_eq!(
+            names(&suite),
+            ["a.o:p::load", "q::load", "q::c", "b.o:p::load"]
+        );
+
+        suite.use_loaders(Loader::Libbpf, true);
+        assert_eq!(
+            names(&suite),
+            [
+                "a.o:p::load[aya]",
+                "a.o:p::load[libbpf]",
+                "a.o:p::loaders-agree",
+                "q::load[aya]",
+                "q::load[libbpf]",
+                "q::loaders-agree",
+                "q::c",
+                "b.o:p::load[aya]",
+                "b.o:p::load[libbpf]",
+                "b.o:p::loaders-agree",
+            ]
+        );
+        // Each loader's verdict goes to its own test, whichever loader is
+        // the object's.
+        for (object, specs) in suite.programs.iter().enumerate() {
+            for spec in specs {
+                for loader in Loader::ALL {
+                    let test = suite.load_test(object, spec, loader).unwrap();
+                    assert!(
+                        suite.tests[test]
+                            .name
+                            .ends_with(&format!("::load[{}]", loader.name())),
+                        "{}",
+                        suite.tests[test].name
+                    );
+                }
+                let all: Vec<usize> = spec.tests().collect();
+                assert_eq!(all.len(), 3 + spec.cases.len());
+            }
+        }
+        let q = &suite.programs[0][1];
+        assert_eq!(
+            (q.load_test, q.other_load_test),
+            (4, Some(3)),
+            "a.o's is libbpf"
+        );
+        let p = &suite.programs[1][0];
+        assert_eq!(
+            (p.load_test, p.other_load_test),
+            (7, Some(8)),
+            "b.o's is aya"
+        );
+
+        suite.use_loaders(Loader::Libbpf, false);
+        assert_eq!(
+            names(&suite),
+            ["a.o:p::load", "q::load", "q::c", "b.o:p::load"]
+        );
+        assert_eq!(suite.load_test(0, &suite.programs[0][0], Loader::Aya), None);
     }
 }

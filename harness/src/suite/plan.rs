@@ -1,25 +1,29 @@
 //! Each kernel's share of a suite: the guest's plan, and the tests decided
-//! on the host (skips).
+//! on the host (skips, and libbpf's verdict on a static program).
 
 use kmatrix_protocol::report::Outcome;
-use kmatrix_protocol::Loader;
+use kmatrix_protocol::{Feature, Loader, ObjectPlan, ProgramPlan};
 
-use super::Suite;
+use super::{ProgramSpec, Suite};
 use crate::kernels::KernelEntry;
 
 /// What a kernel is to do with a suite, and what it skips.
 pub struct KernelPlan {
     /// The guest's plan.
     pub plan: kmatrix_protocol::Plan,
-    /// Tests decided on the host: skipped on this kernel.
+    /// Tests decided on the host: skipped on this kernel, or a loader's
+    /// limitation it knows without asking the guest.
     pub skipped: Vec<(usize, Outcome)>,
-    /// Per object, the suite program index of each planned program.
+    /// Per object, the suite program index of each program planned with
+    /// its own loader.
     pub programs: Vec<Vec<usize>>,
 }
 
 impl Suite {
     /// The plan for `kernel`: every program not skipped on it, with its
-    /// cases; `report_cases` false only to measure streaming.
+    /// cases, by its object's loader; under `--loader both` each object
+    /// again, after every object, by the other loader with load checks
+    /// only. `report_cases` false only to measure streaming.
     pub fn plan_for(&self, kernel: &KernelEntry, report_cases: bool) -> KernelPlan {
         let mut plan = kmatrix_protocol::Plan {
             objects: Vec::new(),
@@ -28,51 +32,56 @@ impl Suite {
             probes: Vec::new(),
             probe_all: false,
         };
+        let mut others = Vec::new();
         let mut skipped = Vec::new();
         let mut programs = Vec::new();
         for (index, specs) in self.programs.iter().enumerate() {
             let settings = &self.settings[index];
-            let mut object = kmatrix_protocol::ObjectPlan {
+            let object_plan = |loader| ObjectPlan {
                 index: index as u32,
-                loader: self.loader_of(index),
+                loader,
                 maps: settings.maps.clone(),
                 globals: settings.globals.clone(),
                 programs: Vec::new(),
             };
+            let mut object = object_plan(self.loader_of(index));
+            let mut other = object_plan(object.loader.other());
             let mut planned = Vec::new();
             for (p, spec) in specs.iter().enumerate() {
                 if let Some(skip) = spec.skips.iter().find(|s| s.kernels.matches(kernel)) {
                     let outcome = Outcome::Skipped {
                         reason: skip.reason.clone(),
                     };
-                    skipped.push((spec.load_test, outcome.clone()));
-                    skipped.extend(spec.cases.iter().map(|c| (c.test, outcome.clone())));
+                    skipped.extend(spec.tests().map(|test| (test, outcome.clone())));
                     continue;
                 }
-                let is_static = self.is_static(index, &spec.name);
-                if let Some(agree) = spec.agree_test.filter(|_| is_static) {
-                    // libbpf is not asked, so there is nothing to compare.
-                    skipped.push((agree, static_under_libbpf()));
-                }
-                if object.loader == Loader::Libbpf && is_static {
-                    skipped.push((spec.load_test, static_under_libbpf()));
-                    skipped.extend(spec.cases.iter().map(|c| {
-                        (
-                            c.test,
-                            Outcome::Skipped {
-                                reason: "not run: the program did not load".into(),
-                            },
-                        )
-                    }));
-                    continue;
-                }
-                planned.push(p);
-                for feature in &spec.requires {
-                    if !plan.probes.contains(feature) {
-                        plan.probes.push(feature.clone());
+                // libbpf is never asked about a static program.
+                let refused =
+                    |loader| loader == Loader::Libbpf && self.is_static(index, &spec.name);
+                if let Some(test) = spec.other_load_test {
+                    if refused(other.loader) {
+                        skipped.push((test, static_under_libbpf()));
+                    } else {
+                        add_probes(&mut plan.probes, spec);
+                        other.programs.push(ProgramPlan {
+                            name: spec.name.clone(),
+                            test_run: None,
+                            cases: Vec::new(),
+                        });
                     }
                 }
-                object.programs.push(kmatrix_protocol::ProgramPlan {
+                // Without libbpf's verdict there is nothing to compare.
+                if let Some(agree) = spec.agree_test.filter(|_| refused(Loader::Libbpf)) {
+                    skipped.push((agree, static_under_libbpf()));
+                }
+                if refused(object.loader) {
+                    skipped.push((spec.load_test, static_under_libbpf()));
+                    skipped.extend(spec.cases.iter().map(|c| (c.test, not_loaded())));
+                    continue;
+                }
+                add_probes(&mut plan.probes, spec);
+                planned.push(p);
+                object.programs.push(ProgramPlan {
                     name: spec.name.clone(),
                     test_run: spec.test_run,
                     cases: spec.cases.iter().map(|c| c.plan.clone()).collect(),
@@ -80,49 +89,32 @@ impl Suite {
             }
             plan.objects.push(object);
             programs.push(planned);
+            if self.differential {
+                others.push(other);
+            }
         }
-        if self.differential {
-            // The other loader, load checks only, after every object.
-            let others: Vec<_> = plan
-                .objects
-                .iter()
-                .map(|object| kmatrix_protocol::ObjectPlan {
-                    loader: Loader::ALL
-                        .into_iter()
-                        .find(|l| *l != object.loader)
-                        .expect("two loaders"),
-                    programs: object
-                        .programs
-                        .iter()
-                        .filter(|p| {
-                            object.loader == Loader::Libbpf
-                                || !self.is_static(object.index as usize, &p.name)
-                        })
-                        .map(|p| kmatrix_protocol::ProgramPlan {
-                            name: p.name.clone(),
-                            test_run: None,
-                            cases: Vec::new(),
-                        })
-                        .collect(),
-                    ..object.clone()
-                })
-                .collect();
-            plan.objects.extend(others);
-        }
+        plan.objects.extend(others);
         KernelPlan {
             plan,
             skipped,
             programs,
         }
     }
-}
 
-impl Suite {
     /// Whether program `name` of object `index` is `static`.
     pub fn is_static(&self, index: usize, name: &str) -> bool {
         self.objects[index]
             .program(name)
             .is_some_and(|p| p.is_static)
+    }
+}
+
+/// Adds the features `spec` requires to the kernel's probes.
+fn add_probes(probes: &mut Vec<Feature>, spec: &ProgramSpec) {
+    for feature in &spec.requires {
+        if !probes.contains(feature) {
+            probes.push(feature.clone());
+        }
     }
 }
 
@@ -132,5 +124,12 @@ impl Suite {
 pub fn static_under_libbpf() -> Outcome {
     Outcome::LoaderLimitation {
         reason: "libbpf cannot load it: it is a static program (libbpf refuses `static` entry programs; declare it without `static`, or judge it with `loader = \"aya\"`)".into(),
+    }
+}
+
+/// A case's outcome when its program did not load.
+pub fn not_loaded() -> Outcome {
+    Outcome::Skipped {
+        reason: "not run: the program did not load".into(),
     }
 }
