@@ -103,6 +103,8 @@ fn loader_settings_are_checked_before_booting() {
     let dir = tempfile::tempdir().unwrap();
     let tc = libbpf_example("tc_min_ttl.bpf.c");
     let ring = libbpf_example("ringbuf_unsized.bpf.c");
+    let stacks = repo().join("tests/bpf/stack_unsized.bpf.c");
+    let stacks = stacks.display();
     let cases = [
         (
             format!("[[object]]\npath = \"{tc}\"\nloader = \"bcc\"\n"),
@@ -122,6 +124,16 @@ fn loader_settings_are_checked_before_booting() {
             ),
             ":3:10: ringbuf_unsized.bpf.c has no map `event`; it has: events",
         ),
+        (
+            format!(
+                "[[object]]\npath = \"{stacks}\"\nmaps = {{ stacks = {{ value_size = 0 }} }}\n"
+            ),
+            ":3:10: map `stacks`: value_size must be at least 1",
+        ),
+        (
+            format!("[[object]]\npath = \"{stacks}\"\nmaps = {{ stacks = {{}} }}\n"),
+            ":3:10: map `stacks`: give its max_entries, value_size or both",
+        ),
     ];
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let suite = dir.path().join(format!("suite{i}.toml"));
@@ -131,6 +143,77 @@ fn loader_settings_are_checked_before_booting() {
         assert_eq!(output.status.code(), Some(2), "{out}");
         assert!(out.contains(expected), "expected `{expected}` in\n{out}");
         assert!(!out.contains("BOOT"), "{out}");
+    }
+}
+
+/// A stack trace map declared without a value size, as bcc's libbpf-tools
+/// declare theirs: it loads under either loader once the suite sizes it,
+/// and without a value size fails with a hint naming that alone.
+#[test]
+fn a_suite_sizes_a_map_its_loader_was_to_size() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let object = repo().join("tests/bpf/stack_unsized.bpf.c");
+    let suite = |name: &str, sizes: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[[object]]\npath = \"{}\"\nmaps = {{ stacks = {{ {sizes} }} }}\n",
+                object.display()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let sized = suite("sized.toml", "max_entries = 1024, value_size = 1016");
+    let entries_only = suite("entries.toml", "max_entries = 1024");
+    let (oldest, newest) = support::oldest_and_newest_amd64();
+    let kernels = format!("{oldest},{newest}");
+    for loader in ["aya", "libbpf"] {
+        let output = kmatrix(&[
+            "test",
+            "--kernels",
+            &kernels,
+            "--loader",
+            loader,
+            "--suite",
+            &sized,
+        ])
+        .output()
+        .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{loader}: {out}");
+        assert_eq!(
+            matrix_row(&out, "record_stack::load"),
+            ["pass", "pass"],
+            "{loader}: {out}"
+        );
+
+        let output = kmatrix(&[
+            "test",
+            "--kernels",
+            "6.1",
+            "--loader",
+            loader,
+            "--suite",
+            &entries_only,
+        ])
+        .output()
+        .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{loader}: {out}");
+        assert_eq!(
+            matrix_row(&out, "record_stack::load"),
+            ["FAIL"],
+            "{loader}: {out}"
+        );
+        assert!(
+            out.contains("(map `stacks` is declared with value_size 0, for its loader to size at run time: give it in the suite, `maps = { stacks = { value_size = BYTES } }`)"),
+            "{loader}: {out}"
+        );
+        assert!(!out.contains("max_entries 0"), "{loader}: {out}");
+        assert!(!out.contains("max_entries = N"), "{loader}: {out}");
     }
 }
 

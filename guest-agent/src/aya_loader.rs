@@ -1,8 +1,10 @@
 //! The aya loader: every map type aya can create (`allow_unsupported_maps`),
 //! PERF_EVENT_ARRAY maps of 0 entries sized to the possible CPUs as libbpf
-//! sizes them, the suite's map sizes and read-only globals, and what aya
-//! cannot express (a section it does not know, a relocation it cannot do)
-//! reported as its limitation rather than the kernel's verdict.
+//! sizes them, the suite's map sizes (value sizes through
+//! [`set_value_sizes`], as aya's loader cannot set them) and read-only
+//! globals, and what aya cannot express (a section it does not know, a
+//! relocation it cannot do) reported as its limitation rather than the
+//! kernel's verdict.
 //!
 //! aya relocates every program of an object at once, so each program is
 //! loaded from an object in which aya sees it alone ([`isolate`]): a sibling
@@ -18,16 +20,14 @@ use aya::programs::{Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
 
+use crate::btf_maps::set_value_sizes;
 use crate::error::chain;
 use crate::isolate::{self, isolate};
-use crate::loader::{missing, Instance};
+use crate::loader::{self, missing, Instance, PERF_EVENT_ARRAY};
 
-/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
-const PERF_EVENT_ARRAY: u32 = 4;
-
-/// Map types whose `max_entries` must be 0: the local storages (socket,
-/// inode, task, cgroup).
-const STORAGE: [u32; 4] = [24, 28, 29, 32];
+/// Map types whose value size aya 0.14 sets itself, 4 or 8 bytes by the
+/// kernel's features: CPUMAP, DEVMAP, DEVMAP_HASH.
+const VALUE_SIZED_BY_AYA: [u32; 3] = [14, 16, 25];
 
 /// Loads objects with aya.
 pub struct Aya {
@@ -81,25 +81,46 @@ impl Aya {
         section: &str,
     ) -> Result<Box<dyn Instance>, Verdict> {
         let mut own;
-        let loader = if object.maps.is_empty() && object.globals.is_empty() {
-            self.shared_loader()
+        let loader =
+            if object.maps.iter().all(|m| m.max_entries.is_none()) && object.globals.is_empty() {
+                self.shared_loader()
+            } else {
+                own = EbpfLoader::new();
+                own.allow_unsupported_maps();
+                for map in &object.maps {
+                    if let Some(max_entries) = map.max_entries {
+                        own.map_max_entries(leak(&map.name), max_entries);
+                    }
+                }
+                for global in &object.globals {
+                    let value: &'static [u8] = Box::leak(global.value.clone().into_boxed_slice());
+                    own.override_global(leak(&global.name), value, true);
+                }
+                &mut own
+            };
+        let value_sizes: Vec<_> = object
+            .maps
+            .iter()
+            .filter_map(|m| Some((m.name.as_str(), m.value_size?)))
+            .collect();
+        let sized;
+        let data = if value_sizes.is_empty() {
+            data
         } else {
-            own = EbpfLoader::new();
-            own.allow_unsupported_maps();
-            for map in &object.maps {
-                own.map_max_entries(leak(&map.name), map.max_entries);
-            }
-            for global in &object.globals {
-                let value: &'static [u8] = Box::leak(global.value.clone().into_boxed_slice());
-                own.override_global(leak(&global.name), value, true);
-            }
-            &mut own
+            sized = set_value_sizes(data, &value_sizes).map_err(|err| Verdict::Unsupported {
+                loader: Loader::Aya,
+                error: format!("cannot give aya the suite's value sizes: {err}"),
+            })?;
+            &sized[..]
         };
         let isolated = isolate(data, program);
         let loaded = isolated.as_deref().unwrap_or(data);
-        let (perf_arrays, zero_sized) = unsized_maps(loaded);
-        for name in perf_arrays {
-            if !object.maps.iter().any(|m| m.name == name) {
+        for name in unsized_perf_arrays(loaded) {
+            if !object
+                .maps
+                .iter()
+                .any(|m| m.name == name && m.max_entries.is_some())
+            {
                 loader.map_max_entries(leak(&name), possible_cpus());
             }
         }
@@ -110,7 +131,7 @@ impl Aya {
                     sibling_failure(&err, data, program, section).map(|sibling| (sibling, why))
                 }
             };
-            let mut verdict = object_verdict(err, &zero_sized);
+            let mut verdict = object_verdict(err, |name| unsized_hint(loaded, object, name));
             if let (Some((sibling, why)), Verdict::Unsupported { error, .. }) =
                 (blame, &mut verdict)
             {
@@ -146,29 +167,37 @@ fn leak(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())
 }
 
-/// The maps declared with 0 entries: PERF_EVENT_ARRAY maps, which libbpf
-/// gives one slot per possible CPU, and the others, which their loader
-/// sizes at run time.
-fn unsized_maps(data: &[u8]) -> (Vec<String>, Vec<String>) {
+/// The PERF_EVENT_ARRAY maps declared with 0 entries, which libbpf gives
+/// one slot per possible CPU.
+fn unsized_perf_arrays(data: &[u8]) -> Vec<String> {
     let Ok(object) = aya_obj::Object::parse(data) else {
-        return Default::default();
+        return Vec::new();
     };
     object
         .maps
+        .into_iter()
+        .filter(|(_, map)| map.max_entries() == 0 && map.map_type() == PERF_EVENT_ARRAY)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// [`loader::unsized_hint`] for map `name` of `data` as aya creates it:
+/// with `object`'s `max_entries` and the value size it was given.
+fn unsized_hint(data: &[u8], object: &ObjectPlan, name: &str) -> Option<String> {
+    let parsed = aya_obj::Object::parse(data).ok()?;
+    let map = parsed.maps.get(name)?;
+    let max_entries = object
+        .maps
         .iter()
-        .filter(|(_, map)| map.max_entries() == 0 && !STORAGE.contains(&map.map_type()))
-        .map(|(name, map)| (name.clone(), map.map_type() == PERF_EVENT_ARRAY))
-        .fold(
-            Default::default(),
-            |(mut perf, mut other): (Vec<_>, Vec<_>), (name, is_perf)| {
-                if is_perf {
-                    perf.push(name)
-                } else {
-                    other.push(name)
-                }
-                (perf, other)
-            },
-        )
+        .find(|m| m.name == name)
+        .and_then(|m| m.max_entries)
+        .unwrap_or(map.max_entries());
+    let value_size = if VALUE_SIZED_BY_AYA.contains(&map.map_type()) {
+        4
+    } else {
+        map.value_size()
+    };
+    loader::unsized_hint(name, map.map_type(), max_entries, value_size)
 }
 
 fn possible_cpus() -> u32 {
@@ -203,8 +232,9 @@ impl Instance for AyaInstance {
 }
 
 /// Why the object could not be loaded at all: aya's own limits (parsing,
-/// relocations, map types it cannot create), or the kernel refusing a map.
-fn object_verdict(err: EbpfError, zero_sized: &[String]) -> Verdict {
+/// relocations, map types it cannot create), or the kernel refusing a map,
+/// with `hint`'s word on the map.
+fn object_verdict(err: EbpfError, hint: impl FnOnce(&str) -> Option<String>) -> Verdict {
     let error = chain(&err);
     match &err {
         EbpfError::ParseError(_)
@@ -217,13 +247,12 @@ fn object_verdict(err: EbpfError, zero_sized: &[String]) -> Verdict {
                 error,
             }
         }
-        EbpfError::MapError(MapError::CreateError { name, .. }) if zero_sized.contains(name) => {
-            Verdict::Failed {
-                error: format!(
-                    "{error} (map `{name}` is declared with max_entries 0, for its loader to size at run time: give its size in the suite, `maps = {{ {name} = {{ max_entries = N }} }}`)"
-                ),
-            }
-        }
+        EbpfError::MapError(MapError::CreateError { name, .. }) => Verdict::Failed {
+            error: match hint(name) {
+                Some(hint) => format!("{error} ({hint})"),
+                None => error,
+            },
+        },
         _ => Verdict::Failed { error },
     }
 }

@@ -190,33 +190,33 @@ const PSEUDO_CALL: u8 = 1;
 const INSN: u64 = 8;
 
 /// The parts of the object the rewrites read.
-struct Elf<'a> {
+pub(crate) struct Elf<'a> {
     data: &'a [u8],
-    endian: Endianness,
+    pub(crate) endian: Endianness,
     section_headers: usize,
-    sections: Vec<Section<'a>>,
+    pub(crate) sections: Vec<Section<'a>>,
     symbol_table: usize,
-    symbols: Vec<Symbol<'a>>,
+    pub(crate) symbols: Vec<Symbol<'a>>,
     /// Per section, the symbol each relocated offset refers to.
     relocations: HashMap<usize, HashMap<u64, usize>>,
 }
 
-struct Section<'a> {
-    name: &'a str,
+pub(crate) struct Section<'a> {
+    pub(crate) name: &'a str,
     kind: u32,
     flags: u64,
     offset: u64,
     size: u64,
 }
 
-struct Symbol<'a> {
-    name: &'a str,
+pub(crate) struct Symbol<'a> {
+    pub(crate) name: &'a str,
     kind: u8,
     bind: u8,
     /// Its section's index; 0 for none (undefined, absolute, common).
-    section: usize,
-    value: u64,
-    size: u64,
+    pub(crate) section: usize,
+    pub(crate) value: u64,
+    pub(crate) size: u64,
 }
 
 /// A function's code: `size` bytes at `start` in section `section`.
@@ -235,7 +235,7 @@ impl Function {
 }
 
 impl<'a> Elf<'a> {
-    fn parse(data: &'a [u8]) -> Result<Self, IsolateError> {
+    pub(crate) fn parse(data: &'a [u8]) -> Result<Self, IsolateError> {
         let header = Header::parse(data).map_err(elf_error)?;
         let endian = header.endian().map_err(elf_error)?;
         if header.e_machine(endian) != elf::EM_BPF {
@@ -318,7 +318,7 @@ impl<'a> Elf<'a> {
         })
     }
 
-    fn section_header_offset(&self, index: usize) -> usize {
+    pub(crate) fn section_header_offset(&self, index: usize) -> usize {
         self.section_headers + index * size_of::<elf::SectionHeader64<Endianness>>()
     }
 
@@ -576,8 +576,13 @@ impl<'a> Elf<'a> {
     }
 
     /// The file offset and bytes of the section named `name`.
-    fn section_data(&self, name: &str) -> Option<(usize, &'a [u8])> {
-        let section = self.sections.iter().find(|s| s.name == name)?;
+    pub(crate) fn section_data(&self, name: &str) -> Option<(usize, &'a [u8])> {
+        self.section_bytes(self.sections.iter().position(|s| s.name == name)?)
+    }
+
+    /// The file offset and bytes of section `index`.
+    pub(crate) fn section_bytes(&self, index: usize) -> Option<(usize, &'a [u8])> {
+        let section = self.sections.get(index)?;
         let at = usize::try_from(section.offset).ok()?;
         let data = self
             .data

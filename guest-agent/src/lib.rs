@@ -2,6 +2,7 @@
 //! the benchmark's minimal init (`bin/floor-init.rs`).
 
 pub mod aya_loader;
+pub mod btf_maps;
 pub mod cases;
 pub mod channel;
 pub mod error;

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use kmatrix_protocol::{Loader, ObjectPlan, ProgramStats, Verdict};
 use libbpf_sys as sys;
 
-use crate::loader::{global_location, missing, Instance};
+use crate::loader::{global_location, missing, unsized_hint, Instance};
 
 /// What libbpf printed during the current load.
 static MESSAGES: Mutex<String> = Mutex::new(String::new());
@@ -98,9 +98,11 @@ impl Libbpf {
         if !messages.contains("BPF program load failed") {
             // libbpf stopped before the kernel saw the program: a map the
             // kernel refused, a relocation against this kernel's BTF.
-            return Err(Verdict::Failed {
-                error: format!("{}: {}", strerror(err), summary(&messages)),
-            });
+            let mut error = format!("{}: {}", strerror(err), summary(&messages));
+            if let Some(hint) = first.refused_map_hint(&messages) {
+                error.push_str(&format!(" ({hint})"));
+            }
+            return Err(Verdict::Failed { error });
         }
         drop(first);
         // Again, for the verifier's whole log.
@@ -271,8 +273,27 @@ impl Opened {
             let map = opened
                 .map(&setting.name)
                 .ok_or_else(|| missing("map", &setting.name))?;
-            // SAFETY: `map` belongs to the open object.
-            unsafe { sys::bpf_map__set_max_entries(map, setting.max_entries) };
+            let check = |size: &str, err: c_int| match err {
+                0 => Ok(()),
+                err => Err(Verdict::Unsupported {
+                    loader: Loader::Libbpf,
+                    error: format!(
+                        "cannot set the {size} of map `{}`: {}",
+                        setting.name,
+                        strerror(err)
+                    ),
+                }),
+            };
+            if let Some(max_entries) = setting.max_entries {
+                // SAFETY: `map` belongs to the open object, not yet loaded.
+                let err = unsafe { sys::bpf_map__set_max_entries(map, max_entries) };
+                check("max_entries", err)?;
+            }
+            if let Some(value_size) = setting.value_size {
+                // SAFETY: as above.
+                let err = unsafe { sys::bpf_map__set_value_size(map, value_size) };
+                check("value_size", err)?;
+            }
         }
         for global in &plan.globals {
             let (section, offset) = global_location(data, &global.name)
@@ -297,6 +318,32 @@ impl Opened {
             };
         }
         Ok(opened)
+    }
+
+    /// [`unsized_hint`] for the map libbpf's `messages` say the kernel
+    /// refused to create, as libbpf created it.
+    fn refused_map_hint(&self, messages: &str) -> Option<String> {
+        let mut map = std::ptr::null_mut();
+        loop {
+            // SAFETY: `obj` is open; `map` is null or one of its maps.
+            map = unsafe { sys::bpf_object__next_map(self.obj, map) };
+            if map.is_null() {
+                return None;
+            }
+            // SAFETY: `map` belongs to `obj`; its name is a C string.
+            let name = unsafe { CStr::from_ptr(sys::bpf_map__name(map)) }.to_string_lossy();
+            if messages.contains(&format!("map '{name}': failed to create")) {
+                // SAFETY: as above.
+                let (map_type, max_entries, value_size) = unsafe {
+                    (
+                        sys::bpf_map__type(map),
+                        sys::bpf_map__max_entries(map),
+                        sys::bpf_map__value_size(map),
+                    )
+                };
+                return unsized_hint(&name, map_type, max_entries, value_size);
+            }
+        }
     }
 
     fn map(&self, name: &str) -> Option<*mut sys::bpf_map> {

@@ -22,7 +22,8 @@ pub struct TestObject {
     /// Its programs, sorted by name.
     pub programs: Vec<ProgramInfo>,
     /// Its maps, sorted by name (by name only, type and sizes 0, when
-    /// aya-obj cannot read the object).
+    /// aya-obj cannot read the object), sized as the suite sizes them once
+    /// its settings are checked.
     pub maps: Vec<MapInfo>,
     /// Its global variables, sorted by name.
     pub globals: Vec<GlobalInfo>,
@@ -68,7 +69,10 @@ pub struct MapInfo {
     pub key_size: u32,
     /// Value size in bytes.
     pub value_size: u32,
-    /// Its declared `max_entries`.
+    /// Whether its value is declared as a BTF type (`__type(value, T)`),
+    /// whose size is then the value size.
+    pub typed_value: bool,
+    /// Its `max_entries`.
     pub max_entries: u32,
 }
 
@@ -238,6 +242,7 @@ fn inspect(data: &[u8]) -> Result<Inspected, String> {
                     map_type: 0,
                     key_size: 0,
                     value_size: 0,
+                    typed_value: false,
                     max_entries: 0,
                 });
             }
@@ -263,6 +268,7 @@ fn inspect(data: &[u8]) -> Result<Inspected, String> {
                     map_type: map.map_type(),
                     key_size: map.key_size(),
                     value_size: map.value_size(),
+                    typed_value: matches!(map, aya_obj::Map::Btf(m) if m.def.btf_value_type_id != 0),
                     max_entries: map.max_entries(),
                 })
                 .collect(),

@@ -72,13 +72,16 @@ impl Loader {
     }
 }
 
-/// A map setting a loader applies before it creates the map.
+/// Map sizes a loader sets before it creates the map; `None` keeps the
+/// object's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapSetting {
     /// The map's name.
     pub name: String,
     /// Its `max_entries`.
-    pub max_entries: u32,
+    pub max_entries: Option<u32>,
+    /// Its `value_size`, in bytes.
+    pub value_size: Option<u32>,
 }
 
 /// A read-only global (`const volatile`) set before loading.
@@ -97,7 +100,7 @@ pub struct ObjectPlan {
     pub index: u32,
     /// The loader to use.
     pub loader: Loader,
-    /// Map settings, applied by the loader.
+    /// Map sizes, applied by the loader.
     pub maps: Vec<MapSetting>,
     /// Read-only globals, set by the loader.
     pub globals: Vec<GlobalSetting>,

@@ -107,5 +107,6 @@ pub enum RawBytes {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMapSetting {
-    pub max_entries: u32,
+    pub max_entries: Option<u32>,
+    pub value_size: Option<u32>,
 }

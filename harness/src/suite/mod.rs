@@ -277,8 +277,9 @@ impl Suite {
             differential: false,
         };
         for raw_object in raw.object {
-            let object = loaded.next().expect("one object per path");
+            let mut object = loaded.next().expect("one object per path");
             let settings = settings::check(&object, &raw_object, &text, path)?;
+            settings.size_maps(&mut object);
             let mut specs = Vec::new();
             for raw_program in raw_object.program {
                 let entry = format!("object {}, program {}", raw_object.path, raw_program.name);
