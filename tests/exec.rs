@@ -457,3 +457,36 @@ fn a_script_runs_with_the_host_tools_it_names() {
     assert!(stdout.lines().any(|l| l == "run-tests.sh"), "{out}");
     assert!(stdout.contains("1: lo: <LOOPBACK,UP"), "{out}");
 }
+
+/// A script that mentions libtest's options (here in a comment) is no test
+/// binary: it is never run on the host to be listed, and runs in the
+/// kernel.
+#[test]
+fn a_script_naming_libtest_options_runs_in_the_kernel() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran-on-the-host");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# RUST_TEST_THREADS --include-ignored\n[ \"$KMATRIX_GUEST\" = 1 ] || touch '{}'\necho 'running 0 tests'\necho \"in $(uname -r)\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = kmatrix(&["exec", "--kernels", "6.1", "--", script.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("in 6.1.0-"),
+        "{out}"
+    );
+    assert!(out.contains("kmatrix: 6.1: ok (exit code 0)"), "{out}");
+    assert!(!marker.exists(), "the script ran on the host");
+}

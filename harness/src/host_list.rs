@@ -23,14 +23,25 @@ pub enum HostList {
     },
 }
 
-/// Whether `program` is a libtest test binary (it carries libtest's own
-/// option names).
+/// Whether `program` is a libtest test binary: an ELF executable that
+/// carries libtest's own option names (a script that mentions them is
+/// not, and is never run on the host).
 pub fn is_libtest(program: &Path) -> bool {
+    if !std::fs::metadata(program).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(bytes) = std::fs::read(program) else {
         return false;
     };
+    use object::Object;
+    let executable = object::File::parse(&*bytes).is_ok_and(|elf| {
+        matches!(
+            elf.kind(),
+            object::ObjectKind::Executable | object::ObjectKind::Dynamic
+        ) && elf.entry() != 0
+    });
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
+    executable && has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
 }
 
 /// The names after `--exact`'s other arguments, when `--exact` is given.
@@ -144,5 +155,31 @@ mod tests {
             decide(&[me, "no_such_filter_at_all".into()]),
             HostList::NoTests { exact: None }
         );
+    }
+
+    #[test]
+    fn a_script_naming_libtest_options_is_no_libtest_and_never_runs_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran-on-the-host");
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# RUST_TEST_THREADS --include-ignored\ntouch '{}'\necho 'running 0 tests'\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert!(!is_libtest(&script));
+        let script = script.display().to_string();
+        for tail in [&[][..], &["--list"], &["a_filter"], &["--exact", "a::test"]] {
+            let argv: Vec<String> = std::iter::once(script.clone())
+                .chain(tail.iter().map(|s| s.to_string()))
+                .collect();
+            assert_eq!(decide(&argv), HostList::Boot, "{argv:?}");
+        }
+        assert!(!marker.exists(), "the script ran on the host");
     }
 }
