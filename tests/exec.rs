@@ -490,3 +490,42 @@ fn a_script_naming_libtest_options_runs_in_the_kernel() {
     assert!(out.contains("kmatrix: 6.1: ok (exit code 0)"), "{out}");
     assert!(!marker.exists(), "the script ran on the host");
 }
+
+/// A program named without a `/` is found on the PATH, as a shell finds
+/// it, from any directory: the README's `kmatrix exec -- sh -c 'uname -r'`.
+#[test]
+fn a_program_named_without_a_slash_is_found_on_the_path() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        "sh",
+        "-c",
+        "echo \"in $(uname -r)\"",
+    ])
+    .current_dir(dir.path())
+    .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("in 6.1.0-"),
+        "{out}"
+    );
+
+    let output = kmatrix(&["exec", "--kernels", "6.1", "--", "no-such-program-anywhere"])
+        .current_dir(dir.path())
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("no-such-program-anywhere: no executable of that name on the PATH"),
+        "{out}"
+    );
+}

@@ -68,6 +68,14 @@ pub enum ExecError {
         /// Why.
         source: std::io::Error,
     },
+    /// A program named without a `/` is on no directory of the PATH.
+    #[error("{program}: no executable of that name on the PATH ({}); give its path (./{program} for one in the working directory)", path.as_deref().map_or("which is not set".into(), |p| p.to_string_lossy()))]
+    NotFound {
+        /// The name.
+        program: String,
+        /// The host's PATH.
+        path: Option<std::ffi::OsString>,
+    },
     /// The program is not a 64-bit ELF.
     #[error("{} is not a 64-bit ELF program: {reason}", path.display())]
     NotElf {
@@ -122,10 +130,7 @@ pub fn prepare(
     env: &[String],
     share: bool,
 ) -> Result<Prepared, ExecError> {
-    let program = std::path::absolute(&argv[0]).map_err(|source| ExecError::Read {
-        path: argv[0].clone().into(),
-        source,
-    })?;
+    let program = find_program(&argv[0])?;
     let mut files = BTreeSet::new();
     let mut pending = vec![program.clone()];
     // Tools named on the command line: `sh -c 'ip link'`, `timeout 5 tc …`.
@@ -216,6 +221,23 @@ pub fn prepare(
             cwd,
             read_only,
         },
+    })
+}
+
+/// The program `name` names, as a shell finds it: a name without a `/`
+/// is looked up on the PATH, anything else is a path; absolute.
+pub fn find_program(name: &str) -> Result<PathBuf, ExecError> {
+    let found = if name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        crate::tools::which(name).ok_or_else(|| ExecError::NotFound {
+            program: name.to_owned(),
+            path: std::env::var_os("PATH"),
+        })?
+    };
+    std::path::absolute(&found).map_err(|source| ExecError::Read {
+        path: found,
+        source,
     })
 }
 
@@ -426,6 +448,26 @@ mod tests {
             .env
             .iter()
             .any(|(k, _)| k == "LD_LIBRARY_PATH"));
+    }
+
+    #[test]
+    fn a_program_without_a_slash_is_found_on_the_path() {
+        let argv = ["sh".to_owned(), "-c".to_owned(), "uname -r".to_owned()];
+        let prepared = prepare(&argv, &[], &[], false).unwrap();
+        let sh = Path::new(&prepared.plan.argv[0]);
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        assert!(prepared.files.contains(&sh.to_path_buf()));
+        assert!(
+            prepared.files.iter().any(|f| f.ends_with("uname")),
+            "{:?}",
+            prepared.files
+        );
+        let err = prepare(&["no-such-program-anywhere".into()], &[], &[], false).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("no-such-program-anywhere") && text.contains("PATH"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! through the runner and then runs one `--exact` test per call), and a
 //! filter that leaves no test needs no kernel either.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// What the host found out.
@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 pub enum HostList {
     /// Not a libtest binary, or its listing failed: boot as usual.
     Boot,
-    /// The arguments ask for the list: run the binary on the host instead.
-    ListOnHost,
+    /// The arguments ask for the list: run the binary (at this path) on
+    /// the host instead.
+    ListOnHost(PathBuf),
     /// The filters leave this many tests (more than zero): boot.
     Tests(usize),
     /// The filters leave no test.
@@ -77,11 +78,14 @@ pub fn decide(argv: &[String]) -> HostList {
     let Some((program, args)) = argv.split_first() else {
         return HostList::Boot;
     };
-    if !is_libtest(program.as_ref()) {
+    let Some(program) = crate::exec::find_program(program)
+        .ok()
+        .filter(|p| is_libtest(p))
+    else {
         return HostList::Boot;
-    }
+    };
     if args.iter().any(|a| a == "--list") {
-        return HostList::ListOnHost;
+        return HostList::ListOnHost(program);
     }
     let listed = Command::new(program)
         .args(args)
@@ -139,8 +143,11 @@ mod tests {
         assert!(is_libtest(&me));
         assert!(!is_libtest("/bin/sh".as_ref()));
         assert_eq!(decide(&args(&["/bin/sh", "--list"])), HostList::Boot);
+        assert_eq!(
+            decide(&[me.display().to_string(), "--list".into()]),
+            HostList::ListOnHost(me.clone())
+        );
         let me = me.display().to_string();
-        assert_eq!(decide(&[me.clone(), "--list".into()]), HostList::ListOnHost);
         assert_eq!(
             decide(&[me.clone(), "exact_names_skip".into()]),
             HostList::Tests(1)

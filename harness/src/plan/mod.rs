@@ -15,7 +15,7 @@
 mod kernels;
 mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kmatrix_protocol::{Arch, ExecPlan, Feature};
@@ -216,7 +216,7 @@ impl RunRequest {
                 &matrix,
                 &self.kernels,
                 self.arch,
-                Path::new(&command[0]),
+                &crate::exec::find_program(&command[0])?,
             )?),
             Tests::Suite { .. } => self.arch,
         };
