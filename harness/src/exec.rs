@@ -17,6 +17,8 @@ use object::elf::{DT_NEEDED, DT_RPATH, DT_RUNPATH, PT_INTERP};
 use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
 use object::Endianness;
 
+use crate::image::ImageParts;
+
 /// Variables passed to the guest when set on the host, besides `--env`.
 pub const ENV_ALLOWED: &[&str] = &[
     "RUST_BACKTRACE",
@@ -84,6 +86,22 @@ pub enum ExecError {
         /// Why.
         reason: String,
     },
+    /// A file that is no regular file (a FIFO, a device, a socket).
+    #[error("{} is {kind}: kmatrix sends regular files only (and the files of directories given with --file); leave it out, or give the file the program needs with --file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A symbolic link to a directory, in what `--file` names.
+    #[error("{} is a symbolic link to the directory {}, which --file does not follow (links can loop): give the directory itself with --file", path.display(), target.display())]
+    LinkedDirectory {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
     /// The working directory is too large to send to the guest.
     #[error("the working directory {} holds more than {} MiB to share with the guest (build output and version control left out); pass --no-share, and --file for what the program needs", dir.display(), SHARE_LIMIT >> 20)]
     ShareTooLarge {
@@ -119,6 +137,17 @@ pub struct Prepared {
     pub files: Vec<PathBuf>,
     /// What the guest runs.
     pub plan: ExecPlan,
+}
+
+impl Prepared {
+    /// Reads the files into `parts`, each as long as it was when opened.
+    pub fn pack(&self, parts: &mut ImageParts) -> Result<(), ExecError> {
+        for path in &self.files {
+            let (data, mode) = read_regular(path)?;
+            parts.add_file(path, mode, &data);
+        }
+        Ok(())
+    }
 }
 
 /// Prepares `argv` (the program, then its arguments) with the `extra` files
@@ -167,7 +196,7 @@ pub fn prepare(
             source,
         })?;
         let mut extra = BTreeSet::new();
-        walk(&path, &mut extra)?;
+        walk_given(&path, &mut extra)?;
         // An executable given with --file brings its libraries.
         for file in extra {
             if is_dynamic_elf(&file) {
@@ -279,45 +308,107 @@ fn share_walk(
     Ok(())
 }
 
-/// Every file below `path` (or `path` itself).
-fn walk(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
-    let meta = std::fs::metadata(path).map_err(|source| ExecError::Read {
+/// Every regular file below `path` (or `path` itself), given with
+/// `--file`: symbolic links to files are followed, to directories not, and
+/// anything else is an error naming it.
+fn walk_given(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
+    let read = |source| ExecError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    if meta.is_dir() {
-        let entries = std::fs::read_dir(path).map_err(|source| ExecError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            walk(&entry.path(), files)?;
+    };
+    let mut meta = std::fs::symlink_metadata(path).map_err(read)?;
+    if meta.is_symlink() {
+        meta = std::fs::metadata(path).map_err(read)?;
+        if meta.is_dir() {
+            return Err(ExecError::LinkedDirectory {
+                path: path.to_owned(),
+                target: std::fs::read_link(path).map_err(read)?,
+            });
         }
-    } else {
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(read)? {
+            walk_given(&entry.map_err(read)?.path(), files)?;
+        }
+    } else if meta.is_file() {
         files.insert(path.to_owned());
+    } else {
+        return Err(ExecError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_of(meta.file_type()),
+        });
     }
     Ok(())
 }
 
-/// Whether `path` is an ELF file with an interpreter (a dynamic program).
-fn is_dynamic_elf(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    let is_elf = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head == *b"\x7fELF";
-    is_elf && dependencies(path).is_ok_and(|deps| !deps.is_empty())
+/// What a file that is no regular file is, for errors.
+fn kind_of(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "no regular file"
+    }
 }
 
-/// What a program needs, resolved on the host: an ELF file's interpreter
-/// and libraries, a script's interpreter and the tools it names.
+/// Opens `path` (following symbolic links) if it is a regular file,
+/// without blocking on a FIFO: its file and length.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), ExecError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |source| ExecError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    if !meta.is_file() {
+        return Err(ExecError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// The bytes of the regular file at `path`, as long as it was when opened,
+/// and its permission bits.
+pub fn read_regular(path: &Path) -> Result<(Vec<u8>, u32), ExecError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let (file, len) = open_regular(path)?;
+    let read = |source| ExecError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = file.metadata().map_err(read)?.permissions().mode() & 0o7777;
+    let mut data = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut data).map_err(read)?;
+    Ok((data, mode))
+}
+
+/// Whether `path` is an ELF file with an interpreter (a dynamic program).
+fn is_dynamic_elf(path: &Path) -> bool {
+    elf_arch(path).is_some() && dependencies(path).is_ok_and(|deps| !deps.is_empty())
+}
+
 /// The architecture of the ELF file at `path`, if it is one
 /// (`Err(e_machine)` for one kmatrix does not boot).
 fn elf_arch(path: &Path) -> Option<Result<Arch, u16>> {
     let mut head = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .ok()?;
+    let (mut file, _) = open_regular(path).ok()?;
+    std::io::Read::read_exact(&mut file, &mut head).ok()?;
     Arch::of_elf(&head)
 }
 
@@ -336,11 +427,10 @@ pub fn program_arch(program: &Path) -> Result<Arch, ExecError> {
     }
 }
 
+/// What a program needs, resolved on the host: an ELF file's interpreter
+/// and libraries, a script's interpreter and the tools it names.
 fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
-    let data = std::fs::read(path).map_err(|source| ExecError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let (data, _) = read_regular(path)?;
     if let Some(needs) = crate::tools::script(path, &data) {
         return Ok(needs);
     }
@@ -468,6 +558,61 @@ mod tests {
             text.contains("no-such-program-anywhere") && text.contains("PATH"),
             "{text}"
         );
+    }
+
+    /// [`prepare`] of `/bin/true` with `extra`, failing the test if it
+    /// blocks.
+    fn prepare_with(extra: &[PathBuf]) -> Result<Prepared, ExecError> {
+        let extra = extra.to_vec();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(prepare(&["/bin/true".into()], &extra, &[], false));
+        });
+        result
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("preparing blocked")
+    }
+
+    #[test]
+    fn a_file_given_is_a_regular_file_or_a_directory_and_links_to_directories_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("given");
+        std::fs::create_dir(&given).unwrap();
+        std::fs::write(given.join("data"), "data").unwrap();
+        std::os::unix::fs::symlink(given.join("data"), given.join("link")).unwrap();
+        let prepared = prepare_with(std::slice::from_ref(&given)).unwrap();
+        assert!(prepared.files.contains(&given.join("data")));
+        assert!(prepared.files.contains(&given.join("link")));
+
+        std::os::unix::fs::symlink(&given, given.join("loop")).unwrap();
+        let err = prepare_with(std::slice::from_ref(&given))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "{} is a symbolic link to the directory",
+                given.join("loop").display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_file(given.join("loop")).unwrap();
+
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = prepare_with(std::slice::from_ref(&fifo))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("{} is a FIFO", fifo.display())),
+            "{err}"
+        );
+
+        let err = prepare_with(&["/dev/zero".into()]).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero is a character device"), "{err}");
     }
 
     #[test]

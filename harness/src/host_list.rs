@@ -28,10 +28,7 @@ pub enum HostList {
 /// carries libtest's own option names (a script that mentions them is
 /// not, and is never run on the host).
 pub fn is_libtest(program: &Path) -> bool {
-    if !std::fs::metadata(program).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let Ok(bytes) = std::fs::read(program) else {
+    let Ok((bytes, _)) = crate::exec::read_regular(program) else {
         return false;
     };
     use object::Object;

@@ -11,7 +11,7 @@ pub mod modules;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use kmatrix_protocol::input::encode_input;
@@ -78,15 +78,9 @@ impl ImageParts {
         Arc::make_mut(&mut self.files).extend_from_slice(data);
     }
 
-    /// Adds host files, each at its own absolute path (for `kmatrix exec`).
-    pub fn add_files(&mut self, files: &[PathBuf]) -> std::io::Result<()> {
-        for file in files {
-            let meta = std::fs::metadata(file)?;
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
-            let data = std::fs::read(file)?;
-            self.file(&file.to_string_lossy(), mode, &data);
-        }
-        Ok(())
+    /// Adds a host file at its own absolute path (for `kmatrix exec`).
+    pub fn add_file(&mut self, path: &Path, mode: u32, data: &[u8]) {
+        self.file(&path.to_string_lossy(), mode, data);
     }
 
     /// The run's files, encoded as input messages, each followed by its

@@ -113,9 +113,7 @@ impl Tests {
                 let prepared = crate::exec::prepare(command, files, env, *share)?;
                 let mut parts = ImageParts::new(Init::Agent, arches, &[])
                     .map_err(io("building the initramfs"))?;
-                parts
-                    .add_files(&prepared.files)
-                    .map_err(io("packing the program"))?;
+                prepared.pack(&mut parts)?;
                 Ok(LoadedTests {
                     suite: Suite::from_objects(Vec::new()),
                     parts,
