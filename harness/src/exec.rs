@@ -37,6 +37,11 @@ pub const ENV_ALLOWED: &[&str] = &[
     "CARGO_CRATE_NAME",
 ];
 
+/// The most the host tools a command line and its scripts run may take,
+/// with their libraries: more is likelier a mistake than a need (`--file`
+/// sends a tool the program needs whatever its size).
+pub const TOOLS_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// The most the shared working directory may hold.
 pub const SHARE_LIMIT: u64 = 256 * 1024 * 1024;
 
@@ -102,6 +107,14 @@ pub enum ExecError {
         /// Where it points.
         target: PathBuf,
     },
+    /// The host tools the command line and scripts run are too large.
+    #[error("the host tools the command line and its scripts run take more than {} MiB with their libraries; the largest is {} ({} MiB): if the program needs it, send it with --file {}", TOOLS_LIMIT >> 20, largest.display(), largest_bytes >> 20, largest.display())]
+    ToolsTooLarge {
+        /// The tool that takes the most.
+        largest: PathBuf,
+        /// Its bytes, with what it needs.
+        largest_bytes: u64,
+    },
     /// The working directory is too large to send to the guest.
     #[error("the working directory {} holds more than {} MiB to share with the guest (build output and version control left out); pass --no-share, and --file for what the program needs", dir.display(), SHARE_LIMIT >> 20)]
     ShareTooLarge {
@@ -161,17 +174,10 @@ pub fn prepare(
 ) -> Result<Prepared, ExecError> {
     let program = find_program(&argv[0])?;
     let mut files = BTreeSet::new();
-    let mut pending = vec![program.clone()];
-    // Tools named on the command line: `sh -c 'ip link'`, `timeout 5 tc …`.
-    for arg in &argv[1..] {
-        pending.extend(crate::tools::named(arg));
-    }
-    while let Some(path) = pending.pop() {
-        if !files.insert(path.clone()) {
-            continue;
-        }
-        pending.extend(dependencies(&path)?);
-    }
+    // Tools the command line runs: `sh -c 'ip link'`, `timeout 5 tc …`.
+    let mut tools = crate::tools::of_command(argv);
+    close_over(vec![program.clone()], &mut files, &mut tools)?;
+    add_tools(tools, &mut files)?;
     let arch = program_arch(&program)?;
     for file in &files {
         if let Some(Ok(file_arch)) = elf_arch(file) {
@@ -198,18 +204,10 @@ pub fn prepare(
         let mut extra = BTreeSet::new();
         walk_given(&path, &mut extra)?;
         // An executable given with --file brings its libraries.
-        for file in extra {
-            if is_dynamic_elf(&file) {
-                pending.push(file);
-            } else {
-                files.insert(file);
-            }
-        }
-        while let Some(path) = pending.pop() {
-            if files.insert(path.clone()) {
-                pending.extend(dependencies(&path)?);
-            }
-        }
+        let (programs, plain): (Vec<PathBuf>, Vec<PathBuf>) =
+            extra.into_iter().partition(|file| is_dynamic_elf(file));
+        files.extend(plain);
+        close_over(programs, &mut files, &mut Vec::new())?;
     }
     let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut read_only = Vec::new();
@@ -251,6 +249,51 @@ pub fn prepare(
             read_only,
         },
     })
+}
+
+/// Adds `roots` and everything they need to `files`; the tools that scripts
+/// among them run go to `tools`. Returns the bytes added.
+fn close_over(
+    roots: Vec<PathBuf>,
+    files: &mut BTreeSet<PathBuf>,
+    tools: &mut Vec<PathBuf>,
+) -> Result<u64, ExecError> {
+    let mut pending = roots;
+    let mut bytes = 0;
+    while let Some(path) = pending.pop() {
+        if files.contains(&path) {
+            continue;
+        }
+        let needs = dependencies(&path)?;
+        files.insert(path);
+        bytes += needs.len;
+        pending.extend(needs.files);
+        tools.extend(needs.tools);
+    }
+    Ok(bytes)
+}
+
+/// Adds the host `tools` a command line or script runs to `files`, with
+/// what they need, at most [`TOOLS_LIMIT`] bytes.
+fn add_tools(mut tools: Vec<PathBuf>, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
+    let mut total = 0;
+    let mut largest = (PathBuf::new(), 0);
+    let mut next = 0;
+    while let Some(tool) = tools.get(next).cloned() {
+        next += 1;
+        let bytes = close_over(vec![tool.clone()], files, &mut tools)?;
+        total += bytes;
+        if bytes > largest.1 {
+            largest = (tool, bytes);
+        }
+        if total > TOOLS_LIMIT {
+            return Err(ExecError::ToolsTooLarge {
+                largest: largest.0,
+                largest_bytes: largest.1,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The program `name` names, as a shell finds it: a name without a `/`
@@ -400,7 +443,18 @@ pub fn read_regular(path: &Path) -> Result<(Vec<u8>, u32), ExecError> {
 
 /// Whether `path` is an ELF file with an interpreter (a dynamic program).
 fn is_dynamic_elf(path: &Path) -> bool {
-    elf_arch(path).is_some() && dependencies(path).is_ok_and(|deps| !deps.is_empty())
+    elf_arch(path).is_some() && dependencies(path).is_ok_and(|needs| !needs.files.is_empty())
+}
+
+/// What a file needs besides itself.
+struct Needs {
+    /// Files that must come with it: an ELF file's interpreter and
+    /// libraries, a script's interpreter.
+    files: Vec<PathBuf>,
+    /// The host tools a script runs.
+    tools: Vec<PathBuf>,
+    /// Its own length.
+    len: u64,
 }
 
 /// The architecture of the ELF file at `path`, if it is one
@@ -429,10 +483,15 @@ pub fn program_arch(program: &Path) -> Result<Arch, ExecError> {
 
 /// What a program needs, resolved on the host: an ELF file's interpreter
 /// and libraries, a script's interpreter and the tools it names.
-fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
+fn dependencies(path: &Path) -> Result<Needs, ExecError> {
     let (data, _) = read_regular(path)?;
-    if let Some(needs) = crate::tools::script(path, &data) {
-        return Ok(needs);
+    let len = data.len() as u64;
+    if let Some(script) = crate::tools::script(path, &data) {
+        return Ok(Needs {
+            files: script.interpreter,
+            tools: script.tools,
+            len,
+        });
     }
     let not_elf = |reason: String| ExecError::NotElf {
         path: path.to_owned(),
@@ -458,7 +517,11 @@ fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
         .dynamic(endian, &*data)
         .map_err(|e| not_elf(e.to_string()))?
     else {
-        return Ok(found);
+        return Ok(Needs {
+            files: found,
+            tools: Vec::new(),
+            len,
+        });
     };
     let strings = sections
         .strings(endian, &*data, link)
@@ -514,7 +577,11 @@ fn dependencies(path: &Path) -> Result<Vec<PathBuf>, ExecError> {
             })?;
         found.push(resolved);
     }
-    Ok(found)
+    Ok(Needs {
+        files: found,
+        tools: Vec::new(),
+        len,
+    })
 }
 
 #[cfg(test)]
@@ -613,6 +680,33 @@ mod tests {
 
         let err = prepare_with(&["/dev/zero".into()]).unwrap_err().to_string();
         assert!(err.contains("/dev/zero is a character device"), "{err}");
+    }
+
+    #[test]
+    fn only_commands_bring_tools_and_tools_are_capped() {
+        let argv = |script: &str| ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        let prepared = prepare(&argv("true # needs uname"), &[], &[], false).unwrap();
+        assert!(
+            !prepared.files.iter().any(|f| f.ends_with("uname")),
+            "{:?}",
+            prepared.files
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big-tool");
+        std::fs::write(&big, "#!/bin/sh\n").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+        file.set_len(TOOLS_LIMIT + 1).unwrap();
+        std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let err = prepare(&argv(&format!("uname; {}", big.display())), &[], &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("the largest is {} (64 MiB)", big.display())),
+            "{err}"
+        );
+        assert!(err.contains(&format!("--file {}", big.display())), "{err}");
     }
 
     #[test]
