@@ -150,6 +150,8 @@ pub struct Prepared {
     pub files: Vec<PathBuf>,
     /// What the guest runs.
     pub plan: ExecPlan,
+    /// What the user should know: what the share left out.
+    pub notices: Vec<String>,
 }
 
 impl Prepared {
@@ -211,9 +213,9 @@ pub fn prepare(
     }
     let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut read_only = Vec::new();
+    let mut notices = Vec::new();
     if share {
-        let mut bytes = 0;
-        share_walk(&here, &here, &mut files, &mut bytes)?;
+        notices = self::share(&here, &mut files)?;
         read_only.push(here.display().to_string());
     }
     let cwd = here.display().to_string();
@@ -248,6 +250,7 @@ pub fn prepare(
             cwd,
             read_only,
         },
+        notices,
     })
 }
 
@@ -313,42 +316,137 @@ pub fn find_program(name: &str) -> Result<PathBuf, ExecError> {
     })
 }
 
-/// The files below `dir` worth sharing, at most [`SHARE_LIMIT`] bytes in
-/// all; symbolic links to directories are not followed.
-fn share_walk(
-    root: &Path,
-    dir: &Path,
-    files: &mut BTreeSet<PathBuf>,
-    bytes: &mut u64,
-) -> Result<(), ExecError> {
-    let read = |source| ExecError::Read {
-        path: dir.to_owned(),
-        source,
+/// Adds the files of the directory `root` worth sharing to `files`, at
+/// most [`SHARE_LIMIT`] bytes in all; returns notices of what was left
+/// out.
+fn share(root: &Path, files: &mut BTreeSet<PathBuf>) -> Result<Vec<String>, ExecError> {
+    let mut share = Share {
+        root,
+        files,
+        bytes: 0,
+        outside: Vec::new(),
+        unreadable: Vec::new(),
     };
-    if dir.join("CACHEDIR.TAG").exists() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).map_err(read)?.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            let name = entry.file_name();
-            if !NOT_SHARED.iter().any(|n| name == OsStr::new(n)) {
-                share_walk(root, &path, files, bytes)?;
-            }
-        } else if let Some(meta) = std::fs::metadata(&path).ok().filter(|m| m.is_file()) {
-            *bytes += meta.len();
-            if *bytes > SHARE_LIMIT {
-                return Err(ExecError::ShareTooLarge {
-                    dir: root.to_owned(),
-                });
-            }
-            files.insert(path);
+    share.walk(root)?;
+    Ok(share.notices())
+}
+
+/// The walk of a shared directory.
+struct Share<'a> {
+    /// The directory, as the kernel resolves it.
+    root: &'a Path,
+    files: &'a mut BTreeSet<PathBuf>,
+    bytes: u64,
+    /// Symbolic links left out as they lead out of the directory, and
+    /// where to.
+    outside: Vec<(PathBuf, PathBuf)>,
+    /// What was left out as it cannot be read, and why.
+    unreadable: Vec<(PathBuf, std::io::Error)>,
+}
+
+impl Share<'_> {
+    /// Shares the files below `dir`: build output and version control are
+    /// left out, symbolic links to directories are not followed, a link to
+    /// a file is shared as a copy of it when the file is in the directory,
+    /// and what cannot be read is left out.
+    fn walk(&mut self, dir: &Path) -> Result<(), ExecError> {
+        if dir.join("CACHEDIR.TAG").exists() {
+            return Ok(());
         }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                self.unreadable.push((dir.to_owned(), err));
+                return Ok(());
+            }
+        };
+        for entry in entries {
+            let (path, kind) = match entry.and_then(|e| Ok((e.path(), e.file_type()?))) {
+                Ok(found) => found,
+                Err(err) => {
+                    self.unreadable.push((dir.to_owned(), err));
+                    continue;
+                }
+            };
+            if kind.is_dir() {
+                let name = path.file_name().unwrap_or_default();
+                if !NOT_SHARED.iter().any(|n| name == OsStr::new(n)) {
+                    self.walk(&path)?;
+                }
+                continue;
+            }
+            if kind.is_symlink() {
+                let Some(target) = std::fs::canonicalize(&path).ok().filter(|t| t.is_file()) else {
+                    continue;
+                };
+                if !target.starts_with(self.root) {
+                    self.outside.push((path, target));
+                    continue;
+                }
+            } else if !kind.is_file() {
+                continue;
+            }
+            match open_regular(&path) {
+                Ok((_, len)) => {
+                    self.bytes += len;
+                    if self.bytes > SHARE_LIMIT {
+                        return Err(ExecError::ShareTooLarge {
+                            dir: self.root.to_owned(),
+                        });
+                    }
+                    self.files.insert(path);
+                }
+                Err(ExecError::Read { source, .. }) => self.unreadable.push((path, source)),
+                Err(_) => {}
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// What was left out, a line per reason.
+    fn notices(&self) -> Vec<String> {
+        let name = |path: &Path| {
+            path.strip_prefix(self.root)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        };
+        let mut notices = Vec::new();
+        if !self.outside.is_empty() {
+            let links = self
+                .outside
+                .iter()
+                .map(|(link, target)| format!("{} -> {}", name(link), target.display()));
+            notices.push(format!(
+                "not sharing symbolic links that lead out of {}: {}",
+                self.root.display(),
+                listed(links)
+            ));
+        }
+        if !self.unreadable.is_empty() {
+            let files = self
+                .unreadable
+                .iter()
+                .map(|(path, err)| format!("{} ({err})", name(path)));
+            notices.push(format!(
+                "not sharing what cannot be read in {}: {}; fix its permissions if the program needs it, or pass --no-share",
+                self.root.display(),
+                listed(files)
+            ));
+        }
+        notices
+    }
+}
+
+/// The first few of `items`, and how many in all if there are more.
+fn listed(items: impl ExactSizeIterator<Item = String>) -> String {
+    const SHOWN: usize = 5;
+    let count = items.len();
+    let mut text = items.take(SHOWN).collect::<Vec<_>>().join(", ");
+    if count > SHOWN {
+        text += &format!(", … ({count} in all)");
+    }
+    text
 }
 
 /// Every regular file below `path` (or `path` itself), given with
@@ -707,6 +805,90 @@ mod tests {
             "{err}"
         );
         assert!(err.contains(&format!("--file {}", big.display())), "{err}");
+    }
+
+    /// Runs `f` on a thread without the capabilities that let root read
+    /// any file (capabilities are a thread's own), so that a file of mode
+    /// 000 cannot be read there by anyone.
+    fn without_read_override<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const CAP_DAC_OVERRIDE: u32 = 1;
+        const CAP_DAC_READ_SEARCH: u32 = 2;
+        std::thread::spawn(move || {
+            let mut header = Header {
+                version: 0x2008_0522,
+                pid: 0,
+            };
+            let mut data = [Data::default(); 2];
+            // SAFETY: capget and capset with a version 3 header and its two
+            // data words, as capget(2) gives them; pid 0 is this thread.
+            unsafe {
+                let got = nix::libc::syscall(nix::libc::SYS_capget, &mut header, data.as_mut_ptr());
+                assert_eq!(got, 0);
+                data[0].effective &= !(1 << CAP_DAC_OVERRIDE | 1 << CAP_DAC_READ_SEARCH);
+                let set = nix::libc::syscall(nix::libc::SYS_capset, &mut header, data.as_ptr());
+                assert_eq!(set, 0);
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_share_leaves_out_links_leading_out_and_what_cannot_be_read_with_notices() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let outer = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(outer.path()).unwrap().join("shared");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        symlink(root.join("a.txt"), root.join("inside")).unwrap();
+        let secret = root.parent().unwrap().join("secret");
+        std::fs::write(&secret, "not to be shared").unwrap();
+        symlink(&secret, root.join("outside")).unwrap();
+        std::fs::write(root.join("locked"), "").unwrap();
+        std::fs::set_permissions(root.join("locked"), PermissionsExt::from_mode(0o000)).unwrap();
+
+        let (files, notices) = without_read_override({
+            let root = root.clone();
+            move || {
+                let mut files = BTreeSet::new();
+                let notices = share(&root, &mut files).unwrap();
+                (files, notices)
+            }
+        });
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            [root.join("a.txt"), root.join("inside")]
+        );
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert_eq!(
+            notices[0],
+            format!(
+                "not sharing symbolic links that lead out of {}: outside -> {}",
+                root.display(),
+                secret.display()
+            )
+        );
+        assert!(
+            notices[1].starts_with(&format!(
+                "not sharing what cannot be read in {}: locked (Permission denied",
+                root.display()
+            )) && notices[1].ends_with("or pass --no-share"),
+            "{}",
+            notices[1]
+        );
     }
 
     #[test]

@@ -111,6 +111,9 @@ impl Tests {
                 share,
             } => {
                 let prepared = crate::exec::prepare(command, files, env, *share)?;
+                for notice in &prepared.notices {
+                    eprintln!("kmatrix: {notice}");
+                }
                 let mut parts = ImageParts::new(Init::Agent, arches, &[])
                     .map_err(io("building the initramfs"))?;
                 prepared.pack(&mut parts)?;
