@@ -40,10 +40,28 @@ pub const ENV_ALLOWED: &[&str] = &[
 /// The most the host tools a command line and its scripts run may take,
 /// with their libraries: more is likelier a mistake than a need (`--file`
 /// sends a tool the program needs whatever its size).
-pub const TOOLS_LIMIT: u64 = 64 * 1024 * 1024;
+pub const TOOLS_LIMIT: u64 = 64 * MIB;
 
-/// The most the shared working directory may hold.
-pub const SHARE_LIMIT: u64 = 256 * 1024 * 1024;
+/// The most kmatrix sends to a guest of `memory_mib` MiB: three eighths
+/// of its memory. Everything sent is written to the guest's root
+/// filesystem, a tmpfs of half its memory (a little less: the kernel keeps
+/// some), which also holds the kernel's modules and what the program
+/// writes.
+pub fn room(memory_mib: u32) -> u64 {
+    u64::from(memory_mib) * MIB * 3 / 8
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// `bytes` in MiB, for messages.
+fn mib(bytes: u64) -> String {
+    let mib = bytes as f64 / MIB as f64;
+    if mib >= 10.0 {
+        format!("{mib:.0}")
+    } else {
+        format!("{mib:.1}")
+    }
+}
 
 /// Directories never shared: version control, and build output (Cargo's
 /// `target/` is marked by a `CACHEDIR.TAG`).
@@ -108,18 +126,39 @@ pub enum ExecError {
         target: PathBuf,
     },
     /// The host tools the command line and scripts run are too large.
-    #[error("the host tools the command line and its scripts run take more than {} MiB with their libraries; the largest is {} ({} MiB): if the program needs it, send it with --file {}", TOOLS_LIMIT >> 20, largest.display(), largest_bytes >> 20, largest.display())]
+    #[error("the host tools the command line and its scripts run take more than {} MiB with their libraries; the largest is {} ({} MiB): if the program needs it, send it with --file {}", mib(TOOLS_LIMIT), largest.display(), mib(*largest_bytes), largest.display())]
     ToolsTooLarge {
         /// The tool that takes the most.
         largest: PathBuf,
         /// Its bytes, with what it needs.
         largest_bytes: u64,
     },
-    /// The working directory is too large to send to the guest.
-    #[error("the working directory {} holds more than {} MiB to share with the guest (build output and version control left out); pass --no-share, and --file for what the program needs", dir.display(), SHARE_LIMIT >> 20)]
+    /// The program, its libraries and tools and the `--file`s do not fit
+    /// in the guest.
+    #[error("the program, its libraries and tools and the --file files come to more than the {} MiB a guest of --memory {memory_mib} holds (its root filesystem, where they are written, is a tmpfs of half its memory); the largest is {} ({} MiB): pass a larger --memory, or fewer --file", mib(*room), largest.display(), mib(*largest_bytes))]
+    TooLarge {
+        /// What the guest holds ([`room`]).
+        room: u64,
+        /// Its memory.
+        memory_mib: u32,
+        /// The largest file.
+        largest: PathBuf,
+        /// Its bytes.
+        largest_bytes: u64,
+    },
+    /// The working directory does not fit in the guest besides the rest.
+    #[error("the working directory {} holds more than {} MiB to share with the guest (build output and version control left out), which with the {} MiB of the program and the files it needs is more than the {} MiB a guest of --memory {memory_mib} holds (its root filesystem, where they are written, is a tmpfs of half its memory); pass --no-share (and --file for what the program needs), or a larger --memory", dir.display(), mib(*shared), mib(*other), mib(*room))]
     ShareTooLarge {
         /// The directory.
         dir: PathBuf,
+        /// What it holds, at least.
+        shared: u64,
+        /// What the rest takes.
+        other: u64,
+        /// What the guest holds ([`room`]).
+        room: u64,
+        /// Its memory.
+        memory_mib: u32,
     },
     /// A file the program needs is built for another architecture.
     #[error("{} is an {program_arch} program, but {} (which it needs) is built for {file_arch}: the guest runs one architecture; give it {program_arch} tools and libraries", program.display(), file.display())]
@@ -167,21 +206,23 @@ impl Prepared {
 
 /// Prepares `argv` (the program, then its arguments) with the `extra` files
 /// and the `env` names to pass through; with `share`, the working
-/// directory's files too, read-only in the guest.
+/// directory's files too, read-only in the guest; for guests of
+/// `memory_mib` MiB, which hold [`room`] bytes of files.
 pub fn prepare(
     argv: &[String],
     extra: &[PathBuf],
     env: &[String],
     share: bool,
+    memory_mib: u32,
 ) -> Result<Prepared, ExecError> {
     let program = find_program(&argv[0])?;
-    let mut files = BTreeSet::new();
+    let mut sent = Sent::new(memory_mib);
     // Tools the command line runs: `sh -c 'ip link'`, `timeout 5 tc …`.
     let mut tools = crate::tools::of_command(argv);
-    close_over(vec![program.clone()], &mut files, &mut tools)?;
-    add_tools(tools, &mut files)?;
+    sent.close_over(vec![program.clone()], &mut tools)?;
+    sent.add_tools(tools)?;
     let arch = program_arch(&program)?;
-    for file in &files {
+    for file in &sent.files {
         if let Some(Ok(file_arch)) = elf_arch(file) {
             if file_arch != arch {
                 return Err(ExecError::MixedArch {
@@ -193,7 +234,8 @@ pub fn prepare(
             }
         }
     }
-    let lib_dirs: BTreeSet<String> = files
+    let lib_dirs: BTreeSet<String> = sent
+        .files
         .iter()
         .filter(|p| **p != program)
         .filter_map(|p| p.parent().map(|d| d.display().to_string()))
@@ -203,19 +245,21 @@ pub fn prepare(
             path: path.clone(),
             source,
         })?;
-        let mut extra = BTreeSet::new();
-        walk_given(&path, &mut extra)?;
-        // An executable given with --file brings its libraries.
-        let (programs, plain): (Vec<PathBuf>, Vec<PathBuf>) =
-            extra.into_iter().partition(|file| is_dynamic_elf(file));
-        files.extend(plain);
-        close_over(programs, &mut files, &mut Vec::new())?;
+        let mut given = Vec::new();
+        walk_given(&path, &mut given)?;
+        for (file, len) in given {
+            sent.add(file.clone(), len)?;
+            // An executable given with --file brings its libraries.
+            if let Some(needs) = elf_arch(&file).and_then(|_| dependencies(&file).ok()) {
+                sent.close_over(needs.files, &mut Vec::new())?;
+            }
+        }
     }
     let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut read_only = Vec::new();
     let mut notices = Vec::new();
     if share {
-        notices = self::share(&here, &mut files)?;
+        notices = self::share(&here, &mut sent)?;
         read_only.push(here.display().to_string());
     }
     let cwd = here.display().to_string();
@@ -243,7 +287,7 @@ pub fn prepare(
     let mut guest_argv = vec![program.display().to_string()];
     guest_argv.extend(argv[1..].iter().cloned());
     Ok(Prepared {
-        files: files.into_iter().collect(),
+        files: sent.files.into_iter().collect(),
         plan: ExecPlan {
             argv: guest_argv,
             env: vars,
@@ -254,49 +298,98 @@ pub fn prepare(
     })
 }
 
-/// Adds `roots` and everything they need to `files`; the tools that scripts
-/// among them run go to `tools`. Returns the bytes added.
-fn close_over(
-    roots: Vec<PathBuf>,
-    files: &mut BTreeSet<PathBuf>,
-    tools: &mut Vec<PathBuf>,
-) -> Result<u64, ExecError> {
-    let mut pending = roots;
-    let mut bytes = 0;
-    while let Some(path) = pending.pop() {
-        if files.contains(&path) {
-            continue;
-        }
-        let needs = dependencies(&path)?;
-        files.insert(path);
-        bytes += needs.len;
-        pending.extend(needs.files);
-        tools.extend(needs.tools);
-    }
-    Ok(bytes)
+/// The files to send, and their bytes against what the guest holds.
+struct Sent {
+    files: BTreeSet<PathBuf>,
+    bytes: u64,
+    /// The largest file, and its bytes.
+    largest: (PathBuf, u64),
+    /// What the guest holds ([`room`]), and its memory.
+    room: u64,
+    memory_mib: u32,
 }
 
-/// Adds the host `tools` a command line or script runs to `files`, with
-/// what they need, at most [`TOOLS_LIMIT`] bytes.
-fn add_tools(mut tools: Vec<PathBuf>, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
-    let mut total = 0;
-    let mut largest = (PathBuf::new(), 0);
-    let mut next = 0;
-    while let Some(tool) = tools.get(next).cloned() {
-        next += 1;
-        let bytes = close_over(vec![tool.clone()], files, &mut tools)?;
-        total += bytes;
-        if bytes > largest.1 {
-            largest = (tool, bytes);
-        }
-        if total > TOOLS_LIMIT {
-            return Err(ExecError::ToolsTooLarge {
-                largest: largest.0,
-                largest_bytes: largest.1,
-            });
+impl Sent {
+    fn new(memory_mib: u32) -> Self {
+        Self {
+            files: BTreeSet::new(),
+            bytes: 0,
+            largest: (PathBuf::new(), 0),
+            room: room(memory_mib),
+            memory_mib,
         }
     }
-    Ok(())
+
+    /// Whether `len` more bytes fit.
+    fn fits(&self, len: u64) -> bool {
+        self.bytes + len <= self.room
+    }
+
+    /// Adds the file at `path`, of `len` bytes, unless it is there.
+    fn add(&mut self, path: PathBuf, len: u64) -> Result<(), ExecError> {
+        if self.files.contains(&path) {
+            return Ok(());
+        }
+        if len > self.largest.1 {
+            self.largest = (path.clone(), len);
+        }
+        if !self.fits(len) {
+            return Err(ExecError::TooLarge {
+                room: self.room,
+                memory_mib: self.memory_mib,
+                largest: self.largest.0.clone(),
+                largest_bytes: self.largest.1,
+            });
+        }
+        self.bytes += len;
+        self.files.insert(path);
+        Ok(())
+    }
+
+    /// Adds `roots` and everything they need; the tools that scripts among
+    /// them run go to `tools`. Returns the bytes added.
+    fn close_over(
+        &mut self,
+        roots: Vec<PathBuf>,
+        tools: &mut Vec<PathBuf>,
+    ) -> Result<u64, ExecError> {
+        let before = self.bytes;
+        let mut pending = roots;
+        while let Some(path) = pending.pop() {
+            if self.files.contains(&path) {
+                continue;
+            }
+            let (_, len) = open_regular(&path)?;
+            self.add(path.clone(), len)?;
+            let needs = dependencies(&path)?;
+            pending.extend(needs.files);
+            tools.extend(needs.tools);
+        }
+        Ok(self.bytes - before)
+    }
+
+    /// Adds the host `tools` a command line or script runs, with what they
+    /// need, at most [`TOOLS_LIMIT`] bytes.
+    fn add_tools(&mut self, mut tools: Vec<PathBuf>) -> Result<(), ExecError> {
+        let mut total = 0;
+        let mut largest = (PathBuf::new(), 0);
+        let mut next = 0;
+        while let Some(tool) = tools.get(next).cloned() {
+            next += 1;
+            let bytes = self.close_over(vec![tool.clone()], &mut tools)?;
+            total += bytes;
+            if bytes > largest.1 {
+                largest = (tool, bytes);
+            }
+            if total > TOOLS_LIMIT {
+                return Err(ExecError::ToolsTooLarge {
+                    largest: largest.0,
+                    largest_bytes: largest.1,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The program `name` names, as a shell finds it: a name without a `/`
@@ -316,13 +409,12 @@ pub fn find_program(name: &str) -> Result<PathBuf, ExecError> {
     })
 }
 
-/// Adds the files of the directory `root` worth sharing to `files`, at
-/// most [`SHARE_LIMIT`] bytes in all; returns notices of what was left
-/// out.
-fn share(root: &Path, files: &mut BTreeSet<PathBuf>) -> Result<Vec<String>, ExecError> {
+/// Adds the files of the directory `root` worth sharing to `sent`, as
+/// long as they fit; returns notices of what was left out.
+fn share(root: &Path, sent: &mut Sent) -> Result<Vec<String>, ExecError> {
     let mut share = Share {
         root,
-        files,
+        sent,
         bytes: 0,
         outside: Vec::new(),
         unreadable: Vec::new(),
@@ -335,7 +427,8 @@ fn share(root: &Path, files: &mut BTreeSet<PathBuf>) -> Result<Vec<String>, Exec
 struct Share<'a> {
     /// The directory, as the kernel resolves it.
     root: &'a Path,
-    files: &'a mut BTreeSet<PathBuf>,
+    sent: &'a mut Sent,
+    /// What it shares.
     bytes: u64,
     /// Symbolic links left out as they lead out of the directory, and
     /// where to.
@@ -388,13 +481,17 @@ impl Share<'_> {
             }
             match open_regular(&path) {
                 Ok((_, len)) => {
-                    self.bytes += len;
-                    if self.bytes > SHARE_LIMIT {
+                    if !self.sent.fits(len) {
                         return Err(ExecError::ShareTooLarge {
                             dir: self.root.to_owned(),
+                            shared: self.bytes + len,
+                            other: self.sent.bytes - self.bytes,
+                            room: self.sent.room,
+                            memory_mib: self.sent.memory_mib,
                         });
                     }
-                    self.files.insert(path);
+                    self.bytes += len;
+                    self.sent.add(path, len)?;
                 }
                 Err(ExecError::Read { source, .. }) => self.unreadable.push((path, source)),
                 Err(_) => {}
@@ -450,9 +547,9 @@ fn listed(items: impl ExactSizeIterator<Item = String>) -> String {
 }
 
 /// Every regular file below `path` (or `path` itself), given with
-/// `--file`: symbolic links to files are followed, to directories not, and
+/// `--file`, and its length: symbolic links to files are followed, to directories not, and
 /// anything else is an error naming it.
-fn walk_given(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecError> {
+fn walk_given(path: &Path, files: &mut Vec<(PathBuf, u64)>) -> Result<(), ExecError> {
     let read = |source| ExecError::Read {
         path: path.to_owned(),
         source,
@@ -472,7 +569,7 @@ fn walk_given(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), ExecErro
             walk_given(&entry.map_err(read)?.path(), files)?;
         }
     } else if meta.is_file() {
-        files.insert(path.to_owned());
+        files.push((path.to_owned(), meta.len()));
     } else {
         return Err(ExecError::NotRegular {
             path: path.to_owned(),
@@ -539,11 +636,6 @@ pub fn read_regular(path: &Path) -> Result<(Vec<u8>, u32), ExecError> {
     Ok((data, mode))
 }
 
-/// Whether `path` is an ELF file with an interpreter (a dynamic program).
-fn is_dynamic_elf(path: &Path) -> bool {
-    elf_arch(path).is_some() && dependencies(path).is_ok_and(|needs| !needs.files.is_empty())
-}
-
 /// What a file needs besides itself.
 struct Needs {
     /// Files that must come with it: an ELF file's interpreter and
@@ -551,8 +643,6 @@ struct Needs {
     files: Vec<PathBuf>,
     /// The host tools a script runs.
     tools: Vec<PathBuf>,
-    /// Its own length.
-    len: u64,
 }
 
 /// The architecture of the ELF file at `path`, if it is one
@@ -583,12 +673,10 @@ pub fn program_arch(program: &Path) -> Result<Arch, ExecError> {
 /// and libraries, a script's interpreter and the tools it names.
 fn dependencies(path: &Path) -> Result<Needs, ExecError> {
     let (data, _) = read_regular(path)?;
-    let len = data.len() as u64;
     if let Some(script) = crate::tools::script(path, &data) {
         return Ok(Needs {
             files: script.interpreter,
             tools: script.tools,
-            len,
         });
     }
     let not_elf = |reason: String| ExecError::NotElf {
@@ -618,7 +706,6 @@ fn dependencies(path: &Path) -> Result<Needs, ExecError> {
         return Ok(Needs {
             files: found,
             tools: Vec::new(),
-            len,
         });
     };
     let strings = sections
@@ -678,7 +765,6 @@ fn dependencies(path: &Path) -> Result<Needs, ExecError> {
     Ok(Needs {
         files: found,
         tools: Vec::new(),
-        len,
     })
 }
 
@@ -689,7 +775,7 @@ mod tests {
     #[test]
     fn a_dynamic_program_brings_its_loader_and_libc() {
         let me = std::env::current_exe().unwrap().display().to_string();
-        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[], false).unwrap();
+        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[], false, 512).unwrap();
         let names: Vec<String> = prepared
             .files
             .iter()
@@ -708,7 +794,7 @@ mod tests {
     #[test]
     fn a_program_without_a_slash_is_found_on_the_path() {
         let argv = ["sh".to_owned(), "-c".to_owned(), "uname -r".to_owned()];
-        let prepared = prepare(&argv, &[], &[], false).unwrap();
+        let prepared = prepare(&argv, &[], &[], false, 512).unwrap();
         let sh = Path::new(&prepared.plan.argv[0]);
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
         assert!(prepared.files.contains(&sh.to_path_buf()));
@@ -717,7 +803,7 @@ mod tests {
             "{:?}",
             prepared.files
         );
-        let err = prepare(&["no-such-program-anywhere".into()], &[], &[], false).unwrap_err();
+        let err = prepare(&["no-such-program-anywhere".into()], &[], &[], false, 512).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("no-such-program-anywhere") && text.contains("PATH"),
@@ -731,7 +817,7 @@ mod tests {
         let extra = extra.to_vec();
         let (done, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = done.send(prepare(&["/bin/true".into()], &extra, &[], false));
+            let _ = done.send(prepare(&["/bin/true".into()], &extra, &[], false, 512));
         });
         result
             .recv_timeout(std::time::Duration::from_secs(20))
@@ -783,7 +869,7 @@ mod tests {
     #[test]
     fn only_commands_bring_tools_and_tools_are_capped() {
         let argv = |script: &str| ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
-        let prepared = prepare(&argv("true # needs uname"), &[], &[], false).unwrap();
+        let prepared = prepare(&argv("true # needs uname"), &[], &[], false, 512).unwrap();
         assert!(
             !prepared.files.iter().any(|f| f.ends_with("uname")),
             "{:?}",
@@ -797,9 +883,15 @@ mod tests {
         file.set_len(TOOLS_LIMIT + 1).unwrap();
         std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let err = prepare(&argv(&format!("uname; {}", big.display())), &[], &[], false)
-            .unwrap_err()
-            .to_string();
+        let err = prepare(
+            &argv(&format!("uname; {}", big.display())),
+            &[],
+            &[],
+            false,
+            512,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains(&format!("the largest is {} (64 MiB)", big.display())),
             "{err}"
@@ -863,9 +955,9 @@ mod tests {
         let (files, notices) = without_read_override({
             let root = root.clone();
             move || {
-                let mut files = BTreeSet::new();
-                let notices = share(&root, &mut files).unwrap();
-                (files, notices)
+                let mut sent = Sent::new(512);
+                let notices = share(&root, &mut sent).unwrap();
+                (sent.files, notices)
             }
         });
         assert_eq!(
@@ -892,10 +984,56 @@ mod tests {
     }
 
     #[test]
+    fn what_is_sent_fits_in_the_guest() {
+        assert_eq!(room(512), 192 * MIB);
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(4 * MIB)
+            .unwrap();
+        let argv = ["/bin/true".to_owned()];
+        let err = prepare(&argv, std::slice::from_ref(&big), &[], false, 8)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("more than the 3.0 MiB a guest of --memory 8 holds"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("the largest is {} (4.0 MiB)", big.display())),
+            "{err}"
+        );
+
+        let root = dir.path().join("shared");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::File::create(root.join("data"))
+            .unwrap()
+            .set_len(2 * MIB)
+            .unwrap();
+        let mut sent = Sent::new(4);
+        sent.add(big, MIB).unwrap();
+        let err = share(&root, &mut sent).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "the working directory {} holds more than 2.0 MiB to share with the guest",
+                root.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("with the 1.0 MiB of the program and the files it needs is more than the 1.5 MiB a guest of --memory 4 holds"),
+            "{err}"
+        );
+        assert!(err.contains("pass --no-share"), "{err}");
+    }
+
+    #[test]
     fn a_script_brings_its_shell_and_tools_and_plain_text_is_no_program() {
         let script = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(script.path(), "#!/bin/sh\nuname -r\n").unwrap();
-        let prepared = prepare(&[script.path().display().to_string()], &[], &[], false).unwrap();
+        let prepared =
+            prepare(&[script.path().display().to_string()], &[], &[], false, 512).unwrap();
         assert!(prepared.files.contains(&script.path().to_owned()));
         assert!(prepared.files.contains(&PathBuf::from("/bin/sh")));
         assert!(
@@ -905,7 +1043,7 @@ mod tests {
         );
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), "just text\n").unwrap();
-        let err = prepare(&[file.path().display().to_string()], &[], &[], false).unwrap_err();
+        let err = prepare(&[file.path().display().to_string()], &[], &[], false, 512).unwrap_err();
         assert!(
             err.to_string().contains("is not a 64-bit ELF program"),
             "{err}"

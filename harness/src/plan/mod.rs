@@ -222,7 +222,9 @@ impl RunRequest {
         };
         let kernels = KernelSet::select(matrix, &self.kernels, arch, self.shard)?;
         kernels.check_pinned()?;
-        let tests = self.tests.load(&kernels.arches())?;
+        let tests = self
+            .tests
+            .load(&kernels.arches(), self.config.vm.memory_mib)?;
         let fetcher = kernels.fetcher(self.offline, progress)?;
         RunPlan::new(kernels, tests, fetcher, self.config)
     }

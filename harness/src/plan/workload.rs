@@ -75,8 +75,8 @@ pub struct LoadedTests {
 
 impl Tests {
     /// Reads and checks everything named, building C sources with clang,
-    /// for kernels of `arches`.
-    pub fn load(&self, arches: &[Arch]) -> Result<LoadedTests, PlanError> {
+    /// for kernels of `arches` in guests of `memory_mib` MiB.
+    pub fn load(&self, arches: &[Arch], memory_mib: u32) -> Result<LoadedTests, PlanError> {
         let io = |what| move |source| PlanError::Io { what, source };
         match self {
             Tests::Suite {
@@ -110,7 +110,7 @@ impl Tests {
                 env,
                 share,
             } => {
-                let prepared = crate::exec::prepare(command, files, env, *share)?;
+                let prepared = crate::exec::prepare(command, files, env, *share, memory_mib)?;
                 for notice in &prepared.notices {
                     eprintln!("kmatrix: {notice}");
                 }
