@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::{Arch, ExecPlan};
@@ -260,9 +261,9 @@ pub fn prepare(
     let mut notices = Vec::new();
     if share {
         notices = self::share(&here, &mut sent)?;
-        read_only.push(here.display().to_string());
+        read_only.push(here.as_os_str().as_bytes().to_vec());
     }
-    let cwd = here.display().to_string();
+    let cwd = here.as_os_str().as_bytes().to_vec();
     let mut vars = vec![
         (
             "PATH".to_owned(),
@@ -284,8 +285,8 @@ pub fn prepare(
             vars.push((name.to_owned(), value));
         }
     }
-    let mut guest_argv = vec![program.display().to_string()];
-    guest_argv.extend(argv[1..].iter().cloned());
+    let mut guest_argv = vec![program.into_os_string().into_vec()];
+    guest_argv.extend(argv[1..].iter().map(|arg| arg.clone().into_bytes()));
     Ok(Prepared {
         files: sent.files.into_iter().collect(),
         plan: ExecPlan {
@@ -783,7 +784,7 @@ mod tests {
             .collect();
         assert!(names.iter().any(|n| n.starts_with("libc.so")), "{names:?}");
         assert!(names.iter().any(|n| n.starts_with("ld-linux")), "{names:?}");
-        assert_eq!(prepared.plan.argv, [me, "--list".to_owned()]);
+        assert_eq!(prepared.plan.argv, [me.into_bytes(), b"--list".to_vec()]);
         assert!(prepared
             .plan
             .env
@@ -795,7 +796,7 @@ mod tests {
     fn a_program_without_a_slash_is_found_on_the_path() {
         let argv = ["sh".to_owned(), "-c".to_owned(), "uname -r".to_owned()];
         let prepared = prepare(&argv, &[], &[], false, 512).unwrap();
-        let sh = Path::new(&prepared.plan.argv[0]);
+        let sh = Path::new(OsStr::from_bytes(&prepared.plan.argv[0]));
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
         assert!(prepared.files.contains(&sh.to_path_buf()));
         assert!(
@@ -1026,6 +1027,46 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("pass --no-share"), "{err}");
+    }
+
+    #[test]
+    fn file_names_that_are_not_utf8_reach_the_guest_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let names: [&[u8]; 2] = [b"a\xff", b"a\xfe"];
+        for (i, name) in names.iter().enumerate() {
+            std::fs::write(root.join(OsStr::from_bytes(name)), [i as u8]).unwrap();
+        }
+        let mut sent = Sent::new(512);
+        share(&root, &mut sent).unwrap();
+        let prepared = Prepared {
+            files: sent.files.into_iter().collect(),
+            plan: ExecPlan::default(),
+            notices: Vec::new(),
+        };
+        let mut parts = ImageParts::new(crate::agent::Init::Agent, &[], &[]).unwrap();
+        prepared.pack(&mut parts).unwrap();
+        let files = parts.files();
+        let mut reader = &files[..];
+        let mut received = Vec::new();
+        while !reader.is_empty() {
+            let kmatrix_protocol::Input::File { path, len, .. } =
+                kmatrix_protocol::input::read_input(&mut reader).unwrap()
+            else {
+                panic!("not a file");
+            };
+            let (data, rest) = reader.split_at(len as usize);
+            received.push((path, data.to_vec()));
+            reader = rest;
+        }
+        received.sort();
+        let expected = |i: usize| {
+            let mut path = root.as_os_str().as_bytes().to_vec();
+            path.push(b'/');
+            path.extend_from_slice(names[i]);
+            (path, vec![i as u8])
+        };
+        assert_eq!(received, [expected(1), expected(0)]);
     }
 
     #[test]

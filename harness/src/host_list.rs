@@ -43,8 +43,9 @@ pub fn is_libtest(program: &Path) -> bool {
 }
 
 /// The names after `--exact`'s other arguments, when `--exact` is given.
-pub fn exact_names(args: &[String]) -> Option<Vec<String>> {
-    if !args.iter().any(|a| a == "--exact") {
+pub fn exact_names(args: &[impl AsRef<[u8]>]) -> Option<Vec<String>> {
+    let is = |arg: &[u8], option: &str| arg == option.as_bytes();
+    if !args.iter().any(|a| is(a.as_ref(), "--exact")) {
         return None;
     }
     /// libtest options that take a value.
@@ -59,12 +60,12 @@ pub fn exact_names(args: &[String]) -> Option<Vec<String>> {
         "--report-time",
     ];
     let mut names = Vec::new();
-    let mut iter = args.iter();
+    let mut iter = args.iter().map(AsRef::as_ref);
     while let Some(arg) = iter.next() {
-        if VALUED.contains(&arg.as_str()) {
+        if VALUED.iter().any(|option| is(arg, option)) {
             iter.next();
-        } else if !arg.starts_with('-') {
-            names.push(arg.clone());
+        } else if !arg.starts_with(b"-") {
+            names.push(String::from_utf8_lossy(arg).into_owned());
         }
     }
     Some(names)

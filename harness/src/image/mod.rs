@@ -11,6 +11,7 @@ pub mod modules;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,16 +61,20 @@ impl ImageParts {
             files: Arc::default(),
         };
         for (index, object) in objects.iter().enumerate() {
-            parts.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
+            parts.file(
+                format!("{OBJECTS_DIR}/{index}").as_bytes(),
+                0o644,
+                &object.data,
+            );
         }
         Ok(parts)
     }
 
-    fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+    fn file(&mut self, path: &[u8], mode: u32, data: &[u8]) {
         let len = data.len() as u64;
         encode_input(
             &Input::File {
-                path: path.to_owned(),
+                path: path.to_vec(),
                 mode,
                 len,
             },
@@ -78,9 +83,10 @@ impl ImageParts {
         Arc::make_mut(&mut self.files).extend_from_slice(data);
     }
 
-    /// Adds a host file at its own absolute path (for `kmatrix exec`).
+    /// Adds a host file at its own absolute path, byte for byte (for
+    /// `kmatrix exec`).
     pub fn add_file(&mut self, path: &Path, mode: u32, data: &[u8]) {
-        self.file(&path.to_string_lossy(), mode, data);
+        self.file(path.as_os_str().as_bytes(), mode, data);
     }
 
     /// The run's files, encoded as input messages, each followed by its
