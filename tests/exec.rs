@@ -529,3 +529,46 @@ fn a_program_named_without_a_slash_is_found_on_the_path() {
         "{out}"
     );
 }
+
+/// The shared directory reaches the guest byte for byte: two files whose
+/// names differ only in bytes that are not UTF-8 stay two, and a symbolic
+/// link that leads out of the directory is left out, with a notice.
+#[test]
+fn the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out() {
+    use std::os::unix::ffi::OsStrExt;
+    let _lock = boot_lock();
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"n\xff")), "first\n").unwrap();
+    std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"n\xfe")), "second\n").unwrap();
+    let secret = outer.path().join("secret");
+    std::fs::write(&secret, "outside\n").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("outside")).unwrap();
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        "sh",
+        "-c",
+        "cat n*; test -e outside || echo 'no link'",
+    ])
+    .current_dir(&dir)
+    .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("first") && stdout.contains("second"),
+        "{out}"
+    );
+    assert!(stdout.contains("no link"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("not sharing symbolic links that lead out of"),
+        "{out}"
+    );
+}

@@ -2,11 +2,12 @@
 //!
 //! The program and the shared libraries it needs (its ELF interpreter and
 //! `DT_NEEDED` entries, followed recursively and resolved on the host), a
-//! script's interpreter, the host tools the command line and scripts name
+//! script's interpreter, the host tools the command line and scripts run
 //! ([`crate::tools`]), any files given with `--file`, and the working
-//! directory's files (read-only in the guest) are sent at their host paths;
-//! the program runs in the working directory's path, with an allow-listed
-//! environment.
+//! directory's files (read-only in the guest) are sent at their host paths,
+//! byte for byte, and no more than the guest's root filesystem holds
+//! ([`room`]); the program runs in the working directory's path, with an
+//! allow-listed environment.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
