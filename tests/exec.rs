@@ -457,3 +457,118 @@ fn a_script_runs_with_the_host_tools_it_names() {
     assert!(stdout.lines().any(|l| l == "run-tests.sh"), "{out}");
     assert!(stdout.contains("1: lo: <LOOPBACK,UP"), "{out}");
 }
+
+/// A script that mentions libtest's options (here in a comment) is no test
+/// binary: it is never run on the host to be listed, and runs in the
+/// kernel.
+#[test]
+fn a_script_naming_libtest_options_runs_in_the_kernel() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran-on-the-host");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# RUST_TEST_THREADS --include-ignored\n[ \"$KMATRIX_GUEST\" = 1 ] || touch '{}'\necho 'running 0 tests'\necho \"in $(uname -r)\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = kmatrix(&["exec", "--kernels", "6.1", "--", script.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("in 6.1.0-"),
+        "{out}"
+    );
+    assert!(out.contains("kmatrix: 6.1: ok (exit code 0)"), "{out}");
+    assert!(!marker.exists(), "the script ran on the host");
+}
+
+/// A program named without a `/` is found on the PATH, as a shell finds
+/// it, from any directory: the README's `kmatrix exec -- sh -c 'uname -r'`.
+#[test]
+fn a_program_named_without_a_slash_is_found_on_the_path() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        "sh",
+        "-c",
+        "echo \"in $(uname -r)\"",
+    ])
+    .current_dir(dir.path())
+    .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("in 6.1.0-"),
+        "{out}"
+    );
+
+    let output = kmatrix(&["exec", "--kernels", "6.1", "--", "no-such-program-anywhere"])
+        .current_dir(dir.path())
+        .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("no-such-program-anywhere: no executable of that name on the PATH"),
+        "{out}"
+    );
+}
+
+/// The shared directory reaches the guest byte for byte: two files whose
+/// names differ only in bytes that are not UTF-8 stay two, and a symbolic
+/// link that leads out of the directory is left out, with a notice.
+#[test]
+fn the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out() {
+    use std::os::unix::ffi::OsStrExt;
+    let _lock = boot_lock();
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"n\xff")), "first\n").unwrap();
+    std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"n\xfe")), "second\n").unwrap();
+    let secret = outer.path().join("secret");
+    std::fs::write(&secret, "outside\n").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("outside")).unwrap();
+    let output = kmatrix(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--",
+        "sh",
+        "-c",
+        "cat n*; test -e outside || echo 'no link'",
+    ])
+    .current_dir(&dir)
+    .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("first") && stdout.contains("second"),
+        "{out}"
+    );
+    assert!(stdout.contains("no link"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("not sharing symbolic links that lead out of"),
+        "{out}"
+    );
+}

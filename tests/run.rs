@@ -51,7 +51,8 @@ fn oldest_and_newest_kernels_report_every_program() {
         report_cases: true,
     };
     let arches = set.arches();
-    let plan = RunPlan::new(set, tests.load(&arches).unwrap(), fetcher, config).unwrap();
+    let tests = tests.load(&arches, config.vm.memory_mib).unwrap();
+    let plan = RunPlan::new(set, tests, fetcher, config).unwrap();
     let mut reporter = Reporter::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime

@@ -6,9 +6,12 @@
 //! whenever the agent is about to wait, so a line printed before a hang
 //! arrives.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,25 +38,27 @@ const WAIT: u16 = 100;
 /// it runs (in order with the output, so that the host knows which of its
 /// tests was running), and reports how it ended.
 pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
+    let path = |bytes: &[u8]| Path::new(OsStr::from_bytes(bytes)).to_owned();
     let Some((program, args)) = plan.argv.split_first() else {
         channel.send(&Frame::Exit(ExitInfo::SpawnFailed(
             "no program given".into(),
         )));
         return;
     };
-    let _ = std::fs::create_dir_all(&plan.cwd);
+    let (program, cwd) = (path(program), path(&plan.cwd));
+    let _ = std::fs::create_dir_all(&cwd);
     for dir in &plan.read_only {
-        if let Err(err) = crate::system::make_read_only(dir) {
+        if let Err(err) = crate::system::make_read_only(&path(dir)) {
             channel.send(&Frame::AgentError(err));
         }
     }
     // Its own process group, so that whatever it leaves running (a
     // background child holding its pipes) can be ended with it.
-    let spawned = Command::new(program)
-        .args(args)
+    let spawned = Command::new(&program)
+        .args(args.iter().map(|arg| OsStr::from_bytes(arg)))
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&plan.cwd)
+        .current_dir(&cwd)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -63,7 +68,8 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
         Ok(child) => child,
         Err(err) => {
             channel.send(&Frame::Exit(ExitInfo::SpawnFailed(format!(
-                "{program}: {err}"
+                "{}: {err}",
+                program.display()
             ))));
             return;
         }

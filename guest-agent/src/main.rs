@@ -8,6 +8,9 @@
 //! It never returns: a PID 1 that exits panics the kernel, so every error is
 //! reported where possible and the machine is powered off regardless.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
@@ -99,8 +102,12 @@ fn read_input(channel: &mut Channel, loaders: &mut Loaders) -> Result<Start, Str
                 channel.flush();
             }
             Ok(Input::File { path, mode, len }) => {
-                if let Err(err) = channel.receive_file(path.as_ref(), mode, len) {
-                    channel.send(&Frame::AgentError(format!("writing {path}: {err}")));
+                let path = Path::new(OsStr::from_bytes(&path));
+                if let Err(err) = channel.receive_file(path, mode, len) {
+                    channel.send(&Frame::AgentError(format!(
+                        "writing {}: {err}",
+                        path.display()
+                    )));
                 }
             }
             Ok(Input::Start(start)) => return Ok(start),

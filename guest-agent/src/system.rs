@@ -41,7 +41,7 @@ pub fn mount_filesystems() -> Vec<String> {
 
 /// Makes `dir` read-only in place (a bind mount onto itself, remounted
 /// read-only), so that a program cannot write where the host's files are.
-pub fn make_read_only(dir: &str) -> Result<(), String> {
+pub fn make_read_only(dir: &Path) -> Result<(), String> {
     let _ = fs::create_dir_all(dir);
     mount(
         Some(dir),
@@ -59,7 +59,7 @@ pub fn make_read_only(dir: &str) -> Result<(), String> {
             None::<&str>,
         )
     })
-    .map_err(|err| format!("making {dir} read-only: {err}"))
+    .map_err(|err| format!("making {} read-only: {err}", dir.display()))
 }
 
 /// Brings the loopback interface up, as tests that send packets expect.

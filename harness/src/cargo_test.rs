@@ -140,6 +140,9 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
     }
 }
 
+/// Each guest's memory.
+const MEMORY_MIB: u32 = 512;
+
 fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Background>), Error> {
     let selection = match config.kernels {
         Some(selection) => selection,
@@ -156,7 +159,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
         loader: None,
         compare_loaders: false,
     }
-    .load(&set.arches())?;
+    .load(&set.arches(), MEMORY_MIB)?;
 
     // Name every trial; the run only needs the kernels that keep one.
     let names: Vec<String> = tests.suite.tests.iter().map(|t| t.name.clone()).collect();
@@ -191,7 +194,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
             vm: VmConfig {
                 qemu: VmConfig::default_qemu(),
                 accel: AccelChoice::Auto.resolve(),
-                memory_mib: 512,
+                memory_mib: MEMORY_MIB,
                 boot_timeout: std::time::Duration::from_secs(120),
                 run_timeout: std::time::Duration::from_secs(600),
                 snapshots: true,

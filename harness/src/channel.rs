@@ -172,7 +172,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode_input(
                 &Input::File {
-                    path: "/f".into(),
+                    path: b"/f".to_vec(),
                     mode: 0o644,
                     len: 2,
                 },

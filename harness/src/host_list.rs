@@ -3,7 +3,7 @@
 //! through the runner and then runs one `--exact` test per call), and a
 //! filter that leaves no test needs no kernel either.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// What the host found out.
@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 pub enum HostList {
     /// Not a libtest binary, or its listing failed: boot as usual.
     Boot,
-    /// The arguments ask for the list: run the binary on the host instead.
-    ListOnHost,
+    /// The arguments ask for the list: run the binary (at this path) on
+    /// the host instead.
+    ListOnHost(PathBuf),
     /// The filters leave this many tests (more than zero): boot.
     Tests(usize),
     /// The filters leave no test.
@@ -23,19 +24,28 @@ pub enum HostList {
     },
 }
 
-/// Whether `program` is a libtest test binary (it carries libtest's own
-/// option names).
+/// Whether `program` is a libtest test binary: an ELF executable that
+/// carries libtest's own option names (a script that mentions them is
+/// not, and is never run on the host).
 pub fn is_libtest(program: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(program) else {
+    let Ok((bytes, _)) = crate::exec::read_regular(program) else {
         return false;
     };
+    use object::Object;
+    let executable = object::File::parse(&*bytes).is_ok_and(|elf| {
+        matches!(
+            elf.kind(),
+            object::ObjectKind::Executable | object::ObjectKind::Dynamic
+        ) && elf.entry() != 0
+    });
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
+    executable && has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
 }
 
 /// The names after `--exact`'s other arguments, when `--exact` is given.
-pub fn exact_names(args: &[String]) -> Option<Vec<String>> {
-    if !args.iter().any(|a| a == "--exact") {
+pub fn exact_names(args: &[impl AsRef<[u8]>]) -> Option<Vec<String>> {
+    let is = |arg: &[u8], option: &str| arg == option.as_bytes();
+    if !args.iter().any(|a| is(a.as_ref(), "--exact")) {
         return None;
     }
     /// libtest options that take a value.
@@ -50,12 +60,12 @@ pub fn exact_names(args: &[String]) -> Option<Vec<String>> {
         "--report-time",
     ];
     let mut names = Vec::new();
-    let mut iter = args.iter();
+    let mut iter = args.iter().map(AsRef::as_ref);
     while let Some(arg) = iter.next() {
-        if VALUED.contains(&arg.as_str()) {
+        if VALUED.iter().any(|option| is(arg, option)) {
             iter.next();
-        } else if !arg.starts_with('-') {
-            names.push(arg.clone());
+        } else if !arg.starts_with(b"-") {
+            names.push(String::from_utf8_lossy(arg).into_owned());
         }
     }
     Some(names)
@@ -66,11 +76,14 @@ pub fn decide(argv: &[String]) -> HostList {
     let Some((program, args)) = argv.split_first() else {
         return HostList::Boot;
     };
-    if !is_libtest(program.as_ref()) {
+    let Some(program) = crate::exec::find_program(program)
+        .ok()
+        .filter(|p| is_libtest(p))
+    else {
         return HostList::Boot;
-    }
+    };
     if args.iter().any(|a| a == "--list") {
-        return HostList::ListOnHost;
+        return HostList::ListOnHost(program);
     }
     let listed = Command::new(program)
         .args(args)
@@ -128,8 +141,11 @@ mod tests {
         assert!(is_libtest(&me));
         assert!(!is_libtest("/bin/sh".as_ref()));
         assert_eq!(decide(&args(&["/bin/sh", "--list"])), HostList::Boot);
+        assert_eq!(
+            decide(&[me.display().to_string(), "--list".into()]),
+            HostList::ListOnHost(me.clone())
+        );
         let me = me.display().to_string();
-        assert_eq!(decide(&[me.clone(), "--list".into()]), HostList::ListOnHost);
         assert_eq!(
             decide(&[me.clone(), "exact_names_skip".into()]),
             HostList::Tests(1)
@@ -144,5 +160,31 @@ mod tests {
             decide(&[me, "no_such_filter_at_all".into()]),
             HostList::NoTests { exact: None }
         );
+    }
+
+    #[test]
+    fn a_script_naming_libtest_options_is_no_libtest_and_never_runs_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran-on-the-host");
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# RUST_TEST_THREADS --include-ignored\ntouch '{}'\necho 'running 0 tests'\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert!(!is_libtest(&script));
+        let script = script.display().to_string();
+        for tail in [&[][..], &["--list"], &["a_filter"], &["--exact", "a::test"]] {
+            let argv: Vec<String> = std::iter::once(script.clone())
+                .chain(tail.iter().map(|s| s.to_string()))
+                .collect();
+            assert_eq!(decide(&argv), HostList::Boot, "{argv:?}");
+        }
+        assert!(!marker.exists(), "the script ran on the host");
     }
 }

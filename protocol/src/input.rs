@@ -18,8 +18,9 @@ pub enum Input {
     Prepare,
     /// A file the guest writes before it starts; its bytes follow.
     File {
-        /// The absolute guest path.
-        path: String,
+        /// The absolute guest path, as bytes: a file name need not be
+        /// UTF-8.
+        path: Vec<u8>,
         /// Its permission bits.
         mode: u32,
         /// The number of bytes that follow.
@@ -80,7 +81,7 @@ mod tests {
         encode_input(&Input::Prepare, &mut bytes);
         encode_input(
             &Input::File {
-                path: "/kmatrix/objects/0".into(),
+                path: b"/kmatrix/objects/0".to_vec(),
                 mode: 0o644,
                 len: 3,
             },

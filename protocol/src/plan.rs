@@ -4,18 +4,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::kind::TestRunKind;
 
-/// A program to run in the guest.
+/// A program to run in the guest. Paths and arguments are bytes, as the
+/// kernel takes them: they need not be UTF-8.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecPlan {
     /// The program (a guest path) and its arguments.
-    pub argv: Vec<String>,
+    pub argv: Vec<Vec<u8>>,
     /// Its whole environment.
     pub env: Vec<(String, String)>,
     /// Its working directory.
-    pub cwd: String,
+    pub cwd: Vec<u8>,
     /// Directories made read-only (bind-mounted onto themselves) before it
     /// starts: the host's working directory shared with the guest.
-    pub read_only: Vec<String>,
+    pub read_only: Vec<Vec<u8>>,
 }
 
 /// What the guest is to do: which programs of which objects to load, and

@@ -278,7 +278,7 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
             loader: None,
             compare_loaders: false,
         }
-        .load(&set.arches())?;
+        .load(&set.arches(), args.common.vm.memory)?;
         let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
         let config = RunConfig {
             jobs: 1,

@@ -122,14 +122,14 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     // A libtest binary's list, and a filter that leaves no test, need no
     // kernel.
     match host_list::decide(&args.command) {
-        HostList::ListOnHost => {
-            let status = std::process::Command::new(&args.command[0])
+        HostList::ListOnHost(program) => {
+            let status = std::process::Command::new(&program)
                 .args(&args.command[1..])
                 .status()
                 .map_err(|source| {
                     Error::Plan(
                         ExecError::Read {
-                            path: args.command[0].clone().into(),
+                            path: program.clone(),
                             source,
                         }
                         .into(),

@@ -11,7 +11,8 @@ pub mod modules;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use kmatrix_protocol::input::encode_input;
@@ -60,16 +61,20 @@ impl ImageParts {
             files: Arc::default(),
         };
         for (index, object) in objects.iter().enumerate() {
-            parts.file(&format!("{OBJECTS_DIR}/{index}"), 0o644, &object.data);
+            parts.file(
+                format!("{OBJECTS_DIR}/{index}").as_bytes(),
+                0o644,
+                &object.data,
+            );
         }
         Ok(parts)
     }
 
-    fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+    fn file(&mut self, path: &[u8], mode: u32, data: &[u8]) {
         let len = data.len() as u64;
         encode_input(
             &Input::File {
-                path: path.to_owned(),
+                path: path.to_vec(),
                 mode,
                 len,
             },
@@ -78,15 +83,10 @@ impl ImageParts {
         Arc::make_mut(&mut self.files).extend_from_slice(data);
     }
 
-    /// Adds host files, each at its own absolute path (for `kmatrix exec`).
-    pub fn add_files(&mut self, files: &[PathBuf]) -> std::io::Result<()> {
-        for file in files {
-            let meta = std::fs::metadata(file)?;
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
-            let data = std::fs::read(file)?;
-            self.file(&file.to_string_lossy(), mode, &data);
-        }
-        Ok(())
+    /// Adds a host file at its own absolute path, byte for byte (for
+    /// `kmatrix exec`).
+    pub fn add_file(&mut self, path: &Path, mode: u32, data: &[u8]) {
+        self.file(path.as_os_str().as_bytes(), mode, data);
     }
 
     /// The run's files, encoded as input messages, each followed by its

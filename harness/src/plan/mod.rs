@@ -15,7 +15,7 @@
 mod kernels;
 mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kmatrix_protocol::{Arch, ExecPlan, Feature};
@@ -216,13 +216,15 @@ impl RunRequest {
                 &matrix,
                 &self.kernels,
                 self.arch,
-                Path::new(&command[0]),
+                &crate::exec::find_program(&command[0])?,
             )?),
             Tests::Suite { .. } => self.arch,
         };
         let kernels = KernelSet::select(matrix, &self.kernels, arch, self.shard)?;
         kernels.check_pinned()?;
-        let tests = self.tests.load(&kernels.arches())?;
+        let tests = self
+            .tests
+            .load(&kernels.arches(), self.config.vm.memory_mib)?;
         let fetcher = kernels.fetcher(self.offline, progress)?;
         RunPlan::new(kernels, tests, fetcher, self.config)
     }

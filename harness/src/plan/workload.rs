@@ -75,8 +75,8 @@ pub struct LoadedTests {
 
 impl Tests {
     /// Reads and checks everything named, building C sources with clang,
-    /// for kernels of `arches`.
-    pub fn load(&self, arches: &[Arch]) -> Result<LoadedTests, PlanError> {
+    /// for kernels of `arches` in guests of `memory_mib` MiB.
+    pub fn load(&self, arches: &[Arch], memory_mib: u32) -> Result<LoadedTests, PlanError> {
         let io = |what| move |source| PlanError::Io { what, source };
         match self {
             Tests::Suite {
@@ -107,12 +107,13 @@ impl Tests {
                 env,
                 share,
             } => {
-                let prepared = crate::exec::prepare(command, files, env, *share)?;
+                let prepared = crate::exec::prepare(command, files, env, *share, memory_mib)?;
+                for notice in &prepared.notices {
+                    eprintln!("kmatrix: {notice}");
+                }
                 let mut parts = ImageParts::new(Init::Agent, arches, &[])
                     .map_err(io("building the initramfs"))?;
-                parts
-                    .add_files(&prepared.files)
-                    .map_err(io("packing the program"))?;
+                prepared.pack(&mut parts)?;
                 Ok(LoadedTests {
                     suite: Suite::from_objects(Vec::new()),
                     parts,
