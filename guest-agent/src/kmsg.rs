@@ -18,6 +18,9 @@ const RECORD: usize = 16 * 1024;
 pub struct KernelLog {
     file: Option<File>,
     buf: Vec<u8>,
+    /// The last line of the previous drain: a splat's `cut here` line may
+    /// have been read just before its marker.
+    last: Option<String>,
 }
 
 impl KernelLog {
@@ -31,6 +34,7 @@ impl KernelLog {
         Self {
             file,
             buf: vec![0; RECORD],
+            last: None,
         }
     }
 
@@ -63,6 +67,20 @@ impl KernelLog {
         }
         if lines.len() > MAX_LINES {
             lines.drain(..lines.len() - MAX_LINES);
+        }
+        if let Some(line) = lines.last() {
+            self.last = Some(line.clone());
+        }
+        lines
+    }
+
+    /// Like [`drain`](Self::drain), led by the last line drained before
+    /// (when there is one and anything new came).
+    pub fn drain_with_previous(&mut self) -> Vec<String> {
+        let previous = self.last.take();
+        let mut lines = self.drain();
+        if let (Some(previous), false) = (previous, lines.is_empty()) {
+            lines.insert(0, previous);
         }
         lines
     }

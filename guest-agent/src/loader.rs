@@ -183,7 +183,7 @@ fn run_plan(
 /// Sends a splat the kernel logged outside any load or case, once the
 /// kernel has finished printing it (no new line for 20 ms, at most 200 ms).
 pub fn send_splat(log: &mut KernelLog, channel: &mut Channel) {
-    let Some(mut splat) = kmatrix_protocol::splat::find(&log.drain()) else {
+    let Some(mut splat) = kmatrix_protocol::splat::find(&log.drain_with_previous()) else {
         return;
     };
     for _ in 0..10 {
