@@ -6,9 +6,9 @@
 //! [`objects`] (or an [`exec`] program) become initramfs parts ([`image`])
 //! with the guest [`agent`]. The [`runner`] boots each kernel in a [`vm`],
 //! whose results [`channel`] streams frames back; the [`judge`] turns them
-//! into outcomes, and the runner emits them as events to one
-//! [`report::Reporter`]. [`error`] decides exit codes; [`cli`] and
-//! [`cargo_test`] are the two front ends.
+//! into [`event`]s, and the runner sends them to one [`report::Reporter`].
+//! [`error`] decides exit codes; [`cli`] and [`cargo_test`] are the two
+//! front ends.
 
 #![warn(missing_docs)]
 
@@ -19,6 +19,7 @@ pub mod channel;
 pub mod cli;
 pub mod error;
 pub mod error_chain;
+pub mod event;
 pub mod exec;
 pub mod host_list;
 pub mod image;

@@ -21,10 +21,11 @@ use super::args::VmArgs;
 use crate::agent::Init;
 use crate::error::{Error, Status};
 use crate::error_chain::error_chain;
+use crate::event::{KernelOutcome, RunEvent};
 use crate::image::ImageParts;
 use crate::kernels::Selection;
 use crate::plan::{KernelSet, RunConfig, RunPlan, Tests};
-use crate::runner::{self, KernelOutcome, RunEvent};
+use crate::runner;
 use crate::vm::argv;
 
 type Result<T> = std::result::Result<T, Error>;

@@ -8,7 +8,6 @@ use kmatrix_protocol::{
 };
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use super::verifier;
 use crate::kernels::KernelEntry;
@@ -38,38 +37,35 @@ enum Excuse<'a> {
 /// it, waiting for the other loader's under `--loader both`.
 type FirstVerdict = (Loader, Verdict, Vec<String>);
 
-/// Turns one kernel's raw results into outcomes.
+/// Turns one kernel's raw results into outcomes, as they arrive.
 pub struct KernelCheck<'a> {
     suite: &'a Suite,
     kernel: &'a KernelEntry,
-    programs: Vec<Vec<usize>>,
+    /// Per object, the suite program index of each planned program.
+    programs: &'a [Vec<usize>],
     /// What the guest's feature probes found.
-    probed: Mutex<HashMap<Feature, Option<bool>>>,
+    probed: HashMap<Feature, Option<bool>>,
     /// Under `--loader both`, the first verdict of each (object, program),
     /// until the other loader's arrives.
-    first: Mutex<HashMap<(u32, String), FirstVerdict>>,
+    first: HashMap<(u32, String), FirstVerdict>,
 }
 
 impl<'a> KernelCheck<'a> {
-    /// A check for `kernel`, with the plan it runs; returns the outcomes
-    /// already decided (skips).
-    pub fn new(suite: &'a Suite, kernel: &'a KernelEntry, plan: &KernelPlan) -> Self {
+    /// A check for `kernel`, with the plan it runs.
+    pub fn new(suite: &'a Suite, kernel: &'a KernelEntry, plan: &'a KernelPlan) -> Self {
         Self {
             suite,
             kernel,
-            programs: plan.programs.clone(),
-            probed: Mutex::default(),
-            first: Mutex::default(),
+            programs: &plan.programs,
+            probed: HashMap::new(),
+            first: HashMap::new(),
         }
     }
 
     /// Takes in a feature probe's answer (they come before any program's
     /// result).
-    pub fn probed(&self, probe: &Probe) {
-        self.probed
-            .lock()
-            .expect("probes lock")
-            .insert(probe.feature.clone(), probe.available);
+    pub fn probed(&mut self, probe: &Probe) {
+        self.probed.insert(probe.feature.clone(), probe.available);
     }
 
     /// The spec of the program a result is about, with its object.
@@ -93,7 +89,7 @@ impl<'a> KernelCheck<'a> {
     /// Outcomes for a program's load result: its loader's load test, under
     /// `--loader both` its loaders-agree test once both verdicts are in,
     /// and, when its object's loader did not load it, its cases.
-    pub fn program(&self, result: &ProgramResult) -> Vec<(usize, Outcome)> {
+    pub fn program(&mut self, result: &ProgramResult) -> Vec<(usize, Outcome)> {
         let Some((object, spec)) = self.spec(result) else {
             return Vec::new();
         };
@@ -105,15 +101,14 @@ impl<'a> KernelCheck<'a> {
         let mut outcomes = Vec::new();
         if let Some(test) = spec.agree_test {
             let key = (result.object, result.program.clone());
-            let mut first = self.first.lock().expect("verdicts lock");
-            match first.remove(&key) {
+            match self.first.remove(&key) {
                 Some((loader, verdict, mut log)) => {
                     log.extend(result.kernel_log.iter().cloned());
                     let agreed = agreement((loader, &verdict), (result.loader, &result.verdict));
                     outcomes.push((test, self.with_kernel_log(agreed, &log, spec)));
                 }
                 None => {
-                    first.insert(
+                    self.first.insert(
                         key,
                         (
                             result.loader,
@@ -126,14 +121,12 @@ impl<'a> KernelCheck<'a> {
         }
         // Why the program may not load here: a feature the kernel lacks
         // (by the guest's probe), else the suite's kernel constraint.
-        let lacking: Vec<String> = {
-            let probed = self.probed.lock().expect("probes lock");
-            spec.requires
-                .iter()
-                .filter(|f| probed.get(*f) == Some(&Some(false)))
-                .map(|f| f.any_prog().to_string())
-                .collect()
-        };
+        let lacking: Vec<String> = spec
+            .requires
+            .iter()
+            .filter(|f| self.probed.get(*f) == Some(&Some(false)))
+            .map(|f| f.any_prog().to_string())
+            .collect();
         let excuse = if !lacking.is_empty() {
             Some(Excuse::Lacks(lacking.join(", ")))
         } else {
@@ -432,443 +425,6 @@ mod tests {
             agree(&unsupported, &Verdict::Loaded),
             Outcome::LoaderLimitation { .. }
         ));
-    }
-
-    use crate::kernels::{KernelEntry, Source};
-    use crate::objects::{ProgramInfo, TestObject};
-    use crate::suite::{AllowedSplat, CaseSpec, Expectation, ObjectSettings, ProgramSpec, Skip};
-    use std::collections::BTreeMap;
-
-    const SPLAT: &[&str] = &[
-        "------------[ cut here ]------------",
-        "WARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2",
-        "Call Trace:",
-    ];
-
-    fn kernel(label: &str) -> KernelEntry {
-        KernelEntry {
-            label: label.into(),
-            version: label.parse().unwrap(),
-            arch: kmatrix_protocol::Arch::Amd64,
-            source: Source::Path {
-                image: "/boot/vmlinuz".into(),
-                modules: None,
-            },
-            sha256: Default::default(),
-        }
-    }
-
-    /// One object with program `p` (a load test and case `c`), which may
-    /// splat on the kernels `allowed` names, loaded by aya.
-    fn suite(allowed: Option<(&str, Option<&str>)>) -> Suite {
-        let program = ProgramSpec {
-            name: "p".into(),
-            kind: "xdp".into(),
-            test_run: Some(TestRunKind::Xdp),
-            load_on: None,
-            requires: Vec::new(),
-            skips: Vec::new(),
-            allowed_splats: allowed
-                .into_iter()
-                .map(|(kernels, contains)| AllowedSplat {
-                    kernels: kernels.parse().unwrap(),
-                    reason: "fixed in 6.2".into(),
-                    contains: contains.map(str::to_owned),
-                })
-                .collect(),
-            cases: vec![CaseSpec {
-                name: "c".into(),
-                plan: Default::default(),
-                expect_return: Some(2),
-                expect_output: None,
-                expect_maps: Vec::new(),
-                test: 0,
-            }],
-            load_test: 0,
-            other_load_test: None,
-            agree_test: None,
-        };
-        let mut suite = Suite {
-            objects: vec![TestObject {
-                path: "p.o".into(),
-                name: "p.o".into(),
-                data: Vec::new(),
-                programs: vec![ProgramInfo {
-                    name: "p".into(),
-                    kind: "xdp".into(),
-                    section: "xdp".into(),
-                    test_run: Some(TestRunKind::Xdp),
-                    is_static: false,
-                }],
-                maps: Vec::new(),
-                globals: Vec::new(),
-                aya_error: None,
-            }],
-            programs: vec![vec![program]],
-            tests: Vec::new(),
-            settings: vec![ObjectSettings::default()],
-            default_loader: Loader::Aya,
-            differential: false,
-        };
-        suite.use_loaders(Loader::Aya, false);
-        suite
-    }
-
-    fn load(verdict: Verdict, log: &[&str]) -> ProgramResult {
-        ProgramResult {
-            object: 0,
-            program: "p".into(),
-            section: "xdp".into(),
-            loader: Loader::Aya,
-            verdict,
-            load_us: 10,
-            stats: Default::default(),
-            kernel_log: log.iter().map(|l| (*l).to_owned()).collect(),
-        }
-    }
-
-    fn case(retval: u32, log: &[&str]) -> CaseResult {
-        CaseResult {
-            object: 0,
-            program: 0,
-            case: 0,
-            outcome: CaseOutcome::Ran {
-                retval,
-                duration_ns: 5,
-                output: None,
-                reads: Vec::new(),
-            },
-            kernel_log: log.iter().map(|l| (*l).to_owned()).collect(),
-        }
-    }
-
-    /// The outcomes of a load and a case on `label`.
-    fn judge(suite: &Suite, label: &str, load: ProgramResult, case: CaseResult) -> Vec<Outcome> {
-        let kernel = kernel(label);
-        let plan = suite.plan_for(&kernel, true);
-        let check = KernelCheck::new(suite, &kernel, &plan);
-        let mut outcomes: Vec<_> = check.program(&load).into_iter().map(|(_, o)| o).collect();
-        outcomes.extend(check.case(&case).map(|(_, o)| o));
-        outcomes
-    }
-
-    #[test]
-    fn a_splat_fails_the_test_that_caused_it_with_its_lines() {
-        let suite = suite(None);
-        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &[]), case(2, SPLAT));
-        assert!(
-            matches!(outcomes[0], Outcome::Passed { .. }),
-            "{outcomes:?}"
-        );
-        let Outcome::Failed {
-            reason, kernel_log, ..
-        } = &outcomes[1]
-        else {
-            panic!("{outcomes:?}")
-        };
-        assert_eq!(
-            reason,
-            "the kernel printed a splat: WARNING: CPU: 0 PID: 1 at kernel/bpf/core.c:1 bpf_prog_run+0x1/0x2"
-        );
-        assert_eq!(kernel_log.as_deref(), Some(SPLAT.join("\n").as_str()));
-
-        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, SPLAT), case(2, &[]));
-        assert!(
-            matches!(outcomes[0], Outcome::Failed { .. }),
-            "{outcomes:?}"
-        );
-        assert!(
-            matches!(outcomes[1], Outcome::Passed { .. }),
-            "{outcomes:?}"
-        );
-    }
-
-    #[test]
-    fn an_allowed_splat_is_an_expected_failure_on_its_kernels_only() {
-        let suite = suite(Some(("..6.1", Some("bpf_prog_run"))));
-        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, SPLAT), case(2, &[]));
-        let Outcome::ExpectedFailure { reason } = &outcomes[0] else {
-            panic!("{outcomes:?}")
-        };
-        assert!(reason.contains("fixed in 6.2"), "{reason}");
-        // Elsewhere, and for another splat, it fails.
-        let outcomes = judge(&suite, "6.12", load(Verdict::Loaded, SPLAT), case(2, &[]));
-        assert!(
-            matches!(outcomes[0], Outcome::Failed { .. }),
-            "{outcomes:?}"
-        );
-        let other = ["BUG: kernel NULL pointer dereference, address: 0000000000000008"];
-        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &other), case(2, &[]));
-        assert!(
-            matches!(outcomes[0], Outcome::Failed { .. }),
-            "{outcomes:?}"
-        );
-        // An allowed splat does not excuse a wrong result.
-        let outcomes = judge(&suite, "6.1", load(Verdict::Loaded, &[]), case(1, SPLAT));
-        let Outcome::Failed { reason, .. } = &outcomes[1] else {
-            panic!("{outcomes:?}")
-        };
-        assert!(reason.starts_with("return value: expected"), "{reason}");
-    }
-
-    #[test]
-    fn ordinary_kernel_lines_go_with_a_failure_and_fail_nothing() {
-        let suite = suite(None);
-        let banner = ["**   trace_printk() being used. Allocating extra memory.  **"];
-        let outcomes = judge(
-            &suite,
-            "6.1",
-            load(Verdict::Loaded, &banner),
-            case(1, &banner),
-        );
-        assert!(
-            matches!(outcomes[0], Outcome::Passed { .. }),
-            "{outcomes:?}"
-        );
-        let Outcome::Failed { kernel_log, .. } = &outcomes[1] else {
-            panic!("{outcomes:?}")
-        };
-        assert_eq!(kernel_log.as_deref(), Some(banner[0]));
-    }
-
-    fn rejected() -> Verdict {
-        Verdict::Rejected {
-            error: "Permission denied".into(),
-            verifier_log: "0: (71) r1 = *(u8 *)(r1 +20)\nR1 offset is outside of the packet\n"
-                .into(),
-        }
-    }
-
-    fn by(loader: Loader, verdict: Verdict) -> ProgramResult {
-        ProgramResult {
-            loader,
-            ..load(verdict, &[])
-        }
-    }
-
-    /// A short mark per outcome, as the matrix shows it.
-    fn mark(outcome: &Outcome) -> &'static str {
-        match outcome {
-            Outcome::Passed { .. } => "pass",
-            Outcome::Failed { .. } => "FAIL",
-            Outcome::ExpectedFailure { .. } => "xfail",
-            Outcome::Skipped { .. } => "skip",
-            Outcome::LoaderLimitation { .. } => "LIMIT",
-        }
-    }
-
-    /// Every test decided on `label`, by name: on the host, then from
-    /// `loads` and `cases` in order, each decided once.
-    fn marks(
-        suite: &Suite,
-        label: &str,
-        loads: &[ProgramResult],
-        cases: &[CaseResult],
-    ) -> BTreeMap<String, &'static str> {
-        let kernel = kernel(label);
-        let plan = suite.plan_for(&kernel, true);
-        let check = KernelCheck::new(suite, &kernel, &plan);
-        let mut marks = BTreeMap::new();
-        let decided = plan
-            .skipped
-            .iter()
-            .cloned()
-            .chain(loads.iter().flat_map(|l| check.program(l)))
-            .chain(cases.iter().filter_map(|c| check.case(c)));
-        for (test, outcome) in decided {
-            let name = suite.tests[test].name.clone();
-            assert!(
-                marks.insert(name.clone(), mark(&outcome)).is_none(),
-                "{name} decided twice"
-            );
-        }
-        marks
-    }
-
-    fn expect(marks: &[(&str, &'static str)]) -> BTreeMap<String, &'static str> {
-        marks.iter().map(|(t, m)| ((*t).to_owned(), *m)).collect()
-    }
-
-    #[test]
-    fn under_both_loaders_each_verdict_is_its_own_test() {
-        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
-        let mut suite = suite(None);
-        suite.use_loaders(aya, true);
-        let names: Vec<&str> = suite.tests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "p::load[aya]",
-                "p::load[libbpf]",
-                "p::loaders-agree",
-                "p::c"
-            ]
-        );
-        let kernel = kernel("6.1");
-        let plan = suite.plan_for(&kernel, true);
-        let check = KernelCheck::new(&suite, &kernel, &plan);
-        for loader in Loader::ALL {
-            let test = check.load_test(&by(loader, Verdict::Loaded)).unwrap();
-            assert_eq!(
-                suite.tests[test].name,
-                format!("p::load[{}]", loader.name())
-            );
-        }
-
-        let loads = [by(aya, Verdict::Loaded), by(libbpf, rejected())];
-        let disagree = expect(&[
-            ("p::load[aya]", "pass"),
-            ("p::load[libbpf]", "FAIL"),
-            ("p::loaders-agree", "FAIL"),
-            ("p::c", "pass"),
-        ]);
-        assert_eq!(marks(&suite, "6.1", &loads, &[case(2, &[])]), disagree);
-        let reversed = [loads[1].clone(), loads[0].clone()];
-        assert_eq!(marks(&suite, "6.1", &reversed, &[case(2, &[])]), disagree);
-
-        let unsupported = Verdict::Unsupported {
-            loader: libbpf,
-            error: "unknown section".into(),
-        };
-        assert_eq!(
-            marks(
-                &suite,
-                "6.1",
-                &[by(aya, Verdict::Loaded), by(libbpf, unsupported)],
-                &[case(2, &[])]
-            ),
-            expect(&[
-                ("p::load[aya]", "pass"),
-                ("p::load[libbpf]", "LIMIT"),
-                ("p::loaders-agree", "LIMIT"),
-                ("p::c", "pass"),
-            ])
-        );
-
-        // Each loader's verdict is held against the suite's expectations.
-        suite.programs[0][0].load_on = Some(Expectation {
-            kernels: "6.2..".parse().unwrap(),
-            arch: None,
-            reason: "needs 6.2".into(),
-        });
-        assert_eq!(
-            marks(
-                &suite,
-                "6.1",
-                &[by(aya, rejected()), by(libbpf, rejected())],
-                &[]
-            ),
-            expect(&[
-                ("p::load[aya]", "xfail"),
-                ("p::load[libbpf]", "xfail"),
-                ("p::loaders-agree", "pass"),
-                ("p::c", "skip"),
-            ])
-        );
-        assert_eq!(
-            marks(&suite, "6.1", &loads, &[case(2, &[])]),
-            expect(&[
-                ("p::load[aya]", "FAIL"),
-                ("p::load[libbpf]", "xfail"),
-                ("p::loaders-agree", "FAIL"),
-                ("p::c", "pass"),
-            ])
-        );
-    }
-
-    #[test]
-    fn under_both_loaders_the_objects_own_loader_runs_the_cases() {
-        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
-        let mut suite = suite(None);
-        suite.use_loaders(libbpf, true);
-        let plan = suite.plan_for(&kernel("6.1"), true);
-        let loaders: Vec<(Loader, usize)> = plan
-            .plan
-            .objects
-            .iter()
-            .map(|o| (o.loader, o.programs[0].cases.len()))
-            .collect();
-        assert_eq!(loaders, [(libbpf, 1), (aya, 0)]);
-        assert_eq!(
-            marks(
-                &suite,
-                "6.1",
-                &[by(aya, Verdict::Loaded), by(libbpf, rejected())],
-                &[]
-            ),
-            expect(&[
-                ("p::load[aya]", "pass"),
-                ("p::load[libbpf]", "FAIL"),
-                ("p::loaders-agree", "FAIL"),
-                ("p::c", "skip"),
-            ])
-        );
-    }
-
-    #[test]
-    fn a_static_program_is_libbpfs_limitation_without_asking_the_guest() {
-        let (aya, libbpf) = (Loader::Aya, Loader::Libbpf);
-        let mut suite = suite(None);
-        suite.objects[0].programs[0].is_static = true;
-        // The programs each loader is asked about, per planned object.
-        let asked = |suite: &Suite| -> Vec<(Loader, usize)> {
-            let plan = suite.plan_for(&kernel("6.1"), true);
-            plan.plan
-                .objects
-                .iter()
-                .map(|o| (o.loader, o.programs.len()))
-                .collect()
-        };
-
-        suite.use_loaders(aya, true);
-        assert_eq!(asked(&suite), [(aya, 1), (libbpf, 0)]);
-        assert_eq!(
-            marks(&suite, "6.1", &[by(aya, Verdict::Loaded)], &[case(2, &[])]),
-            expect(&[
-                ("p::load[aya]", "pass"),
-                ("p::load[libbpf]", "LIMIT"),
-                ("p::loaders-agree", "LIMIT"),
-                ("p::c", "pass"),
-            ])
-        );
-
-        suite.use_loaders(libbpf, true);
-        assert_eq!(asked(&suite), [(libbpf, 0), (aya, 1)]);
-        assert_eq!(
-            marks(&suite, "6.1", &[by(aya, Verdict::Loaded)], &[]),
-            expect(&[
-                ("p::load[aya]", "pass"),
-                ("p::load[libbpf]", "LIMIT"),
-                ("p::loaders-agree", "LIMIT"),
-                ("p::c", "skip"),
-            ])
-        );
-
-        suite.use_loaders(libbpf, false);
-        assert_eq!(asked(&suite), [(libbpf, 0)]);
-        assert_eq!(
-            marks(&suite, "6.1", &[], &[]),
-            expect(&[("p::load", "LIMIT"), ("p::c", "skip")])
-        );
-    }
-
-    #[test]
-    fn a_skipped_program_skips_every_test_of_it() {
-        let mut suite = suite(None);
-        suite.programs[0][0].skips.push(Skip {
-            kernels: "..6.1".parse().unwrap(),
-            reason: "hangs".into(),
-        });
-        suite.use_loaders(Loader::Aya, true);
-        assert_eq!(
-            marks(&suite, "6.1", &[], &[]),
-            expect(&[
-                ("p::load[aya]", "skip"),
-                ("p::load[libbpf]", "skip"),
-                ("p::loaders-agree", "skip"),
-                ("p::c", "skip"),
-            ])
-        );
     }
 
     #[test]

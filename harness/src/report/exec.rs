@@ -12,7 +12,7 @@ use kmatrix_protocol::Stream;
 
 use super::printable::Printable;
 use super::Summary;
-use crate::runner::RunEvent;
+use crate::event::RunEvent;
 
 /// The longest line kept whole when prefixing; longer ones are shown in
 /// pieces of this size.

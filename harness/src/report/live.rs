@@ -9,7 +9,7 @@ use kmatrix_protocol::report::Outcome;
 use super::printable::Printable;
 use super::record::exit_status;
 use crate::error_chain::error_chain;
-use crate::runner::{KernelOutcome, RunEvent};
+use crate::event::{KernelOutcome, RunEvent};
 use crate::vm::Start;
 
 /// Writes one line per event to `out`.

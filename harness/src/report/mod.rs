@@ -31,7 +31,7 @@ use kmatrix_protocol::report::Record;
 
 pub use summary::{Cell, Column, Mark, Summary};
 
-use crate::runner::RunEvent;
+use crate::event::RunEvent;
 
 /// A sink's output.
 type Out<'a> = Box<dyn Write + Send + 'a>;

@@ -5,7 +5,7 @@ use kmatrix_protocol::report::{Record, SCHEMA};
 use kmatrix_protocol::{ExitInfo, Stream};
 
 use crate::error_chain::error_chain;
-use crate::runner::{KernelOutcome, RunEvent};
+use crate::event::{KernelOutcome, RunEvent};
 use crate::vm::Start;
 
 /// The record of `event`; `passed` is asked only for `run-finished`.

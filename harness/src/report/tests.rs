@@ -8,7 +8,7 @@ use kmatrix_protocol::report::{Outcome, Record};
 use kmatrix_protocol::{ExitInfo, Hello};
 
 use super::{html, junit, live, markdown, matrix, record, Reporter, Summary};
-use crate::runner::{KernelError, KernelOutcome, RunEvent};
+use crate::event::{JudgeError, KernelError, KernelOutcome, RunEvent};
 
 const LOG: &str = "0: (61) r2 = *(u32 *)(r1 +0)\n1: (71) r1 = *(u8 *)(r2 +20)\ninvalid access to packet, off=20 size=1, R2(id=0,off=20,r=0)\nR2 offset is outside of the packet\nprocessed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
 
@@ -96,7 +96,7 @@ fn events() -> Vec<RunEvent> {
         },
         RunEvent::KernelFinished {
             kernel: "6.1".into(),
-            outcome: KernelOutcome::Failed(KernelError::NoExit),
+            outcome: KernelOutcome::Failed(KernelError::Judge(JudgeError::NoExit)),
         },
         RunEvent::KernelStarted {
             kernel: "7.3".into(),
@@ -141,7 +141,7 @@ fn events() -> Vec<RunEvent> {
         ),
         RunEvent::Splat {
             kernel: "7.3".into(),
-            source: crate::runner::SplatSource::Kmsg,
+            source: crate::event::SplatSource::Kmsg,
             lines: vec![
                 "INFO: task kworker/0:1:12 blocked for more than 120 seconds.".into(),
                 "      Not tainted 7.3.1+bpo-cloud-amd64 #1".into(),

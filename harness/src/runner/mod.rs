@@ -1,20 +1,17 @@
 //! The run: every kernel of a [`RunPlan`] fetched, imaged and booted, at
-//! most `jobs` at a time, each frame judged the moment it arrives and
-//! reported as a [`RunEvent`]. The runner knows nothing of output formats;
-//! the [`crate::report::Reporter`] folds the events.
-
-mod event;
+//! most `jobs` at a time. Each frame goes to the kernel's
+//! [`KernelJudge`] the moment it arrives, and what it means is sent on as
+//! [`RunEvent`]s: the runner moves bytes and keeps time, the judge decides.
+//! It knows nothing of output formats; the [`crate::report::Reporter`]
+//! folds the events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmatrix_protocol::Frame;
 use tokio::sync::{mpsc, Semaphore};
 
-pub use event::{KernelError, KernelOutcome, RunEvent, SplatSource};
-
-use crate::judge::libtest::Libtest;
-use crate::judge::suite::KernelCheck;
+use crate::event::{KernelError, KernelOutcome, RunEvent};
+use crate::judge::kernel::KernelJudge;
 use crate::kernels::KernelEntry;
 use crate::plan::RunPlan;
 use crate::vm::{self, BootSpec, VmReport};
@@ -101,12 +98,10 @@ impl Work {
         let _ = self.tx.send(event);
     }
 
-    fn outcome(&self, test: &str, outcome: crate::judge::Outcome) {
-        self.send(RunEvent::Outcome {
-            kernel: self.kernel.label.clone(),
-            test: test.to_owned(),
-            outcome,
-        });
+    fn send_all(&self, events: impl IntoIterator<Item = RunEvent>) {
+        for event in events {
+            self.send(event);
+        }
     }
 
     /// Returns the VM's report and the time from taking a slot to its end.
@@ -114,7 +109,6 @@ impl Work {
         let label = &self.kernel.label;
         let shared = &*self.plan;
         let suite = &shared.suite;
-        let name = |test: usize| suite.tests[test].name.as_str();
         // Downloads overlap with other kernels' VMs; only VMs take a slot.
         let artifacts = shared.fetcher.fetch(&self.kernel).await?;
         let _slot = self
@@ -135,20 +129,8 @@ impl Work {
                 plan.plan.probes.push(feature.clone());
             }
         }
-        for (test, outcome) in &plan.skipped {
-            self.outcome(name(*test), outcome.clone());
-        }
-        let check = KernelCheck::new(suite, &self.kernel, &plan);
-        let mut libtest = shared.exec.as_ref().map(|_| Libtest::default());
-        let mut exited = false;
-        // Splats the agent reported, by headline: the console shows them
-        // again.
-        let mut splats: Vec<String> = Vec::new();
-        let mut seen = |log: &[String]| {
-            if let Some(splat) = kmatrix_protocol::splat::find(log) {
-                splats.push(splat.headline);
-            }
-        };
+        let mut judge = KernelJudge::new(suite, &self.kernel, &plan, shared.exec.as_ref());
+        self.send_all(judge.skipped());
 
         let dir = shared
             .fetcher
@@ -185,108 +167,20 @@ impl Work {
                     message,
                 })
             },
-            |frame| match frame {
-                Frame::Program(result) => {
-                    seen(&result.kernel_log);
-                    for (test, outcome) in check.program(&result) {
-                        self.outcome(name(test), outcome);
-                    }
-                    if let Some(test) = check.load_test(&result) {
-                        if !result.stats.is_empty() {
-                            self.send(RunEvent::Stats {
-                                kernel: label.clone(),
-                                test: name(test).to_owned(),
-                                stats: result.stats,
-                            });
-                        }
-                    }
-                }
-                Frame::Probed(probe) => {
-                    check.probed(&probe);
-                    self.send(RunEvent::Probed {
-                        kernel: label.clone(),
-                        probe,
-                    });
-                }
-                Frame::Case(result) => {
-                    seen(&result.kernel_log);
-                    if let Some((test, outcome)) = check.case(&result) {
-                        self.outcome(name(test), outcome);
-                    }
-                }
-                Frame::Splat(lines) => {
-                    seen(&lines);
-                    let test = libtest.as_mut().and_then(|l| l.splat(&lines));
-                    if test.is_none() {
-                        self.send(RunEvent::Splat {
-                            kernel: label.clone(),
-                            source: SplatSource::Kmsg,
-                            lines,
-                        });
-                    }
-                }
-                Frame::AgentError(message) => self.send(RunEvent::AgentError {
-                    kernel: label.clone(),
-                    message,
-                }),
-                Frame::Output { stream, data } => {
-                    if let Some(libtest) = &mut libtest {
-                        for (test, outcome) in libtest.feed(stream, &data) {
-                            self.outcome(&test, outcome);
-                        }
-                    }
-                    self.send(RunEvent::Output {
-                        kernel: label.clone(),
-                        stream,
-                        data,
-                    });
-                }
-                Frame::Exit(info) => {
-                    exited = true;
-                    if let Some(libtest) = &mut libtest {
-                        for (test, outcome) in libtest.finish() {
-                            self.outcome(&test, outcome);
-                        }
-                    }
-                    self.send(RunEvent::Exited {
-                        kernel: label.clone(),
-                        info,
-                    });
-                }
-                Frame::Hello(_) | Frame::Done | Frame::Prepared | Frame::Started { .. } => {}
-            },
+            |frame| self.send_all(judge.frame(frame)),
         )
         .await?;
-        // The console is the second source: a splat the agent could not
-        // report (it was printed as the kernel went down, or it stopped
-        // the agent) is there.
-        if let Some(splat) = console_splat(&dir.path().join("console.log")) {
-            if !splats.contains(&splat.headline) {
-                self.send(RunEvent::Splat {
-                    kernel: label.clone(),
-                    source: SplatSource::Console,
-                    lines: splat.lines,
-                });
-            }
+        let console = console_tail(&dir.path().join("console.log"));
+        if let Some(splat) = console.and_then(|console| judge.console(&console)) {
+            self.send(splat);
         }
-        if shared.exec.is_some() && !exited {
-            return Err(KernelError::NoExit);
-        }
-        // A runner that asked for tests by name (cargo-nextest: one
-        // `--exact NAME` per call) must not see a run of none as a pass.
-        let exact = shared
-            .exec
-            .as_ref()
-            .and_then(|exec| crate::host_list::exact_names(exec.argv.get(1..).unwrap_or_default()));
-        if let (Some(names), Some(0)) = (exact, libtest.as_ref().and_then(Libtest::running)) {
-            return Err(KernelError::NoTestMatched(names.join(" or ")));
-        }
+        judge.finish()?;
         Ok((report, start.elapsed()))
     }
 }
 
-/// The first splat on a kernel's console (its last 1 MiB).
-fn console_splat(path: &std::path::Path) -> Option<kmatrix_protocol::splat::Splat> {
+/// The end of a kernel's console (its last 1 MiB), when it can be read.
+fn console_tail(path: &std::path::Path) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
@@ -294,7 +188,5 @@ fn console_splat(path: &std::path::Path) -> Option<kmatrix_protocol::splat::Spla
         .ok()?;
     let mut text = Vec::new();
     file.read_to_end(&mut text).ok()?;
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    kmatrix_protocol::splat::find(&lines)
+    Some(String::from_utf8_lossy(&text).into_owned())
 }

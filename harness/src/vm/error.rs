@@ -91,7 +91,7 @@ pub enum VmError {
 
 impl VmError {
     /// Whether this is the machinery's failure (see
-    /// [`crate::runner::KernelError::is_infrastructure`]): QEMU, its
+    /// [`crate::event::KernelError::is_infrastructure`]): QEMU, its
     /// sockets and QMP, a kernel that never started the agent, a broken
     /// stream, a saved VM that cannot be used.
     pub fn is_infrastructure(&self) -> bool {

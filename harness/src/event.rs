@@ -1,12 +1,13 @@
-//! What a run reports, in the order it happens: the vocabulary between the
-//! [runner](super) and the [reporters](crate::report).
+//! What a run reports, in the order it happens: the vocabulary the
+//! [runner](crate::runner) and the [judge](crate::judge) emit and the
+//! [reporters](crate::report) fold. It imports neither of them.
 
 use std::time::Duration;
 
+use kmatrix_protocol::report::Outcome;
 use kmatrix_protocol::{ExitInfo, Hello, ProgramStats, Stream};
 
 use crate::image::ImageError;
-use crate::judge::Outcome;
 use crate::kernels::FetchError;
 use crate::vm::{Start, VmFailure};
 
@@ -168,6 +169,14 @@ pub enum KernelError {
     /// The VM failed.
     #[error(transparent)]
     Vm(#[from] VmFailure),
+    /// The VM ended cleanly, but what ran in it fails the kernel.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+}
+
+/// Why the judge fails a kernel whose VM ended cleanly.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JudgeError {
     /// The agent finished without the executed program ending.
     #[error("the program never ended")]
     NoExit,
@@ -185,7 +194,7 @@ impl KernelError {
         match self {
             KernelError::Fetch(_) | KernelError::Image(_) | KernelError::RunDir(_) => true,
             KernelError::Vm(failure) => failure.kind.is_infrastructure(),
-            KernelError::NoExit | KernelError::NoTestMatched(_) => false,
+            KernelError::Judge(_) => false,
         }
     }
 
