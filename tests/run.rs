@@ -7,7 +7,7 @@
 
 use kmatrix::judge::Outcome;
 use kmatrix::kernels::Selection;
-use kmatrix::plan::{KernelSet, RunConfig, RunPlan, Tests};
+use kmatrix::plan::{RunConfig, RunRequest, Tests};
 use kmatrix::report::{Cell, Reporter};
 use kmatrix::vm::{AccelChoice, VmConfig};
 use support::{boot_lock, fixture, kmatrix, matrix_row, repo, stray_vms, text};
@@ -35,24 +35,22 @@ fn oldest_and_newest_kernels_report_every_program() {
             repo().join("tests/example/trace_test1.bpf.c"),
         ],
     };
-    let set =
-        KernelSet::resolve(Some(repo().join("kernels.toml")), &selection, None, None).unwrap();
-    let fetcher = set.fetcher(false, |_| {}).unwrap();
-    let config = RunConfig {
-        jobs: 2,
-        vm: VmConfig {
-            qemu: VmConfig::default_qemu(),
-            accel: AccelChoice::Auto.resolve(),
-            memory_mib: 512,
-            boot_timeout: std::time::Duration::from_secs(120),
-            run_timeout: std::time::Duration::from_secs(300),
-            snapshots: true,
-        },
-        report_cases: true,
+    let request = RunRequest {
+        matrix: Some(repo().join("kernels.toml")),
+        kernels: selection,
+        arch: None,
+        shard: None,
+        tests,
+        offline: false,
+        config: RunConfig::new(
+            Some(2),
+            VmConfig {
+                boot_timeout: std::time::Duration::from_secs(120),
+                ..VmConfig::new(AccelChoice::Auto)
+            },
+        ),
     };
-    let arches = set.arches();
-    let tests = tests.load(&arches, config.vm.memory_mib).unwrap();
-    let plan = RunPlan::new(set, tests, fetcher, config).unwrap();
+    let plan = request.resolve(|_| {}).result.unwrap();
     let mut reporter = Reporter::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime

@@ -19,7 +19,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use crate::error::Error;
 use crate::judge::Outcome;
 use crate::kernels::Selection;
-use crate::plan::{KernelSet, PlanError, RunConfig, RunPlan, Tests};
+use crate::plan::{PlanError, RunConfig, RunRequest, Tests};
 use crate::report::printable::clean;
 use crate::report::{failure, Cell, Reporter};
 use crate::vm::{AccelChoice, VmConfig};
@@ -140,30 +140,52 @@ fn completion(outcome: &Outcome) -> Result<Completion, Failed> {
     }
 }
 
-/// Each guest's memory.
-const MEMORY_MIB: u32 = 512;
-
-fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Background>), Error> {
-    let selection = match config.kernels {
+/// What `cargo test` asks for: the suite on every selected kernel, with
+/// `kmatrix test`'s defaults and `test_threads` VMs at a time.
+pub(crate) fn request(
+    config: Config,
+    test_threads: Option<usize>,
+) -> Result<RunRequest, PlanError> {
+    let kernels = match config.kernels {
         Some(selection) => selection,
         None => match std::env::var(KERNELS_ENV) {
-            Ok(text) => text.parse().map_err(PlanError::Select)?,
+            Ok(text) => text.parse()?,
             Err(_) => Selection::All,
         },
     };
-    let mut set = KernelSet::resolve(config.matrix, &selection, None, None)?;
-    let suite = crate::suite::find(config.suite).map_err(PlanError::Suite)?;
-    let tests = Tests::Suite {
-        suite: Some(suite),
-        objects: Vec::new(),
-        loader: None,
-        compare_loaders: false,
+    Ok(RunRequest {
+        matrix: config.matrix,
+        kernels,
+        arch: None,
+        shard: None,
+        tests: Tests::Suite {
+            suite: config.suite,
+            objects: Vec::new(),
+            loader: None,
+            compare_loaders: false,
+        },
+        offline: false,
+        config: RunConfig::new(test_threads, VmConfig::new(AccelChoice::Auto)),
+    })
+}
+
+fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Background>), Error> {
+    let prepared = request(config, args.test_threads)?.prepare();
+    for notice in &prepared.notices {
+        eprintln!("kmatrix: {notice}");
     }
-    .load(&set.arches(), MEMORY_MIB)?;
+    let mut prepared = prepared.result?;
 
     // Name every trial; the run only needs the kernels that keep one.
-    let names: Vec<String> = tests.suite.tests.iter().map(|t| t.name.clone()).collect();
-    let trials: Vec<(String, String)> = set
+    let names: Vec<String> = prepared
+        .tests
+        .suite
+        .tests
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let trials: Vec<(String, String)> = prepared
+        .set
         .kernels
         .iter()
         .flat_map(|kernel| {
@@ -173,14 +195,19 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
         })
         .collect();
     let trial_name = |(kernel, test): &(String, String)| format!("{kernel}::{test}");
-    set.kernels.retain(|kernel| {
+    prepared.set.kernels.retain(|kernel| {
         !args.list
             && trials
                 .iter()
                 .filter(|(k, _)| *k == kernel.label)
                 .any(|t| !args.is_filtered_out(&Trial::test(trial_name(t), || Ok(()))))
     });
-    let booted: Vec<String> = set.kernels.iter().map(|k| k.label.clone()).collect();
+    let booted: Vec<String> = prepared
+        .set
+        .kernels
+        .iter()
+        .map(|k| k.label.clone())
+        .collect();
     let results = Arc::new(Results {
         reporter: Mutex::new(Reporter::new()),
         arrived: Condvar::new(),
@@ -188,20 +215,7 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
 
     let mut background = None;
     if !booted.is_empty() {
-        let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
-        let config = RunConfig {
-            jobs: args.test_threads.unwrap_or_else(crate::plan::default_jobs),
-            vm: VmConfig {
-                qemu: VmConfig::default_qemu(),
-                accel: AccelChoice::Auto.resolve(),
-                memory_mib: MEMORY_MIB,
-                boot_timeout: std::time::Duration::from_secs(120),
-                run_timeout: std::time::Duration::from_secs(600),
-                snapshots: true,
-            },
-            report_cases: true,
-        };
-        let plan = RunPlan::new(set, tests, fetcher, config)?;
+        let plan = prepared.plan(crate::report::progress::on_stderr())?;
         let results = results.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -48,11 +48,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// The run configuration these arguments describe.
     pub fn config(&self) -> RunConfig {
-        RunConfig {
-            jobs: self.jobs.unwrap_or_else(crate::plan::default_jobs),
-            vm: self.vm.config(),
-            report_cases: true,
-        }
+        RunConfig::new(self.jobs, self.vm.config())
     }
 }
 
@@ -84,13 +80,13 @@ pub struct VmArgs {
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
     /// Seconds for a kernel to boot and start the agent.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    #[arg(long, default_value_t = VmConfig::DEFAULT_BOOT_TIMEOUT.as_secs(), value_name = "SECS")]
     pub boot_timeout: u64,
     /// Seconds for the agent to report every result once up.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = VmConfig::DEFAULT_RUN_TIMEOUT.as_secs(), value_name = "SECS")]
     pub run_timeout: u64,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    #[arg(long, default_value_t = VmConfig::DEFAULT_MEMORY_MIB, value_name = "MIB")]
     pub memory: u32,
     /// Boot every kernel cold: neither restore a saved VM nor save one.
     #[arg(long)]
@@ -101,12 +97,11 @@ impl VmArgs {
     /// The VM configuration these arguments describe.
     pub fn config(&self) -> VmConfig {
         VmConfig {
-            qemu: VmConfig::default_qemu(),
-            accel: AccelChoice::from(self.accel).resolve(),
             memory_mib: self.memory,
             boot_timeout: Duration::from_secs(self.boot_timeout),
             run_timeout: Duration::from_secs(self.run_timeout),
             snapshots: !self.no_snapshot,
+            ..VmConfig::new(self.accel.into())
         }
     }
 }

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 
 use super::args::VmArgs;
+use super::noticed;
 use crate::agent::Init;
 use crate::error::{Error, Status};
 use crate::error_chain::error_chain;
 use crate::event::{KernelOutcome, RunEvent};
 use crate::image::ImageParts;
 use crate::kernels::Selection;
-use crate::plan::{KernelSet, RunConfig, RunPlan, Tests};
+use crate::plan::{Prepared, RunConfig, RunPlan, RunRequest, Tests};
 use crate::runner;
 use crate::vm::argv;
 
@@ -96,16 +97,37 @@ pub async fn run(matrix: Option<PathBuf>, command: BenchCommand) -> Result<Statu
     }
 }
 
-/// The one kernel a benchmark measures on.
-fn kernel(matrix: Option<PathBuf>, common: &Common) -> Result<KernelSet> {
+/// What a benchmark asks for: `tests` on the kernel it measures on, one
+/// VM at a time.
+fn request(
+    matrix: Option<PathBuf>,
+    common: &Common,
+    tests: Tests,
+    report_cases: bool,
+) -> Result<RunRequest> {
     if common.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
-    let selection = Selection::List(vec![common.kernel.clone()]);
-    let mut set = KernelSet::resolve(matrix, &selection, None, None)?;
-    set.kernels.truncate(1);
-    set.check_pinned()?;
-    Ok(set)
+    Ok(RunRequest {
+        matrix,
+        kernels: Selection::List(vec![common.kernel.clone()]),
+        arch: None,
+        shard: None,
+        tests,
+        offline: false,
+        config: RunConfig {
+            report_cases,
+            ..RunConfig::new(Some(1), common.vm.config())
+        },
+    })
+}
+
+/// `request` prepared for the one kernel it measures on: the first
+/// `--kernel` picks.
+fn prepare(request: RunRequest) -> Result<Prepared> {
+    let mut prepared = noticed(request.prepare())?;
+    prepared.set.kernels.truncate(1);
+    Ok(prepared)
 }
 
 fn scratch() -> Result<tempfile::TempDir> {
@@ -116,19 +138,24 @@ fn scratch() -> Result<tempfile::TempDir> {
 }
 
 async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
-    let set = kernel(matrix, &args.common)?;
-    let kernel = set.kernels[0].clone();
-    let matrix_path = (!set.matrix.built_in).then(|| set.matrix.path.clone());
-    let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
-    let artifacts = fetcher.fetch(&kernel).await?;
-    let config = args.common.vm.config();
+    // The object is built once, here, so that clang is not part of the
+    // measurement.
+    let tests = Tests::Suite {
+        suite: None,
+        objects: vec![args.object.clone()],
+        loader: None,
+        compare_loaders: false,
+    };
+    let prepared = prepare(request(matrix, &args.common, tests, true)?)?;
+    let matrix_path = (!prepared.set.matrix.built_in).then(|| prepared.set.matrix.path.clone());
+    let plan = prepared.plan(crate::report::progress::on_stderr())?;
+    let kernel = plan.kernels[0].clone();
+    let artifacts = plan.fetcher.fetch(&kernel).await?;
+    let config = &plan.config.vm;
 
     let dir = scratch()?;
-    // Build the object once so that clang is not part of the measurement.
-    let objects = crate::objects::load(std::slice::from_ref(&args.object), dir.path())
-        .map_err(|e| Error::Plan(e.into()))?;
     let object = dir.path().join("object.o");
-    std::fs::write(&object, &objects[0].data).map_err(io("writing the object"))?;
+    std::fs::write(&object, &plan.suite.objects[0].data).map_err(io("writing the object"))?;
     let floor_initrd = dir.path().join("floor.cpio");
     let arch = kernel.arch;
     ImageParts::new(Init::Floor, &[arch], &[])
@@ -272,21 +299,14 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
     let suite_path = dir.path().join("stream.toml");
     std::fs::write(&suite_path, text).map_err(io("writing the suite"))?;
     let plan = |report_cases| -> Result<RunPlan> {
-        let set = kernel(matrix.clone(), &args.common)?;
         let tests = Tests::Suite {
             suite: Some(suite_path.clone()),
             objects: Vec::new(),
             loader: None,
             compare_loaders: false,
-        }
-        .load(&set.arches(), args.common.vm.memory)?;
-        let fetcher = set.fetcher(false, crate::report::progress::on_stderr())?;
-        let config = RunConfig {
-            jobs: 1,
-            vm: args.common.vm.config(),
-            report_cases,
         };
-        Ok(RunPlan::new(set, tests, fetcher, config)?)
+        let request = request(matrix.clone(), &args.common, tests, report_cases)?;
+        Ok(prepare(request)?.plan(crate::report::progress::on_stderr())?)
     };
     let plans = [plan(true)?, plan(false)?];
     let kernel = plans[0].kernels[0].clone();

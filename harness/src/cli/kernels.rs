@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use super::args::SelectArgs;
+use super::noticed;
 use crate::cache::Cache;
 use crate::error::{Error, Status};
 use crate::error_chain::error_chain;
@@ -52,7 +53,7 @@ pub async fn run(matrix: Option<PathBuf>, command: KernelsCommand) -> Result<Sta
 }
 
 fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
+    let set = noticed(KernelSet::resolve(matrix, &Selection::All, None, None))?;
     let fetcher = set.fetcher(true, |_| {})?;
     println!(
         "{:<11} {:<6} {:<9} {:<28} {:<7} {:>8}  {:<14} SOURCE",
@@ -92,7 +93,7 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
 
 fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
     use crate::vm::snapshot::{Current, Store};
-    let set = KernelSet::resolve(matrix, &Selection::All, None, None)?;
+    let set = noticed(KernelSet::resolve(matrix, &Selection::All, None, None))?;
     let fetcher = set.fetcher(true, |_| {})?;
     let mut unused: Vec<(crate::cache::Entry, Option<String>)> =
         fetcher.unused().into_iter().map(|e| (e, None)).collect();
@@ -163,7 +164,12 @@ fn megabytes<'a>(entries: impl IntoIterator<Item = &'a crate::cache::Entry>) -> 
 }
 
 async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &select.kernels, select.arch, None)?;
+    let set = noticed(KernelSet::resolve(
+        matrix,
+        &select.kernels,
+        select.arch,
+        None,
+    ))?;
     set.check_pinned()?;
     let fetcher = Arc::new(set.fetcher(false, crate::report::progress::on_stderr())?);
     let mut tasks = tokio::task::JoinSet::new();
@@ -196,7 +202,12 @@ async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, E
 }
 
 async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &select.kernels, select.arch, None)?;
+    let set = noticed(KernelSet::resolve(
+        matrix,
+        &select.kernels,
+        select.arch,
+        None,
+    ))?;
     if set.matrix.built_in {
         let dir = std::env::current_dir().unwrap_or_default();
         return Err(crate::plan::PlanError::BuiltInMatrix { dir }.into());

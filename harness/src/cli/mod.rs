@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::error::{self, Error, Status};
+use crate::plan::{PlanError, Resolved};
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +80,15 @@ pub fn main() -> ExitCode {
     ExitCode::from(error::exit_code(&result))
 }
 
+/// A plan stage's result, its notices printed first on stderr (whether it
+/// succeeded or not).
+fn noticed<T>(resolved: Resolved<T>) -> Result<T, PlanError> {
+    for notice in &resolved.notices {
+        eprintln!("kmatrix: {notice}");
+    }
+    resolved.result
+}
+
 async fn run(cli: Cli) -> Result<Status, Error> {
     let matrix = cli.matrix;
     match cli.command {
@@ -93,5 +103,140 @@ async fn run(cli: Cli) -> Result<Status, Error> {
         }
         Command::Report(report::ReportCommand::Diff(args)) => report::diff(&args),
         Command::Bench(command) => bench::run(matrix, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cargo_test::{self, Config};
+    use crate::kernels::Selection;
+    use crate::plan::{RunRequest, Tests};
+    use crate::vm::VmConfig;
+
+    /// The request the command line `args` makes.
+    fn request(args: &[&str]) -> RunRequest {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Test(args) => run::test_request(cli.matrix, &args),
+            Command::Exec(args) => run::exec_request(cli.matrix, &args).unwrap(),
+            Command::Probe(args) => probe::request(cli.matrix, &args),
+            _ => panic!("{args:?} boots nothing"),
+        }
+    }
+
+    /// `cargo test`'s request for `config`.
+    fn cargo_test(config: Config) -> RunRequest {
+        cargo_test::request(config, None).unwrap()
+    }
+
+    #[test]
+    fn every_front_end_starts_from_the_same_defaults() {
+        let matrix = "/nowhere/kernels.toml";
+        let cargo = cargo_test(Config {
+            matrix: Some(matrix.into()),
+            suite: None,
+            kernels: Some(Selection::All),
+        });
+        let vm = &cargo.config.vm;
+        assert_eq!(vm.boot_timeout, VmConfig::DEFAULT_BOOT_TIMEOUT);
+        assert_eq!(vm.run_timeout, VmConfig::DEFAULT_RUN_TIMEOUT);
+        assert_eq!(vm.memory_mib, VmConfig::DEFAULT_MEMORY_MIB);
+        for args in [
+            &["kmatrix", "--matrix", matrix, "test"][..],
+            &["kmatrix", "--matrix", matrix, "exec", "true"],
+            &["kmatrix", "--matrix", matrix, "probe"],
+        ] {
+            let request = request(args);
+            let (ours, theirs) = (&request.config, &cargo.config);
+            assert_eq!(request.matrix, cargo.matrix, "{args:?}");
+            assert_eq!(
+                (request.arch, request.shard, request.offline),
+                (cargo.arch, cargo.shard, cargo.offline),
+                "{args:?}"
+            );
+            assert_eq!(
+                (ours.jobs, ours.report_cases),
+                (theirs.jobs, theirs.report_cases),
+                "{args:?}"
+            );
+            assert_eq!(
+                (ours.vm.accel, ours.vm.memory_mib, ours.vm.snapshots),
+                (theirs.vm.accel, theirs.vm.memory_mib, theirs.vm.snapshots),
+                "{args:?}"
+            );
+            assert_eq!(
+                (ours.vm.boot_timeout, ours.vm.run_timeout),
+                (theirs.vm.boot_timeout, theirs.vm.run_timeout),
+                "{args:?}"
+            );
+            assert_eq!(
+                (&ours.vm.qemu.amd64, &ours.vm.qemu.arm64),
+                (&theirs.vm.qemu.amd64, &theirs.vm.qemu.arm64),
+                "{args:?}"
+            );
+        }
+        let test = request(&["kmatrix", "--matrix", matrix, "test"]);
+        assert_eq!(test.kernels, cargo.kernels);
+        assert!(matches!(
+            (&test.tests, &cargo.tests),
+            (
+                Tests::Suite {
+                    suite: None,
+                    objects: ours,
+                    loader: None,
+                    compare_loaders: false,
+                },
+                Tests::Suite {
+                    suite: None,
+                    objects: theirs,
+                    loader: None,
+                    compare_loaders: false,
+                },
+            ) if ours.is_empty() && theirs.is_empty()
+        ));
+    }
+
+    #[test]
+    fn kmatrix_test_and_cargo_test_prepare_the_same_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let matrix = crate::plan::tests::matrix_file(dir.path());
+        let suite = dir.path().join("kmatrix-suite.toml");
+        std::fs::write(&suite, "").unwrap();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        let (matrix_arg, suite_arg) = (path(&matrix), path(&suite));
+        let cli = request(&[
+            "kmatrix",
+            "--matrix",
+            &matrix_arg,
+            "test",
+            "--kernels",
+            "5.4..6.1",
+            "--suite",
+            &suite_arg,
+        ])
+        .prepare();
+        let cargo = cargo_test(Config {
+            matrix: Some(matrix),
+            suite: Some(suite),
+            kernels: Some("5.4..6.1".parse().unwrap()),
+        })
+        .prepare();
+        assert_eq!(cli.notices, cargo.notices);
+        assert_eq!(cli.notices.len(), 1, "{:?}", cli.notices);
+        let (cli, cargo) = (cli.result.unwrap(), cargo.result.unwrap());
+        let labels = |kernels: &[crate::kernels::KernelEntry]| -> Vec<String> {
+            kernels.iter().map(|k| k.label.clone()).collect()
+        };
+        assert_eq!(cli.set.selected, cargo.set.selected);
+        assert_eq!(labels(&cli.set.kernels), labels(&cargo.set.kernels));
+        assert_eq!(labels(&cli.set.kernels), ["5.10", "6.1"]);
+        assert_eq!(cli.set.shard, cargo.set.shard);
+        let names = |p: &crate::plan::Prepared| -> Vec<String> {
+            p.tests.suite.tests.iter().map(|t| t.name.clone()).collect()
+        };
+        assert_eq!(names(&cli), names(&cargo));
     }
 }

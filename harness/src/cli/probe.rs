@@ -9,8 +9,9 @@ use clap::Args;
 use kmatrix_protocol::{Feature, FeatureKind};
 
 use super::args::RunArgs;
+use super::noticed;
 use crate::error::{Error, Status};
-use crate::plan::{KernelSet, LoadedTests, RunPlan};
+use crate::plan::{RunRequest, Tests};
 use crate::probes::{answer, Answers, ProbeCache};
 use crate::report::printable::Printable;
 use crate::report::probe::ProbeTable;
@@ -37,15 +38,30 @@ fn parse_feature(text: &str) -> Result<Feature, String> {
     text.parse()
 }
 
+/// What `kmatrix probe` asks for: every selected kernel, of which those
+/// without cached answers boot.
+pub(super) fn request(matrix: Option<PathBuf>, args: &ProbeArgs) -> RunRequest {
+    RunRequest {
+        matrix,
+        kernels: args.run.select.kernels.clone(),
+        arch: args.run.select.arch,
+        shard: None,
+        tests: Tests::Probes {
+            features: args.features.clone(),
+        },
+        offline: false,
+        config: args.run.config(),
+    }
+}
+
 pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &args.run.select.kernels, args.run.select.arch, None)?;
-    set.check_pinned()?;
-    let fetcher = set.fetcher(false, progress::on_stderr())?;
-    let store = ProbeCache::in_cache(fetcher.cache());
+    let mut plan = noticed(request(matrix, &args).resolve(progress::on_stderr()))?;
+    let selected = plan.kernels.clone();
+    let store = ProbeCache::in_cache(plan.fetcher.cache());
     let mut artifacts = Vec::new();
     let mut answers: Vec<Option<Answers>> = Vec::new();
-    for kernel in &set.kernels {
-        let fetched = fetcher.fetch(kernel).await?;
+    for kernel in &selected {
+        let fetched = plan.fetcher.fetch(kernel).await?;
         answers.push(if args.refresh {
             None
         } else {
@@ -61,30 +77,22 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
             .iter()
             .any(|f| f.kind == FeatureKind::Kfunc && answer(cached, f).is_none())
     };
-    let to_probe: Vec<_> = set
-        .kernels
+    let to_probe: Vec<&str> = selected
         .iter()
         .zip(&answers)
         .filter(|(_, cached)| cached.as_ref().is_none_or(unanswered))
-        .map(|(kernel, _)| kernel.clone())
+        .map(|(kernel, _)| kernel.label.as_str())
         .collect();
-    if !to_probe.is_empty() {
-        let probe_set = KernelSet {
-            selected: to_probe.iter().map(|k| k.label.clone()).collect(),
-            kernels: to_probe,
-            shard: None,
-            matrix: set.matrix.clone(),
-        };
-        let tests = LoadedTests::probes(&probe_set.arches(), true, args.features.clone())?;
-        let plan = RunPlan::new(probe_set, tests, fetcher, args.run.config())?;
+    plan.kernels
+        .retain(|kernel| to_probe.contains(&kernel.label.as_str()));
+    if !plan.kernels.is_empty() {
         let reporter = Reporter::new().live(std::io::stderr());
         let summary = match super::run::run_to_end(&plan, reporter).await? {
             Ok(summary) => summary,
             Err(signal) => return Ok(Status::Interrupted(signal)),
         };
         for column in &summary.columns {
-            let index = set
-                .kernels
+            let index = selected
                 .iter()
                 .position(|k| k.label == column.label)
                 .expect("a probed kernel is selected");
@@ -98,7 +106,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
                 continue;
             }
             store
-                .store(&artifacts[index], set.kernels[index].arch, &column.probes)
+                .store(&artifacts[index], selected[index].arch, &column.probes)
                 .map_err(|source| Error::Write {
                     path: store.dir().to_owned(),
                     source,
@@ -107,8 +115,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
         }
     }
     let empty = Answers::new();
-    let kernels: Vec<(&str, &Answers)> = set
-        .kernels
+    let kernels: Vec<(&str, &Answers)> = selected
         .iter()
         .zip(&answers)
         .map(|(k, a)| (k.label.as_str(), a.as_ref().unwrap_or(&empty)))

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::args::{OutputArgs, SelectArgs};
+use super::noticed;
 use super::run::finish;
 use crate::error::{Error, Status};
 use crate::partition::Shard;
@@ -92,7 +93,12 @@ pub fn diff(args: &DiffArgs) -> Result<Status, Error> {
 
 /// One entry per shard, with its `kmatrix test` arguments.
 pub fn job_matrix(matrix: Option<PathBuf>, args: &MatrixArgs) -> Result<Status, Error> {
-    let set = KernelSet::resolve(matrix, &args.select.kernels, args.select.arch, None)?;
+    let set = noticed(KernelSet::resolve(
+        matrix,
+        &args.select.kernels,
+        args.select.arch,
+        None,
+    ))?;
     let total = args.shards.unwrap_or(set.kernels.len());
     if total == 0 {
         return Err(Error::Usage("--shards must be at least 1".into()));

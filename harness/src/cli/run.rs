@@ -8,6 +8,7 @@ use clap::Args;
 use kmatrix_protocol::Loader;
 
 use super::args::{OutputArgs, RunArgs};
+use super::noticed;
 use crate::cargo_test::KERNELS_ENV;
 use crate::error::{Error, Interrupt, Status};
 use crate::exec::ExecError;
@@ -86,15 +87,16 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Error> {
-    let request = RunRequest {
+/// What `kmatrix test` asks for.
+pub(super) fn test_request(matrix: Option<PathBuf>, args: &TestArgs) -> RunRequest {
+    RunRequest {
         matrix,
         kernels: args.run.select.kernels.clone(),
         arch: args.run.select.arch,
         shard: args.shard,
         tests: Tests::Suite {
-            suite: args.suite,
-            objects: args.objects,
+            suite: args.suite.clone(),
+            objects: args.objects.clone(),
             loader: match args.loader {
                 Some(LoaderArg::One(loader)) => Some(loader),
                 Some(LoaderArg::Both) | None => None,
@@ -103,8 +105,11 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         },
         offline: args.offline,
         config: args.run.config(),
-    };
-    let plan = request.resolve(progress::on_stderr())?;
+    }
+}
+
+pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Error> {
+    let plan = noticed(test_request(matrix, &args).resolve(progress::on_stderr()))?;
     let reporter = with_json(Reporter::new().live(std::io::stdout()), args.json.as_ref())?;
     let summary = match run_to_end(&plan, reporter).await? {
         Ok(summary) => summary,
@@ -116,6 +121,32 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         let _ = report::matrix::render_stats(&summary, &mut out).and_then(|()| out.flush());
     }
     Ok(status)
+}
+
+/// What `kmatrix exec` asks for.
+pub(super) fn exec_request(matrix: Option<PathBuf>, args: &ExecArgs) -> Result<RunRequest, Error> {
+    // A runner line in .cargo/config.toml fixes `--kernels`; the variable
+    // chooses others for one invocation.
+    let kernels = match std::env::var(KERNELS_ENV) {
+        Ok(text) if !text.trim().is_empty() => text
+            .parse()
+            .map_err(|e| Error::Usage(format!("{KERNELS_ENV}={text}: {e}")))?,
+        _ => args.run.select.kernels.clone(),
+    };
+    Ok(RunRequest {
+        matrix,
+        kernels,
+        arch: args.run.select.arch,
+        shard: None,
+        tests: Tests::Exec {
+            command: args.command.clone(),
+            files: args.file.clone(),
+            env: args.env.clone(),
+            share: !args.no_share,
+        },
+        offline: false,
+        config: args.run.config(),
+    })
 }
 
 pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Error> {
@@ -151,29 +182,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
         }
         HostList::Boot | HostList::Tests(_) => {}
     }
-    // A runner line in .cargo/config.toml fixes `--kernels`; the variable
-    // chooses others for one invocation.
-    let kernels = match std::env::var(KERNELS_ENV) {
-        Ok(text) if !text.trim().is_empty() => text
-            .parse()
-            .map_err(|e| Error::Usage(format!("{KERNELS_ENV}={text}: {e}")))?,
-        _ => args.run.select.kernels.clone(),
-    };
-    let request = RunRequest {
-        matrix,
-        kernels,
-        arch: args.run.select.arch,
-        shard: None,
-        tests: Tests::Exec {
-            command: args.command,
-            files: args.file,
-            env: args.env,
-            share: !args.no_share,
-        },
-        offline: false,
-        config: args.run.config(),
-    };
-    let plan = request.resolve(progress::on_stderr())?;
+    let plan = noticed(exec_request(matrix, &args)?.resolve(progress::on_stderr()))?;
     let reporter =
         Reporter::new().exec_echo(plan.kernels.len(), std::io::stdout(), std::io::stderr());
     let reporter = with_json(reporter, args.json.as_ref())?;

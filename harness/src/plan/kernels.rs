@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::Arch;
 
-use super::PlanError;
+use super::{Notice, PlanError, Resolved};
 use crate::cache::Cache;
 use crate::kernels::{FetchEvent, Fetcher, KernelEntry, Matrix, Selection};
 use crate::partition::Shard;
@@ -30,16 +30,24 @@ pub fn find_matrix(given: Option<PathBuf>) -> Result<Option<PathBuf>, PlanError>
 }
 
 /// The matrix `given` names, or the one found from the current directory,
-/// or the built-in one (saying so on stderr).
-pub fn load_matrix(given: Option<PathBuf>) -> Result<Matrix, PlanError> {
-    match find_matrix(given)? {
+/// or the built-in one.
+pub(super) fn load_matrix(
+    given: Option<PathBuf>,
+    notices: &mut Vec<Notice>,
+) -> Result<Matrix, PlanError> {
+    load_found(find_matrix(given)?, notices)
+}
+
+/// The matrix file `found`, or the built-in one when there is none (with a
+/// notice saying so).
+fn load_found(found: Option<PathBuf>, notices: &mut Vec<Notice>) -> Result<Matrix, PlanError> {
+    match found {
         Some(path) => Ok(Matrix::load(&path)?),
         None => {
             let matrix = Matrix::built_in()?;
-            eprintln!(
-                "kmatrix: no kernels.toml here or in a parent directory: using the built-in matrix ({} kernels); `kmatrix init` writes it out to pin or change it",
-                matrix.kernels.len()
-            );
+            notices.push(Notice::BuiltInMatrix {
+                kernels: matrix.kernels.len(),
+            });
             Ok(matrix)
         }
     }
@@ -59,62 +67,56 @@ pub struct KernelSet {
 }
 
 /// What a range that reaches past the matrix's oldest or newest series
-/// leaves out, in one line, if it does.
-fn range_note(selection: &Selection, matrix: &Matrix, selected: &[KernelEntry]) -> Option<String> {
+/// leaves out, if it does.
+fn range_note(selection: &Selection, matrix: &Matrix, selected: &[KernelEntry]) -> Option<Notice> {
     let Selection::Range { from, to } = selection else {
         return None;
     };
     let series = matrix.kernels.iter().map(|k| k.version.series());
     let (oldest, newest) = (series.clone().min()?, series.max()?);
-    let show = |(major, minor): (u32, u32)| format!("{major}.{minor}");
-    let mut past = Vec::new();
-    if from.is_some_and(|from| from < oldest) {
-        past.push(format!(
-            "below the oldest kernel of the matrix ({})",
-            show(oldest)
-        ));
-    }
-    if to.is_some_and(|to| to > newest) {
-        past.push(format!("above the newest ({})", show(newest)));
-    }
-    if past.is_empty() {
+    let below_oldest = from.is_some_and(|from| from < oldest).then_some(oldest);
+    let above_newest = to.is_some_and(|to| to > newest).then_some(newest);
+    if below_oldest.is_none() && above_newest.is_none() {
         return None;
     }
-    let labels: Vec<&str> = selected.iter().map(|k| k.label.as_str()).collect();
-    Some(format!(
-        "`{selection}` reaches {}: it selects {}; other series come from OCI images or `url`/`path` entries (examples, 5.4 to 6.8, are commented in kernels.toml; `kmatrix init` writes it out)",
-        past.join(" and "),
-        labels.join(", ")
-    ))
+    Some(Notice::RangePastMatrix {
+        selection: selection.clone(),
+        below_oldest,
+        above_newest,
+        selects: selected.iter().map(|k| k.label.clone()).collect(),
+    })
 }
 
 impl KernelSet {
     /// Finds and loads the matrix, then applies the selection, the
-    /// architecture and the shard.
+    /// architecture and the shard: what `kmatrix kernels` and `kmatrix
+    /// matrix` work on.
     pub fn resolve(
         matrix: Option<PathBuf>,
         selection: &Selection,
         arch: Option<Arch>,
         shard: Option<Shard>,
-    ) -> Result<Self, PlanError> {
-        Self::select(load_matrix(matrix)?, selection, arch, shard)
+    ) -> Resolved<Self> {
+        Resolved::gather(|notices| {
+            let matrix = load_matrix(matrix, notices)?;
+            Self::select(matrix, selection, arch, shard, notices)
+        })
     }
 
     /// Applies the selection, the architecture and the shard to `matrix`.
-    pub fn select(
+    pub(super) fn select(
         matrix: Matrix,
         selection: &Selection,
         arch: Option<Arch>,
         shard: Option<Shard>,
+        notices: &mut Vec<Notice>,
     ) -> Result<Self, PlanError> {
         let selected: Vec<KernelEntry> = selection
             .apply_arch(&matrix.kernels, arch)?
             .into_iter()
             .cloned()
             .collect();
-        if let Some(note) = range_note(selection, &matrix, &selected) {
-            eprintln!("kmatrix: {note}");
-        }
+        notices.extend(range_note(selection, &matrix, &selected));
         let kernels = match shard {
             Some(shard) => shard.apply(&selected)?,
             None => selected.clone(),
@@ -162,12 +164,13 @@ impl KernelSet {
 }
 
 /// The architecture `kmatrix exec` runs `program` on: its own, if the
-/// selection has kernels of it (saying so when it leaves others out).
+/// selection has kernels of it (with a notice when it leaves others out).
 pub(super) fn exec_arch(
     matrix: &Matrix,
     selection: &Selection,
     asked: Option<Arch>,
     program: &Path,
+    notices: &mut Vec<Notice>,
 ) -> Result<Arch, PlanError> {
     let program_arch = crate::exec::program_arch(program)?;
     let selected = selection.apply_arch(&matrix.kernels, asked)?;
@@ -186,12 +189,35 @@ pub(super) fn exec_arch(
         });
     }
     if !other.is_empty() {
-        eprintln!(
-            "kmatrix: {} is an {program_arch} program: it runs on the {} {program_arch} kernels of the {} selected",
-            program.display(),
-            same.len(),
-            selected.len()
-        );
+        notices.push(Notice::ExecArch {
+            program: program.to_owned(),
+            arch: program_arch,
+            running: same.len(),
+            selected: selected.len(),
+        });
     }
     Ok(program_arch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_matrix_file_the_built_in_one_comes_with_a_notice() {
+        let mut notices = Vec::new();
+        let matrix = load_found(None, &mut notices).unwrap();
+        assert!(matrix.built_in);
+        assert_eq!(
+            notices,
+            [Notice::BuiltInMatrix {
+                kernels: matrix.kernels.len()
+            }]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::plan::tests::matrix_file(dir.path());
+        let mut notices = Vec::new();
+        assert!(!load_found(Some(file), &mut notices).unwrap().built_in);
+        assert!(notices.is_empty());
+    }
 }

@@ -1,18 +1,30 @@
 //! The run stage: what the user asked for (a matrix file, a kernel
-//! selection, a shard, a suite or objects or a program, VM settings) turned
-//! into a validated, typed [`RunPlan`] before anything boots. Every command
-//! and `cargo test` go through here; none repeats the sequence.
+//! selection, a shard, a suite or objects or a program or probes, VM
+//! settings) turned into a validated, typed [`RunPlan`] before anything
+//! boots. Every front end that boots (`kmatrix test`, `exec`, `probe`,
+//! `bench`, and `cargo test`) makes a [`RunRequest`] and resolves it here;
+//! none repeats the sequence. Nothing here prints: what the user should
+//! know comes back as [`Notice`]s in a [`Resolved`], for the front end to
+//! show.
 //!
-//! The stages are separate because not every command needs all of them:
-//! [`KernelSet`] is the matrix and its selected kernels (all `kmatrix
-//! kernels` commands stop there), [`Tests`] is what runs in each kernel,
-//! and [`RunPlan`] joins them with a fetcher and the VM settings.
+//! [`RunRequest::resolve`] is [`RunRequest::prepare`] (matrix, selection,
+//! tests: nothing fetched, the cache untouched) then [`Prepared::plan`]
+//! (pins, fetcher); a front end that boots fewer kernels than it selects
+//! (`cargo test`'s filter, `bench`'s one kernel) narrows
+//! [`Prepared::set`]'s kernels in between (`kmatrix probe`, which asks the
+//! fetcher's cache which kernels need probing, narrows the plan's
+//! [`RunPlan::kernels`]). [`KernelSet::resolve`] is the
+//! first half alone, for the commands that boot nothing (`kmatrix kernels`,
+//! `kmatrix matrix`).
 //!
 //! `kernels.rs` holds [`KernelSet`] (the matrix, the selection, the shard),
-//! `workload.rs` holds [`Tests`] (what runs in each kernel); this file joins
-//! them into a [`RunPlan`].
+//! `workload.rs` holds [`Tests`] (what runs in each kernel), `notice.rs`
+//! the notices; this file joins them into a [`RunPlan`].
 
 mod kernels;
+mod notice;
+#[cfg(test)]
+pub(crate) mod tests;
 mod workload;
 
 use std::path::PathBuf;
@@ -29,8 +41,9 @@ use crate::partition::{Shard, ShardError};
 use crate::suite::{Suite, SuiteError};
 use crate::vm::VmConfig;
 
-use kernels::exec_arch;
-pub use kernels::{find_matrix, load_matrix, KernelSet, MATRIX_ENV};
+use kernels::{exec_arch, load_matrix};
+pub use kernels::{find_matrix, KernelSet, MATRIX_ENV};
+pub use notice::{Notice, Resolved};
 pub use workload::{LoadedTests, Tests};
 
 /// A request that cannot become a plan: always the user's input to fix.
@@ -99,11 +112,6 @@ fn rust_target(arch: Arch) -> &'static str {
     }
 }
 
-/// The number of CPUs: VMs booted at once unless told otherwise.
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// How a run is carried out.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -114,6 +122,19 @@ pub struct RunConfig {
     /// Whether the guest reports each case (false only to measure what
     /// streaming costs).
     pub report_cases: bool,
+}
+
+impl RunConfig {
+    /// `jobs` kernels at once [default: the number of CPUs], each VM run
+    /// as `vm` says, every case reported.
+    pub fn new(jobs: Option<usize>, vm: VmConfig) -> Self {
+        Self {
+            jobs: jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            vm,
+            report_cases: true,
+        }
+    }
 }
 
 /// What every kernel's VM shares.
@@ -136,7 +157,8 @@ pub struct Shared {
 
 /// A validated run: what [`crate::runner::run`] carries out.
 pub struct RunPlan {
-    /// The kernels to boot, in matrix order, all pinned.
+    /// The kernels to boot, in matrix order, all pinned (a front end may
+    /// leave some out).
     pub kernels: Vec<KernelEntry>,
     /// Every selected kernel's label, before sharding.
     pub matrix: Vec<String>,
@@ -154,31 +176,6 @@ impl std::ops::Deref for RunPlan {
 }
 
 impl RunPlan {
-    /// Joins the kernels and the tests; fails unless every kernel is
-    /// pinned.
-    pub fn new(
-        kernels: KernelSet,
-        tests: LoadedTests,
-        fetcher: Fetcher,
-        config: RunConfig,
-    ) -> Result<Self, PlanError> {
-        kernels.check_pinned()?;
-        Ok(Self {
-            kernels: kernels.kernels,
-            matrix: kernels.selected,
-            shard: kernels.shard,
-            shared: Arc::new(Shared {
-                suite: tests.suite,
-                parts: tests.parts,
-                fetcher,
-                config,
-                exec: tests.exec,
-                probe_all: tests.probe_all,
-                probes: tests.probes,
-            }),
-        })
-    }
-
     /// What every kernel's VM shares, for the runner's tasks.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
@@ -186,8 +183,10 @@ impl RunPlan {
 }
 
 /// Everything a run needs, as the user gave it.
+#[derive(Debug)]
 pub struct RunRequest {
-    /// The matrix file [default: found by [`find_matrix`]].
+    /// The matrix file [default: found by [`find_matrix`], else the
+    /// built-in one].
     pub matrix: Option<PathBuf>,
     /// `--kernels`.
     pub kernels: Selection,
@@ -204,28 +203,86 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// Resolves every stage into a plan; fetch progress goes to
-    /// `progress`.
+    /// Resolves every stage into a plan: [`Self::prepare`], then
+    /// [`Prepared::plan`]; fetch progress goes to `progress`.
     pub fn resolve(
         self,
         progress: impl Fn(FetchEvent) + Send + Sync + 'static,
-    ) -> Result<RunPlan, PlanError> {
-        let matrix = load_matrix(self.matrix)?;
+    ) -> Resolved<RunPlan> {
+        Resolved::gather(|notices| self.prepare_noting(notices)?.plan(progress))
+    }
+
+    /// Loads the matrix, selects the kernels and loads the tests: nothing
+    /// is fetched and the cache is untouched.
+    pub fn prepare(self) -> Resolved<Prepared> {
+        Resolved::gather(|notices| self.prepare_noting(notices))
+    }
+
+    fn prepare_noting(self, notices: &mut Vec<Notice>) -> Result<Prepared, PlanError> {
+        let matrix = load_matrix(self.matrix, notices)?;
         let arch = match &self.tests {
             Tests::Exec { command, .. } => Some(exec_arch(
                 &matrix,
                 &self.kernels,
                 self.arch,
                 &crate::exec::find_program(&command[0])?,
+                notices,
             )?),
-            Tests::Suite { .. } => self.arch,
+            Tests::Suite { .. } | Tests::Probes { .. } => self.arch,
         };
-        let kernels = KernelSet::select(matrix, &self.kernels, arch, self.shard)?;
-        kernels.check_pinned()?;
+        let set = KernelSet::select(matrix, &self.kernels, arch, self.shard, notices)?;
         let tests = self
             .tests
-            .load(&kernels.arches(), self.config.vm.memory_mib)?;
-        let fetcher = kernels.fetcher(self.offline, progress)?;
-        RunPlan::new(kernels, tests, fetcher, self.config)
+            .load(&set.arches(), self.config.vm.memory_mib, notices)?;
+        Ok(Prepared {
+            set,
+            tests,
+            offline: self.offline,
+            config: self.config,
+        })
+    }
+}
+
+/// A request with its kernels selected and its tests loaded, before pins
+/// are checked and anything is fetched.
+pub struct Prepared {
+    /// The matrix and the selected kernels; a front end that boots fewer
+    /// narrows `set.kernels` (the tests were loaded for all of them).
+    pub set: KernelSet,
+    /// What runs in each kernel.
+    pub tests: LoadedTests,
+    offline: bool,
+    config: RunConfig,
+}
+
+impl Prepared {
+    /// The plan for the kernels left: fails unless every one of them is
+    /// pinned; fetch progress goes to `progress`.
+    pub fn plan(
+        self,
+        progress: impl Fn(FetchEvent) + Send + Sync + 'static,
+    ) -> Result<RunPlan, PlanError> {
+        let Prepared {
+            set,
+            tests,
+            offline,
+            config,
+        } = self;
+        set.check_pinned()?;
+        let fetcher = set.fetcher(offline, progress)?;
+        Ok(RunPlan {
+            kernels: set.kernels,
+            matrix: set.selected,
+            shard: set.shard,
+            shared: Arc::new(Shared {
+                suite: tests.suite,
+                parts: tests.parts,
+                fetcher,
+                config,
+                exec: tests.exec,
+                probe_all: tests.probe_all,
+                probes: tests.probes,
+            }),
+        })
     }
 }

@@ -1,12 +1,12 @@
 //! What runs in each kernel: a suite and objects, `kmatrix exec`'s
-//! program, or feature probes alone, read and checked with the initramfs
-//! parts they need.
+//! program, or feature probes alone (`kmatrix probe`), read and checked
+//! with the initramfs parts they need.
 
 use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::{Arch, ExecPlan, Feature, Loader};
 
-use super::PlanError;
+use super::{Notice, PlanError};
 use crate::agent::Init;
 use crate::image::ImageParts;
 use crate::suite::Suite;
@@ -39,23 +39,12 @@ pub enum Tests {
         /// Whether the working directory is shared with the guest.
         share: bool,
     },
-}
-
-impl LoadedTests {
-    /// Nothing to load: every kernel probes `features`, and with `all`
-    /// every feature it names, for kernels of `arches`.
-    pub fn probes(arches: &[Arch], all: bool, features: Vec<Feature>) -> Result<Self, PlanError> {
-        Ok(Self {
-            suite: Suite::from_objects(Vec::new()),
-            parts: ImageParts::new(Init::Agent, arches, &[]).map_err(|source| PlanError::Io {
-                what: "building the initramfs",
-                source,
-            })?,
-            exec: None,
-            probe_all: all,
-            probes: features,
-        })
-    }
+    /// Nothing loaded: every kernel probes every feature it names, and
+    /// these (`kmatrix probe`).
+    Probes {
+        /// The features asked about.
+        features: Vec<Feature>,
+    },
 }
 
 /// [`Tests`], read and checked, with the initramfs parts they need.
@@ -76,7 +65,12 @@ pub struct LoadedTests {
 impl Tests {
     /// Reads and checks everything named, building C sources with clang,
     /// for kernels of `arches` in guests of `memory_mib` MiB.
-    pub fn load(&self, arches: &[Arch], memory_mib: u32) -> Result<LoadedTests, PlanError> {
+    pub(super) fn load(
+        &self,
+        arches: &[Arch],
+        memory_mib: u32,
+        notices: &mut Vec<Notice>,
+    ) -> Result<LoadedTests, PlanError> {
         let io = |what| move |source| PlanError::Io { what, source };
         match self {
             Tests::Suite {
@@ -108,9 +102,7 @@ impl Tests {
                 share,
             } => {
                 let prepared = crate::exec::prepare(command, files, env, *share, memory_mib)?;
-                for notice in &prepared.notices {
-                    eprintln!("kmatrix: {notice}");
-                }
+                notices.extend(prepared.notices.iter().cloned().map(Notice::Share));
                 let mut parts = ImageParts::new(Init::Agent, arches, &[])
                     .map_err(io("building the initramfs"))?;
                 prepared.pack(&mut parts)?;
@@ -122,6 +114,14 @@ impl Tests {
                     probes: Vec::new(),
                 })
             }
+            Tests::Probes { features } => Ok(LoadedTests {
+                suite: Suite::from_objects(Vec::new()),
+                parts: ImageParts::new(Init::Agent, arches, &[])
+                    .map_err(io("building the initramfs"))?,
+                exec: None,
+                probe_all: true,
+                probes: features.clone(),
+            }),
         }
     }
 }

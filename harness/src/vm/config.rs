@@ -103,6 +103,30 @@ impl AccelChoice {
 }
 
 impl VmConfig {
+    /// Time from QEMU's start to the agent's hello, unless told otherwise.
+    pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Time from the hello to the agent's last result, unless told
+    /// otherwise.
+    pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Guest memory in MiB, unless told otherwise.
+    pub const DEFAULT_MEMORY_MIB: u32 = 512;
+
+    /// The accelerator `accel` resolves to, and every default: the QEMU
+    /// binaries of [`Self::default_qemu`], the default memory and
+    /// deadlines, snapshots on. Every front end starts here.
+    pub fn new(accel: AccelChoice) -> Self {
+        Self {
+            qemu: Self::default_qemu(),
+            accel: accel.resolve(),
+            memory_mib: Self::DEFAULT_MEMORY_MIB,
+            boot_timeout: Self::DEFAULT_BOOT_TIMEOUT,
+            run_timeout: Self::DEFAULT_RUN_TIMEOUT,
+            snapshots: true,
+        }
+    }
+
     /// The accelerator for an `arch` guest: KVM only where it was chosen
     /// and the host is of the same architecture.
     pub fn accel_for(&self, arch: Arch) -> Accel {
