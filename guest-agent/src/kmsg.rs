@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use kmatrix_protocol::splat::MAX_LINES;
+use kmatrix_protocol::splat;
 
 /// A record is at most this long (the kernel's own `CONSOLE_EXT_LOG_MAX`
 /// is 8 KiB).
@@ -44,7 +44,8 @@ impl KernelLog {
     }
 
     /// The messages logged since the last drain, one line each (at most
-    /// [`MAX_LINES`], the newest kept). Costs one `read` when there are none.
+    /// [`splat::MAX_LINES`]: from a splat's marker on when there is one,
+    /// else the newest). Costs one `read` when there are none.
     pub fn drain(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         let Some(file) = &mut self.file else {
@@ -65,9 +66,7 @@ impl KernelLog {
                 Err(_) => break,
             }
         }
-        if lines.len() > MAX_LINES {
-            lines.drain(..lines.len() - MAX_LINES);
-        }
+        let lines = splat::keep(lines);
         if let Some(line) = lines.last() {
             self.last = Some(line.clone());
         }

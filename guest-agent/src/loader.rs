@@ -78,7 +78,6 @@ fn run_plan(
     libbpf: &mut Libbpf,
 ) {
     for object in &plan.objects {
-        send_splat(log, channel);
         let path = dir.join(object.index.to_string());
         let data = match fs::read(&path) {
             Ok(data) => data,
@@ -113,8 +112,10 @@ fn run_plan(
                 .get(&program.name)
                 .map(String::as_str)
                 .unwrap_or_default();
-            // What was judged so far goes out before a load that might
-            // hang or panic the kernel.
+            // What the kernel logged since the last test (freeing the last
+            // instance) is no part of this load; what was judged so far goes
+            // out before a load that might hang or panic the kernel.
+            send_splat(log, channel);
             channel.flush();
             let start = Instant::now();
             let loaded = match object.loader {
@@ -122,7 +123,6 @@ fn run_plan(
                 Loader::Libbpf => libbpf.load(object, &for_libbpf, &program.name),
             };
             let load_us = start.elapsed().as_micros() as u64;
-            let kernel_log = log.drain();
             let (verdict, instance) = match loaded {
                 Ok(instance) => (Verdict::Loaded, Some(instance)),
                 Err(verdict) => (bounded(verdict), None),
@@ -148,6 +148,8 @@ fn run_plan(
                 }
                 (None, _) => ProgramStats::default(),
             };
+            // libbpf's second load for the statistics is this program's too.
+            let kernel_log = log.drain();
             channel.send(&Frame::Program(ProgramResult {
                 object: object.index,
                 program: program.name.clone(),

@@ -8,7 +8,7 @@
 //!
 //! | type | fields |
 //! | --- | --- |
-//! | `run-started` | `schema` (2), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
+//! | `run-started` | `schema` (3), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
 //! | `kernel-started` | `kernel` |
 //! | `kernel-booted` | `kernel`, `release`, `btf`, `restored` (its VM came from a saved state) |
 //! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
@@ -98,6 +98,33 @@ impl Outcome {
             self,
             Outcome::Failed { .. } | Outcome::LoaderLimitation { .. }
         )
+    }
+
+    /// This outcome once the kernel printed a splat (`headline`, with its
+    /// `kernel_log`) while the test ran: a failure, naming the test's own
+    /// failure too.
+    pub fn with_splat(self, headline: &str, kernel_log: String) -> Self {
+        match self {
+            Outcome::Failed {
+                reason,
+                verifier_log,
+                ..
+            } => Outcome::Failed {
+                reason: format!("{reason}; and the kernel printed a splat: {headline}"),
+                verifier_log,
+                kernel_log: Some(kernel_log),
+            },
+            other => Outcome::Failed {
+                reason: match other {
+                    Outcome::ExpectedFailure { reason } => format!(
+                        "the kernel printed a splat: {headline} (the test itself failed as expected: {reason})"
+                    ),
+                    _ => format!("the kernel printed a splat: {headline}"),
+                },
+                verifier_log: None,
+                kernel_log: Some(kernel_log),
+            },
+        }
     }
 
     /// A failure without a verifier log.

@@ -20,19 +20,67 @@ pub struct Splat {
 /// The first splat in `lines`, with everything after it (up to
 /// [`MAX_LINES`]).
 pub fn find<S: AsRef<str>>(lines: &[S]) -> Option<Splat> {
-    let at = lines.iter().position(|l| is_marker(l.as_ref()))?;
-    let start = match at.checked_sub(1) {
+    find_all(lines).into_iter().next()
+}
+
+/// Every splat in `lines`, each with the lines up to the next one (up to
+/// [`MAX_LINES`] each).
+pub fn find_all<S: AsRef<str>>(lines: &[S]) -> Vec<Splat> {
+    let markers: Vec<usize> = (0..lines.len())
+        .filter(|&i| is_marker(lines[i].as_ref()))
+        .collect();
+    let start = |at: usize| match at.checked_sub(1) {
         Some(before) if lines[before].as_ref().contains("[ cut here ]") => before,
         _ => at,
     };
-    Some(Splat {
-        headline: strip_timestamp(lines[at].as_ref()).to_owned(),
-        lines: lines[start..]
-            .iter()
-            .take(MAX_LINES)
-            .map(|l| l.as_ref().to_owned())
-            .collect(),
-    })
+    markers
+        .iter()
+        .enumerate()
+        .map(|(n, &at)| {
+            let end = markers.get(n + 1).map_or(lines.len(), |&next| start(next));
+            Splat {
+                headline: strip_timestamp(lines[at].as_ref()).to_owned(),
+                lines: lines[start(at)..end.max(at + 1)]
+                    .iter()
+                    .take(MAX_LINES)
+                    .map(|l| l.as_ref().to_owned())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// How a stretch of log lines holding a splat is named: its first splat's
+/// headline, else its first line.
+pub fn headline_of<S: AsRef<str>>(lines: &[S]) -> String {
+    find(lines).map_or_else(
+        || {
+            lines
+                .first()
+                .map(|l| l.as_ref().to_owned())
+                .unwrap_or_default()
+        },
+        |s| s.headline,
+    )
+}
+
+/// The `MAX_LINES` lines of `lines` to keep: from just before its first
+/// splat when there is one (so that its marker is never cut), else the
+/// newest.
+pub fn keep<S>(mut lines: Vec<S>) -> Vec<S>
+where
+    S: AsRef<str>,
+{
+    if lines.len() <= MAX_LINES {
+        return lines;
+    }
+    let from = match lines.iter().position(|l| is_marker(l.as_ref())) {
+        Some(at) => at.saturating_sub(1),
+        None => lines.len() - MAX_LINES,
+    };
+    lines.drain(..from);
+    lines.truncate(MAX_LINES);
+    lines
 }
 
 /// Whether a log line opens a splat, by the markers the kernel prints.
@@ -62,9 +110,9 @@ pub fn is_marker(line: &str) -> bool {
         "general protection fault",
         "Unable to handle kernel ",
         "Internal error: ",
-        "Watchdog detected hard LOCKUP",
     ];
-    if STARTS.iter().any(|m| body.starts_with(m)) {
+    if STARTS.iter().any(|m| body.starts_with(m)) || line.contains("Watchdog detected hard LOCKUP")
+    {
         return true;
     }
     (body.starts_with("INFO: task ") && body.contains(" blocked for more than "))
@@ -108,6 +156,8 @@ mod tests {
             "kernel BUG at mm/slub.c:1!",
             "WARNING: possible circular locking dependency detected",
             "Internal error: Oops: 0000000096000004 [#1] SMP",
+            "NMI watchdog: Watchdog detected hard LOCKUP on cpu 0",
+            "watchdog: CPU0: Watchdog detected hard LOCKUP on cpu 0",
         ] {
             assert!(is_marker(line), "{line}");
         }
@@ -139,5 +189,29 @@ mod tests {
         assert_eq!(splat.lines[0], "------------[ cut here ]------------");
         assert_eq!(splat.lines.len(), MAX_LINES);
         assert_eq!(find(&lines[..1]), None);
+    }
+
+    #[test]
+    fn every_splat_is_found_and_a_long_log_keeps_its_marker() {
+        let lines = [
+            "WARNING: CPU: 0 PID: 1 at a",
+            "Call Trace:",
+            "------------[ cut here ]------------",
+            "BUG: KASAN: use-after-free in b",
+            "Read of size 8",
+        ];
+        let all = find_all(&lines);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].lines, ["WARNING: CPU: 0 PID: 1 at a", "Call Trace:"]);
+        assert_eq!(all[1].headline, "BUG: KASAN: use-after-free in b");
+        assert_eq!(all[1].lines[0], "------------[ cut here ]------------");
+        assert_eq!(headline_of(&["no marker"]), "no marker");
+
+        let mut long: Vec<String> = (0..50).map(|i| format!("boot {i}")).collect();
+        long.push("WARNING: CPU: 0 PID: 1 at early".into());
+        long.extend((0..400).map(|i| format!("after {i}")));
+        let kept = keep(long);
+        assert_eq!(kept.len(), MAX_LINES);
+        assert_eq!(kept[1], "WARNING: CPU: 0 PID: 1 at early");
     }
 }

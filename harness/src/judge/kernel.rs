@@ -138,19 +138,22 @@ impl<'a> KernelJudge<'a> {
     /// The end of the kernel's console, once the VM has ended cleanly: the
     /// second source of splats, which holds those the agent could not
     /// report (printed as the kernel went down, or one that stopped the
-    /// agent). Its first splat is reported unless the agent reported it.
-    pub fn console(&mut self, console: &str) -> Option<RunEvent> {
+    /// agent). Each of its splats the agent did not report is.
+    pub fn console(&mut self, console: &str) -> Vec<RunEvent> {
         let lines: Vec<&str> = console.lines().collect();
-        let found = splat::find(&lines)?;
-        if self.splats.contains(&found.headline) {
-            return None;
+        let mut events = Vec::new();
+        for found in splat::find_all(&lines) {
+            if self.splats.contains(&found.headline) {
+                continue;
+            }
+            self.splats.push(found.headline);
+            events.push(RunEvent::Splat {
+                kernel: self.kernel.label.clone(),
+                source: SplatSource::Console,
+                lines: found.lines,
+            });
         }
-        self.splats.push(found.headline);
-        Some(RunEvent::Splat {
-            kernel: self.kernel.label.clone(),
-            source: SplatSource::Console,
-            lines: found.lines,
-        })
+        events
     }
 
     /// Whether what ran fails the kernel though its VM ended cleanly: under
@@ -168,9 +171,8 @@ impl<'a> KernelJudge<'a> {
 
     /// Notes the splat in a stretch of the kernel's log, by headline.
     fn seen(&mut self, log: &[String]) {
-        if let Some(found) = splat::find(log) {
-            self.splats.push(found.headline);
-        }
+        self.splats
+            .extend(splat::find_all(log).into_iter().map(|s| s.headline));
     }
 
     fn name(&self, test: usize) -> &'a str {

@@ -52,7 +52,8 @@ impl Libtest {
     }
 
     /// The program ended: reads what is left and returns every outcome
-    /// still held.
+    /// still held, and fails each test the kernel splatted during that
+    /// never reported its result (the splat may have killed it).
     pub fn finish(&mut self) -> Vec<(String, Outcome)> {
         let mut outcomes = Vec::new();
         let rests: Vec<Vec<u8>> = self.partial.drain().map(|(_, rest)| rest).collect();
@@ -60,6 +61,12 @@ impl Libtest {
             outcomes.extend(self.line(&String::from_utf8_lossy(rest)));
         }
         outcomes.extend(self.release_failed());
+        let unfinished: Vec<String> = self.splats.keys().cloned().collect();
+        for name in unfinished {
+            let outcome =
+                self.splatted(&name, Outcome::failed("the test never reported its result"));
+            outcomes.push((name, outcome));
+        }
         outcomes
     }
 
@@ -73,10 +80,7 @@ impl Libtest {
             .strip_prefix("test ")?
             .strip_suffix(" ... ")?
             .to_owned();
-        let headline = kmatrix_protocol::splat::find(lines).map_or_else(
-            || lines.first().cloned().unwrap_or_default(),
-            |s| s.headline,
-        );
+        let headline = kmatrix_protocol::splat::headline_of(lines);
         self.splats
             .entry(name.clone())
             .or_insert((headline, lines.join("\n")));
@@ -123,18 +127,16 @@ impl Libtest {
                 self.failed.push(name.to_owned());
                 Vec::new()
             }
-            Some((name, Some(outcome))) => match self.splats.remove(name) {
-                Some((headline, log)) => vec![(
-                    name.to_owned(),
-                    Outcome::Failed {
-                        reason: format!("the kernel printed a splat: {headline}"),
-                        verifier_log: None,
-                        kernel_log: Some(log),
-                    },
-                )],
-                None => vec![(name.to_owned(), outcome)],
-            },
+            Some((name, Some(outcome))) => vec![(name.to_owned(), self.splatted(name, outcome))],
             None => Vec::new(),
+        }
+    }
+
+    /// `outcome` of test `name`, failed by a splat during it if there was one.
+    fn splatted(&mut self, name: &str, outcome: Outcome) -> Outcome {
+        match self.splats.remove(name) {
+            Some((headline, log)) => outcome.with_splat(&headline, log),
+            None => outcome,
         }
     }
 
@@ -147,14 +149,7 @@ impl Libtest {
                     Some(printed) => format!("the test failed:\n{}", printed.trim_end()),
                     None => "the test failed; its output is above".to_owned(),
                 };
-                let outcome = match self.splats.remove(&name) {
-                    Some((headline, log)) => Outcome::Failed {
-                        reason: format!("{reason}\nand the kernel printed a splat: {headline}"),
-                        verifier_log: None,
-                        kernel_log: Some(log),
-                    },
-                    None => Outcome::failed(reason),
-                };
+                let outcome = self.splatted(&name, Outcome::failed(reason));
                 (name, outcome)
             })
             .collect()
@@ -185,6 +180,33 @@ fn result_line(line: &str) -> Option<(&str, Option<Outcome>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_splat_during_a_test_that_never_ends_fails_it() {
+        let mut libtest = Libtest::default();
+        libtest.feed(Stream::Stdout, b"running 1 test\ntest dies ... ");
+        let splat = ["BUG: kernel NULL pointer dereference, address: 0".to_owned()];
+        assert_eq!(libtest.splat(&splat).as_deref(), Some("dies"));
+        let outcomes = libtest.finish();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        let (
+            name,
+            Outcome::Failed {
+                reason, kernel_log, ..
+            },
+        ) = &outcomes[0]
+        else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(name, "dies");
+        assert!(
+            reason.starts_with(
+                "the test never reported its result; and the kernel printed a splat: BUG"
+            ),
+            "{reason}"
+        );
+        assert!(kernel_log.is_some());
+    }
 
     #[test]
     fn reads_libtest_lines() {

@@ -139,7 +139,10 @@ impl<'a> KernelCheck<'a> {
         if let Verdict::Unsupported { loader, error } = &result.verdict {
             // The kernel was never asked: whatever the suite expects of
             // this kernel, this says nothing about it.
-            outcomes.push((load_test, limitation(*loader, error)));
+            outcomes.push((
+                load_test,
+                self.with_kernel_log(limitation(*loader, error), &result.kernel_log, spec),
+            ));
             if own {
                 outcomes.extend(spec.cases.iter().map(|case| (case.test, not_loaded())));
             }
@@ -281,7 +284,8 @@ impl<'a> KernelCheck<'a> {
             return outcome;
         }
         let text = log.join("\n");
-        let Some(splat) = splat::find(log) else {
+        let splats = splat::find_all(log);
+        let Some(first) = splats.first() else {
             return match outcome {
                 Outcome::Failed {
                     reason,
@@ -295,45 +299,41 @@ impl<'a> KernelCheck<'a> {
                 other => other,
             };
         };
-        let allowed = spec
-            .allowed_splats
+        // Allowed only when the suite allows every splat of the test.
+        let allowed: Option<Vec<_>> = splats
             .iter()
-            .find(|a| a.allows(self.kernel, &splat.headline));
+            .map(|s| {
+                spec.allowed_splats
+                    .iter()
+                    .find(|a| a.allows(self.kernel, &s.headline))
+                    .map(|a| (a, &s.headline))
+            })
+            .collect();
+        let unallowed = splats
+            .iter()
+            .find(|s| {
+                !spec
+                    .allowed_splats
+                    .iter()
+                    .any(|a| a.allows(self.kernel, &s.headline))
+            })
+            .unwrap_or(first);
         match (outcome, allowed) {
-            (
-                Outcome::Failed {
-                    reason,
-                    verifier_log,
-                    ..
-                },
-                _,
-            ) => Outcome::Failed {
-                reason: format!(
-                    "{reason}; and the kernel printed a splat: {}",
-                    splat.headline
-                ),
-                verifier_log,
-                kernel_log: Some(text),
+            (outcome @ Outcome::Failed { .. }, _) => outcome.with_splat(&first.headline, text),
+            (Outcome::Passed { .. }, Some(allowed)) => Outcome::ExpectedFailure {
+                reason: allowed
+                    .iter()
+                    .map(|(a, headline)| {
+                        format!(
+                            "the kernel printed a splat the suite allows here: {} ({headline})",
+                            a.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
             },
-            (_, Some(allowed)) => Outcome::ExpectedFailure {
-                reason: format!(
-                    "the kernel printed a splat the suite allows here: {} ({})",
-                    allowed.reason, splat.headline
-                ),
-            },
-            (other, None) => Outcome::Failed {
-                reason: format!(
-                    "the kernel printed a splat: {}{}",
-                    splat.headline,
-                    match other {
-                        Outcome::ExpectedFailure { reason } =>
-                            format!(" (the test itself failed as expected: {reason})"),
-                        _ => String::new(),
-                    }
-                ),
-                verifier_log: None,
-                kernel_log: Some(text),
-            },
+            (other, Some(_)) => other,
+            (other, None) => other.with_splat(&unallowed.headline, text),
         }
     }
 }

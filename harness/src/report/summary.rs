@@ -175,10 +175,7 @@ impl Summary {
             }
             Record::Splat { kernel, lines, .. } => {
                 let c = self.add_column(kernel);
-                let headline = kmatrix_protocol::splat::find(lines).map_or_else(
-                    || lines.first().cloned().unwrap_or_default(),
-                    |s| s.headline,
-                );
+                let headline = kmatrix_protocol::splat::headline_of(lines);
                 self.columns[c].splats.push((
                     format!("the kernel printed a splat outside any test: {headline}"),
                     lines.join("\n"),
@@ -231,7 +228,10 @@ impl Summary {
     pub fn only_infrastructure_failed(&self) -> bool {
         let test_failed = self.columns.iter().enumerate().any(|(c, column)| {
             if column.infrastructure {
-                return false;
+                // What it reported before the machinery failed still counts.
+                return (0..self.rows.len()).any(|r| {
+                    matches!(self.cell(c, r), Some(Cell::Done(outcome)) if outcome.is_failure())
+                });
             }
             !column.finished
                 || column.failure.is_some()

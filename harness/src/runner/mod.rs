@@ -170,9 +170,8 @@ impl Work {
             |frame| self.send_all(judge.frame(frame)),
         )
         .await?;
-        let console = console_tail(&dir.path().join("console.log"));
-        if let Some(splat) = console.and_then(|console| judge.console(&console)) {
-            self.send(splat);
+        if let Some(console) = console_tail(&report.console) {
+            self.send_all(judge.console(&console));
         }
         judge.finish()?;
         Ok((report, start.elapsed()))

@@ -23,6 +23,9 @@ pub struct VmFailure {
     pub kind: VmError,
     /// The last lines of the serial console.
     pub console_tail: String,
+    /// Whether the agent had started the run: a VM that failed before
+    /// that failed for the machinery's sake, not for anything it ran.
+    pub started: bool,
 }
 
 /// What went wrong in a VM.
@@ -89,29 +92,6 @@ pub enum VmError {
     },
 }
 
-impl VmError {
-    /// Whether this is the machinery's failure (see
-    /// [`crate::event::KernelError::is_infrastructure`]): QEMU, its
-    /// sockets and QMP, a kernel that never started the agent, a broken
-    /// stream, a saved VM that cannot be used.
-    pub fn is_infrastructure(&self) -> bool {
-        match self {
-            VmError::Spawn { .. }
-            | VmError::EarlyExit { .. }
-            | VmError::Io(_)
-            | VmError::Qmp(_)
-            | VmError::BootTimeout(_)
-            | VmError::Stream(_)
-            | VmError::NoHello(_)
-            | VmError::Unresponsive(_)
-            | VmError::Restore(_)
-            | VmError::WrongKernel { .. }
-            | VmError::Version { .. } => true,
-            VmError::RunTimeout(_) | VmError::Died(_) => false,
-        }
-    }
-}
-
 impl VmFailure {
     /// `kind`, with the console's tail from `console`; a guest that died is
     /// described from QMP's shutdown cause (`ended`), the console, and the
@@ -138,7 +118,11 @@ impl VmFailure {
             (VmError::Qmp(_), None, Some(line)) => VmError::Died(format!("QEMU exited: {line}")),
             (kind, _, _) => kind,
         };
-        Self { kind, console_tail }
+        Self {
+            kind,
+            console_tail,
+            started: false,
+        }
     }
 }
 

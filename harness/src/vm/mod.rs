@@ -81,6 +81,8 @@ pub struct VmReport {
     pub start: Start,
     /// Why it could not be saved, if saving failed.
     pub save_error: Option<String>,
+    /// Its console's file (the restored VM's own, when it was restored).
+    pub console: PathBuf,
 }
 
 /// Boots `spec` (restored from its saved state when there is a good one),
@@ -109,6 +111,7 @@ pub async fn run(
             let initrd = std::fs::read(spec.initrd).map_err(|e| VmFailure {
                 kind: VmError::Io(e),
                 console_tail: String::new(),
+                started: false,
             })?;
             let arch = spec.machine.arch;
             Some(store.slot(snapshot::Inputs::new(
@@ -127,6 +130,7 @@ pub async fn run(
         std::fs::create_dir(&dir).map_err(|e| VmFailure {
             kind: VmError::Io(e),
             console_tail: String::new(),
+            started: false,
         })?;
         let mut started = false;
         let how = How::Restore {
@@ -241,7 +245,10 @@ async fn attempt(
         Some(vm) => vm.stop().await,
         None => None,
     };
-    result.map_err(|kind| VmFailure::explain(kind, ended, &console, &dir.join("qemu.stderr")))
+    result.map_err(|kind| VmFailure {
+        started: *started,
+        ..VmFailure::explain(kind, ended, &console, &dir.join("qemu.stderr"))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -371,6 +378,7 @@ async fn drive(
         run,
         start,
         save_error: save_error.take(),
+        console: dir.join("console.log"),
     })
 }
 

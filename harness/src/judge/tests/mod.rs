@@ -350,7 +350,7 @@ fn replay(
             for line in console.lines() {
                 writeln!(out, "  | {line}").unwrap();
             }
-            if let Some(event) = judge.console(console) {
+            for event in judge.console(console) {
                 show_event(&mut out, &event);
             }
             match judge.finish() {
