@@ -142,8 +142,9 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-/// A kernel that panics (here: its /init cannot be executed) is a failed
-/// kernel with the console's tail, and leaves no QEMU behind.
+/// A kernel that panics before its agent ran anything (here: its /init
+/// cannot be executed) is a failed kernel with the console's tail, the
+/// machinery's failure (exit 3), and leaves no QEMU behind.
 #[test]
 fn a_panicking_kernel_fails_with_its_console() {
     let _lock = boot_lock();
@@ -154,7 +155,7 @@ fn a_panicking_kernel_fails_with_its_console() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(output.status.code(), Some(3), "{out}");
     assert!(out.contains("6.1  ERROR the guest stopped before finishing: the kernel panicked: Kernel panic - not syncing"), "{out}");
     assert!(out.contains("console (last lines):"), "{out}");
     assert_eq!(matrix_row(&out, "xdp_pass::load"), ["ERR"], "{out}");
