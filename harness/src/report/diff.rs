@@ -273,9 +273,9 @@ mod tests {
         });
         let mut markdown = Vec::new();
         render_markdown(&findings, &mut markdown).unwrap();
-        let html = crate::report::tests::cmark_gfm(&String::from_utf8(markdown).unwrap());
-        let document =
-            crate::report::tests::Node::parse(&html).unwrap_or_else(|e| panic!("{e}:\n{html}"));
+        let html = crate::report::tests::github::cmark_gfm(&String::from_utf8(markdown).unwrap());
+        let document = crate::report::tests::github::Node::parse(&html)
+            .unwrap_or_else(|e| panic!("{e}:\n{html}"));
         assert!(document.all("img").is_empty(), "{html}");
         let tables = document.children("table");
         assert_eq!(tables.len(), 1, "{html}");

@@ -2,6 +2,8 @@
 //! `verdicts.rs` holds the decision tables, `streams.rs` whole runs
 //! checked against snapshot files (`snapshots/`).
 
+mod loaders;
+mod splats;
 mod streams;
 mod verdicts;
 
