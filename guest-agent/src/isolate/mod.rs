@@ -26,15 +26,23 @@
 //!
 //! [`globalize_static_programs`] is for libbpf, which refuses `static`
 //! entry programs.
+//!
+//! This module holds the public rewrites and their error; the ELF64
+//! reader and its patch offsets are in `elf`, the call graph a program
+//! reaches in `calls`, and the `.BTF.ext` CO-RE record filter in
+//! `btf_ext`.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use object::elf;
-use object::read::elf::{FileHeader, SectionHeader, Sym};
-use object::{Endian, Endianness};
+use object::elf::{SHF_EXECINSTR, STB_GLOBAL, STB_LOCAL, STT_FUNC, STT_NOTYPE};
+use object::Endian;
 
-type Header = elf::FileHeader64<Endianness>;
+mod btf_ext;
+mod calls;
+mod elf;
+
+pub(crate) use self::elf::Elf;
+use self::elf::{SH_FLAGS, ST_INFO};
 
 /// Why an object could not be rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +79,6 @@ impl fmt::Display for IsolateError {
 
 impl std::error::Error for IsolateError {}
 
-/// `object`'s error, as this module's.
-fn elf_error(error: object::Error) -> IsolateError {
-    IsolateError::Elf(error.to_string())
-}
-
 /// Returns `data` with `program` the only program aya-obj 0.3 parses,
 /// relocates and loads, with its subprograms, every map and its own
 /// relocations (see the module's documentation).
@@ -97,7 +100,7 @@ pub fn isolate(data: &[u8], program: &str) -> Result<Vec<u8>, IsolateError> {
     for (index, section) in elf.sections.iter().enumerate() {
         if index != target.section && elf.is_program_section(index) {
             let at = elf.section_header_offset(index) + SH_FLAGS;
-            let flags = section.flags & !u64::from(elf::SHF_EXECINSTR);
+            let flags = section.flags & !u64::from(SHF_EXECINSTR);
             out[at..at + 8].copy_from_slice(&elf.endian.write_u64_bytes(flags));
         }
     }
@@ -105,7 +108,7 @@ pub fn isolate(data: &[u8], program: &str) -> Result<Vec<u8>, IsolateError> {
         let symbol = &elf.symbols[index];
         if index != target.symbol && symbol.section == target.section {
             let at = elf.symbol_offset(index) + ST_INFO;
-            out[at] = (symbol.bind << 4) | elf::STT_NOTYPE;
+            out[at] = (symbol.bind << 4) | STT_NOTYPE;
         }
     }
     elf.keep_core_relocations(&mut out, |section, offset| {
@@ -159,14 +162,14 @@ pub fn globalize_static_programs(data: &[u8]) -> Result<Globalized, IsolateError
         let Some(section) = elf.sections.get(symbol.section) else {
             continue;
         };
-        if symbol.kind == elf::STT_FUNC
-            && symbol.bind == elf::STB_LOCAL
+        if symbol.kind == STT_FUNC
+            && symbol.bind == STB_LOCAL
             && symbol.section != 0
-            && section.flags & u64::from(elf::SHF_EXECINSTR) != 0
+            && section.flags & u64::from(SHF_EXECINSTR) != 0
             && section.name != ".text"
         {
             let at = elf.symbol_offset(index) + ST_INFO;
-            out[at] = (elf::STB_GLOBAL << 4) | symbol.kind;
+            out[at] = (STB_GLOBAL << 4) | symbol.kind;
             programs.push(symbol.name.to_owned());
         }
     }
@@ -174,426 +177,6 @@ pub fn globalize_static_programs(data: &[u8]) -> Result<Globalized, IsolateError
         object: out,
         programs,
     })
-}
-
-/// Where `sh_flags` is in an ELF64 section header.
-const SH_FLAGS: usize = 8;
-/// Where `st_info` is in an ELF64 symbol.
-const ST_INFO: usize = 4;
-/// `BPF_JMP | BPF_CALL`.
-const CALL: u8 = 0x85;
-/// `BPF_LD | BPF_IMM | BPF_DW`: a 64-bit immediate load.
-const LD_IMM64: u8 = 0x18;
-/// A call's source register when it calls a function of the object.
-const PSEUDO_CALL: u8 = 1;
-/// Size of an instruction.
-const INSN: u64 = 8;
-
-/// The parts of the object the rewrites read.
-pub(crate) struct Elf<'a> {
-    data: &'a [u8],
-    pub(crate) endian: Endianness,
-    section_headers: usize,
-    pub(crate) sections: Vec<Section<'a>>,
-    symbol_table: usize,
-    pub(crate) symbols: Vec<Symbol<'a>>,
-    /// Per section, the symbol each relocated offset refers to.
-    relocations: HashMap<usize, HashMap<u64, usize>>,
-}
-
-pub(crate) struct Section<'a> {
-    pub(crate) name: &'a str,
-    kind: u32,
-    flags: u64,
-    offset: u64,
-    size: u64,
-}
-
-pub(crate) struct Symbol<'a> {
-    pub(crate) name: &'a str,
-    kind: u8,
-    bind: u8,
-    /// Its section's index; 0 for none (undefined, absolute, common).
-    pub(crate) section: usize,
-    pub(crate) value: u64,
-    pub(crate) size: u64,
-}
-
-/// A function's code: `size` bytes at `start` in section `section`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Function {
-    symbol: usize,
-    section: usize,
-    start: u64,
-    size: u64,
-}
-
-impl Function {
-    fn contains(&self, offset: u64) -> bool {
-        offset >= self.start && offset - self.start < self.size
-    }
-}
-
-impl<'a> Elf<'a> {
-    pub(crate) fn parse(data: &'a [u8]) -> Result<Self, IsolateError> {
-        let header = Header::parse(data).map_err(elf_error)?;
-        let endian = header.endian().map_err(elf_error)?;
-        if header.e_machine(endian) != elf::EM_BPF {
-            return Err(IsolateError::Elf("its machine is not BPF".into()));
-        }
-        if usize::from(header.e_shentsize(endian)) != size_of::<elf::SectionHeader64<Endianness>>()
-        {
-            return Err(IsolateError::Elf("unexpected section header size".into()));
-        }
-        let table = header.sections(endian, data).map_err(elf_error)?;
-        let sections = table
-            .iter()
-            .map(|section| Section {
-                name: table
-                    .section_name(endian, section)
-                    .ok()
-                    .and_then(|name| std::str::from_utf8(name).ok())
-                    .unwrap_or_default(),
-                kind: section.sh_type(endian),
-                flags: section.sh_flags(endian),
-                offset: section.sh_offset(endian),
-                size: section.sh_size(endian),
-            })
-            .collect::<Vec<_>>();
-        let symtab = table
-            .symbols(endian, data, elf::SHT_SYMTAB)
-            .map_err(elf_error)?;
-        let symbol_table = sections
-            .get(symtab.section().0)
-            .map_or(0, |section| section.offset as usize);
-        let symbols = symtab
-            .symbols()
-            .iter()
-            .map(|symbol| {
-                let section = symbol.st_shndx(endian);
-                Symbol {
-                    name: symtab
-                        .symbol_name(endian, symbol)
-                        .ok()
-                        .and_then(|name| std::str::from_utf8(name).ok())
-                        .unwrap_or_default(),
-                    kind: symbol.st_type(),
-                    bind: symbol.st_bind(),
-                    section: if section < elf::SHN_LORESERVE {
-                        usize::from(section)
-                    } else {
-                        0
-                    },
-                    value: symbol.st_value(endian),
-                    size: symbol.st_size(endian),
-                }
-            })
-            .collect();
-        let mut relocations: HashMap<usize, HashMap<u64, usize>> = HashMap::new();
-        for section in table.iter() {
-            let target = section.sh_info(endian) as usize;
-            if let Some((rels, _)) = section.rel(endian, data).map_err(elf_error)? {
-                let at = relocations.entry(target).or_default();
-                for rel in rels {
-                    at.insert(rel.r_offset.get(endian), rel.r_sym(endian) as usize);
-                }
-            } else if let Some((relas, _)) = section.rela(endian, data).map_err(elf_error)? {
-                let at = relocations.entry(target).or_default();
-                for rela in relas {
-                    at.insert(
-                        rela.r_offset.get(endian),
-                        rela.r_sym(endian, false) as usize,
-                    );
-                }
-            }
-        }
-        Ok(Self {
-            data,
-            endian,
-            section_headers: header.e_shoff(endian) as usize,
-            sections,
-            symbol_table,
-            symbols,
-            relocations,
-        })
-    }
-
-    pub(crate) fn section_header_offset(&self, index: usize) -> usize {
-        self.section_headers + index * size_of::<elf::SectionHeader64<Endianness>>()
-    }
-
-    fn symbol_offset(&self, index: usize) -> usize {
-        self.symbol_table + index * size_of::<elf::Sym64<Endianness>>()
-    }
-
-    /// Whether aya-obj 0.3 takes section `index` for a program section: an
-    /// executable one of code whose name is none of the names it knows.
-    fn is_program_section(&self, index: usize) -> bool {
-        const KNOWN: [&str; 8] = [
-            "license", "version", "maps", ".maps", ".text", ".bss", ".data", ".rodata",
-        ];
-        let Some(section) = self.sections.get(index) else {
-            return false;
-        };
-        let code = u64::from(elf::SHF_ALLOC | elf::SHF_EXECINSTR);
-        section.kind == elf::SHT_PROGBITS
-            && section.flags & code == code
-            && section.size > 0
-            && !KNOWN.iter().any(|known| section.name.starts_with(known))
-            && section.name != ".BTF"
-            && section.name != ".BTF.ext"
-    }
-
-    /// Whether aya-obj 0.3 takes section `index` for one of subprograms
-    /// (`.text`, `.text.*`).
-    fn is_text_section(&self, index: usize) -> bool {
-        self.sections
-            .get(index)
-            .is_some_and(|section| section.name.starts_with(".text"))
-    }
-
-    /// The programs as aya-obj 0.3 lists them: the named function symbols
-    /// of program sections.
-    fn programs(&self) -> Vec<usize> {
-        (0..self.symbols.len())
-            .filter(|&i| {
-                let symbol = &self.symbols[i];
-                is_function(symbol.kind)
-                    && !symbol.name.is_empty()
-                    && self.is_program_section(symbol.section)
-            })
-            .collect()
-    }
-
-    fn function(&self, symbol: usize) -> Function {
-        let s = &self.symbols[symbol];
-        Function {
-            symbol,
-            section: s.section,
-            start: s.value,
-            size: s.size,
-        }
-    }
-
-    /// The `.text` functions `target` reaches. Fails when the program or
-    /// any `.text` function refers to another program's code.
-    fn reached(&self, target: Function, program: &str) -> Result<Vec<Function>, IsolateError> {
-        let text: HashMap<(usize, u64), Function> = (0..self.symbols.len())
-            .filter(|&i| {
-                is_function(self.symbols[i].kind) && self.is_text_section(self.symbols[i].section)
-            })
-            .map(|i| {
-                let f = self.function(i);
-                ((f.section, f.start), f)
-            })
-            .collect();
-        let sibling_check = |(section, offset): (usize, u64)| {
-            if !self.is_program_section(section)
-                || (section == target.section && target.contains(offset))
-            {
-                return Ok(());
-            }
-            let sibling = self
-                .programs()
-                .into_iter()
-                .map(|i| self.function(i))
-                .find(|f| f.section == section && f.contains(offset))
-                .map_or(self.sections[section].name, |f| self.symbols[f.symbol].name);
-            Err(IsolateError::RefersToSibling {
-                program: program.to_owned(),
-                sibling: sibling.to_owned(),
-            })
-        };
-        for (index, section) in self.sections.iter().enumerate() {
-            if self.is_text_section(index) {
-                for destination in self.destinations(index, 0, section.size)? {
-                    sibling_check(destination)?;
-                }
-            }
-        }
-        let mut reached = Vec::new();
-        let mut seen = HashSet::new();
-        let mut next = vec![target];
-        while let Some(function) = next.pop() {
-            for destination in self.destinations(function.section, function.start, function.size)? {
-                sibling_check(destination)?;
-                if let Some(&callee) = text.get(&destination) {
-                    if seen.insert(callee) {
-                        reached.push(callee);
-                        next.push(callee);
-                    }
-                }
-            }
-        }
-        Ok(reached)
-    }
-
-    /// The code that the `size` bytes at `start` of section `section` call
-    /// or load the address of, as aya-obj 0.3 resolves it: (section,
-    /// offset) pairs.
-    fn destinations(
-        &self,
-        section: usize,
-        start: u64,
-        size: u64,
-    ) -> Result<Vec<(usize, u64)>, IsolateError> {
-        let s = &self.sections[section];
-        let code = usize::try_from(s.offset)
-            .ok()
-            .and_then(|offset| {
-                self.data
-                    .get(offset..)?
-                    .get(..usize::try_from(s.size).ok()?)
-            })
-            .and_then(|code| {
-                code.get(usize::try_from(start).ok()?..)?
-                    .get(..usize::try_from(size).ok()?)
-            })
-            .ok_or_else(|| IsolateError::Elf(format!("section `{}` is out of bounds", s.name)))?;
-        let relocations = self.relocations.get(&section);
-        let mut destinations = Vec::new();
-        for (i, insn) in code.chunks_exact(INSN as usize).enumerate() {
-            let offset = start + i as u64 * INSN;
-            let source = match self.endian {
-                Endianness::Little => insn[1] >> 4,
-                Endianness::Big => insn[1] & 0xf,
-            };
-            let call = insn[0] == CALL && source == PSEUDO_CALL;
-            let imm = i64::from(
-                self.endian
-                    .read_i32_bytes(insn[4..8].try_into().expect("4 bytes")),
-            );
-            let symbol = relocations
-                .and_then(|r| r.get(&offset))
-                .and_then(|&s| self.symbols.get(s));
-            let destination = match symbol {
-                Some(symbol)
-                    if self.is_program_section(symbol.section)
-                        || self.is_text_section(symbol.section) =>
-                {
-                    let base = symbol.value as i64;
-                    let at = match symbol.kind {
-                        kind if is_function(kind) => base,
-                        elf::STT_SECTION if call => base.wrapping_add((imm + 1) * INSN as i64),
-                        elf::STT_SECTION if insn[0] == LD_IMM64 => base.wrapping_add(imm),
-                        _ => continue,
-                    };
-                    (symbol.section, at)
-                }
-                Some(_) => continue,
-                None if call => (
-                    section,
-                    (offset as i64).wrapping_add((imm + 1) * INSN as i64),
-                ),
-                None => continue,
-            };
-            if let Ok(at) = u64::try_from(destination.1) {
-                destinations.push((destination.0, at));
-            }
-        }
-        Ok(destinations)
-    }
-
-    /// Rewrites `.BTF.ext`'s CO-RE records in `out`, keeping those for
-    /// which `keep(section, instruction offset)` holds, in their order;
-    /// the section's freed tail is zeroed.
-    fn keep_core_relocations(
-        &self,
-        out: &mut [u8],
-        mut keep: impl FnMut(usize, u64) -> bool,
-    ) -> Result<(), IsolateError> {
-        let (Some(btf), Some(ext)) = (self.section_data(".BTF"), self.section_data(".BTF.ext"))
-        else {
-            return Ok(());
-        };
-        let (ext_at, ext) = ext;
-        let u32_at = |data: &[u8], at: usize| -> Result<u32, IsolateError> {
-            data.get(at..at + 4)
-                .map(|b| self.endian.read_u32_bytes(b.try_into().expect("4 bytes")))
-                .ok_or(IsolateError::Btf("truncated"))
-        };
-        let header_len = u32_at(ext, 4)? as usize;
-        if header_len < 32 {
-            return Ok(());
-        }
-        let start = header_len + u32_at(ext, 24)? as usize;
-        let len = u32_at(ext, 28)? as usize;
-        if len == 0 {
-            return Ok(());
-        }
-        let relos = ext
-            .get(start..start + len)
-            .ok_or(IsolateError::Btf("CO-RE records out of bounds"))?;
-        let record = u32_at(relos, 0)? as usize;
-        if record < 4 {
-            return Err(IsolateError::Btf("CO-RE record size"));
-        }
-        let (_, btf) = btf;
-        let strings = u32_at(btf, 4)? as usize + u32_at(btf, 16)? as usize;
-        let section_of = |name: u32| -> Option<usize> {
-            let name = btf.get(strings + name as usize..)?;
-            let name = &name[..name.iter().position(|&b| b == 0)?];
-            self.sections
-                .iter()
-                .position(|section| section.name.as_bytes() == name)
-        };
-
-        let mut kept = Vec::with_capacity(len);
-        kept.extend_from_slice(&relos[..4]);
-        let mut at = 4;
-        while at + 8 <= len {
-            let name = u32_at(relos, at)?;
-            let count = u32_at(relos, at + 4)? as usize;
-            let records = count
-                .checked_mul(record)
-                .and_then(|size| relos.get(at + 8..)?.get(..size))
-                .ok_or(IsolateError::Btf("CO-RE records out of bounds"))?;
-            at += 8 + records.len();
-            let section = section_of(name);
-            let mut chosen = Vec::new();
-            for r in records.chunks_exact(record) {
-                if section.is_none_or(|s| keep(s, u64::from(u32_at(r, 0).expect("4 bytes")))) {
-                    chosen.extend_from_slice(r);
-                }
-            }
-            if !chosen.is_empty() {
-                kept.extend_from_slice(&self.endian.write_u32_bytes(name));
-                kept.extend_from_slice(
-                    &self.endian.write_u32_bytes((chosen.len() / record) as u32),
-                );
-                kept.extend_from_slice(&chosen);
-            }
-        }
-        if kept.len() == len {
-            return Ok(());
-        }
-        let base = ext_at + start;
-        out[base..base + kept.len()].copy_from_slice(&kept);
-        out[base + kept.len()..base + len].fill(0);
-        out[ext_at + 28..ext_at + 32]
-            .copy_from_slice(&self.endian.write_u32_bytes(kept.len() as u32));
-        Ok(())
-    }
-
-    /// The file offset and bytes of the section named `name`.
-    pub(crate) fn section_data(&self, name: &str) -> Option<(usize, &'a [u8])> {
-        self.section_bytes(self.sections.iter().position(|s| s.name == name)?)
-    }
-
-    /// The file offset and bytes of section `index`.
-    pub(crate) fn section_bytes(&self, index: usize) -> Option<(usize, &'a [u8])> {
-        let section = self.sections.get(index)?;
-        let at = usize::try_from(section.offset).ok()?;
-        let data = self
-            .data
-            .get(at..)?
-            .get(..usize::try_from(section.size).ok()?)?;
-        Some((at, data))
-    }
-}
-
-fn is_function(kind: u8) -> bool {
-    kind == elf::STT_FUNC || kind == elf::STT_GNU_IFUNC
 }
 
 #[cfg(test)]
