@@ -99,6 +99,14 @@ impl Libbpf {
             // libbpf stopped before the kernel saw the program: a map the
             // kernel refused, a relocation against this kernel's BTF.
             let mut error = format!("{}: {}", strerror(err), summary(&messages));
+            if messages.contains("missing BPF prog type") {
+                // A section name libbpf does not know: its limit, not the
+                // kernel's verdict.
+                return Err(Verdict::Unsupported {
+                    loader: Loader::Libbpf,
+                    error,
+                });
+            }
             if let Some(hint) = first.refused_map_hint(&messages) {
                 error.push_str(&format!(" ({hint})"));
             }
