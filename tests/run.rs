@@ -253,3 +253,48 @@ fn interrupting_a_run_stops_every_vm() {
         assert!(new.is_empty(), "{signal} left run directories {new:?}");
     }
 }
+
+/// Results wait in the agent's queue instead of costing a write each; a
+/// guest that hangs mid-suite is stopped and its queue read out of its
+/// memory, so every case that ran before the hang has its outcome. The
+/// hang: a test run the kernel repeats four billion times.
+#[test]
+fn every_result_before_a_hang_reaches_the_host() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let packet = "02 00 00 00 00 02 02 00 00 00 00 01 08 00";
+    let mut suite = format!(
+        "[[object]]\npath = {:?}\n\n[[object.program]]\nname = \"xdp_pass\"\n",
+        fixture("xdp_pass.bpf.c")
+    );
+    for case in 0..40 {
+        suite += &format!("\n[[object.program.case]]\nname = \"quick_{case}\"\ninput = \"{packet}\"\nexpect_return = \"XDP_PASS\"\n");
+    }
+    suite += &format!("\n[[object.program.case]]\nname = \"hangs\"\ninput = \"{packet}\"\nrepeat = 4000000000\nexpect_return = \"XDP_PASS\"\n");
+    let path = dir.path().join("kmatrix-suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let json = dir.path().join("run.json");
+    let output = kmatrix(&["test", "--kernels", "6.1", "--run-timeout", "15", "--suite"])
+        .arg(&path)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("did not finish within 15s"), "{out}");
+    let records = std::fs::read_to_string(&json).unwrap();
+    let outcome = |test: &str| {
+        records
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|r| r["type"] == "outcome" && r["test"] == test)
+            .map(|r| r["outcome"].as_str().unwrap().to_owned())
+    };
+    for case in 0..40 {
+        let test = format!("xdp_pass::quick_{case}");
+        assert_eq!(outcome(&test).as_deref(), Some("passed"), "{test}: {out}");
+    }
+    assert_ne!(outcome("xdp_pass::hangs").as_deref(), Some("passed"), "{out}");
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+}

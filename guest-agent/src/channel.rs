@@ -1,9 +1,11 @@
 //! The guest's end of the results stream.
 //!
-//! Frames are encoded into one buffer that is written out when it fills,
-//! when it has held a frame for [`FLUSH_AFTER`], or when the agent is about
-//! to do something slow. A burst of small results thus costs one `write`,
-//! with no thread hand-off per frame, and no result waits long.
+//! Frames are encoded into the [`Queue`], which is written out when it
+//! fills, when it has held a frame for [`FLUSH_AFTER`], or when the agent is
+//! about to do something slow or not yet seen to finish. A burst of small
+//! results thus costs one `write`, with no thread hand-off per frame, and
+//! no result waits long; the host reads what a hung guest had queued out of
+//! its memory ([`Channel::send_queue`]).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 use kmatrix_protocol::input::read_input;
 use kmatrix_protocol::{encode, Frame, Input, ACK};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::queue::Queue;
 
 /// Write once this much is buffered.
 const FLUSH_AT: usize = 64 * 1024;
@@ -29,7 +33,9 @@ pub struct Channel {
     input: InputBuffer,
     /// The directory the last file went into, known to exist.
     last_dir: Option<std::path::PathBuf>,
-    buf: Vec<u8>,
+    queue: Queue,
+    /// The frame being encoded.
+    frame: Vec<u8>,
     oldest: Option<Instant>,
     error: Option<io::Error>,
 }
@@ -41,20 +47,32 @@ impl Channel {
             port,
             input: InputBuffer::default(),
             last_dir: None,
-            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            queue: Queue::new(),
+            frame: Vec::new(),
             oldest: None,
             error: None,
         }
     }
 
-    /// Queues a frame, writing the buffer if it is due.
+    /// Queues a frame, writing the queue out if it is due. A frame larger
+    /// than the queue is written at once.
     pub fn send(&mut self, frame: &Frame) {
-        if let Err(err) = encode(frame, &mut self.buf) {
+        self.frame.clear();
+        if let Err(err) = encode(frame, &mut self.frame) {
+            self.frame.clear();
             let note = Frame::AgentError(format!("a result could not be sent: {err}"));
-            encode(&note, &mut self.buf).expect("a short error frame encodes");
+            encode(&note, &mut self.frame).expect("a short error frame encodes");
+        }
+        if !self.queue.fits(self.frame.len()) {
+            self.flush();
+        }
+        if self.queue.fits(self.frame.len()) {
+            self.queue.push(&self.frame);
+        } else {
+            self.write(true);
         }
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
-        if self.buf.len() >= FLUSH_AT || oldest.elapsed() >= FLUSH_AFTER {
+        if self.queue.queued().len() >= FLUSH_AT || oldest.elapsed() >= FLUSH_AFTER {
             self.flush();
         }
     }
@@ -62,14 +80,37 @@ impl Channel {
     /// Writes out everything queued.
     pub fn flush(&mut self) {
         self.oldest = None;
-        if self.buf.is_empty() || self.error.is_some() {
-            self.buf.clear();
-            return;
+        if !self.queue.is_empty() {
+            self.write(false);
         }
-        if let Err(err) = self.port.write_all(&self.buf) {
-            self.error = Some(err);
+    }
+
+    /// Writes the queue, or the frame being encoded, out.
+    fn write(&mut self, frame: bool) {
+        let bytes = if frame { &self.frame[..] } else { self.queue.queued() };
+        let len = bytes.len() as u64;
+        if self.error.is_none() {
+            if let Err(err) = self.port.write_all(bytes) {
+                self.error = Some(err);
+            }
         }
-        self.buf.clear();
+        self.queue.written(len);
+    }
+
+    /// Tells the host where the queue is, so that it can read what a guest
+    /// that stopped answering had queued; where the agent cannot tell, the
+    /// host reads nothing and what was queued at a hang is lost.
+    pub fn send_queue(&mut self) {
+        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as usize;
+        if let Ok(pages) = self.queue.pages(page_size) {
+            self.send(&Frame::Queue {
+                page_size: page_size as u32,
+                pages,
+            });
+        }
     }
 
     /// Reads the host's next input message.

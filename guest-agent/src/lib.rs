@@ -12,5 +12,6 @@ pub mod kmsg;
 pub mod libbpf_loader;
 pub mod loader;
 pub mod probe;
+pub mod queue;
 mod sys;
 pub mod system;

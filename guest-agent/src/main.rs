@@ -71,6 +71,7 @@ fn run() {
             channel.send(&Frame::Started {
                 kernel_release: system::kernel_release(),
             });
+            channel.send_queue();
             send_splat(&mut log, &mut channel);
             probe::run(&start.plan, &mut channel);
             loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel, &mut log);

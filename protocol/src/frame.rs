@@ -48,6 +48,16 @@ pub enum Frame {
     /// load or case (while booting, between tests, during `kmatrix exec`'s
     /// program), sent as soon as the agent read them.
     Splat(Vec<String>),
+    /// Where the agent queues encoded frames before writing them out
+    /// ([`crate::queue`]), sent once the run started: the guest-physical
+    /// address of each of its pages, in order. The host reads the queue
+    /// from a guest that stopped answering.
+    Queue {
+        /// The guest's page size.
+        page_size: u32,
+        /// Each page's guest-physical address.
+        pages: Vec<u64>,
+    },
 }
 
 /// One of the executed program's output streams.

@@ -28,6 +28,7 @@ pub mod input;
 pub mod kind;
 pub mod layout;
 mod plan;
+pub mod queue;
 pub mod report;
 pub mod splat;
 pub mod stats;
@@ -46,7 +47,7 @@ pub use plan::{
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

@@ -131,7 +131,11 @@ impl<'a> KernelJudge<'a> {
                 events.push(RunEvent::Exited { kernel, info });
                 events
             }
-            Frame::Hello(_) | Frame::Done | Frame::Prepared | Frame::Started { .. } => Vec::new(),
+            Frame::Hello(_)
+            | Frame::Done
+            | Frame::Prepared
+            | Frame::Started { .. }
+            | Frame::Queue { .. } => Vec::new(),
         }
     }
 

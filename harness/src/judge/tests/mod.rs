@@ -243,6 +243,7 @@ fn show_frame(frame: &Frame) -> String {
             )
         }
         Frame::Splat(lines) => format!("splat{}", log(lines)),
+        Frame::Queue { pages, .. } => format!("queue in {} pages", pages.len()),
         Frame::AgentError(message) => format!("agent error: {message}"),
         Frame::Output { stream, data } => {
             format!("{stream:?}: {:?}", String::from_utf8_lossy(data))

@@ -1,0 +1,122 @@
+//! The results queue ([`kmatrix_protocol::queue`]) in locked pages the host
+//! can read from a stopped guest: mapped once, populated and locked, not
+//! copied into children (a copy-on-write fault would move a page), and
+//! kept in place by telling the kernel not to compact locked pages.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use kmatrix_protocol::queue::{Header, HEADER, SIZE};
+
+/// The queue's mapping.
+pub struct Queue {
+    area: &'static mut [u8],
+    header: Header,
+    /// Whether the area is the locked mapping (else plain memory, which
+    /// the host is not told about).
+    locked: bool,
+}
+
+impl Queue {
+    /// Maps and locks the queue; in plain memory if that fails.
+    pub fn new() -> Self {
+        let (area, locked) = match Self::map() {
+            Ok(area) => (area, true),
+            Err(_) => (Box::leak(vec![0; SIZE].into_boxed_slice()), false),
+        };
+        // Compaction may move locked pages unless told not to; a kernel
+        // without compaction has no such file.
+        let _ = std::fs::write("/proc/sys/vm/compact_unevictable_allowed", "0");
+        let header = Header { base: 0, len: 0 };
+        header.write(area);
+        Self {
+            area,
+            header,
+            locked,
+        }
+    }
+
+    fn map() -> io::Result<&'static mut [u8]> {
+        // SAFETY: a fresh anonymous mapping, owned by the returned queue for
+        // the agent's life (PID 1 never unmaps it).
+        Ok(unsafe {
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE | libc::MAP_LOCKED,
+                -1,
+                0,
+            );
+            if ptr == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::madvise(ptr, SIZE, libc::MADV_DONTFORK) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            std::slice::from_raw_parts_mut(ptr.cast::<u8>(), SIZE)
+        })
+    }
+
+    /// Each page's guest-physical address, from `/proc/self/pagemap`.
+    pub fn pages(&self, page_size: usize) -> io::Result<Vec<u64>> {
+        if !self.locked {
+            return Err(io::Error::other("the queue is not in locked pages"));
+        }
+        let mut pagemap = File::open("/proc/self/pagemap")?;
+        let first = self.area.as_ptr() as usize / page_size;
+        (0..SIZE.div_ceil(page_size))
+            .map(|i| {
+                let mut entry = [0u8; 8];
+                pagemap.seek(SeekFrom::Start(((first + i) * 8) as u64))?;
+                pagemap.read_exact(&mut entry)?;
+                let entry = u64::from_le_bytes(entry);
+                let pfn = entry & ((1 << 55) - 1);
+                if entry >> 63 == 0 || pfn == 0 {
+                    return Err(io::Error::other("a queue page is not resident"));
+                }
+                Ok(pfn * page_size as u64)
+            })
+            .collect()
+    }
+
+    /// What is queued.
+    pub fn queued(&self) -> &[u8] {
+        &self.area[HEADER..HEADER + self.header.len as usize]
+    }
+
+    /// Whether `len` more bytes fit.
+    pub fn fits(&self, len: usize) -> bool {
+        HEADER + self.header.len as usize + len <= SIZE
+    }
+
+    /// Queues `bytes` (which must fit): the bytes first, then the length
+    /// that makes them part of the queue.
+    pub fn push(&mut self, bytes: &[u8]) {
+        let at = HEADER + self.header.len as usize;
+        self.area[at..at + bytes.len()].copy_from_slice(bytes);
+        self.header.len += bytes.len() as u64;
+        self.store();
+    }
+
+    /// Records that `written` bytes went out past the queue (everything
+    /// queued, then a frame too large to queue): the queue empties before
+    /// its base moves on.
+    pub fn written(&mut self, written: u64) {
+        self.header.len = 0;
+        self.store();
+        self.header.base += written;
+        self.store();
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.header.len == 0
+    }
+
+    fn store(&mut self) {
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        self.header.write(self.area);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
