@@ -289,7 +289,7 @@ fn every_result_before_a_hang_reaches_the_host() {
             .lines()
             .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
             .find(|r| r["type"] == "outcome" && r["test"] == test)
-            .map(|r| r["outcome"].as_str().unwrap().to_owned())
+            .map(|r| r["result"]["outcome"].as_str().unwrap().to_owned())
     };
     for case in 0..40 {
         let test = format!("xdp_pass::quick_{case}");

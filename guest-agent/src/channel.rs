@@ -110,6 +110,8 @@ impl Channel {
                 page_size: page_size as u32,
                 pages,
             });
+            self.flush();
+            self.queue.restart();
         }
     }
 

@@ -109,6 +109,12 @@ impl Queue {
         self.store();
     }
 
+    /// Counts what is written from here on from 0 (the queue is empty).
+    pub fn restart(&mut self) {
+        self.header.base = 0;
+        self.store();
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.header.len == 0

@@ -36,6 +36,8 @@ pub struct ResultStream {
     decoder: Decoder,
     buf: Vec<u8>,
     eof: bool,
+    /// Bytes read from the socket so far.
+    received: u64,
 }
 
 /// The stream broke.
@@ -57,6 +59,7 @@ impl ResultStream {
             decoder: Decoder::new(),
             buf: vec![0; READ_SIZE],
             eof: false,
+            received: 0,
         }
     }
 
@@ -75,9 +78,32 @@ impl ResultStream {
             if n == 0 {
                 self.eof = true;
             } else {
+                self.received += n as u64;
                 self.decoder.extend(&self.buf[..n]);
             }
         }
+    }
+
+    /// Bytes read from the socket so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Bytes of the frames returned so far.
+    pub fn consumed(&self) -> u64 {
+        self.received - self.decoder.pending() as u64
+    }
+
+    /// The frames `bytes` complete, as if they had followed what was read
+    /// (the tail of the stream, recovered another way).
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, StreamError> {
+        self.received += bytes.len() as u64;
+        self.decoder.extend(bytes);
+        let mut frames = Vec::new();
+        while let Some(frame) = self.decoder.next_frame()? {
+            frames.push(frame);
+        }
+        Ok(frames)
     }
 }
 

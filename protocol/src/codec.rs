@@ -91,6 +91,11 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes extended but not yet returned as frames.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Returns the next complete frame, `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
         let rest = &self.buf[self.pos..];

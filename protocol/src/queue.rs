@@ -5,8 +5,9 @@
 //! its memory, so that nothing sent before the hang is lost.
 //!
 //! Layout, little-endian: [`MAGIC`], `base` (`u64`: the stream offset of
-//! the first queued byte, i.e. every byte written before it), `len` (`u64`),
-//! then `len` bytes of encoded frames. The agent sets `len` to 0 before it
+//! the first queued byte, counted from the byte after the `Queue` frame,
+//! which the agent writes out at once), `len` (`u64`), then `len` bytes of
+//! encoded frames. The agent sets `len` to 0 before it
 //! moves `base` on, and writes the bytes before it raises `len`: a guest
 //! stopped between two stores is read as a queue holding less, never
 //! bytes that are not there.
@@ -46,7 +47,8 @@ pub enum QueueError {
 /// The queue's header fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Bytes written out before the first queued byte.
+    /// Bytes written out between the `Queue` frame and the first queued
+    /// byte.
     pub base: u64,
     /// Bytes queued.
     pub len: u64,

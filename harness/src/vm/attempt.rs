@@ -174,9 +174,31 @@ async fn drive(
     let hello_at = Instant::now();
 
     let deadline = Instant::now() + config.run_timeout;
+    let mut queue = None;
     loop {
         match timeout_at(deadline, stream.next()).await {
-            Err(_) => return Err(VmError::RunTimeout(config.run_timeout)),
+            Err(_) => {
+                if let (Some(location), Some(qmp)) = (&queue, &qemu.qmp) {
+                    match super::queue::recover(qmp, &mut stream, location, dir).await {
+                        Ok(frames) => frames
+                            .into_iter()
+                            .filter(|frame| !matches!(frame, Frame::Done | Frame::Queue { .. }))
+                            .for_each(&mut *on_frame),
+                        Err(err) => on_frame(Frame::AgentError(format!(
+                            "the results the hung guest had queued could not be read: {}",
+                            crate::error_chain::error_chain(&err)
+                        ))),
+                    }
+                }
+                return Err(VmError::RunTimeout(config.run_timeout));
+            }
+            Ok(Ok(Some(Frame::Queue { page_size, pages }))) => {
+                queue = Some(super::queue::Location {
+                    page_size,
+                    pages,
+                    origin: stream.consumed(),
+                })
+            }
             Ok(Ok(Some(Frame::Done))) => break,
             Ok(Ok(Some(frame))) => on_frame(frame),
             Ok(Ok(None)) => return Err(VmError::Died("before its last result".into())),

@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod migrate;
 mod qemu;
+mod queue;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
