@@ -27,12 +27,10 @@
 //! [`globalize_static_programs`] is for libbpf, which refuses `static`
 //! entry programs.
 //!
-//! This module holds the public rewrites and their error; the ELF64
-//! reader and its patch offsets are in `elf`, the call graph a program
+//! This module holds the public rewrites; their error is in `error`, the
+//! ELF64 reader and its patch offsets are in `elf`, the call graph a program
 //! reaches in `calls`, and the `.BTF.ext` CO-RE record filter in
 //! `btf_ext`.
-
-use std::fmt;
 
 use object::elf::{SHF_EXECINSTR, STB_GLOBAL, STB_LOCAL, STT_FUNC, STT_NOTYPE};
 use object::Endian;
@@ -40,44 +38,11 @@ use object::Endian;
 mod btf_ext;
 mod calls;
 mod elf;
+mod error;
 
 pub(crate) use self::elf::Elf;
 use self::elf::{SH_FLAGS, ST_INFO};
-
-/// Why an object could not be rewritten.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IsolateError {
-    /// Not a 64-bit eBPF ELF object, or one whose tables do not read.
-    Elf(String),
-    /// No program of that name.
-    UnknownProgram(String),
-    /// Several programs of that name.
-    AmbiguousProgram(String),
-    /// The program, or a `.text` function, refers to a sibling's code,
-    /// which aya would link in as a function.
-    RefersToSibling { program: String, sibling: String },
-    /// `.BTF` or `.BTF.ext` is malformed.
-    Btf(&'static str),
-}
-
-impl fmt::Display for IsolateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Elf(error) => write!(f, "not a 64-bit eBPF ELF object: {error}"),
-            Self::UnknownProgram(name) => write!(f, "the object has no program `{name}`"),
-            Self::AmbiguousProgram(name) => {
-                write!(f, "the object has several programs named `{name}`")
-            }
-            Self::RefersToSibling { program, sibling } => write!(
-                f,
-                "the code of `{program}` refers to the code of program `{sibling}`"
-            ),
-            Self::Btf(error) => write!(f, "malformed BTF: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for IsolateError {}
+pub use self::error::IsolateError;
 
 /// Returns `data` with `program` the only program aya-obj 0.3 parses,
 /// relocates and loads, with its subprograms, every map and its own

@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use kmatrix_protocol::{Loader, ObjectPlan, ProgramStats, Verdict};
 use libbpf_sys as sys;
 
-use crate::loader::{global_location, missing, unsized_hint, Instance};
+use super::common::{missing, unsized_hint, Instance};
+use super::elf::global_location;
 
 /// What libbpf printed during the current load.
 static MESSAGES: Mutex<String> = Mutex::new(String::new());

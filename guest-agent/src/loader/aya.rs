@@ -20,10 +20,10 @@ use aya::programs::{Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
 
+use super::common::{self, missing, Instance, PERF_EVENT_ARRAY};
 use crate::btf_maps::set_value_sizes;
 use crate::error::chain;
 use crate::isolate::{self, isolate};
-use crate::loader::{self, missing, Instance, PERF_EVENT_ARRAY};
 
 /// Map types whose value size aya 0.14 sets itself, 4 or 8 bytes by the
 /// kernel's features: CPUMAP, DEVMAP, DEVMAP_HASH.
@@ -181,7 +181,7 @@ fn unsized_perf_arrays(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// [`loader::unsized_hint`] for map `name` of `data` as aya creates it:
+/// [`common::unsized_hint`] for map `name` of `data` as aya creates it:
 /// with `object`'s `max_entries` and the value size it was given.
 fn unsized_hint(data: &[u8], object: &ObjectPlan, name: &str) -> Option<String> {
     let parsed = aya_obj::Object::parse(data).ok()?;
@@ -197,7 +197,7 @@ fn unsized_hint(data: &[u8], object: &ObjectPlan, name: &str) -> Option<String> 
     } else {
         map.value_size()
     };
-    loader::unsized_hint(name, map.map_type(), max_entries, value_size)
+    common::unsized_hint(name, map.map_type(), max_entries, value_size)
 }
 
 fn possible_cpus() -> u32 {
