@@ -12,3 +12,5 @@ pub mod loader;
 pub mod probe;
 mod sys;
 pub mod system;
+#[cfg(test)]
+mod test_data;

@@ -215,3 +215,83 @@ fn tail(text: String, max: usize) -> String {
     }
     format!("[… {start} bytes cut …]\n{}", &text[start..])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    use kmatrix_protocol::Decoder;
+
+    use super::*;
+    use crate::kmsg::tests::{fake_log, log};
+
+    #[test]
+    fn a_long_verifier_log_keeps_its_end_on_a_character_boundary() {
+        assert_eq!(tail("short".into(), 5), "short");
+        let text = format!("{}é{}", "a".repeat(10), "z".repeat(8));
+        // 19 bytes from the end falls inside `é`: the cut moves past it.
+        assert_eq!(tail(text.clone(), 9), "[… 12 bytes cut …]\nzzzzzzzz");
+        assert_eq!(tail(text, 10), "[… 10 bytes cut …]\nézzzzzzzz");
+
+        let long = format!("{}\nR0 !read_ok", "x".repeat(MAX_LOG));
+        let Verdict::Rejected { verifier_log, .. } = bounded(Verdict::Rejected {
+            error: "Permission denied".into(),
+            verifier_log: long,
+        }) else {
+            panic!("a rejection stays one");
+        };
+        assert!(verifier_log.ends_with("\nR0 !read_ok"));
+        assert!(verifier_log.len() < MAX_LOG + 64, "{}", verifier_log.len());
+        let failed = Verdict::Failed {
+            error: "e".repeat(2 * MAX_LOG),
+        };
+        assert_eq!(bounded(failed.clone()), failed);
+    }
+
+    /// The frames `send_splat` sends, given what the kernel logged before
+    /// (drained) and since.
+    fn splat_frames(before: &[&str], since: &[&str]) -> Vec<Frame> {
+        let (mut kernel_log, kernel) = fake_log();
+        log(&kernel, before);
+        kernel_log.drain();
+        log(&kernel, since);
+        let (port, mut host) = UnixStream::pair().expect("socket pair");
+        let mut channel = Channel::open(File::from(OwnedFd::from(port)));
+        send_splat(&mut kernel_log, &mut channel);
+        channel.flush();
+        drop(channel);
+        let mut bytes = Vec::new();
+        host.read_to_end(&mut bytes).expect("read the frames");
+        let mut decoder = Decoder::new();
+        decoder.extend(&bytes);
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.next_frame().expect("decode") {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[test]
+    fn a_splat_outside_any_test_is_sent_from_its_cut_here_line() {
+        let cut = "------------[ cut here ]------------";
+        let warning = "WARNING: CPU: 1 PID: 42 at kernel/bpf/verifier.c:100 check+0x10/0x20";
+        assert_eq!(
+            splat_frames(&["bpf: loaded", cut], &[warning, "Call Trace:", " <TASK>"]),
+            [Frame::Splat(vec![
+                cut.into(),
+                warning.into(),
+                "Call Trace:".into(),
+                " <TASK>".into()
+            ])]
+        );
+        assert_eq!(
+            splat_frames(&[], &["noise", warning]),
+            [Frame::Splat(vec![warning.into()])]
+        );
+        assert_eq!(splat_frames(&[cut], &["bpf: no splat here"]), []);
+        assert_eq!(splat_frames(&[warning], &[]), [], "sent with its test");
+    }
+}
