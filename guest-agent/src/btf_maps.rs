@@ -450,9 +450,7 @@ mod tests {
 
     use super::*;
     use crate::isolate::isolate;
-    use crate::isolate::tests::{all_btf_features, build, host_btf};
-
-    const SOURCE: &str = "value_size.bpf.c";
+    use crate::test_data::{all_btf_features, build, host_btf, VALUE_SIZE as SOURCE};
 
     fn value_sizes(data: &[u8]) -> Vec<(String, u32)> {
         let mut sizes: Vec<_> = Object::parse(data)

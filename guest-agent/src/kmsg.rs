@@ -38,6 +38,17 @@ impl KernelLog {
         }
     }
 
+    /// A log read from `file` instead, for tests: a datagram socket keeps
+    /// `/dev/kmsg`'s one record per read.
+    #[cfg(test)]
+    pub(crate) fn from_file(file: File) -> Self {
+        Self {
+            file: Some(file),
+            buf: vec![0; RECORD],
+            last: None,
+        }
+    }
+
     /// The descriptor to poll for new records, if the log is open.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_ref().map(AsFd::as_fd)
@@ -95,7 +106,10 @@ fn message(record: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixDatagram;
+
     use super::*;
 
     #[test]
@@ -108,5 +122,53 @@ mod tests {
             Some("WARNING: CPU: 0 PID: 1 at x")
         );
         assert_eq!(message(b"garbage"), None);
+    }
+
+    /// A log whose records are written to the returned socket.
+    pub(crate) fn fake_log() -> (KernelLog, UnixDatagram) {
+        let (reader, writer) = UnixDatagram::pair().expect("socket pair");
+        reader.set_nonblocking(true).expect("non-blocking");
+        let file = File::from(OwnedFd::from(reader));
+        (KernelLog::from_file(file), writer)
+    }
+
+    /// Writes `lines` as kernel records, with a dictionary line each.
+    pub(crate) fn log(kernel: &UnixDatagram, lines: &[&str]) {
+        for (seq, line) in lines.iter().enumerate() {
+            let record = format!("4,{seq},{},-;{line}\n SUBSYSTEM=test\n", seq * 1000);
+            kernel.send(record.as_bytes()).expect("send a record");
+        }
+    }
+
+    #[test]
+    fn a_drain_takes_what_was_logged_since_the_last() {
+        let (mut log, kernel) = fake_log();
+        assert!(log.drain().is_empty());
+        self::log(&kernel, &["bpf: first", "bpf: second"]);
+        assert_eq!(log.drain(), ["bpf: first", "bpf: second"]);
+        assert!(log.drain().is_empty());
+        self::log(&kernel, &["bpf: third"]);
+        assert_eq!(log.drain(), ["bpf: third"]);
+    }
+
+    #[test]
+    fn a_cut_here_line_drained_before_its_marker_leads_the_next_drain() {
+        let (mut log, kernel) = fake_log();
+        self::log(&kernel, &["------------[ cut here ]------------"]);
+        assert_eq!(log.drain(), ["------------[ cut here ]------------"]);
+        self::log(
+            &kernel,
+            &["WARNING: CPU: 0 PID: 1 at kernel/bpf/x.c:1", "Call Trace:"],
+        );
+        assert_eq!(
+            log.drain_with_previous(),
+            [
+                "------------[ cut here ]------------",
+                "WARNING: CPU: 0 PID: 1 at kernel/bpf/x.c:1",
+                "Call Trace:"
+            ]
+        );
+        // Nothing new: the previous line alone is no news.
+        assert!(log.drain_with_previous().is_empty());
     }
 }

@@ -4,7 +4,7 @@
 use object::Endian;
 
 use super::elf::Elf;
-use super::IsolateError;
+use super::error::IsolateError;
 
 impl Elf<'_> {
     /// Rewrites `.BTF.ext`'s CO-RE records in `out`, keeping those for

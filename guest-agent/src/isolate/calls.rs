@@ -9,7 +9,7 @@ use object::elf;
 use object::{Endian, Endianness};
 
 use super::elf::{is_function, Elf};
-use super::IsolateError;
+use super::error::IsolateError;
 
 /// `BPF_JMP | BPF_CALL`.
 const CALL: u8 = 0x85;

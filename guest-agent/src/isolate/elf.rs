@@ -10,7 +10,7 @@ use object::elf;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 use object::Endianness;
 
-use super::IsolateError;
+use super::error::IsolateError;
 
 type Header = elf::FileHeader64<Endianness>;
 

@@ -27,12 +27,10 @@
 //! [`globalize_static_programs`] is for libbpf, which refuses `static`
 //! entry programs.
 //!
-//! This module holds the public rewrites and their error; the ELF64
-//! reader and its patch offsets are in `elf`, the call graph a program
+//! This module holds the public rewrites; their error is in `error`, the
+//! ELF64 reader and its patch offsets are in `elf`, the call graph a program
 //! reaches in `calls`, and the `.BTF.ext` CO-RE record filter in
 //! `btf_ext`.
-
-use std::fmt;
 
 use object::elf::{SHF_EXECINSTR, STB_GLOBAL, STB_LOCAL, STT_FUNC, STT_NOTYPE};
 use object::Endian;
@@ -40,44 +38,11 @@ use object::Endian;
 mod btf_ext;
 mod calls;
 mod elf;
+mod error;
 
 pub(crate) use self::elf::Elf;
 use self::elf::{SH_FLAGS, ST_INFO};
-
-/// Why an object could not be rewritten.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IsolateError {
-    /// Not a 64-bit eBPF ELF object, or one whose tables do not read.
-    Elf(String),
-    /// No program of that name.
-    UnknownProgram(String),
-    /// Several programs of that name.
-    AmbiguousProgram(String),
-    /// The program, or a `.text` function, refers to a sibling's code,
-    /// which aya would link in as a function.
-    RefersToSibling { program: String, sibling: String },
-    /// `.BTF` or `.BTF.ext` is malformed.
-    Btf(&'static str),
-}
-
-impl fmt::Display for IsolateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Elf(error) => write!(f, "not a 64-bit eBPF ELF object: {error}"),
-            Self::UnknownProgram(name) => write!(f, "the object has no program `{name}`"),
-            Self::AmbiguousProgram(name) => {
-                write!(f, "the object has several programs named `{name}`")
-            }
-            Self::RefersToSibling { program, sibling } => write!(
-                f,
-                "the code of `{program}` refers to the code of program `{sibling}`"
-            ),
-            Self::Btf(error) => write!(f, "malformed BTF: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for IsolateError {}
+pub use self::error::IsolateError;
 
 /// Returns `data` with `program` the only program aya-obj 0.3 parses,
 /// relocates and loads, with its subprograms, every map and its own
@@ -180,70 +145,17 @@ pub fn globalize_static_programs(data: &[u8]) -> Result<Globalized, IsolateError
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::collections::HashMap;
-    use std::path::Path;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use aya_obj::btf::{Btf, BtfFeatures};
+    use aya_obj::btf::Btf;
     use aya_obj::generated::bpf_insn;
     use aya_obj::{Map, Object};
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 
     use super::*;
     use crate::error::chain;
-
-    pub(crate) const SOURCE: &str = "isolate.bpf.c";
-
-    /// Builds `tests-data/{source}` with clang for `target` (`bpf`,
-    /// `bpfeb`), with `defines`.
-    pub(crate) fn build(source: &str, target: &str, defines: &[&str]) -> Vec<u8> {
-        static BUILT: AtomicUsize = AtomicUsize::new(0);
-        let help = "install clang and libbpf-dev (bpf/bpf_helpers.h) to run these tests";
-        assert!(
-            Path::new("/usr/include/bpf/bpf_helpers.h").exists(),
-            "no /usr/include/bpf/bpf_helpers.h: {help}"
-        );
-        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests-data")
-            .join(source);
-        let out = std::env::temp_dir().join(format!(
-            "kmatrix-isolate-{}-{}.o",
-            std::process::id(),
-            BUILT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let arch = std::env::consts::ARCH;
-        let status = Command::new("clang")
-            .args(["-target", target, "-O2", "-g"])
-            .arg(format!("-I/usr/include/{arch}-linux-gnu"))
-            .args(defines.iter().map(|d| format!("-D{d}")))
-            .arg("-c")
-            .arg(&source)
-            .arg("-o")
-            .arg(&out)
-            .status()
-            .unwrap_or_else(|err| panic!("clang: {err}: {help}"));
-        assert!(
-            status.success(),
-            "clang failed on {}: {help}",
-            source.display()
-        );
-        let data = std::fs::read(&out).expect("clang's object");
-        std::fs::remove_file(&out).expect("remove clang's object");
-        data
-    }
-
-    /// A kernel with every BTF feature aya probes for.
-    pub(crate) fn all_btf_features() -> BtfFeatures {
-        BtfFeatures::new(true, true, true, true, true, true, true, true)
-    }
-
-    pub(crate) fn host_btf() -> Btf {
-        Btf::from_sys_fs().unwrap_or_else(|err| {
-            panic!("these tests relocate against the host's /sys/kernel/btf/vmlinux: {err}")
-        })
-    }
+    use crate::test_data::{all_btf_features, build, host_btf, ISOLATE as SOURCE};
 
     /// What aya 0.14's `EbpfLoader::load` does with an object before it
     /// loads a program, each map given a made-up fd (100 on, by name).

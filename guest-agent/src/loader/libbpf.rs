@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use kmatrix_protocol::{Loader, ObjectPlan, ProgramStats, Verdict};
 use libbpf_sys as sys;
 
-use crate::loader::{global_location, missing, unsized_hint, Instance};
+use super::common::{missing, unsized_hint, Instance};
+use super::elf::global_location;
 
 /// What libbpf printed during the current load.
 static MESSAGES: Mutex<String> = Mutex::new(String::new());
@@ -392,5 +393,186 @@ impl Instance for Opened {
         }
         // SAFETY: the map's fd lives as long as `self`.
         Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kmatrix_protocol::{GlobalSetting, MapSetting};
+
+    use super::*;
+    use crate::isolate::globalize_static_programs;
+    use crate::test_data::{build, LOADER};
+
+    /// libbpf's messages go to one buffer: one test opens at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn open(plan: &ObjectPlan, data: &[u8], program: &str) -> Result<Opened, Verdict> {
+        Libbpf::new();
+        Opened::open(plan, data, program, None)
+    }
+
+    fn map_setting(name: &str, max_entries: Option<u32>, value_size: Option<u32>) -> MapSetting {
+        MapSetting {
+            name: name.into(),
+            max_entries,
+            value_size,
+        }
+    }
+
+    #[test]
+    fn a_static_program_stops_libbpf_and_the_globalized_copy_opens() {
+        let _serial = SERIAL.lock();
+        let data = build(LOADER, "bpf", &["WITH_STATIC"]);
+        let plan = ObjectPlan::default();
+        match open(&plan, &data, "count") {
+            Err(Verdict::Unsupported {
+                loader: Loader::Libbpf,
+                error,
+            }) => assert!(
+                error.contains("program 'classify' is static and not supported"),
+                "{error}"
+            ),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("libbpf 1.7 opened an object with a static program"),
+        }
+        let globalized = globalize_static_programs(&data).expect("globalize");
+        assert_eq!(globalized.programs, ["classify"]);
+        for program in ["count", "classify"] {
+            let opened = open(&plan, &globalized.object, program)
+                .unwrap_or_else(|v| panic!("{program}: {v:?}"));
+            // SAFETY: the program belongs to the open object.
+            let name = unsafe { CStr::from_ptr(sys::bpf_program__name(opened.prog)) };
+            assert_eq!(name.to_str(), Ok(program));
+        }
+    }
+
+    #[test]
+    fn only_the_planned_program_loads() {
+        let _serial = SERIAL.lock();
+        let data = build(LOADER, "bpf", &[]);
+        let opened = open(&ObjectPlan::default(), &data, "count_too").expect("open");
+        let mut autoloaded = Vec::new();
+        let mut prog = std::ptr::null_mut();
+        loop {
+            // SAFETY: `obj` is open; `prog` is null or one of its programs.
+            prog = unsafe { sys::bpf_object__next_program(opened.obj, prog) };
+            if prog.is_null() {
+                break;
+            }
+            // SAFETY: as above.
+            if unsafe { sys::bpf_program__autoload(prog) } {
+                // SAFETY: as above; the name is a C string.
+                let name = unsafe { CStr::from_ptr(sys::bpf_program__name(prog)) };
+                autoloaded.push(name.to_string_lossy().into_owned());
+            }
+        }
+        assert_eq!(autoloaded, ["count_too"]);
+        assert_eq!(
+            open(&ObjectPlan::default(), &data, "over").err(),
+            Some(missing("program", "over")),
+            "a .text function is no program"
+        );
+    }
+
+    #[test]
+    fn the_suite_settings_are_applied_before_the_load() {
+        let _serial = SERIAL.lock();
+        let data = build(LOADER, "bpf", &[]);
+        let plan = ObjectPlan {
+            maps: vec![
+                map_setting("stacks", Some(1024), Some(8 * 127)),
+                map_setting("ring", Some(4096), None),
+            ],
+            globals: vec![GlobalSetting {
+                name: "limit".into(),
+                value: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            }],
+            ..ObjectPlan::default()
+        };
+        let opened = open(&plan, &data, "record_stack").expect("open");
+        let sizes = |name: &str| {
+            let map = opened.map(name).expect(name);
+            // SAFETY: `map` belongs to the open object.
+            unsafe {
+                (
+                    sys::bpf_map__max_entries(map),
+                    sys::bpf_map__value_size(map),
+                )
+            }
+        };
+        assert_eq!(sizes("stacks"), (1024, 8 * 127));
+        assert_eq!(sizes("ring").0, 4096);
+        let rodata = opened.map(".rodata").expect(".rodata");
+        let mut size = 0;
+        // SAFETY: libbpf returns the map's initial value and its size.
+        let value = unsafe { sys::bpf_map__initial_value(rodata, &mut size) };
+        // SAFETY: `value` holds `size` bytes while the object is open.
+        let value = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size as usize) };
+        assert_eq!(&value[..4], 0x11223344u32.to_le_bytes(), "threshold kept");
+        assert_eq!(&value[8..16], [1, 2, 3, 4, 5, 6, 7, 8]);
+
+        for (plan, verdict) in [
+            (
+                ObjectPlan {
+                    maps: vec![map_setting("nope", Some(1), None)],
+                    ..ObjectPlan::default()
+                },
+                missing("map", "nope"),
+            ),
+            (
+                ObjectPlan {
+                    globals: vec![GlobalSetting {
+                        name: "nope".into(),
+                        value: vec![0],
+                    }],
+                    ..ObjectPlan::default()
+                },
+                missing("global", "nope"),
+            ),
+            (
+                ObjectPlan {
+                    globals: vec![GlobalSetting {
+                        name: "limit".into(),
+                        value: vec![0; 9],
+                    }],
+                    ..ObjectPlan::default()
+                },
+                missing("global", "limit"),
+            ),
+        ] {
+            assert_eq!(open(&plan, &data, "count").err(), Some(verdict));
+        }
+    }
+
+    #[test]
+    fn a_refused_map_gets_the_hint_of_its_sizes_as_libbpf_made_it() {
+        let _serial = SERIAL.lock();
+        let data = build(LOADER, "bpf", &[]);
+        let refused = |name: &str| format!("libbpf: map '{name}': failed to create: -EINVAL\n");
+        let bare = open(&ObjectPlan::default(), &data, "record_stack").expect("open");
+        assert_eq!(
+            bare.refused_map_hint(&refused("stacks")).as_deref(),
+            Some("map `stacks` is declared with max_entries 0 and value_size 0, for its loader to size at run time: give them in the suite, `maps = { stacks = { max_entries = N, value_size = BYTES } }`")
+        );
+        assert_eq!(bare.refused_map_hint(&refused("sized_events")), None);
+        assert_eq!(bare.refused_map_hint("libbpf: failed to load\n"), None);
+        let plan = ObjectPlan {
+            maps: vec![map_setting("stacks", Some(1024), Some(8 * 127))],
+            ..ObjectPlan::default()
+        };
+        let sized = open(&plan, &data, "record_stack").expect("open");
+        assert_eq!(sized.refused_map_hint(&refused("stacks")), None);
+    }
+
+    #[test]
+    fn libbpf_warnings_are_one_line_each() {
+        assert_eq!(
+            summary("libbpf: map 'stacks': failed to create\n\nlibbpf:   failed to load object\n"),
+            "map 'stacks': failed to create; failed to load object"
+        );
+        assert_eq!(summary("\n"), "libbpf said nothing more");
+        assert_eq!(log_text(b"0: R1=ctx\n\0\0stale".to_vec()), "0: R1=ctx\n");
+        assert_eq!(log_text(b"full".to_vec()), "full");
     }
 }

@@ -20,10 +20,10 @@ use aya::programs::{Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
 
+use super::common::{self, missing, Instance, PERF_EVENT_ARRAY};
 use crate::btf_maps::set_value_sizes;
 use crate::error::chain;
 use crate::isolate::{self, isolate};
-use crate::loader::{self, missing, Instance, PERF_EVENT_ARRAY};
 
 /// Map types whose value size aya 0.14 sets itself, 4 or 8 bytes by the
 /// kernel's features: CPUMAP, DEVMAP, DEVMAP_HASH.
@@ -181,7 +181,7 @@ fn unsized_perf_arrays(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// [`loader::unsized_hint`] for map `name` of `data` as aya creates it:
+/// [`common::unsized_hint`] for map `name` of `data` as aya creates it:
 /// with `object`'s `max_entries` and the value size it was given.
 fn unsized_hint(data: &[u8], object: &ObjectPlan, name: &str) -> Option<String> {
     let parsed = aya_obj::Object::parse(data).ok()?;
@@ -197,7 +197,7 @@ fn unsized_hint(data: &[u8], object: &ObjectPlan, name: &str) -> Option<String> 
     } else {
         map.value_size()
     };
-    loader::unsized_hint(name, map.map_type(), max_entries, value_size)
+    common::unsized_hint(name, map.map_type(), max_entries, value_size)
 }
 
 fn possible_cpus() -> u32 {
@@ -383,8 +383,10 @@ fn load_program(
 mod tests {
     use std::collections::HashMap;
 
+    use kmatrix_protocol::MapSetting;
+
     use super::*;
-    use crate::isolate::tests::{all_btf_features, build, host_btf, SOURCE};
+    use crate::test_data::{all_btf_features, build, host_btf, ISOLATE as SOURCE, LOADER};
 
     /// aya's failure on the whole object, at its CO-RE relocations.
     fn whole_object_failure(data: &[u8]) -> EbpfError {
@@ -434,5 +436,126 @@ mod tests {
             "tracepoint/syscalls/sys_exit_mount",
         );
         assert_eq!(blamed, None, "{}", chain(&err));
+    }
+
+    #[test]
+    fn only_perf_event_arrays_without_entries_get_one_per_cpu() {
+        let data = build(LOADER, "bpf", &[]);
+        assert_eq!(unsized_perf_arrays(&data), ["events"]);
+        assert!(unsized_perf_arrays(b"not an object").is_empty());
+    }
+
+    fn plan(maps: &[(&str, Option<u32>)]) -> ObjectPlan {
+        ObjectPlan {
+            maps: maps
+                .iter()
+                .map(|&(name, max_entries)| MapSetting {
+                    name: name.into(),
+                    max_entries,
+                    value_size: None,
+                })
+                .collect(),
+            ..ObjectPlan::default()
+        }
+    }
+
+    #[test]
+    fn the_hint_counts_the_sizes_aya_and_the_suite_give() {
+        let data = build(LOADER, "bpf", &[]);
+        let hint = |object: &ObjectPlan, name: &str| unsized_hint(&data, object, name);
+        let none = plan(&[]);
+        assert_eq!(
+            hint(&none, "stacks").as_deref(),
+            Some("map `stacks` is declared with max_entries 0 and value_size 0, for its loader to size at run time: give them in the suite, `maps = { stacks = { max_entries = N, value_size = BYTES } }`")
+        );
+        let sized = plan(&[("stacks", Some(1024))]);
+        assert_eq!(
+            hint(&sized, "stacks").as_deref(),
+            Some("map `stacks` is declared with value_size 0, for its loader to size at run time: give it in the suite, `maps = { stacks = { value_size = BYTES } }`")
+        );
+        // The suite's size for another map is not this one's.
+        let other = plan(&[("ring", Some(4096))]);
+        assert_eq!(hint(&other, "stacks"), hint(&none, "stacks"));
+        assert_eq!(
+            hint(&none, "ring").as_deref(),
+            Some("map `ring` is declared with max_entries 0, for its loader to size at run time: give it in the suite, `maps = { ring = { max_entries = N } }`")
+        );
+        assert_eq!(hint(&other, "ring"), None);
+        // The DEVMAP's value size is 0 in the object, and aya's to set.
+        let parsed = aya_obj::Object::parse(&data).expect("parse");
+        assert_eq!(parsed.maps["devices"].value_size(), 0);
+        assert_eq!(hint(&none, "devices"), None);
+        assert_eq!(hint(&none, "events"), None);
+        assert_eq!(hint(&none, "nope"), None);
+    }
+
+    fn create_error(name: &str) -> EbpfError {
+        EbpfError::MapError(MapError::CreateError {
+            name: name.into(),
+            io_error: std::io::Error::from_raw_os_error(libc::EINVAL),
+        })
+    }
+
+    #[test]
+    fn what_aya_cannot_do_is_its_limitation_and_a_refused_map_a_failure() {
+        let parse = EbpfError::ParseError(aya_obj::ParseError::InvalidProgramSection {
+            section: "uprobe.multi/x".into(),
+        });
+        let unsupported = |err: EbpfError| match object_verdict(err, |_| None) {
+            Verdict::Unsupported {
+                loader: Loader::Aya,
+                error,
+            } => error,
+            other => panic!("not aya's limitation: {other:?}"),
+        };
+        assert!(unsupported(parse).contains("uprobe.multi/x"));
+        unsupported(EbpfError::MapError(MapError::InvalidMapType {
+            map_type: 99,
+        }));
+
+        let data = build(LOADER, "bpf", &[]);
+        let object = plan(&[]);
+        let verdict = object_verdict(create_error("stacks"), |name| {
+            unsized_hint(&data, &object, name)
+        });
+        let Verdict::Failed { error } = verdict else {
+            panic!("{verdict:?}");
+        };
+        assert!(
+            error.starts_with(&chain(&create_error("stacks"))),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("(map `stacks` is declared with max_entries 0 and value_size 0, for its loader to size at run time: give them in the suite, `maps = { stacks = { max_entries = N, value_size = BYTES } }`)"),
+            "{error}"
+        );
+        let verdict = object_verdict(create_error("sized_events"), |name| {
+            unsized_hint(&data, &object, name)
+        });
+        let Verdict::Failed { error } = verdict else {
+            panic!("{verdict:?}");
+        };
+        assert_eq!(error, chain(&create_error("sized_events")), "no hint");
+    }
+
+    #[test]
+    fn a_rejected_program_keeps_the_verifier_log() {
+        let rejected = program_verdict(LoadFailure::Program(ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EACCES),
+            verifier_log: aya_obj::VerifierLog::new("R1 invalid mem access 'scalar'\n".into()),
+        }));
+        assert_eq!(
+            rejected,
+            Verdict::Rejected {
+                error: std::io::Error::from_raw_os_error(libc::EACCES).to_string(),
+                verifier_log: "R1 invalid mem access 'scalar'\n".into(),
+            }
+        );
+        assert_eq!(
+            program_verdict(LoadFailure::Other("no BTF".into())),
+            Verdict::Failed {
+                error: "no BTF".into()
+            }
+        );
     }
 }

@@ -1,27 +1,32 @@
 //! Loads the planned programs of every object under test and runs their
 //! cases. Each program is loaded in a fresh instance of its object (maps
 //! created anew), as veristat does, so that its verdict does not depend on
-//! which siblings loaded before it; the object's loader ([`aya_loader`] or
-//! [`libbpf_loader`]) is the plan's choice, and the cases run the same
-//! way whichever loaded the program.
+//! which siblings loaded before it; the object's loader (`aya` or
+//! `libbpf`) is the plan's choice, and the cases run the same way
+//! whichever loaded the program.
 //!
-//! [`aya_loader`]: crate::aya_loader
-//! [`libbpf_loader`]: crate::libbpf_loader
+//! Imports go one way: this driver uses `aya` and `libbpf`, which use only
+//! `common` (the `Instance` they give and the verdicts they word alike)
+//! and `elf` (what they read of an object), never the driver or each
+//! other.
 
-use std::collections::HashMap;
 use std::fs;
-use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Instant;
 
 use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, ProgramStats, Verdict};
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
-use crate::aya_loader::Aya;
+use self::aya::Aya;
+use self::elf::program_sections;
+use self::libbpf::Libbpf;
 use crate::cases;
 use crate::channel::Channel;
 use crate::kmsg::KernelLog;
-use crate::libbpf_loader::Libbpf;
+
+mod aya;
+mod common;
+mod elf;
+mod libbpf;
 
 /// Longest verifier log sent back; the verifier's reason is at its end, so
 /// the tail is kept.
@@ -30,20 +35,6 @@ const MAX_LOG: usize = 256 * 1024;
 /// A case that ran within this was seen to finish quickly: the next case of
 /// its program runs without writing out the results queued before it.
 const QUICK: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// One program, loaded in its own instance of its object.
-pub trait Instance {
-    /// The loaded program's fd.
-    fn program_fd(&self) -> BorrowedFd<'_>;
-    /// The fd of the instance's map `name`, which a suite may read and
-    /// write.
-    fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, String>;
-    /// What the verifier's log said about the program, where the loader
-    /// keeps it.
-    fn stats(&self) -> ProgramStats {
-        ProgramStats::default()
-    }
-}
 
 /// Both loaders, kept for the agent's life so that what they parse once
 /// (the kernel's BTF) is parsed once.
@@ -211,58 +202,6 @@ pub fn send_splat(log: &mut KernelLog, channel: &mut Channel) {
     channel.send(&Frame::Splat(splat.lines));
 }
 
-/// Settings that name something the object lacks are the suite's error,
-/// checked on the host; here they are the loader's failure.
-pub fn missing(what: &str, name: &str) -> Verdict {
-    Verdict::Failed {
-        error: format!("the object has no {what} `{name}`"),
-    }
-}
-
-/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`: both loaders give one declared with 0
-/// entries one per possible CPU.
-pub const PERF_EVENT_ARRAY: u32 = 4;
-
-/// Map types created with `max_entries` 0: the local storages (cgroup,
-/// per-CPU cgroup, socket, inode, task, cgroup again).
-const NO_ENTRIES: [u32; 6] = [19, 21, 24, 28, 29, 32];
-
-/// Map types created with `value_size` 0: the ring buffers and arenas.
-const NO_VALUE: [u32; 3] = [27, 31, 33];
-
-/// Why the kernel may have refused to create map `name` (of type
-/// `map_type`), given the sizes its loader created it with: those left 0
-/// for a loader to set at run time, which the suite sets.
-pub fn unsized_hint(
-    name: &str,
-    map_type: u32,
-    max_entries: u32,
-    value_size: u32,
-) -> Option<String> {
-    let mut unset = Vec::new();
-    if max_entries == 0 && map_type != PERF_EVENT_ARRAY && !NO_ENTRIES.contains(&map_type) {
-        unset.push(("max_entries", "N"));
-    }
-    if value_size == 0 && !NO_VALUE.contains(&map_type) {
-        unset.push(("value_size", "BYTES"));
-    }
-    let declared: Vec<_> = unset.iter().map(|(size, _)| format!("{size} 0")).collect();
-    let settings: Vec<_> = unset
-        .iter()
-        .map(|(size, value)| format!("{size} = {value}"))
-        .collect();
-    let them = match unset.len() {
-        0 => return None,
-        1 => "it",
-        _ => "them",
-    };
-    Some(format!(
-        "map `{name}` is declared with {}, for its loader to size at run time: give {them} in the suite, `maps = {{ {name} = {{ {} }} }}`",
-        declared.join(" and "),
-        settings.join(", ")
-    ))
-}
-
 /// A verdict whose verifier log fits a frame.
 fn bounded(verdict: Verdict) -> Verdict {
     match verdict {
@@ -275,39 +214,6 @@ fn bounded(verdict: Verdict) -> Verdict {
         },
         other => other,
     }
-}
-
-/// Maps each program (function symbol, global or static) to the name of
-/// its ELF section.
-fn program_sections(data: &[u8]) -> Result<HashMap<String, String>, object::Error> {
-    let file = object::File::parse(data)?;
-    let mut sections = HashMap::new();
-    for symbol in file.symbols() {
-        if symbol.kind() != SymbolKind::Text {
-            continue;
-        }
-        let Some(section) = symbol
-            .section_index()
-            .and_then(|i| file.section_by_index(i).ok())
-        else {
-            continue;
-        };
-        let (Ok(name), Ok(section)) = (symbol.name(), section.name()) else {
-            continue;
-        };
-        if section != ".text" {
-            sections.insert(name.to_owned(), section.to_owned());
-        }
-    }
-    Ok(sections)
-}
-
-/// Where the global `name` lives: its section's name and its offset there.
-pub fn global_location(data: &[u8], name: &str) -> Option<(String, usize)> {
-    let file = object::File::parse(data).ok()?;
-    let symbol = file.symbols().find(|s| s.name() == Ok(name))?;
-    let section = file.section_by_index(symbol.section_index()?).ok()?;
-    Some((section.name().ok()?.to_owned(), symbol.address() as usize))
 }
 
 fn tail(text: String, max: usize) -> String {
@@ -323,28 +229,80 @@ fn tail(text: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs::File;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
 
-    const STACK_TRACE: u32 = 7;
-    const RINGBUF: u32 = 27;
-    const TASK_STORAGE: u32 = 29;
+    use kmatrix_protocol::Decoder;
+
+    use super::*;
+    use crate::kmsg::tests::{fake_log, log};
 
     #[test]
-    fn the_hint_names_exactly_the_sizes_still_unset() {
+    fn a_long_verifier_log_keeps_its_end_on_a_character_boundary() {
+        assert_eq!(tail("short".into(), 5), "short");
+        let text = format!("{}é{}", "a".repeat(10), "z".repeat(8));
+        // 19 bytes from the end falls inside `é`: the cut moves past it.
+        assert_eq!(tail(text.clone(), 9), "[… 12 bytes cut …]\nzzzzzzzz");
+        assert_eq!(tail(text, 10), "[… 10 bytes cut …]\nézzzzzzzz");
+
+        let long = format!("{}\nR0 !read_ok", "x".repeat(MAX_LOG));
+        let Verdict::Rejected { verifier_log, .. } = bounded(Verdict::Rejected {
+            error: "Permission denied".into(),
+            verifier_log: long,
+        }) else {
+            panic!("a rejection stays one");
+        };
+        assert!(verifier_log.ends_with("\nR0 !read_ok"));
+        assert!(verifier_log.len() < MAX_LOG + 64, "{}", verifier_log.len());
+        let failed = Verdict::Failed {
+            error: "e".repeat(2 * MAX_LOG),
+        };
+        assert_eq!(bounded(failed.clone()), failed);
+    }
+
+    /// The frames `send_splat` sends, given what the kernel logged before
+    /// (drained) and since.
+    fn splat_frames(before: &[&str], since: &[&str]) -> Vec<Frame> {
+        let (mut kernel_log, kernel) = fake_log();
+        log(&kernel, before);
+        kernel_log.drain();
+        log(&kernel, since);
+        let (port, mut host) = UnixStream::pair().expect("socket pair");
+        let mut channel = Channel::open(File::from(OwnedFd::from(port)));
+        send_splat(&mut kernel_log, &mut channel);
+        channel.flush();
+        drop(channel);
+        let mut bytes = Vec::new();
+        host.read_to_end(&mut bytes).expect("read the frames");
+        let mut decoder = Decoder::new();
+        decoder.extend(&bytes);
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.next_frame().expect("decode") {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[test]
+    fn a_splat_outside_any_test_is_sent_from_its_cut_here_line() {
+        let cut = "------------[ cut here ]------------";
+        let warning = "WARNING: CPU: 1 PID: 42 at kernel/bpf/verifier.c:100 check+0x10/0x20";
         assert_eq!(
-            unsized_hint("stacks", STACK_TRACE, 0, 0).as_deref(),
-            Some("map `stacks` is declared with max_entries 0 and value_size 0, for its loader to size at run time: give them in the suite, `maps = { stacks = { max_entries = N, value_size = BYTES } }`")
+            splat_frames(&["bpf: loaded", cut], &[warning, "Call Trace:", " <TASK>"]),
+            [Frame::Splat(vec![
+                cut.into(),
+                warning.into(),
+                "Call Trace:".into(),
+                " <TASK>".into()
+            ])]
         );
         assert_eq!(
-            unsized_hint("stacks", STACK_TRACE, 1024, 0).as_deref(),
-            Some("map `stacks` is declared with value_size 0, for its loader to size at run time: give it in the suite, `maps = { stacks = { value_size = BYTES } }`")
+            splat_frames(&[], &["noise", warning]),
+            [Frame::Splat(vec![warning.into()])]
         );
-        assert_eq!(
-            unsized_hint("events", RINGBUF, 0, 0).as_deref(),
-            Some("map `events` is declared with max_entries 0, for its loader to size at run time: give it in the suite, `maps = { events = { max_entries = N } }`")
-        );
-        assert_eq!(unsized_hint("stacks", STACK_TRACE, 1024, 1016), None);
-        assert_eq!(unsized_hint("starts", TASK_STORAGE, 0, 8), None);
-        assert_eq!(unsized_hint("events", PERF_EVENT_ARRAY, 0, 4), None);
+        assert_eq!(splat_frames(&[cut], &["bpf: no splat here"]), []);
+        assert_eq!(splat_frames(&[warning], &[]), [], "sent with its test");
     }
 }
