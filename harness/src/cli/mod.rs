@@ -120,7 +120,7 @@ mod tests {
     fn request(args: &[&str]) -> RunRequest {
         let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
         match cli.command {
-            Command::Test(args) => run::test_request(cli.matrix, &args),
+            Command::Test(args) => run::test_request(cli.matrix, &args, None),
             Command::Exec(args) => run::exec_request(cli.matrix, &args).unwrap(),
             Command::Probe(args) => probe::request(cli.matrix, &args),
             _ => panic!("{args:?} boots nothing"),
@@ -188,12 +188,14 @@ mod tests {
                     objects: ours,
                     loader: None,
                     compare_loaders: false,
+                    ..
                 },
                 Tests::Suite {
                     suite: None,
                     objects: theirs,
                     loader: None,
                     compare_loaders: false,
+                    ..
                 },
             ) if ours.is_empty() && theirs.is_empty()
         ));

@@ -122,6 +122,17 @@ fn read(path: &Path) -> Result<ShardRun, MergeError> {
     })
 }
 
+/// One complete run's file (a shard's too), folded: what `--only-failed`
+/// reads.
+pub fn read_run(path: &Path) -> Result<Summary, MergeError> {
+    let run = read(path)?;
+    let mut summary = Summary::with(run.kernels, run.tests);
+    for record in &run.records {
+        summary.apply(record);
+    }
+    Ok(summary)
+}
+
 /// Merges shard files into one matrix, checking that together they are
 /// exactly one whole run.
 pub fn merge(paths: &[PathBuf]) -> Result<Summary, MergeError> {
@@ -212,10 +223,12 @@ mod tests {
                 kernels: vec![kernel.into()],
                 tests: vec!["p::load".into()],
                 shard: Some(format!("{index}/2")),
+                reproduce: None,
             },
             Record::Outcome {
                 kernel: kernel.into(),
                 test: "p::load".into(),
+                reproduce: None,
                 result: outcome,
             },
             Record::KernelFinished {

@@ -98,6 +98,7 @@ fn suite_of(programs: Vec<ProgramSpec>) -> Suite {
         settings: vec![ObjectSettings::default()],
         default_loader: Loader::Aya,
         differential: false,
+        only: None,
     };
     suite.use_loaders(Loader::Aya, false);
     suite

@@ -59,6 +59,11 @@ fn events() -> Vec<RunEvent> {
                 "xdp_filter::drops_ssh".into(),
             ],
             shard: None,
+            reproduce: Some(kmatrix_protocol::report::Reproduce {
+                suite: Some("tests/my suite.toml".into()),
+                loader: Some("libbpf".into()),
+                ..Default::default()
+            }),
         },
         RunEvent::KernelStarted {
             kernel: "5.10".into(),
@@ -246,6 +251,7 @@ fn one_cause_for_several_tests_is_reported_once() {
         summary.apply(&Record::Outcome {
             kernel: "6.1".into(),
             test: test.into(),
+            reproduce: None,
             result: Outcome::failed(reason),
         });
     }
