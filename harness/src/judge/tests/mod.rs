@@ -3,6 +3,7 @@
 //! checked against snapshot files (`snapshots/`).
 
 mod loaders;
+mod only;
 mod splats;
 mod streams;
 mod verdicts;
