@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use support::{boot_lock, fixture, kmatrix, matrix_row, text};
+use support::{boot_lock, example, fixture, kmatrix, matrix_row, text, SSH_SYN};
 
 mod support;
 
@@ -261,4 +261,126 @@ fn a_splat_outside_any_test_fails_the_kernel() {
         .unwrap_or_else(|| panic!("no splat record: {records:?}"));
     assert_eq!(splat["kernel"], "6.1");
     assert_eq!(splat["source"], "kmsg");
+}
+
+/// The command line a failure ends with reproduces exactly that failure:
+/// run as printed, it runs that one test on that kernel, which fails for
+/// the same reason; `--only-failed` on the first run's file does the same.
+#[test]
+fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
+    let _lock = boot_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let xdp = example("xdp_filter.bpf.c");
+    let suite = suite(
+        dir.path(),
+        &format!(
+            "[[object]]\npath = {xdp:?}\n\n[[object.program]]\nname = \"xdp_filter\"\n\n\
+             [[object.program.case]]\nname = \"drops_ssh\"\ninput = \"{SSH_SYN}\"\nexpect_return = \"XDP_DROP\"\n\n\
+             [[object.program.case]]\nname = \"wrong_verdict\"\ninput = \"{SSH_SYN}\"\nexpect_return = \"XDP_PASS\"\n"
+        ),
+    );
+    let json = dir.path().join("run.json");
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        fixture("xdp_pass.bpf.c").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(matrix_row(&out, "xdp_filter::drops_ssh"), ["pass"], "{out}");
+    assert_eq!(
+        matrix_row(&out, "xdp_filter::wrong_verdict"),
+        ["FAIL"],
+        "{out}"
+    );
+    let reason = "return value: expected XDP_PASS (2), got XDP_DROP (1)";
+    assert!(
+        out.contains(&format!("xdp_filter::wrong_verdict on 6.1: {reason}")),
+        "{out}"
+    );
+
+    // One failure, one reproduce line, the same as the JSON outcome's.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("reproduce: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let command = lines[0];
+    assert!(
+        command.starts_with("kmatrix test --kernels 6.1 --suite ")
+            && command.contains(" --only xdp_filter::wrong_verdict "),
+        "{command}"
+    );
+    let records = records(&json);
+    assert_eq!(
+        outcome(&records, "xdp_filter::wrong_verdict")["reproduce"],
+        command
+    );
+
+    // Run as printed (kmatrix itself found as a shell would find it).
+    let rest = command.strip_prefix("kmatrix ").unwrap();
+    let again = |command_line: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$KMATRIX\" {command_line}"))
+            .env("KMATRIX", env!("CARGO_BIN_EXE_kmatrix"))
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .current_dir(support::repo())
+            .output()
+            .unwrap()
+    };
+    // `--only-failed` takes the kernels and tests; the suite is given again.
+    let only_failed = format!(
+        "test --only-failed {} --suite {} {}",
+        json.to_str().unwrap(),
+        suite.to_str().unwrap(),
+        fixture("xdp_pass.bpf.c").to_str().unwrap()
+    );
+    for line in [rest, only_failed.as_str()] {
+        let output = again(line);
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{line}: {out}");
+        assert_eq!(
+            matrix_row(&out, "xdp_filter::wrong_verdict"),
+            ["FAIL"],
+            "{out}"
+        );
+        for other in [
+            "xdp_filter::drops_ssh",
+            "xdp_filter::load",
+            "xdp_pass::load",
+        ] {
+            assert!(matrix_row(&out, other).is_empty(), "{other} ran: {out}");
+        }
+        assert!(
+            out.contains(&format!("xdp_filter::wrong_verdict on 6.1: {reason}")),
+            "{out}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let reproduced: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("reproduce: "))
+            .collect();
+        assert_eq!(reproduced, [command], "{out}");
+    }
+
+    // A name the suite does not have is bad input, before any kernel.
+    let output = again(&format!(
+        "test --kernels 6.1 --suite {} --only xdp_filter::wrong_verdic",
+        suite.to_str().unwrap()
+    ));
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("near names: xdp_filter::wrong_verdict"),
+        "{out}"
+    );
 }

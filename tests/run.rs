@@ -28,6 +28,7 @@ fn oldest_and_newest_kernels_report_every_program() {
         suite: None,
         loader: None,
         compare_loaders: false,
+        only: Vec::new(),
         objects: vec![
             fixture("xdp_pass.bpf.c"),
             fixture("verifier_reject.bpf.c"),

@@ -163,6 +163,7 @@ pub(crate) fn request(
             objects: Vec::new(),
             loader: None,
             compare_loaders: false,
+            only: Vec::new(),
         },
         offline: false,
         config: RunConfig::new(test_threads, VmConfig::new(AccelChoice::Auto)),

@@ -100,6 +100,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--only-failed`'s file cannot be read as a run.
+    #[error("--only-failed takes the --json file of an earlier `kmatrix test` run, complete")]
+    OnlyFailed(#[source] MergeError),
     /// A flag's value is out of range.
     #[error("{0}")]
     Usage(String),
@@ -118,9 +121,11 @@ impl Error {
             | Error::Report(_)
             | Error::Cache(_)
             | Error::Write { .. } => exit::INFRASTRUCTURE,
-            Error::Plan(_) | Error::Update(_) | Error::Merge(_) | Error::Usage(_) => {
-                exit::BAD_INPUT
-            }
+            Error::Plan(_)
+            | Error::Update(_)
+            | Error::Merge(_)
+            | Error::OnlyFailed(_)
+            | Error::Usage(_) => exit::BAD_INPUT,
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum RunEvent {
         tests: Vec<String>,
         /// `K/N` when sharded.
         shard: Option<String>,
+        /// What a command line reproducing a failure repeats (`kmatrix
+        /// test` runs only).
+        reproduce: Option<kmatrix_protocol::report::Reproduce>,
     },
     /// A kernel's VM is starting.
     KernelStarted {

@@ -2,16 +2,17 @@
 //! `--json` [`Record`]s (schema [`SCHEMA`]) and the process's exit codes
 //! ([`exit`]).
 //!
-//! Schema version 3 (version 2 had no `splat` records nor a failed
-//! outcome's `kernel_log`; version 1 had neither `stats` nor `notice`
-//! records, nor `restored`), one object per line, each with a `type`:
+//! Schema version 4 (version 3 had no `reproduce` in `run-started` and
+//! `outcome`; version 2 had no `splat` records nor a failed outcome's
+//! `kernel_log`; version 1 had neither `stats` nor `notice` records, nor
+//! `restored`), one object per line, each with a `type`:
 //!
 //! | type | fields |
 //! | --- | --- |
-//! | `run-started` | `schema` (3), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null) |
+//! | `run-started` | `schema` (3), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null), `reproduce` (what a reproducing command line repeats: `matrix`, `suite`, `arch`, `loader`, `objects` as the run was given them; absent for `kmatrix exec`) |
 //! | `kernel-started` | `kernel` |
 //! | `kernel-booted` | `kernel`, `release`, `btf`, `restored` (its VM came from a saved state) |
-//! | `outcome` | `kernel`, `test`, `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
+//! | `outcome` | `kernel`, `test`, `reproduce` (on a failure: the `kmatrix test` command line that runs this test alone on this kernel), `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
 //! | `stats` | `kernel`, `test` (a program's load test), `stats`: `insns_processed`, `insn_limit`, `max_states_per_insn`, `total_states`, `peak_states`, `stack_depth`, `verification_us`, `xlated_insns`, `jited_bytes`, each null where the kernel did not say |
 //! | `agent-error` | `kernel`, `message` |
 //! | `splat` | `kernel`, `source` (`kmsg` or `console`), `lines`: a kernel splat outside any test |
@@ -27,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The schema version written in `run-started`.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// The process's exit codes, the same for every command.
 pub mod exit {
@@ -137,6 +138,27 @@ impl Outcome {
     }
 }
 
+/// What a `kmatrix test` run was given that a command line reproducing
+/// one of its failures repeats, as given (paths as the user wrote them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reproduce {
+    /// `--matrix`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<String>,
+    /// `--suite`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// `--arch`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// `--loader`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<String>,
+    /// The objects given on the command line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+}
+
 /// How an executed program's end reads when it succeeded (`exited`'s
 /// `status`).
 pub const EXIT_SUCCESS_STATUS: &str = "exit code 0";
@@ -159,6 +181,10 @@ pub enum Record {
         tests: Vec<String>,
         /// `K/N` when sharded.
         shard: Option<String>,
+        /// What a command line reproducing one of its failures repeats
+        /// (schema 4; absent for `kmatrix exec`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reproduce: Option<Reproduce>,
     },
     /// A kernel's VM is starting.
     KernelStarted {
@@ -188,6 +214,10 @@ pub enum Record {
         kernel: String,
         /// The test's name.
         test: String,
+        /// On a failure, the command line that runs this test alone on this
+        /// kernel (schema 4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reproduce: Option<String>,
         /// What happened.
         result: Outcome,
     },

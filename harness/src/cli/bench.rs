@@ -145,6 +145,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         objects: vec![args.object.clone()],
         loader: None,
         compare_loaders: false,
+        only: Vec::new(),
     };
     let prepared = prepare(request(matrix, &args.common, tests, true)?)?;
     let matrix_path = (!prepared.set.matrix.built_in).then(|| prepared.set.matrix.path.clone());
@@ -304,6 +305,7 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
             objects: Vec::new(),
             loader: None,
             compare_loaders: false,
+            only: Vec::new(),
         };
         let request = request(matrix.clone(), &args.common, tests, report_cases)?;
         Ok(prepare(request)?.plan(crate::report::progress::on_stderr())?)

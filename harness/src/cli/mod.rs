@@ -120,7 +120,7 @@ mod tests {
     fn request(args: &[&str]) -> RunRequest {
         let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
         match cli.command {
-            Command::Test(args) => run::test_request(cli.matrix, &args),
+            Command::Test(args) => run::test_request(cli.matrix, &args, None),
             Command::Exec(args) => run::exec_request(cli.matrix, &args).unwrap(),
             Command::Probe(args) => probe::request(cli.matrix, &args),
             _ => panic!("{args:?} boots nothing"),
@@ -188,15 +188,87 @@ mod tests {
                     objects: ours,
                     loader: None,
                     compare_loaders: false,
+                    ..
                 },
                 Tests::Suite {
                     suite: None,
                     objects: theirs,
                     loader: None,
                     compare_loaders: false,
+                    ..
                 },
             ) if ours.is_empty() && theirs.is_empty()
         ));
+    }
+
+    #[test]
+    fn only_failed_takes_the_kernels_and_tests_it_found() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ());
+        assert!(parse(&[
+            "kmatrix",
+            "test",
+            "--only-failed",
+            "r.json",
+            "--kernels",
+            "6.1"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "kmatrix",
+            "test",
+            "--only-failed",
+            "r.json",
+            "--only",
+            "p::load"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["kmatrix", "test", "--only-failed", "r.json"]).unwrap();
+        let Command::Test(args) = cli.command else {
+            panic!("kmatrix test");
+        };
+        let rerun = crate::report::failure::Rerun {
+            kernels: vec!["5.10".into(), "6.12".into()],
+            tests: vec!["p::c".into()],
+        };
+        let rerun_request = run::test_request(None, &args, Some(rerun));
+        assert_eq!(rerun_request.kernels, "5.10,6.12".parse().unwrap());
+        assert!(
+            matches!(&rerun_request.tests, Tests::Suite { only, .. } if only == &["p::c"]),
+            "{:?}",
+            rerun_request.tests
+        );
+        let request = request(&["kmatrix", "test", "--only", "a::load", "--only", "b::c"]);
+        assert!(
+            matches!(&request.tests, Tests::Suite { only, .. } if only == &["a::load", "b::c"])
+        );
+    }
+
+    #[test]
+    fn an_unknown_test_name_is_bad_input_before_anything_is_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let matrix = crate::plan::tests::matrix_file(dir.path());
+        let suite = dir.path().join("kmatrix-suite.toml");
+        std::fs::write(&suite, "").unwrap();
+        let (matrix, suite) = (matrix.to_str().unwrap(), suite.to_str().unwrap());
+        let args = [
+            "kmatrix",
+            "--matrix",
+            matrix,
+            "test",
+            "--suite",
+            suite,
+            "--only",
+            "nope::load",
+        ];
+        let err = match request(&args).prepare().result {
+            Err(err) => Error::Plan(err),
+            Ok(_) => panic!("no test is named nope::load"),
+        };
+        assert!(
+            err.to_string().contains("no test is named `nope::load`"),
+            "{err}"
+        );
+        assert_eq!(error::exit_code(&Err(err)), 2);
     }
 
     #[test]

@@ -13,8 +13,10 @@ use crate::cargo_test::KERNELS_ENV;
 use crate::error::{Error, Interrupt, Status};
 use crate::exec::ExecError;
 use crate::host_list::{self, HostList};
+use crate::kernels::Selection;
 use crate::partition::Shard;
 use crate::plan::{RunPlan, RunRequest, Tests};
+use crate::report::failure::Rerun;
 use crate::report::printable::Printable;
 use crate::report::progress;
 use crate::report::{self, Reporter, Summary};
@@ -46,6 +48,19 @@ pub struct TestArgs {
     /// processed and their share of its complexity limit.
     #[arg(long)]
     stats: bool,
+    /// Run only the test of this name, as reports name it
+    /// (`PROGRAM::load`, `PROGRAM::CASE`; under `--loader both`
+    /// `PROGRAM::load[aya]`, `PROGRAM::loaders-agree`); repeatable. A named
+    /// case still loads its program; the load is reported only when
+    /// named, and when it fails the case fails with it.
+    #[arg(long, value_name = "TEST")]
+    only: Vec<String>,
+    /// Run again only what failed in this earlier `--json` file: its
+    /// failed tests, on the kernels where anything failed (the whole suite
+    /// where only the kernel failed). A run without failures runs nothing
+    /// and passes.
+    #[arg(long, value_name = "RUN.json", conflicts_with_all = ["only", "kernels"])]
+    only_failed: Option<PathBuf>,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
     /// else kmatrix-suite.toml here or in the nearest parent].
     #[arg(long, value_name = "FILE")]
@@ -87,11 +102,20 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// What `kmatrix test` asks for.
-pub(super) fn test_request(matrix: Option<PathBuf>, args: &TestArgs) -> RunRequest {
+/// What `kmatrix test` asks for; `rerun`, what `--only-failed` found to
+/// run again.
+pub(super) fn test_request(
+    matrix: Option<PathBuf>,
+    args: &TestArgs,
+    rerun: Option<Rerun>,
+) -> RunRequest {
+    let (kernels, only) = match rerun {
+        Some(rerun) => (Selection::List(rerun.kernels), rerun.tests),
+        None => (args.run.select.kernels.clone(), args.only.clone()),
+    };
     RunRequest {
         matrix,
-        kernels: args.run.select.kernels.clone(),
+        kernels,
         arch: args.run.select.arch,
         shard: args.shard,
         tests: Tests::Suite {
@@ -102,6 +126,7 @@ pub(super) fn test_request(matrix: Option<PathBuf>, args: &TestArgs) -> RunReque
                 Some(LoaderArg::Both) | None => None,
             },
             compare_loaders: matches!(args.loader, Some(LoaderArg::Both)),
+            only,
         },
         offline: args.offline,
         config: args.run.config(),
@@ -109,7 +134,24 @@ pub(super) fn test_request(matrix: Option<PathBuf>, args: &TestArgs) -> RunReque
 }
 
 pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Error> {
-    let plan = noticed(test_request(matrix, &args).resolve(progress::on_stderr()))?;
+    let rerun = match &args.only_failed {
+        Some(path) => {
+            let earlier = report::json::read_run(path).map_err(Error::OnlyFailed)?;
+            match report::failure::rerun(&earlier) {
+                Some(rerun) => Some(rerun),
+                None => {
+                    eprintln!(
+                        "kmatrix: nothing failed in {}: nothing to run again",
+                        path.display()
+                    );
+                    return Ok(Status::Passed);
+                }
+            }
+        }
+        None => None,
+    };
+    let request = test_request(matrix, &args, rerun);
+    let plan = noticed(request.resolve(progress::on_stderr()))?;
     let reporter = with_json(Reporter::new().live(std::io::stdout()), args.json.as_ref())?;
     let summary = match run_to_end(&plan, reporter).await? {
         Ok(summary) => summary,

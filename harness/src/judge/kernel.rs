@@ -59,10 +59,10 @@ impl<'a> KernelJudge<'a> {
     /// The outcomes decided on the host, before the VM runs: tests skipped
     /// on this kernel, and a loader's limitation known without asking.
     pub fn skipped(&self) -> Vec<RunEvent> {
-        self.plan
-            .skipped
-            .iter()
-            .map(|(test, outcome)| self.outcome(self.name(*test), outcome.clone()))
+        self.suite
+            .narrow(self.plan.skipped.clone())
+            .into_iter()
+            .map(|(test, outcome)| self.outcome(self.name(test), outcome))
             .collect()
     }
 
@@ -72,13 +72,15 @@ impl<'a> KernelJudge<'a> {
         match frame {
             Frame::Program(result) => {
                 self.seen(&result.kernel_log);
+                let outcomes = self.check.program(&result);
                 let mut events: Vec<RunEvent> = self
-                    .check
-                    .program(&result)
+                    .suite
+                    .narrow(outcomes)
                     .into_iter()
                     .map(|(test, outcome)| self.outcome(self.name(test), outcome))
                     .collect();
-                if let Some(test) = self.check.load_test(&result) {
+                let load_test = self.check.load_test(&result);
+                if let Some(test) = load_test.filter(|&t| self.suite.asked(t)) {
                     if !result.stats.is_empty() {
                         events.push(RunEvent::Stats {
                             kernel,
@@ -95,10 +97,11 @@ impl<'a> KernelJudge<'a> {
             }
             Frame::Case(result) => {
                 self.seen(&result.kernel_log);
-                self.check
-                    .case(&result)
-                    .map(|(test, outcome)| self.outcome(self.name(test), outcome))
+                let outcomes = self.check.case(&result).into_iter().collect();
+                self.suite
+                    .narrow(outcomes)
                     .into_iter()
+                    .map(|(test, outcome)| self.outcome(self.name(test), outcome))
                     .collect()
             }
             Frame::Splat(lines) => {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::verifier;
 use crate::kernels::KernelEntry;
-use crate::suite::{not_loaded, Expectation, KernelPlan, ProgramSpec, Suite};
+use crate::suite::{not_loaded, Expectation, KernelPlan, Planned, ProgramSpec, Suite};
 use kmatrix_protocol::splat;
 
 /// Bytes as a number when they fit in 8 (how counters are written), else hex.
@@ -41,8 +41,8 @@ type FirstVerdict = (Loader, Verdict, Vec<String>);
 pub struct KernelCheck<'a> {
     suite: &'a Suite,
     kernel: &'a KernelEntry,
-    /// Per object, the suite program index of each planned program.
-    programs: &'a [Vec<usize>],
+    /// Per object, each program planned with its own loader.
+    programs: &'a [Vec<Planned>],
     /// What the guest's feature probes found.
     probed: HashMap<Feature, Option<bool>>,
     /// Under `--loader both`, the first verdict of each (object, program),
@@ -212,9 +212,9 @@ impl<'a> KernelCheck<'a> {
     /// The outcome of one case.
     pub fn case(&self, result: &CaseResult) -> Option<(usize, Outcome)> {
         let object = result.object as usize;
-        let program = *self.programs.get(object)?.get(result.program as usize)?;
-        let spec = &self.suite.programs[object][program];
-        let case = spec.cases.get(result.case as usize)?;
+        let planned = self.programs.get(object)?.get(result.program as usize)?;
+        let spec = &self.suite.programs[object][planned.program];
+        let case = &spec.cases[*planned.cases.get(result.case as usize)?];
         let outcome = match &result.outcome {
             CaseOutcome::Error(error) => Outcome::failed(error.clone()),
             CaseOutcome::Ran {

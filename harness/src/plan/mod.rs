@@ -30,6 +30,7 @@ mod workload;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use kmatrix_protocol::report::Reproduce;
 use kmatrix_protocol::{Arch, ExecPlan, Feature};
 
 use crate::cache::CacheError;
@@ -164,6 +165,8 @@ pub struct RunPlan {
     pub matrix: Vec<String>,
     /// The shard, when sharded.
     pub shard: Option<Shard>,
+    /// What a command line reproducing a failure repeats (a suite's run).
+    pub reproduce: Option<Reproduce>,
     shared: Arc<Shared>,
 }
 
@@ -218,7 +221,36 @@ impl RunRequest {
         Resolved::gather(|notices| self.prepare_noting(notices))
     }
 
+    /// What a command line reproducing one of this run's failures repeats:
+    /// the matrix, suite, architecture, loader and objects as given; `None`
+    /// unless it runs a suite.
+    pub fn reproduce(&self) -> Option<Reproduce> {
+        let Tests::Suite {
+            suite,
+            objects,
+            loader,
+            compare_loaders,
+            ..
+        } = &self.tests
+        else {
+            return None;
+        };
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        Some(Reproduce {
+            matrix: self.matrix.as_ref().map(path),
+            suite: suite.as_ref().map(path),
+            arch: self.arch.map(|a| a.to_string()),
+            loader: match (loader, compare_loaders) {
+                (_, true) => Some("both".into()),
+                (Some(loader), false) => Some(loader.name().into()),
+                (None, false) => None,
+            },
+            objects: objects.iter().map(path).collect(),
+        })
+    }
+
     fn prepare_noting(self, notices: &mut Vec<Notice>) -> Result<Prepared, PlanError> {
+        let reproduce = self.reproduce();
         let matrix = load_matrix(self.matrix, notices)?;
         let arch = match &self.tests {
             Tests::Exec { command, .. } => Some(exec_arch(
@@ -239,6 +271,7 @@ impl RunRequest {
             tests,
             offline: self.offline,
             config: self.config,
+            reproduce,
         })
     }
 }
@@ -253,6 +286,7 @@ pub struct Prepared {
     pub tests: LoadedTests,
     offline: bool,
     config: RunConfig,
+    reproduce: Option<Reproduce>,
 }
 
 impl Prepared {
@@ -267,6 +301,7 @@ impl Prepared {
             tests,
             offline,
             config,
+            reproduce,
         } = self;
         set.check_pinned()?;
         let fetcher = set.fetcher(offline, progress)?;
@@ -274,6 +309,7 @@ impl Prepared {
             kernels: set.kernels,
             matrix: set.selected,
             shard: set.shard,
+            reproduce,
             shared: Arc::new(Shared {
                 suite: tests.suite,
                 parts: tests.parts,

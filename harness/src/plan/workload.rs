@@ -27,6 +27,8 @@ pub enum Tests {
         /// Also load every program with the other loader and compare the
         /// verdicts (`--loader both`).
         compare_loaders: bool,
+        /// Run only the tests of these names (`--only`); empty: all.
+        only: Vec<String>,
     },
     /// A host program (`kmatrix exec`).
     Exec {
@@ -78,6 +80,7 @@ impl Tests {
                 objects,
                 loader,
                 compare_loaders,
+                only,
             } => {
                 let scratch = tempfile::Builder::new()
                     .prefix("kmatrix-objects-")
@@ -85,6 +88,7 @@ impl Tests {
                     .map_err(io("creating a scratch directory"))?;
                 let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
                 suite.use_loaders(loader.unwrap_or_default(), *compare_loaders);
+                suite.select(only)?;
                 let parts = ImageParts::new(Init::Agent, arches, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {

@@ -204,6 +204,7 @@ mod tests {
         summary.apply(&Record::Outcome {
             kernel: "6.1".into(),
             test: "p::load".into(),
+            reproduce: None,
             result: outcome,
         });
         summary.apply(&Record::Stats {

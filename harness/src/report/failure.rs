@@ -44,6 +44,20 @@ pub enum Subject<'a> {
     },
 }
 
+impl<'a> Subject<'a> {
+    /// The kernel it failed on.
+    pub fn kernel(&self) -> &'a str {
+        match *self {
+            Subject::Kernel { kernel }
+            | Subject::Splat { kernel }
+            | Subject::Agent { kernel }
+            | Subject::Program { kernel }
+            | Subject::LoaderLimitation { kernel, .. }
+            | Subject::Test { kernel, .. } => kernel,
+        }
+    }
+}
+
 /// One failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure<'a> {
@@ -61,6 +75,10 @@ pub struct Failure<'a> {
     /// (an object-level failure, such as a map no program of the object can
     /// be loaded without), reported once with this one.
     pub also: Vec<&'a str>,
+    /// The command line that reproduces it locally (a `kmatrix test` run's
+    /// failures): its tests alone on its kernel, or the whole suite there
+    /// when the kernel itself failed.
+    pub reproduce: Option<String>,
 }
 
 impl Failure<'_> {
@@ -107,7 +125,8 @@ impl Failure<'_> {
         (first, sections)
     }
 
-    /// The reason followed by the whole verifier log or console tail.
+    /// The reason followed by the whole verifier log or console tail, and
+    /// the command that reproduces it.
     pub fn details(&self) -> String {
         let mut text = self.reason.to_owned();
         if let Some(log) = self.kernel_log {
@@ -119,6 +138,9 @@ impl Failure<'_> {
         if let Some(tail) = self.console_tail {
             text += &format!("\nconsole (last lines):\n{tail}");
         }
+        if let Some(command) = &self.reproduce {
+            text += &format!("\nreproduce: {command}");
+        }
         text
     }
 }
@@ -126,6 +148,25 @@ impl Failure<'_> {
 /// A test's failure, when its cell is one: its outcome's reason, or its
 /// kernel's.
 pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Failure<'a>> {
+    let mut failure = found_in_cell(summary, column, row)?;
+    failure.reproduce = reproduce(summary, &failure);
+    Some(failure)
+}
+
+/// The command line that reproduces `failure`: its tests on its kernel.
+fn reproduce(summary: &Summary, failure: &Failure) -> Option<String> {
+    let tests: Vec<&str> = match failure.subject {
+        Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. } => {
+            std::iter::once(test)
+                .chain(failure.also.iter().copied())
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    summary.reproduce(failure.subject.kernel(), &tests)
+}
+
+fn found_in_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Failure<'a>> {
     let kernel = &summary.columns[column];
     match summary.cell(column, row)? {
         Cell::Done(Outcome::Failed {
@@ -142,6 +183,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             kernel_log: kernel_log.as_deref(),
             console_tail: None,
             also: Vec::new(),
+            reproduce: None,
         }),
         Cell::NotRun => Some(Failure {
             subject: Subject::Kernel {
@@ -152,6 +194,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             kernel_log: None,
             console_tail: kernel.console_tail.as_deref().filter(|t| !t.is_empty()),
             also: Vec::new(),
+            reproduce: None,
         }),
         Cell::Done(Outcome::LoaderLimitation { reason }) => Some(Failure {
             subject: Subject::LoaderLimitation {
@@ -163,6 +206,7 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
             kernel_log: None,
             console_tail: None,
             also: Vec::new(),
+            reproduce: None,
         }),
         Cell::Done(_) => None,
     }
@@ -182,6 +226,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 kernel_log: None,
                 console_tail: column.console_tail.as_deref().filter(|t| !t.is_empty()),
                 also: Vec::new(),
+                reproduce: None,
             });
         }
         for (reason, lines) in &column.splats {
@@ -192,6 +237,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 kernel_log: Some(lines),
                 console_tail: None,
                 also: Vec::new(),
+                reproduce: None,
             });
         }
         for message in &column.agent_errors {
@@ -202,6 +248,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 kernel_log: None,
                 console_tail: None,
                 also: Vec::new(),
+                reproduce: None,
             });
         }
         if let Some(status) = column
@@ -216,6 +263,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 kernel_log: None,
                 console_tail: None,
                 also: Vec::new(),
+                reproduce: None,
             });
         }
         let first_test = failures.len();
@@ -223,7 +271,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
             if let Some(Cell::Done(Outcome::Failed { .. } | Outcome::LoaderLimitation { .. })) =
                 summary.cell(c, r)
             {
-                let Some(failure) = of_cell(summary, c, r) else {
+                let Some(failure) = found_in_cell(summary, c, r) else {
                     continue;
                 };
                 let same = failures[first_test..].iter_mut().find(|f: &&mut Failure| {
@@ -241,7 +289,54 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
             }
         }
     }
+    for failure in &mut failures {
+        failure.reproduce = reproduce(summary, failure);
+    }
     failures
+}
+
+/// What `--only-failed` runs again: the failed tests, on the kernels where
+/// anything failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rerun {
+    /// The kernels, in matrix order.
+    pub kernels: Vec<String>,
+    /// The failed tests, in suite order; empty when only kernels failed
+    /// (their whole suite runs again).
+    pub tests: Vec<String>,
+}
+
+/// What to run again of a finished run; `None` when nothing failed.
+pub fn rerun(summary: &Summary) -> Option<Rerun> {
+    let failures = all(summary);
+    if failures.is_empty() {
+        return None;
+    }
+    let failed_tests: Vec<&str> = failures
+        .iter()
+        .flat_map(|f| match f.subject {
+            Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. } => {
+                std::iter::once(test)
+                    .chain(f.also.iter().copied())
+                    .collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    Some(Rerun {
+        kernels: summary
+            .columns
+            .iter()
+            .map(|c| c.label.clone())
+            .filter(|label| failures.iter().any(|f| f.subject.kernel() == label))
+            .collect(),
+        tests: summary
+            .rows
+            .iter()
+            .filter(|row| failed_tests.contains(&row.as_str()))
+            .cloned()
+            .collect(),
+    })
 }
 
 /// Expected failures and skips, with their reasons: `(kind, test, kernel,

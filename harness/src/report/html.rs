@@ -97,6 +97,13 @@ fn failures(summary: &Summary, out: &mut String) {
                 escape(log)
             );
         }
+        if let Some(command) = &failure.reproduce {
+            let _ = writeln!(
+                out,
+                "<p class=\"reproduce\">Reproduce: <code>{}</code></p>",
+                escape(command)
+            );
+        }
         out.push_str("</div>\n");
     }
     out.push_str("</section>\n");

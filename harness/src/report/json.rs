@@ -122,6 +122,17 @@ fn read(path: &Path) -> Result<ShardRun, MergeError> {
     })
 }
 
+/// One complete run's file (a shard's too), folded: what `--only-failed`
+/// reads.
+pub fn read_run(path: &Path) -> Result<Summary, MergeError> {
+    let run = read(path)?;
+    let mut summary = Summary::with(run.kernels, run.tests);
+    for record in &run.records {
+        summary.apply(record);
+    }
+    Ok(summary)
+}
+
 /// Merges shard files into one matrix, checking that together they are
 /// exactly one whole run.
 pub fn merge(paths: &[PathBuf]) -> Result<Summary, MergeError> {
@@ -212,10 +223,12 @@ mod tests {
                 kernels: vec![kernel.into()],
                 tests: vec!["p::load".into()],
                 shard: Some(format!("{index}/2")),
+                reproduce: None,
             },
             Record::Outcome {
                 kernel: kernel.into(),
                 test: "p::load".into(),
+                reproduce: None,
                 result: outcome,
             },
             Record::KernelFinished {
@@ -279,5 +292,59 @@ mod tests {
         };
         let b = shard_file(dir.path(), "b.json", &shard("6.1", 2, failed));
         assert!(!merge(&[a, b]).unwrap().passed());
+    }
+
+    #[test]
+    fn only_failed_reruns_the_failed_tests_where_anything_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = Outcome::failed("return value: expected 1, got 2");
+        let mut records = shard("6.1", 2, failed);
+        let Record::RunStarted {
+            kernels,
+            shard: sharded,
+            ..
+        } = &mut records[0]
+        else {
+            unreachable!()
+        };
+        *kernels = vec!["5.10".into(), "6.1".into()];
+        *sharded = None;
+        records.insert(
+            1,
+            Record::Outcome {
+                kernel: "5.10".into(),
+                test: "p::load".into(),
+                reproduce: None,
+                result: pass(),
+            },
+        );
+        records.insert(
+            3,
+            Record::KernelFinished {
+                kernel: "5.10".into(),
+                error: None,
+                console_tail: None,
+                infrastructure: false,
+            },
+        );
+        let path = shard_file(dir.path(), "run.json", &records);
+        let summary = read_run(&path).unwrap();
+        let rerun = crate::report::failure::rerun(&summary).unwrap();
+        assert_eq!(rerun.kernels, ["6.1"]);
+        assert_eq!(rerun.tests, ["p::load"]);
+
+        let passed = shard_file(dir.path(), "passed.json", &shard("5.10", 1, pass()));
+        assert_eq!(
+            crate::report::failure::rerun(&read_run(&passed).unwrap()),
+            None
+        );
+
+        let cut = dir.path().join("cut.json");
+        std::fs::write(&cut, "{\"type\": \"run-started\"").unwrap();
+        assert!(matches!(read_run(&cut), Err(MergeError::Damaged { .. })));
+        assert!(matches!(
+            read_run(&dir.path().join("missing.json")),
+            Err(MergeError::Read { .. })
+        ));
     }
 }

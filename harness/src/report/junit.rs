@@ -107,6 +107,7 @@ mod tests {
             Record::Outcome {
                 kernel: kernel.into(),
                 test: test.into(),
+                reproduce: None,
                 result: Outcome::Failed {
                     reason: "verifier: \u{FFFF}\u{0}".into(),
                     verifier_log: Some("0: \u{FFFE}\u{8}\n\u{FFFF}".into()),

@@ -85,6 +85,9 @@ pub fn render(summary: &Summary) -> String {
                 in_item(&block(log))
             );
         }
+        if let Some(command) = &failure.reproduce {
+            let _ = write!(out, "\n{ITEM}Reproduce:\n\n{}", in_item(&block(command)));
+        }
     }
     out
 }

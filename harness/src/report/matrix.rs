@@ -133,6 +133,9 @@ pub fn render(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
                 }
                 write!(out, ":\n{}", indent(&shown.join("\n"), 6))?;
             }
+            if let Some(command) = &failure.reproduce {
+                write!(out, "\n    reproduce: {command}")?;
+            }
             writeln!(out)?;
         }
     }

@@ -5,7 +5,8 @@
 //! folds and [`json`] writes; [`live`] prints a line per event and
 //! [`exec`] echoes `kmatrix exec`'s program. Once the run is over,
 //! [`matrix`], [`junit`] and [`markdown`] render the Summary, with the
-//! failures [`failure`] finds; [`json::merge`] replays shards' records
+//! failures [`failure`] finds, each with the command line [`reproduce`]
+//! builds; [`json::merge`] replays shards' records
 //! through the same fold. [`progress`] shows downloads.
 
 pub mod diff;
@@ -21,6 +22,7 @@ pub mod printable;
 pub mod probe;
 pub mod progress;
 pub mod record;
+pub mod reproduce;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -88,10 +90,17 @@ impl<'a> Reporter<'a> {
         let needs_record = self.json.is_some() || !matches!(event, RunEvent::Output { .. });
         let mut record = needs_record.then(|| record::of(event, || false));
         if let Some(record) = &mut record {
-            self.summary.apply(record);
-            if let Record::RunFinished { passed } = record {
-                *passed = self.summary.passed();
+            match record {
+                Record::RunFinished { passed } => *passed = self.summary.passed(),
+                Record::Outcome {
+                    kernel,
+                    test,
+                    reproduce,
+                    result,
+                } if result.is_failure() => *reproduce = self.summary.reproduce(kernel, &[test]),
+                _ => {}
             }
+            self.summary.apply(record);
         }
         if let Some(live) = &mut self.live {
             let _ = live.report(event);

@@ -16,6 +16,7 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             kernels,
             tests,
             shard,
+            reproduce,
         } => Record::RunStarted {
             schema: SCHEMA,
             kmatrix: env!("CARGO_PKG_VERSION").to_owned(),
@@ -23,6 +24,7 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
             kernels: kernels.clone(),
             tests: tests.clone(),
             shard: shard.clone(),
+            reproduce: reproduce.clone(),
         },
         RunEvent::KernelStarted { kernel, arch } => Record::KernelStarted {
             kernel: kernel.clone(),
@@ -63,6 +65,8 @@ pub fn of(event: &RunEvent, passed: impl FnOnce() -> bool) -> Record {
         } => Record::Outcome {
             kernel: kernel.clone(),
             test: test.clone(),
+            // The reporter, which knows the run, adds it to a failure.
+            reproduce: None,
             result: outcome.clone(),
         },
         RunEvent::AgentError { kernel, message } => Record::AgentError {

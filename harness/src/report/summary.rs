@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kmatrix_protocol::report::{Outcome, Record, EXIT_SUCCESS_STATUS};
+use kmatrix_protocol::report::{Outcome, Record, Reproduce, EXIT_SUCCESS_STATUS};
 
 /// One cell of the matrix: a test on a kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +85,9 @@ pub struct Summary {
     pub columns: Vec<Column>,
     /// Test names, in suite order (then in the order they appeared).
     pub rows: Vec<String>,
+    /// What a command line reproducing a failure repeats (`kmatrix test`
+    /// runs only).
+    pub reproduce: Option<Reproduce>,
     cells: HashMap<(usize, usize), Cell>,
     stats: HashMap<(usize, usize), kmatrix_protocol::ProgramStats>,
 }
@@ -123,10 +126,25 @@ impl Summary {
         self.stats.get(&(column, row))
     }
 
+    /// The command line that runs `tests` (none: the whole suite) on
+    /// `kernel` as this run did, for a `kmatrix test` run.
+    pub fn reproduce(&self, kernel: &str, tests: &[&str]) -> Option<String> {
+        let run = self.reproduce.as_ref()?;
+        Some(super::reproduce::command(run, kernel, tests))
+    }
+
     /// Folds one record in.
     pub fn apply(&mut self, record: &Record) {
         match record {
-            Record::RunStarted { kernels, tests, .. } => {
+            Record::RunStarted {
+                kernels,
+                tests,
+                reproduce,
+                ..
+            } => {
+                if self.reproduce.is_none() {
+                    self.reproduce.clone_from(reproduce);
+                }
                 for kernel in kernels {
                     self.add_column(kernel);
                 }
@@ -157,6 +175,7 @@ impl Summary {
                 kernel,
                 test,
                 result,
+                ..
             } => {
                 let (c, r) = (self.add_column(kernel), self.add_row(test));
                 self.cells.insert((c, r), Cell::Done(result.clone()));
@@ -297,6 +316,7 @@ mod tests {
         Record::Outcome {
             kernel: kernel.into(),
             test: test.into(),
+            reproduce: None,
             result,
         }
     }

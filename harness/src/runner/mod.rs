@@ -45,8 +45,9 @@ pub async fn run<E>(
     on_event(RunEvent::RunStarted {
         matrix: plan.matrix.clone(),
         kernels: plan.kernels.iter().map(|k| k.label.clone()).collect(),
-        tests: plan.suite.tests.iter().map(|t| t.name.clone()).collect(),
+        tests: plan.suite.reported().map(|t| t.name.clone()).collect(),
         shard: plan.shard.map(|s| s.to_string()),
+        reproduce: plan.reproduce.clone(),
     })?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let slots = Arc::new(Semaphore::new(plan.config.jobs.max(1)));

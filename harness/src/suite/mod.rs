@@ -14,6 +14,7 @@
 
 mod check;
 mod file;
+mod only;
 mod plan;
 mod settings;
 
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::{Arch, CasePlan, Feature, Loader};
 
-pub use plan::{not_loaded, KernelPlan};
+pub use plan::{not_loaded, KernelPlan, Planned};
 pub use settings::ObjectSettings;
 
 use crate::kernels::{KernelEntry, Selection};
@@ -75,6 +76,9 @@ pub struct Suite {
     /// Whether every program is also loaded by the other loader, and the
     /// two verdicts compared (`--loader both`).
     pub differential: bool,
+    /// Per test, whether it was asked for by `--only` ([`Suite::select`]);
+    /// `None`: all were.
+    pub(crate) only: Option<Vec<bool>>,
 }
 
 /// One test: a program's load check, or one of its cases.
@@ -225,6 +229,14 @@ pub enum SuiteError {
     /// An object could not be used.
     #[error(transparent)]
     Object(#[from] ObjectError),
+    /// `--only` names a test the suite does not have.
+    #[error("no test is named `{name}`{}; test names are `PROGRAM::load` and `PROGRAM::CASE`, as the matrix's rows show them", near_names(near))]
+    NoSuchTest {
+        /// The name given.
+        name: String,
+        /// The suite's test names nearest to it.
+        near: Vec<String>,
+    },
     /// An entry names something that is not there, or is not runnable.
     #[error("{}: {entry}: {message}", path.display())]
     Entry {
@@ -237,6 +249,15 @@ pub enum SuiteError {
     },
 }
 
+/// `; near names: a, b`, when there are any.
+fn near_names(near: &[String]) -> String {
+    if near.is_empty() {
+        String::new()
+    } else {
+        format!("; near names: {}", near.join(", "))
+    }
+}
+
 impl Suite {
     /// A suite of bare objects: every program must load everywhere.
     pub fn from_objects(objects: Vec<TestObject>) -> Self {
@@ -247,6 +268,7 @@ impl Suite {
             settings: Vec::new(),
             default_loader: Default::default(),
             differential: false,
+            only: None,
         };
         for object in objects {
             suite.push_object(object, Vec::new(), ObjectSettings::default());
@@ -275,6 +297,7 @@ impl Suite {
             settings: Vec::new(),
             default_loader: Default::default(),
             differential: false,
+            only: None,
         };
         for raw_object in raw.object {
             let mut object = loaded.next().expect("one object per path");
@@ -401,6 +424,8 @@ impl Suite {
             };
         }
         self.tests = tests;
+        // Tests renumbered: a selection is made again.
+        self.only = None;
     }
 
     /// Sets the loader of objects whose settings name none and, with
@@ -440,7 +465,7 @@ mod tests {
     use super::*;
     use crate::objects::ProgramInfo;
 
-    fn object(name: &str, programs: &[&str]) -> TestObject {
+    pub(super) fn object(name: &str, programs: &[&str]) -> TestObject {
         TestObject {
             path: name.into(),
             name: name.into(),
@@ -459,6 +484,19 @@ mod tests {
             globals: Vec::new(),
             aya_error: None,
         }
+    }
+
+    /// Gives program `program` of object `object` a case named `name`.
+    pub(super) fn with_case(suite: &mut Suite, object: usize, program: usize, name: &str) {
+        suite.programs[object][program].cases.push(CaseSpec {
+            name: name.into(),
+            plan: Default::default(),
+            expect_return: None,
+            expect_output: None,
+            expect_maps: Vec::new(),
+            test: 0,
+        });
+        suite.name_tests();
     }
 
     fn names(suite: &Suite) -> Vec<&str> {

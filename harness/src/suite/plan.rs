@@ -14,16 +14,28 @@ pub struct KernelPlan {
     /// Tests decided on the host: skipped on this kernel, or a loader's
     /// limitation it knows without asking the guest.
     pub skipped: Vec<(usize, Outcome)>,
-    /// Per object, the suite program index of each program planned with
-    /// its own loader.
-    pub programs: Vec<Vec<usize>>,
+    /// Per object, each program planned with its own loader, in plan
+    /// order.
+    pub programs: Vec<Vec<Planned>>,
+}
+
+/// A program the guest loads with its object's loader, and runs cases of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// Its index among its object's suite programs.
+    pub program: usize,
+    /// The index in its spec of each case planned, in plan order (the
+    /// guest numbers them in this order).
+    pub cases: Vec<usize>,
 }
 
 impl Suite {
     /// The plan for `kernel`: every program not skipped on it, with its
     /// cases, by its object's loader; under `--loader both` each object
     /// again, after every object, by the other loader with load checks
-    /// only. `report_cases` false only to measure streaming.
+    /// only. Under `--only`, only the programs and cases of the tests
+    /// asked for (see [`Suite::select`]). `report_cases` false only to
+    /// measure streaming.
     pub fn plan_for(&self, kernel: &KernelEntry, report_cases: bool) -> KernelPlan {
         let mut plan = kmatrix_protocol::Plan {
             objects: Vec::new(),
@@ -48,6 +60,9 @@ impl Suite {
             let mut other = object_plan(object.loader.other());
             let mut planned = Vec::new();
             for (p, spec) in specs.iter().enumerate() {
+                if !self.wanted(spec) {
+                    continue;
+                }
                 if let Some(skip) = spec.skips.iter().find(|s| s.kernels.matches(kernel)) {
                     let outcome = Outcome::Skipped {
                         reason: skip.reason.clone(),
@@ -58,7 +73,10 @@ impl Suite {
                 // libbpf is never asked about a static program.
                 let refused =
                     |loader| loader == Loader::Libbpf && self.is_static(index, &spec.name);
-                if let Some(test) = spec.other_load_test {
+                if let Some(test) = spec
+                    .other_load_test
+                    .filter(|_| self.other_loader_wanted(spec))
+                {
                     if refused(other.loader) {
                         skipped.push((test, static_under_libbpf()));
                     } else {
@@ -80,12 +98,15 @@ impl Suite {
                     continue;
                 }
                 add_probes(&mut plan.probes, spec);
-                planned.push(p);
+                let cases: Vec<usize> = (0..spec.cases.len())
+                    .filter(|&c| self.asked(spec.cases[c].test))
+                    .collect();
                 object.programs.push(ProgramPlan {
                     name: spec.name.clone(),
                     test_run: spec.test_run,
-                    cases: spec.cases.iter().map(|c| c.plan.clone()).collect(),
+                    cases: cases.iter().map(|&c| spec.cases[c].plan.clone()).collect(),
                 });
+                planned.push(Planned { program: p, cases });
             }
             plan.objects.push(object);
             programs.push(planned);

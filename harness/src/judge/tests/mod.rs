@@ -3,6 +3,7 @@
 //! checked against snapshot files (`snapshots/`).
 
 mod loaders;
+mod only;
 mod splats;
 mod streams;
 mod verdicts;
@@ -98,6 +99,7 @@ fn suite_of(programs: Vec<ProgramSpec>) -> Suite {
         settings: vec![ObjectSettings::default()],
         default_loader: Loader::Aya,
         differential: false,
+        only: None,
     };
     suite.use_loaders(Loader::Aya, false);
     suite

@@ -147,6 +147,7 @@ fn markdown_renders_on_github() {
         Record::Outcome {
             kernel: "5.10".into(),
             test: "a::load".into(),
+            reproduce: None,
             result: Outcome::Failed {
                 reason: "verifier: R1 invalid mem access 'scalar'".into(),
                 verifier_log: Some(
@@ -158,6 +159,7 @@ fn markdown_renders_on_github() {
         Record::Outcome {
             kernel: "5.10".into(),
             test: "b::load".into(),
+            reproduce: None,
             result: Outcome::Failed {
                 reason: "verifier: too complex\nfirst detail <x>\n- `not an item`".into(),
                 verifier_log: Some("` `` ```` <script>\n- `x`\nthe end".into()),

@@ -16,6 +16,7 @@ fn each_loaders_load_test_is_a_row_of_its_own() {
         summary.apply(&Record::Outcome {
             kernel: "6.1".into(),
             test: test.into(),
+            reproduce: None,
             result: Outcome::Passed {
                 detail: "xdp, 0.1 ms".into(),
             },
@@ -32,6 +33,7 @@ fn each_loaders_load_test_is_a_row_of_its_own() {
     summary.apply(&Record::Outcome {
         kernel: "6.1".into(),
         test: "p::loaders-agree".into(),
+        reproduce: None,
         result: Outcome::Passed {
             detail: "both loaded it".into(),
         },

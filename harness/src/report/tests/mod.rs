@@ -59,6 +59,11 @@ fn events() -> Vec<RunEvent> {
                 "xdp_filter::drops_ssh".into(),
             ],
             shard: None,
+            reproduce: Some(kmatrix_protocol::report::Reproduce {
+                suite: Some("tests/my suite.toml".into()),
+                loader: Some("libbpf".into()),
+                ..Default::default()
+            }),
         },
         RunEvent::KernelStarted {
             kernel: "5.10".into(),
@@ -218,6 +223,31 @@ fn json_lines_fold_back_into_the_same_matrix() {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert_eq!(records.last(), Some(&Record::RunFinished { passed: false }));
+    // A failed outcome carries the command that reproduces it; others none.
+    let reproduce: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Outcome {
+                test,
+                kernel,
+                reproduce,
+                ..
+            } if kernel == "5.10" => Some((test.as_str(), reproduce.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reproduce,
+        [
+            ("xdp_pass::load", None),
+            (
+                "unchecked_read::load",
+                Some("kmatrix test --kernels 5.10 --suite 'tests/my suite.toml' --loader libbpf --only unchecked_read::load")
+            ),
+            ("xdp_loop_sum::load", None),
+            ("xdp_filter::drops_ssh", None),
+        ]
+    );
     let mut replayed = Summary::default();
     for record in &records {
         replayed.apply(record);
@@ -246,6 +276,7 @@ fn one_cause_for_several_tests_is_reported_once() {
         summary.apply(&Record::Outcome {
             kernel: "6.1".into(),
             test: test.into(),
+            reproduce: None,
             result: Outcome::failed(reason),
         });
     }
