@@ -57,7 +57,9 @@ pub(super) struct Attempt<'a> {
 /// once the agent started the run; `on_frame` every frame from then on
 /// (and problems writing files before).
 pub(super) struct Hooks<U, F> {
+    /// Taken when the run starts.
     pub on_up: Option<U>,
+    /// Called with each frame.
     pub on_frame: F,
 }
 

@@ -96,7 +96,8 @@ pub struct VmReport {
 /// QEMU is gone when this returns, whatever happened.
 ///
 /// A restore that fails before its run started ([`Phase::started`]) is
-/// followed by a cold boot (see [`phase::after_restore`]).
+/// followed by a cold boot, which discards the saved VM first when the
+/// failure blames it.
 pub async fn run(
     config: &VmConfig,
     spec: BootSpec<'_>,
@@ -109,7 +110,7 @@ pub async fn run(
         on_up: Some(on_up),
         on_frame,
     };
-    let (tsc_khz, slot) = slot(config, &spec)?;
+    let (tsc_khz, slot) = snapshot_slot(config, &spec)?;
     let attempt = Attempt {
         config,
         spec: &spec,
@@ -154,7 +155,10 @@ pub async fn run(
 }
 
 /// The TSC figure `spec`'s VM boots with and, with a store, its slot in it.
-fn slot(config: &VmConfig, spec: &BootSpec<'_>) -> Result<(Option<u64>, Option<Slot>), VmFailure> {
+fn snapshot_slot(
+    config: &VmConfig,
+    spec: &BootSpec<'_>,
+) -> Result<(Option<u64>, Option<Slot>), VmFailure> {
     let hardware = config.hardware(spec.machine);
     let arch = spec.machine.arch;
     let Some(store) = spec.snapshots else {
