@@ -296,6 +296,10 @@ fn every_result_before_a_hang_reaches_the_host() {
         let test = format!("xdp_pass::quick_{case}");
         assert_eq!(outcome(&test).as_deref(), Some("passed"), "{test}: {out}");
     }
-    assert_ne!(outcome("xdp_pass::hangs").as_deref(), Some("passed"), "{out}");
+    assert_ne!(
+        outcome("xdp_pass::hangs").as_deref(),
+        Some("passed"),
+        "{out}"
+    );
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }

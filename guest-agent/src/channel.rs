@@ -87,7 +87,11 @@ impl Channel {
 
     /// Writes the queue, or the frame being encoded, out.
     fn write(&mut self, frame: bool) {
-        let bytes = if frame { &self.frame[..] } else { self.queue.queued() };
+        let bytes = if frame {
+            &self.frame[..]
+        } else {
+            self.queue.queued()
+        };
         let len = bytes.len() as u64;
         if self.error.is_none() {
             if let Err(err) = self.port.write_all(bytes) {

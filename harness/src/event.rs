@@ -196,7 +196,7 @@ impl KernelError {
     pub fn is_infrastructure(&self) -> bool {
         match self {
             KernelError::Fetch(_) | KernelError::Image(_) | KernelError::RunDir(_) => true,
-            KernelError::Vm(failure) => !failure.started,
+            KernelError::Vm(failure) => !failure.started(),
             KernelError::Judge(_) => false,
         }
     }

@@ -1,9 +1,11 @@
-//! One attempt at a VM, cold or restored: QEMU started with its
-//! arguments (and the saved state to load), the hello read and the VM
-//! saved or the restored one resumed, the input sent while the first
-//! frames are read, [`Waiting`] for the agent's `Started` (with a silence
-//! limit for a restored VM), then every frame to `Done`; QEMU is stopped
-//! whatever happened.
+//! One attempt at a VM, cold or restored, as the phases of [`Phase`]:
+//! QEMU started with its arguments (and the saved state to load); the
+//! hello read and the VM saved ([`Vm::boot_cold`]) or the restored one
+//! resumed ([`Vm::restore`]), which gives an [`Up`] VM; then
+//! [`Up::run`]: the input sent while the first frames are read,
+//! [`Waiting`] for the agent's `Started` (with a silence limit for a
+//! restored VM), every frame to `Done`. [`Attempt::run`] owns the QEMU
+//! and stops it whatever happened.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -11,11 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kmatrix_protocol::{Frame, Hello, VERSION};
+use tokio::net::UnixStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use super::error::{Died, SaveError};
+use super::queue;
 use super::snapshot::Slot;
-use super::{migrate, qemu, BootSpec, RunInput, Start, VmConfig, VmError, VmFailure, VmReport};
-use crate::channel;
+use super::{
+    migrate, qemu, BootSpec, Phase, RunInput, Start, VmConfig, VmError, VmFailure, VmReport,
+};
+use crate::channel::{self, InputSink, ResultStream};
 
 /// Time QEMU has to load a saved state and resume it; then, until its
 /// run starts, the time a restored VM may go without taking any of its
@@ -31,120 +38,268 @@ pub(super) enum How<'a> {
     Restore { state: PathBuf, hello: Hello },
 }
 
-/// QEMU's arguments for `spec`, with the run's files in `dir`.
-fn qemu_args(
-    config: &VmConfig,
-    spec: &BootSpec<'_>,
-    dir: &Path,
-    tsc_khz: Option<u64>,
-) -> Vec<std::ffi::OsString> {
-    config
-        .hardware(spec.machine)
-        .args(spec.kernel, spec.initrd, tsc_khz, dir)
+/// What one attempt at a VM is made of: how it boots, in which directory,
+/// with which TSC figure, and what it is sent.
+#[derive(Clone, Copy)]
+pub(super) struct Attempt<'a> {
+    /// The VM settings.
+    pub config: &'a VmConfig,
+    /// What to boot.
+    pub spec: &'a BootSpec<'a>,
+    /// The attempt's own directory: sockets, console, QEMU's stderr.
+    pub dir: &'a Path,
+    /// The TSC figure on the kernel's command line.
+    pub tsc_khz: Option<u64>,
+    /// What the VM is sent.
+    pub input: &'a RunInput<'a>,
 }
 
-/// One VM from start to end, in `dir`; `started` is set once the agent has
-/// started the run (a failure before that may be retried cold).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn attempt(
-    config: &VmConfig,
-    spec: &BootSpec<'_>,
-    dir: &Path,
-    tsc_khz: Option<u64>,
-    how: How<'_>,
-    input: &RunInput<'_>,
-    started: &mut bool,
-    on_up: &mut Option<impl FnOnce(&Hello, Start)>,
-    on_frame: &mut impl FnMut(Frame),
-) -> Result<VmReport, VmFailure> {
-    let console = dir.join("console.log");
-    let mut vm = None;
-    let result = drive(
-        config, spec, dir, tsc_khz, how, input, &mut vm, started, on_up, on_frame,
-    )
-    .await;
-    let ended = match vm.take() {
-        Some(vm) => vm.stop().await,
-        None => None,
-    };
-    result.map_err(|kind| VmFailure {
-        started: *started,
-        ..VmFailure::explain(kind, ended, &console, &dir.join("qemu.stderr"))
-    })
+/// What the caller hears from a VM: `on_up` the hello and how it came up,
+/// once the agent started the run; `on_frame` every frame from then on
+/// (and problems writing files before).
+pub(super) struct Hooks<U, F> {
+    /// Taken when the run starts.
+    pub on_up: Option<U>,
+    /// Called with each frame.
+    pub on_frame: F,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    config: &VmConfig,
-    spec: &BootSpec<'_>,
-    dir: &Path,
-    tsc_khz: Option<u64>,
-    how: How<'_>,
-    input: &RunInput<'_>,
-    vm: &mut Option<qemu::Qemu>,
-    started: &mut bool,
-    on_up: &mut Option<impl FnOnce(&Hello, Start)>,
-    on_frame: &mut impl FnMut(Frame),
-) -> Result<VmReport, VmError> {
-    let begun = Instant::now();
-    let mut args = qemu_args(config, spec, dir, tsc_khz);
-    let incoming = match &how {
-        How::Restore { state, .. } => {
-            let fd = migrate::incoming(state)?;
-            args.push("-incoming".into());
-            args.push(format!("fd:{}", fd.as_raw_fd()).into());
-            Some(fd)
-        }
-        How::Cold { .. } => None,
-    };
-    let paths = qemu::Paths {
-        results: &dir.join("results.sock"),
-        qmp: &dir.join("qmp.sock"),
-        stderr: &dir.join("qemu.stderr"),
-    };
-    let arch = spec.machine.arch;
-    let results_socket =
-        qemu::start(config.qemu.get(arch), arch, &args, paths, incoming, vm).await?;
-    let qemu = vm.as_ref().expect("started above");
-    let (mut stream, mut sink) = channel::split(results_socket);
-    let (hello, mut start, mut save_error, silence) = match how {
-        How::Cold { save } => {
-            let hello = match timeout(config.boot_timeout, stream.next()).await {
-                Err(_) => return Err(VmError::BootTimeout(config.boot_timeout)),
-                Ok(Ok(Some(Frame::Hello(hello)))) => hello,
-                Ok(Ok(Some(other))) => return Err(VmError::NoHello(format!("{other:?}"))),
-                Ok(Ok(None)) => return Err(VmError::Died("before the agent started".into())),
-                Ok(Err(err)) => return Err(err.into()),
-            };
-            if hello.version != VERSION {
-                return Err(VmError::Version {
-                    guest: hello.version,
-                });
+impl Attempt<'_> {
+    /// One VM from QEMU's start to its end. QEMU is stopped, and its end
+    /// awaited, whatever happened; a failure names the phase it happened in.
+    pub(super) async fn run(
+        &self,
+        how: How<'_>,
+        hooks: &mut Hooks<impl FnOnce(&Hello, Start), impl FnMut(Frame)>,
+    ) -> Result<VmReport, VmFailure> {
+        let phase = match how {
+            How::Cold { .. } => Phase::Booting,
+            How::Restore { .. } => Phase::Restoring,
+        };
+        let begun = Instant::now();
+        let (qemu, port) = match self.start_qemu(&how).await {
+            Ok(started) => started,
+            Err(kind) => return Err(self.explain(phase, kind, None)),
+        };
+        let mut vm = Vm { qemu, phase, begun };
+        let result = vm.drive(self, how, port, hooks).await;
+        let phase = vm.phase;
+        let ended = vm.qemu.stop().await;
+        result.map_err(|kind| self.explain(phase, kind, ended))
+    }
+
+    /// Starts QEMU for `how` (a restore loads its state from a socket
+    /// QEMU inherits); gives it with the results port.
+    async fn start_qemu(&self, how: &How<'_>) -> Result<(qemu::Qemu, UnixStream), VmError> {
+        let hardware = self.config.hardware(self.spec.machine);
+        let mut args = hardware.args(self.spec.kernel, self.spec.initrd, self.tsc_khz, self.dir);
+        let incoming = match how {
+            How::Restore { state, .. } => {
+                let fd = migrate::incoming(state)?;
+                args.push("-incoming".into());
+                args.push(format!("fd:{}", fd.as_raw_fd()).into());
+                Some(fd)
             }
-            let mut start = Start::Cold;
-            let mut save_error = None;
-            if let Some(slot) = save {
-                let saved = migrate::save_state(qemu, &mut stream, &mut sink, slot, &hello);
+            How::Cold { .. } => None,
+        };
+        let paths = qemu::Paths {
+            results: &self.dir.join("results.sock"),
+            qmp: &self.dir.join("qmp.sock"),
+            stderr: &self.dir.join("qemu.stderr"),
+        };
+        let arch = self.spec.machine.arch;
+        qemu::start(self.config.qemu.get(arch), arch, &args, paths, incoming).await
+    }
+
+    /// `kind` in `phase`, explained from the attempt's files and QMP's
+    /// shutdown cause (`ended`).
+    fn explain(&self, phase: Phase, kind: VmError, ended: Option<String>) -> VmFailure {
+        VmFailure::explain(
+            phase,
+            kind,
+            ended,
+            &self.dir.join("console.log"),
+            &self.dir.join("qemu.stderr"),
+        )
+    }
+}
+
+/// An attempt's QEMU and the phase its VM is in.
+struct Vm {
+    qemu: qemu::Qemu,
+    phase: Phase,
+    /// When QEMU was started.
+    begun: Instant,
+}
+
+/// A VM whose agent is up and waits for its input: the port's two ends,
+/// its hello, how it came up. Its QEMU stays the attempt's.
+struct Up<'vm> {
+    vm: &'vm mut Vm,
+    stream: ResultStream,
+    sink: InputSink,
+    hello: Hello,
+    start: Start,
+    save_error: Option<SaveError>,
+    /// A restored VM's silence limit until its run starts.
+    silence: Option<Duration>,
+}
+
+impl Vm {
+    /// Brings the VM up as `how` says, on `port`, and runs it to `Done`.
+    async fn drive(
+        &mut self,
+        attempt: &Attempt<'_>,
+        how: How<'_>,
+        port: UnixStream,
+        hooks: &mut Hooks<impl FnOnce(&Hello, Start), impl FnMut(Frame)>,
+    ) -> Result<VmReport, VmError> {
+        let (stream, sink) = channel::split(port);
+        let up = match how {
+            How::Cold { save } => self.boot_cold(attempt, stream, sink, save).await?,
+            How::Restore { hello, .. } => self.restore(attempt, stream, sink, hello).await?,
+        };
+        up.run(attempt, hooks).await
+    }
+
+    /// Waits for a booting kernel's agent to say hello, and saves the VM
+    /// into `save` (a save that fails leaves it running, unsaved).
+    async fn boot_cold<'vm>(
+        &'vm mut self,
+        attempt: &Attempt<'_>,
+        mut stream: ResultStream,
+        mut sink: InputSink,
+        save: Option<&Slot>,
+    ) -> Result<Up<'vm>, VmError> {
+        let boot_timeout = attempt.config.boot_timeout;
+        let hello = match timeout(boot_timeout, stream.next()).await {
+            Err(_) => return Err(VmError::BootTimeout(boot_timeout)),
+            Ok(Ok(Some(Frame::Hello(hello)))) => hello,
+            Ok(Ok(Some(other))) => return Err(VmError::NoHello(Box::new(other))),
+            Ok(Ok(None)) => return Err(VmError::Died(Died::BeforeStart)),
+            Ok(Err(err)) => return Err(err.into()),
+        };
+        if hello.version != VERSION {
+            return Err(VmError::Version {
+                guest: hello.version,
+            });
+        }
+        let (start, save_error) = match save {
+            None => (Start::Cold, None),
+            Some(slot) => {
+                self.phase = Phase::Saving;
+                let saved = migrate::save_state(&self.qemu, &mut stream, &mut sink, slot, &hello);
                 match timeout(migrate::SAVE_LIMIT, saved).await {
-                    Ok(Ok(())) => start = Start::Saved,
-                    Ok(Err(err)) => save_error = Some(err),
-                    Err(_) => {
-                        save_error = Some(format!("not done within {:?}", migrate::SAVE_LIMIT))
-                    }
+                    Ok(Ok(())) => (Start::Saved, None),
+                    Ok(Err(err)) => (Start::Cold, Some(err)),
+                    Err(_) => (Start::Cold, Some(SaveError::Timeout(migrate::SAVE_LIMIT))),
                 }
             }
-            (hello, start, save_error, None)
-        }
-        How::Restore { hello, .. } => {
-            let deadline = begun + RESTORE_TIMEOUT.min(config.boot_timeout);
-            let qmp = qemu.qmp.as_ref().expect("connected above");
-            migrate::resume_restored(qmp, deadline).await?;
-            (hello, Start::Restored, None, Some(RESTORE_TIMEOUT))
-        }
-    };
+        };
+        Ok(Up {
+            vm: self,
+            stream,
+            sink,
+            hello,
+            start,
+            save_error,
+            silence: None,
+        })
+    }
 
-    // The input is written while the first frames are read, so that
-    // neither side waits for the other.
+    /// Waits for QEMU to load the saved state and resumes its VM, whose
+    /// agent said `hello` before it was saved.
+    async fn restore<'vm>(
+        &'vm mut self,
+        attempt: &Attempt<'_>,
+        stream: ResultStream,
+        sink: InputSink,
+        hello: Hello,
+    ) -> Result<Up<'vm>, VmError> {
+        let deadline = self.begun + RESTORE_TIMEOUT.min(attempt.config.boot_timeout);
+        migrate::resume_restored(&self.qemu, deadline).await?;
+        Ok(Up {
+            vm: self,
+            stream,
+            sink,
+            hello,
+            start: Start::Restored,
+            save_error: None,
+            silence: Some(RESTORE_TIMEOUT),
+        })
+    }
+}
+
+impl Up<'_> {
+    /// Sends the input, waits for the run to start (then tells `hooks`),
+    /// and passes every frame to `Done`, which is acknowledged.
+    async fn run(
+        mut self,
+        attempt: &Attempt<'_>,
+        hooks: &mut Hooks<impl FnOnce(&Hello, Start), impl FnMut(Frame)>,
+    ) -> Result<VmReport, VmError> {
+        self.vm.phase = Phase::Up;
+        let sent = self.sink.sent();
+        let mut writer = send_input(self.sink, attempt.input);
+        let run_timeout = attempt.config.run_timeout;
+        let waiting = Waiting {
+            expected: &self.hello.kernel_release,
+            run_timeout,
+            silence: self.silence,
+        };
+        let on_frame = &mut hooks.on_frame;
+        waiting.started(&mut self.stream, &sent, on_frame).await?;
+        self.vm.phase = Phase::Running;
+        let boot = self.vm.begun.elapsed();
+        if let Some(on_up) = hooks.on_up.take() {
+            on_up(&self.hello, self.start);
+        }
+        let hello_at = Instant::now();
+        let deadline = hello_at + run_timeout;
+        let mut queue_at = None;
+        loop {
+            match timeout_at(deadline, self.stream.next()).await {
+                Err(_) => {
+                    if let Some(location) = &queue_at {
+                        let qemu = &self.vm.qemu;
+                        queue::deliver(qemu, &mut self.stream, location, attempt.dir, on_frame)
+                            .await;
+                    }
+                    return Err(VmError::RunTimeout(run_timeout));
+                }
+                Ok(Ok(Some(Frame::Queue { page_size, pages }))) => {
+                    queue_at = Some(queue::Location {
+                        page_size,
+                        pages,
+                        origin: self.stream.consumed(),
+                    })
+                }
+                Ok(Ok(Some(Frame::Done))) => break,
+                Ok(Ok(Some(frame))) => on_frame(frame),
+                Ok(Ok(None)) => return Err(VmError::Died(Died::BeforeLastResult)),
+                Ok(Err(err)) => return Err(err.into()),
+            }
+        }
+        let run = hello_at.elapsed();
+        // The agent powers off once it has the acknowledgment.
+        let handle = writer.0.take().expect("taken once");
+        let mut sink = handle.await.map_err(|e| VmError::Died(Died::Input(e)))??;
+        sink.ack().await?;
+        self.vm.phase = Phase::Done;
+        Ok(VmReport {
+            hello: self.hello,
+            boot,
+            run,
+            start: self.start,
+            save_error: self.save_error,
+            console: attempt.dir.join("console.log"),
+        })
+    }
+}
+
+/// Writes `input` to `sink` while the first frames are read, so that
+/// neither side waits for the other; the writer is aborted if dropped.
+fn send_input(mut sink: InputSink, input: &RunInput<'_>) -> AbortOnDrop {
     let files = input.files.clone();
     let begin = kmatrix_protocol::Start {
         plan: input.plan.clone(),
@@ -153,77 +308,10 @@ async fn drive(
             .map_or(0, |d| d.as_nanos() as u64),
         entropy: host_entropy(),
     };
-    let sent = sink.sent();
-    let writer = tokio::spawn(async move {
+    AbortOnDrop(Some(tokio::spawn(async move {
         sink.start(&files, begin).await?;
         Ok::<_, std::io::Error>(sink)
-    });
-    let mut writer = AbortOnDrop(Some(writer));
-
-    let waiting = Waiting {
-        expected: &hello.kernel_release,
-        run_timeout: config.run_timeout,
-        silence,
-    };
-    waiting.started(&mut stream, &sent, on_frame).await?;
-    *started = true;
-    let boot = begun.elapsed();
-    if let Some(on_up) = on_up.take() {
-        on_up(&hello, start);
-    }
-    let hello_at = Instant::now();
-
-    let deadline = Instant::now() + config.run_timeout;
-    let mut queue = None;
-    loop {
-        match timeout_at(deadline, stream.next()).await {
-            Err(_) => {
-                if let (Some(location), Some(qmp)) = (&queue, &qemu.qmp) {
-                    match super::queue::recover(qmp, &mut stream, location, dir).await {
-                        Ok(frames) => frames
-                            .into_iter()
-                            .filter(|frame| !matches!(frame, Frame::Done | Frame::Queue { .. }))
-                            .for_each(&mut *on_frame),
-                        Err(err) => on_frame(Frame::AgentError(format!(
-                            "the results the hung guest had queued could not be read: {}",
-                            crate::error_chain::error_chain(&err)
-                        ))),
-                    }
-                }
-                return Err(VmError::RunTimeout(config.run_timeout));
-            }
-            Ok(Ok(Some(Frame::Queue { page_size, pages }))) => {
-                queue = Some(super::queue::Location {
-                    page_size,
-                    pages,
-                    origin: stream.consumed(),
-                })
-            }
-            Ok(Ok(Some(Frame::Done))) => break,
-            Ok(Ok(Some(frame))) => on_frame(frame),
-            Ok(Ok(None)) => return Err(VmError::Died("before its last result".into())),
-            Ok(Err(err)) => return Err(err.into()),
-        }
-    }
-    // The agent powers off once it has the acknowledgment.
-    let run = hello_at.elapsed();
-    let handle = writer.0.take().expect("taken once");
-    let mut sink = handle
-        .await
-        .map_err(|e| VmError::Died(format!("sending the input failed: {e}")))??;
-    sink.ack().await?;
-    start = match (start, &save_error) {
-        (Start::Saved, Some(_)) => Start::Cold,
-        (start, _) => start,
-    };
-    Ok(VmReport {
-        hello,
-        boot,
-        run,
-        start,
-        save_error: save_error.take(),
-        console: dir.join("console.log"),
-    })
+    })))
 }
 
 /// What the host waits for once the input is on its way: the agent's
@@ -241,7 +329,7 @@ impl Waiting<'_> {
     /// files) to `on_frame`; `sent` counts the input written so far.
     async fn started(
         &self,
-        stream: &mut channel::ResultStream,
+        stream: &mut ResultStream,
         sent: &AtomicU64,
         on_frame: &mut impl FnMut(Frame),
     ) -> Result<(), VmError> {
@@ -277,8 +365,8 @@ impl Waiting<'_> {
                     on_frame(frame);
                     alive.1 = Instant::now();
                 }
-                Ok(Ok(Some(other))) => return Err(VmError::NoHello(format!("{other:?}"))),
-                Ok(Ok(None)) => return Err(VmError::Died("before the agent started".into())),
+                Ok(Ok(Some(other))) => return Err(VmError::NoHello(Box::new(other))),
+                Ok(Ok(None)) => return Err(VmError::Died(Died::BeforeStart)),
                 Ok(Err(err)) => return Err(err.into()),
             }
         }
@@ -286,7 +374,7 @@ impl Waiting<'_> {
 }
 
 /// Aborts the input writer if the VM fails first.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<channel::InputSink>>>);
+struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<InputSink>>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -364,7 +452,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, VmError::Unresponsive(_)), "{err}");
         assert!(begun.elapsed() < Duration::from_secs(2));
-        assert!(!super::super::condemns(&err));
+        assert!(!super::super::phase::condemns(&err));
     }
 
     #[tokio::test]

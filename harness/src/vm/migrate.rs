@@ -14,7 +14,8 @@ use std::time::Duration;
 use kmatrix_protocol::{Frame, Hello, Input};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::qemu::{Qemu, Qmp};
+use super::error::{RestoreError, SaveError};
+use super::qemu::Qemu;
 use super::snapshot::Slot;
 use super::VmError;
 use crate::channel::{InputSink, ResultStream};
@@ -28,9 +29,9 @@ const CHUNK: usize = 1 << 20;
 /// Opens the saved state at `state` and streams it to the returned socket
 /// end, which QEMU inherits and loads from (`-incoming fd:N`). The thread
 /// ends at the file's end or when QEMU goes away.
-pub(super) fn incoming(state: &Path) -> std::io::Result<OwnedFd> {
-    let file = std::fs::File::open(state)?;
-    let (ours, theirs) = UnixStream::pair()?;
+pub(super) fn incoming(state: &Path) -> Result<OwnedFd, RestoreError> {
+    let file = std::fs::File::open(state).map_err(RestoreError::Open)?;
+    let (ours, theirs) = UnixStream::pair().map_err(RestoreError::Socket)?;
     std::thread::spawn(move || feed(file, &ours));
     Ok(theirs.into())
 }
@@ -72,35 +73,27 @@ pub(super) const SAVE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Waits for QEMU to load a saved state, then lets the VM run (it was
 /// saved paused, and a loaded VM stays as it was saved).
-pub(super) async fn resume_restored(qmp: &Qmp, deadline: Instant) -> Result<(), VmError> {
+pub(super) async fn resume_restored(qemu: &Qemu, deadline: Instant) -> Result<(), VmError> {
     use qapi::qmp::RunState;
     loop {
-        let status = timeout_at(deadline, qmp.execute(qapi::qmp::query_status {}))
+        let status = timeout_at(deadline, qemu.execute(qapi::qmp::query_status {}))
             .await
-            .map_err(|_| VmError::Restore("QEMU did not load the saved state in time".into()))?
-            .map_err(|e| VmError::Qmp(e.to_string()))?;
+            .map_err(|_| RestoreError::LoadTimeout)??;
         match status.status {
             RunState::inmigrate => {
                 if Instant::now() > deadline {
-                    return Err(VmError::Restore(
-                        "QEMU did not load the saved state in time".into(),
-                    ));
+                    return Err(RestoreError::LoadTimeout.into());
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             RunState::running => return Ok(()),
             RunState::paused | RunState::postmigrate | RunState::prelaunch => {
-                timeout_at(deadline, qmp.execute(qapi::qmp::cont {}))
+                timeout_at(deadline, qemu.execute(qapi::qmp::cont {}))
                     .await
-                    .map_err(|_| VmError::Restore("QEMU did not resume the VM in time".into()))?
-                    .map_err(|e| VmError::Qmp(e.to_string()))?;
+                    .map_err(|_| RestoreError::ResumeTimeout)??;
                 return Ok(());
             }
-            other => {
-                return Err(VmError::Restore(format!(
-                    "QEMU is in state {other:?} after loading the saved state"
-                )))
-            }
+            other => return Err(RestoreError::State(other).into()),
         }
     }
 }
@@ -113,92 +106,77 @@ pub(super) async fn save_state(
     sink: &mut InputSink,
     slot: &Slot,
     hello: &Hello,
-) -> Result<(), String> {
-    sink.send(&Input::Prepare)
-        .await
-        .map_err(|e| format!("asking the agent to prepare: {e}"))?;
+) -> Result<(), SaveError> {
+    sink.send(&Input::Prepare).await.map_err(SaveError::Ask)?;
     match timeout(SAVE_TIMEOUT, stream.next()).await {
         Ok(Ok(Some(Frame::Prepared))) => {}
-        Ok(Ok(Some(other))) => return Err(format!("the agent answered {other:?}")),
-        Ok(Ok(None)) => return Err("the guest closed its port".into()),
-        Ok(Err(err)) => return Err(crate::error_chain::error_chain(&err)),
-        Err(_) => return Err(format!("the agent did not prepare within {SAVE_TIMEOUT:?}")),
+        Ok(Ok(Some(other))) => return Err(SaveError::Answered(Box::new(other))),
+        Ok(Ok(None)) => return Err(SaveError::Closed),
+        Ok(Err(err)) => return Err(err.into()),
+        Err(_) => return Err(SaveError::NotPrepared(SAVE_TIMEOUT)),
     }
-    let pending = slot
-        .pending()
-        .map_err(|e| format!("a place for the state: {e}"))?;
-    let file = std::fs::File::create(pending.state())
-        .map_err(|e| format!("creating {}: {e}", pending.state().display()))?;
-    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("a socket for the state: {e}"))?;
-    let qmp = qemu.qmp.as_ref().ok_or("QMP is not connected")?;
-    let qmp_error = |what: &str| {
-        let what = what.to_owned();
-        move |e: qapi::ExecuteError| format!("QMP {what}: {e}")
-    };
-    qmp.execute(qapi::qmp::stop {})
-        .await
-        .map_err(qmp_error("stop"))?;
+    let pending = slot.pending().map_err(SaveError::Place)?;
+    let file = std::fs::File::create(pending.state()).map_err(|source| SaveError::Create {
+        path: pending.state(),
+        source,
+    })?;
+    qemu.execute(qapi::qmp::stop {}).await?;
     let saved = async {
-        qmp.execute(qapi::qmp::migrate_set_parameters(
-            qapi::qmp::MigrateSetParameters {
-                max_bandwidth: Some(u64::from(u32::MAX) << 8),
-                ..Default::default()
-            },
-        ))
-        .await
-        .map_err(qmp_error("migrate-set-parameters"))?;
-        qemu.pass_fd(STATE_FD, theirs.as_fd())
-            .await
-            .map_err(|e| e.to_string())?;
-        // QEMU's copy is the only one left: the stream ends when it is done.
-        drop(theirs);
-        let drained = tokio::task::spawn_blocking(move || drain(ours, file));
-        qmp.execute(qapi::qmp::migrate {
-            uri: Some(format!("fd:{STATE_FD}")),
-            channels: None,
-            detach: None,
-            resume: None,
-        })
-        .await
-        .map_err(qmp_error("migrate"))?;
-        let deadline = Instant::now() + SAVE_TIMEOUT;
-        loop {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let info = qmp
-                .execute(qapi::qmp::query_migrate {})
-                .await
-                .map_err(qmp_error("query-migrate"))?;
-            match info.status {
-                Some(qapi::qmp::MigrationStatus::completed) => break,
-                Some(
-                    qapi::qmp::MigrationStatus::failed | qapi::qmp::MigrationStatus::cancelled,
-                ) => {
-                    return Err(format!(
-                        "migration failed: {}",
-                        info.error_desc.unwrap_or_default()
-                    ))
-                }
-                _ if Instant::now() > deadline => {
-                    return Err(format!("migration did not finish within {SAVE_TIMEOUT:?}"))
-                }
-                _ => {}
-            }
-        }
-        timeout_at(deadline, drained)
-            .await
-            .map_err(|_| format!("the state was not written within {SAVE_TIMEOUT:?}"))?
-            .map_err(|e| format!("writing the state: {e}"))?
-            .map_err(|e| format!("writing {}: {e}", pending.state().display()))?;
-        slot.commit(pending, hello)
-            .map_err(|e| format!("storing the state: {e}"))
+        migrate_to(qemu, file, &pending.state()).await?;
+        slot.commit(pending, hello).map_err(SaveError::Commit)
     }
     .await;
     // The VM goes on whether or not it was saved.
-    let resumed = qmp
-        .execute(qapi::qmp::cont {})
+    let resumed = qemu.execute(qapi::qmp::cont {}).await;
+    saved.and(resumed.map(|_| ()).map_err(SaveError::from))
+}
+
+/// Migrates the stopped VM of `qemu` into `file`, at `path`, within
+/// [`SAVE_TIMEOUT`].
+async fn migrate_to(qemu: &Qemu, file: std::fs::File, path: &Path) -> Result<(), SaveError> {
+    let (ours, theirs) = UnixStream::pair().map_err(SaveError::Socket)?;
+    qemu.execute(qapi::qmp::migrate_set_parameters(
+        qapi::qmp::MigrateSetParameters {
+            max_bandwidth: Some(u64::from(u32::MAX) << 8),
+            ..Default::default()
+        },
+    ))
+    .await?;
+    qemu.pass_fd(STATE_FD, theirs.as_fd()).await?;
+    // QEMU's copy is the only one left: the stream ends when it is done.
+    drop(theirs);
+    let drained = tokio::task::spawn_blocking(move || drain(ours, file));
+    qemu.execute(qapi::qmp::migrate {
+        uri: Some(format!("fd:{STATE_FD}")),
+        channels: None,
+        detach: None,
+        resume: None,
+    })
+    .await?;
+    let deadline = Instant::now() + SAVE_TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let info = qemu.execute(qapi::qmp::query_migrate {}).await?;
+        match info.status {
+            Some(qapi::qmp::MigrationStatus::completed) => break,
+            Some(qapi::qmp::MigrationStatus::failed | qapi::qmp::MigrationStatus::cancelled) => {
+                return Err(SaveError::Migration(info.error_desc.unwrap_or_default()))
+            }
+            _ if Instant::now() > deadline => {
+                return Err(SaveError::MigrationTimeout(SAVE_TIMEOUT))
+            }
+            _ => {}
+        }
+    }
+    timeout_at(deadline, drained)
         .await
-        .map_err(qmp_error("cont"));
-    saved.and(resumed.map(|_| ()))
+        .map_err(|_| SaveError::WriteTimeout(SAVE_TIMEOUT))?
+        .map_err(SaveError::Writer)?
+        .map_err(|source| SaveError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! and QEMU gone afterwards, whatever happened.
 //!
 //! This file owns the public types and [`run`], which restores a saved VM
-//! when there is a good one and falls back to a cold boot, and [`condemns`],
-//! which decides whether a failed restore discards its snapshot;
-//! [`attempt`] runs one VM from QEMU's start to the end of the run.
+//! when there is a good one and falls back to a cold boot; [`phase`] has
+//! the [`Phase`]s a VM goes through and decides, from the phase a restore
+//! failed in, whether to boot cold and whether its snapshot goes;
+//! [`attempt`] runs one VM from QEMU's start to the end of the run, and
+//! stops QEMU whatever happened.
 //!
 //! [`qemu`] starts QEMU, which joins the results port's and QMP's unix
 //! sockets the host listens on; [`migrate`] saves and loads VMs through
@@ -17,6 +19,7 @@ mod attempt;
 mod config;
 mod error;
 mod migrate;
+mod phase;
 mod qemu;
 mod queue;
 pub mod snapshot;
@@ -28,9 +31,12 @@ use kmatrix_protocol::{Frame, Hello};
 
 pub use argv::{Accel, Machine};
 pub use config::{AccelChoice, VmConfig, QEMU_ENV};
-pub use error::{VmError, VmFailure};
+pub use error::{Died, End, QmpError, RestoreError, SaveError, VmError, VmFailure};
+pub use phase::Phase;
 
-use attempt::{attempt, How};
+use crate::error_chain::error_chain;
+use attempt::{Attempt, Hooks, How};
+use phase::{after_restore, Fallback};
 use snapshot::Slot;
 
 /// What a VM is sent after its hello.
@@ -79,7 +85,7 @@ pub struct VmReport {
     /// How it came up.
     pub start: Start,
     /// Why it could not be saved, if saving failed.
-    pub save_error: Option<String>,
+    pub save_error: Option<SaveError>,
     /// Its console's file (the restored VM's own, when it was restored).
     pub console: PathBuf,
 }
@@ -89,130 +95,99 @@ pub struct VmReport {
 /// as it arrives. `on_up` hears the hello once the agent has started the
 /// run, `on_note` a line on anything worth knowing about the snapshot.
 /// QEMU is gone when this returns, whatever happened.
+///
+/// A restore that fails before its run started ([`Phase::started`]) is
+/// followed by a cold boot, which discards the saved VM first when the
+/// failure blames it.
 pub async fn run(
     config: &VmConfig,
     spec: BootSpec<'_>,
     input: RunInput<'_>,
     on_up: impl FnOnce(&Hello, Start),
     mut on_note: impl FnMut(String),
-    mut on_frame: impl FnMut(Frame),
+    on_frame: impl FnMut(Frame),
 ) -> Result<VmReport, VmFailure> {
-    let mut on_up = Some(on_up);
-    let hardware = config.hardware(spec.machine);
-    // A snapshot's kernel command line holds the TSC figure: the same host
-    // must give the same figure from run to run.
-    let tsc_khz = match spec.snapshots {
-        Some(store) => store.tsc_khz(hardware),
-        None => config.tsc_khz(spec.machine.arch),
+    let mut hooks = Hooks {
+        on_up: Some(on_up),
+        on_frame,
     };
-    let slot = match spec.snapshots {
-        Some(store) => {
-            let initrd = std::fs::read(spec.initrd).map_err(|e| VmFailure {
-                kind: VmError::Io(e),
-                console_tail: String::new(),
-                started: false,
-            })?;
-            let arch = spec.machine.arch;
-            Some(store.slot(snapshot::Inputs::new(
-                config.qemu.get(arch),
-                hardware,
-                spec.kernel,
-                &initrd,
-                tsc_khz,
-                store.agent(arch),
-            )))
-        }
-        None => None,
+    let (tsc_khz, slot) = snapshot_slot(config, &spec)?;
+    let attempt = Attempt {
+        config,
+        spec: &spec,
+        dir: spec.dir,
+        tsc_khz,
+        input: &input,
     };
-    if let Some((state, meta)) = slot.as_ref().and_then(Slot::load) {
+    if let (Some(slot), Some((state, meta))) = (&slot, slot.as_ref().and_then(Slot::load)) {
         let dir = spec.dir.join("restored");
-        std::fs::create_dir(&dir).map_err(|e| VmFailure {
-            kind: VmError::Io(e),
-            console_tail: String::new(),
-            started: false,
-        })?;
-        let mut started = false;
+        std::fs::create_dir(&dir).map_err(|e| VmFailure::bare(Phase::Restoring, e.into()))?;
         let how = How::Restore {
             state,
             hello: meta.hello(),
         };
-        match attempt(
-            config,
-            &spec,
-            &dir,
-            tsc_khz,
-            how,
-            &input,
-            &mut started,
-            &mut on_up,
-            &mut on_frame,
-        )
-        .await
-        {
+        let restored = Attempt {
+            dir: &dir,
+            ..attempt
+        };
+        match restored.run(how, &mut hooks).await {
             Ok(report) => return Ok(report),
-            Err(failure) if started => return Err(failure),
-            Err(failure) if condemns(&failure.kind) => {
-                on_note(format!(
-                    "the saved VM could not be restored ({}); booting cold and saving it again",
-                    crate::error_chain::error_chain(&failure)
-                ));
-                if let Some(slot) = &slot {
-                    slot.discard();
+            Err(failure) => match after_restore(failure.phase, &failure.kind) {
+                Fallback::GiveUp => return Err(failure),
+                Fallback::BootCold { discard } => {
+                    on_note(cold_note(&failure, discard));
+                    if discard {
+                        slot.discard();
+                    }
                 }
-            }
-            Err(failure) => on_note(format!(
-                "the restored VM did not start its run ({}); booting cold, the saved VM is kept",
-                crate::error_chain::error_chain(&failure)
-            )),
+            },
         }
     }
     // Saved unless a good snapshot is kept (a restore that ran out of time).
-    let how = How::Cold {
-        save: slot.as_ref().filter(|slot| slot.load().is_none()),
-    };
-    let mut started = false;
-    let report = attempt(
-        config,
-        &spec,
-        spec.dir,
-        tsc_khz,
-        how,
-        &input,
-        &mut started,
-        &mut on_up,
-        &mut on_frame,
-    )
-    .await?;
+    let save = slot.as_ref().filter(|slot| slot.load().is_none());
+    let report = attempt.run(How::Cold { save }, &mut hooks).await?;
     if let Some(err) = &report.save_error {
         on_note(format!(
-            "saving the booted VM failed ({err}); the next run boots cold again"
+            "saving the booted VM failed ({}); the next run boots cold again",
+            error_chain(err)
         ));
     }
     Ok(report)
 }
 
-/// Whether a restore that failed before the run started condemns its
-/// snapshot: QEMU could not load or resume it, the guest died, or it runs
-/// another kernel. Running out of time once the VM resumed says nothing
-/// against the state (a large input may take long to reach the guest).
-fn condemns(kind: &VmError) -> bool {
-    !matches!(kind, VmError::RunTimeout(_) | VmError::Unresponsive(_))
+/// The TSC figure `spec`'s VM boots with and, with a store, its slot in it.
+fn snapshot_slot(
+    config: &VmConfig,
+    spec: &BootSpec<'_>,
+) -> Result<(Option<u64>, Option<Slot>), VmFailure> {
+    let hardware = config.hardware(spec.machine);
+    let arch = spec.machine.arch;
+    let Some(store) = spec.snapshots else {
+        return Ok((config.tsc_khz(arch), None));
+    };
+    // A snapshot's kernel command line holds the TSC figure: the same host
+    // must give the same figure from run to run.
+    let tsc_khz = store.tsc_khz(hardware);
+    let initrd =
+        std::fs::read(spec.initrd).map_err(|e| VmFailure::bare(Phase::Booting, e.into()))?;
+    let slot = store.slot(snapshot::Inputs::new(
+        config.qemu.get(arch),
+        hardware,
+        spec.kernel,
+        &initrd,
+        tsc_khz,
+        store.agent(arch),
+    ));
+    Ok((tsc_khz, Some(slot)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use attempt::RESTORE_TIMEOUT;
-
-    #[test]
-    fn only_a_state_that_failed_condemns_its_snapshot() {
-        assert!(condemns(&VmError::Restore("load failed".into())));
-        assert!(condemns(&VmError::Died("before the agent started".into())));
-        assert!(condemns(&VmError::WrongKernel {
-            expected: "6.1.0".into(),
-            found: "5.10.0".into(),
-        }));
-        assert!(!condemns(&VmError::RunTimeout(Duration::from_secs(300))));
-        assert!(!condemns(&VmError::Unresponsive(RESTORE_TIMEOUT)));
+/// The notice of a cold boot after a restore that failed; `discard`ed says
+/// whether its saved VM goes.
+fn cold_note(failure: &VmFailure, discarded: bool) -> String {
+    let why = error_chain(failure);
+    if discarded {
+        format!("the saved VM could not be restored ({why}); booting cold and saving it again")
+    } else {
+        format!("the restored VM did not start its run ({why}); booting cold, the saved VM is kept")
     }
 }

@@ -1,5 +1,7 @@
 //! A QEMU process and its QMP connection: started with its sockets
-//! accepted and QMP negotiated, and made sure to be gone at the end.
+//! accepted and QMP negotiated, and made sure to be gone at the end (a
+//! [`Qemu`] exists only once joined; one that could not be is stopped
+//! where it started).
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -13,30 +15,41 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
+use super::error::QmpError;
 use super::VmError;
 
-/// A started QEMU and its QMP connection.
+/// A started QEMU, joined to its sockets, with QMP negotiated. It exists
+/// only connected ([`start`] stops a QEMU that could not be), and is
+/// killed on drop; [`Qemu::stop`] is the orderly end.
 pub(super) struct Qemu {
     child: Child,
-    pub(super) qmp: Option<Qmp>,
+    qmp: Qmp,
     /// QMP's socket, for passing descriptors beside the commands.
-    qmp_socket: Option<OwnedFd>,
+    qmp_socket: OwnedFd,
     shutdown: watch::Receiver<Option<String>>,
 }
 
-pub(super) type Qmp =
+type Qmp =
     qapi::futures::QapiService<qapi::futures::QmpStreamTokio<tokio::io::WriteHalf<UnixStream>>>;
 
 impl Qemu {
+    /// Runs a QMP command.
+    pub(super) async fn execute<C: qapi::qmp::QmpCommand>(
+        &self,
+        command: C,
+    ) -> Result<C::Ok, QmpError> {
+        self.qmp.execute(command).await.map_err(|source| QmpError {
+            command: C::NAME,
+            source,
+        })
+    }
+
     /// Hands QEMU `fd` under `name` (QMP's `getfd`), for a command to use.
-    pub(super) async fn pass_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), VmError> {
-        let (Some(qmp), Some(socket)) = (&self.qmp, &self.qmp_socket) else {
-            return Err(VmError::Qmp("QMP is not connected".into()));
-        };
+    pub(super) async fn pass_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
         // The socket is non-blocking; QEMU reads QMP at once.
         let mut waited = Duration::ZERO;
         loop {
-            match send_fd(socket.as_fd(), fd) {
+            match send_fd(self.qmp_socket.as_fd(), fd) {
                 Ok(()) => break,
                 Err(err)
                     if err.kind() == std::io::ErrorKind::WouldBlock && waited.as_secs() < 5 =>
@@ -44,36 +57,41 @@ impl Qemu {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     waited += Duration::from_millis(10);
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    return Err(QmpError {
+                        command: "getfd",
+                        source: err.into(),
+                    })
+                }
             }
         }
-        qmp.execute(qapi::qmp::getfd {
+        self.execute(qapi::qmp::getfd {
             fdname: name.to_owned(),
         })
-        .await
-        .map_err(|e| VmError::Qmp(format!("getfd: {e}")))?;
+        .await?;
         Ok(())
     }
 
     /// Makes sure the process is gone: a graceful QMP `quit`, then a kill.
     /// Returns the shutdown cause QMP reported, if any.
     pub(super) async fn stop(mut self) -> Option<String> {
-        let exited = timeout(Duration::from_secs(3), self.child.wait())
-            .await
-            .is_ok();
-        if !exited {
-            if let Some(qmp) = &self.qmp {
-                let _ = timeout(Duration::from_secs(2), qmp.execute(qapi::qmp::quit {})).await;
-            }
-            if timeout(Duration::from_secs(3), self.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = self.child.kill().await;
-            }
-        }
+        end(&mut self.child, Some(&self.qmp)).await;
         let cause = self.shutdown.borrow().clone();
         cause
+    }
+}
+
+/// Waits a moment for `child` to exit, asks it to `quit` over `qmp` if
+/// there is one, and kills it if it still runs.
+async fn end(child: &mut Child, qmp: Option<&Qmp>) {
+    if timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
+        return;
+    }
+    if let Some(qmp) = qmp {
+        let _ = timeout(Duration::from_secs(2), qmp.execute(qapi::qmp::quit {})).await;
+    }
+    if timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+        let _ = child.kill().await;
     }
 }
 
@@ -97,18 +115,19 @@ fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
 /// has joined the QMP and results sockets (`qmp_path`, `results_path`, on
 /// which the host listens). QMP is negotiated and its events are watched
 /// for the shutdown cause. QEMU inherits `inherit`, under its number in
-/// the parent (which `args` name). The QEMU goes into `slot` as soon as
-/// it runs, so that the caller stops it whatever happens next.
+/// the parent (which `args` name). A QEMU that started but could not be
+/// joined is stopped before this returns.
 pub(super) async fn start(
     qemu: &Path,
     arch: kmatrix_protocol::Arch,
     args: &[OsString],
     paths: Paths<'_>,
     inherit: Option<OwnedFd>,
-    slot: &mut Option<Qemu>,
-) -> Result<UnixStream, VmError> {
-    let results_listener = UnixListener::bind(paths.results)?;
-    let qmp_listener = UnixListener::bind(paths.qmp)?;
+) -> Result<(Qemu, UnixStream), VmError> {
+    let listeners = Listeners {
+        results: UnixListener::bind(paths.results)?,
+        qmp: UnixListener::bind(paths.qmp)?,
+    };
     let mut command = Command::new(qemu);
     command
         .args(args)
@@ -131,42 +150,78 @@ pub(super) async fn start(
             Ok(())
         });
     }
-    let child = command.spawn().map_err(|source| VmError::Spawn {
+    let mut child = command.spawn().map_err(|source| VmError::Spawn {
         qemu: qemu.to_owned(),
         arch,
         source,
     })?;
-    let (shutdown_tx, shutdown) = watch::channel(None);
     // QEMU has its own copy now.
     drop(inherit);
-    let started = slot.insert(Qemu {
-        child,
-        qmp: None,
-        qmp_socket: None,
-        shutdown,
-    });
+    match listeners.join(&mut child, paths.stderr).await {
+        Ok((qmp_socket, results_socket)) => {
+            let qemu = connect(child, qmp_socket).await?;
+            Ok((qemu, results_socket))
+        }
+        Err(err) => {
+            end(&mut child, None).await;
+            Err(err)
+        }
+    }
+}
 
-    // QEMU joins both sockets while it starts, before the guest runs.
-    let accepted = tokio::select! {
-        sockets = async { tokio::try_join!(qmp_listener.accept(), results_listener.accept()) } => sockets?,
-        status = started.child.wait() => {
-            let status = status?;
-            let stderr = std::fs::read_to_string(paths.stderr).unwrap_or_default();
-            return Err(VmError::EarlyExit { status, stderr: stderr.trim().to_owned() });
+/// The sockets the host listens on for one QEMU.
+struct Listeners {
+    results: UnixListener,
+    qmp: UnixListener,
+}
+
+impl Listeners {
+    /// Waits for `child` to join both sockets, which QEMU does while it
+    /// starts, before the guest runs; returns QMP's and the port's.
+    async fn join(
+        self,
+        child: &mut Child,
+        stderr: &Path,
+    ) -> Result<(UnixStream, UnixStream), VmError> {
+        tokio::select! {
+            sockets = async { tokio::try_join!(self.qmp.accept(), self.results.accept()) } => {
+                let ((qmp, _), (results, _)) = sockets?;
+                Ok((qmp, results))
+            }
+            status = child.wait() => {
+                let status = status?;
+                let stderr = std::fs::read_to_string(stderr).unwrap_or_default();
+                Err(VmError::EarlyExit { status, stderr: stderr.trim().to_owned() })
+            }
+        }
+    }
+}
+
+/// Negotiates QMP on `socket` with `child`, and watches its events for
+/// the shutdown cause; `child` is stopped if that fails.
+async fn connect(mut child: Child, socket: UnixStream) -> Result<Qemu, VmError> {
+    let negotiated = async {
+        let qmp_socket = socket.as_fd().try_clone_to_owned()?;
+        let negotiation = qapi::futures::QmpStreamTokio::open(socket)
+            .await
+            .map_err(|e| QmpError {
+                command: "greeting",
+                source: e.into(),
+            })?;
+        let stream = negotiation.negotiate().await.map_err(|e| QmpError {
+            command: "qmp_capabilities",
+            source: e.into(),
+        })?;
+        Ok::<_, VmError>((qmp_socket, stream.into_parts()))
+    };
+    let (qmp_socket, (qmp, mut events)) = match negotiated.await {
+        Ok(parts) => parts,
+        Err(err) => {
+            end(&mut child, None).await;
+            return Err(err);
         }
     };
-    let ((qmp_socket, _), (results_socket, _)) = accepted;
-    started.qmp_socket = Some(qmp_socket.as_fd().try_clone_to_owned()?);
-
-    let negotiation = qapi::futures::QmpStreamTokio::open(qmp_socket)
-        .await
-        .map_err(|e| VmError::Qmp(e.to_string()))?;
-    let stream = negotiation
-        .negotiate()
-        .await
-        .map_err(|e| VmError::Qmp(e.to_string()))?;
-    let (service, mut events) = stream.into_parts();
-    started.qmp = Some(service);
+    let (shutdown_tx, shutdown) = watch::channel(None);
     // The event stream also delivers command responses: it must be polled
     // for as long as the VM lives.
     tokio::spawn(async move {
@@ -178,7 +233,12 @@ pub(super) async fn start(
             }
         }
     });
-    Ok(results_socket)
+    Ok(Qemu {
+        child,
+        qmp,
+        qmp_socket,
+        shutdown,
+    })
 }
 
 /// Where a QEMU's sockets and stderr go.

@@ -10,7 +10,8 @@ use kmatrix_protocol::queue::{self, QueueError};
 use kmatrix_protocol::Frame;
 use tokio::time::timeout;
 
-use super::qemu::Qmp;
+use super::error::QmpError;
+use super::qemu::Qemu;
 use crate::channel::{ResultStream, StreamError};
 
 /// How long the port may stay quiet before what is on its way is taken to
@@ -33,12 +34,12 @@ pub(super) struct Location {
 /// Why the queue could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum RecoverError {
-    /// A QMP command failed or did not answer.
-    #[error("QMP `{command}` failed: {message}")]
-    Qmp {
-        command: &'static str,
-        message: String,
-    },
+    /// A QMP command failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// A QMP command did not answer.
+    #[error("QMP {command} did not answer within {COMMAND_TIMEOUT:?}")]
+    NoAnswer { command: &'static str },
     /// The page QEMU saved could not be read.
     #[error("reading the saved page failed")]
     Io(#[from] std::io::Error),
@@ -55,12 +56,12 @@ pub(super) enum RecoverError {
 /// not received: those still on their way over the port, then those in its
 /// queue.
 pub(super) async fn recover(
-    qmp: &Qmp,
+    qemu: &Qemu,
     stream: &mut ResultStream,
     location: &Location,
     dir: &Path,
 ) -> Result<Vec<Frame>, RecoverError> {
-    execute(qmp, "stop", qapi::qmp::stop {}).await?;
+    execute(qemu, qapi::qmp::stop {}).await?;
     let mut frames = Vec::new();
     while let Ok(next) = timeout(QUIET, stream.next()).await {
         match next? {
@@ -68,14 +69,35 @@ pub(super) async fn recover(
             None => break,
         }
     }
-    let area = read_pages(qmp, location, dir).await?;
+    let area = read_pages(qemu, location, dir).await?;
     let tail = queue::unreceived(&area, stream.received() - location.origin)?;
     frames.extend(stream.decode(tail)?);
     Ok(frames)
 }
 
+/// Recovers what a hung guest had sent and passes it to `on_frame`; what
+/// could not be read is said in a frame of its own.
+pub(super) async fn deliver(
+    qemu: &Qemu,
+    stream: &mut ResultStream,
+    location: &Location,
+    dir: &Path,
+    on_frame: &mut impl FnMut(Frame),
+) {
+    match recover(qemu, stream, location, dir).await {
+        Ok(frames) => frames
+            .into_iter()
+            .filter(|frame| !matches!(frame, Frame::Done | Frame::Queue { .. }))
+            .for_each(on_frame),
+        Err(err) => on_frame(Frame::AgentError(format!(
+            "kmatrix could not read the results the hung guest had queued: {}",
+            crate::error_chain::error_chain(&err)
+        ))),
+    }
+}
+
 /// The queue's bytes, page by page out of guest memory.
-async fn read_pages(qmp: &Qmp, location: &Location, dir: &Path) -> Result<Vec<u8>, RecoverError> {
+async fn read_pages(qemu: &Qemu, location: &Location, dir: &Path) -> Result<Vec<u8>, RecoverError> {
     let file = dir.join("queue-page");
     let mut area = Vec::with_capacity(queue::SIZE);
     for &page in &location.pages {
@@ -84,7 +106,7 @@ async fn read_pages(qmp: &Qmp, location: &Location, dir: &Path) -> Result<Vec<u8
             size: u64::from(location.page_size),
             filename: file.to_string_lossy().into_owned(),
         };
-        execute(qmp, "pmemsave", command).await?;
+        execute(qemu, command).await?;
         area.extend(std::fs::read(&file)?);
     }
     let _ = std::fs::remove_file(&file);
@@ -92,20 +114,9 @@ async fn read_pages(qmp: &Qmp, location: &Location, dir: &Path) -> Result<Vec<u8
     Ok(area)
 }
 
-async fn execute<C: qapi::qmp::QmpCommand>(
-    qmp: &Qmp,
-    name: &'static str,
-    command: C,
-) -> Result<C::Ok, RecoverError> {
-    match timeout(COMMAND_TIMEOUT, qmp.execute(command)).await {
-        Ok(Ok(ok)) => Ok(ok),
-        Ok(Err(err)) => Err(RecoverError::Qmp {
-            command: name,
-            message: err.to_string(),
-        }),
-        Err(_) => Err(RecoverError::Qmp {
-            command: name,
-            message: format!("no answer within {COMMAND_TIMEOUT:?}"),
-        }),
+async fn execute<C: qapi::qmp::QmpCommand>(qemu: &Qemu, command: C) -> Result<C::Ok, RecoverError> {
+    match timeout(COMMAND_TIMEOUT, qemu.execute(command)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(RecoverError::NoAnswer { command: C::NAME }),
     }
 }
