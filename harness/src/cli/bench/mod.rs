@@ -9,7 +9,10 @@
 //!   guest.
 //!
 //! Each alternates its two sides in one process, so a noisy machine slows
-//! both alike, and prints the medians and their ratio.
+//! both alike, and prints the medians and their ratio; `--json FILE`
+//! writes them with every sample ([`figures`]).
+
+mod figures;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,6 +31,7 @@ use crate::kernels::Selection;
 use crate::plan::{Prepared, RunConfig, RunPlan, RunRequest, Tests};
 use crate::runner;
 use crate::vm::argv;
+use figures::{Document, Figure};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -64,6 +68,10 @@ pub struct Common {
     /// Runs of each side; the medians are compared.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Also write the figures, with every sample, to FILE as one JSON
+    /// document.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
     #[command(flatten)]
     vm: VmArgs,
 }
@@ -107,6 +115,13 @@ fn request(
 ) -> Result<RunRequest> {
     if common.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
+    }
+    // Found unwritable before the runs, not after.
+    if let Some(path) = &common.json {
+        std::fs::File::create(path).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(RunRequest {
         matrix,
@@ -247,7 +262,11 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             warm[run - 1].as_secs_f64()
         );
     }
-    let (floor, cold, warm) = (median(&mut floor), median(&mut cold), median(&mut warm));
+    let (floor, cold, warm) = (
+        Figure::seconds("bare-boot", &floor),
+        Figure::seconds("cold", &cold),
+        Figure::seconds("warm", &warm),
+    );
     println!(
         "best bare boot ({}, {}, raw initramfs, kmatrix's kernel arguments; init loads the modules and powers off): median {:.2} s",
         machine.name(),
@@ -256,18 +275,30 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             (kmatrix_protocol::Arch::Amd64, false) => "vmlinux via PVH",
             (kmatrix_protocol::Arch::Arm64, _) => "uncompressed Image",
         },
-        floor.as_secs_f64()
+        floor.median
     );
+    let (cold_ratio, warm_ratio) = (cold.ratio_to(&floor), warm.ratio_to(&floor));
     println!(
         "kmatrix test --no-snapshot (process start to exit):  median {:.2} s, {:.2}x the bare boot",
-        cold.as_secs_f64(),
-        cold.as_secs_f64() / floor.as_secs_f64()
+        cold.median, cold_ratio.value
     );
     println!(
         "kmatrix test, restored (process start to exit):      median {:.2} s, {:.2}x the bare boot",
-        warm.as_secs_f64(),
-        warm.as_secs_f64() / floor.as_secs_f64()
+        warm.median, warm_ratio.value
     );
+    if let Some(path) = &args.common.json {
+        let mut doc = Document::new("boot", &kernel.label, args.common.runs);
+        doc.settings.extend([
+            ("release", artifacts.release.clone().into()),
+            ("arch", arch.name().into()),
+            ("accel", accel_name.into()),
+            ("machine", machine.name().into()),
+            ("memory_mib", config.memory_mib.into()),
+        ]);
+        doc.figures = vec![floor, cold, warm];
+        doc.ratios = vec![cold_ratio, warm_ratio];
+        doc.write(path)?;
+    }
     Ok(Status::Passed)
 }
 
@@ -349,10 +380,29 @@ async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
             .push(rate);
         }
     }
-    let (streamed, discarded) = (median_f64(&mut streamed), median_f64(&mut discarded));
-    println!("streamed to the host:     median {streamed:.0} cases/s");
-    println!("discarded in the guest:   median {discarded:.0} cases/s");
-    println!("ratio: {:.2}", streamed / discarded);
+    let streamed = Figure::new("streamed", "cases/s", streamed);
+    let discarded = Figure::new("discarded", "cases/s", discarded);
+    let ratio = streamed.ratio_to(&discarded);
+    println!(
+        "streamed to the host:     median {:.0} cases/s",
+        streamed.median
+    );
+    println!(
+        "discarded in the guest:   median {:.0} cases/s",
+        discarded.median
+    );
+    println!("ratio: {:.2}", ratio.value);
+    if let Some(path) = &args.common.json {
+        let mut doc = Document::new("stream", &kernel.label, args.common.runs);
+        doc.settings.extend([
+            ("arch", kernel.arch.name().into()),
+            ("cases", args.cases.into()),
+            ("program", program.name.clone().into()),
+        ]);
+        doc.figures = vec![streamed, discarded];
+        doc.ratios = vec![ratio];
+        doc.write(path)?;
+    }
     Ok(Status::Passed)
 }
 
@@ -384,14 +434,4 @@ async fn run_cases(plan: &RunPlan) -> Result<(f64, usize)> {
     }
     let run: Duration = run.ok_or_else(|| Error::Bench("the kernel did not finish".into()))?;
     Ok((run.as_secs_f64(), outcomes))
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn median_f64(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
