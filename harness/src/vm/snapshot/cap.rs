@@ -116,6 +116,11 @@ impl Store {
         }
     }
 
+    /// Removes the saved VM in `dir` unless a run holds it.
+    pub fn remove(&self, dir: &Path) -> bool {
+        try_evict(dir, &self.tmp)
+    }
+
     /// Evicts the least recently used saved VMs but `keep` until the store
     /// fits its cap, leaving those in use; returns what it evicted.
     pub fn evict(&self, keep: Option<&Path>) -> Vec<Entry> {
