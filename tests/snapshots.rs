@@ -2,7 +2,8 @@
 //! `kmatrix exec`; a damaged snapshot, or one of another kernel, falls back
 //! to a cold boot that says why and saves a good one; a cache path with a
 //! comma and bytes that are not UTF-8 works; two processes saving the same
-//! snapshot both succeed; `kernels gc` removes what no run would restore.
+//! snapshot both succeed; `kernels gc` removes what no run would restore;
+//! an arm64 saved VM is restored on another machine, an amd64 one is not.
 //!
 //! Each test has its own cache holding the shared cache's kernels (hard
 //! links), so that its snapshots are its own.
@@ -465,4 +466,103 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
         "{}",
         text(&output)
     );
+}
+
+/// The kernels whose VM a `--json` file says was restored.
+fn restored_kernels(json: &Path) -> Vec<String> {
+    let mut kernels: Vec<String> = std::fs::read_to_string(json)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""type":"kernel-booted""#))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|record| record["restored"] == true)
+        .map(|record| record["kernel"].as_str().unwrap().to_owned())
+        .collect();
+    kernels.sort();
+    kernels
+}
+
+/// Copies the tree `from` to `to`: new files, with their own times.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let (path, dest) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+/// An arm64 saved VM (under TCG nothing of the host is in it) made in one
+/// cache is restored from a copy in another cache, whose kernels are other
+/// files at other paths, on a machine of another identity
+/// (`KMATRIX_MACHINE_ID`), as a CI cache carries it from runner to
+/// runner; the amd64 saved VM copied with it is not (it holds this host's
+/// TSC figure), and `kernels gc` there says so.
+#[test]
+fn an_arm64_saved_vm_is_restored_on_another_machine() {
+    let _lock = boot_lock();
+    let kernels = "6.1,6.1-arm64";
+    let here = private_cache(kernels);
+    let object = example("xdp_filter.bpf.c");
+    let test = ["test", "--kernels", kernels, "--accel", "tcg", &object];
+    let output = run(here.path(), &test);
+    assert!(output.status.success(), "{}", text(&output));
+    let saved = snapshots(here.path());
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    let arm64 = saved
+        .iter()
+        .find(|(_, release)| release.ends_with("arm64"))
+        .expect("a saved arm64 VM")
+        .0
+        .clone();
+    let amd64 = saved
+        .iter()
+        .find(|(dir, _)| *dir != arm64)
+        .unwrap()
+        .0
+        .clone();
+    let meta = std::fs::read_to_string(arm64.join("meta.json")).unwrap();
+    assert!(meta.contains(r#""host": null"#), "{meta}");
+
+    let shared = kmatrix::cache::Cache::from_env().unwrap();
+    let there = tempfile::Builder::new()
+        .prefix("kmatrix-snapshots-test-")
+        .tempdir_in(shared.tmp_dir())
+        .unwrap();
+    copy_tree(&here.path().join("kernels"), &there.path().join("kernels"));
+    for dir in [&arm64, &amd64] {
+        copy_tree(
+            dir,
+            &there
+                .path()
+                .join("snapshots")
+                .join(dir.file_name().unwrap()),
+        );
+    }
+    let elsewhere = |args: &[&str]| {
+        kmatrix(args)
+            .env(kmatrix::cache::CACHE_ENV, there.path())
+            .env(kmatrix::vm::snapshot::MACHINE_ID_ENV, "another-runner")
+            .output()
+            .unwrap()
+    };
+    let output = elsewhere(&["kernels", "gc"]);
+    let listed = text(&output);
+    assert!(output.status.success(), "{listed}");
+    assert!(listed.contains("(saved VM: another machine)"), "{listed}");
+    assert!(
+        !listed.contains(&*arm64.file_name().unwrap().to_string_lossy()),
+        "{listed}"
+    );
+    assert!(listed.contains("saved VMs: 1 kept"), "{listed}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("there.json");
+    let output = elsewhere(&[&test[..], &["--json", json.to_str().unwrap()]].concat());
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(restored_kernels(&json), ["6.1-arm64"], "{}", text(&output));
+    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }

@@ -29,9 +29,15 @@ pub enum KernelsCommand {
         select: SelectArgs,
     },
     /// Print the cache directory (for CI cache steps).
-    CacheDir,
-    /// Remove cache entries no kernels.toml entry uses, and saved VMs no
-    /// run would restore (a dry run unless --delete).
+    CacheDir {
+        /// Print the saved VMs' directory instead: to cache where saved
+        /// VMs are portable (arm64 ones; see the README's Saved VMs).
+        #[arg(long)]
+        saved_vms: bool,
+    },
+    /// Remove cache entries no kernels.toml entry uses, saved VMs no run
+    /// would restore, and the least recently used saved VMs over the cap
+    /// (KMATRIX_SNAPSHOT_CAP); a dry run unless --delete.
     Gc {
         /// Remove them, rather than only listing them.
         #[arg(long)]
@@ -44,8 +50,13 @@ pub async fn run(matrix: Option<PathBuf>, command: KernelsCommand) -> Result<Sta
         KernelsCommand::List => list(matrix),
         KernelsCommand::Fetch { select } => fetch(matrix, &select).await,
         KernelsCommand::Update { select } => update(matrix, &select).await,
-        KernelsCommand::CacheDir => {
-            println!("{}", Cache::from_env()?.root().display());
+        KernelsCommand::CacheDir { saved_vms } => {
+            let cache = Cache::from_env()?;
+            if saved_vms {
+                println!("{}", cache.snapshots_dir().display());
+            } else {
+                println!("{}", cache.root().display());
+            }
             Ok(Status::Passed)
         }
         KernelsCommand::Gc { delete } => gc(matrix, delete),
@@ -88,17 +99,40 @@ fn list(matrix: Option<PathBuf>) -> Result<Status, Error> {
             kernel.source
         );
     }
+    let usage = saved_vms(&fetcher)?.usage();
+    println!(
+        "saved VMs: {}, {}",
+        usage.saved.len(),
+        store_size(usage.bytes, usage.cap)
+    );
     Ok(Status::Passed)
 }
 
+/// The store of saved VMs in `fetcher`'s cache, its cap checked.
+fn saved_vms(fetcher: &crate::kernels::Fetcher) -> Result<crate::vm::snapshot::Store, Error> {
+    crate::vm::snapshot::cap_from_env().map_err(crate::plan::PlanError::from)?;
+    Ok(crate::vm::snapshot::Store::in_cache(fetcher.cache()))
+}
+
+/// `bytes` of saved VMs against the store's `cap`.
+fn store_size(bytes: u64, cap: u64) -> String {
+    format!(
+        "{:.1} MB of the {:.1} MB cap ({})",
+        bytes as f64 / 1e6,
+        cap as f64 / 1e6,
+        crate::vm::snapshot::CAP_ENV
+    )
+}
+
 fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
-    use crate::vm::snapshot::{Current, Store};
+    use crate::cache::Entry;
+    use crate::vm::snapshot::{evictions, Current, Usage};
     let set = noticed(KernelSet::resolve(matrix, &Selection::All, None, None))?;
     let fetcher = set.fetcher(true, |_| {})?;
-    let mut unused: Vec<(crate::cache::Entry, Option<String>)> =
+    let mut unused: Vec<(Entry, Option<String>)> =
         fetcher.unused().into_iter().map(|e| (e, None)).collect();
     // Saved VMs no run would restore now.
-    let store = Store::in_cache(fetcher.cache());
+    let store = saved_vms(&fetcher)?;
     let kernels = set
         .matrix
         .kernels
@@ -118,41 +152,93 @@ fn gc(matrix: Option<PathBuf>, delete: bool) -> Result<Status, Error> {
         survey.unreachable.len(),
         megabytes(survey.unreachable.iter().map(|(e, _)| e)),
     );
+    let saved_vms = unused.len();
     unused.extend(
         survey
             .unreachable
             .into_iter()
             .map(|(entry, why)| (entry, Some(format!("saved VM: {why}")))),
     );
-    let total = megabytes(unused.iter().map(|(e, _)| e));
-    for (entry, why) in &unused {
-        let why = why.as_ref().map(|w| format!("  ({w})")).unwrap_or_default();
+    let removed = |entry: &Entry, saved_vm: bool| -> Result<bool, Error> {
+        if !delete {
+            return Ok(true);
+        }
+        if saved_vm {
+            return Ok(store.remove(&entry.path));
+        }
+        let gone = if entry.path.is_dir() {
+            std::fs::remove_dir_all(&entry.path)
+        } else {
+            std::fs::remove_file(&entry.path)
+        };
+        gone.map(|()| true).map_err(|source| Error::Write {
+            path: entry.path.clone(),
+            source,
+        })
+    };
+    let show = |entry: &Entry, why: &str, gone: bool| {
+        let kept = if gone { "" } else { ", in use by a run: kept" };
         println!(
-            "{:>9.1} MB  {}{why}",
+            "{:>9.1} MB  {}{why}{kept}",
             entry.bytes as f64 / 1e6,
             entry.path.display()
         );
-        if delete {
-            let removed = if entry.path.is_dir() {
-                std::fs::remove_dir_all(&entry.path)
-            } else {
-                std::fs::remove_file(&entry.path)
-            };
-            removed.map_err(|source| Error::Write {
-                path: entry.path.clone(),
-                source,
-            })?;
+    };
+    let mut count = 0;
+    let mut bytes = 0;
+    for (i, (entry, why)) in unused.iter().enumerate() {
+        let gone = removed(entry, i >= saved_vms)?;
+        let why = why.as_ref().map(|w| format!("  ({w})")).unwrap_or_default();
+        show(entry, &why, gone);
+        if gone {
+            count += 1;
+            bytes += entry.bytes;
         }
     }
+    // Then the least recently used of those left, while over the cap.
+    let evicted = if delete {
+        store.evict(None)
+    } else {
+        let mut usage = store.usage();
+        usage
+            .saved
+            .retain(|s| !unused.iter().any(|(e, _)| e.path == s.entry.path));
+        usage.bytes = usage.saved.iter().map(|s| s.entry.bytes).sum();
+        evictions(&usage, None, |_| true)
+    };
+    for entry in &evicted {
+        show(
+            entry,
+            "  (saved VM: least recently used, over the cap)",
+            true,
+        );
+        count += 1;
+        bytes += entry.bytes;
+    }
+    let Usage {
+        bytes: left, cap, ..
+    } = store.usage();
+    let left = if delete {
+        left
+    } else {
+        left.saturating_sub(
+            unused[saved_vms..]
+                .iter()
+                .map(|(e, _)| e.bytes)
+                .chain(evicted.iter().map(|e| e.bytes))
+                .sum(),
+        )
+    };
     println!("{snapshots}");
+    println!("saved VMs left: {}", store_size(left, cap));
     let verb = if delete {
         "removed"
     } else {
         "would remove (pass --delete)"
     };
     println!(
-        "{verb}: {} entries, {total:.1} MB, that no entry of {} uses",
-        unused.len(),
+        "{verb}: {count} entries, {:.1} MB (unused by {}, never restored, or over the cap)",
+        bytes as f64 / 1e6,
         set.matrix.path.display()
     );
     Ok(Status::Passed)

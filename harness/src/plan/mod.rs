@@ -95,6 +95,9 @@ pub enum PlanError {
     /// The cache directory is unusable.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The saved VMs' cap does not read.
+    #[error(transparent)]
+    SnapshotCap(#[from] crate::vm::snapshot::CapError),
     /// A scratch directory or the initramfs parts could not be made.
     #[error("{what}: {source}")]
     Io {
@@ -304,6 +307,9 @@ impl Prepared {
             reproduce,
         } = self;
         set.check_pinned()?;
+        if config.vm.snapshots {
+            crate::vm::snapshot::cap_from_env()?;
+        }
         let fetcher = set.fetcher(offline, progress)?;
         Ok(RunPlan {
             kernels: set.kernels,

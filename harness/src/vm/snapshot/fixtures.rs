@@ -22,6 +22,7 @@ pub fn store(root: &Path) -> Store {
         dir: root.join("snapshots"),
         tmp: root.join("tmp"),
         agents: [(Arch::Amd64, "agent".to_owned())].into_iter().collect(),
+        cap: super::DEFAULT_CAP,
     }
 }
 

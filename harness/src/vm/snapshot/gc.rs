@@ -1,16 +1,17 @@
 //! What stays in the store: [`Store::survey`] sorts the snapshots (for
 //! `kernels gc`) into those a run may restore [`Current`]ly and those none
 //! would, and why ([`Unreachable`]); a new save replaces the older
-//! snapshots of the same VM, so that at most one of each stays.
+//! snapshots of the same VM, so that at most one of each stays (but one a
+//! run holds, which the next save or `kernels gc` removes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::{Arch, VERSION};
 
-use super::key::{identity, key_args, read_meta, FORMAT, META};
-use super::tsc::TSC_KHZ;
-use super::{discard, host_identity, qemu_identity, Inputs, Slot, Store, STATE};
+use super::cap::{is_record, try_evict};
+use super::key::{find_qemu, identity, key_args, read_meta, FORMAT, META};
+use super::{host_identity, qemu_identity, Inputs, Slot, Store, STATE};
 use crate::cache::Entry;
 use crate::vm::argv::{Accel, Machine};
 
@@ -20,8 +21,8 @@ use crate::vm::argv::{Accel, Machine};
 pub struct Current {
     /// The kernel files the matrix keeps, each with the machine it boots on.
     pub kernels: HashMap<PathBuf, Machine>,
-    /// The QEMU binaries' [`qemu_identity`].
-    pub qemus: Vec<String>,
+    /// The QEMU binaries ([`find_qemu`]).
+    pub qemus: Vec<PathBuf>,
     /// [`host_identity`].
     pub host: String,
     /// Whether VMs may run under KVM here.
@@ -36,7 +37,7 @@ impl Current {
     pub fn now(store: &Store, kernels: HashMap<PathBuf, Machine>, qemus: &[&Path]) -> Self {
         Self {
             kernels,
-            qemus: qemus.iter().map(|q| qemu_identity(q)).collect(),
+            qemus: qemus.iter().map(|q| find_qemu(q)).collect(),
             host: host_identity(),
             kvm: crate::vm::AccelChoice::Auto.resolve() == Accel::Kvm,
             tsc_khz: crate::vm::config::tsc_khz_told(Arch::Amd64, Accel::Tcg)
@@ -84,7 +85,7 @@ pub struct Survey {
 
 impl Store {
     /// Every snapshot, sorted by whether a run would restore it `now`;
-    /// files other than TSC records are unreachable too.
+    /// files other than the store's records are unreachable too.
     pub fn survey(&self, now: &Current) -> Survey {
         let mut survey = Survey::default();
         let mut entries: Vec<_> = std::fs::read_dir(&self.dir)
@@ -95,16 +96,11 @@ impl Store {
             .collect();
         entries.sort();
         for path in entries {
-            let record = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(TSC_KHZ));
-            if record && path.is_file() {
+            if is_record(&path) {
                 continue;
             }
             let why = match read_meta(&path) {
-                Some(meta) if path.join(STATE).is_file() => {
-                    meta.inputs.unreachable(now, &self.agents)
-                }
+                Some(meta) if path.join(STATE).is_file() => self.unreachable(&meta.inputs, now),
                 _ => Some(Unreachable::Unreadable),
             };
             let entry = Entry {
@@ -140,28 +136,45 @@ impl Inputs {
             &other.args,
         )
     }
+}
 
-    /// Why no run would restore a snapshot of these inputs now, if so.
-    fn unreachable(&self, now: &Current, agents: &BTreeMap<Arch, String>) -> Option<Unreachable> {
-        let machine = self.hardware.machine;
-        let unreachable = if (self.format, self.protocol) != (FORMAT, VERSION) {
+impl Store {
+    /// Why no run would restore a snapshot of `inputs` now, if so. A
+    /// portable one's kernel and QEMU are found by content, wherever they
+    /// are here.
+    fn unreachable(&self, inputs: &Inputs, now: &Current) -> Option<Unreachable> {
+        let machine = inputs.hardware.machine;
+        let kernel = match &inputs.host {
+            Some(_) => (now.kernels.contains_key(&inputs.kernel)
+                && identity(&inputs.kernel) == inputs.kernel_file)
+                .then_some(&inputs.kernel),
+            None => now
+                .kernels
+                .iter()
+                .filter(|(_, m)| **m == machine)
+                .map(|(path, _)| path)
+                .find(|path| self.content(path) == inputs.kernel_file),
+        };
+        let qemu = |path: &PathBuf| match &inputs.host {
+            Some(_) => qemu_identity(path) == inputs.qemu,
+            None => self.content(path) == inputs.qemu,
+        };
+        let unreachable = if (inputs.format, inputs.protocol) != (FORMAT, VERSION) {
             Unreachable::Unreadable
-        } else if self.host != now.host {
+        } else if inputs.host.as_ref().is_some_and(|host| *host != now.host) {
             Unreachable::Host
-        } else if !now.kernels.contains_key(&self.kernel)
-            || identity(&self.kernel) != self.kernel_file
-        {
+        } else if kernel.is_none() {
             Unreachable::Kernel
-        } else if agents.get(&machine.arch) != Some(&self.agent) {
+        } else if self.agents.get(&machine.arch) != Some(&inputs.agent) {
             Unreachable::Agent
-        } else if !now.qemus.contains(&self.qemu) {
+        } else if !now.qemus.iter().any(qemu) {
             Unreachable::Qemu
-        } else if now.kernels.get(&self.kernel) != Some(&machine)
-            || (self.hardware.accel == Accel::Kvm && !now.kvm)
-            || key_args(self.hardware, &self.kernel, self.tsc_khz) != self.args
+        } else if kernel.and_then(|k| now.kernels.get(k)) != Some(&machine)
+            || (inputs.hardware.accel == Accel::Kvm && !now.kvm)
+            || key_args(inputs.hardware, inputs.tsc_khz) != inputs.args
         {
             Unreachable::Hardware
-        } else if self.tsc_khz.is_some() && self.tsc_khz != now.tsc_khz {
+        } else if inputs.tsc_khz.is_some() && inputs.tsc_khz != now.tsc_khz {
             Unreachable::TscFigure
         } else {
             return None;
@@ -171,19 +184,24 @@ impl Inputs {
 }
 
 impl Slot {
-    /// Discards the snapshots of the same VM saved before this one.
+    /// Discards the snapshots of the same VM saved before this one, but
+    /// one a run holds.
     pub(super) fn replace_older(&self) {
-        let (Some(store), Some(saved)) = (self.dir.parent(), saved_at(&self.dir)) else {
+        let Some(saved) = saved_at(&self.dir) else {
             return;
         };
-        for entry in std::fs::read_dir(store).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&self.store.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let other = entry.path();
             let older = saved_at(&other).is_some_and(|at| at < saved);
             if other != self.dir
                 && older
                 && read_meta(&other).is_some_and(|meta| meta.inputs.same_vm(&self.inputs))
             {
-                discard(&other, &self.tmp);
+                try_evict(&other, &self.store.tmp);
             }
         }
     }
@@ -196,6 +214,8 @@ fn saved_at(dir: &Path) -> Option<std::time::SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::vm::argv::Hardware;
     use crate::vm::snapshot::fixtures::*;
@@ -239,7 +259,7 @@ mod tests {
         let machine = hardware().machine;
         let now = Current {
             kernels: [(kernel.clone(), machine)].into_iter().collect(),
-            qemus: vec![qemu_identity("/bin/true".as_ref())],
+            qemus: vec![find_qemu("/bin/true".as_ref())],
             host: host_identity(),
             kvm: false,
             tsc_khz: Some(2_596_000),
@@ -267,7 +287,7 @@ mod tests {
             (
                 "host",
                 Inputs {
-                    host: "another machine".into(),
+                    host: Some("another machine".into()),
                     ..kept.clone()
                 },
                 Some(Unreachable::Host),
@@ -308,7 +328,6 @@ mod tests {
                             accel: Accel::Kvm,
                             ..hardware()
                         },
-                        &kernel,
                         None,
                     ),
                     tsc_khz: None,

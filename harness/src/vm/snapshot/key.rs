@@ -2,6 +2,7 @@
 //! to reuse (this machine, the QEMU build, the kernel file, the agent, the
 //! initramfs, every QEMU argument and the TSC figure), their digest, and
 //! the `meta.json` that keeps them, exactly, next to the saved state.
+//! A portable VM's inputs leave the machine out ([`super::portable`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::vm::argv::Hardware;
 
 /// Bumped when what a snapshot holds or means changes.
-pub(super) const FORMAT: u32 = 2;
+pub(super) const FORMAT: u32 = 3;
 
 /// The file next to a saved state that holds its [`Meta`].
 pub(super) const META: &str = "meta.json";
@@ -50,14 +51,20 @@ pub struct Inputs {
     pub format: u32,
     /// The protocol version.
     pub protocol: u32,
-    /// The machine: [`host_identity`].
-    pub host: String,
-    /// The QEMU binary: [`qemu_identity`].
+    /// The machine ([`host_identity`]); `None` for a portable VM, which
+    /// any machine may restore ([`super::portable`]).
+    pub host: Option<String>,
+    /// The QEMU binary: [`qemu_identity`], or a portable VM's
+    /// [`super::portable`] content digest of it.
     pub qemu: String,
-    /// The kernel file QEMU boots.
+    /// Where the QEMU binary is here; not part of the key.
+    #[serde(with = "exact::path")]
+    pub qemu_path: PathBuf,
+    /// The kernel file QEMU boots; not part of a portable VM's key.
     #[serde(with = "exact::path")]
     pub kernel: PathBuf,
-    /// Its size and modification time.
+    /// Its size and modification time, or a portable VM's content digest
+    /// of it.
     pub kernel_file: String,
     /// The agent's sha256.
     pub agent: String,
@@ -65,8 +72,8 @@ pub struct Inputs {
     pub initrd: String,
     /// The machine, memory and accelerator.
     pub hardware: Hardware,
-    /// Every QEMU argument, the run's own paths as `@` and the TSC figure
-    /// as 0 ([`key_args`]).
+    /// Every QEMU argument, the kernel and the run's own paths as `@` and
+    /// the TSC figure as 0 ([`key_args`]).
     #[serde(with = "exact::args")]
     pub args: Vec<OsString>,
     /// The TSC figure on the kernel command line, if it has one.
@@ -76,7 +83,8 @@ pub struct Inputs {
 impl Inputs {
     /// The inputs of a VM of `kernel` with the initramfs `initrd` on
     /// `hardware`, told the TSC figure `tsc_khz`, run by `qemu` with the
-    /// agent whose sha256 is `agent`.
+    /// agent whose sha256 is `agent`, keyed to this machine; the store
+    /// keys a portable VM by content ([`super::Store::slot`]).
     pub fn new(
         qemu: &Path,
         hardware: Hardware,
@@ -85,36 +93,58 @@ impl Inputs {
         tsc_khz: Option<u64>,
         agent: &str,
     ) -> Self {
+        let qemu_path = find_qemu(qemu);
         Self {
             format: FORMAT,
             protocol: VERSION,
-            host: host_identity(),
-            qemu: qemu_identity(qemu),
+            host: Some(host_identity()),
+            qemu: qemu_identity(&qemu_path),
+            qemu_path,
             kernel: kernel.to_owned(),
             kernel_file: identity(kernel),
             agent: agent.to_owned(),
             initrd: hex::encode(Sha256::digest(initrd)),
             hardware,
-            args: key_args(hardware, kernel, tsc_khz),
+            args: key_args(hardware, tsc_khz),
             tsc_khz,
         }
     }
 
-    /// The snapshot's key: the digest of every input.
+    /// The snapshot's key: the digest of every input but where QEMU is
+    /// (its identity holds that) and, for a portable VM, where the kernel
+    /// is (its digest stands for it).
     pub fn key(&self) -> String {
-        let json = serde_json::to_vec(self).expect("inputs serialize");
+        let mut keyed = self.clone();
+        keyed.qemu_path = PathBuf::new();
+        if keyed.host.is_none() {
+            keyed.kernel = PathBuf::new();
+        }
+        let json = serde_json::to_vec(&keyed).expect("inputs serialize");
         hex::encode(&Sha256::digest(json)[..16])
     }
 }
 
-/// QEMU's arguments as a key holds them: the run's own paths as `@`, and
-/// the TSC figure, an input of its own, as 0.
-pub(super) fn key_args(hardware: Hardware, kernel: &Path, tsc_khz: Option<u64>) -> Vec<OsString> {
-    hardware.args(kernel, "@initrd".as_ref(), tsc_khz.map(|_| 0), "@".as_ref())
+/// QEMU's arguments as a key holds them: the kernel as `@kernel`, the
+/// run's own paths as `@`, and the TSC figure, an input of its own, as 0.
+pub(super) fn key_args(hardware: Hardware, tsc_khz: Option<u64>) -> Vec<OsString> {
+    hardware.args(
+        "@kernel".as_ref(),
+        "@initrd".as_ref(),
+        tsc_khz.map(|_| 0),
+        "@".as_ref(),
+    )
 }
 
-/// This machine: its machine id, and its CPU's model and flags.
+/// Environment variable that stands for this machine's identity, for
+/// tests that play a second machine.
+pub const MACHINE_ID_ENV: &str = "KMATRIX_MACHINE_ID";
+
+/// This machine: its machine id, and its CPU's model and flags (or
+/// [`MACHINE_ID_ENV`] when set).
 pub fn host_identity() -> String {
+    if let Some(id) = std::env::var_os(MACHINE_ID_ENV).filter(|id| !id.is_empty()) {
+        return format!("{MACHINE_ID_ENV}={}", id.to_string_lossy());
+    }
     let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
         .iter()
         .find_map(|path| std::fs::read_to_string(path).ok())
@@ -140,20 +170,23 @@ pub(super) fn identity(path: &Path) -> String {
     }
 }
 
-/// The QEMU binary (looked up on the PATH if it is a bare name): its path,
-/// size and modification time.
-pub fn qemu_identity(qemu: &Path) -> String {
-    let path = if qemu.components().count() > 1 {
-        qemu.to_owned()
-    } else {
-        std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join(qemu))
-            .find(|path| path.is_file())
-            .unwrap_or_else(|| qemu.to_owned())
-    };
-    format!("{} {}", path.display(), identity(&path))
+/// The QEMU binary `qemu`, looked up on the PATH if it is a bare name.
+pub fn find_qemu(qemu: &Path) -> PathBuf {
+    if qemu.components().count() > 1 {
+        return qemu.to_owned();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(qemu))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| qemu.to_owned())
+}
+
+/// The QEMU binary at `path` ([`find_qemu`]): its path, size and
+/// modification time.
+pub fn qemu_identity(path: &Path) -> String {
+    format!("{} {}", path.display(), identity(path))
 }
 
 /// Paths and arguments in JSON exactly: a string where they are UTF-8,

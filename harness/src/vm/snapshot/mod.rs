@@ -8,24 +8,30 @@
 //! one both succeed. The key is the digest of everything that could make a
 //! saved state wrong to reuse: the QEMU binary (its path, size and
 //! modification time: a state is only valid for the QEMU build that wrote
-//! it), the machine (its machine id and CPU: snapshots are never shared
-//! between machines), every argument QEMU gets (machine type, memory, CPU
-//! model, accelerator, kernel command line with the TSC figure), the
-//! kernel's file and the initramfs's bytes (the agent and the modules).
+//! it), the machine (its machine id and CPU), every argument QEMU gets
+//! (machine type, memory, CPU model, accelerator, kernel command line with
+//! the TSC figure), the kernel's file and the initramfs's bytes (the agent
+//! and the modules). An arm64 VM under TCG is portable: keyed by QEMU's
+//! and the kernel's content and not by the machine ([`portable`]).
 //!
 //! With the inputs kept, `kernels gc` finds the snapshots no run would
 //! reach now ([`Store::survey`]), and a new save replaces the older
 //! snapshot of the same kernel, agent, QEMU and hardware (one whose TSC
 //! figure, initramfs or kernel file changed): at most one of each stays.
+//! The store has a size cap, kept by evicting the least recently used
+//! ([`cap`]).
 //!
 //! This file owns the [`Store`], a snapshot's [`Slot`] in it and saving
-//! into it; [`key`] makes the key and `meta.json`, [`tsc`] keeps this
-//! machine's TSC figure, [`gc`] decides which snapshots stay.
+//! into it; [`key`] makes the key and `meta.json`, [`portable`] keys what
+//! another machine may restore, [`tsc`] keeps this machine's TSC figure,
+//! [`gc`] decides which snapshots stay, [`cap`] bounds the store.
 
+mod cap;
 #[cfg(test)]
 mod fixtures;
 mod gc;
 mod key;
+mod portable;
 mod tsc;
 
 use std::collections::BTreeMap;
@@ -33,8 +39,10 @@ use std::path::{Path, PathBuf};
 
 use kmatrix_protocol::{Arch, Hello};
 
+pub use cap::{cap_from_env, evictions, CapError, Saved, Usage, CAP_ENV, DEFAULT_CAP};
 pub use gc::{Current, Survey, Unreachable};
-pub use key::{host_identity, qemu_identity, Inputs, Meta};
+pub use key::{find_qemu, host_identity, qemu_identity, Inputs, Meta, MACHINE_ID_ENV};
+pub use portable::portable;
 
 use key::{read_meta, META};
 
@@ -50,24 +58,31 @@ pub struct Store {
     pub tmp: PathBuf,
     /// The sha256 of the agent this kmatrix packs, per architecture.
     pub agents: BTreeMap<Arch, String>,
+    /// The most its saved VMs may take, in bytes ([`cap`]).
+    pub cap: u64,
 }
 
 /// One snapshot's place in the store.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Slot {
     dir: PathBuf,
-    tmp: PathBuf,
+    /// The store it is in.
+    store: Store,
     /// What its key is made of, recorded with a saved state.
     pub inputs: Inputs,
+    /// The saved state this slot restores, locked shared while it lives.
+    held: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl Store {
-    /// The store in `cache`.
+    /// The store in `cache`, capped by [`CAP_ENV`] (checked before a run
+    /// with [`cap_from_env`]; [`DEFAULT_CAP`] if it does not read).
     pub fn in_cache(cache: &crate::cache::Cache) -> Self {
         Self {
             dir: cache.snapshots_dir(),
             tmp: cache.tmp_dir(),
             agents: crate::agent::digests().clone(),
+            cap: cap_from_env().unwrap_or(DEFAULT_CAP),
         }
     }
 
@@ -76,12 +91,15 @@ impl Store {
         self.agents.get(&arch).map_or("", String::as_str)
     }
 
-    /// The slot of a VM made of `inputs`.
+    /// The slot of a VM made of `inputs` (keyed by content if it is
+    /// [`portable`]).
     pub fn slot(&self, inputs: Inputs) -> Slot {
+        let inputs = self.keyed(inputs);
         Slot {
             dir: self.dir.join(inputs.key()),
-            tmp: self.tmp.clone(),
+            store: self.clone(),
             inputs,
+            held: Default::default(),
         }
     }
 }
@@ -89,10 +107,11 @@ impl Store {
 /// Moves the snapshot `dir` aside into `tmp` and removes it there (a VM
 /// restoring from it has its file open and keeps reading it).
 pub(super) fn discard(dir: &Path, tmp: &Path) {
-    let Ok(aside) = tempfile::Builder::new()
-        .prefix("broken-snapshot-")
-        .tempdir_in(tmp)
-    else {
+    let Ok(aside) = std::fs::create_dir_all(tmp).and_then(|()| {
+        tempfile::Builder::new()
+            .prefix("discarded-snapshot-")
+            .tempdir_in(tmp)
+    }) else {
         return;
     };
     let _ = std::fs::rename(dir, aside.path().join("entry"));
@@ -111,25 +130,27 @@ impl Pending {
 }
 
 impl Slot {
-    /// The saved state and what it said, if the snapshot is complete.
+    /// The saved state and what it said, if the snapshot is complete:
+    /// recorded as used, and held (never evicted) while this slot lives.
     pub fn load(&self) -> Option<(PathBuf, Meta)> {
         let state = self.dir.join(STATE);
         let meta = read_meta(&self.dir)?;
-        state.is_file().then_some((state, meta))
+        self.hold(&state).then_some((state, meta))
     }
 
     /// A place to save a new state.
     pub fn pending(&self) -> std::io::Result<Pending> {
-        std::fs::create_dir_all(&self.tmp)?;
+        std::fs::create_dir_all(&self.store.tmp)?;
         Ok(Pending {
             dir: tempfile::Builder::new()
                 .prefix("snapshot-")
-                .tempdir_in(&self.tmp)?,
+                .tempdir_in(&self.store.tmp)?,
         })
     }
 
     /// Moves a saved state into place with what the VM said (its hello),
-    /// and removes older snapshots of the same VM ([`Inputs::same_vm`]).
+    /// removes older snapshots of the same VM ([`Inputs::same_vm`]), and
+    /// evicts the least recently used others if the store is over its cap.
     /// If another process saved one first, theirs is kept; an incomplete
     /// one in its place (a `state` or `meta.json` gone) is discarded first.
     pub fn commit(&self, pending: Pending, hello: &Hello) -> std::io::Result<()> {
@@ -150,6 +171,7 @@ impl Slot {
                 Ok(()) => {
                     let _ = pending.dir.keep();
                     self.replace_older();
+                    self.store.evict(Some(&self.dir));
                     return Ok(());
                 }
                 Err(_) if self.load().is_some() => return Ok(()),
@@ -165,7 +187,7 @@ impl Slot {
     /// Removes a snapshot that could not be restored, so that the next cold
     /// boot saves a good one.
     pub fn discard(&self) {
-        discard(&self.dir, &self.tmp);
+        discard(&self.dir, &self.store.tmp);
     }
 }
 

@@ -9,11 +9,15 @@
 //!   guest.
 //!
 //! Each alternates its two sides in one process, so a noisy machine slows
-//! both alike, and prints the medians and their ratio.
+//! both alike, and prints the medians and their ratio; `--json FILE`
+//! writes them with every sample ([`figures`]).
+
+mod figures;
+mod stream;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
@@ -22,12 +26,11 @@ use super::noticed;
 use crate::agent::Init;
 use crate::error::{Error, Status};
 use crate::error_chain::error_chain;
-use crate::event::{KernelOutcome, RunEvent};
 use crate::image::ImageParts;
 use crate::kernels::Selection;
-use crate::plan::{Prepared, RunConfig, RunPlan, RunRequest, Tests};
-use crate::runner;
+use crate::plan::{Prepared, RunConfig, RunRequest, Tests};
 use crate::vm::argv;
+use figures::{Document, Figure};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -64,6 +67,10 @@ pub struct Common {
     /// Runs of each side; the medians are compared.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Also write the figures, with every sample, to FILE as one JSON
+    /// document.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
     #[command(flatten)]
     vm: VmArgs,
 }
@@ -93,7 +100,7 @@ pub struct StreamArgs {
 pub async fn run(matrix: Option<PathBuf>, command: BenchCommand) -> Result<Status> {
     match command {
         BenchCommand::Boot(args) => boot(matrix, args).await,
-        BenchCommand::Stream(args) => stream(matrix, args).await,
+        BenchCommand::Stream(args) => stream::stream(matrix, args).await,
     }
 }
 
@@ -107,6 +114,13 @@ fn request(
 ) -> Result<RunRequest> {
     if common.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
+    }
+    // Found unwritable before the runs, not after.
+    if let Some(path) = &common.json {
+        std::fs::File::create(path).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(RunRequest {
         matrix,
@@ -248,7 +262,11 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             warm[run - 1].as_secs_f64()
         );
     }
-    let (floor, cold, warm) = (median(&mut floor), median(&mut cold), median(&mut warm));
+    let (floor, cold, warm) = (
+        Figure::seconds("bare-boot", &floor),
+        Figure::seconds("cold", &cold),
+        Figure::seconds("warm", &warm),
+    );
     println!(
         "best bare boot ({}, {}, raw initramfs, kmatrix's kernel arguments; init loads the modules and powers off): median {:.2} s",
         machine.name(),
@@ -257,143 +275,29 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             (kmatrix_protocol::Arch::Amd64, false) => "vmlinux via PVH",
             (kmatrix_protocol::Arch::Arm64, _) => "uncompressed Image",
         },
-        floor.as_secs_f64()
+        floor.median
     );
+    let (cold_ratio, warm_ratio) = (cold.ratio_to(&floor), warm.ratio_to(&floor));
     println!(
         "kmatrix test --no-snapshot (process start to exit):  median {:.2} s, {:.2}x the bare boot",
-        cold.as_secs_f64(),
-        cold.as_secs_f64() / floor.as_secs_f64()
+        cold.median, cold_ratio.value
     );
     println!(
         "kmatrix test, restored (process start to exit):      median {:.2} s, {:.2}x the bare boot",
-        warm.as_secs_f64(),
-        warm.as_secs_f64() / floor.as_secs_f64()
+        warm.median, warm_ratio.value
     );
+    if let Some(path) = &args.common.json {
+        let mut doc = Document::new("boot", &kernel.label, args.common.runs);
+        doc.settings.extend([
+            ("release", artifacts.release.clone().into()),
+            ("arch", arch.name().into()),
+            ("accel", accel_name.into()),
+            ("machine", machine.name().into()),
+            ("memory_mib", config.memory_mib.into()),
+        ]);
+        doc.figures = vec![floor, cold, warm];
+        doc.ratios = vec![cold_ratio, warm_ratio];
+        doc.write(path)?;
+    }
     Ok(Status::Passed)
-}
-
-/// A minimal Ethernet/IPv4/TCP packet for the cases.
-const PACKET: &str = "020000000002020000000001080045000028000040004006000000000a0000010a00000230390016000000000000000050020fff00000000";
-
-async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<Status> {
-    if args.cases == 0 {
-        return Err(Error::Usage("--cases must be at least 1".into()));
-    }
-    let dir = scratch()?;
-    let object = std::path::absolute(&args.object).map_err(io("reading the object"))?;
-    let objects = crate::objects::load(std::slice::from_ref(&object), dir.path())
-        .map_err(|e| Error::Plan(e.into()))?;
-    let program = objects[0]
-        .programs
-        .iter()
-        .find(|p| p.kind == "xdp")
-        .ok_or_else(|| Error::Usage(format!("{} has no XDP program", object.display())))?;
-
-    let mut text = format!(
-        "[[object]]\npath = {:?}\n[[object.program]]\nname = {:?}\n",
-        object.display().to_string(),
-        program.name
-    );
-    for i in 0..args.cases {
-        text += &format!("[[object.program.case]]\nname = \"c{i}\"\ninput = \"{PACKET}\"\n");
-    }
-    let suite_path = dir.path().join("stream.toml");
-    std::fs::write(&suite_path, text).map_err(io("writing the suite"))?;
-    let plan = |report_cases| -> Result<RunPlan> {
-        let tests = Tests::Suite {
-            suite: Some(suite_path.clone()),
-            objects: Vec::new(),
-            loader: None,
-            compare_loaders: false,
-            only: Vec::new(),
-        };
-        let request = request(matrix.clone(), &args.common, tests, report_cases)?;
-        Ok(prepare(request)?.plan(crate::report::progress::on_stderr())?)
-    };
-    let plans = [plan(true)?, plan(false)?];
-    let kernel = plans[0].kernels[0].clone();
-    plans[0].fetcher.fetch(&kernel).await?;
-
-    println!(
-        "stream: kernel {}, {} cases of {} per run, {} runs each",
-        kernel.label, args.cases, program.name, args.common.runs
-    );
-    let (mut streamed, mut discarded) = (Vec::new(), Vec::new());
-    for run in 1..=args.common.runs {
-        for plan in &plans {
-            let report_cases = plan.config.report_cases;
-            let (seconds, outcomes) = run_cases(plan).await?;
-            // One load result per program of the object, and each case's
-            // when they are reported.
-            let loads = plan.suite.tests.iter().filter(|t| t.case.is_none()).count();
-            let expected = if report_cases {
-                args.cases + loads
-            } else {
-                loads
-            };
-            ensure(outcomes == expected, || {
-                format!("{outcomes} results arrived, {expected} expected")
-            })?;
-            let rate = args.cases as f64 / seconds;
-            println!(
-                "run {run}: {} {rate:.0} cases/s",
-                if report_cases {
-                    "streamed "
-                } else {
-                    "discarded"
-                }
-            );
-            if report_cases {
-                &mut streamed
-            } else {
-                &mut discarded
-            }
-            .push(rate);
-        }
-    }
-    let (streamed, discarded) = (median_f64(&mut streamed), median_f64(&mut discarded));
-    println!("streamed to the host:     median {streamed:.0} cases/s");
-    println!("discarded in the guest:   median {discarded:.0} cases/s");
-    println!("ratio: {:.2}", streamed / discarded);
-    Ok(Status::Passed)
-}
-
-/// Runs `plan`; returns the seconds from the agent's hello to its last
-/// result, and how many outcomes arrived.
-async fn run_cases(plan: &RunPlan) -> Result<(f64, usize)> {
-    let mut outcomes = 0;
-    let mut run = None;
-    let mut failure = None;
-    runner::run(plan, |event| {
-        match event {
-            RunEvent::Outcome { .. } => outcomes += 1,
-            RunEvent::KernelFinished {
-                outcome: KernelOutcome::Completed { run: time, .. },
-                ..
-            } => run = Some(time),
-            RunEvent::KernelFinished {
-                outcome: KernelOutcome::Failed(err),
-                ..
-            } => failure = Some(error_chain(&err)),
-            _ => {}
-        }
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .await
-    .unwrap_or_else(|never| match never {});
-    if let Some(failure) = failure {
-        return Err(Error::Bench(format!("the kernel failed: {failure}")));
-    }
-    let run: Duration = run.ok_or_else(|| Error::Bench("the kernel did not finish".into()))?;
-    Ok((run.as_secs_f64(), outcomes))
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn median_f64(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
