@@ -30,7 +30,7 @@ use std::time::Duration;
 use kmatrix_protocol::{Frame, Hello};
 
 pub use argv::{Accel, Machine};
-pub use config::{AccelChoice, VmConfig, QEMU_ENV};
+pub use config::{AccelChoice, QemuBinaries, VmConfig, QEMU_ENV};
 pub use error::{Died, End, QmpError, RestoreError, SaveError, VmError, VmFailure};
 pub use phase::Phase;
 

@@ -8,12 +8,23 @@
 //! Each test has its own cache holding the shared cache's kernels (hard
 //! links), so that its snapshots are its own.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::{boot_lock, example, kmatrix, private_cache, stray_vms, text};
+use crate::support::{example, kmatrix, private_cache, stray_vms, text};
+
+crate::support::tests! {
+    vm a_warm_run_gives_the_cold_results,
+    vm kmatrix_exec_runs_the_same_restored,
+    vm a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced,
+    vm a_snapshot_missing_its_state_is_replaced_by_the_next_save,
+    vm a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept,
+    vm a_snapshot_of_another_kernel_is_caught,
+    vm a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores,
+    vm two_processes_saving_one_snapshot_both_succeed,
+    vm kernels_gc_removes_snapshots_of_kernels_no_longer_kept,
+    arm64 an_arm64_saved_vm_is_restored_on_another_machine,
+}
 
 fn run(cache: &Path, args: &[&str]) -> Output {
     kmatrix(args)
@@ -95,9 +106,7 @@ fn restored(json: &Path) -> Vec<bool> {
         .collect()
 }
 
-#[test]
 fn a_warm_run_gives_the_cold_results() {
-    let _lock = boot_lock();
     let cache = private_cache("5.10,7.3");
     let dir = tempfile::tempdir().unwrap();
     let suite = example("kmatrix-suite.toml");
@@ -133,9 +142,7 @@ fn a_warm_run_gives_the_cold_results() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn kmatrix_exec_runs_the_same_restored() {
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     // A script of shell built-ins: the clock and the randomness must be
     // fresh in a restored VM, the kernel the same.
@@ -177,9 +184,7 @@ fn kmatrix_exec_runs_the_same_restored() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let object = example("xdp_filter.bpf.c");
     let test = || run(cache.path(), &["test", "--kernels", "6.1", &object]);
@@ -216,9 +221,7 @@ fn a_damaged_snapshot_falls_back_to_a_cold_boot_and_is_replaced() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn a_snapshot_missing_its_state_is_replaced_by_the_next_save() {
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let object = example("xdp_filter.bpf.c");
     let test = || run(cache.path(), &["test", "--kernels", "6.1", &object]);
@@ -244,10 +247,8 @@ fn a_snapshot_missing_its_state_is_replaced_by_the_next_save() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept() {
     use std::os::unix::fs::MetadataExt;
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
@@ -284,9 +285,7 @@ fn a_large_input_to_a_restored_vm_is_waited_for_and_its_snapshot_kept() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn a_snapshot_of_another_kernel_is_caught() {
-    let _lock = boot_lock();
     let cache = private_cache("5.10,6.1");
     let object = example("xdp_filter.bpf.c");
     let output = run(cache.path(), &["test", "--kernels", "5.10,6.1", &object]);
@@ -311,10 +310,8 @@ fn a_snapshot_of_another_kernel_is_caught() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores() {
     use std::os::unix::ffi::OsStrExt;
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let odd = cache
         .path()
@@ -350,9 +347,7 @@ fn a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores() {
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
 
-#[test]
 fn two_processes_saving_one_snapshot_both_succeed() {
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let object = example("xdp_filter.bpf.c");
     let start = || {
@@ -387,9 +382,7 @@ fn two_processes_saving_one_snapshot_both_succeed() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
 fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
-    let _lock = boot_lock();
     let cache = private_cache("6.1");
     let object = example("xdp_filter.bpf.c");
     let output = run(cache.path(), &["test", "--kernels", "6.1", &object]);
@@ -501,9 +494,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// (`KMATRIX_MACHINE_ID`), as a CI cache carries it from runner to
 /// runner; the amd64 saved VM copied with it is not (it holds this host's
 /// TSC figure), and `kernels gc` there says so.
-#[test]
 fn an_arm64_saved_vm_is_restored_on_another_machine() {
-    let _lock = boot_lock();
     let kernels = "6.1,6.1-arm64";
     let here = private_cache(kernels);
     let object = example("xdp_filter.bpf.c");

@@ -3,16 +3,17 @@
 
 use std::process::Command;
 
-use support::{boot_lock, example, kmatrix, text};
+use crate::support::{example, kmatrix, text};
 
-mod support;
+crate::support::tests! {
+    vm sharded_then_merged_equals_unsharded,
+    vm report_diff_finds_a_program_that_grew,
+}
 
 /// Two shards merged give the same matrix as one unsharded run; the merged
 /// JUnit file reads back with another parser; a cut shard file is refused
 /// with its name.
-#[test]
 fn sharded_then_merged_equals_unsharded() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
     let suite = example("kmatrix-suite.toml");
@@ -130,9 +131,7 @@ fn sharded_then_merged_equals_unsharded() {
 /// `report diff` on two real runs of a program that grew: the second
 /// version makes the verifier process more instructions, a regression
 /// (exit 1) with `--threshold 10`; the other way round it is none.
-#[test]
 fn report_diff_finds_a_program_that_grew() {
-    let _lock = support::boot_lock();
     let dir = tempfile::tempdir().unwrap();
     // Helper calls clang cannot fold: each is instructions the verifier
     // processes.

@@ -10,16 +10,22 @@ use kmatrix::kernels::Selection;
 use kmatrix::plan::{RunConfig, RunRequest, Tests};
 use kmatrix::report::{Cell, Reporter};
 use kmatrix::vm::{AccelChoice, VmConfig};
-use support::{boot_lock, fixture, kmatrix, matrix_row, repo, stray_vms, text};
 
-mod support;
+use crate::support::{self, fixture, kmatrix, matrix_row, repo, stray_vms, text};
+
+crate::support::tests! {
+    vm oldest_and_newest_kernels_report_every_program,
+    vm cli_prints_live_lines_and_matrix_with_the_right_exit_status,
+    vm a_panicking_kernel_fails_with_its_console,
+    vm a_hung_boot_times_out_and_leaves_no_qemu,
+    vm interrupting_a_run_stops_every_vm,
+    vm every_result_before_a_hang_reaches_the_host,
+}
 
 /// The fixtures on the oldest and the newest kernel of the shipped matrix,
 /// through the library: load outcomes checked one by one. (The example
 /// suite runs on the same kernels through `cargo test`: tests/kernels.rs.)
-#[test]
 fn oldest_and_newest_kernels_report_every_program() {
-    let _lock = boot_lock();
     let (oldest, newest) = support::oldest_and_newest_amd64();
     let selection = Selection::List(vec![oldest.clone(), newest.clone()]);
 
@@ -107,9 +113,7 @@ fn oldest_and_newest_kernels_report_every_program() {
 
 /// What a user sees: a live line per result, the matrix, the verifier log,
 /// and an exit status that says whether everything passed.
-#[test]
 fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
-    let _lock = boot_lock();
     let failing = kmatrix(&["test", "--kernels", "6.1"])
         .arg(fixture("xdp_pass.bpf.c"))
         .arg(fixture("verifier_reject.bpf.c"))
@@ -146,9 +150,7 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
 /// A kernel that panics before its agent ran anything (here: its /init
 /// cannot be executed) is a failed kernel with the console's tail, the
 /// machinery's failure (exit 3), and leaves no QEMU behind.
-#[test]
 fn a_panicking_kernel_fails_with_its_console() {
-    let _lock = boot_lock();
     let output = kmatrix(&["test", "--kernels", "6.1"])
         // A dynamically linked binary cannot run in the bare initramfs.
         .env(kmatrix::agent::AGENT_ENV, "/bin/true")
@@ -164,9 +166,7 @@ fn a_panicking_kernel_fails_with_its_console() {
 }
 
 /// A kernel that does not reach the agent in time is stopped, and named.
-#[test]
 fn a_hung_boot_times_out_and_leaves_no_qemu() {
-    let _lock = boot_lock();
     // A cold boot: a saved VM would be up well within the second.
     let output = kmatrix(&[
         "test",
@@ -191,9 +191,7 @@ fn a_hung_boot_times_out_and_leaves_no_qemu() {
 /// Ctrl-C (what a terminal sends), SIGTERM (what CI sends on cancel) and
 /// SIGHUP stop every VM at once, leave no run directory behind, and exit
 /// 130, 143 and 129.
-#[test]
 fn interrupting_a_run_stops_every_vm() {
-    let _lock = boot_lock();
     let cache_tmp = std::path::PathBuf::from(
         String::from_utf8(kmatrix(&["kernels", "cache-dir"]).output().unwrap().stdout)
             .unwrap()
@@ -259,9 +257,7 @@ fn interrupting_a_run_stops_every_vm() {
 /// guest that hangs mid-suite is stopped and its queue read out of its
 /// memory, so every case that ran before the hang has its outcome. The
 /// hang: a test run the kernel repeats four billion times.
-#[test]
 fn every_result_before_a_hang_reaches_the_host() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let packet = "02 00 00 00 00 02 02 00 00 00 00 01 08 00";
     let mut suite = format!(

@@ -6,9 +6,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use support::{boot_lock, kmatrix, repo, text};
+use crate::support::{self, kmatrix, repo, text};
 
-mod support;
+crate::support::tests! {
+    vm an_aya_test_binary_runs_in_two_kernels,
+    vm cargo_runs_tests_in_the_kernel_through_kmatrix,
+    vm a_program_writing_megabytes_arrives_complete,
+    vm a_failure_on_one_kernel_names_it,
+    vm a_crash_is_a_failure_with_the_signal,
+    vm a_background_child_does_not_hold_the_run,
+    vm output_before_a_hang_is_not_lost,
+    host listing_and_an_empty_filter_boot_nothing,
+    vm nextest_runs_each_test_in_the_kernel_and_never_passes_a_failure,
+    vm tests_read_their_crate_directory_and_cannot_write_it,
+    vm a_script_runs_with_the_host_tools_it_names,
+    vm a_script_naming_libtest_options_runs_in_the_kernel,
+    vm a_program_named_without_a_slash_is_found_on_the_path,
+    vm the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out,
+}
 
 fn probe_manifest() -> PathBuf {
     repo().join("tests/exec-probe/Cargo.toml")
@@ -76,9 +91,7 @@ fn oldest_and_newest() -> String {
 
 /// An aya test binary runs in two kernels; its tests are reported per
 /// kernel, prefixed lines keep the kernels apart.
-#[test]
 fn an_aya_test_binary_runs_in_two_kernels() {
-    let _lock = boot_lock();
     let kernels = oldest_and_newest();
     let (oldest, newest) = kernels.split_once(',').unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -155,9 +168,7 @@ fn an_aya_test_binary_runs_in_two_kernels() {
 
 /// kmatrix as cargo's runner: `cargo test` runs the probe's tests inside
 /// the kernel.
-#[test]
 fn cargo_runs_tests_in_the_kernel_through_kmatrix() {
-    let _lock = boot_lock();
     let output = cargo_through_kmatrix(
         &["test", "--locked", "--test", "kernel"],
         &[],
@@ -173,9 +184,7 @@ fn cargo_runs_tests_in_the_kernel_through_kmatrix() {
 }
 
 /// Megabytes written at once arrive whole, stdout and stderr apart.
-#[test]
 fn a_program_writing_megabytes_arrives_complete() {
-    let _lock = boot_lock();
     let bytes = 4 * 1024 * 1024 + 17;
     let output = exec(&[
         "exec",
@@ -203,9 +212,7 @@ fn a_program_writing_megabytes_arrives_complete() {
 }
 
 /// A program that fails on one kernel fails the run, naming that kernel.
-#[test]
 fn a_failure_on_one_kernel_names_it() {
-    let _lock = boot_lock();
     let kernels = oldest_and_newest();
     let (oldest, newest) = kernels.split_once(',').unwrap();
     let output = exec(&[
@@ -229,9 +236,7 @@ fn a_failure_on_one_kernel_names_it() {
 }
 
 /// A program killed by a signal fails the run, with the signal named.
-#[test]
 fn a_crash_is_a_failure_with_the_signal() {
-    let _lock = boot_lock();
     let output = exec(&["exec", "--kernels", "6.1", "--", &program("crash")]);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
@@ -246,9 +251,7 @@ fn a_crash_is_a_failure_with_the_signal() {
 /// it exits: the child is killed with its process group, the exit status
 /// and everything printed arrive, and the run does not wait for the run
 /// timeout.
-#[test]
 fn a_background_child_does_not_hold_the_run() {
-    let _lock = boot_lock();
     let start = std::time::Instant::now();
     let output = exec(&[
         "exec",
@@ -274,9 +277,7 @@ fn a_background_child_does_not_hold_the_run() {
 
 /// A line printed before the program hangs reaches the host before the
 /// run timeout ends the kernel.
-#[test]
 fn output_before_a_hang_is_not_lost() {
-    let _lock = boot_lock();
     let output = exec(&[
         "exec",
         "--kernels",
@@ -322,7 +323,6 @@ fn cargo_through_kmatrix_on(args: &[&str], tail: &[&str], qemu: &str, select: &s
 
 /// Listing a test binary through the runner, and a filter that leaves no
 /// test, boot nothing (QEMU is missing: a boot would fail).
-#[test]
 fn listing_and_an_empty_filter_boot_nothing() {
     let output = cargo_through_kmatrix(
         &["test", "--locked", "--test", "kernel"],
@@ -367,9 +367,7 @@ fn listing_and_an_empty_filter_boot_nothing() {
 /// cargo-nextest with kmatrix as the runner: it lists through the runner,
 /// then runs each test alone in the kernels (`KMATRIX_SELECT` overriding
 /// the runner line's `--kernels`); a failing test fails.
-#[test]
 fn nextest_runs_each_test_in_the_kernel_and_never_passes_a_failure() {
-    let _lock = boot_lock();
     let output = cargo_through_kmatrix_on(
         &[
             "nextest",
@@ -408,9 +406,7 @@ fn nextest_runs_each_test_in_the_kernel_and_never_passes_a_failure() {
 
 /// The crate's directory is in the guest without flags, read-only: tests
 /// load an object and read a fixture from it, and cannot write there.
-#[test]
 fn tests_read_their_crate_directory_and_cannot_write_it() {
-    let _lock = boot_lock();
     let written = repo().join("tests/exec-probe/data/written-by-a-test");
     let _ = std::fs::remove_file(&written);
     // cargo runs test binaries in the package's directory.
@@ -434,9 +430,7 @@ fn tests_read_their_crate_directory_and_cannot_write_it() {
 
 /// A shell script runs with the host tools it names (sent with their
 /// libraries), from a directory the guest shares.
-#[test]
 fn a_script_runs_with_the_host_tools_it_names() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("run-tests.sh");
     std::fs::write(
@@ -461,9 +455,7 @@ fn a_script_runs_with_the_host_tools_it_names() {
 /// A script that mentions libtest's options (here in a comment) is no test
 /// binary: it is never run on the host to be listed, and runs in the
 /// kernel.
-#[test]
 fn a_script_naming_libtest_options_runs_in_the_kernel() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran-on-the-host");
     let script = dir.path().join("run.sh");
@@ -493,9 +485,7 @@ fn a_script_naming_libtest_options_runs_in_the_kernel() {
 
 /// A program named without a `/` is found on the PATH, as a shell finds
 /// it, from any directory: the README's `kmatrix exec -- sh -c 'uname -r'`.
-#[test]
 fn a_program_named_without_a_slash_is_found_on_the_path() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let output = kmatrix(&[
         "exec",
@@ -533,10 +523,8 @@ fn a_program_named_without_a_slash_is_found_on_the_path() {
 /// The shared directory reaches the guest byte for byte: two files whose
 /// names differ only in bytes that are not UTF-8 stay two, and a symbolic
 /// link that leads out of the directory is left out, with a notice.
-#[test]
 fn the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out() {
     use std::os::unix::ffi::OsStrExt;
-    let _lock = boot_lock();
     let outer = tempfile::tempdir().unwrap();
     let dir = outer.path().join("shared");
     std::fs::create_dir(&dir).unwrap();

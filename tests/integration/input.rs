@@ -2,15 +2,21 @@
 //! with expected against actual; suites, objects and matrices that are
 //! wrong are refused before anything boots, with a message naming them.
 
-use support::{boot_lock, example, fixture, kmatrix, matrix_row, test_suite_on_6_1, text, SSH_SYN};
+use crate::support::{
+    self, example, fixture, kmatrix, matrix_row, test_suite_on_6_1, text, SSH_SYN,
+};
 
-mod support;
+crate::support::tests! {
+    vm wrong_expectations_fail_with_expected_and_actual,
+    host bad_suites_are_refused_before_booting,
+    host bad_input_gets_a_clear_error,
+    vm without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it,
+    host ranges_past_the_matrix_say_so,
+}
 
 /// Wrong expectations fail with expected against actual: a return value, a
 /// counter, and a load expectation the kernel has outgrown.
-#[test]
 fn wrong_expectations_fail_with_expected_and_actual() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("wrong.toml");
     std::fs::write(
@@ -68,7 +74,6 @@ reason = "pretend it needs an old kernel"
 }
 
 /// A suite that names what is not there is refused before anything boots.
-#[test]
 fn bad_suites_are_refused_before_booting() {
     let dir = tempfile::tempdir().unwrap();
     let xdp = example("xdp_filter.bpf.c");
@@ -115,7 +120,6 @@ fn bad_suites_are_refused_before_booting() {
 }
 
 /// Bad input is refused before anything boots, with a message naming it.
-#[test]
 fn bad_input_gets_a_clear_error() {
     let scratch = tempfile::tempdir().unwrap();
     let not_elf = scratch.path().join("notes.o");
@@ -168,9 +172,7 @@ fn bad_input_gets_a_clear_error() {
 /// With no kernels.toml anywhere, the built-in matrix is used and said so;
 /// `kmatrix init` writes it out, with a suite for the objects it finds, and
 /// the run then uses the written file.
-#[test]
 fn without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it() {
-    let _lock = support::boot_lock();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         support::fixture("xdp_pass.bpf.c"),
@@ -215,7 +217,6 @@ fn without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it() {
 /// A range that reaches past the matrix says what it selected and where
 /// other series come from; an architecture with no kernel in the selection
 /// is an error naming what there is.
-#[test]
 fn ranges_past_the_matrix_say_so() {
     let output = kmatrix(&["matrix", "--kernels", "5.4..6.8", "--arch", "amd64"])
         .output()

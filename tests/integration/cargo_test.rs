@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kmatrix::kernels::Matrix;
-use support::{boot_lock, example, kernels_test_binary, kmatrix, repo, text, SSH_SYN};
 
-mod support;
+use crate::support::{example, kernels_test_binary, kmatrix, repo, text, SSH_SYN};
+
+crate::support::tests! {
+    host cargo_test_list_boots_and_downloads_nothing,
+    vm cargo_test_filter_boots_only_the_selected_kernel,
+    vm cargo_test_fails_with_the_reason,
+}
 
 /// `--list` names every trial and boots and downloads nothing.
-#[test]
 fn cargo_test_list_boots_and_downloads_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let output = Command::new(kernels_test_binary())
@@ -48,9 +52,7 @@ fn cargo_test_list_boots_and_downloads_nothing() {
 
 /// A filter on one kernel boots that kernel only; the others' trials are
 /// filtered out.
-#[test]
 fn cargo_test_filter_boots_only_the_selected_kernel() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("qemu.log");
     let wrapper = dir.path().join("qemu");
@@ -114,9 +116,7 @@ fn cargo_test_filter_boots_only_the_selected_kernel() {
 }
 
 /// A failing case fails `cargo test`, with the reason in the output.
-#[test]
 fn cargo_test_fails_with_the_reason() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("wrong.toml");
     std::fs::write(

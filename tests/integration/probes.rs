@@ -2,16 +2,17 @@
 //! shipped kernels, answered from the cache the second time, and a suite's
 //! `requires` judged by what each kernel's probe found.
 
-mod support;
+use crate::support::{example, kmatrix, matrix_row, private_cache, text};
 
-use support::{boot_lock, example, kmatrix, matrix_row, private_cache, text};
+crate::support::tests! {
+    vm probes_agree_with_known_facts_and_are_cached,
+    vm requires_expects_rejection_only_where_a_feature_is_missing,
+}
 
 /// bpf_loop arrived in 5.17, cgroup storage maps in 6.2, the ring buffer in
 /// 5.8: the probes of 5.10, 6.1 and 6.12 say so, as JSON too; a second run
 /// boots nothing.
-#[test]
 fn probes_agree_with_known_facts_and_are_cached() {
-    let _lock = boot_lock();
     let cache = private_cache("5.10,6.1,6.12");
     let json = cache.path().join("probe.json");
     let probe = |qemu: &str, extra: &[&str]| {
@@ -65,9 +66,7 @@ fn probes_agree_with_known_facts_and_are_cached() {
 /// `requires`: rejected where the probe found the feature missing (an
 /// expected failure naming it), bound to load where it is there, and a
 /// program that loads despite a requirement its kernel lacks fails the run.
-#[test]
 fn requires_expects_rejection_only_where_a_feature_is_missing() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("requires.toml");
     std::fs::write(

@@ -4,17 +4,28 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use support::mirror::{
+
+use crate::support::mirror::{
     against_mirror, cache_entries, detach_sign, matrix_file, packages_xz, release_for,
     serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
-use support::{kmatrix, text, Server};
+use crate::support::{kmatrix, text, Server};
 
-mod support;
+crate::support::tests! {
+    host a_corrupt_download_is_caught_by_the_pin_and_not_cached,
+    host a_vanished_package_points_to_the_update_command,
+    host two_processes_share_a_cache,
+    host a_second_fetch_downloads_nothing,
+    host a_stalled_mirror_times_out,
+    host a_damaged_cache_entry_is_rebuilt,
+    host a_tampered_index_is_refused_and_the_pins_stay,
+    host an_index_whose_signature_does_not_verify_is_refused,
+    host release_with_a_detached_signature_is_verified_too,
+    host a_vanished_package_comes_from_the_snapshot_archive,
+}
 
 /// A download that does not match its pin is discarded, named with both
 /// digests, and leaves the cache as it was.
-#[test]
 fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
     let package = "linux-image-6.1.0-99-cloud-amd64";
     let good = b"the kernel package the pin was taken from".to_vec();
@@ -44,7 +55,6 @@ fn a_corrupt_download_is_caught_by_the_pin_and_not_cached() {
 }
 
 /// A pinned package the mirror no longer has is named, with the fix.
-#[test]
 fn a_vanished_package_points_to_the_update_command() {
     let index = packages_xz(&[("linux-image-6.1.0-100-cloud-amd64", "pool/new.deb", b"new")]);
     let mirror = Server::start(signed_index("test", index).into_iter().collect());
@@ -70,7 +80,6 @@ fn a_vanished_package_points_to_the_update_command() {
 
 /// Two kmatrix processes filling one cache at once both succeed and leave
 /// one whole entry of each kind.
-#[test]
 fn two_processes_share_a_cache() {
     let (mirror, package, pin) = serve_the_6_1_package();
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +111,6 @@ fn two_processes_share_a_cache() {
 
 /// A real kernel package served from a mirror is verified, extracted and
 /// cached; the second fetch downloads nothing.
-#[test]
 fn a_second_fetch_downloads_nothing() {
     let (mirror, package, pin) = serve_the_6_1_package();
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +141,6 @@ fn a_second_fetch_downloads_nothing() {
 
 /// A mirror that accepts the connection and never answers is given up on
 /// after the read timeout, with the error named; nothing hangs.
-#[test]
 fn a_stalled_mirror_times_out() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -172,7 +179,6 @@ fn a_stalled_mirror_times_out() {
 
 /// A cache entry missing a file (a crash mid-way, a disk clean-up) is
 /// rebuilt from its cached package, not a dead end.
-#[test]
 fn a_damaged_cache_entry_is_rebuilt() {
     let (mirror, package, pin) = serve_the_6_1_package();
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +212,6 @@ fn a_damaged_cache_entry_is_rebuilt() {
 /// A mirror serving a Packages.xz other than the one the archive signed
 /// (here with another pin for the package) is refused: `kernels update`
 /// writes nothing, and the error says the mirror is at fault.
-#[test]
 fn a_tampered_index_is_refused_and_the_pins_stay() {
     let package = "linux-image-6.1.0-99-cloud-amd64";
     let signed = packages_xz(&[(package, "pool/k.deb", b"what the archive published")]);
@@ -239,7 +244,6 @@ fn a_tampered_index_is_refused_and_the_pins_stay() {
 
 /// An InRelease whose signed text was changed, or that no key of the
 /// keyring signed, is not used.
-#[test]
 fn an_index_whose_signature_does_not_verify_is_refused() {
     let package = "linux-image-6.1.0-99-cloud-amd64";
     let index = packages_xz(&[(package, "pool/k.deb", b"package")]);
@@ -273,7 +277,6 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
 
 /// A mirror without InRelease is read the older way: Release with its
 /// detached Release.gpg, verified the same; update then writes the new pin.
-#[test]
 fn release_with_a_detached_signature_is_verified_too() {
     let old = "linux-image-6.1.0-99-cloud-amd64";
     let new = "linux-image-6.1.0-100-cloud-amd64";
@@ -314,7 +317,6 @@ fn release_with_a_detached_signature_is_verified_too() {
 /// A pinned package the mirror no longer has comes from the snapshot
 /// archive (a loopback stand-in here): every build of it there is tried
 /// until one matches the pin, and the line says where it came from.
-#[test]
 fn a_vanished_package_comes_from_the_snapshot_archive() {
     let (package, pin, deb) = the_6_1_package();
     let mirror = Server::start(

@@ -4,9 +4,12 @@
 
 use std::process::Command;
 
-use support::{boot_lock, example, kmatrix, matrix_row, stray_vms, text};
+use crate::support::{example, kmatrix, matrix_row, stray_vms, text};
 
-mod support;
+crate::support::tests! {
+    arm64 an_expectation_scoped_to_one_architecture_binds_only_there,
+    arm64 exec_runs_arm64_programs_on_arm64_kernels_only,
+}
 
 fn suite(dir: &std::path::Path, arch: &str) -> String {
     let path = dir.join(format!("scoped-{arch}.toml"));
@@ -25,9 +28,7 @@ fn suite(dir: &std::path::Path, arch: &str) -> String {
 /// from 5.10. Scoped to arm64, the constraint makes 5.10-arm64's rejection
 /// expected and leaves 5.10 (amd64) bound to load; scoped to amd64, the
 /// same rejection on 5.10-arm64 is the kernel's failure.
-#[test]
 fn an_expectation_scoped_to_one_architecture_binds_only_there() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let kernels = "5.10,5.10-arm64,6.1-arm64";
@@ -72,9 +73,7 @@ fn an_expectation_scoped_to_one_architecture_binds_only_there() {
 
 /// An arm64 program runs in an arm64 kernel; an amd64 one is refused
 /// before anything boots, naming both architectures.
-#[test]
 fn exec_runs_arm64_programs_on_arm64_kernels_only() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("hello.c");
     std::fs::write(

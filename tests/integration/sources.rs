@@ -19,9 +19,17 @@ use oci_client::manifest::{ImageIndexEntry, OciImageIndex, Platform};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
-use support::{boot_lock, kmatrix, repo, text, Server};
 
-mod support;
+use crate::support::{self, kmatrix, repo, text, Server};
+
+crate::support::tests! {
+    vm oci_kernels_pull_by_tag_and_digest_and_boot,
+    host oci_pins_hold_when_tags_move_and_indexes_resolve_to_amd64,
+    vm url_kernels_boot_and_corruption_is_caught,
+    host update_keeps_the_shipped_comments,
+    host path_kernels_need_no_pin_and_know_their_version,
+    host transient_download_errors_are_retried,
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
@@ -215,9 +223,7 @@ fn example_suite() -> String {
 
 /// Pull by tag (pinned by `update`), boot, and pass the example suite; then
 /// pull by digest.
-#[test]
 fn oci_kernels_pull_by_tag_and_digest_and_boot() {
-    let _lock = boot_lock();
     let kernel = debian_6_1();
     let registry = Registry::start();
     let digest = registry.push("kernels/debian:6.1", ci_kernels_layer(&kernel, &[]));
@@ -281,7 +287,6 @@ fn oci_kernels_pull_by_tag_and_digest_and_boot() {
 
 /// A tag moved after pinning: runs keep the pinned image; `update` moves
 /// the pin. An image index resolves to its linux/amd64 image.
-#[test]
 fn oci_pins_hold_when_tags_move_and_indexes_resolve_to_amd64() {
     let kernel = debian_6_1();
     let registry = Registry::start();
@@ -354,9 +359,7 @@ fn oci_pins_hold_when_tags_move_and_indexes_resolve_to_amd64() {
 
 /// A kernel and its modules over HTTP boot and pass the example suite; a
 /// corrupted byte in the served image is caught by the pin.
-#[test]
 fn url_kernels_boot_and_corruption_is_caught() {
-    let _lock = boot_lock();
     let kernel = debian_6_1();
     let image = std::fs::read(&kernel.image).unwrap();
     let mut modules = tar::Builder::new(Vec::new());
@@ -434,7 +437,6 @@ fn url_kernels_boot_and_corruption_is_caught() {
 }
 
 /// `kmatrix kernels update` on the shipped kernels.toml keeps every comment.
-#[test]
 fn update_keeps_the_shipped_comments() {
     let shipped = std::fs::read_to_string(repo().join("kernels.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -489,7 +491,6 @@ fn update_keeps_the_shipped_comments() {
 }
 
 /// A kernel on disk needs no pin, and its version comes from its header.
-#[test]
 fn path_kernels_need_no_pin_and_know_their_version() {
     let kernel = debian_6_1();
     let dir = tempfile::tempdir().unwrap();
@@ -523,7 +524,6 @@ fn path_kernels_need_no_pin_and_know_their_version() {
 }
 
 /// A server that fails once is retried, and the download completes.
-#[test]
 fn transient_download_errors_are_retried() {
     let image = b"not really a kernel, but pinned".to_vec();
     let server = Server::flaky(

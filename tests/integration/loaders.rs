@@ -3,9 +3,15 @@
 //! aya cannot express reported as its limitation, never as the kernel's
 //! verdict.
 
-use support::{boot_lock, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
+use crate::support::{self, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
 
-mod support;
+crate::support::tests! {
+    vm libbpf_style_programs_load_where_the_kernel_allows,
+    vm what_aya_cannot_express_is_a_loader_limitation,
+    host loader_settings_are_checked_before_booting,
+    vm a_suite_sizes_a_map_its_loader_was_to_size,
+    vm both_loaders_compared,
+}
 
 fn libbpf_example(name: &str) -> String {
     repo()
@@ -18,9 +24,7 @@ fn libbpf_example(name: &str) -> String {
 /// The libbpf examples: SEC("tc") with a global set by the suite,
 /// `.kconfig`, CO-RE, task storage, a ring buffer sized by the suite, and a
 /// program array two program types share.
-#[test]
 fn libbpf_style_programs_load_where_the_kernel_allows() {
-    let _lock = boot_lock();
     let (oldest, newest) = support::oldest_and_newest_amd64();
     let output = kmatrix(&[
         "test",
@@ -50,9 +54,7 @@ fn libbpf_style_programs_load_where_the_kernel_allows() {
 /// Under aya, a section it does not know and a `.kconfig` extern are its
 /// limitations: named, with the loader to try, failing the run but never
 /// shown as the kernel's FAIL; the JSON says so too.
-#[test]
 fn what_aya_cannot_express_is_a_loader_limitation() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let output = kmatrix(&[
@@ -98,7 +100,6 @@ fn what_aya_cannot_express_is_a_loader_limitation() {
 
 /// Loader settings that do not fit the object are refused before anything
 /// boots, pointing at the suite.
-#[test]
 fn loader_settings_are_checked_before_booting() {
     let dir = tempfile::tempdir().unwrap();
     let tc = libbpf_example("tc_min_ttl.bpf.c");
@@ -149,9 +150,7 @@ fn loader_settings_are_checked_before_booting() {
 /// A stack trace map declared without a value size, as bcc's libbpf-tools
 /// declare theirs: it loads under either loader once the suite sizes it,
 /// and without a value size fails with a hint naming that alone.
-#[test]
 fn a_suite_sizes_a_map_its_loader_was_to_size() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let object = repo().join("tests/bpf/stack_unsized.bpf.c");
     let suite = |name: &str, sizes: &str| {
@@ -221,9 +220,7 @@ fn a_suite_sizes_a_map_its_loader_was_to_size() {
 /// verdict is a load test of its own, judged like the load test of one
 /// loader, beside whether the two agree. libbpf's verdict on a static
 /// program is decided on the host.
-#[test]
 fn both_loaders_compared() {
-    let _lock = boot_lock();
     let output = kmatrix(&["test", "--kernels", "6.1", "--loader", "both"])
         .arg(repo().join("tests/bpf/verifier_reject.bpf.c"))
         .arg(repo().join("tests/bpf/xdp_pass.bpf.c"))

@@ -11,9 +11,16 @@
 
 use std::path::Path;
 
-use support::{boot_lock, example, fixture, kmatrix, matrix_row, text, SSH_SYN};
+use crate::support::{self, example, fixture, kmatrix, matrix_row, text, SSH_SYN};
 
-mod support;
+crate::support::tests! {
+    vm static_programs_are_judged_under_aya_and_named_under_libbpf,
+    vm a_program_s_aya_verdict_does_not_depend_on_its_siblings,
+    vm a_kernel_line_goes_with_the_load_that_made_it,
+    vm a_splat_fails_the_test_that_caused_it,
+    vm a_splat_outside_any_test_fails_the_kernel,
+    vm a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same,
+}
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -39,9 +46,7 @@ fn suite(dir: &Path, body: &str) -> std::path::PathBuf {
 /// Static entry programs are programs: aya loads them, and each has the
 /// kernel's verdict; under libbpf, which refuses them, they are its
 /// limitation naming "static", while the global sibling is still judged.
-#[test]
 fn static_programs_are_judged_under_aya_and_named_under_libbpf() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let object = fixture("static_progs.bpf.c");
     let suite = suite(
@@ -95,9 +100,7 @@ fn static_programs_are_judged_under_aya_and_named_under_libbpf() {
 /// A sibling aya cannot relocate (CO-RE into a flexible array) is its own
 /// limitation; the program beside it loads, and the limitation names only
 /// the section it comes from.
-#[test]
 fn a_program_s_aya_verdict_does_not_depend_on_its_siblings() {
-    let _lock = boot_lock();
     let output = kmatrix(&["test", "--kernels", "6.1", "--loader", "aya"])
         .arg(fixture("flex_siblings.bpf.c"))
         .output()
@@ -119,9 +122,7 @@ fn a_program_s_aya_verdict_does_not_depend_on_its_siblings() {
 /// What the kernel logs while it verifies a program goes with that
 /// program's load test (here failed on purpose, so that it carries the
 /// log), and not with its sibling's.
-#[test]
 fn a_kernel_line_goes_with_the_load_that_made_it() {
-    let _lock = boot_lock();
     let (oldest, _) = support::oldest_and_newest_amd64();
     let dir = tempfile::tempdir().unwrap();
     let object = fixture("probe_write_user.bpf.c");
@@ -174,9 +175,7 @@ echo 'test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
 /// A splat during a test fails that test, though the test passed and the
 /// program exited 0: its lines are in the JSON, the JUnit file and the
 /// Markdown summary; the other test passes.
-#[test]
 fn a_splat_fails_the_test_that_caused_it() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let (json, junit, summary) = (
         dir.path().join("run.json"),
@@ -230,9 +229,7 @@ fn a_splat_fails_the_test_that_caused_it() {
 }
 
 /// A splat outside any test fails the kernel's column, with its lines.
-#[test]
 fn a_splat_outside_any_test_fails_the_kernel() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("run.json");
     let output = kmatrix(&[
@@ -266,9 +263,7 @@ fn a_splat_outside_any_test_fails_the_kernel() {
 /// The command line a failure ends with reproduces exactly that failure:
 /// run as printed, it runs that one test on that kernel, which fails for
 /// the same reason; `--only-failed` on the first run's file does the same.
-#[test]
 fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
-    let _lock = boot_lock();
     let dir = tempfile::tempdir().unwrap();
     let xdp = example("xdp_filter.bpf.c");
     let suite = suite(

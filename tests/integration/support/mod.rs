@@ -1,26 +1,18 @@
-//! What the integration tests share: the repository and its fixtures, the
-//! `kmatrix` binary, a lock so that one test boots VMs at a time (the
-//! machines have two cores; a matrix runs two VMs), a loopback HTTP server,
-//! and ([`mirror`]) a loopback Debian mirror.
-
-// Each test crate uses its own subset of these helpers.
-#![allow(dead_code)]
+//! What the integration tests share: the harness ([`trials`]), the
+//! repository and its fixtures, the `kmatrix` binary, a loopback HTTP
+//! server, and ([`mirror`]) a loopback Debian mirror.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 pub mod mirror;
+pub mod trials;
 
-static VMS: Mutex<()> = Mutex::new(());
-
-/// Held by every test that boots VMs.
-pub fn boot_lock() -> MutexGuard<'static, ()> {
-    VMS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use trials::tests;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {

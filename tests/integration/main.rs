@@ -1,0 +1,37 @@
+//! kmatrix's integration tests, one module per topic (ARCHITECTURE.md
+//! lists them), in one test binary with its own harness
+//! ([`support::trials`]): `cargo test --test integration run::` runs one
+//! topic. The example suite through `cargo test` is the `kernels` binary
+//! (tests/kernels.rs).
+
+mod arm64;
+mod cache;
+mod cargo_test;
+mod exec;
+mod input;
+mod judged;
+mod loaders;
+mod probes;
+mod run;
+mod shards;
+mod snapshots;
+mod sources;
+mod support;
+
+fn main() -> std::process::ExitCode {
+    support::trials::main(&[
+        arm64::TESTS,
+        cache::TESTS,
+        cargo_test::TESTS,
+        exec::TESTS,
+        input::TESTS,
+        judged::TESTS,
+        loaders::TESTS,
+        probes::TESTS,
+        run::TESTS,
+        shards::TESTS,
+        snapshots::TESTS,
+        sources::TESTS,
+        support::trials::TESTS,
+    ])
+}
