@@ -12,6 +12,7 @@ crate::support::tests! {
     host bad_input_gets_a_clear_error,
     vm without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it,
     host ranges_past_the_matrix_say_so,
+    host an_unwritable_json_file_is_the_machinery_s_failure,
 }
 
 /// Wrong expectations fail with expected against actual: a return value, a
@@ -241,4 +242,26 @@ fn ranges_past_the_matrix_say_so() {
         out.contains("`6.1` selects no arm64 kernel; the matrix has: 5.10 (5.10.0)"),
         "{out}"
     );
+}
+
+/// A `--json` file that cannot be written is no verdict on the tests: the
+/// machinery's exit code (3), with the path named, before anything boots.
+fn an_unwritable_json_file_is_the_machinery_s_failure() {
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--json",
+        "/proc/no-such-dir/run.json",
+    ])
+    .arg(fixture("xdp_pass.bpf.c"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("cannot write /proc/no-such-dir/run.json"),
+        "{out}"
+    );
+    assert!(!out.contains("BOOT"), "{out}");
 }
