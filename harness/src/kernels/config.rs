@@ -23,7 +23,7 @@
 //!
 //! ```toml
 //! [[kernel]]                                  # an OCI image (cilium/ci-kernels layout)
-//! oci = "ghcr.io/cilium/ci-kernels:6.6"
+//! oci = "<registry>/cilium/ci-kernels:6.6"
 //! sha256 = { manifest = "<the image manifest's digest>" }
 //!
 //! [[kernel]]                                  # files over HTTP(S)
