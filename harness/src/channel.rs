@@ -6,6 +6,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kmatrix_protocol::input::encode_input;
 use kmatrix_protocol::{DecodeError, Decoder, Frame, Input, Start, ACK};
@@ -14,6 +15,7 @@ use std::os::fd::AsRawFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
+use tokio::sync::watch;
 
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 64 * 1024;
@@ -38,7 +40,14 @@ pub struct ResultStream {
     eof: bool,
     /// Bytes read from the socket so far.
     received: u64,
+    /// Set once the guest is known to have shut down: the stream then ends
+    /// when the socket has been quiet for [`QUIET`].
+    end: Option<watch::Receiver<Option<String>>>,
 }
+
+/// How long the socket of a guest that shut down may stay quiet before
+/// what it wrote is taken to have arrived.
+pub const QUIET: Duration = Duration::from_millis(200);
 
 /// The stream broke.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +69,7 @@ impl ResultStream {
             buf: vec![0; READ_SIZE],
             eof: false,
             received: 0,
+            end: None,
         }
     }
 
@@ -74,13 +84,44 @@ impl ResultStream {
                 self.decoder.finish()?;
                 return Ok(None);
             }
-            let n = self.socket.read(&mut self.buf).await?;
+            let n = self.read().await?;
             if n == 0 {
                 self.eof = true;
             } else {
                 self.received += n as u64;
                 self.decoder.extend(&self.buf[..n]);
             }
+        }
+    }
+
+    /// Ends the stream once `shutdown` holds a value (the guest shut down,
+    /// though its VM, paused, keeps the socket open) and the socket has
+    /// gone quiet, as if the guest had closed it.
+    pub fn end_on(&mut self, shutdown: watch::Receiver<Option<String>>) {
+        self.end = Some(shutdown);
+    }
+
+    /// Reads the socket; 0 at its end, or once the guest shut down and
+    /// nothing came for [`QUIET`].
+    async fn read(&mut self) -> io::Result<usize> {
+        let Some(end) = &mut self.end else {
+            return self.socket.read(&mut self.buf).await;
+        };
+        if end.borrow().is_none() {
+            tokio::select! {
+                n = self.socket.read(&mut self.buf) => return n,
+                changed = end.changed() => {
+                    if changed.is_err() {
+                        // QEMU's event stream ended: so did QEMU.
+                        self.end = None;
+                        return self.socket.read(&mut self.buf).await;
+                    }
+                }
+            }
+        }
+        match tokio::time::timeout(QUIET, self.socket.read(&mut self.buf)).await {
+            Ok(n) => n,
+            Err(_) => Ok(0),
         }
     }
 
@@ -188,6 +229,47 @@ mod tests {
             btf: true,
             boot_ms: 1,
         })
+    }
+
+    /// A guest that shut down keeps its socket open (QEMU pauses it): the
+    /// stream gives what it wrote, then ends once the socket is quiet, and
+    /// counts every byte it read.
+    #[tokio::test]
+    async fn a_guest_that_shut_down_ends_its_stream_after_its_last_bytes() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let mut stream = ResultStream::new(host);
+        let (shutdown, signal) = watch::channel(None);
+        stream.end_on(signal);
+        let mut bytes = Vec::new();
+        encode(&hello(), &mut bytes).unwrap();
+        guest.write_all(&bytes).await.unwrap();
+        assert_eq!(stream.next().await.unwrap(), Some(hello()));
+        shutdown.send(Some("guest-reset".into())).unwrap();
+        guest.write_all(&bytes).await.unwrap();
+        assert_eq!(stream.next().await.unwrap(), Some(hello()));
+        let quiet = tokio::time::Instant::now();
+        assert_eq!(stream.next().await.unwrap(), None);
+        assert!(quiet.elapsed() >= QUIET);
+        assert_eq!(stream.received(), 2 * bytes.len() as u64);
+        assert_eq!(stream.consumed(), stream.received());
+        drop(guest);
+    }
+
+    /// Bytes recovered another way complete the frame the socket cut off.
+    #[tokio::test]
+    async fn recovered_bytes_complete_a_frame() {
+        let mut bytes = Vec::new();
+        encode(&hello(), &mut bytes).unwrap();
+        encode(&Frame::Done, &mut bytes).unwrap();
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let mut stream = ResultStream::new(host);
+        guest.write_all(&bytes[..5]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+        assert!(read.is_err(), "half a frame is no frame");
+        assert_eq!(stream.consumed(), 0);
+        let frames = stream.decode(&bytes[5..]).unwrap();
+        assert_eq!(frames, [hello(), Frame::Done]);
+        assert_eq!(stream.received(), bytes.len() as u64);
     }
 
     #[tokio::test]

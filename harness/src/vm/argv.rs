@@ -94,6 +94,9 @@ impl Hardware {
         args.extend(console_args(&dir.join("console.log")));
         args.extend(results_port_args(self.machine, &dir.join("results.sock")));
         args.extend(qmp_args(&dir.join("qmp.sock")));
+        // A guest that shuts down (or resets: `-no-reboot`, as on a panic)
+        // is paused, not gone, so that its memory can still be read.
+        args.extend(os(&["-action", "shutdown=pause"]));
         args
     }
 }

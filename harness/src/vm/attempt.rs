@@ -154,7 +154,8 @@ impl Vm {
         port: UnixStream,
         hooks: &mut Hooks<impl FnOnce(&Hello, Start), impl FnMut(Frame)>,
     ) -> Result<VmReport, VmError> {
-        let (stream, sink) = channel::split(port);
+        let (mut stream, sink) = channel::split(port);
+        stream.end_on(self.qemu.shutdown_signal());
         let up = match how {
             How::Cold { save } => self.boot_cold(attempt, stream, sink, save).await?,
             How::Restore { hello, .. } => self.restore(attempt, stream, sink, hello).await?,
@@ -255,31 +256,8 @@ impl Up<'_> {
             on_up(&self.hello, self.start);
         }
         let hello_at = Instant::now();
-        let deadline = hello_at + run_timeout;
-        let mut queue_at = None;
-        loop {
-            match timeout_at(deadline, self.stream.next()).await {
-                Err(_) => {
-                    if let Some(location) = &queue_at {
-                        let qemu = &self.vm.qemu;
-                        queue::deliver(qemu, &mut self.stream, location, attempt.dir, on_frame)
-                            .await;
-                    }
-                    return Err(VmError::RunTimeout(run_timeout));
-                }
-                Ok(Ok(Some(Frame::Queue { page_size, pages }))) => {
-                    queue_at = Some(queue::Location {
-                        page_size,
-                        pages,
-                        origin: self.stream.consumed(),
-                    })
-                }
-                Ok(Ok(Some(Frame::Done))) => break,
-                Ok(Ok(Some(frame))) => on_frame(frame),
-                Ok(Ok(None)) => return Err(VmError::Died(Died::BeforeLastResult)),
-                Ok(Err(err)) => return Err(err.into()),
-            }
-        }
+        let (qemu, dir) = (&self.vm.qemu, attempt.dir);
+        results(qemu, &mut self.stream, dir, run_timeout, on_frame).await?;
         let run = hello_at.elapsed();
         // The agent powers off once it has the acknowledgment.
         let handle = writer.0.take().expect("taken once");
@@ -295,6 +273,41 @@ impl Up<'_> {
             console: attempt.dir.join("console.log"),
         })
     }
+}
+
+/// Passes every frame up to `Done` to `on_frame`. Of a guest that hangs
+/// (the deadline passes) or shuts down first, the agent's queue is read
+/// from `qemu` (which keeps a guest that shut down paused) and what the
+/// host had not received passed on too.
+async fn results(
+    qemu: &qemu::Qemu,
+    stream: &mut ResultStream,
+    dir: &Path,
+    run_timeout: Duration,
+    on_frame: &mut impl FnMut(Frame),
+) -> Result<(), VmError> {
+    let deadline = Instant::now() + run_timeout;
+    let mut queue_at = None;
+    let failure = loop {
+        match timeout_at(deadline, stream.next()).await {
+            Err(_) => break VmError::RunTimeout(run_timeout),
+            Ok(Ok(Some(Frame::Queue { page_size, pages }))) => {
+                queue_at = Some(queue::Location {
+                    page_size,
+                    pages,
+                    origin: stream.consumed(),
+                })
+            }
+            Ok(Ok(Some(Frame::Done))) => return Ok(()),
+            Ok(Ok(Some(frame))) => on_frame(frame),
+            Ok(Ok(None)) => break VmError::Died(Died::BeforeLastResult),
+            Ok(Err(err)) => return Err(err.into()),
+        }
+    };
+    if let Some(location) = &queue_at {
+        queue::deliver(qemu, stream, location, dir, on_frame).await;
+    }
+    Err(failure)
 }
 
 /// Writes `input` to `sink` while the first frames are read, so that

@@ -44,6 +44,12 @@ impl Qemu {
         })
     }
 
+    /// Holds the cause once QMP reported that the guest shut down (its VM
+    /// then stays paused: `-action shutdown=pause`).
+    pub(super) fn shutdown_signal(&self) -> watch::Receiver<Option<String>> {
+        self.shutdown.clone()
+    }
+
     /// Hands QEMU `fd` under `name` (QMP's `getfd`), for a command to use.
     pub(super) async fn pass_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
         // The socket is non-blocking; QEMU reads QMP at once.
@@ -229,7 +235,15 @@ async fn connect(mut child: Child, socket: UnixStream) -> Result<Qemu, VmError> 
             if let qapi::qmp::Event::SHUTDOWN { data, .. } = event {
                 // `guest_reset` -> `guest-reset`, as QMP spells it.
                 let cause = format!("{:?}", data.reason).replace('_', "-");
-                let _ = shutdown_tx.send(Some(cause));
+                // The first cause is the guest's; a paused guest's QEMU
+                // reports its own `quit` after it.
+                shutdown_tx.send_if_modified(|held| {
+                    if held.is_some() {
+                        return false;
+                    }
+                    *held = Some(cause);
+                    true
+                });
             }
         }
     });

@@ -12,11 +12,7 @@ use tokio::time::timeout;
 
 use super::error::QmpError;
 use super::qemu::Qemu;
-use crate::channel::{ResultStream, StreamError};
-
-/// How long the port may stay quiet before what is on its way is taken to
-/// have arrived.
-const QUIET: Duration = Duration::from_millis(200);
+use crate::channel::{ResultStream, StreamError, QUIET};
 
 /// Time each QMP command has.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
