@@ -7,6 +7,7 @@
 mod arm64;
 mod cache;
 mod cargo_test;
+mod ci;
 mod exec;
 mod input;
 mod judged;
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
         arm64::TESTS,
         cache::TESTS,
         cargo_test::TESTS,
+        ci::TESTS,
         exec::TESTS,
         input::TESTS,
         judged::TESTS,
