@@ -17,6 +17,7 @@ mod shards;
 mod snapshots;
 mod sources;
 mod support;
+mod ubuntu;
 
 fn main() -> std::process::ExitCode {
     support::trials::main(&[
@@ -33,5 +34,6 @@ fn main() -> std::process::ExitCode {
         snapshots::TESTS,
         sources::TESTS,
         support::trials::TESTS,
+        ubuntu::TESTS,
     ])
 }
