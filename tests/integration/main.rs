@@ -18,6 +18,7 @@ mod shards;
 mod snapshots;
 mod sources;
 mod support;
+mod ubuntu;
 
 fn main() -> std::process::ExitCode {
     support::trials::main(&[
@@ -35,5 +36,6 @@ fn main() -> std::process::ExitCode {
         snapshots::TESTS,
         sources::TESTS,
         support::trials::TESTS,
+        ubuntu::TESTS,
     ])
 }

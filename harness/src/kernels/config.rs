@@ -22,6 +22,13 @@
 //! Other sources:
 //!
 //! ```toml
+//! [ubuntu]
+//! mirror = "http://mirror.example/ubuntu"   # required for `ubuntu` entries
+//!
+//! [[kernel]]                                  # Ubuntu's archive: the image and
+//! ubuntu = { suite = "jammy-updates", package = "linux-image-5.15.0-91-generic" }
+//! sha256 = { … }                              # the linux-modules it depends on
+//!
 //! [[kernel]]                                  # an OCI image (cilium/ci-kernels layout)
 //! oci = "<registry>/cilium/ci-kernels:6.6"
 //! sha256 = { manifest = "<the image manifest's digest>" }
@@ -42,11 +49,9 @@ use serde::Deserialize;
 
 use kmatrix_protocol::Arch;
 
+use super::source::distro::Distro;
 use super::Version;
 use crate::toml_file::{self, SyntaxError};
-
-/// Environment variable that overrides the Debian mirror.
-pub const MIRROR_ENV: &str = "KMATRIX_DEBIAN_MIRROR";
 
 /// The parsed and checked kernel matrix.
 #[derive(Clone, Debug)]
@@ -57,6 +62,8 @@ pub struct Matrix {
     pub built_in: bool,
     /// The Debian mirror named in the file, if any.
     pub debian_mirror: Option<String>,
+    /// The Ubuntu mirror named in the file, if any.
+    pub ubuntu_mirror: Option<String>,
     /// The kernels, in file order.
     pub kernels: Vec<KernelEntry>,
 }
@@ -94,6 +101,14 @@ pub enum Source {
         /// The `linux-image-*` package.
         package: String,
     },
+    /// An Ubuntu kernel: its image package and the modules package it
+    /// depends on.
+    Ubuntu {
+        /// The suite (with its pocket), e.g. `jammy-updates`.
+        suite: String,
+        /// The `linux-image-*` or `linux-image-unsigned-*` package.
+        package: String,
+    },
     /// An OCI image holding `/boot/vmlinuz` and `/lib/modules` (the
     /// cilium/ci-kernels layout), pinned by its image manifest's digest.
     Oci {
@@ -120,6 +135,7 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
+            Source::Ubuntu { suite, package } => write!(f, "ubuntu:{suite}/{package}"),
             Source::Oci { reference } => write!(f, "oci:{reference}"),
             Source::Url { image, .. } => write!(f, "url:{image}"),
             Source::Path { image, .. } => write!(f, "path:{}", image.display()),
@@ -157,14 +173,17 @@ pub enum MatrixError {
 #[serde(deny_unknown_fields)]
 struct RawMatrix {
     #[serde(default)]
-    debian: RawDebian,
+    debian: RawArchive,
+    #[serde(default)]
+    ubuntu: RawArchive,
     #[serde(default)]
     kernel: Vec<RawKernel>,
 }
 
+/// An apt archive's table (`[debian]`, `[ubuntu]`).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDebian {
+struct RawArchive {
     mirror: Option<String>,
 }
 
@@ -174,7 +193,8 @@ struct RawKernel {
     label: Option<String>,
     version: Option<String>,
     arch: Option<String>,
-    debian: Option<RawDebianSource>,
+    debian: Option<RawAptSource>,
+    ubuntu: Option<RawAptSource>,
     oci: Option<String>,
     url: Option<RawFiles<String>>,
     path: Option<RawFiles<PathBuf>>,
@@ -191,7 +211,7 @@ struct RawFiles<T> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDebianSource {
+struct RawAptSource {
     suite: String,
     package: String,
 }
@@ -209,6 +229,14 @@ impl Matrix {
         let mut matrix = Self::parse(BUILT_IN, Path::new(BUILT_IN_NAME))?;
         matrix.built_in = true;
         Ok(matrix)
+    }
+
+    /// The mirror of `distro`'s archive the file names, if any.
+    pub fn mirror(&self, distro: Distro) -> Option<&str> {
+        match distro {
+            Distro::Debian => self.debian_mirror.as_deref(),
+            Distro::Ubuntu => self.ubuntu_mirror.as_deref(),
+        }
     }
 
     /// Reads and checks the matrix at `path`.
@@ -253,6 +281,7 @@ impl Matrix {
             built_in: false,
             path: path.to_owned(),
             debian_mirror: raw.debian.mirror,
+            ubuntu_mirror: raw.ubuntu.mirror,
             kernels,
         })
     }
@@ -266,20 +295,27 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
     let fail = |message: String| (provisional.clone(), message);
     let sources = [
         raw.debian.is_some(),
+        raw.ubuntu.is_some(),
         raw.oci.is_some(),
         raw.url.is_some(),
         raw.path.is_some(),
     ];
-    let source = match (raw.debian, raw.oci, raw.url, raw.path) {
+    let source = match (raw.debian, raw.ubuntu, raw.oci, raw.url, raw.path) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
-            return Err(fail("give one source: `debian`, `oci`, `url` or `path`".into()))
+            return Err(fail(
+                "give one source: `debian`, `ubuntu`, `oci`, `url` or `path`".into(),
+            ))
         }
         (Some(debian), ..) => Source::Debian {
             suite: debian.suite,
             package: debian.package,
         },
-        (_, Some(reference), ..) => Source::Oci { reference },
-        (_, _, Some(url), _) => Source::Url {
+        (_, Some(ubuntu), ..) => Source::Ubuntu {
+            suite: ubuntu.suite,
+            package: ubuntu.package,
+        },
+        (_, _, Some(reference), ..) => Source::Oci { reference },
+        (_, _, _, Some(url), _) => Source::Url {
             image: url.image,
             modules: url.modules,
         },
@@ -287,12 +323,19 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             image: dir.join(path.image),
             modules: path.modules.map(|m| dir.join(m)),
         },
-        (None, None, None, None) => {
+        (None, None, None, None, None) => {
             return Err(fail(
-                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `ubuntu = { … }` (the same keys), `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
             ))
         }
     };
+    if let Source::Ubuntu { package, .. } = &source {
+        if !package.starts_with("linux-image-") {
+            return Err(fail(format!(
+                "`{package}` is not an Ubuntu kernel image package: name the `linux-image-<release>` (or `linux-image-unsigned-<release>`) package, whose Depends name its modules"
+            )));
+        }
+    }
     let version = match &raw.version {
         Some(text) => text.parse().map_err(fail)?,
         None => source_version(&source).ok_or_else(|| {
@@ -350,7 +393,9 @@ pub fn default_label(version: &Version, arch: Arch) -> String {
 /// URL's file name, or (for a file on disk) the image's own header.
 fn source_version(source: &Source) -> Option<Version> {
     match source {
-        Source::Debian { package, .. } => Version::find_in(package),
+        Source::Debian { package, .. } | Source::Ubuntu { package, .. } => {
+            Version::find_in(package)
+        }
         Source::Oci { reference } => {
             let tag = reference.split('@').next()?.rsplit_once(':')?.1;
             Version::find_in(tag)
@@ -447,5 +492,26 @@ mod tests {
         let err = parse("[[kernel]]\narch = \"mips\"\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
             .unwrap_err();
         assert!(err.contains("amd64 or arm64"), "{err}");
+    }
+
+    #[test]
+    fn ubuntu_entries_and_their_mirror() {
+        let matrix = parse(&format!("[ubuntu]\nmirror = \"http://u/ubuntu\"\n\n[[kernel]]\nubuntu = {{ suite = \"jammy-updates\", package = \"linux-image-unsigned-5.15.0-91-generic\" }}\nsha256 = {{ \"linux-modules-5.15.0-91-generic\" = \"{PIN}\" }}\n"))
+            .unwrap();
+        assert_eq!(matrix.mirror(Distro::Ubuntu), Some("http://u/ubuntu"));
+        assert_eq!(matrix.mirror(Distro::Debian), None);
+        let kernel = &matrix.kernels[0];
+        assert_eq!((kernel.label.as_str(), kernel.arch), ("5.15", Arch::Amd64));
+        assert_eq!(
+            kernel.source.to_string(),
+            "ubuntu:jammy-updates/linux-image-unsigned-5.15.0-91-generic"
+        );
+
+        let err = parse("[[kernel]]\nubuntu = { suite = \"jammy\", package = \"linux-modules-5.15.0-91-generic\" }\n")
+            .unwrap_err();
+        assert!(err.contains("not an Ubuntu kernel image package"), "{err}");
+        let err = parse("[[kernel]]\nubuntu = { suite = \"jammy\", package = \"linux-image-5.15.0-91-generic\" }\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
+            .unwrap_err();
+        assert!(err.contains("give one source"), "{err}");
     }
 }

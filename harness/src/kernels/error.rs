@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::deb::DebError;
 use super::modinfo::ModuleError;
-use super::source::apt::DebianError;
+use super::source::apt::AptError;
 use crate::cache::CacheError;
 
 /// What a fetch is doing, for progress reports.
@@ -74,9 +74,9 @@ pub enum FetchError {
     /// The cache is unusable.
     #[error(transparent)]
     Cache(#[from] CacheError),
-    /// The archive refused or lacks what was asked.
+    /// An apt archive (Debian's, Ubuntu's) refused or lacks what was asked.
     #[error(transparent)]
-    Debian(Box<DebianError>),
+    Apt(Box<AptError>),
     /// A download failed.
     #[error("downloading {url} failed")]
     Download {
@@ -178,9 +178,9 @@ pub enum FetchError {
     },
 }
 
-impl From<DebianError> for FetchError {
-    fn from(err: DebianError) -> Self {
-        FetchError::Debian(Box::new(err))
+impl From<AptError> for FetchError {
+    fn from(err: AptError) -> Self {
+        FetchError::Apt(Box::new(err))
     }
 }
 

@@ -25,11 +25,12 @@ mod version;
 mod vmlinux;
 
 pub use artifacts::KernelArtifacts;
-pub use config::{KernelEntry, Matrix, MatrixError, Source, BUILT_IN, BUILT_IN_NAME, MIRROR_ENV};
+pub use config::{KernelEntry, Matrix, MatrixError, Source, BUILT_IN, BUILT_IN_NAME};
 pub use error::{FetchError, FetchEvent};
 pub use fetch::Fetcher;
 pub use select::{SelectError, Selection};
-pub use source::apt::{DebianError, Mirror};
+pub use source::apt::{AptError, Mirror};
+pub use source::distro::Distro;
 pub use source::oci;
 pub use update::{rewrite, Change, Pinning, UpdateError};
 pub use version::Version;

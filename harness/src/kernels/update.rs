@@ -14,7 +14,8 @@ use super::{KernelEntry, Source, Version};
 pub struct Pinning {
     /// The entry's label.
     pub label: String,
-    /// The Debian image package to use (`None` for other sources).
+    /// The Debian or Ubuntu image package to use (`None` for other
+    /// sources).
     pub package: Option<String>,
     /// sha256 (hex) of every package the kernel is made of.
     pub sha256: BTreeMap<String, String>,
@@ -68,7 +69,9 @@ pub fn change(entry: &KernelEntry, pinning: &Pinning) -> Change {
         .map(|(name, pin)| (name.clone(), hex::encode(pin)))
         .collect();
     let (from, to) = match (&entry.source, &pinning.package) {
-        (Source::Debian { package, .. }, Some(newest)) => (package.clone(), newest.clone()),
+        (Source::Debian { package, .. } | Source::Ubuntu { package, .. }, Some(newest)) => {
+            (package.clone(), newest.clone())
+        }
         _ => (entry.source.to_string(), entry.source.to_string()),
     };
     if from == to && pins == pinning.sha256 {
@@ -111,11 +114,15 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
                     .find(|k| label_of(k) == Some(pinning.label.clone()))
             })
             .ok_or_else(|| UpdateError::NoEntry(pinning.label.clone()))?;
-        if let (Some(package), Some(debian)) = (
+        let apt = ["debian", "ubuntu"]
+            .into_iter()
+            .find(|key| entry.contains_key(key));
+        if let (Some(package), Some(source)) = (
             &pinning.package,
-            entry.get_mut("debian").and_then(Item::as_table_like_mut),
+            apt.and_then(|key| entry.get_mut(key))
+                .and_then(Item::as_table_like_mut),
         ) {
-            set_string(debian, "package", package);
+            set_string(source, "package", package);
         }
         if entry.get("sha256").and_then(Item::as_table_like).is_none() {
             entry.insert("sha256", Item::Table(toml_edit::Table::new()));
@@ -144,9 +151,9 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
     let version = match entry.get("version").and_then(Item::as_str) {
         Some(text) => text.parse::<Version>().ok()?,
         None => {
-            let named = entry
-                .get("debian")
-                .and_then(|d| d.get("package"))
+            let named = ["debian", "ubuntu"]
+                .into_iter()
+                .find_map(|key| entry.get(key)?.get("package"))
                 .or_else(|| entry.get("oci"))?
                 .as_str()?;
             Version::find_in(named.rsplit([':', '/']).next()?)?
@@ -258,5 +265,31 @@ sha256 = { "linux-binary-7.3.4+deb13-cloud-amd64" = "bb" }
             rewrite(MATRIX, &[pinning]),
             Err(UpdateError::NoEntry(_))
         ));
+    }
+
+    #[test]
+    fn moves_an_ubuntu_entry_to_its_new_image_and_modules() {
+        let matrix = "[[kernel]]\nubuntu = { suite = \"jammy-updates\", package = \"linux-image-5.15.0-91-generic\" }\n";
+        let updated = rewrite(
+            matrix,
+            &[Pinning {
+                missing: Vec::new(),
+                label: "5.15".into(),
+                package: Some("linux-image-5.15.0-100-generic".into()),
+                sha256: BTreeMap::from([
+                    ("linux-image-5.15.0-100-generic".into(), "aa".into()),
+                    ("linux-modules-5.15.0-100-generic".into(), "bb".into()),
+                ]),
+            }],
+        )
+        .unwrap();
+        assert!(
+            updated.contains(r#"package = "linux-image-5.15.0-100-generic" }"#),
+            "{updated}"
+        );
+        assert!(
+            updated.contains(r#""linux-modules-5.15.0-100-generic" = "bb""#),
+            "{updated}"
+        );
     }
 }

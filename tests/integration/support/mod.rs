@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod mirror;
 pub mod trials;
+pub mod ubuntu;
 
 pub(crate) use trials::tests;
 

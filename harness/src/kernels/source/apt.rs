@@ -1,5 +1,6 @@
-//! Debian's archive: which mirror to use, and each suite's package index,
-//! fetched and verified up to the archive's signature.
+//! An apt archive, Debian's or Ubuntu's: which mirror to use, and each
+//! suite's package index, fetched and verified up to the archive's
+//! signature.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,10 @@ use std::path::{Path, PathBuf};
 use kmatrix_protocol::Arch;
 use sha2::Digest as _;
 
+use super::distro::Distro;
 use super::packages::PackageIndex;
 use super::release::{self, Fetched, Keyring, Release};
+use super::snapshot::SNAPSHOT_ENV;
 use crate::kernels::bounded::{read_capped, MAX_INDEX};
 
 /// The package index kmatrix reads for `arch`, below a suite's `dists/`
@@ -16,17 +19,17 @@ use crate::kernels::bounded::{read_capped, MAX_INDEX};
 fn packages(arch: Arch) -> String {
     format!("main/binary-{arch}/Packages.xz")
 }
-use super::release::KEYRING_ENV;
-use super::snapshot::SNAPSHOT_ENV;
-use crate::kernels::MIRROR_ENV;
 
-/// A Debian mirror and where its address came from (for messages).
+/// A mirror of an apt archive and where its address came from (for
+/// messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mirror {
+    /// The archive it mirrors.
+    pub distro: Distro,
     /// Base URL, e.g. `http://host/debian`, without a trailing slash.
     pub url: String,
-    /// Where the URL was configured.
-    pub origin: String,
+    /// Where the URL was configured (boxed: every error carries a mirror).
+    pub origin: Box<str>,
 }
 
 impl fmt::Display for Mirror {
@@ -35,14 +38,17 @@ impl fmt::Display for Mirror {
     }
 }
 
-/// Failures while talking to the Debian archive.
+/// Failures while talking to an apt archive.
 #[derive(Debug, thiserror::Error)]
-pub enum DebianError {
+pub enum AptError {
     /// No mirror is configured anywhere.
-    #[error("no Debian mirror configured: set {MIRROR_ENV} or `[debian] mirror` in kernels.toml (no Debian source was found in the apt sources either)")]
-    NoMirror,
+    #[error("no {distro} mirror configured: set {} or `[{}] mirror` in kernels.toml{}", .distro.mirror_env(), .distro.key(), apt_sources_note(*.distro))]
+    NoMirror {
+        /// The archive.
+        distro: Distro,
+    },
     /// The suite's index could not be fetched.
-    #[error("cannot fetch the package index of `{suite}` from {mirror}; if this is not a Debian mirror, set {MIRROR_ENV} or `[debian] mirror` in kernels.toml")]
+    #[error("cannot fetch the package index of `{suite}` from {mirror}; if this is not a {} mirror, set {} or `[{}] mirror` in kernels.toml", .mirror.distro, .mirror.distro.mirror_env(), .mirror.distro.key())]
     Index {
         /// The suite.
         suite: String,
@@ -54,7 +60,7 @@ pub enum DebianError {
     },
     /// The suite's `InRelease` is missing its signature, or it does not
     /// verify: nothing from it is used.
-    #[error("the index of `{suite}` at {mirror} could not be verified, so kmatrix uses none of it: {reason}. If the mirror is right, point {KEYRING_ENV} at the keyring that signs it")]
+    #[error("the index of `{suite}` at {mirror} could not be verified, so kmatrix uses none of it: {reason}. If the mirror is right, point {} at the keyring that signs it", .mirror.distro.keyring_env())]
     Unverified {
         /// The suite.
         suite: String,
@@ -76,7 +82,7 @@ pub enum DebianError {
         actual: String,
     },
     /// The package is not (or no longer) in the suite.
-    #[error("package `{package}` is not in `{suite}` at {mirror}: Debian drops superseded kernels from its mirrors; run `kmatrix kernels update --kernels {label}` to move the pin to the current package, or set {SNAPSHOT_ENV} to Debian's snapshot archive to keep using this one")]
+    #[error("package `{package}` is not in `{suite}` at {mirror}: {}", gone_advice(.mirror.distro, .label))]
     Gone {
         /// The kernel's label.
         label: String,
@@ -103,23 +109,58 @@ pub enum DebianError {
     },
 }
 
+/// What [`AptError::NoMirror`] adds about the apt sources.
+fn apt_sources_note(distro: Distro) -> &'static str {
+    if distro.mirror_from_apt_sources() {
+        " (no Debian source was found in the apt sources either)"
+    } else {
+        ""
+    }
+}
+
+/// What to do about a pinned package the suite no longer lists.
+fn gone_advice(distro: Distro, label: &str) -> String {
+    let update = format!(
+        "run `kmatrix kernels update --kernels {label}` to move the pin to the current package"
+    );
+    match distro {
+        Distro::Debian => format!("Debian drops superseded kernels from its mirrors; {update}, or set {SNAPSHOT_ENV} to Debian's snapshot archive to keep using this one"),
+        Distro::Ubuntu => format!("the suite no longer lists it (or it is in another pocket: `jammy`, `jammy-updates` and `jammy-security` are indexed apart); {update}"),
+    }
+}
+
 impl Mirror {
-    /// The mirror to use: [`MIRROR_ENV`], then `configured` (kernels.toml),
-    /// then the first Debian source of the machine's apt configuration.
-    pub fn resolve(configured: Option<&str>, matrix: &Path) -> Result<Self, DebianError> {
-        if let Some(url) = std::env::var(MIRROR_ENV).ok().filter(|u| !u.is_empty()) {
-            return Ok(Self::new(url, MIRROR_ENV.to_owned()));
+    /// `distro`'s mirror: its environment variable, then `configured`
+    /// (kernels.toml), then (Debian's) the first Debian source of the
+    /// machine's apt configuration.
+    pub fn resolve(
+        distro: Distro,
+        configured: Option<&str>,
+        matrix: &Path,
+    ) -> Result<Self, AptError> {
+        let env = distro.mirror_env();
+        if let Some(url) = std::env::var(env).ok().filter(|u| !u.is_empty()) {
+            return Ok(Self::new(distro, url, env.to_owned()));
         }
         if let Some(url) = configured {
-            return Ok(Self::new(url.to_owned(), matrix.display().to_string()));
+            return Ok(Self::new(
+                distro,
+                url.to_owned(),
+                matrix.display().to_string(),
+            ));
         }
-        apt_mirror().ok_or(DebianError::NoMirror)
+        distro
+            .mirror_from_apt_sources()
+            .then(|| apt_mirror(distro))
+            .flatten()
+            .ok_or(AptError::NoMirror { distro })
     }
 
-    fn new(url: String, origin: String) -> Self {
+    fn new(distro: Distro, url: String, origin: String) -> Self {
         Self {
+            distro,
             url: url.trim_end_matches('/').to_owned(),
-            origin,
+            origin: origin.into(),
         }
     }
 
@@ -140,19 +181,20 @@ impl Mirror {
         client: &reqwest::Client,
         suite: &str,
         arch: Arch,
-    ) -> Result<PackageIndex, DebianError> {
+    ) -> Result<PackageIndex, AptError> {
         let index = packages(arch);
-        let fail = |source: Box<dyn std::error::Error + Send + Sync>| DebianError::Index {
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| AptError::Index {
             suite: suite.to_owned(),
             mirror: self.clone(),
             source,
         };
-        let unverified = |reason: String| DebianError::Unverified {
+        let unverified = |reason: String| AptError::Unverified {
             suite: suite.to_owned(),
             mirror: self.clone(),
             reason,
         };
-        let keyring = Keyring::resolve().map_err(|e| unverified(format!("no keyring: {e}")))?;
+        let keyring =
+            Keyring::resolve(self.distro).map_err(|e| unverified(format!("no keyring: {e}")))?;
         let text = release::signed_text(client, &format!("{}/dists/{suite}", self.url), &keyring)
             .await
             .map_err(|e| match e {
@@ -162,13 +204,20 @@ impl Mirror {
         let release = Release::parse(&text);
         let (digest, size) = release
             .get(&index)
-            .ok_or_else(|| unverified(format!("the signed InRelease lists no {index}")))?;
+            .ok_or_else(|| {
+                let ports = if self.distro == Distro::Ubuntu && arch != Arch::Amd64 {
+                    " (Ubuntu publishes other architectures than amd64 on its ports archive, `ubuntu-ports`, which kmatrix does not read yet)"
+                } else {
+                    ""
+                };
+                unverified(format!("the signed InRelease lists no {index}{ports}"))
+            })?;
         let compressed = release::download(client, &self.index_url(suite, arch))
             .await
             .map_err(|e| fail(e.into()))?;
         let actual = hex::encode(sha2::Sha256::digest(&compressed));
         if actual != digest || compressed.len() as u64 != size {
-            return Err(DebianError::Tampered {
+            return Err(AptError::Tampered {
                 suite: suite.to_owned(),
                 mirror: self.clone(),
                 expected: format!("sha256 {digest}, {size} bytes"),
@@ -191,7 +240,7 @@ impl Mirror {
 }
 
 /// The Debian mirror in the machine's apt sources, if any.
-fn apt_mirror() -> Option<Mirror> {
+fn apt_mirror(distro: Distro) -> Option<Mirror> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
         .into_iter()
         .flatten()
@@ -207,7 +256,7 @@ fn apt_mirror() -> Option<Mirror> {
         } else {
             one_line_mirror(&text)
         }?;
-        Some(Mirror::new(url, path.display().to_string()))
+        Some(Mirror::new(distro, url, path.display().to_string()))
     })
 }
 
@@ -259,6 +308,42 @@ mod tests {
         assert_eq!(
             one_line_mirror("deb http://s/ bookworm-security main"),
             None
+        );
+    }
+
+    #[test]
+    fn errors_name_the_archive_and_its_settings() {
+        let none = AptError::NoMirror {
+            distro: Distro::Ubuntu,
+        }
+        .to_string();
+        assert_eq!(none, "no Ubuntu mirror configured: set KMATRIX_UBUNTU_MIRROR or `[ubuntu] mirror` in kernels.toml");
+        let gone = |distro| {
+            AptError::Gone {
+                label: "5.15".into(),
+                package: "linux-modules-5.15.0-91-generic".into(),
+                suite: "jammy-updates".into(),
+                mirror: Mirror::new(distro, "http://u/ubuntu/".into(), "kernels.toml".into()),
+            }
+            .to_string()
+        };
+        let ubuntu = gone(Distro::Ubuntu);
+        assert!(
+            ubuntu.contains("at http://u/ubuntu (from kernels.toml)")
+                && ubuntu.contains("kmatrix kernels update --kernels 5.15")
+                && !ubuntu.contains("snapshot"),
+            "{ubuntu}"
+        );
+        assert!(gone(Distro::Debian).contains(SNAPSHOT_ENV));
+        let unverified = AptError::Unverified {
+            suite: "jammy".into(),
+            mirror: Mirror::new(Distro::Ubuntu, "http://u/ubuntu".into(), "x".into()),
+            reason: "bad".into(),
+        }
+        .to_string();
+        assert!(
+            unverified.contains("point KMATRIX_UBUNTU_KEYRING at"),
+            "{unverified}"
         );
     }
 }

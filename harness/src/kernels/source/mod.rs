@@ -3,26 +3,36 @@
 //! what its source offers now (`kmatrix kernels update`).
 
 pub mod apt;
+pub mod archive;
 pub mod debian;
+pub mod distro;
 pub mod oci;
 pub mod packages;
 pub mod release;
 pub mod snapshot;
+pub mod ubuntu;
 
 use super::artifacts::Input;
 use super::blobs::Blobs;
 use super::error::FetchError;
 use super::{KernelEntry, Pinning, Source};
+use archive::Archives;
+use distro::Distro;
 
 /// The downloaded (or local) inputs of `entry`, fetched through `blobs`
 /// where they are not cached.
 pub async fn inputs(
     blobs: &Blobs,
-    archive: &debian::Archive,
+    archives: &Archives,
     entry: &KernelEntry,
 ) -> Result<Vec<Input>, FetchError> {
     match &entry.source {
-        Source::Debian { suite, .. } => debian::inputs(blobs, archive, entry, suite).await,
+        Source::Debian { suite, .. } => {
+            debian::inputs(blobs, archives.get(Distro::Debian), entry, suite).await
+        }
+        Source::Ubuntu { suite, .. } => {
+            ubuntu::inputs(blobs, archives.get(Distro::Ubuntu), entry, suite).await
+        }
         Source::Oci { reference } => Ok(oci::pull(blobs, entry, reference)
             .await?
             .into_iter()
@@ -57,17 +67,26 @@ pub async fn inputs(
 }
 
 /// The pins `entry` would have now: the newest image package of its
-/// series in its Debian suite, or the manifest its OCI tag names. `None`
-/// for sources that name fixed content (URLs, paths).
+/// series in its Debian or Ubuntu suite, or the manifest its OCI tag names.
+/// `None` for sources that name fixed content (URLs, paths).
 pub async fn newest(
     blobs: &Blobs,
-    archive: &debian::Archive,
+    archives: &Archives,
     entry: &KernelEntry,
 ) -> Result<Option<Pinning>, FetchError> {
     match &entry.source {
-        Source::Debian { suite, package } => debian::newest(blobs, archive, entry, suite, package)
-            .await
-            .map(Some),
+        Source::Debian { suite, package } => {
+            let archive = archives.get(Distro::Debian);
+            debian::newest(blobs, archive, entry, suite, package)
+                .await
+                .map(Some)
+        }
+        Source::Ubuntu { suite, package } => {
+            let archive = archives.get(Distro::Ubuntu);
+            ubuntu::newest(blobs, archive, entry, suite, package)
+                .await
+                .map(Some)
+        }
         Source::Oci { reference } => oci::newest(entry, reference).await.map(Some),
         Source::Url { .. } | Source::Path { .. } => Ok(None),
     }

@@ -73,13 +73,7 @@ impl PackageIndex {
     /// `linux-modules-…`, `linux-base-…`).
     pub fn kernel_packages(&self, image: &str) -> Option<Vec<(String, &Package)>> {
         let package = self.get(image)?;
-        let suffix = image.strip_prefix("linux-image-").unwrap_or(image);
-        let parts: Vec<_> = package
-            .depends
-            .iter()
-            .filter(|dep| dep.starts_with("linux-") && dep.ends_with(suffix) && *dep != image)
-            .filter_map(|dep| Some((dep.clone(), self.get(dep)?)))
-            .collect();
+        let parts = self.parts(image);
         if parts.is_empty() {
             Some(vec![(image.to_owned(), package)])
         } else {
@@ -87,32 +81,54 @@ impl PackageIndex {
         }
     }
 
+    /// The image package and the parts it depends on, for kernels whose
+    /// image package holds the image and depends on its modules (Ubuntu's
+    /// `linux-image(-unsigned)-…` and `linux-modules-…`).
+    pub fn image_and_parts(&self, image: &str) -> Option<Vec<(String, &Package)>> {
+        let package = self.get(image)?;
+        let mut packages = vec![(image.to_owned(), package)];
+        packages.extend(self.parts(image));
+        Some(packages)
+    }
+
+    /// The packages of the index `image` depends on that carry its release
+    /// (the same version, ABI and flavour).
+    fn parts(&self, image: &str) -> Vec<(String, &Package)> {
+        self.part_names(image)
+            .filter_map(|dep| Some((dep.to_owned(), self.get(dep)?)))
+            .collect()
+    }
+
+    /// The names `image` depends on that carry its release.
+    fn part_names<'a>(&'a self, image: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let release = release(image);
+        self.get(image)
+            .into_iter()
+            .flat_map(|package| package.depends.iter())
+            .map(String::as_str)
+            .filter(move |dep| dep.starts_with("linux-") && dep.ends_with(release))
+            .filter(move |dep| *dep != image)
+    }
+
     /// The parts of a split kernel its image depends on that the index
     /// does not have.
     pub fn missing_parts(&self, image: &str) -> Vec<String> {
-        let suffix = image.strip_prefix("linux-image-").unwrap_or(image);
-        self.get(image)
-            .map(|package| {
-                package
-                    .depends
-                    .iter()
-                    .filter(|dep| dep.starts_with("linux-") && dep.ends_with(suffix))
-                    .filter(|dep| *dep != image && self.get(dep).is_none())
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.part_names(image)
+            .filter(|dep| self.get(dep).is_none())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The newest `linux-image-<version>-<flavour>` in the index for the
-    /// series of `like` (same flavour suffix), by Debian version order of the
-    /// package names' numbers.
+    /// series of `like` (same flavour suffix, and signed or unsigned as
+    /// `like` is), by Debian version order of the package names' numbers.
     pub fn newest_like(&self, like: &str) -> Option<&str> {
         let series = Version::find_in(like)?.series();
-        let wanted = flavour(like);
+        let wanted = (unsigned(like), flavour(like));
         self.packages
             .keys()
-            .filter(|name| name.starts_with("linux-image-") && flavour(name) == wanted)
+            .filter(|name| name.starts_with("linux-image-"))
+            .filter(|name| (unsigned(name), flavour(name)) == wanted)
             .filter(|name| Version::find_in(name).is_some_and(|v| v.series() == series))
             .filter(|name| !name.ends_with("-dbg"))
             .max_by_key(|name| numbers(name))
@@ -120,10 +136,27 @@ impl PackageIndex {
     }
 }
 
+/// The prefix of Ubuntu's image packages without a signed image.
+const UNSIGNED: &str = "linux-image-unsigned-";
+
+/// Whether `name` is an Ubuntu `linux-image-unsigned-…` package.
+fn unsigned(name: &str) -> bool {
+    name.starts_with(UNSIGNED)
+}
+
+/// The kernel release an image package names (`6.1.0-50-cloud-amd64`,
+/// `5.15.0-91-generic`): what its parts' names end with.
+fn release(image: &str) -> &str {
+    image
+        .strip_prefix(UNSIGNED)
+        .or_else(|| image.strip_prefix("linux-image-"))
+        .unwrap_or(image)
+}
+
 /// The part of a kernel package name after its version and ABI, e.g.
 /// `cloud-amd64` or `cloud-amd64-unsigned`.
 fn flavour(name: &str) -> &str {
-    let rest = name.strip_prefix("linux-image-").unwrap_or(name);
+    let rest = release(name);
     match rest.find(|c: char| c.is_ascii_alphabetic()) {
         Some(start) => {
             let rest = &rest[start..];
@@ -256,6 +289,97 @@ SHA256: 6u
         assert_eq!(
             index.newest_like("linux-image-7.3.4+deb13-cloud-amd64"),
             Some("linux-image-7.3.10+deb13-cloud-amd64")
+        );
+    }
+
+    /// Ubuntu's stanzas as its archive writes them (fields as in jammy's
+    /// and bionic's `Packages`): the signed image and the unsigned one
+    /// each depend on the modules; the modules' extras are not a part.
+    const UBUNTU: &str = "\
+Package: linux-image-5.15.0-91-generic
+Architecture: amd64
+Version: 5.15.0-91.101
+Built-Using: linux (= 5.15.0-91.101)
+Source: linux-signed
+Depends: kmod, linux-base (>= 4.5ubuntu1~16.04.1), linux-modules-5.15.0-91-generic
+Recommends: grub-pc | grub-efi-amd64 | grub-efi-ia32 | grub | lilo, initramfs-tools | linux-initramfs-tool
+Conflicts: linux-image-unsigned-5.15.0-91-generic
+Filename: pool/main/l/linux-signed/linux-image-5.15.0-91-generic_5.15.0-91.101_amd64.deb
+Size: 11600000
+SHA256: 5a
+
+Package: linux-image-unsigned-5.15.0-91-generic
+Source: linux
+Depends: kmod, linux-base (>= 4.5ubuntu1~16.04.1), linux-modules-5.15.0-91-generic
+Filename: pool/main/l/linux/linux-image-unsigned-5.15.0-91-generic_5.15.0-91.101_amd64.deb
+SHA256: 5u
+
+Package: linux-modules-5.15.0-91-generic
+Source: linux
+Filename: pool/main/l/linux/linux-modules-5.15.0-91-generic_5.15.0-91.101_amd64.deb
+SHA256: 5m
+
+Package: linux-modules-extra-5.15.0-91-generic
+Depends: linux-modules-5.15.0-91-generic, linux-image-5.15.0-91-generic | linux-image-unsigned-5.15.0-91-generic, wireless-regdb
+Filename: pool/main/l/linux/linux-modules-extra-5.15.0-91-generic_5.15.0-91.101_amd64.deb
+SHA256: 5e
+
+Package: linux-image-5.15.0-100-generic
+Depends: kmod, linux-base (>= 4.5ubuntu1~16.04.1), linux-modules-5.15.0-100-generic
+Filename: pool/a.deb
+SHA256: a1
+
+Package: linux-image-unsigned-5.15.0-102-generic
+Depends: kmod, linux-base (>= 4.5ubuntu1~16.04.1), linux-modules-5.15.0-102-generic
+Filename: pool/b.deb
+SHA256: b2
+
+Package: linux-image-5.15.0-1050-aws
+Filename: pool/aws.deb
+SHA256: aw
+
+Package: linux-image-6.8.0-40-generic
+Filename: pool/hwe.deb
+SHA256: 68
+
+Package: linux-image-generic
+Depends: linux-image-5.15.0-91-generic
+Filename: pool/meta.deb
+SHA256: me
+";
+
+    #[test]
+    fn an_ubuntu_kernel_is_its_image_and_the_modules_it_depends_on() {
+        let index = PackageIndex::parse(UBUNTU);
+        for image in [
+            "linux-image-5.15.0-91-generic",
+            "linux-image-unsigned-5.15.0-91-generic",
+        ] {
+            let parts = index.image_and_parts(image).unwrap();
+            let names: Vec<_> = parts.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, [image, "linux-modules-5.15.0-91-generic"]);
+            assert!(index.missing_parts(image).is_empty());
+        }
+        assert_eq!(
+            index.missing_parts("linux-image-5.15.0-100-generic"),
+            ["linux-modules-5.15.0-100-generic"]
+        );
+    }
+
+    #[test]
+    fn the_newest_ubuntu_image_keeps_its_series_flavour_and_signing() {
+        let index = PackageIndex::parse(UBUNTU);
+        assert_eq!(
+            index.newest_like("linux-image-5.15.0-91-generic"),
+            Some("linux-image-5.15.0-100-generic")
+        );
+        assert_eq!(
+            index.newest_like("linux-image-unsigned-5.15.0-91-generic"),
+            Some("linux-image-unsigned-5.15.0-102-generic")
+        );
+        assert_eq!(
+            index.newest_like("linux-image-5.15.0-1000-aws"),
+            Some("linux-image-5.15.0-1050-aws")
         );
     }
 }

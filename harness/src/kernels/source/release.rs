@@ -1,11 +1,12 @@
 //! The archive's signed index of indexes: a suite's `InRelease`, verified
 //! with `gpgv` (what apt itself calls) against a keyring, and the SHA256
 //! digests and sizes it gives for the package indexes. Nothing from a
-//! Debian mirror is used unless this signature covers it.
+//! mirror is used unless this signature covers it.
 //!
-//! The keyring is `KMATRIX_DEBIAN_KEYRING`, else the machine's
-//! `/usr/share/keyrings/debian-archive-keyring.gpg` (the one apt's Debian
-//! sources name with `Signed-By`), else the copy of Debian's archive
+//! The keyring is the archive's [`Distro::keyring_env`]
+//! (`KMATRIX_DEBIAN_KEYRING`, `KMATRIX_UBUNTU_KEYRING`), else the
+//! machine's (`/usr/share/keyrings/<distro>-archive-keyring.gpg`, the one
+//! apt's sources name with `Signed-By`), else the copy of the archive's
 //! keyring shipped with kmatrix (`images/keyring/`).
 
 use std::collections::HashMap;
@@ -13,17 +14,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::distro::Distro;
 use crate::kernels::bounded::MAX_INDEX;
-
-/// Environment variable naming the keyring that signs the archive.
-pub const KEYRING_ENV: &str = "KMATRIX_DEBIAN_KEYRING";
-
-/// The machine's Debian archive keyring.
-const SYSTEM_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-
-/// Debian's archive keyring as kmatrix ships it.
-const SHIPPED_KEYRING: &[u8] =
-    include_bytes!("../../../../images/keyring/debian-archive-keyring.gpg");
 
 /// The keyring to verify with, and where it came from (for messages).
 pub struct Keyring {
@@ -34,20 +26,23 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// [`KEYRING_ENV`], else the machine's, else the shipped one.
-    pub fn resolve() -> std::io::Result<Self> {
-        if let Some(path) = std::env::var_os(KEYRING_ENV).filter(|p| !p.is_empty()) {
+    /// `distro`'s keyring: its environment variable's, else the
+    /// machine's, else the shipped one.
+    pub fn resolve(distro: Distro) -> std::io::Result<Self> {
+        let env = distro.keyring_env();
+        if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
             let path = std::path::absolute(PathBuf::from(path))?;
             return Ok(Self {
-                origin: format!("{} ({KEYRING_ENV})", path.display()),
+                origin: format!("{} ({env})", path.display()),
                 path,
                 _file: None,
             });
         }
-        if Path::new(SYSTEM_KEYRING).is_file() {
+        let system = distro.system_keyring();
+        if Path::new(system).is_file() {
             return Ok(Self {
-                path: SYSTEM_KEYRING.into(),
-                origin: SYSTEM_KEYRING.into(),
+                path: system.into(),
+                origin: system.into(),
                 _file: None,
             });
         }
@@ -55,10 +50,10 @@ impl Keyring {
             .prefix("kmatrix-keyring-")
             .suffix(".gpg")
             .tempfile()?;
-        std::fs::write(file.path(), SHIPPED_KEYRING)?;
+        std::fs::write(file.path(), distro.shipped_keyring())?;
         Ok(Self {
             path: file.path().to_owned(),
-            origin: "Debian's archive keyring shipped with kmatrix".into(),
+            origin: format!("{distro}'s archive keyring shipped with kmatrix"),
             _file: Some(file),
         })
     }
@@ -103,7 +98,7 @@ impl Keyring {
             .env("GNUPGHOME", home)
             .output()
             .map_err(|e| {
-                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the Debian archive")
+                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the archive")
             })?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
