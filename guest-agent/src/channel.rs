@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::queue::Queue;
 
 /// Write once this much is buffered.
-const FLUSH_AT: usize = 8 * 1024;
+const FLUSH_AT: usize = 64 * 1024;
 
 /// Write once the oldest buffered frame is this old.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);

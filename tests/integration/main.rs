@@ -16,6 +16,7 @@ mod probes;
 mod run;
 mod shards;
 mod snapshots;
+mod soak;
 mod sources;
 mod support;
 mod ubuntu;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         run::TESTS,
         shards::TESTS,
         snapshots::TESTS,
+        soak::TESTS,
         sources::TESTS,
         support::trials::TESTS,
         ubuntu::TESTS,
