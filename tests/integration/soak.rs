@@ -1,7 +1,7 @@
 //! Saved VMs on a busy machine: runs side by side while two processes keep
 //! both cores busy find the saved VMs the first runs made, and the store
-//! ends with one per kernel (`soak.sh` at the repository's root is the long
-//! version, run by hand).
+//! ends with one per kernel (`tests/soak.sh` is the long version, run by
+//! hand).
 
 use std::path::Path;
 use std::process::{Child, Command};
