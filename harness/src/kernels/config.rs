@@ -31,6 +31,14 @@
 //! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
 //! sha256 = { image = "<64 hex>", modules = "<64 hex>" }
 //!
+//! [mainline]                                  # Ubuntu's mainline builds
+//! base = "http://<your-mainline-mirror>/mainline"
+//! keyring = "kernel-ppa.gpg"                  # signs each release's CHECKSUMS
+//!
+//! [[kernel]]                                  # one upstream release of them
+//! mainline = "6.6.64"
+//! sha256 = { "linux-image-unsigned-6.6.64-060664-generic" = "<64 hex>", … }
+//!
 //! [[kernel]]                                  # a kernel on disk; no pin
 //! path = { image = "../linux/arch/x86/boot/bzImage", modules = "../linux/mods" }
 //! ```
@@ -59,6 +67,17 @@ pub struct Matrix {
     pub debian_mirror: Option<String>,
     /// The kernels, in file order.
     pub kernels: Vec<KernelEntry>,
+    /// `[mainline]`: where Ubuntu's mainline builds are, and their keyring.
+    pub mainline: MainlineConfig,
+}
+
+/// `[mainline]` as kernels.toml gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MainlineConfig {
+    /// The directory holding the `vX.Y.Z/` directories.
+    pub base: Option<String>,
+    /// The keyring that signs their `CHECKSUMS` (relative to the file).
+    pub keyring: Option<PathBuf>,
 }
 
 /// One kernel of the matrix.
@@ -100,6 +119,12 @@ pub enum Source {
         /// `registry/repository:tag` or `registry/repository@sha256:…`.
         reference: String,
     },
+    /// One upstream release of Ubuntu's mainline builds, by its directory
+    /// (`v6.6.64`), pinned by the sha256 of its packages.
+    Mainline {
+        /// The release's directory name, `v` included.
+        tag: String,
+    },
     /// A kernel image, and optionally a tarball of its modules, over HTTP(S).
     Url {
         /// The image's URL.
@@ -121,6 +146,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
             Source::Oci { reference } => write!(f, "oci:{reference}"),
+            Source::Mainline { tag } => write!(f, "mainline:{tag}"),
             Source::Url { image, .. } => write!(f, "url:{image}"),
             Source::Path { image, .. } => write!(f, "path:{}", image.display()),
         }
@@ -160,6 +186,15 @@ struct RawMatrix {
     debian: RawDebian,
     #[serde(default)]
     kernel: Vec<RawKernel>,
+    #[serde(default)]
+    mainline: RawMainline,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMainline {
+    base: Option<String>,
+    keyring: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -176,6 +211,7 @@ struct RawKernel {
     arch: Option<String>,
     debian: Option<RawDebianSource>,
     oci: Option<String>,
+    mainline: Option<String>,
     url: Option<RawFiles<String>>,
     path: Option<RawFiles<PathBuf>>,
     #[serde(default)]
@@ -254,6 +290,10 @@ impl Matrix {
             path: path.to_owned(),
             debian_mirror: raw.debian.mirror,
             kernels,
+            mainline: MainlineConfig {
+                base: raw.mainline.base,
+                keyring: raw.mainline.keyring.map(|k| dir.join(k)),
+            },
         })
     }
 }
@@ -269,11 +309,18 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
         raw.oci.is_some(),
         raw.url.is_some(),
         raw.path.is_some(),
+        raw.mainline.is_some(),
     ];
     let source = match (raw.debian, raw.oci, raw.url, raw.path) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
-            return Err(fail("give one source: `debian`, `oci`, `url` or `path`".into()))
+            return Err(fail(
+                "give one source: `debian`, `oci`, `mainline`, `url` or `path`".into(),
+            ))
         }
+        _ if raw.mainline.is_some() => Source::Mainline {
+            tag: super::source::checksums::tag(raw.mainline.as_deref().unwrap_or_default())
+                .map_err(fail)?,
+        },
         (Some(debian), ..) => Source::Debian {
             suite: debian.suite,
             package: debian.package,
@@ -289,7 +336,7 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
         },
         (None, None, None, None) => {
             return Err(fail(
-                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `mainline = \"6.6.64\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
             ))
         }
     };
@@ -355,6 +402,7 @@ fn source_version(source: &Source) -> Option<Version> {
             let tag = reference.split('@').next()?.rsplit_once(':')?.1;
             Version::find_in(tag)
         }
+        Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
         Source::Path { image, .. } => {
             let bytes = std::fs::read(image).ok()?;
@@ -447,5 +495,38 @@ mod tests {
         let err = parse("[[kernel]]\narch = \"mips\"\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
             .unwrap_err();
         assert!(err.contains("amd64 or arm64"), "{err}");
+    }
+
+    #[test]
+    fn mainline_entries_name_a_release_and_the_keyring_is_beside_the_file() {
+        let matrix = Matrix::parse(
+            "[mainline]\nbase = \"http://m/mainline\"\nkeyring = \"ppa.gpg\"\n[[kernel]]\nmainline = \"6.6.64\"\n[[kernel]]\nmainline = \"v6.1\"\n",
+            "dir/kernels.toml".as_ref(),
+        )
+        .unwrap();
+        assert_eq!(matrix.mainline.base.as_deref(), Some("http://m/mainline"));
+        assert_eq!(matrix.mainline.keyring, Some(PathBuf::from("dir/ppa.gpg")));
+        let named: Vec<_> = matrix
+            .kernels
+            .iter()
+            .map(|k| {
+                (
+                    k.label.as_str(),
+                    k.source.to_string(),
+                    k.version.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("6.6", "mainline:v6.6.64".to_owned(), "6.6.64".to_owned()),
+                ("6.1", "mainline:v6.1".to_owned(), "6.1.0".to_owned())
+            ]
+        );
+        let err = parse("[[kernel]]\nmainline = \"latest\"\n").unwrap_err();
+        assert!(err.contains("give it as `6.6.64`"), "{err}");
+        let err = parse("[[kernel]]\nmainline = \"6.6.64\"\noci = \"r/k:6.6\"\n").unwrap_err();
+        assert!(err.contains("give one source"), "{err}");
     }
 }

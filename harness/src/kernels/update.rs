@@ -147,7 +147,8 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
             let named = entry
                 .get("debian")
                 .and_then(|d| d.get("package"))
-                .or_else(|| entry.get("oci"))?
+                .or_else(|| entry.get("oci"))
+                .or_else(|| entry.get("mainline"))?
                 .as_str()?;
             Version::find_in(named.rsplit([':', '/']).next()?)?
         }
