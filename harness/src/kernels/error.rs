@@ -145,7 +145,7 @@ pub enum FetchError {
         label: String,
         /// Why.
         #[source]
-        source: MainlineError,
+        source: Box<MainlineError>,
     },
     /// `--offline` and something is not cached.
     #[error("kernel `{label}` is not cached ({what}) and --offline forbids downloading it; run `kmatrix kernels fetch --kernels {label}` while online")]

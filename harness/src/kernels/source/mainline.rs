@@ -189,7 +189,7 @@ impl Mainline {
 fn fail(entry: &KernelEntry) -> impl Fn(MainlineError) -> FetchError + '_ {
     |source| FetchError::Mainline {
         label: entry.label.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 
