@@ -109,6 +109,9 @@ pub enum Error {
     /// A benchmark's run failed.
     #[error("{0}")]
     Bench(String),
+    /// A bisection could not answer.
+    #[error(transparent)]
+    Bisect(#[from] crate::bisect::BisectError),
 }
 
 impl Error {
@@ -116,6 +119,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Bench(_) => exit::FAILED,
+            Error::Bisect(err) if err.is_bad_input() => exit::BAD_INPUT,
+            Error::Bisect(_) => exit::INFRASTRUCTURE,
             Error::Fetch(_)
             | Error::FetchFailed { .. }
             | Error::Report(_)

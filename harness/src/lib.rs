@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod bisect;
 pub mod cache;
 pub mod cargo_test;
 pub mod channel;

@@ -12,6 +12,7 @@ mod exec;
 mod input;
 mod judged;
 mod loaders;
+mod mainline;
 mod probes;
 mod run;
 mod shards;
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
         input::TESTS,
         judged::TESTS,
         loaders::TESTS,
+        mainline::TESTS,
         probes::TESTS,
         run::TESTS,
         shards::TESTS,

@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod bisect;
 mod init;
 mod kernels;
 mod probe;
@@ -42,6 +43,10 @@ enum Command {
     Exec(run::ExecArgs),
     /// Write the built-in kernels.toml and a starter suite here.
     Init(init::InitArgs),
+    /// Find the first release whose verdict differs between a good and a
+    /// bad kernel (`--good mainline:6.6.60 --bad mainline:6.6.69`),
+    /// booting about log2(N) of the N releases between them.
+    Bisect(bisect::BisectArgs),
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]
     Kernels(kernels::KernelsCommand),
@@ -93,6 +98,7 @@ async fn run(cli: Cli) -> Result<Status, Error> {
     let matrix = cli.matrix;
     match cli.command {
         Command::Test(args) => run::test(matrix, args).await,
+        Command::Bisect(args) => bisect::bisect(matrix, args).await,
         Command::Exec(args) => run::exec(matrix, args).await,
         Command::Init(args) => init::run(args),
         Command::Kernels(command) => kernels::run(matrix, command).await,

@@ -305,7 +305,9 @@ mod tests {
     #[test]
     fn a_dynamic_program_brings_its_loader_and_libc() {
         let me = std::env::current_exe().unwrap().display().to_string();
-        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[], false, 512).unwrap();
+        // A guest with room for this unoptimized test binary, debug info
+        // and all (some 200 MB, more than a 512 MiB guest holds).
+        let prepared = prepare(&[me.clone(), "--list".into()], &[], &[], false, 2048).unwrap();
         let names: Vec<String> = prepared
             .files
             .iter()

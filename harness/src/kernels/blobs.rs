@@ -128,6 +128,27 @@ impl Blobs {
         (self.progress)(event)
     }
 
+    /// Whether the blob pinned by `pin` (`what` of kernel `label`) must be
+    /// downloaded: `false` when it is cached, an error when it is not and
+    /// downloads are forbidden.
+    pub fn needs_download(
+        &self,
+        label: &str,
+        what: &str,
+        pin: &[u8; 32],
+    ) -> Result<bool, FetchError> {
+        if self.cache.blob(pin).exists() {
+            return Ok(false);
+        }
+        if self.offline {
+            return Err(FetchError::Offline {
+                label: label.to_owned(),
+                what: what.to_owned(),
+            });
+        }
+        Ok(true)
+    }
+
     /// The cached blob pinned by `pin`, downloaded from `url` if missing.
     pub async fn get_url(
         &self,
@@ -159,14 +180,8 @@ impl Blobs {
         Fut: Future<Output = Result<Body, Attempt>>,
     {
         let dest = self.cache.blob(pin);
-        if dest.exists() {
+        if !self.needs_download(label, what, pin)? {
             return Ok(dest);
-        }
-        if self.offline {
-            return Err(FetchError::Offline {
-                label: label.to_owned(),
-                what: what.to_owned(),
-            });
         }
         let start = Instant::now();
         let mut attempt = 1;

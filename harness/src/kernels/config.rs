@@ -38,6 +38,14 @@
 //! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
 //! sha256 = { image = "<64 hex>", modules = "<64 hex>" }
 //!
+//! [mainline]                                  # Ubuntu's mainline builds
+//! base = "http://<your-mainline-mirror>/mainline"
+//! keyring = "kernel-ppa.gpg"                  # signs each release's CHECKSUMS
+//!
+//! [[kernel]]                                  # one upstream release of them
+//! mainline = "6.6.64"
+//! sha256 = { "linux-image-unsigned-6.6.64-060664-generic" = "<64 hex>", … }
+//!
 //! [[kernel]]                                  # a kernel on disk; no pin
 //! path = { image = "../linux/arch/x86/boot/bzImage", modules = "../linux/mods" }
 //! ```
@@ -66,6 +74,17 @@ pub struct Matrix {
     pub ubuntu_mirror: Option<String>,
     /// The kernels, in file order.
     pub kernels: Vec<KernelEntry>,
+    /// `[mainline]`: where Ubuntu's mainline builds are, and their keyring.
+    pub mainline: MainlineConfig,
+}
+
+/// `[mainline]` as kernels.toml gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MainlineConfig {
+    /// The directory holding the `vX.Y.Z/` directories.
+    pub base: Option<String>,
+    /// The keyring that signs their `CHECKSUMS` (relative to the file).
+    pub keyring: Option<PathBuf>,
 }
 
 /// One kernel of the matrix.
@@ -115,6 +134,12 @@ pub enum Source {
         /// `registry/repository:tag` or `registry/repository@sha256:…`.
         reference: String,
     },
+    /// One upstream release of Ubuntu's mainline builds, by its directory
+    /// (`v6.6.64`), pinned by the sha256 of its packages.
+    Mainline {
+        /// The release's directory name, `v` included.
+        tag: String,
+    },
     /// A kernel image, and optionally a tarball of its modules, over HTTP(S).
     Url {
         /// The image's URL.
@@ -137,6 +162,7 @@ impl std::fmt::Display for Source {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
             Source::Ubuntu { suite, package } => write!(f, "ubuntu:{suite}/{package}"),
             Source::Oci { reference } => write!(f, "oci:{reference}"),
+            Source::Mainline { tag } => write!(f, "mainline:{tag}"),
             Source::Url { image, .. } => write!(f, "url:{image}"),
             Source::Path { image, .. } => write!(f, "path:{}", image.display()),
         }
@@ -178,6 +204,15 @@ struct RawMatrix {
     ubuntu: RawArchive,
     #[serde(default)]
     kernel: Vec<RawKernel>,
+    #[serde(default)]
+    mainline: RawMainline,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMainline {
+    base: Option<String>,
+    keyring: Option<PathBuf>,
 }
 
 /// An apt archive's table (`[debian]`, `[ubuntu]`).
@@ -196,6 +231,7 @@ struct RawKernel {
     debian: Option<RawAptSource>,
     ubuntu: Option<RawAptSource>,
     oci: Option<String>,
+    mainline: Option<String>,
     url: Option<RawFiles<String>>,
     path: Option<RawFiles<PathBuf>>,
     #[serde(default)]
@@ -283,6 +319,10 @@ impl Matrix {
             debian_mirror: raw.debian.mirror,
             ubuntu_mirror: raw.ubuntu.mirror,
             kernels,
+            mainline: MainlineConfig {
+                base: raw.mainline.base,
+                keyring: raw.mainline.keyring.map(|k| dir.join(k)),
+            },
         })
     }
 }
@@ -297,13 +337,14 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
         raw.debian.is_some(),
         raw.ubuntu.is_some(),
         raw.oci.is_some(),
+        raw.mainline.is_some(),
         raw.url.is_some(),
         raw.path.is_some(),
     ];
-    let source = match (raw.debian, raw.ubuntu, raw.oci, raw.url, raw.path) {
+    let source = match (raw.debian, raw.ubuntu, raw.oci, raw.mainline, raw.url, raw.path) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
             return Err(fail(
-                "give one source: `debian`, `ubuntu`, `oci`, `url` or `path`".into(),
+                "give one source: `debian`, `ubuntu`, `oci`, `mainline`, `url` or `path`".into(),
             ))
         }
         (Some(debian), ..) => Source::Debian {
@@ -315,7 +356,10 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             package: ubuntu.package,
         },
         (_, _, Some(reference), ..) => Source::Oci { reference },
-        (_, _, _, Some(url), _) => Source::Url {
+        (_, _, _, Some(release), ..) => Source::Mainline {
+            tag: super::source::checksums::tag(&release).map_err(fail)?,
+        },
+        (_, _, _, _, Some(url), _) => Source::Url {
             image: url.image,
             modules: url.modules,
         },
@@ -323,9 +367,9 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             image: dir.join(path.image),
             modules: path.modules.map(|m| dir.join(m)),
         },
-        (None, None, None, None, None) => {
+        (None, None, None, None, None, None) => {
             return Err(fail(
-                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `ubuntu = { … }` (the same keys), `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `ubuntu = { … }` (the same keys), `oci = \"…\"`, `mainline = \"6.6.64\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
             ))
         }
     };
@@ -400,6 +444,7 @@ fn source_version(source: &Source) -> Option<Version> {
             let tag = reference.split('@').next()?.rsplit_once(':')?.1;
             Version::find_in(tag)
         }
+        Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
         Source::Path { image, .. } => {
             let bytes = std::fs::read(image).ok()?;
@@ -512,6 +557,39 @@ mod tests {
         assert!(err.contains("not an Ubuntu kernel image package"), "{err}");
         let err = parse("[[kernel]]\nubuntu = { suite = \"jammy\", package = \"linux-image-5.15.0-91-generic\" }\ndebian = { suite = \"b\", package = \"linux-image-6.1.0-50-cloud-amd64\" }\n")
             .unwrap_err();
+        assert!(err.contains("give one source"), "{err}");
+    }
+
+    #[test]
+    fn mainline_entries_name_a_release_and_the_keyring_is_beside_the_file() {
+        let matrix = Matrix::parse(
+            "[mainline]\nbase = \"http://m/mainline\"\nkeyring = \"ppa.gpg\"\n[[kernel]]\nmainline = \"6.6.64\"\n[[kernel]]\nmainline = \"v6.1\"\n",
+            "dir/kernels.toml".as_ref(),
+        )
+        .unwrap();
+        assert_eq!(matrix.mainline.base.as_deref(), Some("http://m/mainline"));
+        assert_eq!(matrix.mainline.keyring, Some(PathBuf::from("dir/ppa.gpg")));
+        let named: Vec<_> = matrix
+            .kernels
+            .iter()
+            .map(|k| {
+                (
+                    k.label.as_str(),
+                    k.source.to_string(),
+                    k.version.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("6.6", "mainline:v6.6.64".to_owned(), "6.6.64".to_owned()),
+                ("6.1", "mainline:v6.1".to_owned(), "6.1.0".to_owned())
+            ]
+        );
+        let err = parse("[[kernel]]\nmainline = \"latest\"\n").unwrap_err();
+        assert!(err.contains("give it as `6.6.64`"), "{err}");
+        let err = parse("[[kernel]]\nmainline = \"6.6.64\"\noci = \"r/k:6.6\"\n").unwrap_err();
         assert!(err.contains("give one source"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::deb::DebError;
 use super::modinfo::ModuleError;
 use super::source::apt::AptError;
+use super::source::mainline::MainlineError;
 use crate::cache::CacheError;
 
 /// What a fetch is doing, for progress reports.
@@ -136,6 +137,15 @@ pub enum FetchError {
         /// Why.
         #[source]
         source: OciError,
+    },
+    /// Ubuntu's mainline builds refused or lack what was asked.
+    #[error("kernel `{label}`")]
+    Mainline {
+        /// The kernel's label.
+        label: String,
+        /// Why.
+        #[source]
+        source: Box<MainlineError>,
     },
     /// `--offline` and something is not cached.
     #[error("kernel `{label}` is not cached ({what}) and --offline forbids downloading it; run `kmatrix kernels fetch --kernels {label}` while online")]

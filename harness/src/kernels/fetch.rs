@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use super::artifacts::{self, KernelArtifacts};
 use super::blobs::Blobs;
 use super::error::{FetchError, FetchEvent};
-use super::source::{self, archive::Archives};
-use super::{KernelEntry, Matrix, Pinning};
+use super::source::mainline::MainlineError;
+use super::source::{self, Sources};
+use super::{KernelEntry, Matrix, Pinning, Version};
 use crate::cache::{self, Cache};
 
 /// Fetches the kernels of one matrix into the cache.
 pub struct Fetcher {
     blobs: Blobs,
-    archives: Archives,
+    sources: Sources,
     kernels: Vec<KernelEntry>,
 }
 
@@ -29,7 +30,7 @@ impl Fetcher {
     ) -> Self {
         Self {
             blobs: Blobs::new(cache, offline, progress),
-            archives: Archives::new(matrix),
+            sources: Sources::new(matrix),
             kernels: matrix.kernels.clone(),
         }
     }
@@ -70,7 +71,12 @@ impl Fetcher {
     /// The pins `entry` would have on what its source offers now; `None`
     /// for sources that name fixed content (URLs, paths).
     pub async fn newest_pinning(&self, entry: &KernelEntry) -> Result<Option<Pinning>, FetchError> {
-        source::newest(&self.blobs, &self.archives, entry).await
+        source::newest(&self.blobs, &self.sources, entry).await
+    }
+
+    /// The releases Ubuntu's mainline builds offer, ordered by version.
+    pub async fn mainline_releases(&self) -> Result<Vec<(Version, String)>, MainlineError> {
+        self.sources.mainline().releases(self.blobs.client()).await
     }
 
     /// Makes sure `entry`'s artifacts are in the cache, downloading and
@@ -93,7 +99,7 @@ impl Fetcher {
                     source,
                 })?;
         }
-        let inputs = source::inputs(&self.blobs, &self.archives, entry).await?;
+        let inputs = source::inputs(&self.blobs, &self.sources, entry).await?;
         let cache = self.cache().clone();
         let what = entry.source.to_string();
         let (label, arch) = (entry.label.clone(), entry.arch);

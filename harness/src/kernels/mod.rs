@@ -25,7 +25,9 @@ mod version;
 mod vmlinux;
 
 pub use artifacts::KernelArtifacts;
-pub use config::{KernelEntry, Matrix, MatrixError, Source, BUILT_IN, BUILT_IN_NAME};
+pub use config::{
+    KernelEntry, MainlineConfig, Matrix, MatrixError, Source, BUILT_IN, BUILT_IN_NAME,
+};
 pub use error::{FetchError, FetchEvent};
 pub use fetch::Fetcher;
 pub use select::{SelectError, Selection};

@@ -154,7 +154,8 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
             let named = ["debian", "ubuntu"]
                 .into_iter()
                 .find_map(|key| entry.get(key)?.get("package"))
-                .or_else(|| entry.get("oci"))?
+                .or_else(|| entry.get("oci"))
+                .or_else(|| entry.get("mainline"))?
                 .as_str()?;
             Version::find_in(named.rsplit([':', '/']).next()?)?
         }

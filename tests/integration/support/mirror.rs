@@ -49,13 +49,18 @@ pub fn cache_entries(cache: &Path) -> usize {
         .sum()
 }
 
-/// The shipped 6.1 kernel package (from the user's cache, fetched there
-/// first if need be): its name, pin and bytes.
+/// The shipped 6.1 kernel package: its name, pin and bytes.
 pub fn the_6_1_package() -> (String, [u8; 32], Vec<u8>) {
+    shipped_package("6.1")
+}
+
+/// The first package of the shipped kernel `label` (from the user's
+/// cache, fetched there first if need be): its name, pin and bytes.
+pub fn shipped_package(label: &str) -> (String, [u8; 32], Vec<u8>) {
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
-    let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
+    let entry = matrix.kernels.iter().find(|k| k.label == label).unwrap();
     let (package, pin) = entry.sha256.iter().next().unwrap();
-    let fetched = kmatrix(&["kernels", "fetch", "--kernels", "6.1"])
+    let fetched = kmatrix(&["kernels", "fetch", "--kernels", label])
         .output()
         .unwrap();
     assert!(fetched.status.success(), "{}", text(&fetched));

@@ -34,37 +34,17 @@ pub struct Archive {
     indexes: Mutex<HashMap<(String, Arch), IndexCell>>,
 }
 
-/// Every apt archive a matrix may name.
-pub struct Archives {
-    debian: Archive,
-    ubuntu: Archive,
-}
-
-impl Archives {
-    /// The archives as `matrix` configures them.
-    pub fn new(matrix: &Matrix) -> Self {
-        let archive = |distro| Archive {
+impl Archive {
+    /// `distro`'s archive as `matrix` configures it.
+    pub fn new(matrix: &Matrix, distro: Distro) -> Self {
+        Self {
             distro,
             configured: matrix.mirror(distro).map(str::to_owned),
             matrix_path: matrix.path.clone(),
             indexes: Mutex::default(),
-        };
-        Self {
-            debian: archive(Distro::Debian),
-            ubuntu: archive(Distro::Ubuntu),
         }
     }
 
-    /// `distro`'s archive.
-    pub fn get(&self, distro: Distro) -> &Archive {
-        match distro {
-            Distro::Debian => &self.debian,
-            Distro::Ubuntu => &self.ubuntu,
-        }
-    }
-}
-
-impl Archive {
     /// The mirror to use.
     pub fn mirror(&self) -> Result<Mirror, AptError> {
         Mirror::resolve(self.distro, self.configured.as_deref(), &self.matrix_path)
@@ -107,14 +87,8 @@ impl Archive {
         package: &str,
         pin: &[u8; 32],
     ) -> Result<Option<AptError>, FetchError> {
-        if blobs.cache().blob(pin).exists() {
+        if !blobs.needs_download(&entry.label, package, pin)? {
             return Ok(None);
-        }
-        if blobs.offline() {
-            return Err(FetchError::Offline {
-                label: entry.label.clone(),
-                what: package.to_owned(),
-            });
         }
         let mirror = self.mirror()?;
         let index = self.index(blobs, &mirror, suite, entry.arch).await?;

@@ -4,8 +4,10 @@
 
 pub mod apt;
 pub mod archive;
+pub mod checksums;
 pub mod debian;
 pub mod distro;
+pub mod mainline;
 pub mod oci;
 pub mod packages;
 pub mod release;
@@ -15,24 +17,25 @@ pub mod ubuntu;
 use super::artifacts::Input;
 use super::blobs::Blobs;
 use super::error::FetchError;
-use super::{KernelEntry, Pinning, Source};
-use archive::Archives;
+use super::{KernelEntry, Matrix, Pinning, Source};
+use archive::Archive;
 use distro::Distro;
 
 /// The downloaded (or local) inputs of `entry`, fetched through `blobs`
 /// where they are not cached.
 pub async fn inputs(
     blobs: &Blobs,
-    archives: &Archives,
+    sources: &Sources,
     entry: &KernelEntry,
 ) -> Result<Vec<Input>, FetchError> {
     match &entry.source {
         Source::Debian { suite, .. } => {
-            debian::inputs(blobs, archives.get(Distro::Debian), entry, suite).await
+            debian::inputs(blobs, sources.archive(Distro::Debian), entry, suite).await
         }
         Source::Ubuntu { suite, .. } => {
-            ubuntu::inputs(blobs, archives.get(Distro::Ubuntu), entry, suite).await
+            ubuntu::inputs(blobs, sources.archive(Distro::Ubuntu), entry, suite).await
         }
+        Source::Mainline { tag } => mainline::inputs(blobs, &sources.mainline, entry, tag).await,
         Source::Oci { reference } => Ok(oci::pull(blobs, entry, reference)
             .await?
             .into_iter()
@@ -66,27 +69,63 @@ pub async fn inputs(
     }
 }
 
+/// The sources a matrix configures: each one's configuration, and what it
+/// reads at most once per run.
+pub struct Sources {
+    debian: Archive,
+    ubuntu: Archive,
+    mainline: mainline::Mainline,
+}
+
+impl Sources {
+    /// The sources `matrix` configures.
+    pub fn new(matrix: &Matrix) -> Self {
+        Self {
+            debian: Archive::new(matrix, Distro::Debian),
+            ubuntu: Archive::new(matrix, Distro::Ubuntu),
+            mainline: mainline::Mainline::new(matrix),
+        }
+    }
+
+    /// `distro`'s apt archive.
+    pub fn archive(&self, distro: Distro) -> &Archive {
+        match distro {
+            Distro::Debian => &self.debian,
+            Distro::Ubuntu => &self.ubuntu,
+        }
+    }
+
+    /// Ubuntu's mainline builds.
+    pub fn mainline(&self) -> &mainline::Mainline {
+        &self.mainline
+    }
+}
+
 /// The pins `entry` would have now: the newest image package of its
-/// series in its Debian or Ubuntu suite, or the manifest its OCI tag names.
-/// `None` for sources that name fixed content (URLs, paths).
+/// series in its Debian or Ubuntu suite, the packages of its mainline
+/// release, or the manifest its OCI tag names. `None` for sources that name
+/// fixed content (URLs, paths).
 pub async fn newest(
     blobs: &Blobs,
-    archives: &Archives,
+    sources: &Sources,
     entry: &KernelEntry,
 ) -> Result<Option<Pinning>, FetchError> {
     match &entry.source {
         Source::Debian { suite, package } => {
-            let archive = archives.get(Distro::Debian);
+            let archive = sources.archive(Distro::Debian);
             debian::newest(blobs, archive, entry, suite, package)
                 .await
                 .map(Some)
         }
         Source::Ubuntu { suite, package } => {
-            let archive = archives.get(Distro::Ubuntu);
+            let archive = sources.archive(Distro::Ubuntu);
             ubuntu::newest(blobs, archive, entry, suite, package)
                 .await
                 .map(Some)
         }
+        Source::Mainline { tag } => mainline::newest(blobs, &sources.mainline, entry, tag)
+            .await
+            .map(Some),
         Source::Oci { reference } => oci::newest(entry, reference).await.map(Some),
         Source::Url { .. } | Source::Path { .. } => Ok(None),
     }

@@ -58,6 +58,15 @@ impl Keyring {
         })
     }
 
+    /// The keyring at `path`, described as `origin` in messages.
+    pub fn at(path: PathBuf, origin: String) -> Self {
+        Self {
+            path,
+            origin,
+            _file: None,
+        }
+    }
+
     /// Where it came from.
     pub fn origin(&self) -> &str {
         &self.origin
