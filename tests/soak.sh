@@ -33,13 +33,20 @@ end=$((SECONDS + minutes * 60))
 round=0
 while [ $SECONDS -lt $end ]; do
     round=$((round + 1))
-    "$kmatrix" test --arch amd64 --kernels "$kernels" --suite tests/example/kmatrix-suite.toml --json "$work/suite-$round.json" >/dev/null &
+    # A loaded machine boots slowly: the deadlines are raised.
+    slow=(--boot-timeout 300 --run-timeout 600)
+    "$kmatrix" test "${slow[@]}" --arch amd64 --kernels "$kernels" --suite tests/example/kmatrix-suite.toml \
+        --json "$work/suite-$round.json" >"$work/suite-$round.log" 2>&1 &
     a=$!
-    "$kmatrix" exec --arch amd64 --kernels "$kernels" --no-share --json "$work/exec-$round.json" -- /bin/true >/dev/null &
+    "$kmatrix" exec "${slow[@]}" --arch amd64 --kernels "$kernels" --no-share --json "$work/exec-$round.json" \
+        -- /bin/true >"$work/exec-$round.log" 2>&1 &
     b=$!
-    "$kmatrix" test --kernels 6.1,7.3 tests/bpf/xdp_pass.bpf.c --json "$work/one-$round.json" >/dev/null &
+    "$kmatrix" test "${slow[@]}" --kernels 6.1,7.3 tests/bpf/xdp_pass.bpf.c \
+        --json "$work/one-$round.json" >"$work/one-$round.log" 2>&1 &
     c=$!
-    wait $a && wait $b && wait $c
+    for run in "$a:suite" "$b:exec" "$c:one"; do
+        wait "${run%%:*}" || { echo "round $round: the ${run#*:} run failed:"; tail -n 30 "$work/${run#*:}-$round.log"; exit 1; }
+    done
     if [ $round -gt 1 ]; then
         cold=$(cat "$work"/*-"$round".json | grep '"type":"kernel-booted"' | grep -vc '"restored":true' || true)
         [ "$cold" -eq 0 ] || { echo "round $round: $cold kernels booted cold"; exit 1; }

@@ -53,6 +53,10 @@ pub struct Machine {
     pub cpu_tcg: String,
     /// Whether the kernel is told the host's TSC frequency under TCG.
     pub tsc_khz: bool,
+    /// What this architecture's kernels get on their command line besides
+    /// the shared part.
+    #[serde(default)]
+    pub cmdline: String,
 }
 
 /// The built-in definitions.

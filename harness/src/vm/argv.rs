@@ -49,6 +49,10 @@ pub fn kernel_cmdline(arch: Arch, tsc_khz: Option<u64>) -> String {
     let guests = guests();
     let preset = guests.machine(arch);
     let mut line = format!("console={} {}", preset.console, guests.cmdline);
+    if !preset.cmdline.is_empty() {
+        line.push(' ');
+        line.push_str(&preset.cmdline);
+    }
     if let (true, Some(khz)) = (preset.tsc_khz, tsc_khz) {
         line.push_str(&format!(" tsc_early_khz={khz}"));
     }
@@ -229,7 +233,7 @@ mod tests {
         );
         assert_eq!(
             kernel_cmdline(Arch::Amd64, Some(2_596_098)),
-            "console=ttyS0 quiet panic=-1 rdinit=/init tsc_early_khz=2596098"
+            "console=ttyS0 quiet panic=-1 rdinit=/init no_timer_check tsc_early_khz=2596098"
         );
         assert!(!kernel_cmdline(Arch::Amd64, None).contains("tsc_early_khz"));
         assert_eq!(
