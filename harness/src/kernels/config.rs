@@ -31,6 +31,10 @@
 //! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
 //! sha256 = { image = "<64 hex>", modules = "<64 hex>" }
 //!
+//! [[kernel]]                                  # an RPM distribution's kernel
+//! rpm = { repo = "https://mirror.example/9-stream/BaseOS/x86_64/os", package = "kernel-core-5.14.0-570.el9", keyring = "RPM-GPG-KEY-centosofficial" }
+//! sha256 = { "kernel-core-5.14.0-570.el9.x86_64" = "<64 hex>", "kernel-modules-core-5.14.0-570.el9.x86_64" = "<64 hex>" }
+//!
 //! [[kernel]]                                  # a kernel on disk; no pin
 //! path = { image = "../linux/arch/x86/boot/bzImage", modules = "../linux/mods" }
 //! ```
@@ -100,6 +104,18 @@ pub enum Source {
         /// `registry/repository:tag` or `registry/repository@sha256:…`.
         reference: String,
     },
+    /// An RPM distribution's kernel package (and its modules package),
+    /// from a repository with createrepo metadata.
+    Rpm {
+        /// The repository's base URL (the directory holding `repodata/`).
+        repo: String,
+        /// The package's `name-version-release`, e.g.
+        /// `kernel-core-5.14.0-570.el9`.
+        package: String,
+        /// The keyring that signs the packages (and `repomd.xml`, where the
+        /// repository signs it).
+        keyring: Option<PathBuf>,
+    },
     /// A kernel image, and optionally a tarball of its modules, over HTTP(S).
     Url {
         /// The image's URL.
@@ -121,6 +137,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
             Source::Oci { reference } => write!(f, "oci:{reference}"),
+            Source::Rpm { repo, package, .. } => write!(f, "rpm:{package} ({repo})"),
             Source::Url { image, .. } => write!(f, "url:{image}"),
             Source::Path { image, .. } => write!(f, "path:{}", image.display()),
         }
@@ -178,6 +195,7 @@ struct RawKernel {
     oci: Option<String>,
     url: Option<RawFiles<String>>,
     path: Option<RawFiles<PathBuf>>,
+    rpm: Option<RawRpmSource>,
     #[serde(default)]
     sha256: BTreeMap<String, String>,
 }
@@ -187,6 +205,14 @@ struct RawKernel {
 struct RawFiles<T> {
     image: T,
     modules: Option<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRpmSource {
+    repo: String,
+    package: String,
+    keyring: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -269,10 +295,11 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
         raw.oci.is_some(),
         raw.url.is_some(),
         raw.path.is_some(),
+        raw.rpm.is_some(),
     ];
     let source = match (raw.debian, raw.oci, raw.url, raw.path) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
-            return Err(fail("give one source: `debian`, `oci`, `url` or `path`".into()))
+            return Err(fail("give one source: `debian`, `oci`, `url`, `path` or `rpm`".into()))
         }
         (Some(debian), ..) => Source::Debian {
             suite: debian.suite,
@@ -287,9 +314,17 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             image: dir.join(path.image),
             modules: path.modules.map(|m| dir.join(m)),
         },
+        (None, None, None, None) if raw.rpm.is_some() => {
+            let rpm = raw.rpm.expect("checked");
+            Source::Rpm {
+                repo: rpm.repo.trim_end_matches('/').to_owned(),
+                package: rpm.package,
+                keyring: rpm.keyring.map(|k| dir.join(k)),
+            }
+        }
         (None, None, None, None) => {
             return Err(fail(
-                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `oci = \"…\"`, `url = { image = \"…\" }`, `path = { image = \"…\" }` or `rpm = { repo = \"…\", package = \"kernel-core-…\", keyring = \"…\" }`".into(),
             ))
         }
     };
@@ -356,11 +391,21 @@ fn source_version(source: &Source) -> Option<Version> {
             Version::find_in(tag)
         }
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
+        Source::Rpm { package, .. } => nvr_version(package),
         Source::Path { image, .. } => {
             let bytes = std::fs::read(image).ok()?;
             Version::find_in(&super::bzimage::version_string(&bytes)?)
         }
     }
+}
+
+/// The upstream version in an RPM package's `name-version-release`
+/// (`5.14.0` in `kernel-core-5.14.0-570.el9`).
+pub fn nvr_version(package: &str) -> Option<Version> {
+    let mut fields = package.rsplitn(3, '-');
+    let (_release, version) = (fields.next()?, fields.next()?);
+    fields.next()?;
+    Version::find_in(version)
 }
 
 #[cfg(test)]
@@ -387,6 +432,33 @@ mod tests {
             hex::encode(kernel.sha256["linux-binary-7.3.4+deb13-cloud-amd64"]),
             PIN
         );
+    }
+
+    #[test]
+    fn rpm_entries_take_their_version_from_the_package() {
+        let matrix = parse(&format!(
+            "[[kernel]]\nrpm = {{ repo = \"http://m/os/\", package = \"kernel-core-5.14.0-570.el9\", keyring = \"keys/RPM-GPG-KEY\" }}\nsha256 = {{ \"kernel-core-5.14.0-570.el9.x86_64\" = \"{PIN}\" }}\n"
+        ))
+        .unwrap();
+        let kernel = &matrix.kernels[0];
+        assert_eq!(kernel.label, "5.14");
+        assert_eq!(kernel.version.to_string(), "5.14.0");
+        assert_eq!(
+            kernel.source,
+            Source::Rpm {
+                repo: "http://m/os".into(),
+                package: "kernel-core-5.14.0-570.el9".into(),
+                keyring: Some("keys/RPM-GPG-KEY".into()),
+            }
+        );
+        assert_eq!(
+            nvr_version("kernel-64k-core-6.12.0-55.el10").map(|v| v.to_string()),
+            Some("6.12.0".into())
+        );
+        assert_eq!(nvr_version("kernel"), None);
+        let err = parse("[[kernel]]\nrpm = { repo = \"r\", package = \"p\" }\noci = \"x:6.1\"\n")
+            .unwrap_err();
+        assert!(err.contains("give one source"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::deb::DebError;
 use super::modinfo::ModuleError;
 use super::source::apt::DebianError;
+use super::source::rpm::RpmError;
 use crate::cache::CacheError;
 
 /// What a fetch is doing, for progress reports.
@@ -77,6 +78,9 @@ pub enum FetchError {
     /// The archive refused or lacks what was asked.
     #[error(transparent)]
     Debian(Box<DebianError>),
+    /// An RPM repository refused or lacks what was asked.
+    #[error(transparent)]
+    Rpm(Box<RpmError>),
     /// A download failed.
     #[error("downloading {url} failed")]
     Download {
@@ -181,6 +185,12 @@ pub enum FetchError {
 impl From<DebianError> for FetchError {
     fn from(err: DebianError) -> Self {
         FetchError::Debian(Box::new(err))
+    }
+}
+
+impl From<RpmError> for FetchError {
+    fn from(err: RpmError) -> Self {
+        FetchError::Rpm(Box::new(err))
     }
 }
 

@@ -68,7 +68,9 @@ pub fn change(entry: &KernelEntry, pinning: &Pinning) -> Change {
         .map(|(name, pin)| (name.clone(), hex::encode(pin)))
         .collect();
     let (from, to) = match (&entry.source, &pinning.package) {
-        (Source::Debian { package, .. }, Some(newest)) => (package.clone(), newest.clone()),
+        (Source::Debian { package, .. } | Source::Rpm { package, .. }, Some(newest)) => {
+            (package.clone(), newest.clone())
+        }
         _ => (entry.source.to_string(), entry.source.to_string()),
     };
     if from == to && pins == pinning.sha256 {
@@ -111,11 +113,15 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
                     .find(|k| label_of(k) == Some(pinning.label.clone()))
             })
             .ok_or_else(|| UpdateError::NoEntry(pinning.label.clone()))?;
-        if let (Some(package), Some(debian)) = (
+        if let (Some(package), Some(source)) = (
             &pinning.package,
-            entry.get_mut("debian").and_then(Item::as_table_like_mut),
+            ["debian", "rpm"]
+                .into_iter()
+                .find(|kind| entry.contains_key(kind))
+                .and_then(|kind| entry.get_mut(kind))
+                .and_then(Item::as_table_like_mut),
         ) {
-            set_string(debian, "package", package);
+            set_string(source, "package", package);
         }
         if entry.get("sha256").and_then(Item::as_table_like).is_none() {
             entry.insert("sha256", Item::Table(toml_edit::Table::new()));
@@ -143,14 +149,17 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
     }
     let version = match entry.get("version").and_then(Item::as_str) {
         Some(text) => text.parse::<Version>().ok()?,
-        None => {
-            let named = entry
-                .get("debian")
-                .and_then(|d| d.get("package"))
-                .or_else(|| entry.get("oci"))?
-                .as_str()?;
-            Version::find_in(named.rsplit([':', '/']).next()?)?
-        }
+        None => match entry.get("rpm").and_then(|r| r.get("package")) {
+            Some(package) => super::config::nvr_version(package.as_str()?)?,
+            None => {
+                let named = entry
+                    .get("debian")
+                    .and_then(|d| d.get("package"))
+                    .or_else(|| entry.get("oci"))?
+                    .as_str()?;
+                Version::find_in(named.rsplit([':', '/']).next()?)?
+            }
+        },
     };
     let arch = match entry.get("arch").and_then(Item::as_str) {
         Some(text) => text.parse().ok()?,

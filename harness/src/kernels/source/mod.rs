@@ -7,6 +7,8 @@ pub mod debian;
 pub mod oci;
 pub mod packages;
 pub mod release;
+pub mod repodata;
+pub mod rpm;
 pub mod snapshot;
 
 use super::artifacts::Input;
@@ -48,6 +50,9 @@ pub async fn inputs(
             }
             Ok(inputs)
         }
+        Source::Rpm { repo, keyring, .. } => {
+            rpm::inputs(blobs, entry, repo, keyring.as_deref()).await
+        }
         Source::Path { image, modules } => {
             let mut inputs = vec![Input::Image(image.clone())];
             inputs.extend(modules.iter().cloned().map(Input::Dir));
@@ -57,7 +62,8 @@ pub async fn inputs(
 }
 
 /// The pins `entry` would have now: the newest image package of its
-/// series in its Debian suite, or the manifest its OCI tag names. `None`
+/// series in its Debian suite or RPM repository, or the manifest its OCI
+/// tag names. `None`
 /// for sources that name fixed content (URLs, paths).
 pub async fn newest(
     blobs: &Blobs,
@@ -69,6 +75,13 @@ pub async fn newest(
             .await
             .map(Some),
         Source::Oci { reference } => oci::newest(entry, reference).await.map(Some),
+        Source::Rpm {
+            repo,
+            package,
+            keyring,
+        } => rpm::newest(blobs, entry, repo, package, keyring.as_deref())
+            .await
+            .map(Some),
         Source::Url { .. } | Source::Path { .. } => Ok(None),
     }
 }

@@ -63,6 +63,30 @@ impl Keyring {
         })
     }
 
+    /// The keyring at `path` (binary, or ASCII-armored as distributions
+    /// publish their keys: gpgv reads only the former, so such a file is
+    /// dearmored into a temporary one); `origin` names it in messages.
+    pub fn at(path: PathBuf, origin: String) -> Self {
+        let armored = std::fs::read(&path)
+            .ok()
+            .filter(|bytes| bytes.starts_with(b"-----BEGIN PGP"))
+            .and_then(|bytes| dearmor(&bytes));
+        let file = armored.and_then(|keys| {
+            let file = tempfile::Builder::new()
+                .prefix("kmatrix-keyring-")
+                .suffix(".gpg")
+                .tempfile()
+                .ok()?;
+            std::fs::write(file.path(), keys).ok()?;
+            Some(file)
+        });
+        Self {
+            path: file.as_ref().map_or(path, |f| f.path().to_owned()),
+            origin,
+            _file: file,
+        }
+    }
+
     /// Where it came from.
     pub fn origin(&self) -> &str {
         &self.origin
@@ -94,6 +118,17 @@ impl Keyring {
         String::from_utf8(release.to_vec()).map_err(|e| e.to_string())
     }
 
+    /// Checks binary `data` against its detached `signature` (binary or
+    /// ASCII-armored): an RPM header and its header signature, or
+    /// `repomd.xml` and `repomd.xml.asc`.
+    pub fn verify_binary(&self, data: &[u8], signature: &[u8]) -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (file, sig) = (dir.path().join("data"), dir.path().join("data.sig"));
+        std::fs::write(&file, data).map_err(|e| e.to_string())?;
+        std::fs::write(&sig, signature).map_err(|e| e.to_string())?;
+        self.gpgv(dir.path(), &[sig.as_os_str(), file.as_os_str()])
+    }
+
     /// Runs gpgv with this keyring and `args`.
     fn gpgv(&self, home: &Path, args: &[&OsStr]) -> Result<(), String> {
         let output = Command::new("gpgv")
@@ -103,7 +138,7 @@ impl Keyring {
             .env("GNUPGHOME", home)
             .output()
             .map_err(|e| {
-                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the Debian archive")
+                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify what kmatrix downloads")
             })?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
@@ -120,6 +155,30 @@ impl Keyring {
         }
         Ok(())
     }
+}
+
+/// The binary keys of an ASCII-armored key file (its base64 body; the
+/// checksum line after it is left out).
+fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(text).ok()?;
+    let mut keys = Vec::new();
+    for block in text.split("-----BEGIN PGP").skip(1) {
+        let body = block
+            .split_once("\n\n")
+            .or_else(|| block.split_once("\r\n\r\n"))?
+            .1;
+        let body: String = body
+            .lines()
+            .take_while(|l| !l.starts_with('=') && !l.starts_with("-----"))
+            .collect();
+        keys.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(body.trim())
+                .ok()?,
+        );
+    }
+    Some(keys)
 }
 
 /// The digests a verified `Release` gives, by path below the suite.
