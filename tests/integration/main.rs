@@ -12,6 +12,7 @@ mod input;
 mod judged;
 mod loaders;
 mod probes;
+mod rpm;
 mod run;
 mod shards;
 mod snapshots;
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         judged::TESTS,
         loaders::TESTS,
         probes::TESTS,
+        rpm::TESTS,
         run::TESTS,
         shards::TESTS,
         snapshots::TESTS,

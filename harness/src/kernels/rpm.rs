@@ -11,7 +11,7 @@
 //!
 //! Every size a header claims is bounded before anything is allocated.
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -168,31 +168,26 @@ impl<R: BufRead> Package<R> {
     }
 
     /// Checks the header's signature against `keyring`, then the payload's
-    /// digest against the header, and adds the kernel files of the payload
-    /// to `files`.
-    pub fn verify_and_extract(
-        self,
-        keyring: &Keyring,
-        files: &mut KernelFiles,
-    ) -> Result<(), String> {
+    /// digest against the header, and gives what follows the headers (the
+    /// payload, read to its end).
+    pub fn verify(mut self, keyring: &Keyring) -> Result<R, String> {
         self.verify_header(keyring)?;
         let expected = self.payload_digest()?;
-        let (header, mut payload) = (self.header, self.payload);
-        let mut hashing = HashingReader {
-            inner: &mut payload,
-            hasher: Sha256::new(),
-        };
-        read_payload(&header, &mut hashing, files)?;
-        // The rest of the payload (cpio's padding after its trailer) is
-        // part of the digest too.
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| e.to_string())?;
-        let actual = hex::encode(hashing.hasher.finalize());
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut self.payload, &mut hasher).map_err(|e| e.to_string())?;
+        let actual = hex::encode(hasher.finalize());
         if actual != expected {
             return Err(format!(
                 "its payload has sha256 {actual}, but its signed header says {expected}: the package is corrupt or tampered with"
             ));
         }
-        Ok(())
+        Ok(self.payload)
+    }
+
+    /// How many bytes precede the payload.
+    fn payload_offset(&self) -> u64 {
+        let signature = self.signature.bytes.len().next_multiple_of(8);
+        (LEAD_SIZE + signature + self.header.bytes.len()) as u64
     }
 
     fn verify_header(&self, keyring: &Keyring) -> Result<(), String> {
@@ -227,17 +222,17 @@ impl<R: BufRead> Package<R> {
     }
 }
 
-/// Adds the kernel files of the package's payload, read from `payload`.
+/// Adds the kernel files of a package's payload (in `format`, as its
+/// header names it), read from `payload`.
 fn read_payload(
-    header: &Header,
-    payload: &mut impl Read,
+    format: Option<&str>,
+    mut payload: impl BufRead,
     files: &mut KernelFiles,
 ) -> Result<(), String> {
-    let format = header.string(TAG_PAYLOADFORMAT).unwrap_or("cpio");
+    let format = format.unwrap_or("cpio");
     if format != "cpio" {
         return Err(format!("its payload is `{format}`, not a cpio archive"));
     }
-    let mut payload = std::io::BufReader::new(payload);
     let magic = payload.fill_buf().map_err(|e| e.to_string())?;
     let decoder: Box<dyn Read + '_> = if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Box::new(xz2::read::XzDecoder::new_multi_decoder(payload))
@@ -282,20 +277,6 @@ fn read_cpio(mut data: impl Read, files: &mut KernelFiles) -> std::io::Result<()
     }
 }
 
-/// Reads through to `inner`, hashing what passes.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 impl KernelFiles {
     /// Adds the kernel files of the RPM package at `path`, once its header
     /// signature verifies against `keyring` and its payload matches the
@@ -308,9 +289,15 @@ impl KernelFiles {
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
         let package = Package::read(std::io::BufReader::new(file)).map_err(fail)?;
         let nvr = package.nvr();
-        package
-            .verify_and_extract(keyring, self)
-            .map_err(|e| fail(format!("{nvr}: {e}")))
+        let fail = |e: String| fail(format!("{nvr}: {e}"));
+        let offset = package.payload_offset();
+        let format = package.header.string(TAG_PAYLOADFORMAT).map(str::to_owned);
+        // Verified whole first: nothing is decompressed from a payload its
+        // signed header does not vouch for.
+        let mut file = package.verify(keyring).map_err(fail)?.into_inner();
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| fail(e.to_string()))?;
+        read_payload(format.as_deref(), std::io::BufReader::new(file), self).map_err(fail)
     }
 }
 
@@ -324,7 +311,7 @@ mod tests {
         let mut store = Vec::new();
         for (tag, kind, count, data) in entries {
             if *kind == TYPE_INT32 {
-                while store.len() % 4 != 0 {
+                while !store.len().is_multiple_of(4) {
                     store.push(0);
                 }
             }
@@ -364,7 +351,7 @@ mod tests {
     fn package(header_entries: &[(u32, u32, u32, &[u8])], payload: &[u8]) -> Vec<u8> {
         let mut bytes = lead();
         bytes.extend(header(&[(SIGTAG_SHA256, TYPE_STRING, 1, b"00\0")]));
-        while bytes.len() % 8 != 0 {
+        while !bytes.len().is_multiple_of(8) {
             bytes.push(0);
         }
         bytes.extend(header(header_entries));
@@ -403,8 +390,9 @@ mod tests {
             .unwrap_err()
             .contains("older than 4.14"));
 
+        assert_eq!(package.payload_offset() as usize, bytes.len() - zst.len());
         let mut files = KernelFiles::default();
-        read_payload(&package.header, &mut &zst[..], &mut files).unwrap();
+        read_payload(None, &zst[..], &mut files).unwrap();
         assert_eq!(files.image.as_deref(), Some(&b"IMAGE"[..]));
         assert_eq!(files.release.as_deref(), Some("6.1.0-x"));
         assert!(files.modules.contains_key("virtio_console"));
@@ -416,8 +404,9 @@ mod tests {
         let keyring = Keyring::at("/nonexistent".into(), "test".into());
         let err = Package::read(&bytes[..])
             .unwrap()
-            .verify_and_extract(&keyring, &mut KernelFiles::default())
-            .unwrap_err();
+            .verify(&keyring)
+            .err()
+            .unwrap();
         assert!(err.contains("sha256"), "{err}");
 
         assert!(Package::read(&b"<html>"[..])
@@ -441,9 +430,9 @@ mod tests {
 
     #[test]
     fn an_unknown_compression_is_named() {
-        let header = Header::read(&mut &header(&[])[..], "header").unwrap();
-        let err =
-            read_payload(&header, &mut &b"BZh91AY"[..], &mut KernelFiles::default()).unwrap_err();
+        let err = read_payload(None, &b"BZh91AY"[..], &mut KernelFiles::default()).unwrap_err();
         assert!(err.contains("neither xz, zstd nor gzip"), "{err}");
+        let err = read_payload(Some("drpm"), &b""[..], &mut KernelFiles::default()).unwrap_err();
+        assert!(err.contains("not a cpio archive"), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 pub mod mirror;
+pub mod rpmrepo;
 pub mod trials;
 
 pub(crate) use trials::tests;
