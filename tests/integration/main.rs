@@ -14,6 +14,7 @@ mod judged;
 mod loaders;
 mod mainline;
 mod probes;
+mod rpm;
 mod run;
 mod shards;
 mod snapshots;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         loaders::TESTS,
         mainline::TESTS,
         probes::TESTS,
+        rpm::TESTS,
         run::TESTS,
         shards::TESTS,
         snapshots::TESTS,

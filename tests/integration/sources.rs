@@ -12,15 +12,14 @@ use std::process::{Child, Command, Output, Stdio};
 
 use std::time::{Duration, Instant};
 
-use kmatrix::cache::Cache;
-use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
+use kmatrix::kernels::KernelArtifacts;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex, Platform};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
-use crate::support::{self, kmatrix, repo, text, Server};
+use crate::support::{self, debian_6_1, kmatrix, repo, text, Server};
 
 crate::support::tests! {
     vm oci_kernels_pull_by_tag_and_digest_and_boot,
@@ -33,14 +32,6 @@ crate::support::tests! {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
-}
-
-/// The shipped 6.1 kernel, from the user's cache (fetched if needed).
-fn debian_6_1() -> KernelArtifacts {
-    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
-    let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
-    let fetcher = Fetcher::new(Cache::from_env().unwrap(), &matrix, false, |_| {});
-    runtime().block_on(fetcher.fetch(entry)).unwrap()
 }
 
 /// A gzip tarball in the ci-kernels layout: /boot/vmlinuz and the modules

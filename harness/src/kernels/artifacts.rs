@@ -56,6 +56,14 @@ pub struct KernelArtifacts {
 pub enum Input {
     /// A Debian package.
     Deb(PathBuf),
+    /// An RPM package, and the keyring its header signature is checked
+    /// against before anything is taken from it.
+    Rpm {
+        /// The package.
+        path: PathBuf,
+        /// The distribution's keyring.
+        keyring: PathBuf,
+    },
     /// A tar archive (plain, gzip or zstd): an OCI layer, a modules tarball.
     Tarball(PathBuf),
     /// A kernel image file.
@@ -173,6 +181,9 @@ pub fn extract(
     for input in inputs {
         match input {
             Input::Deb(path) => files.read_deb(path)?,
+            Input::Rpm { path, keyring } => {
+                files.read_rpm(path, &super::source::rpm::keyring_at(keyring))?
+            }
             Input::Tarball(path) => files.read_tarball(path)?,
             Input::Image(path) => files.read_image(path)?,
             Input::Dir(path) => files.read_dir(path)?,
@@ -272,7 +283,10 @@ pub fn extract(
     let blobs: Vec<String> = inputs
         .iter()
         .filter_map(|input| match input {
-            Input::Deb(path) | Input::Tarball(path) | Input::Image(path)
+            Input::Deb(path)
+            | Input::Rpm { path, .. }
+            | Input::Tarball(path)
+            | Input::Image(path)
                 if path.starts_with(cache.root()) =>
             {
                 path.file_name().map(|n| n.to_string_lossy().into_owned())

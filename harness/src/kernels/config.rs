@@ -38,6 +38,10 @@
 //! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
 //! sha256 = { image = "<64 hex>", modules = "<64 hex>" }
 //!
+//! [[kernel]]                                  # an RPM distribution's kernel
+//! rpm = { repo = "https://mirror.example/9-stream/BaseOS/x86_64/os", package = "kernel-core-5.14.0-570.el9", keyring = "RPM-GPG-KEY-centosofficial" }
+//! sha256 = { "kernel-core-5.14.0-570.el9.x86_64" = "<64 hex>", "kernel-modules-core-5.14.0-570.el9.x86_64" = "<64 hex>" }
+//!
 //! [mainline]                                  # Ubuntu's mainline builds
 //! base = "http://<your-mainline-mirror>/mainline"
 //! keyring = "kernel-ppa.gpg"                  # signs each release's CHECKSUMS
@@ -134,6 +138,18 @@ pub enum Source {
         /// `registry/repository:tag` or `registry/repository@sha256:…`.
         reference: String,
     },
+    /// An RPM distribution's kernel package (and its modules package),
+    /// from a repository with createrepo metadata.
+    Rpm {
+        /// The repository's base URL (the directory holding `repodata/`).
+        repo: String,
+        /// The package's `name-version-release`, e.g.
+        /// `kernel-core-5.14.0-570.el9`.
+        package: String,
+        /// The keyring that signs the packages (and `repomd.xml`, where the
+        /// repository signs it).
+        keyring: Option<PathBuf>,
+    },
     /// One upstream release of Ubuntu's mainline builds, by its directory
     /// (`v6.6.64`), pinned by the sha256 of its packages.
     Mainline {
@@ -162,6 +178,7 @@ impl std::fmt::Display for Source {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
             Source::Ubuntu { suite, package } => write!(f, "ubuntu:{suite}/{package}"),
             Source::Oci { reference } => write!(f, "oci:{reference}"),
+            Source::Rpm { repo, package, .. } => write!(f, "rpm:{package} ({repo})"),
             Source::Mainline { tag } => write!(f, "mainline:{tag}"),
             Source::Url { image, .. } => write!(f, "url:{image}"),
             Source::Path { image, .. } => write!(f, "path:{}", image.display()),
@@ -230,6 +247,7 @@ struct RawKernel {
     arch: Option<String>,
     debian: Option<RawAptSource>,
     ubuntu: Option<RawAptSource>,
+    rpm: Option<RawRpmSource>,
     oci: Option<String>,
     mainline: Option<String>,
     url: Option<RawFiles<String>>,
@@ -243,6 +261,14 @@ struct RawKernel {
 struct RawFiles<T> {
     image: T,
     modules: Option<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRpmSource {
+    repo: String,
+    package: String,
+    keyring: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -336,15 +362,25 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
     let sources = [
         raw.debian.is_some(),
         raw.ubuntu.is_some(),
+        raw.rpm.is_some(),
         raw.oci.is_some(),
         raw.mainline.is_some(),
         raw.url.is_some(),
         raw.path.is_some(),
     ];
-    let source = match (raw.debian, raw.ubuntu, raw.oci, raw.mainline, raw.url, raw.path) {
+    let source = match (
+        raw.debian,
+        raw.ubuntu,
+        raw.rpm,
+        raw.oci,
+        raw.mainline,
+        raw.url,
+        raw.path,
+    ) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
             return Err(fail(
-                "give one source: `debian`, `ubuntu`, `oci`, `mainline`, `url` or `path`".into(),
+                "give one source: `debian`, `ubuntu`, `rpm`, `oci`, `mainline`, `url` or `path`"
+                    .into(),
             ))
         }
         (Some(debian), ..) => Source::Debian {
@@ -355,11 +391,16 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             suite: ubuntu.suite,
             package: ubuntu.package,
         },
-        (_, _, Some(reference), ..) => Source::Oci { reference },
-        (_, _, _, Some(release), ..) => Source::Mainline {
+        (_, _, Some(rpm), ..) => Source::Rpm {
+            repo: rpm.repo.trim_end_matches('/').to_owned(),
+            package: rpm.package,
+            keyring: rpm.keyring.map(|k| dir.join(k)),
+        },
+        (_, _, _, Some(reference), ..) => Source::Oci { reference },
+        (_, _, _, _, Some(release), ..) => Source::Mainline {
             tag: super::source::checksums::tag(&release).map_err(fail)?,
         },
-        (_, _, _, _, Some(url), _) => Source::Url {
+        (_, _, _, _, _, Some(url), _) => Source::Url {
             image: url.image,
             modules: url.modules,
         },
@@ -367,9 +408,9 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
             image: dir.join(path.image),
             modules: path.modules.map(|m| dir.join(m)),
         },
-        (None, None, None, None, None, None) => {
+        (None, None, None, None, None, None, None) => {
             return Err(fail(
-                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `ubuntu = { … }` (the same keys), `oci = \"…\"`, `mainline = \"6.6.64\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
+                "no source: add `debian = { suite = \"…\", package = \"linux-image-…\" }`, `ubuntu = { … }` (the same keys), `rpm = { repo = \"…\", package = \"kernel-core-…\", keyring = \"…\" }`, `oci = \"…\"`, `mainline = \"6.6.64\"`, `url = { image = \"…\" }` or `path = { image = \"…\" }`".into(),
             ))
         }
     };
@@ -446,11 +487,21 @@ fn source_version(source: &Source) -> Option<Version> {
         }
         Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
+        Source::Rpm { package, .. } => nvr_version(package),
         Source::Path { image, .. } => {
             let bytes = std::fs::read(image).ok()?;
             Version::find_in(&super::bzimage::version_string(&bytes)?)
         }
     }
+}
+
+/// The upstream version in an RPM package's `name-version-release`
+/// (`5.14.0` in `kernel-core-5.14.0-570.el9`).
+pub fn nvr_version(package: &str) -> Option<Version> {
+    let mut fields = package.rsplitn(3, '-');
+    let (_release, version) = (fields.next()?, fields.next()?);
+    fields.next()?;
+    Version::find_in(version)
 }
 
 #[cfg(test)]
@@ -477,6 +528,33 @@ mod tests {
             hex::encode(kernel.sha256["linux-binary-7.3.4+deb13-cloud-amd64"]),
             PIN
         );
+    }
+
+    #[test]
+    fn rpm_entries_take_their_version_from_the_package() {
+        let matrix = parse(&format!(
+            "[[kernel]]\nrpm = {{ repo = \"http://m/os/\", package = \"kernel-core-5.14.0-570.el9\", keyring = \"keys/RPM-GPG-KEY\" }}\nsha256 = {{ \"kernel-core-5.14.0-570.el9.x86_64\" = \"{PIN}\" }}\n"
+        ))
+        .unwrap();
+        let kernel = &matrix.kernels[0];
+        assert_eq!(kernel.label, "5.14");
+        assert_eq!(kernel.version.to_string(), "5.14.0");
+        assert_eq!(
+            kernel.source,
+            Source::Rpm {
+                repo: "http://m/os".into(),
+                package: "kernel-core-5.14.0-570.el9".into(),
+                keyring: Some("keys/RPM-GPG-KEY".into()),
+            }
+        );
+        assert_eq!(
+            nvr_version("kernel-64k-core-6.12.0-55.el10").map(|v| v.to_string()),
+            Some("6.12.0".into())
+        );
+        assert_eq!(nvr_version("kernel"), None);
+        let err = parse("[[kernel]]\nrpm = { repo = \"r\", package = \"p\" }\noci = \"x:6.1\"\n")
+            .unwrap_err();
+        assert!(err.contains("give one source"), "{err}");
     }
 
     #[test]

@@ -157,6 +157,20 @@ impl KernelFiles {
         Ok(())
     }
 
+    /// Whether `path` (relative to a package's root) holds a file kmatrix
+    /// needs.
+    pub fn wants(&self, path: &str) -> bool {
+        classify(path).is_some()
+    }
+
+    /// Adds the file at `path` (relative to a package's root), if kmatrix
+    /// needs it.
+    pub fn add_path(&mut self, path: &str, bytes: Vec<u8>) {
+        if let Some(kind) = classify(path) {
+            self.add(kind, path.to_owned(), bytes);
+        }
+    }
+
     fn add(&mut self, kind: Kind, path: String, bytes: Vec<u8>) {
         match kind {
             Kind::Image => self.image = Some(bytes),

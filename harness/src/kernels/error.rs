@@ -8,6 +8,7 @@ use super::deb::DebError;
 use super::modinfo::ModuleError;
 use super::source::apt::AptError;
 use super::source::mainline::MainlineError;
+use super::source::rpm::RpmError;
 use crate::cache::CacheError;
 
 /// What a fetch is doing, for progress reports.
@@ -78,6 +79,9 @@ pub enum FetchError {
     /// An apt archive (Debian's, Ubuntu's) refused or lacks what was asked.
     #[error(transparent)]
     Apt(Box<AptError>),
+    /// An RPM repository refused or lacks what was asked.
+    #[error(transparent)]
+    Rpm(Box<RpmError>),
     /// A download failed.
     #[error("downloading {url} failed")]
     Download {
@@ -191,6 +195,12 @@ pub enum FetchError {
 impl From<AptError> for FetchError {
     fn from(err: AptError) -> Self {
         FetchError::Apt(Box::new(err))
+    }
+}
+
+impl From<RpmError> for FetchError {
+    fn from(err: RpmError) -> Self {
+        FetchError::Rpm(Box::new(err))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod deb;
 mod error;
 mod fetch;
 mod modinfo;
+pub mod rpm;
 mod select;
 pub mod source;
 pub mod update;

@@ -14,8 +14,8 @@ use super::{KernelEntry, Source, Version};
 pub struct Pinning {
     /// The entry's label.
     pub label: String,
-    /// The Debian or Ubuntu image package to use (`None` for other
-    /// sources).
+    /// The package to use: Debian's or Ubuntu's image package, an RPM
+    /// kernel's `name-version-release` (`None` for other sources).
     pub package: Option<String>,
     /// sha256 (hex) of every package the kernel is made of.
     pub sha256: BTreeMap<String, String>,
@@ -61,6 +61,10 @@ pub enum Change {
     },
 }
 
+/// The sources whose table names the package `kmatrix kernels update`
+/// moves.
+const PACKAGE_SOURCES: [&str; 3] = ["debian", "ubuntu", "rpm"];
+
 /// Compares `entry` with its newest `pinning`.
 pub fn change(entry: &KernelEntry, pinning: &Pinning) -> Change {
     let pins: BTreeMap<_, _> = entry
@@ -69,9 +73,12 @@ pub fn change(entry: &KernelEntry, pinning: &Pinning) -> Change {
         .map(|(name, pin)| (name.clone(), hex::encode(pin)))
         .collect();
     let (from, to) = match (&entry.source, &pinning.package) {
-        (Source::Debian { package, .. } | Source::Ubuntu { package, .. }, Some(newest)) => {
-            (package.clone(), newest.clone())
-        }
+        (
+            Source::Debian { package, .. }
+            | Source::Ubuntu { package, .. }
+            | Source::Rpm { package, .. },
+            Some(newest),
+        ) => (package.clone(), newest.clone()),
         _ => (entry.source.to_string(), entry.source.to_string()),
     };
     if from == to && pins == pinning.sha256 {
@@ -114,12 +121,13 @@ pub fn rewrite(text: &str, pinnings: &[Pinning]) -> Result<String, UpdateError> 
                     .find(|k| label_of(k) == Some(pinning.label.clone()))
             })
             .ok_or_else(|| UpdateError::NoEntry(pinning.label.clone()))?;
-        let apt = ["debian", "ubuntu"]
+        let named = PACKAGE_SOURCES
             .into_iter()
             .find(|key| entry.contains_key(key));
         if let (Some(package), Some(source)) = (
             &pinning.package,
-            apt.and_then(|key| entry.get_mut(key))
+            named
+                .and_then(|key| entry.get_mut(key))
                 .and_then(Item::as_table_like_mut),
         ) {
             set_string(source, "package", package);
@@ -150,15 +158,18 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
     }
     let version = match entry.get("version").and_then(Item::as_str) {
         Some(text) => text.parse::<Version>().ok()?,
-        None => {
-            let named = ["debian", "ubuntu"]
-                .into_iter()
-                .find_map(|key| entry.get(key)?.get("package"))
-                .or_else(|| entry.get("oci"))
-                .or_else(|| entry.get("mainline"))?
-                .as_str()?;
-            Version::find_in(named.rsplit([':', '/']).next()?)?
-        }
+        None => match entry.get("rpm").and_then(|r| r.get("package")) {
+            Some(package) => super::config::nvr_version(package.as_str()?)?,
+            None => {
+                let named = ["debian", "ubuntu"]
+                    .into_iter()
+                    .find_map(|key| entry.get(key)?.get("package"))
+                    .or_else(|| entry.get("oci"))
+                    .or_else(|| entry.get("mainline"))?
+                    .as_str()?;
+                Version::find_in(named.rsplit([':', '/']).next()?)?
+            }
+        },
     };
     let arch = match entry.get("arch").and_then(Item::as_str) {
         Some(text) => text.parse().ok()?,

@@ -93,7 +93,7 @@ struct TestKey {
     keyring: PathBuf,
 }
 
-fn gpg(home: &Path) -> Command {
+pub fn gpg(home: &Path) -> Command {
     let mut command = Command::new("gpg");
     command.arg("--homedir").arg(home).args([
         "--batch",
@@ -106,7 +106,7 @@ fn gpg(home: &Path) -> Command {
 }
 
 /// Ends the key's gpg-agent, so that no test leaves one running.
-fn stop_agent(home: &Path) {
+pub fn stop_agent(home: &Path) {
     let _ = Command::new("gpgconf")
         .arg("--homedir")
         .arg(home)

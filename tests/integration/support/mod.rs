@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 pub mod mirror;
+pub mod rpmrepo;
 pub mod trials;
 pub mod ubuntu;
 
@@ -142,6 +143,20 @@ pub fn stray_vms() -> Vec<String> {
         .filter(|l| l.contains("qemu"))
         .map(str::to_owned)
         .collect()
+}
+
+/// The shipped 6.1 kernel, from the user's cache (fetched if needed): what
+/// the stand-ins of other sources repackage.
+pub fn debian_6_1() -> kmatrix::kernels::KernelArtifacts {
+    use kmatrix::kernels::{Fetcher, Matrix};
+    let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
+    let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
+    let cache = kmatrix::cache::Cache::from_env().unwrap();
+    let fetcher = Fetcher::new(cache, &matrix, false, |_| {});
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fetcher.fetch(entry))
+        .unwrap()
 }
 
 /// `kmatrix test --kernels 6.1 --suite <suite>`.

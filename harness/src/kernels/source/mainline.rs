@@ -150,10 +150,8 @@ impl Mainline {
     ) -> Result<Release, MainlineError> {
         let top = format!("{}/{tag}", self.base()?);
         let keyring = self.keyring.clone().ok_or(MainlineError::NoKeyring)?;
-        let keyring = Keyring::at(
-            std::path::absolute(&keyring).unwrap_or(keyring.clone()),
-            format!("the mainline keyring {}", keyring.display()),
-        );
+        let origin = format!("the mainline keyring {}", keyring.display());
+        let keyring = Keyring::at(keyring, origin);
         for dir in [format!("{top}/{arch}"), top.clone()] {
             let url = format!("{dir}/CHECKSUMS");
             let Some(text) = download_if_there(client, &url)

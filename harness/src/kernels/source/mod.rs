@@ -11,6 +11,8 @@ pub mod mainline;
 pub mod oci;
 pub mod packages;
 pub mod release;
+pub mod repodata;
+pub mod rpm;
 pub mod snapshot;
 pub mod ubuntu;
 
@@ -34,6 +36,9 @@ pub async fn inputs(
         }
         Source::Ubuntu { suite, .. } => {
             ubuntu::inputs(blobs, sources.archive(Distro::Ubuntu), entry, suite).await
+        }
+        Source::Rpm { repo, keyring, .. } => {
+            rpm::inputs(blobs, &sources.rpm, entry, repo, keyring.as_deref()).await
         }
         Source::Mainline { tag } => mainline::inputs(blobs, &sources.mainline, entry, tag).await,
         Source::Oci { reference } => Ok(oci::pull(blobs, entry, reference)
@@ -74,6 +79,7 @@ pub async fn inputs(
 pub struct Sources {
     debian: Archive,
     ubuntu: Archive,
+    rpm: rpm::Repositories,
     mainline: mainline::Mainline,
 }
 
@@ -83,6 +89,7 @@ impl Sources {
         Self {
             debian: Archive::new(matrix, Distro::Debian),
             ubuntu: Archive::new(matrix, Distro::Ubuntu),
+            rpm: rpm::Repositories::default(),
             mainline: mainline::Mainline::new(matrix),
         }
     }
@@ -102,9 +109,9 @@ impl Sources {
 }
 
 /// The pins `entry` would have now: the newest image package of its
-/// series in its Debian or Ubuntu suite, the packages of its mainline
-/// release, or the manifest its OCI tag names. `None` for sources that name
-/// fixed content (URLs, paths).
+/// series in its Debian or Ubuntu suite or RPM repository, the packages of
+/// its mainline release, or the manifest its OCI tag names. `None` for
+/// sources that name fixed content (URLs, paths).
 pub async fn newest(
     blobs: &Blobs,
     sources: &Sources,
@@ -127,6 +134,20 @@ pub async fn newest(
             .await
             .map(Some),
         Source::Oci { reference } => oci::newest(entry, reference).await.map(Some),
+        Source::Rpm {
+            repo,
+            package,
+            keyring,
+        } => rpm::newest(
+            blobs,
+            &sources.rpm,
+            entry,
+            repo,
+            package,
+            keyring.as_deref(),
+        )
+        .await
+        .map(Some),
         Source::Url { .. } | Source::Path { .. } => Ok(None),
     }
 }

@@ -8,6 +8,9 @@
 //! machine's (`/usr/share/keyrings/<distro>-archive-keyring.gpg`, the one
 //! apt's sources name with `Signed-By`), else the copy of the archive's
 //! keyring shipped with kmatrix (`images/keyring/`).
+//!
+//! [`Keyring::at`] is a keyring a matrix names, for the sources that
+//! verify with gpgv too: mainline `CHECKSUMS`, RPM metadata and packages.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -21,7 +24,8 @@ use crate::kernels::bounded::MAX_INDEX;
 pub struct Keyring {
     path: PathBuf,
     origin: String,
-    /// Holds the shipped keyring's file while it is used.
+    /// Holds a temporary keyring (the shipped one, or one dearmored) while
+    /// it is used.
     _file: Option<tempfile::NamedTempFile>,
 }
 
@@ -46,11 +50,7 @@ impl Keyring {
                 _file: None,
             });
         }
-        let file = tempfile::Builder::new()
-            .prefix("kmatrix-keyring-")
-            .suffix(".gpg")
-            .tempfile()?;
-        std::fs::write(file.path(), distro.shipped_keyring())?;
+        let file = temporary(distro.shipped_keyring())?;
         Ok(Self {
             path: file.path().to_owned(),
             origin: format!("{distro}'s archive keyring shipped with kmatrix"),
@@ -58,12 +58,22 @@ impl Keyring {
         })
     }
 
-    /// The keyring at `path`, described as `origin` in messages.
+    /// The keyring at `path` (binary, or ASCII-armored as distributions
+    /// publish their keys: gpgv reads only the former, so such a file is
+    /// dearmored into a temporary one); `origin` names it in messages.
+    /// A relative path is made absolute: gpgv would look for it in its
+    /// home directory.
     pub fn at(path: PathBuf, origin: String) -> Self {
+        let path = std::path::absolute(&path).unwrap_or(path);
+        let file = std::fs::read(&path)
+            .ok()
+            .filter(|bytes| bytes.starts_with(b"-----BEGIN PGP"))
+            .and_then(|bytes| dearmor(&bytes))
+            .and_then(|keys| temporary(&keys).ok());
         Self {
-            path,
+            path: file.as_ref().map_or(path, |f| f.path().to_owned()),
             origin,
-            _file: None,
+            _file: file,
         }
     }
 
@@ -89,13 +99,19 @@ impl Keyring {
     /// Checks `Release` against its detached signature (`Release.gpg`,
     /// for mirrors without `InRelease`) and returns its text.
     pub fn verify_detached(&self, release: &[u8], signature: &[u8]) -> Result<String, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let text = dir.path().join("Release");
-        let sig = dir.path().join("Release.gpg");
-        std::fs::write(&text, release).map_err(|e| e.to_string())?;
-        std::fs::write(&sig, signature).map_err(|e| e.to_string())?;
-        self.gpgv(dir.path(), &[sig.as_os_str(), text.as_os_str()])?;
+        self.verify_binary(release, signature)?;
         String::from_utf8(release.to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// Checks `data` against its detached `signature` (binary or
+    /// ASCII-armored): an RPM header and its header signature,
+    /// `repomd.xml` and `repomd.xml.asc`, a `CHECKSUMS` and its `.gpg`.
+    pub fn verify_binary(&self, data: &[u8], signature: &[u8]) -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (file, sig) = (dir.path().join("data"), dir.path().join("data.sig"));
+        std::fs::write(&file, data).map_err(|e| e.to_string())?;
+        std::fs::write(&sig, signature).map_err(|e| e.to_string())?;
+        self.gpgv(dir.path(), &[sig.as_os_str(), file.as_os_str()])
     }
 
     /// Runs gpgv with this keyring and `args`.
@@ -107,7 +123,7 @@ impl Keyring {
             .env("GNUPGHOME", home)
             .output()
             .map_err(|e| {
-                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify the archive")
+                format!("cannot run gpgv ({e}); install it (apt-get install gpgv) to verify what kmatrix downloads")
             })?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
@@ -124,6 +140,40 @@ impl Keyring {
         }
         Ok(())
     }
+}
+
+/// A temporary keyring file holding `keys`.
+fn temporary(keys: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    let file = tempfile::Builder::new()
+        .prefix("kmatrix-keyring-")
+        .suffix(".gpg")
+        .tempfile()?;
+    std::fs::write(file.path(), keys)?;
+    Ok(file)
+}
+
+/// The binary keys of an ASCII-armored key file (its base64 body; the
+/// checksum line after it is left out).
+fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(text).ok()?;
+    let mut keys = Vec::new();
+    for block in text.split("-----BEGIN PGP").skip(1) {
+        let body = block
+            .split_once("\n\n")
+            .or_else(|| block.split_once("\r\n\r\n"))?
+            .1;
+        let body: String = body
+            .lines()
+            .take_while(|l| !l.starts_with('=') && !l.starts_with("-----"))
+            .collect();
+        keys.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(body.trim())
+                .ok()?,
+        );
+    }
+    Some(keys)
 }
 
 /// The digests a verified `Release` gives, by path below the suite.
@@ -250,6 +300,24 @@ mod tests {
         );
         assert_eq!(release.get("main/Contents-amd64"), Some(("ef01", 7)));
         assert_eq!(release.get("main/binary-arm64/Packages.xz"), None);
+    }
+
+    #[test]
+    fn a_named_keyring_is_absolute_and_dearmored() {
+        let binary = Keyring::at("keys.gpg".into(), "test".into());
+        assert_eq!(binary.path, std::path::absolute("keys.gpg").unwrap());
+        assert!(binary._file.is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let armored = dir.path().join("RPM-GPG-KEY");
+        std::fs::write(
+            &armored,
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\nVersion: x\n\nAQID\nBAU=\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        )
+        .unwrap();
+        let keyring = Keyring::at(armored.clone(), "test".into());
+        assert_ne!(keyring.path, armored);
+        assert_eq!(std::fs::read(&keyring.path).unwrap(), [1, 2, 3, 4, 5]);
     }
 
     #[test]
