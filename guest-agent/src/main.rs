@@ -18,7 +18,7 @@ use kmatrix_guest_agent::kmsg::KernelLog;
 use kmatrix_guest_agent::loader::{send_splat, Loaders};
 use kmatrix_guest_agent::{exec, probe, system};
 use kmatrix_protocol::layout::OBJECTS_DIR;
-use kmatrix_protocol::{Frame, Hello, Input, Start, VERSION};
+use kmatrix_protocol::{AgentTimings, Frame, Hello, Input, Start, VERSION};
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -33,8 +33,14 @@ fn main() {
 fn run() {
     // Problems before the port is open can only go to the console; they are
     // sent again once the host can hear them.
+    let mut timings = AgentTimings {
+        begun: system::boot_us(),
+        ..AgentTimings::default()
+    };
     let mut setup_errors = system::mount_filesystems();
+    timings.mounted = system::boot_us();
     setup_errors.extend(system::load_modules());
+    timings.modules = system::boot_us();
 
     let port = match system::open_port(Duration::from_secs(10)) {
         Ok(port) => port,
@@ -46,6 +52,7 @@ fn run() {
             return;
         }
     };
+    timings.port = system::boot_us();
     let mut channel = Channel::open(port);
     let mut log = KernelLog::open();
     channel.send(&Frame::Hello(Hello {
@@ -58,10 +65,12 @@ fn run() {
         channel.send(&Frame::AgentError(err));
     }
     channel.flush();
+    timings.hello = system::boot_us();
 
     let mut loaders = Loaders::default();
     match read_input(&mut channel, &mut loaders) {
         Ok(start) => {
+            timings.input = system::boot_us();
             for err in system::set_clock(start.unix_nanos)
                 .into_iter()
                 .chain(system::add_entropy(&start.entropy))
@@ -71,6 +80,7 @@ fn run() {
             channel.send(&Frame::Started {
                 kernel_release: system::kernel_release(),
             });
+            timings.started = system::boot_us();
             channel.send_queue();
             send_splat(&mut log, &mut channel);
             probe::run(&start.plan, &mut channel);
@@ -86,6 +96,9 @@ fn run() {
         }
         Err(err) => channel.send(&Frame::AgentError(err)),
     }
+    timings.done = system::boot_us();
+    timings.btf_us = loaders.btf_parsing().as_micros() as u64;
+    channel.send(&Frame::Timings(timings));
 
     if let Err(err) = channel.finish(Duration::from_secs(5)) {
         eprintln!("kmatrix-agent: results port: {err}");

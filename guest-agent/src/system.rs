@@ -167,6 +167,13 @@ pub fn boot_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `CLOCK_BOOTTIME` in microseconds: time since the kernel started.
+pub fn boot_us() -> u64 {
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or(0)
+}
+
 /// Powers the machine off. Never returns.
 pub fn power_off() -> ! {
     nix::unistd::sync();

@@ -9,7 +9,7 @@ use kmatrix_protocol::{ExitInfo, Hello, ProgramStats, Stream};
 
 use crate::image::ImageError;
 use crate::kernels::FetchError;
-use crate::vm::{Start, VmFailure};
+use crate::vm::{Start, VmFailure, VmTimings};
 
 /// Where a splat was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,9 +152,28 @@ pub enum KernelOutcome {
         run: Duration,
         /// Time from taking a VM slot to the VM's end.
         total: Duration,
+        /// Where the time went, for `kmatrix bench boot --phases`.
+        timings: Box<KernelTimings>,
     },
     /// The kernel could not be tested.
     Failed(KernelError),
+}
+
+/// A completed kernel's time on the host's side, from the start of its
+/// share of the run (the fetch) to its end; its VM's own instants count
+/// from QEMU's start.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelTimings {
+    /// Fetching its artifacts (a check of the cache when they are there).
+    pub fetch: Duration,
+    /// Writing its initramfs.
+    pub initramfs: Duration,
+    /// When QEMU was about to be started.
+    pub vm_begun: Duration,
+    /// The VM's instants.
+    pub vm: VmTimings,
+    /// When its share of the run ended (its console judged).
+    pub end: Duration,
 }
 
 /// Why a kernel could not be tested.

@@ -58,6 +58,36 @@ pub enum Frame {
         /// Each page's guest-physical address.
         pages: Vec<u64>,
     },
+    /// When the agent reached each of its phases, sent just before
+    /// [`Frame::Done`] (`kmatrix bench boot --phases` reads them).
+    Timings(AgentTimings),
+}
+
+/// The agent's phases as instants of the guest's `CLOCK_BOOTTIME` (which
+/// starts with the kernel), in microseconds. A VM restored from a saved
+/// state keeps the clock of the boot it was saved in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTimings {
+    /// The agent began (the kernel ran its init).
+    pub begun: u64,
+    /// Its filesystems were mounted.
+    pub mounted: u64,
+    /// Its modules were loaded.
+    pub modules: u64,
+    /// Its results port was open.
+    pub port: u64,
+    /// Its hello was written out.
+    pub hello: u64,
+    /// The host's `Start` was read: every file before it written (and a
+    /// `Prepare` done).
+    pub input: u64,
+    /// Its `Started` was queued (the clock set, the entropy added).
+    pub started: u64,
+    /// Its run was over, just before `Done`.
+    pub done: u64,
+    /// Time the kernel's BTF took to parse for aya, wherever it was parsed
+    /// (`Prepare` or the first load); 0 when it was not.
+    pub btf_us: u64,
 }
 
 /// One of the executed program's output streams.

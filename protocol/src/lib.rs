@@ -37,7 +37,9 @@ pub mod text;
 pub use arch::Arch;
 pub use codec::{encode, DecodeError, Decoder, EncodeError};
 pub use feature::{Feature, FeatureKind, Probe};
-pub use frame::{CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict};
+pub use frame::{
+    AgentTimings, CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict,
+};
 pub use input::{Input, Start};
 pub use kind::TestRunKind;
 pub use plan::{
@@ -47,7 +49,7 @@ pub use plan::{
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

@@ -36,6 +36,8 @@ pub struct Aya {
     /// The loader for objects without settings: making one parses the
     /// kernel's BTF (for CO-RE), so it is made once.
     shared: Option<EbpfLoader<'static>>,
+    /// Time spent parsing the kernel's BTF (both times).
+    parsing: std::time::Duration,
 }
 
 impl Aya {
@@ -44,6 +46,7 @@ impl Aya {
         Self {
             btf: None,
             shared: None,
+            parsing: std::time::Duration::ZERO,
         }
     }
 
@@ -57,17 +60,29 @@ impl Aya {
     fn kernel_btf(&mut self) -> Option<&'static Btf> {
         // The agent runs once per VM: what it leaks lives as long as the
         // loaders that borrow it.
-        *self
-            .btf
-            .get_or_insert_with(|| Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b))))
+        let parsing = &mut self.parsing;
+        *self.btf.get_or_insert_with(|| {
+            let begun = std::time::Instant::now();
+            let btf = Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b)));
+            *parsing += begun.elapsed();
+            btf
+        })
     }
 
     fn shared_loader(&mut self) -> &mut EbpfLoader<'static> {
+        let parsing = &mut self.parsing;
         self.shared.get_or_insert_with(|| {
+            let begun = std::time::Instant::now();
             let mut shared = EbpfLoader::new();
             shared.allow_unsupported_maps();
+            *parsing += begun.elapsed();
             shared
         })
+    }
+
+    /// Time spent parsing the kernel's BTF so far.
+    pub fn parsing(&self) -> std::time::Duration {
+        self.parsing
     }
 
     /// Loads `program` of `object` (in section `section`) in a fresh

@@ -50,6 +50,11 @@ impl Loaders {
         self.aya.prepare();
     }
 
+    /// Time spent parsing the kernel's BTF so far.
+    pub fn btf_parsing(&self) -> std::time::Duration {
+        self.aya.parsing()
+    }
+
     /// Carries out `plan` on the objects in `dir` (named by their index):
     /// loads each planned program, sends its result, then runs its cases.
     /// What the kernel logs during a load or a case goes with its result.

@@ -248,7 +248,7 @@ async fn judge(
     prepared.set.selected = vec![label.clone()];
     prepared.set.kernels = vec![entry];
     let plan = prepared.plan(progress::on_stderr())?;
-    let summary = match run_to_end(&plan, Reporter::new().live(std::io::stdout())).await? {
+    let summary = match run_to_end(&plan, Reporter::new().live(std::io::stdout()), None).await? {
         Ok(summary) => summary,
         Err(signal) => return Ok(Err(signal)),
     };

@@ -87,7 +87,7 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
         .retain(|kernel| to_probe.contains(&kernel.label.as_str()));
     if !plan.kernels.is_empty() {
         let reporter = Reporter::new().live(std::io::stderr());
-        let summary = match super::run::run_to_end(&plan, reporter).await? {
+        let summary = match super::run::run_to_end(&plan, reporter, None).await? {
             Ok(summary) => summary,
             Err(signal) => return Ok(Status::Interrupted(signal)),
         };

@@ -2,7 +2,7 @@
 //! through one [`Reporter`], then the matrix and the report files.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use kmatrix_protocol::Loader;
@@ -11,6 +11,7 @@ use super::args::{OutputArgs, RunArgs};
 use super::noticed;
 use crate::cargo_test::KERNELS_ENV;
 use crate::error::{Error, Interrupt, Status};
+use crate::event::{KernelOutcome, RunEvent};
 use crate::exec::ExecError;
 use crate::host_list::{self, HostList};
 use crate::kernels::Selection;
@@ -36,6 +37,10 @@ pub struct TestArgs {
     /// Write every event as JSON lines here (the input of `report merge`).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write where each completed kernel's time went here, for `kmatrix
+    /// bench boot --phases`.
+    #[arg(long, value_name = "FILE", hide = true)]
+    timings: Option<PathBuf>,
     #[command(flatten)]
     outputs: OutputArgs,
     /// The loader of objects whose suite entry names none: `aya` or
@@ -153,7 +158,7 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
     let request = test_request(matrix, &args, rerun);
     let plan = noticed(request.resolve(progress::on_stderr()))?;
     let reporter = with_json(Reporter::new().live(std::io::stdout()), args.json.as_ref())?;
-    let summary = match run_to_end(&plan, reporter).await? {
+    let summary = match run_to_end(&plan, reporter, args.timings.as_deref()).await? {
         Ok(summary) => summary,
         Err(signal) => return Ok(Status::Interrupted(signal)),
     };
@@ -228,7 +233,7 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     let reporter =
         Reporter::new().exec_echo(plan.kernels.len(), std::io::stdout(), std::io::stderr());
     let reporter = with_json(reporter, args.json.as_ref())?;
-    let summary = match run_to_end(&plan, reporter).await? {
+    let summary = match run_to_end(&plan, reporter, None).await? {
         Ok(summary) => summary,
         Err(signal) => return Ok(Status::Interrupted(signal)),
     };
@@ -253,10 +258,12 @@ fn with_json<'a>(reporter: Reporter<'a>, path: Option<&PathBuf>) -> Result<Repor
 }
 
 /// Runs `plan` to its end, or until Ctrl-C, SIGTERM or SIGHUP, which drop
-/// it (and with it every VM and run directory): the signal then.
+/// it (and with it every VM and run directory): the signal then. With
+/// `timings`, where each completed kernel's time went is written there.
 pub(super) async fn run_to_end(
     plan: &RunPlan,
     mut reporter: Reporter<'_>,
+    timings: Option<&Path>,
 ) -> Result<Result<Summary, Interrupt>, Error> {
     // Registered before anything starts, so that no signal can find the
     // default disposition while VMs run.
@@ -266,10 +273,23 @@ pub(super) async fn run_to_end(
         handler(SignalKind::terminate()),
         handler(SignalKind::hangup()),
     );
-    let run = crate::runner::run(plan, |event| reporter.report(&event));
+    let mut kernels = Vec::new();
+    let run = crate::runner::run(plan, |event| {
+        if let RunEvent::KernelFinished {
+            kernel,
+            outcome: KernelOutcome::Completed { timings, .. },
+        } = &event
+        {
+            kernels.push((kernel.clone(), (**timings).clone()));
+        }
+        reporter.report(&event)
+    });
     let interrupt = tokio::select! {
         result = run => {
             result?;
+            if let Some(path) = timings {
+                super::bench::write_timings(path, &kernels)?;
+            }
             return Ok(Ok(reporter.into_summary()));
         }
         _ = received(&mut int) => Interrupt::Int,

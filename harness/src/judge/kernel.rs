@@ -138,7 +138,8 @@ impl<'a> KernelJudge<'a> {
             | Frame::Done
             | Frame::Prepared
             | Frame::Started { .. }
-            | Frame::Queue { .. } => Vec::new(),
+            | Frame::Queue { .. }
+            | Frame::Timings(_) => Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::event::{KernelError, KernelOutcome, RunEvent};
+use crate::event::{KernelError, KernelOutcome, KernelTimings, RunEvent};
 use crate::judge::kernel::KernelJudge;
 use crate::kernels::KernelEntry;
 use crate::plan::RunPlan;
@@ -82,10 +82,11 @@ struct Work {
 impl Work {
     async fn run(self) {
         let outcome = match self.boot().await {
-            Ok((report, total)) => KernelOutcome::Completed {
+            Ok((report, total, timings)) => KernelOutcome::Completed {
                 boot: report.boot,
                 run: report.run,
                 total,
+                timings: Box::new(timings),
             },
             Err(err) => KernelOutcome::Failed(err),
         };
@@ -105,13 +106,16 @@ impl Work {
         }
     }
 
-    /// Returns the VM's report and the time from taking a slot to its end.
-    async fn boot(&self) -> Result<(VmReport, Duration), KernelError> {
+    /// Returns the VM's report, the time from taking a slot to its end,
+    /// and where the time went.
+    async fn boot(&self) -> Result<(VmReport, Duration, KernelTimings), KernelError> {
         let label = &self.kernel.label;
         let shared = &*self.plan;
         let suite = &shared.suite;
+        let begun = Instant::now();
         // Downloads overlap with other kernels' VMs; only VMs take a slot.
         let artifacts = shared.fetcher.fetch(&self.kernel).await?;
+        let fetch = begun.elapsed();
         let _slot = self
             .slots
             .acquire()
@@ -139,7 +143,9 @@ impl Work {
             .run_dir()
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
+        let imaging = Instant::now();
         shared.parts.write(&artifacts, self.kernel.arch, &initrd)?;
+        let initramfs = imaging.elapsed();
         let snapshots = vm::snapshot::Store::in_cache(shared.fetcher.cache());
         let spec = BootSpec {
             machine: vm::Machine::for_kernel(self.kernel.arch, artifacts.virtio_mmio),
@@ -148,6 +154,7 @@ impl Work {
             dir: dir.path(),
             snapshots: shared.config.vm.snapshots.then_some(&snapshots),
         };
+        let vm_begun = begun.elapsed();
         let report = vm::run(
             &shared.config.vm,
             spec,
@@ -175,7 +182,14 @@ impl Work {
             self.send_all(judge.console(&console));
         }
         judge.finish()?;
-        Ok((report, start.elapsed()))
+        let timings = KernelTimings {
+            fetch,
+            initramfs,
+            vm_begun,
+            vm: report.timings.clone(),
+            end: begun.elapsed(),
+        };
+        Ok((report, start.elapsed(), timings))
     }
 }
 

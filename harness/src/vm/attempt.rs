@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kmatrix_protocol::{Frame, Hello, VERSION};
+use kmatrix_protocol::{AgentTimings, Frame, Hello, VERSION};
 use tokio::net::UnixStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -21,6 +21,7 @@ use super::queue;
 use super::snapshot::Slot;
 use super::{
     migrate, qemu, BootSpec, Phase, RunInput, Start, VmConfig, VmError, VmFailure, VmReport,
+    VmTimings,
 };
 use crate::channel::{self, InputSink, ResultStream};
 
@@ -81,11 +82,27 @@ impl Attempt<'_> {
             Ok(started) => started,
             Err(kind) => return Err(self.explain(phase, kind, None)),
         };
-        let mut vm = Vm { qemu, phase, begun };
+        let timings = VmTimings {
+            joined: qemu.joined - begun,
+            qmp_ready: begun.elapsed(),
+            ..VmTimings::default()
+        };
+        let mut vm = Vm {
+            qemu,
+            phase,
+            begun,
+            timings,
+        };
         let result = vm.drive(self, how, port, hooks).await;
         let phase = vm.phase;
         let ended = vm.qemu.stop().await;
-        result.map_err(|kind| self.explain(phase, kind, ended))
+        let exited = begun.elapsed();
+        result
+            .map(|mut report| {
+                report.timings.exited = exited;
+                report
+            })
+            .map_err(|kind| self.explain(phase, kind, ended))
     }
 
     /// Starts QEMU for `how` (a restore loads its state from a socket
@@ -130,6 +147,8 @@ struct Vm {
     phase: Phase,
     /// When QEMU was started.
     begun: Instant,
+    /// The instants reached so far.
+    timings: VmTimings,
 }
 
 /// A VM whose agent is up and waits for its input: the port's two ends,
@@ -185,6 +204,7 @@ impl Vm {
                 guest: hello.version,
             });
         }
+        self.timings.hello = self.begun.elapsed();
         let (start, save_error) = match save {
             None => (Start::Cold, None),
             Some(slot) => {
@@ -197,6 +217,9 @@ impl Vm {
                 }
             }
         };
+        if save.is_some() {
+            self.timings.saved = Some(self.begun.elapsed());
+        }
         Ok(Up {
             vm: self,
             stream,
@@ -219,6 +242,7 @@ impl Vm {
     ) -> Result<Up<'vm>, VmError> {
         let deadline = self.begun + RESTORE_TIMEOUT.min(attempt.config.boot_timeout);
         migrate::resume_restored(&self.qemu, deadline).await?;
+        self.timings.hello = self.begun.elapsed();
         Ok(Up {
             vm: self,
             stream,
@@ -252,17 +276,26 @@ impl Up<'_> {
         waiting.started(&mut self.stream, &sent, on_frame).await?;
         self.vm.phase = Phase::Running;
         let boot = self.vm.begun.elapsed();
+        self.vm.timings.started = boot;
         if let Some(on_up) = hooks.on_up.take() {
             on_up(&self.hello, self.start);
         }
         let hello_at = Instant::now();
         let (qemu, dir) = (&self.vm.qemu, attempt.dir);
-        results(qemu, &mut self.stream, dir, run_timeout, on_frame).await?;
+        let mut agent = None;
+        let stream = &mut self.stream;
+        results(qemu, stream, dir, run_timeout, &mut agent, on_frame).await?;
         let run = hello_at.elapsed();
+        let begun = self.vm.begun;
+        let timings = &mut self.vm.timings;
+        timings.done = begun.elapsed();
+        timings.agent = agent;
         // The agent powers off once it has the acknowledgment.
         let handle = writer.0.take().expect("taken once");
-        let mut sink = handle.await.map_err(|e| VmError::Died(Died::Input(e)))??;
+        let (mut sink, sent_at) = handle.await.map_err(|e| VmError::Died(Died::Input(e)))??;
+        timings.input_sent = Some(sent_at - begun);
         sink.ack().await?;
+        timings.acked = begun.elapsed();
         self.vm.phase = Phase::Done;
         Ok(VmReport {
             hello: self.hello,
@@ -271,11 +304,13 @@ impl Up<'_> {
             start: self.start,
             save_error: self.save_error,
             console: attempt.dir.join("console.log"),
+            timings: self.vm.timings.clone(),
         })
     }
 }
 
-/// Passes every frame up to `Done` to `on_frame`. Of a guest that hangs
+/// Passes every frame up to `Done` to `on_frame`, but the agent's
+/// timings, which go to `agent`. Of a guest that hangs
 /// (the deadline passes) or shuts down first, the agent's queue is read
 /// from `qemu` (which keeps a guest that shut down paused) and what the
 /// host had not received passed on too.
@@ -284,6 +319,7 @@ async fn results(
     stream: &mut ResultStream,
     dir: &Path,
     run_timeout: Duration,
+    agent: &mut Option<AgentTimings>,
     on_frame: &mut impl FnMut(Frame),
 ) -> Result<(), VmError> {
     let deadline = Instant::now() + run_timeout;
@@ -299,6 +335,7 @@ async fn results(
                 })
             }
             Ok(Ok(Some(Frame::Done))) => return Ok(()),
+            Ok(Ok(Some(Frame::Timings(timings)))) => *agent = Some(timings),
             Ok(Ok(Some(frame))) => on_frame(frame),
             Ok(Ok(None)) => break VmError::Died(Died::BeforeLastResult),
             Ok(Err(err)) => return Err(err.into()),
@@ -311,7 +348,8 @@ async fn results(
 }
 
 /// Writes `input` to `sink` while the first frames are read, so that
-/// neither side waits for the other; the writer is aborted if dropped.
+/// neither side waits for the other, and gives the sink back with when it
+/// was done; the writer is aborted if dropped.
 fn send_input(mut sink: InputSink, input: &RunInput<'_>) -> AbortOnDrop {
     let files = input.files.clone();
     let begin = kmatrix_protocol::Start {
@@ -323,7 +361,7 @@ fn send_input(mut sink: InputSink, input: &RunInput<'_>) -> AbortOnDrop {
     };
     AbortOnDrop(Some(tokio::spawn(async move {
         sink.start(&files, begin).await?;
-        Ok::<_, std::io::Error>(sink)
+        Ok::<_, std::io::Error>((sink, Instant::now()))
     })))
 }
 
@@ -387,7 +425,7 @@ impl Waiting<'_> {
 }
 
 /// Aborts the input writer if the VM fails first.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<InputSink>>>);
+struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<(InputSink, Instant)>>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

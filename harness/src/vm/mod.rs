@@ -88,6 +88,35 @@ pub struct VmReport {
     pub save_error: Option<SaveError>,
     /// Its console's file (the restored VM's own, when it was restored).
     pub console: PathBuf,
+    /// When each of its phases was reached.
+    pub timings: VmTimings,
+}
+
+/// The instants of one VM's attempt, as time since QEMU was started (its
+/// sockets bound, its process spawned), and the agent's own. Recorded for
+/// `kmatrix bench boot --phases`; nothing here judges them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VmTimings {
+    /// QEMU had joined its QMP and results sockets.
+    pub joined: Duration,
+    /// QMP was negotiated (its greeting and `qmp_capabilities`).
+    pub qmp_ready: Duration,
+    /// The agent's hello arrived (for a restored VM: QEMU resumed it).
+    pub hello: Duration,
+    /// A cold VM was saved (from the hello to here); `None` when not.
+    pub saved: Option<Duration>,
+    /// Every byte of the input was written to the port.
+    pub input_sent: Option<Duration>,
+    /// The agent's `Started` arrived.
+    pub started: Duration,
+    /// Its `Done` arrived.
+    pub done: Duration,
+    /// The acknowledgment was written.
+    pub acked: Duration,
+    /// QEMU had exited (the guest powered off), or was stopped.
+    pub exited: Duration,
+    /// The agent's own timings, when it sent them.
+    pub agent: Option<kmatrix_protocol::AgentTimings>,
 }
 
 /// Boots `spec` (restored from its saved state when there is a good one),

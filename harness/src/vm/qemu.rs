@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 use super::error::QmpError;
 use super::VmError;
@@ -27,6 +27,8 @@ pub(super) struct Qemu {
     /// QMP's socket, for passing descriptors beside the commands.
     qmp_socket: OwnedFd,
     shutdown: watch::Receiver<Option<String>>,
+    /// When it had joined both sockets (QMP not yet negotiated).
+    pub(super) joined: Instant,
 }
 
 type Qmp =
@@ -165,7 +167,8 @@ pub(super) async fn start(
     drop(inherit);
     match listeners.join(&mut child, paths.stderr).await {
         Ok((qmp_socket, results_socket)) => {
-            let qemu = connect(child, qmp_socket).await?;
+            let joined = Instant::now();
+            let qemu = connect(child, qmp_socket, joined).await?;
             Ok((qemu, results_socket))
         }
         Err(err) => {
@@ -205,7 +208,7 @@ impl Listeners {
 
 /// Negotiates QMP on `socket` with `child`, and watches its events for
 /// the shutdown cause; `child` is stopped if that fails.
-async fn connect(mut child: Child, socket: UnixStream) -> Result<Qemu, VmError> {
+async fn connect(mut child: Child, socket: UnixStream, joined: Instant) -> Result<Qemu, VmError> {
     let negotiated = async {
         let qmp_socket = socket.as_fd().try_clone_to_owned()?;
         let negotiation = qapi::futures::QmpStreamTokio::open(socket)
@@ -252,6 +255,7 @@ async fn connect(mut child: Child, socket: UnixStream) -> Result<Qemu, VmError> 
         qmp,
         qmp_socket,
         shutdown,
+        joined,
     })
 }
 

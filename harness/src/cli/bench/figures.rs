@@ -29,14 +29,19 @@ pub struct Document {
     pub figures: Vec<Figure>,
     /// Medians against each other.
     pub ratios: Vec<Ratio>,
+    /// `boot --phases`: each phase of the cold runs, in milliseconds, in
+    /// the order they happen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Figure>,
 }
 
 /// One measured figure: every sample, in run order, and their median.
 #[derive(Clone, Debug, Serialize)]
 pub struct Figure {
-    /// Its name: `bare-boot`, `cold`, `warm`, `streamed`, `discarded`.
+    /// Its name: `bare-boot`, `cold`, `warm`, `streamed`, `discarded`, or
+    /// a phase's.
     pub name: &'static str,
-    /// `s` or `cases/s`.
+    /// `s`, `ms` or `cases/s`.
     pub unit: &'static str,
     /// The median sample.
     pub median: f64,
@@ -96,6 +101,7 @@ impl Document {
             runs,
             figures: Vec::new(),
             ratios: Vec::new(),
+            phases: Vec::new(),
         }
     }
 

@@ -10,10 +10,14 @@
 //!
 //! Each alternates its two sides in one process, so a noisy machine slows
 //! both alike, and prints the medians and their ratio; `--json FILE`
-//! writes them with every sample ([`figures`]).
+//! writes them with every sample ([`figures`]). `boot --phases` also
+//! splits the cold runs into their phases ([`phases`]).
 
 mod figures;
+mod phases;
 mod stream;
+
+pub use phases::write_timings;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -80,6 +84,11 @@ pub struct Common {
 pub struct BootArgs {
     #[command(flatten)]
     common: Common,
+    /// Also split the cold runs into their phases (host work, QEMU, the
+    /// kernel's boot, the agent's steps, the run, power-off) and print
+    /// each one's median beside the bare boot's total.
+    #[arg(long)]
+    phases: bool,
     /// The object `kmatrix test` loads (`.o` or `.c`).
     object: PathBuf,
 }
@@ -195,7 +204,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         argv::Accel::Kvm => "kvm",
         argv::Accel::Tcg => "tcg",
     };
-    let kmatrix_test = |cold: bool| {
+    let kmatrix_test = |cold: bool, timings: Option<PathBuf>| {
         let mut command = tokio::process::Command::new(&exe);
         if let Some(path) = &matrix_path {
             command.arg("--matrix").arg(path);
@@ -207,6 +216,9 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             .kill_on_drop(true);
         if cold {
             command.arg("--no-snapshot");
+        }
+        if let Some(path) = &timings {
+            command.arg("--timings").arg(path);
         }
         async move {
             let start = Instant::now();
@@ -234,8 +246,9 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         args.common.runs
     );
     // A first run saves the kernel's VM if no saved one is there yet.
-    kmatrix_test(false).await?;
+    kmatrix_test(false, None).await?;
     let (mut floor, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut timed = Vec::new();
     for run in 1..=args.common.runs {
         let start = Instant::now();
         let status = tokio::process::Command::new(config.qemu.get(arch))
@@ -249,8 +262,15 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             format!("the floor VM failed ({status})")
         })?;
         floor.push(start.elapsed());
-        cold.push(kmatrix_test(true).await?.0);
-        let (elapsed, text) = kmatrix_test(false).await?;
+        let timings = args
+            .phases
+            .then(|| dir.path().join(format!("timings-{run}.json")));
+        let wall = kmatrix_test(true, timings.clone()).await?.0;
+        cold.push(wall);
+        if let Some(path) = &timings {
+            timed.push((phases::read_timings(path, &kernel.label)?, wall));
+        }
+        let (elapsed, text) = kmatrix_test(false, None).await?;
         ensure(text.contains("restored from its saved VM"), || {
             format!("the warm run did not restore the saved VM:\n{text}")
         })?;
@@ -286,6 +306,12 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         "kmatrix test, restored (process start to exit):      median {:.2} s, {:.2}x the bare boot",
         warm.median, warm_ratio.value
     );
+    let phases = phases::figures(&timed);
+    if args.phases {
+        println!();
+        phases::render(&phases, &cold, &floor, &mut std::io::stdout().lock())
+            .map_err(io("printing the phases"))?;
+    }
     if let Some(path) = &args.common.json {
         let mut doc = Document::new("boot", &kernel.label, args.common.runs);
         doc.settings.extend([
@@ -297,6 +323,9 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         ]);
         doc.figures = vec![floor, cold, warm];
         doc.ratios = vec![cold_ratio, warm_ratio];
+        if args.phases {
+            doc.phases = phases;
+        }
         doc.write(path)?;
     }
     Ok(Status::Passed)

@@ -252,6 +252,7 @@ fn show_frame(frame: &Frame) -> String {
         }
         Frame::Exit(info) => format!("exit: {info:?}"),
         Frame::Done => "done".into(),
+        Frame::Timings(timings) => format!("timings: run done at {} us", timings.done),
     }
 }
 

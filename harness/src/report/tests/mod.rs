@@ -43,6 +43,7 @@ fn events() -> Vec<RunEvent> {
             boot: Duration::from_millis(1500),
             run: Duration::from_millis(300),
             total: Duration::from_millis(1900),
+            timings: Box::default(),
         },
     };
     let pass = |detail: &str| Outcome::Passed {
