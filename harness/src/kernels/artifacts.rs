@@ -56,8 +56,11 @@ pub struct KernelArtifacts {
 pub enum Input {
     /// A Debian package.
     Deb(PathBuf),
-    /// A tar archive (plain, gzip or zstd): an OCI layer, a modules tarball.
+    /// A tar archive (plain, gzip or zstd): a modules tarball.
     Tarball(PathBuf),
+    /// An OCI image's layers, in order: the entry's only input, read in
+    /// the layout the image has (`oci_image.rs`).
+    Oci(Vec<PathBuf>),
     /// A kernel image file.
     Image(PathBuf),
     /// A directory of modules.
@@ -176,6 +179,14 @@ pub fn extract(
             Input::Tarball(path) => files.read_tarball(path)?,
             Input::Image(path) => files.read_image(path)?,
             Input::Dir(path) => files.read_dir(path)?,
+            Input::Oci(layers) => {
+                files = super::oci_image::read(layers)
+                    .map_err(|source| FetchError::OciImage {
+                        label: label.to_owned(),
+                        source,
+                    })?
+                    .1;
+            }
         }
     }
     let incomplete = |what| FetchError::Incomplete {
@@ -271,14 +282,15 @@ pub fn extract(
     }
     let blobs: Vec<String> = inputs
         .iter()
-        .filter_map(|input| match input {
-            Input::Deb(path) | Input::Tarball(path) | Input::Image(path)
-                if path.starts_with(cache.root()) =>
-            {
-                path.file_name().map(|n| n.to_string_lossy().into_owned())
+        .flat_map(|input| match input {
+            Input::Deb(path) | Input::Tarball(path) | Input::Image(path) => {
+                std::slice::from_ref(path)
             }
-            _ => None,
+            Input::Oci(layers) => layers.as_slice(),
+            Input::Dir(_) => &[],
         })
+        .filter(|path| path.starts_with(cache.root()))
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     write(INPUTS, blobs.join("\n").as_bytes())?;
     // Written last: `open` treats an entry without it as incomplete.

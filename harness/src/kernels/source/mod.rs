@@ -36,11 +36,9 @@ pub async fn inputs(
             ubuntu::inputs(blobs, sources.archive(Distro::Ubuntu), entry, suite).await
         }
         Source::Mainline { tag } => mainline::inputs(blobs, &sources.mainline, entry, tag).await,
-        Source::Oci { reference } => Ok(oci::pull(blobs, entry, reference)
-            .await?
-            .into_iter()
-            .map(Input::Tarball)
-            .collect()),
+        Source::Oci { reference } => {
+            Ok(vec![Input::Oci(oci::pull(blobs, entry, reference).await?)])
+        }
         Source::Url { image, modules } => {
             let mut inputs = vec![Input::Image(
                 blobs
