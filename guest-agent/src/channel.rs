@@ -51,7 +51,7 @@ impl Channel {
             port,
             input: InputBuffer::default(),
             last_dir: None,
-            queue: Queue::new(),
+            queue: Queue::allocate(),
             frame: Vec::new(),
             oldest: None,
             error: None,

@@ -19,7 +19,7 @@ pub struct Queue {
 
 impl Queue {
     /// Maps and locks the queue; in plain memory if that fails.
-    pub fn new() -> Self {
+    pub fn allocate() -> Self {
         let (area, locked) = match Self::map() {
             Ok(area) => (area, true),
             Err(_) => (Box::leak(vec![0; SIZE].into_boxed_slice()), false),

@@ -13,6 +13,7 @@ mod input;
 mod judged;
 mod loaders;
 mod mainline;
+mod oci_lvh;
 mod probes;
 mod rpm;
 mod run;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         judged::TESTS,
         loaders::TESTS,
         mainline::TESTS,
+        oci_lvh::TESTS,
         probes::TESTS,
         rpm::TESTS,
         run::TESTS,

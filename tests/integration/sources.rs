@@ -1,6 +1,7 @@
 //! Kernel sources beyond Debian, against real servers on loopback: an OCI
 //! registry (Debian's docker-registry, started here) holding images in the
-//! cilium/ci-kernels layout built from a Debian kernel, and an HTTP server
+//! cilium/ci-kernels layout built from a Debian kernel (little-vm-helper's
+//! layout is `oci_lvh.rs`, on the same registry), and an HTTP server
 //! serving a kernel and its modules. The kernels pulled through both boot
 //! and pass the example suite.
 
@@ -30,7 +31,7 @@ crate::support::tests! {
     host transient_download_errors_are_retried,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
 
@@ -66,14 +67,14 @@ fn ci_kernels_layer(kernel: &KernelArtifacts, extra: &[(&str, &[u8])]) -> Vec<u8
 }
 
 /// Debian's registry server on a loopback port, stopped on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -118,18 +119,22 @@ impl Registry {
 
     /// Pushes a one-layer image; returns its manifest digest.
     fn push(&self, reference: &str, layer: Vec<u8>) -> String {
+        self.push_layers(reference, vec![layer])
+    }
+
+    /// Pushes an image of gzip `layers`, in order; returns its manifest
+    /// digest.
+    pub(crate) fn push_layers(&self, reference: &str, layers: Vec<Vec<u8>>) -> String {
         let reference: Reference = format!("{}/{reference}", self.addr).parse().unwrap();
         let client = self.client();
+        let layers: Vec<_> = layers
+            .into_iter()
+            .map(|layer| ImageLayer::oci_v1_gzip(layer, None))
+            .collect();
         runtime().block_on(async {
             let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
             client
-                .push(
-                    &reference,
-                    &[ImageLayer::oci_v1_gzip(layer, None)],
-                    config,
-                    &RegistryAuth::Anonymous,
-                    None,
-                )
+                .push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
                 .await
                 .unwrap();
             client
@@ -192,20 +197,20 @@ impl Drop for Registry {
     }
 }
 
-fn write_matrix(dir: &Path, body: &str) -> PathBuf {
+pub(crate) fn write_matrix(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("kernels.toml");
     std::fs::write(&path, body).unwrap();
     path
 }
 
-fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
+pub(crate) fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
     kmatrix(&[&["--matrix", matrix.to_str().unwrap()], args].concat())
         .env("KMATRIX_CACHE_DIR", cache)
         .output()
         .unwrap()
 }
 
-fn example_suite() -> String {
+pub(crate) fn example_suite() -> String {
     repo()
         .join("tests/example/kmatrix-suite.toml")
         .display()

@@ -64,8 +64,11 @@ pub enum Input {
         /// The distribution's keyring.
         keyring: PathBuf,
     },
-    /// A tar archive (plain, gzip or zstd): an OCI layer, a modules tarball.
+    /// A tar archive (plain, gzip or zstd): a modules tarball.
     Tarball(PathBuf),
+    /// An OCI image's layers, in order: the entry's only input, read in
+    /// the layout the image has (`oci_image.rs`).
+    Oci(Vec<PathBuf>),
     /// A kernel image file.
     Image(PathBuf),
     /// A directory of modules.
@@ -187,6 +190,14 @@ pub fn extract(
             Input::Tarball(path) => files.read_tarball(path)?,
             Input::Image(path) => files.read_image(path)?,
             Input::Dir(path) => files.read_dir(path)?,
+            Input::Oci(layers) => {
+                files = super::oci_image::read(layers)
+                    .map_err(|source| FetchError::OciImage {
+                        label: label.to_owned(),
+                        source,
+                    })?
+                    .1;
+            }
         }
     }
     let incomplete = |what| FetchError::Incomplete {
@@ -282,17 +293,16 @@ pub fn extract(
     }
     let blobs: Vec<String> = inputs
         .iter()
-        .filter_map(|input| match input {
+        .flat_map(|input| match input {
             Input::Deb(path)
             | Input::Rpm { path, .. }
             | Input::Tarball(path)
-            | Input::Image(path)
-                if path.starts_with(cache.root()) =>
-            {
-                path.file_name().map(|n| n.to_string_lossy().into_owned())
-            }
-            _ => None,
+            | Input::Image(path) => std::slice::from_ref(path),
+            Input::Oci(layers) => layers.as_slice(),
+            Input::Dir(_) => &[],
         })
+        .filter(|path| path.starts_with(cache.root()))
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     write(INPUTS, blobs.join("\n").as_bytes())?;
     // Written last: `open` treats an entry without it as incomplete.

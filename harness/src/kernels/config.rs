@@ -33,6 +33,12 @@
 //! oci = "<registry>/cilium/ci-kernels:6.6"
 //! sha256 = { manifest = "<the image manifest's digest>" }
 //!
+//! [[kernel]]                                  # an OCI image (little-vm-helper layout)
+//! label = "bpf-next"                          # a tag not starting with its version
+//! version = "6.17"                            # names neither
+//! oci = "<registry>/<lvh-images>/kernel-images:bpf-next-20250101.012345"
+//! sha256 = { manifest = "<the image manifest's digest>" }
+//!
 //! [[kernel]]                                  # files over HTTP(S)
 //! version = "6.1.158"
 //! url = { image = "https://…/vmlinuz", modules = "https://…/modules.tar.gz" }
@@ -481,9 +487,13 @@ fn source_version(source: &Source) -> Option<Version> {
         Source::Debian { package, .. } | Source::Ubuntu { package, .. } => {
             Version::find_in(package)
         }
+        // A tag names its version only when it starts with it (`6.6`,
+        // `6.6-20250101.012345`): `bpf-next-20250101.012345` and
+        // `rhel9.6-…` name none.
         Source::Oci { reference } => {
             let tag = reference.split('@').next()?.rsplit_once(':')?.1;
-            Version::find_in(tag)
+            tag.starts_with(|c: char| c.is_ascii_digit())
+                .then(|| Version::find_in(tag))?
         }
         Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),
@@ -669,5 +679,24 @@ mod tests {
         assert!(err.contains("give it as `6.6.64`"), "{err}");
         let err = parse("[[kernel]]\nmainline = \"6.6.64\"\noci = \"r/k:6.6\"\n").unwrap_err();
         assert!(err.contains("give one source"), "{err}");
+    }
+
+    #[test]
+    fn an_oci_tag_names_a_version_only_when_it_starts_with_one() {
+        let matrix =
+            parse("[[kernel]]\noci = \"r/lvh/kernel-images:6.6-20250101.012345\"\n").unwrap();
+        assert_eq!(matrix.kernels[0].label, "6.6");
+        for tag in ["bpf-next-20250101.012345", "rhel9.6-20250101.012345"] {
+            let err = parse(&format!(
+                "[[kernel]]\noci = \"r/lvh/kernel-images:{tag}\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.contains("cannot tell the kernel version"), "{err}");
+        }
+        let matrix = parse(
+            "[[kernel]]\nlabel = \"rhel9.6\"\nversion = \"5.14\"\noci = \"r/lvh/kernel-images:rhel9.6-main\"\n",
+        )
+        .unwrap();
+        assert_eq!(matrix.kernels[0].version.to_string(), "5.14.0");
     }
 }

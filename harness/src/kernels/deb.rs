@@ -90,21 +90,14 @@ impl KernelFiles {
     /// it in errors.
     pub fn read_tarball_from(
         &mut self,
-        mut file: impl std::io::BufRead + 'static,
+        file: impl std::io::BufRead + 'static,
         path: &Path,
     ) -> Result<(), DebError> {
         let fail = |reason: String| DebError {
             path: path.to_owned(),
             reason,
         };
-        let magic = std::io::BufRead::fill_buf(&mut file).map_err(|e| fail(e.to_string()))?;
-        let data: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::Decoder::with_buffer(file).map_err(|e| fail(e.to_string()))?)
-        } else {
-            Box::new(file)
-        };
+        let data = decompressed(file).map_err(|e| fail(e.to_string()))?;
         self.read_tar(data)
             .map_err(|e| fail(format!("reading the tar archive: {e}")))
     }
@@ -171,7 +164,7 @@ impl KernelFiles {
         }
     }
 
-    fn add(&mut self, kind: Kind, path: String, bytes: Vec<u8>) {
+    pub(super) fn add(&mut self, kind: Kind, path: String, bytes: Vec<u8>) {
         match kind {
             Kind::Image => self.image = Some(bytes),
             Kind::Config => self.config = Some(bytes),
@@ -188,29 +181,55 @@ impl KernelFiles {
     }
 
     fn read_tar(&mut self, data: impl Read) -> std::io::Result<()> {
-        let mut tar = tar::Archive::new(data);
-        for entry in tar.entries()? {
-            let mut entry = entry?;
-            if !entry.header().entry_type().is_file() {
-                continue;
+        for_each_file(data, |path, entry| {
+            if let Some(kind) = classify(path) {
+                // The header's size is not trusted: it may claim 2^61 bytes.
+                let bytes = read_capped(entry, MAX_FILE, path)?;
+                self.add(kind, path.to_owned(), bytes);
             }
-            let path = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_owned();
-            let Some(kind) = classify(&path) else {
-                continue;
-            };
-            // The header's size is not trusted: it may claim 2^61 bytes.
-            let bytes = read_capped(&mut entry, MAX_FILE, &path)?;
-            self.add(kind, path, bytes);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
-enum Kind {
+/// `file` decompressed: gzip and zstd are told apart by their magic bytes,
+/// anything else is read as it is.
+pub(super) fn decompressed(
+    mut file: impl std::io::BufRead + 'static,
+) -> std::io::Result<Box<dyn Read>> {
+    let magic = file.fill_buf()?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Calls `f` with each regular file of the tar archive `data`: its path
+/// (without a leading `./`) and its contents.
+pub(super) fn for_each_file(
+    data: impl Read,
+    mut f: impl FnMut(&str, &mut dyn Read) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut tar = tar::Archive::new(data);
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        f(&path, &mut entry)?;
+    }
+    Ok(())
+}
+
+pub(super) enum Kind {
     Image,
     Config,
     Builtin(Option<String>),
@@ -222,8 +241,8 @@ enum Kind {
 /// Whole packages use `boot/vmlinuz-<release>`, `boot/config-<release>` and
 /// `lib/modules/<release>/…`; split ones (and trixie) put everything under
 /// `usr/lib/modules/<release>/`, the image as `vmlinuz`. OCI kernel images
-/// (cilium/ci-kernels) hold `boot/vmlinuz` and `lib/modules/<release>/…`.
-fn classify(path: &str) -> Option<Kind> {
+/// hold the same below their layout's root (`oci_image.rs`).
+pub(super) fn classify(path: &str) -> Option<Kind> {
     if let Some(file) = path.strip_prefix("boot/") {
         if file == "vmlinuz" || file.starts_with("vmlinuz-") {
             return Some(Kind::Image);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::deb::DebError;
 use super::modinfo::ModuleError;
+use super::oci_image::LayoutError;
 use super::source::apt::AptError;
 use super::source::mainline::MainlineError;
 use super::source::rpm::RpmError;
@@ -141,6 +142,15 @@ pub enum FetchError {
         /// Why.
         #[source]
         source: OciError,
+    },
+    /// An OCI image's layers hold no kernel kmatrix can read.
+    #[error("kernel `{label}`")]
+    OciImage {
+        /// The kernel's label.
+        label: String,
+        /// Why.
+        #[source]
+        source: LayoutError,
     },
     /// Ubuntu's mainline builds refused or lack what was asked.
     #[error("kernel `{label}`")]

@@ -18,6 +18,7 @@ pub mod deb;
 mod error;
 mod fetch;
 mod modinfo;
+mod oci_image;
 pub mod rpm;
 mod select;
 pub mod source;
@@ -31,6 +32,7 @@ pub use config::{
 };
 pub use error::{FetchError, FetchEvent};
 pub use fetch::Fetcher;
+pub use oci_image::{Layout, LayoutError};
 pub use select::{SelectError, Selection};
 pub use source::apt::{AptError, Mirror};
 pub use source::distro::Distro;

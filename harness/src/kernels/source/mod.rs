@@ -41,11 +41,9 @@ pub async fn inputs(
             rpm::inputs(blobs, &sources.rpm, entry, repo, keyring.as_deref()).await
         }
         Source::Mainline { tag } => mainline::inputs(blobs, &sources.mainline, entry, tag).await,
-        Source::Oci { reference } => Ok(oci::pull(blobs, entry, reference)
-            .await?
-            .into_iter()
-            .map(Input::Tarball)
-            .collect()),
+        Source::Oci { reference } => {
+            Ok(vec![Input::Oci(oci::pull(blobs, entry, reference).await?)])
+        }
         Source::Url { image, modules } => {
             let mut inputs = vec![Input::Image(
                 blobs

@@ -1,0 +1,182 @@
+//! OCI kernel images in little-vm-helper's layout, on the loopback registry
+//! of `sources.rs`: a busybox-like base layer, then the kernel's install
+//! tree (what `make tar-pkg` leaves in `tar-install/`) under
+//! `/data/kernels/<name>/`, built from the shipped Debian 6.1 kernel.
+
+use std::io::Write;
+use std::path::Path;
+
+use kmatrix::cache::Cache;
+use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
+
+use crate::sources::{example_suite, run_in, runtime, write_matrix, Registry};
+use crate::support::debian_6_1;
+use crate::support::text;
+
+crate::support::tests! {
+    host lvh_images_pinned_by_digest_are_read_in_their_layout,
+    vm lvh_kernels_boot_and_pass_the_example_suite,
+}
+
+/// A gzip layer of `files` (path, contents).
+fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, &data[..]).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// What the busybox image lvh's kernel images start from holds, in short.
+fn base_layer() -> Vec<u8> {
+    layer(&[
+        ("bin/busybox".into(), b"\x7fELF busybox".to_vec()),
+        (
+            "etc/passwd".into(),
+            b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        ),
+    ])
+}
+
+/// `kernel`'s install tree under `/data/kernels/<name>/`, as lvh's
+/// Dockerfile copies it: `boot/vmlinuz-<release>`, `boot/config-<release>`,
+/// `boot/System.map-<release>`, `lib/modules/<release>/` (without
+/// `modules.builtin`: the modules kept in the cache are not all the kernel
+/// has, so the built-in ones are left unknown, as for ci-kernels images).
+fn lvh_layer(kernel: &KernelArtifacts, name: &str) -> Vec<u8> {
+    let root = format!("data/kernels/{name}");
+    let release = &kernel.release;
+    let mut files = vec![
+        (
+            format!("{root}/boot/vmlinuz-{release}"),
+            std::fs::read(&kernel.image).unwrap(),
+        ),
+        (
+            format!("{root}/boot/config-{release}"),
+            std::fs::read(&kernel.config).unwrap(),
+        ),
+        (
+            format!("{root}/boot/System.map-{release}"),
+            b"ffffffff81000000 T _text\n".to_vec(),
+        ),
+    ];
+    for module in &kernel.modules {
+        files.push((
+            format!("{root}/lib/modules/{release}/kernel/drivers/virtio/{module}.ko"),
+            std::fs::read(kernel.module(module)).unwrap(),
+        ));
+    }
+    layer(&files)
+}
+
+fn fetch(matrix: &Path, cache: &Path, label: &str) -> KernelArtifacts {
+    let matrix = Matrix::load(matrix).unwrap();
+    let entry = matrix.kernels.iter().find(|k| k.label == label).unwrap();
+    let fetcher = Fetcher::new(Cache::at(cache.to_owned()).unwrap(), &matrix, false, |_| {});
+    runtime().block_on(fetcher.fetch(entry)).unwrap()
+}
+
+/// An lvh image pinned by digest is fetched and its kernel read from
+/// `/data/kernels/<name>/`, whatever the tag (a version, or `bpf-next-…`
+/// with `version` given); an image holding no kernel in either layout is
+/// refused, naming what it holds.
+fn lvh_images_pinned_by_digest_are_read_in_their_layout() {
+    let kernel = debian_6_1();
+    let registry = Registry::start();
+    let addr = &registry.addr;
+    let versioned = registry.push_layers(
+        "lvh-images/kernel-images:6.1-20250101.012345",
+        vec![base_layer(), lvh_layer(&kernel, "6.1")],
+    );
+    let named = registry.push_layers(
+        "lvh-images/kernel-images:bpf-next-20250101.012345",
+        vec![base_layer(), lvh_layer(&kernel, "bpf-next")],
+    );
+    let misplaced = registry.push_layers(
+        "lvh-images/kernel-images:6.1-misplaced",
+        vec![
+            base_layer(),
+            layer(&[(
+                "data/kernels/6.1/vmlinuz".into(),
+                std::fs::read(&kernel.image).unwrap(),
+            )]),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\noci = \"{addr}/lvh-images/kernel-images@{versioned}\"\nversion = \"6.1\"\nsha256 = {{ manifest = \"{versioned}\" }}\n\n\
+             [[kernel]]\nlabel = \"bpf-next\"\nversion = \"6.1\"\noci = \"{addr}/lvh-images/kernel-images:bpf-next-20250101.012345\"\nsha256 = {{ manifest = \"{named}\" }}\n\n\
+             [[kernel]]\nlabel = \"misplaced\"\noci = \"{addr}/lvh-images/kernel-images:6.1-misplaced\"\nsha256 = {{ manifest = \"{misplaced}\" }}\n"
+        ),
+    );
+
+    for label in ["6.1", "bpf-next"] {
+        let fetched = fetch(&matrix, &cache, label);
+        assert_eq!(fetched.release, kernel.release, "{label}");
+        assert_eq!(fetched.modules, kernel.modules, "{label}");
+        assert_eq!(
+            std::fs::read(&fetched.image).unwrap(),
+            std::fs::read(&kernel.image).unwrap(),
+            "{label}"
+        );
+        assert_eq!(
+            std::fs::read(&fetched.config).unwrap(),
+            std::fs::read(&kernel.config).unwrap(),
+            "{label}"
+        );
+    }
+
+    let refused = run_in(
+        &matrix,
+        &cache,
+        &["kernels", "fetch", "--kernels", "misplaced"],
+    );
+    let out = text(&refused);
+    assert!(!refused.status.success(), "{out}");
+    assert!(out.contains("kernel `misplaced`"), "{out}");
+    assert!(
+        out.contains("the image is in no layout kmatrix reads"),
+        "{out}"
+    );
+    assert!(
+        out.contains("it holds 3 files: /bin (1), /data/kernels/6.1 (1), /etc (1)"),
+        "{out}"
+    );
+}
+
+/// An lvh image, pinned by `kernels update`, boots and passes the example
+/// suite.
+fn lvh_kernels_boot_and_pass_the_example_suite() {
+    let kernel = debian_6_1();
+    let registry = Registry::start();
+    registry.push_layers(
+        "lvh-images/kernel-images:6.1-20250101.012345",
+        vec![base_layer(), lvh_layer(&kernel, "6.1")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\nlabel = \"lvh-6.1\"\noci = \"{}/lvh-images/kernel-images:6.1-20250101.012345\"\n",
+            registry.addr
+        ),
+    );
+    let update = run_in(&matrix, &cache, &["kernels", "update"]);
+    assert!(update.status.success(), "{}", text(&update));
+
+    let run = run_in(&matrix, &cache, &["test", "--suite", &example_suite()]);
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(out.contains("lvh-6.1  UP    6.1.0-50-cloud-amd64"), "{out}");
+    assert!(out.contains("no failures: 15 tests on 1 kernels"), "{out}");
+}
