@@ -1,5 +1,6 @@
 //! `kmatrix init`: writes the built-in kernels.toml (to pin or change the
-//! matrix) and a starter suite for the eBPF objects it finds, never over an
+//! matrix; with `--lts`, the unpinned matrix of the kernels fleets run) and
+//! a starter suite for the eBPF objects it finds, never over an
 //! existing file.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use crate::kernels::BUILT_IN;
 /// The suite file `kmatrix test --suite` is pointed at.
 const SUITE: &str = "kmatrix-suite.toml";
 
+/// `kmatrix init --lts`'s kernels.toml: the kernel.org LTS lines and
+/// Ubuntu's LTS kernels, unpinned.
+pub const LTS: &str = include_str!("lts.toml");
+
 /// How deep objects are looked for.
 const MAX_DEPTH: usize = 4;
 
@@ -21,11 +26,15 @@ pub struct InitArgs {
     /// The directory to write in [default: the current directory].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Write a kernels.toml of the kernel.org LTS lines and Ubuntu's LTS
+    /// kernels, unpinned (`kmatrix kernels update` pins them).
+    #[arg(long)]
+    lts: bool,
 }
 
 /// Writes the files that are not there yet.
 pub fn run(args: InitArgs) -> Result<Status, Error> {
-    let dir = match args.dir {
+    let dir = match args.dir.clone() {
         Some(dir) => dir,
         None => std::env::current_dir().map_err(|source| Error::Write {
             path: ".".into(),
@@ -36,7 +45,10 @@ pub fn run(args: InitArgs) -> Result<Status, Error> {
     find_objects(&dir, &dir, 0, &mut objects);
     objects.sort();
     let files = [
-        ("kernels.toml", BUILT_IN.to_owned()),
+        (
+            "kernels.toml",
+            if args.lts { LTS } else { BUILT_IN }.to_owned(),
+        ),
         (SUITE, starter_suite(&objects)),
     ];
     let mut wrote = 0;
@@ -150,6 +162,7 @@ mod tests {
         std::fs::write(dir.path().join("src/bpf/prebuilt.bpf.o"), "").unwrap();
         let args = || InitArgs {
             dir: Some(dir.path().to_owned()),
+            lts: false,
         };
         assert_eq!(run(args()).unwrap(), Status::Passed);
         let kernels = std::fs::read_to_string(dir.path().join("kernels.toml")).unwrap();
@@ -174,6 +187,39 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join(SUITE)).unwrap(),
             "mine"
+        );
+    }
+
+    #[test]
+    fn the_lts_matrix_parses_unpinned_and_a_range_selects_across_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = InitArgs {
+            dir: Some(dir.path().to_owned()),
+            lts: true,
+        };
+        assert_eq!(run(args).unwrap(), Status::Passed);
+        let path = dir.path().join("kernels.toml");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), LTS);
+        let matrix = crate::kernels::Matrix::load(&path).unwrap();
+        assert!(matrix.kernels.iter().all(|k| !k.is_pinned()));
+        let selection: crate::kernels::Selection = "5.4..6.8".parse().unwrap();
+        let labels: Vec<_> = selection
+            .apply(&matrix.kernels)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "5.4",
+                "5.10",
+                "5.15",
+                "6.1",
+                "6.6",
+                "ubuntu-5.15",
+                "ubuntu-6.8"
+            ]
         );
     }
 }

@@ -56,6 +56,10 @@
 //! mainline = "6.6.64"
 //! sha256 = { "linux-image-unsigned-6.6.64-060664-generic" = "<64 hex>", … }
 //!
+//! [[kernel]]                                  # one Debian build, from the snapshot
+//! debian = { suite = "bookworm", build = "6.1.0-20" }   # archive (`flavour`:
+//! sha256 = { … }                              # "cloud" by default)
+//!
 //! [[kernel]]                                  # a kernel on disk; no pin
 //! path = { image = "../linux/arch/x86/boot/bzImage", modules = "../linux/mods" }
 //! ```
@@ -138,6 +142,16 @@ pub enum Source {
         /// The `linux-image-*` or `linux-image-unsigned-*` package.
         package: String,
     },
+    /// One build of a Debian kernel, from Debian's snapshot archive (which
+    /// keeps every build): `debian = { suite, build }` in kernels.toml.
+    DebianSnapshot {
+        /// The suite it was published in, e.g. `bookworm`.
+        suite: String,
+        /// The kernel's ABI name, e.g. `6.1.0-20`.
+        build: String,
+        /// The image package: `linux-image-<build>-<flavour>-<arch>`.
+        package: String,
+    },
     /// An OCI image holding `/boot/vmlinuz` and `/lib/modules` (the
     /// cilium/ci-kernels layout), pinned by its image manifest's digest.
     Oci {
@@ -183,6 +197,9 @@ impl std::fmt::Display for Source {
         match self {
             Source::Debian { suite, package } => write!(f, "debian:{suite}/{package}"),
             Source::Ubuntu { suite, package } => write!(f, "ubuntu:{suite}/{package}"),
+            Source::DebianSnapshot { suite, package, .. } => {
+                write!(f, "debian-snapshot:{suite}/{package}")
+            }
             Source::Oci { reference } => write!(f, "oci:{reference}"),
             Source::Rpm { repo, package, .. } => write!(f, "rpm:{package} ({repo})"),
             Source::Mainline { tag } => write!(f, "mainline:{tag}"),
@@ -281,7 +298,9 @@ struct RawRpmSource {
 #[serde(deny_unknown_fields)]
 struct RawAptSource {
     suite: String,
-    package: String,
+    package: Option<String>,
+    build: Option<String>,
+    flavour: Option<String>,
 }
 
 /// The shipped kernels.toml, built in: used when no file is found, and
@@ -389,13 +408,17 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
                     .into(),
             ))
         }
-        (Some(debian), ..) => Source::Debian {
-            suite: debian.suite,
-            package: debian.package,
-        },
+        (Some(debian), ..) => debian_source(debian, raw.arch.as_deref()).map_err(fail)?,
         (_, Some(ubuntu), ..) => Source::Ubuntu {
+            package: match (ubuntu.package, ubuntu.build, ubuntu.flavour) {
+                (Some(package), None, None) => package,
+                _ => {
+                    return Err(fail(
+                        "an `ubuntu` entry names its `suite` and `package` (no `build` or `flavour`: those are for Debian's snapshot archive)".into(),
+                    ))
+                }
+            },
             suite: ubuntu.suite,
-            package: ubuntu.package,
         },
         (_, _, Some(rpm), ..) => Source::Rpm {
             repo: rpm.repo.trim_end_matches('/').to_owned(),
@@ -471,6 +494,35 @@ fn check_entry(raw: RawKernel, index: usize, dir: &Path) -> Result<KernelEntry, 
     })
 }
 
+/// A `debian` entry: a package of the mirror's suite (`package`), or one
+/// build from the snapshot archive (`build`, with an optional `flavour`).
+fn debian_source(raw: RawAptSource, arch: Option<&str>) -> Result<Source, String> {
+    match (raw.package, raw.build) {
+        (Some(package), None) if raw.flavour.is_none() => Ok(Source::Debian {
+            suite: raw.suite,
+            package,
+        }),
+        (None, Some(build)) => {
+            if !build.starts_with(|c: char| c.is_ascii_digit())
+                || Version::find_in(&build).is_none()
+                || build.contains(|c: char| c.is_whitespace() || c == '/')
+            {
+                return Err(format!(
+                    "`{build}` is not a Debian kernel build: give its ABI name as the package names it, e.g. `6.1.0-20` (from `linux-image-6.1.0-20-cloud-amd64`)"
+                ));
+            }
+            let arch: Arch = arch.unwrap_or("amd64").parse()?;
+            let flavour = raw.flavour.as_deref().unwrap_or("cloud");
+            Ok(Source::DebianSnapshot {
+                package: format!("linux-image-{build}-{flavour}-{arch}"),
+                suite: raw.suite,
+                build,
+            })
+        }
+        _ => Err("a `debian` entry names `package` (a package of the mirror's suite) or `build` (one build from the snapshot archive, with an optional `flavour`), not both".into()),
+    }
+}
+
 /// The label of an entry that gives none: `MAJOR.MINOR`, with `-arm64`
 /// for arm64 kernels.
 pub fn default_label(version: &Version, arch: Arch) -> String {
@@ -487,6 +539,7 @@ fn source_version(source: &Source) -> Option<Version> {
         Source::Debian { package, .. } | Source::Ubuntu { package, .. } => {
             Version::find_in(package)
         }
+        Source::DebianSnapshot { build, .. } => Version::find_in(build),
         // A tag names its version only when it starts with it (`6.6`,
         // `6.6-20250101.012345`): `bpf-next-20250101.012345` and
         // `rhel9.6-…` name none.
@@ -698,5 +751,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(matrix.kernels[0].version.to_string(), "5.14.0");
+    }
+
+    #[test]
+    fn debian_builds_come_from_the_snapshot_archive() {
+        let matrix = parse("[[kernel]]\ndebian = { suite = \"bookworm\", build = \"6.1.0-20\" }\n[[kernel]]\narch = \"arm64\"\ndebian = { suite = \"trixie\", build = \"6.12.38+deb13\", flavour = \"rt\" }\n")
+            .unwrap();
+        let named: Vec<_> = matrix
+            .kernels
+            .iter()
+            .map(|k| {
+                (
+                    k.label.as_str(),
+                    k.source.to_string(),
+                    k.version.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "6.1",
+                    "debian-snapshot:bookworm/linux-image-6.1.0-20-cloud-amd64".to_owned(),
+                    "6.1.0".to_owned()
+                ),
+                (
+                    "6.12-arm64",
+                    "debian-snapshot:trixie/linux-image-6.12.38+deb13-rt-arm64".to_owned(),
+                    "6.12.38".to_owned()
+                )
+            ]
+        );
+        let both = parse("[[kernel]]\ndebian = { suite = \"b\", build = \"6.1.0-20\", package = \"linux-image-6.1.0-20-cloud-amd64\" }\n").unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        let bad =
+            parse("[[kernel]]\ndebian = { suite = \"b\", build = \"../6.1\" }\n").unwrap_err();
+        assert!(bad.contains("not a Debian kernel build"), "{bad}");
+        let ubuntu = parse("[[kernel]]\nubuntu = { suite = \"jammy\", build = \"5.15.0-91\" }\n")
+            .unwrap_err();
+        assert!(ubuntu.contains("no `build`"), "{ubuntu}");
     }
 }

@@ -126,6 +126,17 @@ pub enum FetchError {
         /// Why.
         reason: String,
     },
+    /// A build named by a `debian = { build }` entry cannot be pinned or
+    /// fetched from the snapshot archive.
+    #[error("kernel `{label}`: cannot take `{package}` from the snapshot archive: {reason}")]
+    SnapshotBuild {
+        /// The kernel's label.
+        label: String,
+        /// The image package.
+        package: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The entry lacks a pin its source needs.
     #[error("kernel `{label}` has no sha256 pin for `{what}`: run `kmatrix kernels update --kernels {label}`, or add the pin")]
     Unpinned {

@@ -79,6 +79,31 @@ impl Fetcher {
         self.sources.mainline().releases(self.blobs.client()).await
     }
 
+    /// The builds of Debian's `series` (`6.1`) in the snapshot archive, as
+    /// `(build, first source version)`, oldest first: the images of
+    /// `flavour` (`cloud`) for `arch`.
+    pub async fn debian_builds(
+        &self,
+        series: &str,
+        flavour: &str,
+        arch: kmatrix_protocol::Arch,
+    ) -> Result<Vec<(String, String)>, String> {
+        let base = source::snapshot::base().ok_or_else(|| {
+            format!(
+                "no snapshot archive configured: set {}",
+                source::snapshot::SNAPSHOT_ENV
+            )
+        })?;
+        source::snapshot::builds(
+            self.blobs.client(),
+            &base,
+            &source::debian_snapshot::source_package(arch),
+            series,
+            &format!("{flavour}-{arch}"),
+        )
+        .await
+    }
+
     /// Makes sure `entry`'s artifacts are in the cache, downloading and
     /// extracting what is missing.
     pub async fn fetch(&self, entry: &KernelEntry) -> Result<KernelArtifacts, FetchError> {

@@ -309,4 +309,30 @@ mod tests {
             assert!(err.contains("expected `all`"), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn ranges_select_by_version_whatever_the_source() {
+        let text = "[[kernel]]\nmainline = \"5.4.x\"\n\
+            [[kernel]]\nmainline = \"6.6.64\"\n\
+            [[kernel]]\nmainline = \"6.12.x\"\n\
+            [[kernel]]\nlabel = \"u\"\nubuntu = { suite = \"noble\", package = \"linux-image-6.8.0-31-generic\" }\n\
+            [[kernel]]\noci = \"r/ci-kernels:5.15\"\n\
+            [[kernel]]\noci = \"r/ci-kernels:6.9\"\n\
+            [[kernel]]\ndebian = { suite = \"bookworm\", build = \"6.1.0-20\" }\n\
+            [[kernel]]\nlabel = \"4.19\"\ndebian = { suite = \"buster\", package = \"linux-image-4.19.0-27-cloud-amd64\" }\n";
+        let matrix = Matrix::parse(text, "kernels.toml".as_ref()).unwrap();
+        let pick = |selection: &str| -> Vec<String> {
+            selection
+                .parse::<Selection>()
+                .unwrap()
+                .apply(&matrix.kernels)
+                .unwrap()
+                .into_iter()
+                .map(|k| k.label.clone())
+                .collect()
+        };
+        assert_eq!(pick("5.4..6.8"), ["5.4", "6.6", "u", "5.15", "6.1"]);
+        assert_eq!(pick("6.9.."), ["6.12", "6.9"]);
+        assert_eq!(pick("..5.4"), ["5.4", "4.19"]);
+    }
 }

@@ -163,7 +163,10 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
             None => {
                 let named = ["debian", "ubuntu"]
                     .into_iter()
-                    .find_map(|key| entry.get(key)?.get("package"))
+                    .find_map(|key| {
+                        let source = entry.get(key)?;
+                        source.get("package").or_else(|| source.get("build"))
+                    })
                     .or_else(|| entry.get("oci"))
                     .or_else(|| entry.get("mainline"))?
                     .as_str()?;

@@ -156,7 +156,8 @@ impl Mirror {
             .ok_or(AptError::NoMirror { distro })
     }
 
-    fn new(distro: Distro, url: String, origin: String) -> Self {
+    /// The mirror of `distro`'s archive at `url`, configured by `origin`.
+    pub fn new(distro: Distro, url: String, origin: String) -> Self {
         Self {
             distro,
             url: url.trim_end_matches('/').to_owned(),

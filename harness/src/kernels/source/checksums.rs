@@ -27,6 +27,13 @@ const FLAVOUR: &str = "-generic";
 /// `6.6.0` or `6.7-rc3`.
 pub fn tag(text: &str) -> Result<String, String> {
     let bare = text.trim().trim_start_matches('v');
+    if let Some(series) = bare.strip_suffix(".x") {
+        let version: Version = series.parse().map_err(|_| not_a_release(text))?;
+        if version.patch != 0 || series.matches('.').count() != 1 {
+            return Err(not_a_release(text));
+        }
+        return Ok(format!("v{series}.x"));
+    }
     let (numbers, rc) = match bare.split_once("-rc") {
         Some((numbers, rc)) if !rc.is_empty() && rc.bytes().all(|b| b.is_ascii_digit()) => {
             (numbers, Some(rc))
@@ -46,7 +53,13 @@ pub fn tag(text: &str) -> Result<String, String> {
 }
 
 fn not_a_release(text: &str) -> String {
-    format!("mainline release `{text}` is not one: give it as `6.6.64` or `v6.6.64` (`6.6` for 6.6.0, `6.7-rc3` for a release candidate)")
+    format!("mainline release `{text}` is not one: give it as `6.6.64` or `v6.6.64` (`6.6` for 6.6.0, `6.6.x` for the series' newest point release at `kmatrix kernels update`, `6.7-rc3` for a release candidate)")
+}
+
+/// The series a tag names with `vX.Y.x` (pinned to its newest point
+/// release), if it is one.
+pub fn series(tag: &str) -> Option<Version> {
+    tag.strip_prefix('v')?.strip_suffix(".x")?.parse().ok()
 }
 
 /// The version a release's directory names, `None` for release candidates
@@ -174,6 +187,16 @@ impl Checksums {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_series_names_its_newest_point_release() {
+        assert_eq!(tag("5.15.x").unwrap(), "v5.15.x");
+        assert_eq!(tag("v6.6.x").unwrap(), "v6.6.x");
+        assert_eq!(series("v5.15.x").map(Version::series), Some((5, 15)));
+        assert_eq!(series("v5.15.3"), None);
+        assert!(tag("5.x").is_err());
+        assert!(tag("5.15.1.x").is_err());
+    }
+
     const SHA_A: &str = "4545cda1cab2f7e975e9b3ad1744b4a360092a85a793156bf48f1bdf02906cc9";
     const SHA_B: &str = "0f4545cda1cab2f7e975e9b3ad1744b4a360092a85a793156bf48f1bdf02906c";
 
@@ -184,7 +207,7 @@ mod tests {
         assert_eq!(tag("6.6").unwrap(), "v6.6");
         assert_eq!(tag("6.6.0").unwrap(), "v6.6");
         assert_eq!(tag("v6.7-rc3").unwrap(), "v6.7-rc3");
-        for bad in ["6", "six", "6.6.x", "6.7-rc", "6.6.1.2"] {
+        for bad in ["6", "six", "6.x", "6.7-rc", "6.6.1.2"] {
             assert!(tag(bad).unwrap_err().contains("give it as"), "{bad}");
         }
         assert_eq!(release_version("v6.6").unwrap().to_string(), "6.6.0");

@@ -205,6 +205,8 @@ pub async fn inputs(
             what: "its packages".into(),
         });
     }
+    let pinned = pinned_tag(entry, tag);
+    let tag = pinned.as_str();
     let mut release = None;
     let mut inputs = Vec::new();
     for (package, pin) in &entry.sha256 {
@@ -237,7 +239,23 @@ pub async fn inputs(
     Ok(inputs)
 }
 
-/// The pins of `tag`'s generic kernel for `entry`'s architecture, from its
+/// The release a `vX.Y.x` entry was pinned to, from its pinned packages'
+/// names (`linux-image-unsigned-6.6.64-060664-generic`); `tag` itself for
+/// an entry naming one release.
+fn pinned_tag(entry: &KernelEntry, tag: &str) -> String {
+    checksums::series(tag)
+        .and_then(|_| {
+            let version = entry
+                .sha256
+                .keys()
+                .find_map(|name| Version::find_in(name))?;
+            checksums::tag(&version.to_string()).ok()
+        })
+        .unwrap_or_else(|| tag.to_owned())
+}
+
+/// The pins of `tag`'s generic kernel (of a `vX.Y.x` series' newest
+/// release) for `entry`'s architecture, from its
 /// verified `CHECKSUMS`.
 pub async fn newest(
     blobs: &Blobs,
@@ -245,8 +263,28 @@ pub async fn newest(
     entry: &KernelEntry,
     tag: &str,
 ) -> Result<Pinning, FetchError> {
+    let tag = match checksums::series(tag) {
+        Some(series) => mainline
+            .releases(blobs.client())
+            .await
+            .map_err(fail(entry))?
+            .into_iter()
+            .rev()
+            .find(|(v, _)| v.series() == series.series())
+            .map(|(_, tag)| tag)
+            .ok_or_else(|| {
+                fail(entry)(MainlineError::NoKernel {
+                    url: format!("{}/", mainline.base().unwrap_or_default()),
+                    reason: format!(
+                        "the listing has no {}.{} release",
+                        series.major, series.minor
+                    ),
+                })
+            })?,
+        None => tag.to_owned(),
+    };
     let release = mainline
-        .release(blobs.client(), tag, entry.arch)
+        .release(blobs.client(), &tag, entry.arch)
         .await
         .map_err(fail(entry))?;
     let kernel = release.checksums.kernel(entry.arch).map_err(|reason| {

@@ -6,6 +6,7 @@ pub mod apt;
 pub mod archive;
 pub mod checksums;
 pub mod debian;
+pub mod debian_snapshot;
 pub mod distro;
 pub mod mainline;
 pub mod oci;
@@ -33,6 +34,9 @@ pub async fn inputs(
     match &entry.source {
         Source::Debian { suite, .. } => {
             debian::inputs(blobs, sources.archive(Distro::Debian), entry, suite).await
+        }
+        Source::DebianSnapshot { package, .. } => {
+            debian_snapshot::inputs(blobs, entry, package).await
         }
         Source::Ubuntu { suite, .. } => {
             ubuntu::inputs(blobs, sources.archive(Distro::Ubuntu), entry, suite).await
@@ -107,7 +111,8 @@ impl Sources {
 }
 
 /// The pins `entry` would have now: the newest image package of its
-/// series in its Debian or Ubuntu suite or RPM repository, the packages of
+/// series in its Debian or Ubuntu suite or RPM repository, the pin of its
+/// Debian build from the snapshot archive's signed index, the packages of
 /// its mainline release, or the manifest its OCI tag names. `None` for
 /// sources that name fixed content (URLs, paths).
 pub async fn newest(
@@ -119,6 +124,11 @@ pub async fn newest(
         Source::Debian { suite, package } => {
             let archive = sources.archive(Distro::Debian);
             debian::newest(blobs, archive, entry, suite, package)
+                .await
+                .map(Some)
+        }
+        Source::DebianSnapshot { suite, package, .. } => {
+            debian_snapshot::newest(blobs, entry, suite, package)
                 .await
                 .map(Some)
         }
