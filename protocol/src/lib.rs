@@ -42,12 +42,12 @@ pub use input::{Input, Start};
 pub use kind::TestRunKind;
 pub use plan::{
     CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead, MapSetting, ObjectPlan, Plan,
-    ProgramPlan,
+    ProgramPlan, WindowSize,
 };
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

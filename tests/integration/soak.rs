@@ -60,7 +60,12 @@ fn restored(json: &Path) -> Vec<(String, bool)> {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|r| r["type"] == "kernel-booted")
-        .map(|r| (r["kernel"].as_str().unwrap().to_owned(), r["restored"] == true))
+        .map(|r| {
+            (
+                r["kernel"].as_str().unwrap().to_owned(),
+                r["restored"] == true,
+            )
+        })
         .collect();
     kernels.sort();
     kernels
@@ -96,6 +101,9 @@ fn side_by_side_runs_on_a_busy_machine_restore_one_saved_vm_per_kernel() {
     }
     let saved = saved_vms(cache.path());
     assert_eq!(saved.len(), 2, "one saved VM per kernel: {saved:?}");
-    assert!(saved[0].starts_with("5.10") && saved[1].starts_with("6.1"), "{saved:?}");
+    assert!(
+        saved[0].starts_with("5.10") && saved[1].starts_with("6.1"),
+        "{saved:?}"
+    );
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
