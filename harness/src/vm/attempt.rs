@@ -17,8 +17,8 @@ use tokio::net::UnixStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::error::{Died, SaveError};
-use super::queue;
 use super::snapshot::Slot;
+use super::{input, queue};
 use super::{
     migrate, qemu, BootSpec, Phase, RunInput, Start, VmConfig, VmError, VmFailure, VmReport,
 };
@@ -241,7 +241,7 @@ impl Up<'_> {
     ) -> Result<VmReport, VmError> {
         self.vm.phase = Phase::Up;
         let sent = self.sink.sent();
-        let mut writer = send_input(self.sink, attempt.input);
+        let writer = input::send(self.sink, attempt.input);
         let run_timeout = attempt.config.run_timeout;
         let waiting = Waiting {
             expected: &self.hello.kernel_release,
@@ -260,8 +260,7 @@ impl Up<'_> {
         results(qemu, &mut self.stream, dir, run_timeout, on_frame).await?;
         let run = hello_at.elapsed();
         // The agent powers off once it has the acknowledgment.
-        let handle = writer.0.take().expect("taken once");
-        let mut sink = handle.await.map_err(|e| VmError::Died(Died::Input(e)))??;
+        let mut sink = writer.finish().await?;
         sink.ack().await?;
         self.vm.phase = Phase::Done;
         Ok(VmReport {
@@ -308,23 +307,6 @@ async fn results(
         queue::deliver(qemu, stream, location, dir, on_frame).await;
     }
     Err(failure)
-}
-
-/// Writes `input` to `sink` while the first frames are read, so that
-/// neither side waits for the other; the writer is aborted if dropped.
-fn send_input(mut sink: InputSink, input: &RunInput<'_>) -> AbortOnDrop {
-    let files = input.files.clone();
-    let begin = kmatrix_protocol::Start {
-        plan: input.plan.clone(),
-        unix_nanos: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        entropy: host_entropy(),
-    };
-    AbortOnDrop(Some(tokio::spawn(async move {
-        sink.start(&files, begin).await?;
-        Ok::<_, std::io::Error>(sink)
-    })))
 }
 
 /// What the host waits for once the input is on its way: the agent's
@@ -386,27 +368,6 @@ impl Waiting<'_> {
     }
 }
 
-/// Aborts the input writer if the VM fails first.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<InputSink>>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
-    }
-}
-
-/// Fresh randomness from the host for the guest's pool.
-fn host_entropy() -> Vec<u8> {
-    let mut bytes = vec![0; 64];
-    match std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-    {
-        Ok(()) => bytes,
-        Err(_) => Vec::new(),
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
