@@ -93,6 +93,9 @@ impl Attempt<'_> {
     async fn start_qemu(&self, how: &How<'_>) -> Result<(qemu::Qemu, UnixStream), VmError> {
         let hardware = self.config.hardware(self.spec.machine);
         let mut args = hardware.args(self.spec.kernel, self.spec.initrd, self.tsc_khz, self.dir);
+        if let Some(port) = self.config.gdb_port {
+            args.extend(super::argv::gdb_args(port));
+        }
         let incoming = match how {
             How::Restore { state, .. } => {
                 let fd = migrate::incoming(state)?;
