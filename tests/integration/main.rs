@@ -16,6 +16,7 @@ mod mainline;
 mod probes;
 mod run;
 mod shards;
+mod shell;
 mod snapshots;
 mod soak;
 mod sources;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         probes::TESTS,
         run::TESTS,
         shards::TESTS,
+        shell::TESTS,
         snapshots::TESTS,
         soak::TESTS,
         sources::TESTS,
