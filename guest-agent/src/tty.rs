@@ -164,15 +164,17 @@ fn take_input(channel: &mut Channel, master: &mut PtyMaster) -> bool {
 
 /// A terminal's two ends, the terminal `size` big.
 fn open(size: WindowSize) -> std::io::Result<(PtyMaster, File)> {
-    let _ = std::fs::create_dir_all(PTS);
-    // Mounted once; a second mount on a later run fails harmlessly.
-    let _ = mount(
-        Some("devpts"),
-        PTS,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=620,ptmxmode=666"),
-    );
+    // Mounted on first use (its `ptmx` shows it is there).
+    if !std::path::Path::new(PTS).join("ptmx").exists() {
+        let _ = std::fs::create_dir_all(PTS);
+        let _ = mount(
+            Some("devpts"),
+            PTS,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=620,ptmxmode=666"),
+        );
+    }
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY)?;
     grantpt(&master)?;
     unlockpt(&master)?;
@@ -197,5 +199,113 @@ fn resize(master: &impl AsRawFd, size: WindowSize) {
     // SAFETY: TIOCSWINSZ reads one winsize, which outlives the call.
     unsafe {
         libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    use kmatrix_protocol::input::encode_input;
+    use kmatrix_protocol::Decoder;
+
+    use super::*;
+    use crate::kmsg::tests::fake_log;
+
+    /// Runs `sh` on a terminal of 24x80 through a port whose host end is
+    /// returned, on a thread of its own.
+    fn shell() -> (UnixStream, std::thread::JoinHandle<()>) {
+        let (port, host) = UnixStream::pair().expect("socket pair");
+        let agent = std::thread::spawn(move || {
+            let mut channel = Channel::open(File::from(OwnedFd::from(port)));
+            let (mut log, _kernel) = fake_log();
+            let mut command = Command::new("sh");
+            command.env_clear().env("PATH", "/usr/bin:/bin");
+            run(
+                command,
+                WindowSize { rows: 24, cols: 80 },
+                &mut channel,
+                &mut log,
+            );
+        });
+        (host, agent)
+    }
+
+    fn send(host: &mut UnixStream, input: &Input) {
+        let mut bytes = Vec::new();
+        encode_input(input, &mut bytes);
+        host.write_all(&bytes).unwrap();
+    }
+
+    /// Reads frames until `until` holds of the output so far or the
+    /// program exits; gives the output and the exit.
+    fn read(
+        host: &mut UnixStream,
+        decoder: &mut Decoder,
+        until: impl Fn(&str) -> bool,
+    ) -> (String, Option<ExitInfo>) {
+        let mut output = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                match frame {
+                    Frame::Output { data, .. } => output.extend(data),
+                    Frame::Exit(info) => {
+                        return (String::from_utf8_lossy(&output).into_owned(), Some(info))
+                    }
+                    _ => {}
+                }
+            }
+            let text = String::from_utf8_lossy(&output).into_owned();
+            if until(&text) {
+                return (text, None);
+            }
+            let n = host.read(&mut buf).unwrap();
+            assert!(n > 0, "the port closed; output so far: {text}");
+            decoder.extend(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn typed_input_runs_on_a_terminal_of_the_size_sent_and_a_hangup_ends_it() {
+        let (mut host, agent) = shell();
+        host.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut decoder = Decoder::new();
+        send(
+            &mut host,
+            &Input::Resize(WindowSize {
+                rows: 33,
+                cols: 101,
+            }),
+        );
+        send(
+            &mut host,
+            &Input::Stdin(b"stty size; test -t 0 && echo tty-$((20+1))\n".to_vec()),
+        );
+        let (output, exit) = read(&mut host, &mut decoder, |out| out.contains("tty-21"));
+        assert_eq!(exit, None, "{output}");
+        assert!(output.contains("33 101"), "{output}");
+        send(&mut host, &Input::Hangup);
+        let (output, exit) = read(&mut host, &mut decoder, |_| false);
+        assert!(
+            matches!(exit, Some(ExitInfo::Signal { .. } | ExitInfo::Code(_))),
+            "{exit:?}: {output}"
+        );
+        agent.join().unwrap();
+    }
+
+    #[test]
+    fn a_program_that_exits_is_reported_with_its_code() {
+        let (mut host, agent) = shell();
+        host.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut decoder = Decoder::new();
+        send(&mut host, &Input::Stdin(b"exit 7\n".to_vec()));
+        let (output, exit) = read(&mut host, &mut decoder, |_| false);
+        assert_eq!(exit, Some(ExitInfo::Code(7)), "{output}");
+        agent.join().unwrap();
     }
 }
