@@ -86,3 +86,51 @@ fn host_entropy() -> Vec<u8> {
         Err(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kmatrix_protocol::input::read_input;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn later_input_follows_the_start_until_the_writer_finishes() {
+        let (host, mut guest) = tokio::net::UnixStream::pair().unwrap();
+        let (_, sink) = crate::channel::split(host);
+        let (keys, later) = mpsc::unbounded_channel();
+        let plan = kmatrix_protocol::Plan::default();
+        let input = RunInput {
+            files: Default::default(),
+            plan: &plan,
+            later: Some(std::sync::Arc::new(Mutex::new(later))),
+        };
+        let writer = send(sink, &input);
+        keys.send(Input::Stdin(b"ls\r".to_vec())).unwrap();
+        keys.send(Input::Hangup).unwrap();
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        let messages = loop {
+            let n = guest.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            bytes.extend_from_slice(&buf[..n]);
+            let mut reader = &bytes[..];
+            let messages: Vec<Input> =
+                std::iter::from_fn(|| read_input(&mut reader).ok()).collect();
+            if messages.len() == 3 {
+                break messages;
+            }
+        };
+        assert!(matches!(messages[0], Input::Start(_)), "{messages:?}");
+        assert_eq!(
+            messages[1..],
+            [Input::Stdin(b"ls\r".to_vec()), Input::Hangup]
+        );
+        // The sender stays open: finishing stops the forwarding anyway.
+        let mut sink = writer.finish().await.unwrap();
+        sink.ack().await.unwrap();
+        let n = guest.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], [kmatrix_protocol::ACK]);
+        drop(keys);
+    }
+}
