@@ -37,6 +37,15 @@ fn wait_for(session: &str, text: &str, within: Duration) -> Result<(), String> {
     }
 }
 
+/// `name` on the PATH.
+fn on_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on the PATH"))
+}
+
 fn session_alive(session: &str) -> bool {
     tmux(&["has-session", "-t", session]).status.success()
 }
@@ -48,10 +57,14 @@ fn a_shell_in_tmux_answers_and_ctrl_bracket_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let status = dir.path().join("status");
     // kmatrix's exit status is kept, and the pane with it for a while.
+    // `stty` and `sleep` are not among the tools a shell gets: given.
     let command = format!(
-        "KMATRIX_KERNELS='{}' '{}' shell --kernel 6.1 --no-share; echo $? > '{}'; sleep 30",
+        "KMATRIX_KERNELS='{}' '{}' shell --kernel 6.1 --no-share --file '{}' --file '{}'; \
+         echo $? > '{}'; sleep 30",
         repo().join("kernels.toml").display(),
         env!("CARGO_BIN_EXE_kmatrix"),
+        on_path("stty").display(),
+        on_path("sleep").display(),
         status.display(),
     );
     let started = tmux(&[

@@ -25,7 +25,7 @@ use crate::plan::{RunConfig, RunRequest, Tests};
 use crate::report::progress;
 
 /// Host tools sent along with the shell when the host has them.
-const TOOLS: &[&str] = &["ip", "cat", "ls", "dmesg", "bpftool"];
+const TOOLS: &[&str] = &["ip", "cat", "ls", "dmesg", "uname", "bpftool"];
 
 /// Where tools live that a user's PATH may leave out.
 const SBIN: &[&str] = &["/usr/sbin", "/sbin"];
@@ -289,15 +289,18 @@ mod tests {
         let request = request_of(&["shell", "--kernel", "6.1", "--no-share"]);
         let Tests::Exec {
             command,
+            files,
             share,
             tty,
             env,
-            ..
         } = &request.tests
         else {
             panic!("not an exec request")
         };
         assert_eq!(command, &["sh", "-i"]);
+        // The tools the host has go along (this host has `cat`).
+        let cat = tool("cat").expect("cat on the host");
+        assert!(files.contains(&cat), "{files:?}");
         assert!(!share);
         assert_eq!(
             *tty,
