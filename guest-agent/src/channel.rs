@@ -133,6 +133,21 @@ impl Channel {
         read_input(&mut self.input.reader(&mut self.port))
     }
 
+    /// Whether an input message has begun to arrive: bytes read ahead are
+    /// buffered, or the port has some.
+    pub fn input_ready(&self) -> bool {
+        if self.input.pos < self.input.buf.len() {
+            return true;
+        }
+        let mut fds = [PollFd::new(self.port.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// The port, to wait on for input.
+    pub fn port_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.port.as_fd()
+    }
+
     /// Reads the `len` bytes of a file the host sends into `path` (parents
     /// created). The bytes are read even if the file cannot be written, so
     /// that the stream stays in step.

@@ -52,13 +52,19 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
             channel.send(&Frame::AgentError(err));
         }
     }
-    // Its own process group, so that whatever it leaves running (a
-    // background child holding its pipes) can be ended with it.
-    let spawned = Command::new(&program)
+    let mut command = Command::new(&program);
+    command
         .args(args.iter().map(|arg| OsStr::from_bytes(arg)))
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&cwd)
+        .current_dir(&cwd);
+    if let Some(size) = plan.tty {
+        crate::tty::run(command, size, channel, log);
+        return;
+    }
+    // Its own process group, so that whatever it leaves running (a
+    // background child holding its pipes) can be ended with it.
+    let spawned = command
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -67,10 +73,7 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
-            channel.send(&Frame::Exit(ExitInfo::SpawnFailed(format!(
-                "{}: {err}",
-                program.display()
-            ))));
+            channel.send(&Frame::Exit(spawn_failed(&command, err)));
             return;
         }
     };
@@ -140,7 +143,14 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
         Some(status) => Ok(status),
         None => child.wait(),
     };
-    let info = match status {
+    let info = exit_info(status);
+    channel.send(&Frame::Exit(info));
+    channel.flush();
+}
+
+/// How a program ended, or why it could not be waited for.
+pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
+    match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitInfo::Code(code),
             (None, Some(signal)) => ExitInfo::Signal {
@@ -150,9 +160,15 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
             (None, None) => ExitInfo::SpawnFailed(format!("unknown exit status {status:?}")),
         },
         Err(err) => ExitInfo::SpawnFailed(format!("wait: {err}")),
-    };
-    channel.send(&Frame::Exit(info));
-    channel.flush();
+    }
+}
+
+/// The program of `command` could not start.
+pub(crate) fn spawn_failed(command: &Command, err: impl std::fmt::Display) -> ExitInfo {
+    ExitInfo::SpawnFailed(format!(
+        "{}: {err}",
+        Path::new(command.get_program()).display()
+    ))
 }
 
 /// A pipe end that can be read and polled.

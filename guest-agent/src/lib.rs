@@ -15,3 +15,4 @@ mod sys;
 pub mod system;
 #[cfg(test)]
 mod test_data;
+mod tty;

@@ -125,6 +125,8 @@ fn read_input(channel: &mut Channel, loaders: &mut Loaders) -> Result<Start, Str
                 }
             }
             Ok(Input::Start(start)) => return Ok(start),
+            // A terminal's input is for a program, and none runs yet.
+            Ok(Input::Stdin(_) | Input::Resize(_) | Input::Hangup) => {}
             Err(err) => return Err(format!("reading the host's input: {err}")),
         }
     }

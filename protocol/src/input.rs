@@ -2,12 +2,15 @@
 //! [`Input::Start`] with the plan. Nothing run-specific is in the initramfs,
 //! so a VM saved while it waits for its input can be restored for any run.
 //!
+//! A program run on a terminal ([`crate::ExecPlan::tty`]) is sent
+//! [`Input::Stdin`], [`Input::Resize`] and [`Input::Hangup`] while it runs.
+//!
 //! Each message is a little-endian `u32` length and its postcard encoding;
 //! a [`Input::File`] is followed by its `len` raw bytes.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Plan;
+use crate::{Plan, WindowSize};
 
 /// One message from the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +32,12 @@ pub enum Input {
     /// Start: the guest answers [`crate::Frame::Started`] and carries out
     /// the plan.
     Start(Start),
+    /// Bytes typed at the host's terminal, for the program's terminal.
+    Stdin(Vec<u8>),
+    /// The host's terminal changed size.
+    Resize(WindowSize),
+    /// The host left the session: the program's terminal hangs up.
+    Hangup,
 }
 
 /// What the guest needs to start, fresh for every run.
@@ -103,6 +112,27 @@ mod tests {
         assert_eq!(data, b"abc");
         assert_eq!(read_input(&mut reader).unwrap(), Input::Start(start));
         assert!(read_input(&mut reader).is_err());
+    }
+
+    #[test]
+    fn terminal_messages_round_trip() {
+        let messages = [
+            Input::Stdin(b"uname -r\r\x03".to_vec()),
+            Input::Resize(WindowSize {
+                rows: 40,
+                cols: 120,
+            }),
+            Input::Hangup,
+        ];
+        let mut bytes = Vec::new();
+        for message in &messages {
+            encode_input(message, &mut bytes);
+        }
+        let mut reader = &bytes[..];
+        for message in messages {
+            assert_eq!(read_input(&mut reader).unwrap(), message);
+        }
+        assert!(reader.is_empty());
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use input::{Input, Start};
 pub use kind::TestRunKind;
 pub use plan::{
     CasePlan, ExecPlan, GlobalSetting, Loader, MapEntry, MapRead, MapSetting, ObjectPlan, Plan,
-    ProgramPlan,
+    ProgramPlan, WindowSize,
 };
 pub use stats::ProgramStats;
 

@@ -17,6 +17,21 @@ pub struct ExecPlan {
     /// Directories made read-only (bind-mounted onto themselves) before it
     /// starts: the host's working directory shared with the guest.
     pub read_only: Vec<Vec<u8>>,
+    /// Run it on a pseudo-terminal of this size, as its controlling
+    /// terminal (`kmatrix shell`): its output comes as
+    /// [`crate::Stream::Stdout`], and [`crate::Input::Stdin`] and
+    /// [`crate::Input::Resize`] reach it while it runs. `None`: pipes, no
+    /// input.
+    pub tty: Option<WindowSize>,
+}
+
+/// A terminal's size, in character cells.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
 }
 
 /// What the guest is to do: which programs of which objects to load, and

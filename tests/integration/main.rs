@@ -18,6 +18,7 @@ mod probes;
 mod rpm;
 mod run;
 mod shards;
+mod shell;
 mod snapshots;
 mod soak;
 mod sources;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         rpm::TESTS,
         run::TESTS,
         shards::TESTS,
+        shell::TESTS,
         snapshots::TESTS,
         soak::TESTS,
         sources::TESTS,

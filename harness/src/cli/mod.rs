@@ -11,6 +11,8 @@ mod kernels;
 mod probe;
 mod report;
 mod run;
+mod shell;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,10 @@ enum Command {
     Test(run::TestArgs),
     /// Run a program (e.g. a test binary) inside every selected kernel.
     Exec(run::ExecArgs),
+    /// A shell on a terminal inside one kernel (`--kernel 6.1`), with the
+    /// working directory shared read-only and host tools (`ip`, `bpftool`,
+    /// …) sent along; Ctrl-] leaves.
+    Shell(shell::ShellArgs),
     /// Write the built-in kernels.toml and a starter suite here.
     Init(init::InitArgs),
     /// Find the first release whose verdict differs between a good and a
@@ -100,6 +106,7 @@ async fn run(cli: Cli) -> Result<Status, Error> {
         Command::Test(args) => run::test(matrix, args).await,
         Command::Bisect(args) => bisect::bisect(matrix, args).await,
         Command::Exec(args) => run::exec(matrix, args).await,
+        Command::Shell(args) => shell::shell(matrix, args).await,
         Command::Init(args) => init::run(args),
         Command::Kernels(command) => kernels::run(matrix, command).await,
         Command::Probe(args) => probe::run(matrix, args).await,

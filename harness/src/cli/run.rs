@@ -190,6 +190,7 @@ pub(super) fn exec_request(matrix: Option<PathBuf>, args: &ExecArgs) -> Result<R
             files: args.file.clone(),
             env: args.env.clone(),
             share: !args.no_share,
+            tty: None,
         },
         offline: false,
         config: args.run.config(),

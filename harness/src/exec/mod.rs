@@ -293,6 +293,7 @@ pub fn prepare(
             env: vars,
             cwd,
             read_only,
+            tty: None,
         },
         notices,
     })

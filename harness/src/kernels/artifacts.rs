@@ -107,6 +107,12 @@ pub fn inputs(dir: &Path) -> Vec<String> {
 }
 
 impl KernelArtifacts {
+    /// The ELF kernel taken out of an amd64 bzImage, for a debugger (its
+    /// symbols, no debug information), when there is one.
+    pub fn vmlinux(&self) -> Option<PathBuf> {
+        Some(self.dir.join(VMLINUX)).filter(|path| path.is_file())
+    }
+
     /// The artifacts in `dir`, if it is a complete entry.
     pub fn open(dir: &Path) -> Option<Self> {
         let release = std::fs::read_to_string(dir.join(RELEASE)).ok()?;

@@ -126,6 +126,9 @@ pub struct RunConfig {
     /// Whether the guest reports each case (false only to measure what
     /// streaming costs).
     pub report_cases: bool,
+    /// What the front end sends each guest after its start (`kmatrix
+    /// shell`'s terminal), bytes the run forwards without reading.
+    pub later_input: Option<crate::vm::LaterInput>,
 }
 
 impl RunConfig {
@@ -137,6 +140,7 @@ impl RunConfig {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             vm,
             report_cases: true,
+            later_input: None,
         }
     }
 }

@@ -40,6 +40,8 @@ pub enum Tests {
         env: Vec<String>,
         /// Whether the working directory is shared with the guest.
         share: bool,
+        /// Run it on a terminal of this size (`kmatrix shell`).
+        tty: Option<kmatrix_protocol::WindowSize>,
     },
     /// Nothing loaded: every kernel probes every feature it names, and
     /// these (`kmatrix probe`).
@@ -104,8 +106,10 @@ impl Tests {
                 files,
                 env,
                 share,
+                tty,
             } => {
-                let prepared = crate::exec::prepare(command, files, env, *share, memory_mib)?;
+                let mut prepared = crate::exec::prepare(command, files, env, *share, memory_mib)?;
+                prepared.plan.tty = *tty;
                 notices.extend(prepared.notices.iter().cloned().map(Notice::Share));
                 let mut parts = ImageParts::new(Init::Agent, arches, &[])
                     .map_err(io("building the initramfs"))?;

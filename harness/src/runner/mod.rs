@@ -161,6 +161,7 @@ impl Work {
             vm::RunInput {
                 files: shared.parts.files(),
                 plan: &plan.plan,
+                later: shared.config.later_input.clone(),
             },
             |hello, start| {
                 self.send(RunEvent::KernelBooted {

@@ -109,6 +109,11 @@ fn os(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
 
+/// QEMU's gdbstub on the loopback `port` (`kmatrix shell --gdb`).
+pub fn gdb_args(port: u16) -> Vec<OsString> {
+    vec!["-gdb".into(), format!("tcp:127.0.0.1:{port}").into()]
+}
+
 /// A fixed machine with no default devices and nothing read from the host.
 pub fn base_args(machine: Machine, memory_mib: u32) -> Vec<OsString> {
     let mut args = os(&[
@@ -215,6 +220,11 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn the_gdbstub_listens_on_loopback_only() {
+        assert_eq!(gdb_args(1234), os(&["-gdb", "tcp:127.0.0.1:1234"]));
     }
 
     #[test]

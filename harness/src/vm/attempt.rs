@@ -17,8 +17,8 @@ use tokio::net::UnixStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::error::{Died, SaveError};
-use super::queue;
 use super::snapshot::Slot;
+use super::{input, queue};
 use super::{
     migrate, qemu, BootSpec, Phase, RunInput, Start, VmConfig, VmError, VmFailure, VmReport,
     VmTimings,
@@ -110,6 +110,9 @@ impl Attempt<'_> {
     async fn start_qemu(&self, how: &How<'_>) -> Result<(qemu::Qemu, UnixStream), VmError> {
         let hardware = self.config.hardware(self.spec.machine);
         let mut args = hardware.args(self.spec.kernel, self.spec.initrd, self.tsc_khz, self.dir);
+        if let Some(port) = self.config.gdb_port {
+            args.extend(super::argv::gdb_args(port));
+        }
         let incoming = match how {
             How::Restore { state, .. } => {
                 let fd = migrate::incoming(state)?;
@@ -265,7 +268,7 @@ impl Up<'_> {
     ) -> Result<VmReport, VmError> {
         self.vm.phase = Phase::Up;
         let sent = self.sink.sent();
-        let mut writer = send_input(self.sink, attempt.input);
+        let writer = input::send(self.sink, attempt.input);
         let run_timeout = attempt.config.run_timeout;
         let waiting = Waiting {
             expected: &self.hello.kernel_release,
@@ -291,8 +294,7 @@ impl Up<'_> {
         timings.done = begun.elapsed();
         timings.agent = agent;
         // The agent powers off once it has the acknowledgment.
-        let handle = writer.0.take().expect("taken once");
-        let (mut sink, sent_at) = handle.await.map_err(|e| VmError::Died(Died::Input(e)))??;
+        let (mut sink, sent_at) = writer.finish().await?;
         timings.input_sent = Some(sent_at - begun);
         sink.ack().await?;
         timings.acked = begun.elapsed();
@@ -345,24 +347,6 @@ async fn results(
         queue::deliver(qemu, stream, location, dir, on_frame).await;
     }
     Err(failure)
-}
-
-/// Writes `input` to `sink` while the first frames are read, so that
-/// neither side waits for the other, and gives the sink back with when it
-/// was done; the writer is aborted if dropped.
-fn send_input(mut sink: InputSink, input: &RunInput<'_>) -> AbortOnDrop {
-    let files = input.files.clone();
-    let begin = kmatrix_protocol::Start {
-        plan: input.plan.clone(),
-        unix_nanos: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        entropy: host_entropy(),
-    };
-    AbortOnDrop(Some(tokio::spawn(async move {
-        sink.start(&files, begin).await?;
-        Ok::<_, std::io::Error>((sink, Instant::now()))
-    })))
 }
 
 /// What the host waits for once the input is on its way: the agent's
@@ -424,27 +408,6 @@ impl Waiting<'_> {
     }
 }
 
-/// Aborts the input writer if the VM fails first.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<std::io::Result<(InputSink, Instant)>>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
-    }
-}
-
-/// Fresh randomness from the host for the guest's pool.
-fn host_entropy() -> Vec<u8> {
-    let mut bytes = vec![0; 64];
-    match std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-    {
-        Ok(()) => bytes,
-        Err(_) => Vec::new(),
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,8 @@ pub struct VmConfig {
     pub run_timeout: Duration,
     /// Whether VMs are saved once booted and restored in later runs.
     pub snapshots: bool,
+    /// A loopback port for QEMU's gdbstub (`kmatrix shell --gdb`).
+    pub gdb_port: Option<u16>,
 }
 
 /// Which accelerator to use.
@@ -124,6 +126,7 @@ impl VmConfig {
             boot_timeout: Self::DEFAULT_BOOT_TIMEOUT,
             run_timeout: Self::DEFAULT_RUN_TIMEOUT,
             snapshots: true,
+            gdb_port: None,
         }
     }
 

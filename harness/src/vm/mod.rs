@@ -18,6 +18,7 @@ pub mod argv;
 mod attempt;
 mod config;
 mod error;
+mod input;
 mod migrate;
 mod phase;
 mod qemu;
@@ -32,6 +33,7 @@ use kmatrix_protocol::{Frame, Hello};
 pub use argv::{Accel, Machine};
 pub use config::{AccelChoice, QemuBinaries, VmConfig, QEMU_ENV};
 pub use error::{Died, End, QmpError, RestoreError, SaveError, VmError, VmFailure};
+pub use input::LaterInput;
 pub use phase::Phase;
 
 use crate::error_chain::error_chain;
@@ -46,6 +48,9 @@ pub struct RunInput<'a> {
     pub files: std::sync::Arc<Vec<u8>>,
     /// The kernel's plan.
     pub plan: &'a kmatrix_protocol::Plan,
+    /// Messages to send after the start, as the front end gives them,
+    /// until the run ends.
+    pub later: Option<LaterInput>,
 }
 
 /// What to boot.

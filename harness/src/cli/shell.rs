@@ -1,0 +1,342 @@
+//! `kmatrix shell`: one kernel booted (or restored) with a shell on a
+//! terminal in the guest, as `kmatrix exec` would run a program there (the
+//! working directory shared read-only, host tools with their libraries).
+//! The host's terminal goes raw: every key goes to the guest (Ctrl-C to
+//! its foreground job) but Ctrl-], which leaves; a resize follows the
+//! host's window. The run layers only forward [`Input`] messages.
+
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use kmatrix_protocol::{Input, WindowSize};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Mutex};
+
+use super::args::VmArgs;
+use super::noticed;
+use super::terminal::{self, RawMode};
+use crate::error::{Error, Status};
+use crate::event::{KernelOutcome, RunEvent};
+use crate::kernels::Selection;
+use crate::plan::{RunConfig, RunRequest, Tests};
+use crate::report::progress;
+
+/// Host tools sent along with the shell when the host has them.
+const TOOLS: &[&str] = &["ip", "cat", "ls", "dmesg", "uname", "bpftool"];
+
+/// Where tools live that a user's PATH may leave out.
+const SBIN: &[&str] = &["/usr/sbin", "/sbin"];
+
+/// How long a session may last: a day (the run deadline of a test would
+/// end a shell mid-work).
+const SESSION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long the guest has to end its shell once the user left, before its
+/// VM is stopped regardless.
+const HANGUP: Duration = Duration::from_secs(3);
+
+#[derive(Args)]
+pub struct ShellArgs {
+    /// The kernel to boot, as `--kernels` names one (`5.10`, `6.1`); the
+    /// first of several matches.
+    #[arg(long, value_name = "KERNEL")]
+    kernel: String,
+    /// Also pack this file or directory, at the same absolute path.
+    #[arg(long, value_name = "PATH")]
+    file: Vec<PathBuf>,
+    /// Do not share the working directory with the guest.
+    #[arg(long)]
+    no_share: bool,
+    /// Start QEMU's gdbstub on this loopback port [default port: 1234]
+    /// and print the gdb command for the kernel.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+    gdb: Option<u16>,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+/// What `kmatrix shell` asks for; `later` carries the terminal's input.
+fn request(
+    matrix: Option<PathBuf>,
+    args: &ShellArgs,
+    size: WindowSize,
+    later: crate::vm::LaterInput,
+) -> Result<RunRequest, Error> {
+    let kernels: Selection = args
+        .kernel
+        .parse()
+        .map_err(|e| Error::Usage(format!("--kernel {}: {e}", args.kernel)))?;
+    let mut files = args.file.clone();
+    files.extend(TOOLS.iter().filter_map(|name| tool(name)));
+    let mut vm = args.vm.config();
+    vm.run_timeout = vm.run_timeout.max(SESSION);
+    vm.gdb_port = args.gdb;
+    Ok(RunRequest {
+        matrix,
+        kernels,
+        arch: None,
+        shard: None,
+        tests: Tests::Exec {
+            command: vec!["sh".into(), "-i".into()],
+            files,
+            env: vec!["TERM".into()],
+            share: !args.no_share,
+            tty: Some(size),
+        },
+        offline: false,
+        config: RunConfig {
+            later_input: Some(later),
+            ..RunConfig::new(Some(1), vm)
+        },
+    })
+}
+
+/// `name` on the host's PATH, or in an sbin directory.
+fn tool(name: &str) -> Option<PathBuf> {
+    crate::tools::which(name).or_else(|| {
+        SBIN.iter()
+            .map(|dir| PathBuf::from(dir).join(name))
+            .find(|path| path.is_file())
+    })
+}
+
+pub async fn shell(matrix: Option<PathBuf>, args: ShellArgs) -> Result<Status, Error> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::Usage(
+            "kmatrix shell needs a terminal on stdin; for a program without one, use kmatrix exec"
+                .into(),
+        ));
+    }
+    let size = terminal::size_of(stdin.as_fd())
+        .as_ref()
+        .and_then(terminal::window_size)
+        .unwrap_or(WindowSize { rows: 24, cols: 80 });
+    let (keys, later) = mpsc::unbounded_channel();
+    let later = std::sync::Arc::new(Mutex::new(later));
+    let mut plan = noticed(request(matrix, &args, size, later)?.resolve(progress::on_stderr()))?;
+    plan.kernels.truncate(1);
+    let Some(kernel) = plan.kernels.first().cloned() else {
+        return Err(Error::Usage(format!(
+            "--kernel {} selects no kernel of the matrix",
+            args.kernel
+        )));
+    };
+    if let Some(port) = args.gdb {
+        let artifacts = plan.fetcher.fetch(&kernel).await?;
+        let image = artifacts.vmlinux().unwrap_or(artifacts.boot_image);
+        eprintln!(
+            "kmatrix: gdb: gdb {} -ex 'target remote 127.0.0.1:{port}'",
+            image.display()
+        );
+    }
+    eprintln!("kmatrix: booting {}; Ctrl-] leaves", kernel.label);
+
+    let (left, mut leave) = mpsc::unbounded_channel();
+    read_keys(keys.clone(), left);
+    let mut session = Session::default();
+    // Dropped before the terminal is restored: that stops the VM.
+    let mut run = Box::pin(crate::runner::run(&plan, |event| session.event(&event)));
+    let mut broke = None;
+    let mut winch = signal(SignalKind::window_change()).ok();
+    // Ctrl-C before the shell starts (the terminal is not raw yet) stops
+    // the boot; once it is, it is a key for the guest.
+    let (mut int, mut term, mut hup) = (
+        signal(SignalKind::interrupt()).ok(),
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::hangup()).ok(),
+    );
+    loop {
+        tokio::select! {
+            ended = &mut run => {
+                broke = ended.err();
+                break;
+            }
+            _ = leave.recv() => {
+                let _ = keys.send(Input::Hangup);
+                let _ = tokio::time::timeout(HANGUP, &mut run).await;
+                break;
+            }
+            _ = received(&mut winch) => {
+                if let Some(resize) = terminal::size_of(stdin.as_fd()).as_ref().and_then(terminal::resize) {
+                    let _ = keys.send(resize);
+                }
+            }
+            _ = received(&mut int) => break,
+            _ = received(&mut term) => break,
+            _ = received(&mut hup) => break,
+        }
+    }
+    drop(run);
+    drop(session.raw.take());
+    eprintln!();
+    if let Some(err) = broke {
+        eprintln!("kmatrix: writing the guest's output: {err}");
+    }
+    Ok(match session.failure {
+        Some(failure) => {
+            eprintln!("kmatrix: {}: {failure}", kernel.label);
+            Status::Infrastructure
+        }
+        None => Status::Passed,
+    })
+}
+
+/// What the run has shown so far.
+#[derive(Default)]
+struct Session {
+    /// The terminal, raw once the shell started.
+    raw: Option<RawMode<std::io::Stdin>>,
+    /// Why the kernel failed, if it did.
+    failure: Option<String>,
+}
+
+impl Session {
+    fn event(&mut self, event: &RunEvent) -> Result<(), std::io::Error> {
+        let mut out = std::io::stdout().lock();
+        match event {
+            RunEvent::KernelBooted { .. } => {
+                self.raw = RawMode::enter(std::io::stdin()).ok();
+            }
+            RunEvent::Output { data, .. } => {
+                out.write_all(data)?;
+                out.flush()?;
+            }
+            RunEvent::Notice { message, .. } => eprint!("kmatrix: {message}\r\n"),
+            RunEvent::AgentError { message, .. } => eprint!("kmatrix: agent: {message}\r\n"),
+            RunEvent::Splat { lines, .. } => {
+                for line in lines {
+                    eprint!("{line}\r\n");
+                }
+            }
+            RunEvent::KernelFinished {
+                outcome: KernelOutcome::Failed(err),
+                ..
+            } => self.failure = Some(crate::error_chain::error_chain(err)),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Reads the terminal on a thread of its own (a read blocks), sending what
+/// is typed as `keys` and telling `left` once Ctrl-] is pressed or stdin
+/// ends.
+fn read_keys(keys: mpsc::UnboundedSender<Input>, left: mpsc::UnboundedSender<()>) {
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let typed = terminal::keys(&buf[..n]);
+            if !typed.send.is_empty() && keys.send(Input::Stdin(typed.send.to_vec())).is_err() {
+                return;
+            }
+            if typed.leave {
+                break;
+            }
+        }
+        let _ = left.send(());
+    });
+}
+
+/// Waits for `signal`; forever when its handler could not be installed.
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        shell: ShellArgs,
+    }
+
+    fn request_of(args: &[&str]) -> RunRequest {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        let (_, later) = mpsc::unbounded_channel();
+        let size = WindowSize {
+            rows: 40,
+            cols: 120,
+        };
+        request(
+            None,
+            &cli.shell,
+            size,
+            std::sync::Arc::new(Mutex::new(later)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_shell_runs_on_a_terminal_without_the_test_deadline() {
+        let request = request_of(&["shell", "--kernel", "6.1", "--no-share"]);
+        let Tests::Exec {
+            command,
+            files,
+            share,
+            tty,
+            env,
+        } = &request.tests
+        else {
+            panic!("not an exec request")
+        };
+        assert_eq!(command, &["sh", "-i"]);
+        // The tools the host has go along (this host has `cat`).
+        let cat = tool("cat").expect("cat on the host");
+        assert!(files.contains(&cat), "{files:?}");
+        assert!(!share);
+        assert_eq!(
+            *tty,
+            Some(WindowSize {
+                rows: 40,
+                cols: 120
+            })
+        );
+        assert!(env.contains(&"TERM".to_owned()));
+        assert!(request.config.vm.run_timeout >= SESSION);
+        assert!(request.config.later_input.is_some());
+        assert_eq!(request.config.vm.gdb_port, None);
+        assert_eq!(request.kernels, "6.1".parse().unwrap());
+    }
+
+    #[test]
+    fn gdb_takes_a_port_or_defaults_to_1234() {
+        let port = |args: &[&str]| request_of(args).config.vm.gdb_port;
+        assert_eq!(port(&["shell", "--kernel", "6.1", "--gdb"]), Some(1234));
+        assert_eq!(
+            port(&["shell", "--kernel", "6.1", "--gdb", "4321"]),
+            Some(4321)
+        );
+    }
+
+    #[test]
+    fn a_kernel_that_is_no_selection_is_a_usage_error() {
+        let cli = Cli::try_parse_from(["shell", "--kernel", "6.1..5.4.x.."]).unwrap();
+        let (_, later) = mpsc::unbounded_channel();
+        let size = WindowSize::default();
+        let made = request(
+            None,
+            &cli.shell,
+            size,
+            std::sync::Arc::new(Mutex::new(later)),
+        );
+        assert!(matches!(made, Err(Error::Usage(message)) if message.contains("--kernel")));
+    }
+}
