@@ -19,7 +19,9 @@ fn tmux(args: &[&str]) -> std::process::Output {
 
 /// The pane's text.
 fn screen(session: &str) -> String {
-    String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
+    // `-N` keeps the spaces that end a line, as the prompt's.
+    let shown = tmux(&["capture-pane", "-p", "-N", "-t", session]);
+    String::from_utf8_lossy(&shown.stdout).into_owned()
 }
 
 /// Waits until the pane shows `text`; the screen when it does not.

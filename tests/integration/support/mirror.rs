@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use kmatrix::kernels::Matrix;
 use sha2::{Digest, Sha256};
@@ -105,6 +105,15 @@ pub fn gpg(home: &Path) -> Command {
     command
 }
 
+/// Held while a test key signs: each signer ends the key's gpg-agent after
+/// it, which would break another test's signing with the same key midway.
+pub fn signing() -> MutexGuard<'static, ()> {
+    static SIGNING: Mutex<()> = Mutex::new(());
+    SIGNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Ends the key's gpg-agent, so that no test leaves one running.
 pub fn stop_agent(home: &Path) {
     let _ = Command::new("gpgconf")
@@ -167,6 +176,7 @@ fn sign(text: &str, how: &str) -> Vec<u8> {
     let input = dir.path().join("Release");
     let output = dir.path().join("signed");
     std::fs::write(&input, text).unwrap();
+    let _signing = signing();
     let signed = gpg(key.home.path())
         .arg("--output")
         .arg(&output)

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use kmatrix::kernels::KernelArtifacts;
 
-use super::mirror::{gpg, stop_agent};
+use super::mirror::{gpg, signing, stop_agent};
 use super::Server;
 
 /// The packages' signing key: its GnuPG home and its armored public key
@@ -107,6 +107,7 @@ pub fn build(spec: &Spec, out: &Path, sign: bool) -> PathBuf {
     std::fs::copy(work.path().join("top/RPMS/x86_64").join(&file), &dest).unwrap();
     if sign {
         let key = rpm_key();
+        let _signing = signing();
         let signed = Command::new("rpmsign")
             .arg("--addsign")
             .arg("--define")
@@ -148,6 +149,7 @@ pub fn createrepo(repo: &Path, compress: &str, sign_metadata: bool) {
     if sign_metadata {
         let key = rpm_key();
         let repomd = repo.join("repodata/repomd.xml");
+        let _signing = signing();
         let signed = gpg(key.home.path())
             .args(["--yes", "--armor", "--detach-sign", "--output"])
             .arg(repo.join("repodata/repomd.xml.asc"))
