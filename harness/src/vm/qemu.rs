@@ -83,18 +83,35 @@ impl Qemu {
     /// Makes sure the process is gone: a graceful QMP `quit`, then a kill.
     /// Returns the shutdown cause QMP reported, if any.
     pub(super) async fn stop(mut self) -> Option<String> {
-        end(&mut self.child, Some(&self.qmp)).await;
+        // A guest that shut down stays paused (`-action shutdown=pause`):
+        // once QMP said so, QEMU is told to quit at once.
+        let mut shutdown = self.shutdown.clone();
+        let exited = tokio::select! {
+            status = self.child.wait() => status.is_ok(),
+            _ = timeout(EXIT_WAIT, shutdown.wait_for(Option::is_some)) => false,
+        };
+        if !exited {
+            quit(&mut self.child, Some(&self.qmp)).await;
+        }
         let cause = self.shutdown.borrow().clone();
         cause
     }
 }
 
-/// Waits a moment for `child` to exit, asks it to `quit` over `qmp` if
-/// there is one, and kills it if it still runs.
+/// How long a QEMU that is not known to be done is given to exit by itself.
+const EXIT_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits a moment for `child` to exit, then [`quit`]s it.
 async fn end(child: &mut Child, qmp: Option<&Qmp>) {
-    if timeout(Duration::from_secs(3), child.wait()).await.is_ok() {
+    if timeout(EXIT_WAIT, child.wait()).await.is_ok() {
         return;
     }
+    quit(child, qmp).await;
+}
+
+/// Asks `child` to `quit` over `qmp` if there is one, and kills it if it
+/// still runs.
+async fn quit(child: &mut Child, qmp: Option<&Qmp>) {
     if let Some(qmp) = qmp {
         let _ = timeout(Duration::from_secs(2), qmp.execute(qapi::qmp::quit {})).await;
     }
