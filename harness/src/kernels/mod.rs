@@ -15,6 +15,7 @@ mod bounded;
 pub mod bzimage;
 pub(crate) mod config;
 pub mod deb;
+mod entry;
 mod error;
 mod fetch;
 mod modinfo;
@@ -27,9 +28,8 @@ mod version;
 mod vmlinux;
 
 pub use artifacts::KernelArtifacts;
-pub use config::{
-    KernelEntry, MainlineConfig, Matrix, MatrixError, Source, BUILT_IN, BUILT_IN_NAME,
-};
+pub use config::{MainlineConfig, Matrix, MatrixError, BUILT_IN, BUILT_IN_NAME};
+pub use entry::{KernelEntry, Source};
 pub use error::{FetchError, FetchEvent};
 pub use fetch::Fetcher;
 pub use oci_image::{Layout, LayoutError};

@@ -159,7 +159,7 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
     let version = match entry.get("version").and_then(Item::as_str) {
         Some(text) => text.parse::<Version>().ok()?,
         None => match entry.get("rpm").and_then(|r| r.get("package")) {
-            Some(package) => super::config::nvr_version(package.as_str()?)?,
+            Some(package) => super::entry::nvr_version(package.as_str()?)?,
             None => {
                 let named = ["debian", "ubuntu"]
                     .into_iter()
@@ -178,7 +178,7 @@ fn label_of(entry: &toml_edit::Table) -> Option<String> {
         Some(text) => text.parse().ok()?,
         None => kmatrix_protocol::Arch::Amd64,
     };
-    Some(super::config::default_label(&version, arch))
+    Some(super::entry::default_label(&version, arch))
 }
 
 /// Sets a string value, keeping the old value's surrounding whitespace and
