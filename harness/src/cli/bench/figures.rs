@@ -13,7 +13,7 @@ use crate::error::Error;
 /// One run of a benchmark.
 #[derive(Debug, Serialize)]
 pub struct Document {
-    /// `boot` or `stream`.
+    /// `boot`, `stream` or `fanout`.
     pub benchmark: &'static str,
     /// The kmatrix version that measured.
     pub kmatrix: &'static str,

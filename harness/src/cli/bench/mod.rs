@@ -7,12 +7,15 @@
 //! - `stream`: test-run cases per second with every result streamed to the
 //!   host, against the same cases run with their results discarded in the
 //!   guest.
+//! - `fanout`: a run over several kernels with `--jobs J` against the same
+//!   run one kernel at a time ([`fanout`]).
 //!
 //! Each alternates its two sides in one process, so a noisy machine slows
 //! both alike, and prints the medians and their ratio; `--json FILE`
 //! writes them with every sample ([`figures`]). `boot --phases` also
 //! splits the cold runs into their phases ([`phases`]).
 
+mod fanout;
 mod figures;
 mod phases;
 mod stream;
@@ -60,6 +63,8 @@ pub enum BenchCommand {
     Boot(BootArgs),
     /// Streamed against discarded test-run results.
     Stream(StreamArgs),
+    /// Several kernels at once against the same kernels one at a time.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// What both benchmarks share.
@@ -110,6 +115,7 @@ pub async fn run(matrix: Option<PathBuf>, command: BenchCommand) -> Result<Statu
     match command {
         BenchCommand::Boot(args) => boot(matrix, args).await,
         BenchCommand::Stream(args) => stream::stream(matrix, args).await,
+        BenchCommand::Fanout(args) => fanout::fanout(matrix, args).await,
     }
 }
 
