@@ -24,8 +24,13 @@ use crate::kernels::Selection;
 use crate::plan::{RunConfig, RunRequest, Tests};
 use crate::report::progress;
 
-/// Host tools sent along with the shell when the host has them.
-const TOOLS: &[&str] = &["ip", "cat", "ls", "dmesg", "uname", "bpftool"];
+/// Host tools sent along with the shell when the host has them: what
+/// poking at a kernel takes (its logs, /proc and /sys, the BPF file
+/// system), and the text tools to sift their output.
+const TOOLS: &[&str] = &[
+    "bpftool", "ip", "tc", "dmesg", "uname", "mount", "ps", "cat", "ls", "head", "tail", "grep",
+    "sed", "awk", "wc", "sort", "find", "stat", "cp", "mkdir", "rm", "sleep", "env",
+];
 
 /// Where tools live that a user's PATH may leave out.
 const SBIN: &[&str] = &["/usr/sbin", "/sbin"];
