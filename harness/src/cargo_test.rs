@@ -216,7 +216,11 @@ fn trials(config: Config, args: &Arguments) -> Result<(Vec<Trial>, Option<Backgr
 
     let mut background = None;
     if !booted.is_empty() {
-        let plan = prepared.plan(crate::report::progress::on_stderr())?;
+        let plan = prepared.plan(crate::report::progress::on_stderr());
+        for notice in &plan.notices {
+            eprintln!("kmatrix: {notice}");
+        }
+        let plan = plan.result?;
         let results = results.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

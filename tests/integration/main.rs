@@ -24,6 +24,7 @@ mod soak;
 mod sources;
 mod support;
 mod ubuntu;
+mod unpinned;
 
 fn main() -> std::process::ExitCode {
     support::trials::main(&[
@@ -47,5 +48,6 @@ fn main() -> std::process::ExitCode {
         sources::TESTS,
         support::trials::TESTS,
         ubuntu::TESTS,
+        unpinned::TESTS,
     ])
 }

@@ -247,7 +247,7 @@ async fn judge(
     let label = entry.label.clone();
     prepared.set.selected = vec![label.clone()];
     prepared.set.kernels = vec![entry];
-    let plan = prepared.plan(progress::on_stderr())?;
+    let plan = noticed(prepared.plan(progress::on_stderr()))?;
     let summary = match run_to_end(&plan, Reporter::new().live(std::io::stdout()), None).await? {
         Ok(summary) => summary,
         Err(signal) => return Ok(Err(signal)),

@@ -27,7 +27,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Write a kernels.toml of the kernel.org LTS lines and Ubuntu's LTS
-    /// kernels, unpinned (`kmatrix kernels update` pins them).
+    /// kernels, unpinned (`kmatrix kernels update` pins them; a run
+    /// reports an unpinned entry as not run).
     #[arg(long)]
     lts: bool,
 }

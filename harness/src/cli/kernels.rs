@@ -256,7 +256,7 @@ async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, E
         select.arch,
         None,
     ))?;
-    set.check_pinned()?;
+    noticed(set.check_pinned())?;
     let fetcher = Arc::new(set.fetcher(false, crate::report::progress::on_stderr())?);
     let mut tasks = tokio::task::JoinSet::new();
     for kernel in set.kernels.iter().cloned() {

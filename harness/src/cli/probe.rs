@@ -1,6 +1,8 @@
 //! `kmatrix probe`: which features each selected kernel has, from the
 //! cache or probed in the kernel's VM (every feature it names, once per
-//! kernel build), printed as a matrix and written as JSON.
+//! kernel build), printed as a matrix and written as JSON. An unpinned
+//! kernel is not probed: its answers stay unknown, and the command exits
+//! as a run whose machinery failed.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use kmatrix_protocol::{Feature, FeatureKind};
 use super::args::RunArgs;
 use super::noticed;
 use crate::error::{Error, Status};
+use crate::kernels::FetchError;
 use crate::plan::{RunRequest, Tests};
 use crate::probes::{answer, Answers, ProbeCache};
 use crate::report::printable::Printable;
@@ -60,12 +63,22 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
     let store = ProbeCache::in_cache(plan.fetcher.cache());
     let mut artifacts = Vec::new();
     let mut answers: Vec<Option<Answers>> = Vec::new();
+    let mut unpinned = false;
     for kernel in &selected {
-        let fetched = plan.fetcher.fetch(kernel).await?;
-        answers.push(if args.refresh {
-            None
-        } else {
-            store.load(&fetched, kernel.arch)
+        let fetched = match plan.fetcher.fetch(kernel).await {
+            Err(err @ FetchError::NotPinned { .. }) => {
+                eprintln!(
+                    "kmatrix: kernel {} could not be probed: {err}",
+                    kernel.label
+                );
+                unpinned = true;
+                None
+            }
+            fetched => Some(fetched?),
+        };
+        answers.push(match &fetched {
+            Some(fetched) if !args.refresh => store.load(fetched, kernel.arch),
+            _ => None,
         });
         artifacts.push(fetched);
     }
@@ -80,8 +93,11 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
     let to_probe: Vec<&str> = selected
         .iter()
         .zip(&answers)
-        .filter(|(_, cached)| cached.as_ref().is_none_or(unanswered))
-        .map(|(kernel, _)| kernel.label.as_str())
+        .zip(&artifacts)
+        .filter(|((_, cached), fetched)| {
+            fetched.is_some() && cached.as_ref().is_none_or(unanswered)
+        })
+        .map(|((kernel, _), _)| kernel.label.as_str())
         .collect();
     plan.kernels
         .retain(|kernel| to_probe.contains(&kernel.label.as_str()));
@@ -105,8 +121,11 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
                 failed = true;
                 continue;
             }
+            let fetched = artifacts[index]
+                .as_ref()
+                .expect("a probed kernel was fetched");
             store
-                .store(&artifacts[index], selected[index].arch, &column.probes)
+                .store(fetched, selected[index].arch, &column.probes)
                 .map_err(|source| Error::Write {
                     path: store.dir().to_owned(),
                     source,
@@ -136,5 +155,9 @@ pub async fn run(matrix: Option<PathBuf>, args: ProbeArgs) -> Result<Status, Err
             source,
         })?;
     }
-    Ok(Status::of(!failed))
+    Ok(match (failed, unpinned) {
+        (true, _) => Status::Failed,
+        (false, true) => Status::Infrastructure,
+        (false, false) => Status::Passed,
+    })
 }

@@ -137,6 +137,14 @@ pub enum FetchError {
         /// Why, and what to do.
         reason: String,
     },
+    /// The entry has no pins at all: refused before anything is
+    /// downloaded, so a run reports it as a kernel that could not be
+    /// fetched.
+    #[error("kernel `{label}` is not pinned, so it is not fetched or run: `kmatrix kernels update --kernels {label}` pins it")]
+    NotPinned {
+        /// The kernel's label.
+        label: String,
+    },
     /// The entry lacks a pin its source needs.
     #[error("kernel `{label}` has no sha256 pin for `{what}`: run `kmatrix kernels update --kernels {label}`, or add the pin")]
     Unpinned {

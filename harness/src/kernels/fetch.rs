@@ -105,8 +105,14 @@ impl Fetcher {
     }
 
     /// Makes sure `entry`'s artifacts are in the cache, downloading and
-    /// extracting what is missing.
+    /// extracting what is missing; an unpinned entry is refused before the
+    /// cache or the network is asked.
     pub async fn fetch(&self, entry: &KernelEntry) -> Result<KernelArtifacts, FetchError> {
+        if !entry.is_pinned() {
+            return Err(FetchError::NotPinned {
+                label: entry.label.clone(),
+            });
+        }
         let dir: PathBuf = self.cache().kernel_dir(&artifacts::key(entry));
         if let Some(artifacts) = KernelArtifacts::open(&dir) {
             return Ok(artifacts);
@@ -138,5 +144,38 @@ impl Fetcher {
             release: artifacts.release.clone(),
         });
         Ok(artifacts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unpinned_entry_is_refused_before_the_cache_or_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        // A mirror nothing listens on: asking it would fail otherwise.
+        let text = "[debian]\nmirror = \"http://127.0.0.1:9/debian\"\n\n[[kernel]]\nlabel = \"6.12\"\ndebian = { suite = \"trixie\", package = \"linux-image-6.12.117+deb13-cloud-amd64\" }\n";
+        let matrix = Matrix::parse(text, &dir.path().join("kernels.toml")).unwrap();
+        let cache = Cache::at(dir.path().join("cache")).unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(0));
+        let counted = events.clone();
+        let fetcher = Fetcher::new(cache, &matrix, false, move |_| {
+            *counted.lock().unwrap() += 1;
+        });
+        let fetched = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(fetcher.fetch(&matrix.kernels[0]));
+        match fetched {
+            Err(err @ FetchError::NotPinned { .. }) => assert_eq!(
+                err.to_string(),
+                "kernel `6.12` is not pinned, so it is not fetched or run: `kmatrix kernels update --kernels 6.12` pins it"
+            ),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("an unpinned kernel was fetched"),
+        }
+        assert_eq!(*events.lock().unwrap(), 0, "no download began");
+        let kernels = std::fs::read_dir(dir.path().join("cache/kernels")).unwrap();
+        assert_eq!(kernels.count(), 0);
     }
 }

@@ -136,15 +136,31 @@ impl KernelSet {
         arches.into_iter().collect()
     }
 
-    /// Fails unless every kernel to work on is pinned: runs use only pinned
-    /// artifacts (a `path` source needs no pin).
-    pub fn check_pinned(&self) -> Result<(), PlanError> {
-        match self.kernels.iter().find(|k| !k.is_pinned()) {
-            Some(kernel) => Err(PlanError::Unpinned {
-                label: kernel.label.clone(),
-            }),
-            None => Ok(()),
-        }
+    /// The labels of the kernels to work on that are not pinned (a `path`
+    /// source needs no pin): runs use only pinned artifacts, so these are
+    /// reported as not run (their fetch fails before any download).
+    pub fn unpinned(&self) -> Vec<String> {
+        self.kernels
+            .iter()
+            .filter(|k| !k.is_pinned())
+            .map(|k| k.label.clone())
+            .collect()
+    }
+
+    /// Fails when no kernel to work on is pinned (nothing would run);
+    /// notes the unpinned ones when others are.
+    pub fn check_pinned(&self) -> Resolved<()> {
+        Resolved::gather(|notices| {
+            let labels = self.unpinned();
+            if labels.is_empty() {
+                Ok(())
+            } else if labels.len() == self.kernels.len() {
+                Err(PlanError::Unpinned { labels })
+            } else {
+                notices.push(Notice::Unpinned { labels });
+                Ok(())
+            }
+        })
     }
 
     /// A fetcher for this matrix, with the cache from the environment,

@@ -65,11 +65,11 @@ pub enum PlanError {
     /// `--shard` does not fit the selection.
     #[error(transparent)]
     Shard(#[from] ShardError),
-    /// A selected kernel has no pins.
-    #[error("kernel `{label}` has no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin its packages")]
+    /// No kernel to boot is pinned.
+    #[error("{}", unpinned(labels))]
     Unpinned {
-        /// The kernel's label.
-        label: String,
+        /// Their labels.
+        labels: Vec<String>,
     },
     /// The suite is wrong.
     #[error(transparent)]
@@ -106,6 +106,18 @@ pub enum PlanError {
         /// Why it failed.
         source: std::io::Error,
     },
+}
+
+/// Why a run whose kernels are all unpinned cannot start.
+fn unpinned(labels: &[String]) -> String {
+    match labels {
+        [label] => format!("kernel `{label}` has no sha256 pins: run `kmatrix kernels update --kernels {label}` to pin its packages"),
+        _ => format!(
+            "no kernel to run has sha256 pins ({}): run `kmatrix kernels update --kernels {}` to pin their packages",
+            labels.join(", "),
+            labels.join(",")
+        ),
+    }
 }
 
 /// Rust's name for the (gnu) target of `arch`.
@@ -165,8 +177,9 @@ pub struct Shared {
 
 /// A validated run: what [`crate::runner::run`] carries out.
 pub struct RunPlan {
-    /// The kernels to boot, in matrix order, all pinned (a front end may
-    /// leave some out).
+    /// The kernels to boot, in matrix order (a front end may leave some
+    /// out); an unpinned one fails its fetch before any download and is
+    /// reported as not run, as a kernel that could not be fetched is.
     pub kernels: Vec<KernelEntry>,
     /// Every selected kernel's label, before sharding.
     pub matrix: Vec<String>,
@@ -219,7 +232,7 @@ impl RunRequest {
         self,
         progress: impl Fn(FetchEvent) + Send + Sync + 'static,
     ) -> Resolved<RunPlan> {
-        Resolved::gather(|notices| self.prepare_noting(notices)?.plan(progress))
+        Resolved::gather(|notices| self.prepare_noting(notices)?.plan_noting(progress, notices))
     }
 
     /// Loads the matrix, selects the kernels and loads the tests: nothing
@@ -297,11 +310,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The plan for the kernels left: fails unless every one of them is
-    /// pinned; fetch progress goes to `progress`.
-    pub fn plan(
+    /// The plan for the kernels left: fails when none of them is pinned,
+    /// with a notice naming the unpinned ones when some are; fetch
+    /// progress goes to `progress`.
+    pub fn plan(self, progress: impl Fn(FetchEvent) + Send + Sync + 'static) -> Resolved<RunPlan> {
+        Resolved::gather(|notices| self.plan_noting(progress, notices))
+    }
+
+    fn plan_noting(
         self,
         progress: impl Fn(FetchEvent) + Send + Sync + 'static,
+        notices: &mut Vec<Notice>,
     ) -> Result<RunPlan, PlanError> {
         let Prepared {
             set,
@@ -310,7 +329,9 @@ impl Prepared {
             config,
             reproduce,
         } = self;
-        set.check_pinned()?;
+        let pinned = set.check_pinned();
+        notices.extend(pinned.notices);
+        pinned.result?;
         if config.vm.snapshots {
             crate::vm::snapshot::cap_from_env()?;
         }

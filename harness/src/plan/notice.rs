@@ -41,6 +41,11 @@ pub enum Notice {
     },
     /// What `kmatrix exec`'s share of the working directory left out.
     Share(String),
+    /// Some kernels to boot are not pinned: they are reported as not run.
+    Unpinned {
+        /// Their labels.
+        labels: Vec<String>,
+    },
 }
 
 impl fmt::Display for Notice {
@@ -83,6 +88,19 @@ impl fmt::Display for Notice {
                 program.display()
             ),
             Notice::Share(text) => f.write_str(text),
+            Notice::Unpinned { labels } => match &labels[..] {
+                [label] => write!(
+                    f,
+                    "kernel `{label}` is not pinned: it is neither fetched nor booted, and is reported as not run; `kmatrix kernels update --kernels {label}` pins it"
+                ),
+                _ => write!(
+                    f,
+                    "{} kernels are not pinned ({}): they are neither fetched nor booted, and are reported as not run; `kmatrix kernels update --kernels {}` pins them",
+                    labels.len(),
+                    labels.join(", "),
+                    labels.join(",")
+                ),
+            },
         }
     }
 }

@@ -120,22 +120,50 @@ fn only_the_kernels_a_front_end_keeps_need_pins() {
     assert_eq!(prepared.set.selected, ["5.10", "6.1", "6.12"]);
     assert_eq!(labels(&prepared.set.kernels), ["5.10", "6.1", "6.12"]);
     assert!(prepared.tests.probe_all);
-    // The plan refuses the unpinned kernel, before making the fetcher (and
-    // with it the cache).
-    match prepared.plan(|_| {}) {
-        Err(PlanError::Unpinned { label }) => assert_eq!(label, "6.12"),
-        Err(other) => panic!("{other}"),
-        Ok(_) => panic!("an unpinned kernel was planned"),
-    }
-    let Err(PlanError::Unpinned { .. }) = probes(dir.path(), "all").resolve(|_| {}).result else {
-        panic!("resolve is not prepare, then plan");
-    };
-    // Narrowed to pinned kernels, it has nothing to refuse; the selection
+    // The unpinned kernel stays, to be reported as not run, with a notice.
+    let checked = prepared.set.check_pinned();
+    assert!(checked.result.is_ok());
+    assert_eq!(
+        checked.notices,
+        [Notice::Unpinned {
+            labels: vec!["6.12".into()]
+        }]
+    );
+    // Narrowed to pinned kernels, it has nothing to note; the selection
     // stays whole.
     let mut prepared = noticeless(probes(dir.path(), "all").prepare());
     prepared.set.kernels.retain(|k| k.label != "6.12");
-    prepared.set.check_pinned().unwrap();
+    noticeless(prepared.set.check_pinned());
     assert_eq!(prepared.set.selected, ["5.10", "6.1", "6.12"]);
+}
+
+#[test]
+fn a_plan_of_unpinned_kernels_alone_is_refused_before_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    // Before making the fetcher (and with it the cache).
+    let plan = noticeless(probes(dir.path(), "6.12").prepare()).plan(|_| {});
+    assert!(plan.notices.is_empty());
+    match plan.result {
+        Err(err @ PlanError::Unpinned { .. }) => assert_eq!(
+            err.to_string(),
+            "kernel `6.12` has no sha256 pins: run `kmatrix kernels update --kernels 6.12` to pin its packages"
+        ),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a plan of unpinned kernels alone"),
+    }
+    let Err(PlanError::Unpinned { labels }) = probes(dir.path(), "6.12").resolve(|_| {}).result
+    else {
+        panic!("resolve is not prepare, then plan");
+    };
+    assert_eq!(labels, ["6.12"]);
+    // Every one is named, and the command pins them all.
+    let err = PlanError::Unpinned {
+        labels: vec!["5.4.x".into(), "6.6.x".into()],
+    };
+    assert_eq!(
+        err.to_string(),
+        "no kernel to run has sha256 pins (5.4.x, 6.6.x): run `kmatrix kernels update --kernels 5.4.x,6.6.x` to pin their packages"
+    );
 }
 
 #[test]
@@ -153,6 +181,20 @@ fn notices_read_as_they_always_did() {
         }
         .to_string(),
         "/tmp/probe is an arm64 program: it runs on the 1 arm64 kernels of the 2 selected"
+    );
+    assert_eq!(
+        Notice::Unpinned {
+            labels: vec!["6.12".into()]
+        }
+        .to_string(),
+        "kernel `6.12` is not pinned: it is neither fetched nor booted, and is reported as not run; `kmatrix kernels update --kernels 6.12` pins it"
+    );
+    assert_eq!(
+        Notice::Unpinned {
+            labels: vec!["5.4.x".into(), "6.6.x".into()]
+        }
+        .to_string(),
+        "2 kernels are not pinned (5.4.x, 6.6.x): they are neither fetched nor booted, and are reported as not run; `kmatrix kernels update --kernels 5.4.x,6.6.x` pins them"
     );
 }
 

@@ -178,7 +178,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     };
     let prepared = prepare(request(matrix, &args.common, tests, true)?)?;
     let matrix_path = (!prepared.set.matrix.built_in).then(|| prepared.set.matrix.path.clone());
-    let plan = prepared.plan(crate::report::progress::on_stderr())?;
+    let plan = noticed(prepared.plan(crate::report::progress::on_stderr()))?;
     let kernel = plan.kernels[0].clone();
     let artifacts = plan.fetcher.fetch(&kernel).await?;
     let config = &plan.config.vm;

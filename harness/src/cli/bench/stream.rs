@@ -49,7 +49,9 @@ pub(super) async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<
             only: Vec::new(),
         };
         let request = request(matrix.clone(), &args.common, tests, report_cases)?;
-        Ok(prepare(request)?.plan(crate::report::progress::on_stderr())?)
+        Ok(super::noticed(
+            prepare(request)?.plan(crate::report::progress::on_stderr()),
+        )?)
     };
     let plans = [plan(true)?, plan(false)?];
     let kernel = plans[0].kernels[0].clone();

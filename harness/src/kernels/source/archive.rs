@@ -1,6 +1,7 @@
 //! An apt archive as a matrix configures it (Debian's or Ubuntu's): its
-//! mirror, each suite's verified index read at most once per run, and the
-//! pinned packages of an entry downloaded through it.
+//! mirror, each suite's verified index read at most once per run, the
+//! pinned packages of an entry downloaded through it, and the newest pins;
+//! where the two archives differ, its [`Distro`] says.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,17 +11,13 @@ use kmatrix_protocol::Arch;
 use tokio::sync::OnceCell;
 
 use super::apt::{AptError, Mirror};
+use super::debian;
 use super::distro::Distro;
-use super::packages::Package;
 use super::packages::PackageIndex;
+use crate::kernels::artifacts::Input;
 use crate::kernels::blobs::Blobs;
 use crate::kernels::error::FetchError;
 use crate::kernels::{KernelEntry, Matrix, Pinning};
-
-/// How an archive's kernel is made of packages: from its image package's
-/// name, the packages to pin ([`PackageIndex::kernel_packages`],
-/// [`PackageIndex::image_and_parts`]).
-pub type Parts = for<'a> fn(&'a PackageIndex, &str) -> Option<Vec<(String, &'a Package)>>;
 
 /// One suite's index for one architecture, read at most once.
 type IndexCell = Arc<OnceCell<Arc<PackageIndex>>>;
@@ -75,11 +72,33 @@ impl Archive {
         .cloned()
     }
 
+    /// Every package `entry` pins, downloaded where not cached; one
+    /// `suite` no longer lists comes from the snapshot archive where the
+    /// distribution has one ([`Distro::has_snapshot_archive`]) and one is
+    /// set, else is an error.
+    pub async fn inputs(
+        &self,
+        blobs: &Blobs,
+        entry: &KernelEntry,
+        suite: &str,
+    ) -> Result<Vec<Input>, FetchError> {
+        let mut inputs = Vec::new();
+        for (package, pin) in &entry.sha256 {
+            if let Some(gone) = self.fetch_pinned(blobs, entry, suite, package, pin).await? {
+                if !self.distro.has_snapshot_archive() {
+                    return Err(gone.into());
+                }
+                debian::from_snapshot(blobs, entry, package, pin, gone).await?;
+            }
+            inputs.push(Input::Deb(blobs.cache().blob(pin)));
+        }
+        Ok(inputs)
+    }
+
     /// Makes sure the pinned `package` is in the blob store: cached, or
     /// downloaded from the mirror after its verified index agrees with the
-    /// pin. `Ok(Some(gone))` when the index does not list it (the caller
-    /// decides whether anything else may have it).
-    pub async fn fetch_pinned(
+    /// pin. `Ok(Some(gone))` when the index does not list it.
+    async fn fetch_pinned(
         &self,
         blobs: &Blobs,
         entry: &KernelEntry,
@@ -118,15 +137,14 @@ impl Archive {
     }
 
     /// The pins `entry` would have now: the newest image package of
-    /// `package`'s series and flavour in `suite`, with the packages `parts`
-    /// says it is made of.
+    /// `package`'s series and flavour (signed or unsigned as it is) in
+    /// `suite`, with the packages it is made of ([`Distro::parts`]).
     pub async fn newest(
         &self,
         blobs: &Blobs,
         entry: &KernelEntry,
         suite: &str,
         package: &str,
-        parts: Parts,
     ) -> Result<Pinning, FetchError> {
         let mirror = self.mirror()?;
         let index = self.index(blobs, &mirror, suite, entry.arch).await?;
@@ -137,7 +155,7 @@ impl Archive {
             mirror: mirror.clone(),
         };
         let newest = index.newest_like(package).ok_or_else(gone)?;
-        let packages = parts(&index, newest).ok_or_else(gone)?;
+        let packages = (self.distro.parts())(&index, newest).ok_or_else(gone)?;
         Ok(Pinning {
             missing: index.missing_parts(newest),
             label: entry.label.clone(),

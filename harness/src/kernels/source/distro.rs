@@ -1,9 +1,17 @@
 //! The apt archives kernels come from, Debian's and Ubuntu's: the facts
 //! that tell them apart (names, where their mirror and keyring are
-//! configured, the keyring kmatrix ships). Everything else is the one apt
-//! machinery both go through (`apt.rs`, `release.rs`, `archive.rs`).
+//! configured, the keyring kmatrix ships, the packages a kernel is made of,
+//! where a package the mirror dropped is sought). Everything else is the
+//! one apt machinery both go through (`apt.rs`, `release.rs`,
+//! `archive.rs`).
 
 use std::fmt;
+
+use super::packages::{Package, PackageIndex};
+
+/// How an archive's kernel is made of packages: from its image package's
+/// name, the packages to pin.
+pub type Parts = for<'a> fn(&'a PackageIndex, &str) -> Option<Vec<(String, &'a Package)>>;
 
 /// An apt archive kmatrix reads kernels from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +73,28 @@ impl Distro {
     /// else does: only Debian's, the machine kmatrix is built for; an
     /// Ubuntu mirror is always configured.
     pub fn mirror_from_apt_sources(self) -> bool {
+        self == Distro::Debian
+    }
+
+    /// The packages its kernels are made of. Debian's: the image package,
+    /// or (split, 6.19 on) the packages its metapackage depends on.
+    /// Ubuntu's: the image package (`linux-image-<release>`, its vmlinuz
+    /// signed for secure boot, or `linux-image-unsigned-<release>`), which
+    /// holds `/boot/vmlinuz-<release>`, and the `linux-modules-<release>` it
+    /// depends on (the config, `modules.builtin`, the modules);
+    /// `linux-modules-extra-<release>` (drivers no guest here loads) is not
+    /// one of them.
+    pub fn parts(self) -> Parts {
+        match self {
+            Distro::Debian => PackageIndex::kernel_packages,
+            Distro::Ubuntu => PackageIndex::image_and_parts,
+        }
+    }
+
+    /// Whether a pinned package its mirror dropped is sought in Debian's
+    /// snapshot archive (where one is set); otherwise it is an error that
+    /// names `kmatrix kernels update`.
+    pub fn has_snapshot_archive(self) -> bool {
         self == Distro::Debian
     }
 }

@@ -15,7 +15,6 @@ pub mod release;
 pub mod repodata;
 pub mod rpm;
 pub mod snapshot;
-pub mod ubuntu;
 
 use super::artifacts::Input;
 use super::blobs::Blobs;
@@ -33,13 +32,19 @@ pub async fn inputs(
 ) -> Result<Vec<Input>, FetchError> {
     match &entry.source {
         Source::Debian { suite, .. } => {
-            debian::inputs(blobs, sources.archive(Distro::Debian), entry, suite).await
+            sources
+                .archive(Distro::Debian)
+                .inputs(blobs, entry, suite)
+                .await
         }
         Source::DebianSnapshot { package, .. } => {
             debian_snapshot::inputs(blobs, entry, package).await
         }
         Source::Ubuntu { suite, .. } => {
-            ubuntu::inputs(blobs, sources.archive(Distro::Ubuntu), entry, suite).await
+            sources
+                .archive(Distro::Ubuntu)
+                .inputs(blobs, entry, suite)
+                .await
         }
         Source::Rpm { repo, keyring, .. } => {
             rpm::inputs(blobs, &sources.rpm, entry, repo, keyring.as_deref()).await
@@ -121,23 +126,21 @@ pub async fn newest(
     entry: &KernelEntry,
 ) -> Result<Option<Pinning>, FetchError> {
     match &entry.source {
-        Source::Debian { suite, package } => {
-            let archive = sources.archive(Distro::Debian);
-            debian::newest(blobs, archive, entry, suite, package)
-                .await
-                .map(Some)
-        }
+        Source::Debian { suite, package } => sources
+            .archive(Distro::Debian)
+            .newest(blobs, entry, suite, package)
+            .await
+            .map(Some),
         Source::DebianSnapshot { suite, package, .. } => {
             debian_snapshot::newest(blobs, entry, suite, package)
                 .await
                 .map(Some)
         }
-        Source::Ubuntu { suite, package } => {
-            let archive = sources.archive(Distro::Ubuntu);
-            ubuntu::newest(blobs, archive, entry, suite, package)
-                .await
-                .map(Some)
-        }
+        Source::Ubuntu { suite, package } => sources
+            .archive(Distro::Ubuntu)
+            .newest(blobs, entry, suite, package)
+            .await
+            .map(Some),
         Source::Mainline { tag } => mainline::newest(blobs, &sources.mainline, entry, tag)
             .await
             .map(Some),

@@ -291,3 +291,4 @@ fn one_cause_for_several_tests_is_reported_once() {
 
 pub(super) mod github;
 mod loaders;
+mod unpinned;
