@@ -85,7 +85,8 @@ pub(super) async fn fanout(matrix: Option<PathBuf>, args: FanoutArgs) -> Result<
         offline: false,
         config: RunConfig::new(Some(jobs), args.vm.config()),
     };
-    let plan = super::noticed(request.prepare())?.plan(crate::report::progress::on_stderr())?;
+    let prepared = super::noticed(request.prepare())?;
+    let plan = super::noticed(prepared.plan(crate::report::progress::on_stderr()))?;
     ensure(plan.kernels.len() >= 2, || {
         format!(
             "`--kernels {}` selects {} kernel; fan-out needs at least two",
