@@ -7,8 +7,11 @@
 //! compared with); the bad end is assumed to differ and is booted only
 //! when the search ends at it, to confirm it. Between them it is a binary
 //! search: 1 + ⌈log2(N − 1)⌉ boots for N releases, one more when the bad
-//! end is the answer. Verdicts already known (from an earlier, interrupted
-//! bisection of the same question: [`State`]) are not booted again.
+//! end is the answer. A release that cannot be booted is skipped, as `git
+//! bisect skip` does: the nearest release not skipped is tried instead,
+//! and an answer with skips between its two releases is a range. Verdicts
+//! and skips already known (from an earlier, interrupted bisection of the
+//! same question: [`State`]) are not tried again.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,8 +1,9 @@
 //! `kmatrix bisect`: the releases between a good and a bad kernel of a
 //! source that lists them, searched ([`crate::bisect`]) by booting about
-//! log2(N) of them, each run as `kmatrix test` runs one kernel. Verdicts
-//! and pins are kept in the cache, keyed by the question, so an
-//! interrupted bisection resumes where it stopped.
+//! log2(N) of them, each run as `kmatrix test` runs one kernel; one that
+//! cannot be booted is skipped. The listing, pins, verdicts and skips are
+//! kept in the cache, keyed by the question (its ends name their source),
+//! so an interrupted bisection resumes where it stopped.
 
 use std::path::{Path, PathBuf};
 
