@@ -7,8 +7,11 @@
 //! compared with); the bad end is assumed to differ and is booted only
 //! when the search ends at it, to confirm it. Between them it is a binary
 //! search: 1 + ⌈log2(N − 1)⌉ boots for N releases, one more when the bad
-//! end is the answer. Verdicts already known (from an earlier, interrupted
-//! bisection of the same question: [`State`]) are not booted again.
+//! end is the answer. A release that cannot be booted is skipped, as `git
+//! bisect skip` does: the nearest release not skipped is tried instead,
+//! and an answer with skips between its two releases is a range. Verdicts
+//! and skips already known (from an earlier, interrupted bisection of the
+//! same question: [`State`]) are not tried again.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,8 +19,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::source::mainline::MainlineError;
+use crate::kernels::source::listing::ListError;
 use crate::report::{Mark, Summary};
+
+/// The most releases one run of a bisection skips before it gives up
+/// (each cost a download or a boot); running it again tries more.
+pub const SKIP_BUDGET: usize = 3;
 
 /// Why a bisection could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -25,22 +32,32 @@ pub enum BisectError {
     /// `--good` or `--bad` is not a release of a source bisect can list.
     #[error("{0}")]
     Release(String),
-    /// The source's releases could not be listed.
-    #[error("cannot list the mainline releases")]
-    Listing(#[source] MainlineError),
-    /// An end is not among the releases the source lists.
-    #[error(
-        "the mainline base lists no release {0}: pick --good and --bad among the releases it has"
-    )]
-    NotListed(String),
-    /// A release's kernel could not be judged (it did not boot, or failed
-    /// outside any test).
-    #[error("release {release} could not be judged: {reason}; bisect cannot tell which side it is on (its verdicts so far are kept: run the same command again to resume)")]
-    Unjudged {
-        /// The release.
+    /// The source's releases could not be listed, or the ends are not
+    /// among them.
+    #[error(transparent)]
+    List(#[from] ListError),
+    /// The good end could not be booted: there is nothing to compare with.
+    #[error("the good end {release} could not be booted ({reason}): pick another --good (run with --fresh to try it again)")]
+    GoodUnbootable {
+        /// The good end.
         release: String,
         /// Why.
         reason: String,
+    },
+    /// Every release that could tell where the verdict changes was
+    /// skipped, the bad end included.
+    #[error("every release after {last_same} judged as the good end did or could not be booted ({}): bisect cannot tell whether the verdict changes; pick another --bad", .skipped.join(", "))]
+    Unconfirmed {
+        /// The last release with the good end's verdict.
+        last_same: String,
+        /// The releases after it, none of which booted.
+        skipped: Vec<String>,
+    },
+    /// Too many releases could not be booted in one run.
+    #[error("{} releases could not be booted, so this run stops: {}; run the same command again to try others (its verdicts and skips are kept; --fresh forgets them)", .skipped.len(), .skipped.join("; "))]
+    TooManySkips {
+        /// Each skipped release, with why.
+        skipped: Vec<String>,
     },
     /// The bad end judged as the good end did.
     #[error("{bad} judged as {good} did ({verdict}): the verdict does not change between them, so there is nothing to bisect")]
@@ -57,10 +74,11 @@ pub enum BisectError {
 impl BisectError {
     /// Whether the request, not the machine or the network, is at fault.
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            BisectError::Release(_) | BisectError::NotListed(_) | BisectError::NoChange { .. }
-        )
+        match self {
+            BisectError::Release(_) | BisectError::NoChange { .. } => true,
+            BisectError::List(err) => err.is_bad_input(),
+            _ => false,
+        }
     }
 }
 
@@ -117,35 +135,57 @@ impl fmt::Display for Verdict {
 /// What to do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Boot this release and [`Search::record`] its verdict.
+    /// Boot this release and [`Search::record`] its verdict (or
+    /// [`Search::skip`] it).
     Boot(String),
     /// The answer: the last release that judged as the good end did, and
-    /// the first that did not.
+    /// the first that did not; when releases between them were skipped,
+    /// the first that differs is one of those or `first_differing`.
     Found {
         /// The last release with the good end's verdict.
         last_same: String,
-        /// The first release whose verdict differs.
+        /// The first booted release whose verdict differs.
         first_differing: String,
+        /// The skipped releases between them, oldest first.
+        skipped: Vec<String>,
     },
     /// The bad end judged as the good end did: there is nothing to find.
     NoChange,
+    /// The good end was skipped: there is nothing to compare with.
+    NoReference,
+    /// Every release after `last_same` was skipped, the bad end included.
+    Unconfirmed {
+        /// The last release with the good end's verdict.
+        last_same: String,
+        /// The releases after it.
+        skipped: Vec<String>,
+    },
 }
 
-/// A bisection over releases, with the verdicts known so far.
+/// A bisection over releases, with the verdicts known so far and the
+/// releases that could not be booted (skipped, as `git bisect skip` does:
+/// a neighbour is tried instead).
 #[derive(Clone, Debug)]
 pub struct Search {
     releases: Vec<String>,
     verdicts: BTreeMap<String, Verdict>,
+    skipped: BTreeMap<String, String>,
 }
 
 impl Search {
     /// A search over `releases` (good end first, bad end last; at least
-    /// two), starting from the verdicts already `known`.
-    pub fn new(releases: Vec<String>, known: BTreeMap<String, Verdict>) -> Self {
+    /// two), starting from the verdicts already `known` and the releases
+    /// already `skipped` (with why).
+    pub fn new(
+        releases: Vec<String>,
+        known: BTreeMap<String, Verdict>,
+        skipped: BTreeMap<String, String>,
+    ) -> Self {
         assert!(releases.len() >= 2, "a bisection needs two ends");
         Self {
             releases,
             verdicts: known,
+            skipped,
         }
     }
 
@@ -159,54 +199,93 @@ impl Search {
         self.verdicts.get(release)
     }
 
+    /// Why `release` was skipped, if it was.
+    pub fn skipped(&self, release: &str) -> Option<&str> {
+        self.skipped.get(release).map(String::as_str)
+    }
+
     /// Records `release`'s verdict.
     pub fn record(&mut self, release: &str, verdict: Verdict) {
         self.verdicts.insert(release.to_owned(), verdict);
+    }
+
+    /// Records that `release` could not be booted, and why.
+    pub fn skip(&mut self, release: &str, reason: String) {
+        self.skipped.insert(release.to_owned(), reason);
+    }
+
+    /// The release nearest `mid` strictly between `low` and `high` that was
+    /// not skipped (the later one first on a tie).
+    fn nearest(&self, low: usize, high: usize, mid: usize) -> Option<usize> {
+        let usable =
+            |i: usize| low < i && i < high && !self.skipped.contains_key(&self.releases[i]);
+        (0..high - low).find_map(|d| {
+            [Some(mid + d), mid.checked_sub(d)]
+                .into_iter()
+                .flatten()
+                .find(|&i| usable(i))
+        })
     }
 
     /// What to do next.
     pub fn next(&self) -> Next {
         let at = |i: usize| self.verdicts.get(&self.releases[i]);
         let last = self.releases.len() - 1;
+        if self.skipped.contains_key(&self.releases[0]) {
+            return Next::NoReference;
+        }
         let Some(good) = at(0) else {
             return Next::Boot(self.releases[0].clone());
         };
         let (mut same, mut differs) = (0, last);
-        while differs - same > 1 {
-            let mid = same + (differs - same) / 2;
-            match at(mid) {
-                None => return Next::Boot(self.releases[mid].clone()),
-                Some(verdict) if verdict == good => same = mid,
-                Some(_) => differs = mid,
+        while let Some(pick) = self.nearest(same, differs, same + (differs - same) / 2) {
+            match at(pick) {
+                None => return Next::Boot(self.releases[pick].clone()),
+                Some(verdict) if verdict == good => same = pick,
+                Some(_) => differs = pick,
             }
         }
+        let between = |to: usize| self.releases[same + 1..to].to_vec();
         match at(differs) {
+            None if self.skipped.contains_key(&self.releases[differs]) => Next::Unconfirmed {
+                last_same: self.releases[same].clone(),
+                skipped: between(differs + 1),
+            },
             None => Next::Boot(self.releases[differs].clone()),
             Some(verdict) if verdict == good => Next::NoChange,
             Some(_) => Next::Found {
                 last_same: self.releases[same].clone(),
                 first_differing: self.releases[differs].clone(),
+                skipped: between(differs),
             },
         }
     }
 
-    /// The most kernels a search over `n` releases boots.
+    /// The most kernels a search over `n` releases boots when none is
+    /// skipped.
     pub fn most_boots(n: usize) -> usize {
         let between = n.saturating_sub(1);
         1 + (usize::BITS - between.saturating_sub(1).leading_zeros()) as usize + 1
     }
 }
 
-/// What a bisection keeps between runs, in the cache: its question, and
-/// the pins and verdicts of the releases it booted.
+/// What a bisection keeps between runs, in the cache: its question, the
+/// releases its source listed between the ends, and the pins, verdicts and
+/// skips of the releases it tried.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// The question, as the key was made of it (for people reading it).
     pub question: String,
+    /// The releases from the good end to the bad, as last listed.
+    #[serde(default)]
+    pub releases: Vec<String>,
     /// Pins (name → sha256 hex) by release.
     pub pins: BTreeMap<String, BTreeMap<String, String>>,
     /// Verdicts by release.
     pub verdicts: BTreeMap<String, Verdict>,
+    /// Why each release that could not be booted was skipped.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, String>,
 }
 
 impl State {
@@ -251,19 +330,29 @@ mod tests {
     /// Runs a search against an oracle whose verdict changes at
     /// `first_bad` (an index); returns the answer and what it booted.
     fn bisect(n: usize, first_bad: usize) -> (Next, Vec<String>) {
+        bisect_skipping(n, first_bad, &[])
+    }
+
+    /// As [`bisect`], with the releases at `unbootable` (indexes) failing
+    /// to boot; what was tried includes them.
+    fn bisect_skipping(n: usize, first_bad: usize, unbootable: &[usize]) -> (Next, Vec<String>) {
         let releases = releases(n);
-        let mut search = Search::new(releases.clone(), BTreeMap::new());
-        let mut booted = Vec::new();
+        let mut search = Search::new(releases.clone(), BTreeMap::new(), BTreeMap::new());
+        let mut tried = Vec::new();
         loop {
             match search.next() {
                 Next::Boot(release) => {
                     let index = releases.iter().position(|r| *r == release).unwrap();
-                    assert!(!booted.contains(&release), "{release} booted twice");
-                    booted.push(release.clone());
+                    assert!(!tried.contains(&release), "{release} tried twice");
+                    tried.push(release.clone());
+                    if unbootable.contains(&index) {
+                        search.skip(&release, "panicked".into());
+                        continue;
+                    }
                     let mark = if index >= first_bad { "fail" } else { "pass" };
                     search.record(&release, verdict(mark));
                 }
-                done => return (done, booted),
+                done => return (done, tried),
             }
         }
     }
@@ -278,6 +367,7 @@ mod tests {
                     Next::Found {
                         last_same: format!("v5.10.{first_bad}"),
                         first_differing: format!("v5.10.{}", first_bad + 1),
+                        skipped: Vec::new(),
                     },
                     "n {n}, first bad {first_bad}"
                 );
@@ -310,11 +400,100 @@ mod tests {
             .iter()
             .map(|r| (r.clone(), verdict("pass")))
             .collect();
-        let mut search = Search::new(releases(8), known);
+        let mut search = Search::new(releases(8), known, BTreeMap::new());
         assert_eq!(search.next(), Next::Boot("v5.10.6".into()));
         search.record("v5.10.6", verdict("fail"));
         search.record("v5.10.5", verdict("fail"));
         assert!(matches!(search.next(), Next::Found { .. }));
+    }
+
+    #[test]
+    fn an_unbootable_release_is_skipped_for_a_neighbour() {
+        // Unskipped, 8 releases changing at index 4 boot v5.10.{1,4,6,5}.
+        let (found, tried) = bisect_skipping(8, 4, &[5]);
+        assert_eq!(
+            found,
+            Next::Found {
+                last_same: "v5.10.4".into(),
+                first_differing: "v5.10.5".into(),
+                skipped: Vec::new(),
+            }
+        );
+        assert_eq!(
+            tried,
+            ["v5.10.1", "v5.10.4", "v5.10.6", "v5.10.7", "v5.10.5"]
+        );
+        let (found, tried) = bisect_skipping(8, 4, &[3, 4]);
+        assert_eq!(
+            tried,
+            ["v5.10.1", "v5.10.4", "v5.10.5", "v5.10.3", "v5.10.6"]
+        );
+        assert_eq!(
+            found,
+            Next::Found {
+                last_same: "v5.10.3".into(),
+                first_differing: "v5.10.6".into(),
+                skipped: vec!["v5.10.4".into(), "v5.10.5".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn skips_next_to_the_change_make_the_answer_a_range() {
+        for n in [4, 8, 9, 17] {
+            for first_bad in 2..n - 1 {
+                let (found, _) = bisect_skipping(n, first_bad, &[first_bad]);
+                assert_eq!(
+                    found,
+                    Next::Found {
+                        last_same: format!("v5.10.{first_bad}"),
+                        first_differing: format!("v5.10.{}", first_bad + 2),
+                        skipped: vec![format!("v5.10.{}", first_bad + 1)],
+                    },
+                    "n {n}, first bad {first_bad}"
+                );
+            }
+        }
+        let (found, _) = bisect_skipping(8, 3, &[2, 3, 4]);
+        assert_eq!(
+            found,
+            Next::Found {
+                last_same: "v5.10.2".into(),
+                first_differing: "v5.10.6".into(),
+                skipped: vec!["v5.10.3".into(), "v5.10.4".into(), "v5.10.5".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn skipped_ends_are_said() {
+        assert_eq!(bisect_skipping(8, 4, &[0]).0, Next::NoReference);
+        let (found, tried) = bisect_skipping(8, 7, &[7]);
+        assert_eq!(
+            found,
+            Next::Unconfirmed {
+                last_same: "v5.10.7".into(),
+                skipped: vec!["v5.10.8".into()],
+            }
+        );
+        assert_eq!(tried.last().unwrap(), "v5.10.8");
+        // A change inside is still found when the bad end cannot boot: it
+        // is only booted to confirm.
+        let (found, tried) = bisect_skipping(8, 4, &[7]);
+        assert!(
+            matches!(found, Next::Found { ref first_differing, .. } if first_differing == "v5.10.5")
+        );
+        assert!(!tried.contains(&"v5.10.8".to_owned()));
+    }
+
+    #[test]
+    fn known_skips_are_not_tried_again() {
+        let skipped: BTreeMap<String, String> =
+            [("v5.10.4".to_owned(), "no blob".to_owned())].into();
+        let known: BTreeMap<String, Verdict> = [("v5.10.1".to_owned(), verdict("pass"))].into();
+        let search = Search::new(releases(8), known, skipped);
+        assert_eq!(search.next(), Next::Boot("v5.10.5".into()));
+        assert_eq!(search.skipped("v5.10.4"), Some("no blob"));
     }
 
     #[test]
@@ -324,6 +503,8 @@ mod tests {
         let mut state = State::load(&path, "q");
         assert!(state.verdicts.is_empty());
         state.verdicts.insert("v5.10.1".into(), verdict("pass"));
+        state.skipped.insert("v5.10.2".into(), "panicked".into());
+        state.releases = releases(3);
         state.save(&path).unwrap();
         assert_eq!(State::load(&path, "q"), state);
         assert!(State::load(&path, "another").verdicts.is_empty());

@@ -5,6 +5,7 @@
 //! (tests/kernels.rs).
 
 mod arm64;
+mod bisect_oci;
 mod cache;
 mod cargo_test;
 mod ci;
@@ -29,6 +30,7 @@ mod unpinned;
 fn main() -> std::process::ExitCode {
     support::trials::main(&[
         arm64::TESTS,
+        bisect_oci::TESTS,
         cache::TESTS,
         cargo_test::TESTS,
         ci::TESTS,

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmatrix::cache::Cache;
+use kmatrix::kernels::source::listing::Line;
 use kmatrix::kernels::{Fetcher, Matrix};
+use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use crate::support::mirror::{detach_sign, shipped_package, test_keyring};
@@ -200,11 +202,11 @@ fn mainline_lists_releases_in_version_order() {
         false,
         |_| {},
     );
-    let releases = tokio::runtime::Runtime::new()
+    let listed = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(fetcher.mainline_releases())
+        .block_on(fetcher.releases(&Line::Mainline, Arch::Amd64))
         .unwrap();
-    let tags: Vec<&str> = releases.iter().map(|(_, t)| t.as_str()).collect();
+    let tags = Line::Mainline.between(&listed, "v6.6", "v6.6.10").unwrap();
     assert_eq!(tags, ["v6.6", "v6.6.9", "v6.6.10"]);
 }
 

@@ -19,7 +19,7 @@ crate::support::tests! {
 }
 
 /// A gzip layer of `files` (path, contents).
-fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut header = tar::Header::new_gnu();
@@ -34,7 +34,7 @@ fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// What the busybox image lvh's kernel images start from holds, in short.
-fn base_layer() -> Vec<u8> {
+pub(crate) fn base_layer() -> Vec<u8> {
     layer(&[
         ("bin/busybox".into(), b"\x7fELF busybox".to_vec()),
         (

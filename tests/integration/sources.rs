@@ -37,7 +37,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 /// A gzip tarball in the ci-kernels layout: /boot/vmlinuz and the modules
 /// under /lib/modules/<release>/kernel/.
-fn ci_kernels_layer(kernel: &KernelArtifacts, extra: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn ci_kernels_layer(kernel: &KernelArtifacts, extra: &[(&str, &[u8])]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut header = tar::Header::new_gnu();
@@ -142,6 +142,21 @@ impl Registry {
                 .await
                 .unwrap()
         })
+    }
+
+    /// Deletes the blob `digest` (`sha256:…`) from `repository`: images
+    /// whose manifest names it can no longer be pulled.
+    pub(crate) fn delete_blob(&self, repository: &str, digest: &str) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "DELETE /v2/{repository}/blobs/{digest} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     }
 
     /// Pushes an image index under `reference` naming images by digest.

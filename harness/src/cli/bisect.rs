@@ -1,10 +1,10 @@
 //! `kmatrix bisect`: the releases between a good and a bad kernel of a
 //! source that lists them, searched ([`crate::bisect`]) by booting about
-//! log2(N) of them, each run as `kmatrix test` runs one kernel. Verdicts
-//! and pins are kept in the cache, keyed by the question, so an
-//! interrupted bisection resumes where it stopped.
+//! log2(N) of them, each run as `kmatrix test` runs one kernel; one that
+//! cannot be booted is skipped. The listing, pins, verdicts and skips are
+//! kept in the cache, keyed by the question (its ends name their source),
+//! so an interrupted bisection resumes where it stopped.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -14,22 +14,25 @@ use sha2::{Digest, Sha256};
 use super::args::VmArgs;
 use super::noticed;
 use super::run::run_to_end;
-use crate::bisect::{BisectError, Next, Search, State, Verdict};
+use crate::bisect::{BisectError, Next, Search, State, Verdict, SKIP_BUDGET};
 use crate::cache::Cache;
 use crate::error::{Error, Interrupt, Status};
-use crate::kernels::source::checksums;
-use crate::kernels::{Fetcher, KernelEntry, Selection, Source};
+use crate::error_chain::error_chain;
+use crate::kernels::source::listing::{Line, Release, DEBIAN_FLAVOUR};
+use crate::kernels::{Fetcher, KernelEntry, Selection};
 use crate::plan::{KernelSet, RunConfig, RunRequest, Tests};
 use crate::report::{progress, Reporter};
 
 #[derive(Args)]
+#[command(after_help = after_help())]
 pub struct BisectArgs {
-    /// A release whose verdict is the good one, as `SOURCE:VERSION`
-    /// (`mainline:6.6.60`).
-    #[arg(long, value_name = "SOURCE:VERSION")]
+    /// A release whose verdict is the good one: `mainline:VERSION`,
+    /// `oci:REPOSITORY:TAG` or `debian:SUITE:BUILD`.
+    #[arg(long, value_name = "SOURCE:RELEASE")]
     good: String,
-    /// A later release whose verdict differs (`mainline:6.6.69`).
-    #[arg(long, value_name = "SOURCE:VERSION")]
+    /// A later release of the same source whose verdict differs
+    /// (`mainline:6.6.69`).
+    #[arg(long, value_name = "SOURCE:RELEASE")]
     bad: String,
     /// The architecture of the kernels booted.
     #[arg(long, default_value = "amd64", value_parser = parse_arch)]
@@ -38,11 +41,12 @@ pub struct BisectArgs {
     /// `PROGRAM::CASE`); repeatable [default: every test of the suite].
     #[arg(long, value_name = "TEST")]
     only: Vec<String>,
-    /// Use only cached kernels and pins.
+    /// Use only cached kernels and pins (and the releases an earlier run
+    /// of the same bisection listed).
     #[arg(long)]
     offline: bool,
-    /// Forget the verdicts of an earlier run of the same bisection (after
-    /// rebuilding an object its suite names).
+    /// Forget the verdicts and skips of an earlier run of the same
+    /// bisection (after rebuilding an object its suite names).
     #[arg(long)]
     fresh: bool,
     #[command(flatten)]
@@ -55,35 +59,44 @@ pub struct BisectArgs {
     objects: Vec<PathBuf>,
 }
 
+fn after_help() -> String {
+    format!(
+        "Releases are named `mainline:VERSION` (Ubuntu's mainline builds: `mainline:6.6.60`), \
+`oci:REPOSITORY:TAG` (an OCI repository's tags that begin with a kernel version, cilium/ci-kernels' or \
+little-vm-helper's images, walked in version order, only those of the good end's form: \
+`oci:registry.example/kernels:6.6.60`) or `debian:SUITE:BUILD` (the {DEBIAN_FLAVOUR} images of one Debian \
+series in the snapshot archive, in the order they were built: `debian:bookworm:6.1.0-20`); both ends of one source.
+
+A release that cannot be booted (its download fails, or its kernel fails before the agent runs) is skipped and a \
+neighbour tried instead; the answer names what was skipped, and is a range when skips leave it open. One run skips \
+at most {SKIP_BUDGET}. Verdicts, pins and skips are kept in the cache's bisect/ directory, keyed by the question: \
+running the same command again resumes (--fresh forgets them)."
+    )
+}
+
 fn parse_arch(text: &str) -> Result<Arch, String> {
     text.parse()
 }
 
-/// The directory name of a `--good`/`--bad` release.
-fn release(given: &str) -> Result<String, BisectError> {
-    match given.split_once(':') {
-        Some(("mainline", version)) => checksums::tag(version).map_err(BisectError::Release),
-        _ => Err(BisectError::Release(format!(
-            "`{given}`: bisect lists the releases of Ubuntu's mainline builds; give `mainline:VERSION` (e.g. `mainline:6.6.64`)"
-        ))),
-    }
+/// How a release's kernel came out.
+enum Judged {
+    /// Its tests' marks.
+    Verdict(Verdict),
+    /// It could not be booted, and why.
+    Unbootable(String),
 }
 
 pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status, Error> {
-    let (good, bad) = (release(&args.good)?, release(&args.bad)?);
-    let version = |tag: &str| {
-        checksums::release_version(tag).ok_or_else(|| {
-            BisectError::Release(format!(
-                "{tag} is a release candidate: bisect walks releases"
-            ))
-        })
-    };
-    let (good_version, bad_version) = (version(&good)?, version(&bad)?);
-    if good_version >= bad_version {
-        return Err(Error::Usage(format!(
-            "--good {good} must be older than --bad {bad}"
-        )));
+    let good: Release = args.good.parse().map_err(BisectError::Release)?;
+    let bad: Release = args.bad.parse().map_err(BisectError::Release)?;
+    if good.line != bad.line {
+        return Err(BisectError::Release(format!(
+            "--good {good} and --bad {bad} are not releases of one source: give two of {}",
+            good.line
+        ))
+        .into());
     }
+    let line = good.line.clone();
     let set = noticed(KernelSet::resolve(
         matrix.clone(),
         &Selection::All,
@@ -99,55 +112,84 @@ pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status,
     };
 
     let releases = if args.offline {
-        let mut known: Vec<_> = state.pins.keys().cloned().collect();
-        known.sort_by_key(|t| checksums::release_version(t));
-        known
+        if state.releases.len() < 2 {
+            return Err(Error::Usage(format!(
+                "--offline: no earlier run of this bisection listed the releases of {line}; run it once online"
+            )));
+        }
+        state.releases.clone()
     } else {
         let listed = fetcher
-            .mainline_releases()
+            .releases(&line, args.arch)
             .await
-            .map_err(BisectError::Listing)?;
-        for end in [&good, &bad] {
-            if !listed.iter().any(|(_, tag)| tag == end) {
-                return Err(BisectError::NotListed(end.clone()).into());
-            }
-        }
-        listed
-            .into_iter()
-            .filter(|(v, _)| (good_version..=bad_version).contains(v))
-            .map(|(_, tag)| tag)
-            .collect()
+            .map_err(BisectError::List)?;
+        line.between(&listed, &good.name, &bad.name)
+            .map_err(BisectError::List)?
     };
+    state.releases = releases.clone();
     eprintln!(
-        "kmatrix: bisect: {} releases from {good} to {bad}; at most {} to boot",
+        "kmatrix: bisect: {} releases of {line} from {} to {}; at most {} to boot",
         releases.len(),
+        good.name,
+        bad.name,
         Search::most_boots(releases.len())
     );
 
-    let mut search = Search::new(releases, state.verdicts.clone());
+    let mut search = Search::new(releases, state.verdicts.clone(), state.skipped.clone());
     let mut booted = Vec::new();
+    let mut skipped_now = Vec::new();
     let answer = loop {
-        match search.next() {
-            Next::Boot(tag) => {
-                let entry = pinned(&fetcher, &mut state, &tag, args.arch).await?;
-                let verdict = match judge(matrix.clone(), &args, entry).await? {
-                    Ok(verdict) => verdict,
-                    Err(signal) => return Ok(Status::Interrupted(signal)),
-                };
-                eprintln!("kmatrix: bisect: {tag}: {verdict}");
-                search.record(&tag, verdict.clone());
-                state.verdicts.insert(tag.clone(), verdict);
-                save(&state, &state_path)?;
-                booted.push(tag);
-            }
+        let name = match search.next() {
+            Next::Boot(name) => name,
             done => break done,
+        };
+        let judged = match pinned(&fetcher, &mut state, &line, &name, args.arch).await {
+            Ok(entry) => match judge(matrix.clone(), &args, entry).await? {
+                Ok(judged) => judged,
+                Err(signal) => return Ok(Status::Interrupted(signal)),
+            },
+            Err(reason) => Judged::Unbootable(reason),
+        };
+        match judged {
+            Judged::Verdict(verdict) => {
+                eprintln!("kmatrix: bisect: {name}: {verdict}");
+                search.record(&name, verdict.clone());
+                state.verdicts.insert(name.clone(), verdict);
+                booted.push(name);
+            }
+            Judged::Unbootable(reason) => {
+                eprintln!("kmatrix: bisect: {name}: skipped, it could not be booted: {reason}");
+                search.skip(&name, reason.clone());
+                state.skipped.insert(name.clone(), reason.clone());
+                skipped_now.push(format!("{name} ({reason})"));
+            }
+        }
+        save(&state, &state_path)?;
+        if skipped_now.len() >= SKIP_BUDGET && matches!(search.next(), Next::Boot(_)) {
+            return Err(BisectError::TooManySkips {
+                skipped: skipped_now,
+            }
+            .into());
         }
     };
-    let verdict = |tag: &str| search.verdict(tag).cloned().unwrap_or_default();
-    let cached: Vec<&String> = search
+    report(&search, &booted, &line, answer, &good, &bad)
+}
+
+/// Prints what was booted and skipped, and the answer.
+fn report(
+    search: &Search,
+    booted: &[String],
+    line: &Line,
+    answer: Next,
+    good: &Release,
+    bad: &Release,
+) -> Result<Status, Error> {
+    let verdict = |name: &str| search.verdict(name).cloned().unwrap_or_default();
+    let cached: Vec<&str> = search
         .releases()
         .iter()
         .filter(|r| search.verdict(r).is_some() && !booted.contains(r))
+        .map(String::as_str)
         .collect();
     println!(
         "booted: {}{}",
@@ -159,75 +201,97 @@ pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status,
         if cached.is_empty() {
             String::new()
         } else {
-            let names: Vec<&str> = cached.iter().map(|s| s.as_str()).collect();
-            format!(" (verdicts of {} from an earlier run)", names.join(", "))
+            format!(" (verdicts of {} from an earlier run)", cached.join(", "))
         }
     );
+    let skipped: Vec<String> = search
+        .releases()
+        .iter()
+        .filter_map(|r| Some(format!("{r} ({})", search.skipped(r)?)))
+        .collect();
+    if !skipped.is_empty() {
+        println!("skipped (could not be booted): {}", skipped.join(", "));
+    }
     match answer {
         Next::Found {
             last_same,
             first_differing,
+            skipped,
         } => {
-            println!("first release whose verdict differs: {first_differing}");
+            if skipped.is_empty() {
+                println!("first release whose verdict differs: {first_differing}");
+            } else {
+                println!(
+                    "first release whose verdict differs: one of {}, {first_differing} (the ones before {first_differing} could not be booted)",
+                    skipped.join(", ")
+                );
+            }
             println!("  {last_same}: {}", verdict(&last_same));
             println!("  {first_differing}: {}", verdict(&first_differing));
-            println!("upstream range: {last_same}..{first_differing}");
+            if let Some(range) = line.upstream_range(&last_same, &first_differing) {
+                println!("upstream range: {range}");
+            }
             Ok(Status::Passed)
         }
         Next::NoChange => Err(BisectError::NoChange {
-            verdict: verdict(&good),
-            good,
-            bad,
+            verdict: verdict(&good.name),
+            good: good.name.clone(),
+            bad: bad.name.clone(),
         }
         .into()),
+        Next::NoReference => Err(BisectError::GoodUnbootable {
+            reason: search.skipped(&good.name).unwrap_or_default().to_owned(),
+            release: good.name.clone(),
+        }
+        .into()),
+        Next::Unconfirmed { last_same, skipped } => {
+            Err(BisectError::Unconfirmed { last_same, skipped }.into())
+        }
         Next::Boot(_) => unreachable!("the loop boots"),
     }
 }
 
-/// `tag`'s kernel, pinned from the state or from its signed `CHECKSUMS`.
+/// `name`'s kernel, pinned from the state or from its source; why not,
+/// when its source cannot pin it (the release is then skipped).
 async fn pinned(
     fetcher: &Fetcher,
     state: &mut State,
-    tag: &str,
+    line: &Line,
+    name: &str,
     arch: Arch,
-) -> Result<KernelEntry, Error> {
-    let mut entry = KernelEntry {
-        label: tag.trim_start_matches('v').to_owned(),
-        version: checksums::release_version(tag)
-            .ok_or_else(|| Error::Usage(format!("{tag} is not a release")))?,
-        arch,
-        source: Source::Mainline {
-            tag: tag.to_owned(),
-        },
-        sha256: BTreeMap::new(),
-    };
-    let pins = match state.pins.get(tag) {
+) -> Result<KernelEntry, String> {
+    let mut entry = line.entry(name, arch);
+    let pins = match state.pins.get(name) {
         Some(pins) => pins.clone(),
         None => {
             let pinning = fetcher
                 .newest_pinning(&entry)
-                .await?
-                .expect("a mainline release has pins");
-            state.pins.insert(tag.to_owned(), pinning.sha256.clone());
+                .await
+                .map_err(|e| error_chain(&e))?
+                .ok_or_else(|| format!("{} names no content to pin", entry.source))?;
+            state.pins.insert(name.to_owned(), pinning.sha256.clone());
             pinning.sha256
         }
     };
-    for (name, digest) in pins {
+    for (pin, digest) in pins {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(&digest, &mut bytes)
-            .map_err(|_| Error::Usage(format!("a pin of {tag} is not sha256: {digest}")))?;
-        entry.sha256.insert(name, bytes);
+        hex::decode_to_slice(digest.trim_start_matches("sha256:"), &mut bytes)
+            .map_err(|_| format!("its pin {pin} is not sha256: {digest}"))?;
+        entry.sha256.insert(pin, bytes);
     }
     Ok(entry)
 }
 
-/// Runs the tests on `entry` alone and gives its verdict, or the signal
-/// that interrupted it.
+/// Runs the tests on `entry` alone and says how it came out, or the
+/// signal that interrupted it. A kernel that failed for the machinery's
+/// sake (its download, or a VM that broke down before its agent ran: the
+/// exit-3 kind) is unbootable; one that failed running the tests has their
+/// marks as its verdict.
 async fn judge(
     matrix: Option<PathBuf>,
     args: &BisectArgs,
     entry: KernelEntry,
-) -> Result<Result<Verdict, Interrupt>, Error> {
+) -> Result<Result<Judged, Interrupt>, Error> {
     let request = RunRequest {
         matrix,
         kernels: Selection::All,
@@ -252,26 +316,25 @@ async fn judge(
         Ok(summary) => summary,
         Err(signal) => return Ok(Err(signal)),
     };
-    let column = summary
-        .column(&label)
-        .map(|c| &summary.columns[c])
-        .filter(|c| c.finished);
-    match column {
-        Some(column) if column.failure.is_none() => Ok(Ok(Verdict::of(&summary, &label))),
-        other => Err(BisectError::Unjudged {
-            release: format!("v{label}"),
-            reason: other
-                .and_then(|c| c.failure.clone())
-                .unwrap_or_else(|| "its run did not finish".into()),
+    let column = summary.column(&label).map(|c| &summary.columns[c]);
+    Ok(Ok(match column {
+        Some(column) if column.finished && !column.infrastructure => {
+            Judged::Verdict(Verdict::of(&summary, &label))
         }
-        .into()),
-    }
+        Some(column) if column.finished => Judged::Unbootable(
+            column
+                .failure
+                .clone()
+                .unwrap_or_else(|| "the machinery failed".into()),
+        ),
+        _ => Judged::Unbootable("its run did not finish".into()),
+    }))
 }
 
 /// The question a state file is kept for: the ends, the architecture, the
 /// tests named, and the paths and contents of the suite file and objects
 /// given (not the objects a suite names: `--fresh` after rebuilding them).
-fn question(args: &BisectArgs, good: &str, bad: &str) -> String {
+fn question(args: &BisectArgs, good: &Release, bad: &Release) -> String {
     let mut hasher = Sha256::new();
     let suite = match args.objects.is_empty() {
         true => crate::suite::find(args.suite.clone()).ok(),
@@ -283,7 +346,7 @@ fn question(args: &BisectArgs, good: &str, bad: &str) -> String {
         hasher.update(std::fs::read(path).unwrap_or_default());
     }
     format!(
-        "mainline {good}..{bad} {} only [{}] files {}",
+        "{good}..{bad} {} only [{}] files {}",
         args.arch,
         args.only.join(","),
         &hex::encode(hasher.finalize())[..16]

@@ -50,8 +50,10 @@ enum Command {
     /// Write the built-in kernels.toml and a starter suite here.
     Init(init::InitArgs),
     /// Find the first release whose verdict differs between a good and a
-    /// bad kernel (`--good mainline:6.6.60 --bad mainline:6.6.69`),
-    /// booting about log2(N) of the N releases between them.
+    /// bad kernel of a source that lists its releases (mainline, OCI tags,
+    /// Debian's snapshot archive: `--good mainline:6.6.60 --bad
+    /// mainline:6.6.69`), booting about log2(N) of the N releases between
+    /// them.
     Bisect(bisect::BisectArgs),
     /// Inspect and fetch the kernels of the matrix.
     #[command(subcommand)]

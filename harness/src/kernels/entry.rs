@@ -299,7 +299,7 @@ fn debian_source(raw: RawAptSource, arch: Option<&str>) -> Result<Source, String
             let arch: Arch = arch.unwrap_or("amd64").parse()?;
             let flavour = raw.flavour.as_deref().unwrap_or("cloud");
             Ok(Source::DebianSnapshot {
-                package: format!("linux-image-{build}-{flavour}-{arch}"),
+                package: super::source::debian_snapshot::image_package(&build, flavour, arch),
                 suite: raw.suite,
                 build,
             })
@@ -325,13 +325,8 @@ fn source_version(source: &Source) -> Option<Version> {
             Version::find_in(package)
         }
         Source::DebianSnapshot { build, .. } => Version::find_in(build),
-        // A tag names its version only when it starts with it (`6.6`,
-        // `6.6-20250101.012345`): `bpf-next-20250101.012345` and
-        // `rhel9.6-…` name none.
         Source::Oci { reference } => {
-            let tag = reference.split('@').next()?.rsplit_once(':')?.1;
-            tag.starts_with(|c: char| c.is_ascii_digit())
-                .then(|| Version::find_in(tag))?
+            super::source::oci::tag_version(reference.split('@').next()?.rsplit_once(':')?.1)
         }
         Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),

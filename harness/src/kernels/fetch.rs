@@ -4,12 +4,14 @@
 
 use std::path::PathBuf;
 
+use kmatrix_protocol::Arch;
+
 use super::artifacts::{self, KernelArtifacts};
 use super::blobs::Blobs;
 use super::error::{FetchError, FetchEvent};
-use super::source::mainline::MainlineError;
+use super::source::listing::{self, Line, ListError};
 use super::source::{self, Sources};
-use super::{KernelEntry, Matrix, Pinning, Version};
+use super::{KernelEntry, Matrix, Pinning};
 use crate::cache::{self, Cache};
 
 /// Fetches the kernels of one matrix into the cache.
@@ -74,9 +76,10 @@ impl Fetcher {
         source::newest(&self.blobs, &self.sources, entry).await
     }
 
-    /// The releases Ubuntu's mainline builds offer, ordered by version.
-    pub async fn mainline_releases(&self) -> Result<Vec<(Version, String)>, MainlineError> {
-        self.sources.mainline().releases(self.blobs.client()).await
+    /// The names of every release `line` has for `arch`, as its source
+    /// lists them ([`Line::between`] orders them).
+    pub async fn releases(&self, line: &Line, arch: Arch) -> Result<Vec<String>, ListError> {
+        listing::list(&self.blobs, &self.sources, line, arch).await
     }
 
     /// The builds of Debian's `series` (`6.1`) in the snapshot archive, as
@@ -86,7 +89,7 @@ impl Fetcher {
         &self,
         series: &str,
         flavour: &str,
-        arch: kmatrix_protocol::Arch,
+        arch: Arch,
     ) -> Result<Vec<(String, String)>, String> {
         let base = source::snapshot::base().ok_or_else(|| {
             format!(

@@ -148,9 +148,14 @@ pub fn stray_vms() -> Vec<String> {
 /// The shipped 6.1 kernel, from the user's cache (fetched if needed): what
 /// the stand-ins of other sources repackage.
 pub fn debian_6_1() -> kmatrix::kernels::KernelArtifacts {
+    shipped_kernel("6.1")
+}
+
+/// The shipped kernel `label`, from the user's cache (fetched if needed).
+pub fn shipped_kernel(label: &str) -> kmatrix::kernels::KernelArtifacts {
     use kmatrix::kernels::{Fetcher, Matrix};
     let matrix = Matrix::load(&repo().join("kernels.toml")).unwrap();
-    let entry = matrix.kernels.iter().find(|k| k.label == "6.1").unwrap();
+    let entry = matrix.kernels.iter().find(|k| k.label == label).unwrap();
     let cache = kmatrix::cache::Cache::from_env().unwrap();
     let fetcher = Fetcher::new(cache, &matrix, false, |_| {});
     tokio::runtime::Runtime::new()

@@ -16,7 +16,7 @@ use oci_client::{Client, Reference};
 
 use crate::kernels::blobs::{Attempt, Blobs, Body, Timeouts};
 use crate::kernels::error::{FetchError, OciError};
-use crate::kernels::{KernelEntry, Pinning};
+use crate::kernels::{KernelEntry, Pinning, Version};
 
 /// The `sha256` key an OCI entry pins: its image manifest's digest.
 pub const PIN: &str = "manifest";
@@ -25,7 +25,25 @@ pub const PIN: &str = "manifest";
 /// to reach over plain HTTP.
 pub const INSECURE_ENV: &str = "KMATRIX_INSECURE_REGISTRIES";
 
-fn parse(reference: &str) -> Result<Reference, OciError> {
+/// The kernel version a tag names: only when it starts with one (`6.6`,
+/// `6.6-20250101.012345`); `bpf-next-20250101.012345` and `rhel9.6-…`
+/// name none.
+pub fn tag_version(tag: &str) -> Option<Version> {
+    tag.starts_with(|c: char| c.is_ascii_digit())
+        .then(|| Version::find_in(tag))?
+}
+
+/// Whether `registry` (`host:port`) is reached over plain HTTP: a loopback
+/// one, or one [`INSECURE_ENV`] lists.
+pub fn plain_http(registry: &str) -> bool {
+    let host = registry.split(':').next().unwrap_or_default();
+    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
+    loopback
+        || std::env::var(INSECURE_ENV)
+            .is_ok_and(|list| list.split(',').any(|r| r.trim() == registry))
+}
+
+pub(super) fn parse(reference: &str) -> Result<Reference, OciError> {
     reference
         .parse()
         .map_err(|e: oci_client::ParseError| OciError::Reference {
@@ -37,12 +55,8 @@ fn parse(reference: &str) -> Result<Reference, OciError> {
 fn client(reference: &Reference) -> Client {
     let timeouts = Timeouts::from_env();
     let registry = reference.resolve_registry().to_owned();
-    let host = registry.split(':').next().unwrap_or_default();
-    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
-    let listed =
-        std::env::var(INSECURE_ENV).is_ok_and(|list| list.split(',').any(|r| r.trim() == registry));
     Client::new(ClientConfig {
-        protocol: if loopback || listed {
+        protocol: if plain_http(&registry) {
             ClientProtocol::HttpsExcept(vec![registry])
         } else {
             ClientProtocol::Https
