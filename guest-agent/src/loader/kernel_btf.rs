@@ -104,12 +104,6 @@ impl KernelBtf {
     }
 }
 
-impl Default for KernelBtf {
-    fn default() -> Self {
-        Self::lazy()
-    }
-}
-
 /// Runs `make` in a thread of its own whose root is an empty directory,
 /// where the kernel's BTF cannot be read: a thread that `unshare`s its
 /// filesystem attributes (`CLONE_FS`) changes its root alone.
