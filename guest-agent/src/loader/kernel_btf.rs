@@ -5,6 +5,7 @@
 //! without it ([`bare_loader`]) and given it where the object's CO-RE
 //! relocations or the program's kind call for it.
 
+use std::io;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +25,8 @@ pub struct KernelBtf {
 
 enum State {
     Lazy,
-    Parsing(JoinHandle<Option<Btf>>),
+    /// The thread gives the BTF and when it began parsing it.
+    Parsing(JoinHandle<(Option<Btf>, Instant)>),
     Parsed(Option<&'static Btf>),
 }
 
@@ -40,7 +42,8 @@ impl KernelBtf {
                 // `sched_param`; on failure it runs at normal priority.
                 unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
                 aya::features();
-                Btf::from_sys_fs().ok()
+                let begun = Instant::now();
+                (Btf::from_sys_fs().ok(), begun)
             });
         Self {
             // Without a thread, the first use parses.
@@ -57,16 +60,23 @@ impl KernelBtf {
         }
     }
 
-    /// The kernel's BTF (`None` where it has none), waiting for its parse.
+    /// The kernel's BTF (`None` where it has none), waiting for its parse
+    /// (not for the feature probes before it, which loads wait for anyway).
     pub fn get(&mut self) -> Option<&'static Btf> {
-        let begun = Instant::now();
+        let mut begun = Instant::now();
         let parsed = match std::mem::replace(&mut self.state, State::Lazy) {
             State::Parsed(btf) => return self.keep(btf),
             State::Lazy => Btf::from_sys_fs().ok(),
-            // A thread that panicked parsed nothing: parse here.
-            State::Parsing(thread) => thread.join().unwrap_or_else(|_| Btf::from_sys_fs().ok()),
+            State::Parsing(thread) => match thread.join() {
+                Ok((btf, parse_begun)) => {
+                    begun = begun.max(parse_begun);
+                    btf
+                }
+                // A thread that panicked parsed nothing: parse here.
+                Err(_) => Btf::from_sys_fs().ok(),
+            },
         };
-        self.waited += begun.elapsed();
+        self.waited += Instant::now().saturating_duration_since(begun);
         // The agent runs once per VM: what it leaks lives as long as the
         // loaders and programs that borrow it.
         self.keep(parsed.map(|btf| &*Box::leak(Box::new(btf))))
@@ -107,28 +117,26 @@ impl KernelBtf {
 /// Runs `make` in a thread of its own whose root is an empty directory,
 /// where the kernel's BTF cannot be read: a thread that `unshare`s its
 /// filesystem attributes (`CLONE_FS`) changes its root alone.
-fn hidden<T: Send + 'static>(make: fn() -> T) -> Result<T, String> {
+fn hidden<T: Send + 'static>(make: fn() -> T) -> io::Result<T> {
     let empty = std::env::temp_dir().join("kmatrix-no-btf");
-    std::fs::create_dir_all(&empty).map_err(|err| format!("{}: {err}", empty.display()))?;
+    std::fs::create_dir_all(&empty)?;
     std::thread::Builder::new()
         .name("bare-loader".into())
         .spawn(move || {
             // SAFETY: unshare takes flags alone; CLONE_FS gives this thread
             // its own root and working directory.
             if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+                return Err(io::Error::last_os_error());
             }
-            nix::unistd::chroot(&empty)
-                .and_then(|()| nix::unistd::chdir("/"))
-                .map_err(|err| format!("chroot {}: {err}", empty.display()))?;
+            nix::unistd::chroot(&empty)?;
+            nix::unistd::chdir("/")?;
             if Path::new(VMLINUX).exists() {
-                return Err(format!("{VMLINUX} is still visible"));
+                return Err(io::Error::other(format!("{VMLINUX} is still visible")));
             }
             Ok(make())
-        })
-        .map_err(|err| format!("spawning a thread: {err}"))?
+        })?
         .join()
-        .map_err(|_| "the thread panicked".to_owned())?
+        .map_err(|_| io::Error::other("the thread panicked"))?
 }
 
 /// Whether `object` (as aya will load it) has CO-RE relocations, which aya
