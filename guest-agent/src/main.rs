@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
 use kmatrix_guest_agent::kmsg::KernelLog;
-use kmatrix_guest_agent::loader::{send_splat, Loaders};
+use kmatrix_guest_agent::loader::{send_splat, KernelBtf, Loaders};
 use kmatrix_guest_agent::{exec, probe, system};
 use kmatrix_protocol::layout::OBJECTS_DIR;
 use kmatrix_protocol::{AgentTimings, Frame, Hello, Input, Start, VERSION};
@@ -39,6 +39,8 @@ fn run() {
     };
     let mut setup_errors = system::mount_filesystems();
     timings.mounted = system::boot_us();
+    // Parsed while the agent waits (for its port, the host's input).
+    let kernel_btf = KernelBtf::spawn();
     setup_errors.extend(system::load_modules());
     timings.modules = system::boot_us();
 
@@ -67,7 +69,7 @@ fn run() {
     channel.flush();
     timings.hello = system::boot_us();
 
-    let mut loaders = Loaders::default();
+    let mut loaders = Loaders::new(kernel_btf);
     match read_input(&mut channel, &mut loaders) {
         Ok(start) => {
             timings.input = system::boot_us();
@@ -97,7 +99,7 @@ fn run() {
         Err(err) => channel.send(&Frame::AgentError(err)),
     }
     timings.done = system::boot_us();
-    timings.btf_us = loaders.btf_parsing().as_micros() as u64;
+    timings.btf_us = loaders.btf_waited().as_micros() as u64;
     channel.send(&Frame::Timings(timings));
 
     if let Err(err) = channel.finish(Duration::from_secs(5)) {

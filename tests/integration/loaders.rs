@@ -3,7 +3,7 @@
 //! aya cannot express reported as its limitation, never as the kernel's
 //! verdict.
 
-use crate::support::{self, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
+use crate::support::{self, fixture, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
 
 crate::support::tests! {
     vm libbpf_style_programs_load_where_the_kernel_allows,
@@ -11,6 +11,7 @@ crate::support::tests! {
     host loader_settings_are_checked_before_booting,
     vm a_suite_sizes_a_map_its_loader_was_to_size,
     vm both_loaders_compared,
+    vm a_load_without_co_re_waits_for_no_kernel_btf,
 }
 
 fn libbpf_example(name: &str) -> String {
@@ -255,4 +256,35 @@ fn both_loaders_compared() {
         out.contains("libbpf cannot load it: it is a static program"),
         "{out}"
     );
+}
+
+/// aya's loader is made without the kernel's BTF, and given it only where a
+/// load needs it: an XDP program without CO-RE relocations, loaded cold,
+/// waits for none of it (its parse, begun at boot, uses idle time only).
+/// The CO-RE side is `judged`'s sibling test: its relocation failure shows
+/// the kernel's BTF was given.
+fn a_load_without_co_re_waits_for_no_kernel_btf() {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("timings.json");
+    let output = kmatrix(&[
+        "test",
+        "--kernels",
+        "6.1",
+        "--no-snapshot",
+        "--loader",
+        "aya",
+    ])
+    .arg("--timings")
+    .arg(&timings)
+    .arg(fixture("xdp_pass.bpf.c"))
+    .output()
+    .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert_eq!(matrix_row(&out, "xdp_pass::load"), ["pass"], "{out}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&timings).unwrap()).unwrap();
+    let agent = &json["kernels"][0]["timings"]["vm"]["agent"];
+    assert!(agent.is_object(), "the agent sent its timings: {json}");
+    assert_eq!(agent["btf_us"], 0, "{agent}");
 }

@@ -10,8 +10,9 @@
 //! loaded from an object in which aya sees it alone ([`isolate`]): a sibling
 //! aya cannot relocate or parse is not the program's failure.
 //!
-//! The kernel's BTF is parsed once per run: aya's loader parses it when it
-//! is made, and the one copy serves CO-RE and attach targets.
+//! The kernel's BTF is parsed at most once per run ([`KernelBtf`]), and
+//! waited for only by a load that needs it: an object with CO-RE
+//! relocations, or a program kind attached through it.
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -21,6 +22,7 @@ use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use kmatrix_protocol::{Loader, ObjectPlan, Verdict};
 
 use super::common::{self, missing, Instance, PERF_EVENT_ARRAY};
+use super::kernel_btf::{has_core_relocations, KernelBtf};
 use crate::btf_maps::set_value_sizes;
 use crate::error::chain;
 use crate::isolate::{self, isolate};
@@ -31,58 +33,70 @@ const VALUE_SIZED_BY_AYA: [u32; 3] = [14, 16, 25];
 
 /// Loads objects with aya.
 pub struct Aya {
-    /// The kernel's BTF for BTF-attached kinds, parsed when one is loaded.
-    btf: Option<Option<&'static Btf>>,
-    /// The loader for objects without settings: making one parses the
-    /// kernel's BTF (for CO-RE), so it is made once.
-    shared: Option<EbpfLoader<'static>>,
-    /// Time spent parsing the kernel's BTF (both times).
-    parsing: std::time::Duration,
+    /// The kernel's BTF, for CO-RE and BTF-attached kinds.
+    btf: KernelBtf,
+    /// The loader of the object last loaded from, by its index: made
+    /// without the kernel's BTF, with the object's settings.
+    loader: Option<(u32, EbpfLoader<'static>)>,
 }
 
 impl Aya {
-    /// A loader; nothing is parsed until the first load.
-    pub fn new() -> Self {
-        Self {
-            btf: None,
-            shared: None,
-            parsing: std::time::Duration::ZERO,
-        }
+    /// A loader; the kernel's BTF comes from `btf`.
+    pub fn new(btf: KernelBtf) -> Self {
+        Self { btf, loader: None }
     }
 
-    /// Parses now what loads would parse later (the kernel's BTF, twice),
-    /// so that a VM saved after this starts with it done.
+    /// Does now what loads would wait for (the kernel's BTF, aya's feature
+    /// probes), so that a VM saved after this starts with it done.
     pub fn prepare(&mut self) {
-        self.shared_loader();
-        self.kernel_btf();
+        self.btf.get();
+        aya::features();
     }
 
-    fn kernel_btf(&mut self) -> Option<&'static Btf> {
-        // The agent runs once per VM: what it leaks lives as long as the
-        // loaders that borrow it.
-        let parsing = &mut self.parsing;
-        *self.btf.get_or_insert_with(|| {
-            let begun = std::time::Instant::now();
-            let btf = Btf::from_sys_fs().ok().map(|b| &*Box::leak(Box::new(b)));
-            *parsing += begun.elapsed();
-            btf
+    /// Time spent parsing the kernel's BTF, or waiting for its parse.
+    pub fn btf_waited(&self) -> std::time::Duration {
+        self.btf.waited()
+    }
+
+    /// The loader for `object`, with its settings: the last one where it
+    /// is the object last loaded from.
+    fn loader_for(&mut self, object: &ObjectPlan) -> &mut EbpfLoader<'static> {
+        if self
+            .loader
+            .as_ref()
+            .is_none_or(|(index, _)| *index != object.index)
+        {
+            let mut loader = self.btf.bare_loader();
+            loader.allow_unsupported_maps();
+            for map in &object.maps {
+                if let Some(max_entries) = map.max_entries {
+                    loader.map_max_entries(leak(&map.name), max_entries);
+                }
+            }
+            for global in &object.globals {
+                let value: &'static [u8] = Box::leak(global.value.clone().into_boxed_slice());
+                loader.override_global(leak(&global.name), value, true);
+            }
+            self.loader = Some((object.index, loader));
+        }
+        &mut self.loader.as_mut().expect("made above").1
+    }
+
+    /// The BTF to relocate `object`'s CO-RE relocations against: the
+    /// kernel's where it has any (its parse waited for), none otherwise.
+    /// Without the kernel's BTF, aya would load such an object unrelocated.
+    fn relocation_btf(
+        &mut self,
+        object: Option<&aya_obj::Object>,
+    ) -> Result<Option<&'static Btf>, Verdict> {
+        if !object.is_some_and(has_core_relocations) {
+            return Ok(None);
+        }
+        self.btf.get().map(Some).ok_or_else(|| Verdict::Failed {
+            error: "the object has CO-RE relocations, and the kernel has no BTF \
+                    (/sys/kernel/btf/vmlinux) to relocate them against"
+                .into(),
         })
-    }
-
-    fn shared_loader(&mut self) -> &mut EbpfLoader<'static> {
-        let parsing = &mut self.parsing;
-        self.shared.get_or_insert_with(|| {
-            let begun = std::time::Instant::now();
-            let mut shared = EbpfLoader::new();
-            shared.allow_unsupported_maps();
-            *parsing += begun.elapsed();
-            shared
-        })
-    }
-
-    /// Time spent parsing the kernel's BTF so far.
-    pub fn parsing(&self) -> std::time::Duration {
-        self.parsing
     }
 
     /// Loads `program` of `object` (in section `section`) in a fresh
@@ -95,24 +109,6 @@ impl Aya {
         program: &str,
         section: &str,
     ) -> Result<Box<dyn Instance>, Verdict> {
-        let mut own;
-        let loader =
-            if object.maps.iter().all(|m| m.max_entries.is_none()) && object.globals.is_empty() {
-                self.shared_loader()
-            } else {
-                own = EbpfLoader::new();
-                own.allow_unsupported_maps();
-                for map in &object.maps {
-                    if let Some(max_entries) = map.max_entries {
-                        own.map_max_entries(leak(&map.name), max_entries);
-                    }
-                }
-                for global in &object.globals {
-                    let value: &'static [u8] = Box::leak(global.value.clone().into_boxed_slice());
-                    own.override_global(leak(&global.name), value, true);
-                }
-                &mut own
-            };
         let value_sizes: Vec<_> = object
             .maps
             .iter()
@@ -130,7 +126,12 @@ impl Aya {
         };
         let isolated = isolate(data, program);
         let loaded = isolated.as_deref().unwrap_or(data);
-        for name in unsized_perf_arrays(loaded) {
+        // aya parses it again: where this fails, its load fails too.
+        let parsed = aya_obj::Object::parse(loaded).ok();
+        let btf = self.relocation_btf(parsed.as_ref())?;
+        let loader = self.loader_for(object);
+        loader.btf(btf);
+        for name in parsed.iter().flat_map(unsized_perf_arrays) {
             if !object
                 .maps
                 .iter()
@@ -160,7 +161,7 @@ impl Aya {
             return Err(missing("program", program));
         };
         let btf = if needs_btf(prog) {
-            self.kernel_btf()
+            self.btf.get()
         } else {
             None
         };
@@ -172,27 +173,18 @@ impl Aya {
     }
 }
 
-impl Default for Aya {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn leak(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())
 }
 
 /// The PERF_EVENT_ARRAY maps declared with 0 entries, which libbpf gives
 /// one slot per possible CPU.
-fn unsized_perf_arrays(data: &[u8]) -> Vec<String> {
-    let Ok(object) = aya_obj::Object::parse(data) else {
-        return Vec::new();
-    };
+fn unsized_perf_arrays(object: &aya_obj::Object) -> Vec<String> {
     object
         .maps
-        .into_iter()
+        .iter()
         .filter(|(_, map)| map.max_entries() == 0 && map.map_type() == PERF_EVENT_ARRAY)
-        .map(|(name, _)| name)
+        .map(|(name, _)| name.clone())
         .collect()
 }
 
@@ -456,8 +448,40 @@ mod tests {
     #[test]
     fn only_perf_event_arrays_without_entries_get_one_per_cpu() {
         let data = build(LOADER, "bpf", &[]);
-        assert_eq!(unsized_perf_arrays(&data), ["events"]);
-        assert!(unsized_perf_arrays(b"not an object").is_empty());
+        let object = aya_obj::Object::parse(&data).expect("parse");
+        assert_eq!(unsized_perf_arrays(&object), ["events"]);
+    }
+
+    #[test]
+    fn only_objects_with_co_re_relocations_wait_for_the_kernels_btf() {
+        let isolated = |defines: &[&str], program: &str| {
+            let data = isolate(&build(SOURCE, "bpf", defines), program).expect("isolated");
+            aya_obj::Object::parse(&data).expect("parse")
+        };
+        let plain = isolated(&[], "pass");
+        let core = isolated(&["ONLY_GOOD"], "mount_exit");
+        assert!(!has_core_relocations(&plain));
+        assert!(has_core_relocations(&core), "BPF_CORE_READ relocates");
+
+        let mut aya = Aya::new(KernelBtf::lazy());
+        assert_eq!(
+            aya.relocation_btf(Some(&plain)).map(|b| b.is_some()),
+            Ok(false)
+        );
+        assert_eq!(aya.relocation_btf(None).map(|b| b.is_some()), Ok(false));
+        assert!(
+            !aya.btf.is_parsed(),
+            "an object without CO-RE waits for nothing"
+        );
+        let relocation = aya.relocation_btf(Some(&core));
+        assert!(aya.btf.is_parsed());
+        match Btf::from_sys_fs() {
+            Ok(_) => assert!(matches!(relocation, Ok(Some(_)))),
+            Err(_) => assert!(
+                matches!(&relocation, Err(Verdict::Failed { error }) if error.contains("CO-RE")),
+                "without the kernel's BTF, a CO-RE object fails: {relocation:?}"
+            ),
+        }
     }
 
     fn plan(maps: &[(&str, Option<u32>)]) -> ObjectPlan {

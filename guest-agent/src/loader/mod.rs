@@ -18,6 +18,7 @@ use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, ProgramSt
 
 use self::aya::Aya;
 use self::elf::program_sections;
+pub use self::kernel_btf::KernelBtf;
 use self::libbpf::Libbpf;
 use crate::cases;
 use crate::channel::Channel;
@@ -26,6 +27,7 @@ use crate::kmsg::KernelLog;
 mod aya;
 mod common;
 mod elf;
+mod kernel_btf;
 mod libbpf;
 
 /// Longest verifier log sent back; the verifier's reason is at its end, so
@@ -38,21 +40,29 @@ const QUICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Both loaders, kept for the agent's life so that what they parse once
 /// (the kernel's BTF) is parsed once.
-#[derive(Default)]
 pub struct Loaders {
     aya: Aya,
     libbpf: Libbpf,
 }
 
 impl Loaders {
-    /// Parses now what the first load would (see [`Aya::prepare`]).
+    /// The loaders; aya's takes the kernel's BTF from `btf`.
+    pub fn new(btf: KernelBtf) -> Self {
+        Self {
+            aya: Aya::new(btf),
+            libbpf: Libbpf,
+        }
+    }
+
+    /// Does now what the first load would wait for (see [`Aya::prepare`]).
     pub fn prepare(&mut self) {
         self.aya.prepare();
     }
 
-    /// Time spent parsing the kernel's BTF so far.
-    pub fn btf_parsing(&self) -> std::time::Duration {
-        self.aya.parsing()
+    /// Time spent parsing the kernel's BTF for aya, or waiting for its
+    /// parse, so far.
+    pub fn btf_waited(&self) -> std::time::Duration {
+        self.aya.btf_waited()
     }
 
     /// Carries out `plan` on the objects in `dir` (named by their index):
