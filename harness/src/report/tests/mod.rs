@@ -289,5 +289,6 @@ fn one_cause_for_several_tests_is_reported_once() {
     );
 }
 
+mod exec;
 pub(super) mod github;
 mod loaders;
