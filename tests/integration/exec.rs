@@ -657,7 +657,7 @@ fn an_exec_failures_reproduce_line_fails_the_same_through_sh() {
         "kmatrix exec --kernels 6.1 -- {} 6.1",
         quote(&program("exit-on"))
     );
-    assert_eq!(reproduce_lines(&out), [line.clone()], "{out}");
+    assert_eq!(reproduce_lines(&out), std::slice::from_ref(&line), "{out}");
     let again = through_sh(&line);
     let out = text(&again);
     assert_eq!(again.status.code(), Some(1), "{out}");
