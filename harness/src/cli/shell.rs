@@ -73,8 +73,9 @@ pub struct ShellArgs {
 const APPLETS: &str = "/tmp/kmatrix-busybox";
 
 /// The command line that runs the shell: the host's `sh`, or `busybox`'s
-/// with its applets installed first (through busybox alone: the guest has
-/// nothing else of its architecture).
+/// with its applets linked first (through busybox alone: the guest has
+/// nothing else of its architecture; by `--install` where it was built
+/// with it, else one link per `--list`ed applet).
 fn shell_command(busybox: Option<&std::path::Path>) -> Vec<String> {
     let Some(busybox) = busybox else {
         return vec!["sh".into(), "-i".into()];
@@ -86,7 +87,8 @@ fn shell_command(busybox: Option<&std::path::Path>) -> Vec<String> {
         "sh".into(),
         "-c".into(),
         format!(
-            "{quoted} mkdir -p {APPLETS} && {quoted} --install -s {APPLETS}; \
+            "{quoted} mkdir -p {APPLETS} && {{ {quoted} --install -s {APPLETS} 2>/dev/null || \
+             for a in $({quoted} --list); do {quoted} ln -sf {quoted} {APPLETS}/$a; done; }}; \
              PATH={APPLETS}:$PATH exec {quoted} sh -i"
         ),
     ]
@@ -398,6 +400,11 @@ mod tests {
             command[3].contains("/bb/busybox --install -s "),
             "{command:?}"
         );
+        let parsed = std::process::Command::new("sh")
+            .args(["-n", "-c", &command[3]])
+            .status()
+            .unwrap();
+        assert!(parsed.success(), "{command:?}");
         assert!(files.is_empty(), "{files:?}");
         // Nothing of the host's is found in the command line either.
         assert_eq!(crate::tools::of_command(command), Vec::<PathBuf>::new());
