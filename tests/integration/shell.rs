@@ -59,81 +59,44 @@ fn session_alive(session: &str) -> bool {
 /// The shell answers `uname -r` with the guest's release, and Ctrl-] ends
 /// the session and its VM.
 fn a_shell_in_tmux_answers_and_ctrl_bracket_leaves() {
-    let session = format!("kmatrix-shell-{}", std::process::id());
-    let dir = tempfile::tempdir().unwrap();
-    let status = dir.path().join("status");
-    // kmatrix's exit status is kept, and the pane with it for a while.
     // `stty` and `sleep` are not among the tools a shell gets: given.
-    let command = format!(
-        "KMATRIX_KERNELS='{}' '{}' shell --kernel 6.1 --no-share --file '{}' --file '{}'; \
-         echo $? > '{}'; sleep 30",
-        repo().join("kernels.toml").display(),
-        env!("CARGO_BIN_EXE_kmatrix"),
-        on_path("stty").display(),
-        on_path("sleep").display(),
-        status.display(),
+    let shell = Tmux::start(
+        "shell",
+        &[
+            "shell".into(),
+            "--kernel".into(),
+            "6.1".into(),
+            "--no-share".into(),
+            "--file".into(),
+            on_path("stty").display().to_string(),
+            "--file".into(),
+            on_path("sleep").display().to_string(),
+        ],
     );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    // The session is killed whatever the assertions say.
-    struct Kill<'a>(&'a str);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            tmux(&["kill-session", "-t", self.0]);
-        }
-    }
-    let _kill = Kill(&session);
-
     // The prompt, then the release the guest answers (the host's may
     // differ; the guest's 6.1 is Debian's 6.1.0-…).
-    if let Err(shown) = wait_for(&session, "# ", BOOT) {
-        panic!("no prompt:\n{shown}");
-    }
-    tmux(&["send-keys", "-t", &session, "uname -r", "Enter"]);
-    if let Err(shown) = wait_for(&session, "\n6.1.0-", Duration::from_secs(30)) {
-        panic!("no release:\n{shown}");
-    }
+    shell.expect("# ", BOOT, "no prompt");
+    shell.type_line("uname -r");
+    shell.expect("\n6.1.0-", Duration::from_secs(30), "no release");
     // The window's size reached the guest's terminal.
-    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
-    if let Err(shown) = wait_for(&session, "40 120", Duration::from_secs(30)) {
-        panic!("the guest's terminal is not 40x120:\n{shown}");
-    }
+    shell.type_line("stty size");
+    shell.expect(
+        "40 120",
+        Duration::from_secs(30),
+        "the guest's terminal is not 40x120",
+    );
     // Ctrl-C reaches the guest's foreground job, not kmatrix.
-    tmux(&["send-keys", "-t", &session, "sleep 1000", "Enter"]);
+    shell.type_line("sleep 1000");
     std::thread::sleep(Duration::from_secs(1));
-    tmux(&["send-keys", "-t", &session, "C-c"]);
-    tmux(&["send-keys", "-t", &session, "echo still-$((40+2))", "Enter"]);
-    if let Err(shown) = wait_for(&session, "still-42", Duration::from_secs(30)) {
-        panic!("Ctrl-C did not leave the shell running:\n{shown}");
-    }
-
+    tmux(&["send-keys", "-t", &shell.session, "C-c"]);
+    shell.type_line("echo still-$((40+2))");
+    shell.expect(
+        "still-42",
+        Duration::from_secs(30),
+        "Ctrl-C did not leave the shell running",
+    );
     // Ctrl-] leaves: kmatrix ends, successfully, and with it its VM.
-    tmux(&["send-keys", "-t", &session, "C-]"]);
-    let end = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Ok(code) = std::fs::read_to_string(&status) {
-            break code;
-        }
-        assert!(
-            Instant::now() < end,
-            "kmatrix still runs after Ctrl-]:\n{}",
-            screen(&session)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    assert_eq!(code.trim(), "0", "{}", screen(&session));
-    assert!(session_alive(&session), "the pane ended early");
-    assert!(stray_vms().is_empty(), "{:?}", stray_vms());
+    shell.leave();
 }
 
 /// A `kmatrix shell` running in a tmux session of 120x40; the session is
@@ -146,7 +109,7 @@ struct Tmux {
 
 impl Tmux {
     /// Starts kmatrix with `args` (after `kmatrix`, each quoted), keeping
-    /// its exit status and the pane a while after it ends.
+    /// its exit status, and the pane for a minute after it ends.
     fn start(name: &str, args: &[String]) -> Tmux {
         let session = format!("kmatrix-{name}-{}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
@@ -214,6 +177,7 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(250));
         };
         assert_eq!(code.trim(), "0", "{}", self.screen());
+        assert!(session_alive(&self.session), "the pane ended early");
         assert!(stray_vms().is_empty(), "{:?}", stray_vms());
     }
 }
