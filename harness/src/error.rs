@@ -103,6 +103,17 @@ pub enum Error {
     /// `--only-failed`'s file cannot be read as a run.
     #[error("--only-failed takes the --json file of an earlier `kmatrix test` run, complete")]
     OnlyFailed(#[source] MergeError),
+    /// `--only-failed`'s file is of a `kmatrix exec` run.
+    #[error(
+        "{} is from a `kmatrix exec` run, which `kmatrix test --only-failed` does not run again; run what failed again with: {command}",
+        path.display()
+    )]
+    OnlyFailedExec {
+        /// The file.
+        path: PathBuf,
+        /// The `kmatrix exec` command line that runs again what failed.
+        command: String,
+    },
     /// A flag's value is out of range.
     #[error("{0}")]
     Usage(String),
@@ -130,6 +141,7 @@ impl Error {
             | Error::Update(_)
             | Error::Merge(_)
             | Error::OnlyFailed(_)
+            | Error::OnlyFailedExec { .. }
             | Error::Usage(_) => exit::BAD_INPUT,
         }
     }

@@ -42,27 +42,28 @@ pub fn is_libtest(program: &Path) -> bool {
     executable && has(b"RUST_TEST_THREADS") && has(b"--include-ignored")
 }
 
+/// libtest's options that take a value (the next argument).
+pub const LIBTEST_VALUED: &[&str] = &[
+    "--skip",
+    "--test-threads",
+    "--logfile",
+    "--color",
+    "--format",
+    "-Z",
+    "--shuffle-seed",
+    "--report-time",
+];
+
 /// The names after `--exact`'s other arguments, when `--exact` is given.
 pub fn exact_names(args: &[impl AsRef<[u8]>]) -> Option<Vec<String>> {
     let is = |arg: &[u8], option: &str| arg == option.as_bytes();
     if !args.iter().any(|a| is(a.as_ref(), "--exact")) {
         return None;
     }
-    /// libtest options that take a value.
-    const VALUED: &[&str] = &[
-        "--skip",
-        "--test-threads",
-        "--logfile",
-        "--color",
-        "--format",
-        "-Z",
-        "--shuffle-seed",
-        "--report-time",
-    ];
     let mut names = Vec::new();
     let mut iter = args.iter().map(AsRef::as_ref);
     while let Some(arg) = iter.next() {
-        if VALUED.iter().any(|option| is(arg, option)) {
+        if LIBTEST_VALUED.iter().any(|option| is(arg, option)) {
             iter.next();
         } else if !arg.starts_with(b"-") {
             names.push(String::from_utf8_lossy(arg).into_owned());

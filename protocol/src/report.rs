@@ -9,10 +9,10 @@
 //!
 //! | type | fields |
 //! | --- | --- |
-//! | `run-started` | `schema` (3), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null), `reproduce` (what a reproducing command line repeats: `matrix`, `suite`, `arch`, `loader`, `objects` as the run was given them; absent for `kmatrix exec`) |
+//! | `run-started` | `schema` (3), `kmatrix` (version), `matrix` (the selected kernels, before sharding), `kernels` (this run's), `tests` (names, in order; empty for `kmatrix exec`, whose tests appear as they run), `shard` (`"K/N"` or null), `reproduce` (what a reproducing command line repeats: `matrix`, `suite`, `arch`, `loader`, `objects` as the run was given them; for `kmatrix exec`, `matrix`, `arch` and `exec`: `command` (the program and its arguments), `files`, `env`, `no_share`; absent for `kmatrix shell`) |
 //! | `kernel-started` | `kernel` |
 //! | `kernel-booted` | `kernel`, `release`, `btf`, `restored` (its VM came from a saved state) |
-//! | `outcome` | `kernel`, `test`, `reproduce` (on a failure: the `kmatrix test` command line that runs this test alone on this kernel), `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
+//! | `outcome` | `kernel`, `test`, `reproduce` (on a failure: the `kmatrix test` command line that runs this test alone on this kernel; under `kmatrix exec`, a libtest test's `kmatrix exec` line with the test's name and `--exact`), `result`: `{"outcome": "passed", "detail"}`, `{"outcome": "failed", "reason", "verifier_log", "kernel_log"}` (`kernel_log`: what the kernel logged during the test, when anything), `{"outcome": "expected-failure", "reason"}`, `{"outcome": "skipped", "reason"}` or `{"outcome": "loader-limitation", "reason"}` (the loader could not express the program; the kernel was never asked) |
 //! | `stats` | `kernel`, `test` (a program's load test), `stats`: `insns_processed`, `insn_limit`, `max_states_per_insn`, `total_states`, `peak_states`, `stack_depth`, `verification_us`, `xlated_insns`, `jited_bytes`, each null where the kernel did not say |
 //! | `agent-error` | `kernel`, `message` |
 //! | `splat` | `kernel`, `source` (`kmsg` or `console`), `lines`: a kernel splat outside any test |
@@ -138,8 +138,9 @@ impl Outcome {
     }
 }
 
-/// What a `kmatrix test` run was given that a command line reproducing
-/// one of its failures repeats, as given (paths as the user wrote them).
+/// What a `kmatrix test` or `kmatrix exec` run was given that a command
+/// line reproducing one of its failures repeats, as given (paths as the
+/// user wrote them).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reproduce {
     /// `--matrix`, when given.
@@ -157,6 +158,28 @@ pub struct Reproduce {
     /// The objects given on the command line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
+    /// `kmatrix exec`'s program, when the run was one (its suite fields
+    /// are then empty; absent in files written before exec runs carried
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecReproduce>,
+}
+
+/// What a `kmatrix exec` run was given that a reproducing command line
+/// repeats, as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecReproduce {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// `--file`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// `--env`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `--no-share`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_share: bool,
 }
 
 /// How an executed program's end reads when it succeeded (`exited`'s
@@ -182,7 +205,7 @@ pub enum Record {
         /// `K/N` when sharded.
         shard: Option<String>,
         /// What a command line reproducing one of its failures repeats
-        /// (schema 4; absent for `kmatrix exec`).
+        /// (schema 4; absent for `kmatrix shell`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reproduce: Option<Reproduce>,
     },

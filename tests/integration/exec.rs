@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use kmatrix::report::reproduce::quote;
+
 use crate::support::{self, kmatrix, repo, text};
 
 crate::support::tests! {
@@ -23,6 +25,7 @@ crate::support::tests! {
     vm a_script_naming_libtest_options_runs_in_the_kernel,
     vm a_program_named_without_a_slash_is_found_on_the_path,
     vm the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out,
+    vm an_exec_failures_reproduce_line_fails_the_same_through_sh,
 }
 
 fn probe_manifest() -> PathBuf {
@@ -559,4 +562,104 @@ fn the_share_keeps_names_as_bytes_and_leaves_out_links_leading_out() {
             .contains("not sharing symbolic links that lead out of"),
         "{out}"
     );
+}
+
+/// Runs `line` (a printed reproduce line, `kmatrix …`) through `sh` from
+/// the repository, kmatrix found as a shell would find it.
+fn through_sh(line: &str) -> Output {
+    let rest = line
+        .strip_prefix("kmatrix ")
+        .unwrap_or_else(|| panic!("not a kmatrix line: {line}"));
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec \"$KMATRIX\" {rest}"))
+        .env("KMATRIX", env!("CARGO_BIN_EXE_kmatrix"))
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove(kmatrix::cargo_test::KERNELS_ENV)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+/// The commands a run printed after `reproduce: ` (the failure list's,
+/// then each kernel's status line's).
+fn reproduce_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_once("reproduce: ").map(|(_, c)| c.to_owned()))
+        .collect()
+}
+
+/// A failed libtest test and a program that exited non-zero under `kmatrix
+/// exec` each end with a command line which, run through `sh`, fails the
+/// same way: the test alone (`NAME --exact`, the run's other options
+/// kept), the program as given on that kernel.
+fn an_exec_failures_reproduce_line_fails_the_same_through_sh() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("exec.json");
+    let failing = program("failing");
+    let output = exec(&[
+        "exec",
+        "--kernels",
+        "6.1",
+        "--json",
+        json.to_str().unwrap(),
+        "--",
+        &failing,
+        "--test-threads",
+        "1",
+        "always",
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let quoted = quote(&failing);
+    let test_line =
+        format!("kmatrix exec --kernels 6.1 -- {quoted} --test-threads 1 always_fails --exact");
+    let program_line = format!("kmatrix exec --kernels 6.1 -- {quoted} --test-threads 1 always");
+    // The status line names the program; the failure list its exit, then
+    // the test.
+    assert_eq!(
+        reproduce_lines(&out),
+        [
+            program_line.clone(),
+            program_line.clone(),
+            test_line.clone()
+        ],
+        "{out}"
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed = records
+        .iter()
+        .find(|r| r["type"] == "outcome" && r["test"] == "always_fails")
+        .unwrap_or_else(|| panic!("no outcome: {records:?}"));
+    assert_eq!(failed["reproduce"], test_line.as_str());
+
+    // Run as printed: the one test, failing for the same reason, and the
+    // same lines printed again.
+    for line in [&test_line, &program_line] {
+        let again = through_sh(line);
+        let out = text(&again);
+        assert_eq!(again.status.code(), Some(1), "{line}: {out}");
+        assert!(out.contains("running 1 test"), "{line}: {out}");
+        assert!(out.contains("this test always fails"), "{line}: {out}");
+        assert!(out.contains("kmatrix: 6.1: FAILED: exit code 101"), "{out}");
+        assert!(reproduce_lines(&out).contains(line), "{line}: {out}");
+    }
+
+    // A plain program: its line is the program as given, on the kernel.
+    let output = exec(&["exec", "--kernels", "6.1", "--", &program("exit-on"), "6.1"]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let line = format!(
+        "kmatrix exec --kernels 6.1 -- {} 6.1",
+        quote(&program("exit-on"))
+    );
+    assert_eq!(reproduce_lines(&out), std::slice::from_ref(&line), "{out}");
+    let again = through_sh(&line);
+    let out = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{out}");
+    assert!(out.contains("kmatrix: 6.1: FAILED: exit code 3"), "{out}");
 }

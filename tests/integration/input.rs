@@ -13,6 +13,7 @@ crate::support::tests! {
     vm without_a_kernels_toml_the_built_in_matrix_runs_and_init_writes_it,
     host ranges_past_the_matrix_say_so,
     host an_unwritable_json_file_is_the_machinery_s_failure,
+    host only_failed_refuses_an_exec_run_naming_the_exec_line,
 }
 
 /// Wrong expectations fail with expected against actual: a return value, a
@@ -264,4 +265,61 @@ fn an_unwritable_json_file_is_the_machinery_s_failure() {
         "{out}"
     );
     assert!(!out.contains("BOOT"), "{out}");
+}
+
+/// `kmatrix test --only-failed` with an exec run's file is bad input, and
+/// says which `kmatrix exec` line runs again what failed.
+fn only_failed_refuses_an_exec_run_naming_the_exec_line() {
+    use kmatrix_protocol::report::{ExecReproduce, Outcome, Record, Reproduce, SCHEMA};
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("exec.json");
+    let records = [
+        Record::RunStarted {
+            schema: SCHEMA,
+            kmatrix: "0".into(),
+            matrix: vec!["6.1".into()],
+            kernels: vec!["6.1".into()],
+            tests: Vec::new(),
+            shard: None,
+            reproduce: Some(Reproduce {
+                exec: Some(ExecReproduce {
+                    command: vec!["/t/failing-1a2b".into(), "always".into()],
+                    ..ExecReproduce::default()
+                }),
+                ..Reproduce::default()
+            }),
+        },
+        Record::Outcome {
+            kernel: "6.1".into(),
+            test: "always_fails".into(),
+            reproduce: None,
+            result: Outcome::failed("this test always fails"),
+        },
+        Record::Exited {
+            kernel: "6.1".into(),
+            status: "exit code 101".into(),
+        },
+        Record::KernelFinished {
+            kernel: "6.1".into(),
+            error: None,
+            console_tail: None,
+            infrastructure: false,
+        },
+        Record::RunFinished { passed: false },
+    ];
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    std::fs::write(&run, lines.join("\n") + "\n").unwrap();
+    let output = kmatrix(&["test", "--only-failed", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(out.contains("is from a `kmatrix exec` run"), "{out}");
+    assert!(
+        out.contains("kmatrix exec --kernels 6.1 -- /t/failing-1a2b always_fails --exact"),
+        "{out}"
+    );
 }

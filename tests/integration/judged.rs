@@ -262,7 +262,8 @@ fn a_splat_outside_any_test_fails_the_kernel() {
 
 /// The command line a failure ends with reproduces exactly that failure:
 /// run as printed, it runs that one test on that kernel, which fails for
-/// the same reason; `--only-failed` on the first run's file does the same.
+/// the same reason; `--only-failed` with the first run's file alone does
+/// the same.
 fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let xdp = example("xdp_filter.bpf.c");
@@ -332,13 +333,9 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
             .output()
             .unwrap()
     };
-    // `--only-failed` takes the kernels and tests; the suite is given again.
-    let only_failed = format!(
-        "test --only-failed {} --suite {} {}",
-        json.to_str().unwrap(),
-        suite.to_str().unwrap(),
-        fixture("xdp_pass.bpf.c").to_str().unwrap()
-    );
+    // `--only-failed` alone takes the kernels, the tests, the suite and
+    // the objects from the file.
+    let only_failed = format!("test --only-failed {}", json.to_str().unwrap());
     for line in [rest, only_failed.as_str()] {
         let output = again(line);
         let out = text(&output);

@@ -241,16 +241,67 @@ mod tests {
         let Command::Test(args) = cli.command else {
             panic!("kmatrix test");
         };
+        let earlier = kmatrix_protocol::report::Reproduce {
+            matrix: Some("ci/kernels.toml".into()),
+            suite: Some("s.toml".into()),
+            arch: Some("arm64".into()),
+            loader: Some("both".into()),
+            objects: vec!["a.o".into()],
+            exec: None,
+        };
         let rerun = crate::report::failure::Rerun {
             kernels: vec!["5.10".into(), "6.12".into()],
             tests: vec!["p::c".into()],
+            run: Some(earlier.clone()),
         };
-        let rerun_request = run::test_request(None, &args, Some(rerun));
+        // The file gives the kernels, the tests and what the run was given.
+        let rerun_request = run::test_request(None, &args, Some(rerun.clone()));
         assert_eq!(rerun_request.kernels, "5.10,6.12".parse().unwrap());
+        assert_eq!(rerun_request.matrix, Some("ci/kernels.toml".into()));
+        assert_eq!(rerun_request.arch, Some(kmatrix_protocol::Arch::Arm64));
+        assert_eq!(rerun_request.reproduce(), Some(earlier));
         assert!(
             matches!(&rerun_request.tests, Tests::Suite { only, .. } if only == &["p::c"]),
             "{:?}",
             rerun_request.tests
+        );
+        // What is given on the command line wins.
+        let cli = Cli::try_parse_from([
+            "kmatrix",
+            "--matrix",
+            "m.toml",
+            "test",
+            "--only-failed",
+            "r.json",
+            "--suite",
+            "t.toml",
+            "--loader",
+            "aya",
+            "--arch",
+            "amd64",
+            "b.o",
+        ])
+        .unwrap();
+        let Command::Test(args) = cli.command else {
+            panic!("kmatrix test");
+        };
+        let overridden = run::test_request(cli.matrix.clone(), &args, Some(rerun));
+        let given = overridden.reproduce().unwrap();
+        assert_eq!(
+            (
+                given.matrix,
+                given.suite,
+                given.arch,
+                given.loader,
+                given.objects
+            ),
+            (
+                Some("m.toml".into()),
+                Some("t.toml".into()),
+                Some("amd64".into()),
+                Some("aya".into()),
+                vec!["b.o".into()]
+            )
         );
         let request = request(&["kmatrix", "test", "--only", "a::load", "--only", "b::c"]);
         assert!(

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kmatrix_protocol::report::Reproduce;
 use kmatrix_protocol::Loader;
 
 use super::args::{OutputArgs, RunArgs};
@@ -62,8 +63,9 @@ pub struct TestArgs {
     only: Vec<String>,
     /// Run again only what failed in this earlier `--json` file: its
     /// failed tests, on the kernels where anything failed (the whole suite
-    /// where only the kernel failed). A run without failures runs nothing
-    /// and passes.
+    /// where only the kernel failed), with the matrix, suite, objects,
+    /// architecture and loader it was given unless given here. A run
+    /// without failures runs nothing and passes.
     #[arg(long, value_name = "RUN.json", conflicts_with_all = ["only", "kernels"])]
     only_failed: Option<PathBuf>,
     /// The suite file [default, when no OBJECT is given: $KMATRIX_SUITE,
@@ -114,23 +116,46 @@ pub(super) fn test_request(
     args: &TestArgs,
     rerun: Option<Rerun>,
 ) -> RunRequest {
-    let (kernels, only) = match rerun {
-        Some(rerun) => (Selection::List(rerun.kernels), rerun.tests),
-        None => (args.run.select.kernels.clone(), args.only.clone()),
+    let (kernels, only, earlier) = match rerun {
+        Some(rerun) => (
+            Selection::List(rerun.kernels),
+            rerun.tests,
+            rerun.run.unwrap_or_default(),
+        ),
+        None => (
+            args.run.select.kernels.clone(),
+            args.only.clone(),
+            Reproduce::default(),
+        ),
     };
+    // What the earlier run was given, where this one gives nothing.
+    let objects = match args.objects.is_empty() {
+        true => earlier.objects.iter().map(PathBuf::from).collect(),
+        false => args.objects.clone(),
+    };
+    let loader = args
+        .loader
+        .or_else(|| earlier.loader.as_deref().and_then(|l| parse_loader(l).ok()));
     RunRequest {
-        matrix,
+        matrix: matrix.or_else(|| earlier.matrix.map(PathBuf::from)),
         kernels,
-        arch: args.run.select.arch,
+        arch: args
+            .run
+            .select
+            .arch
+            .or_else(|| earlier.arch.as_deref().and_then(|a| a.parse().ok())),
         shard: args.shard,
         tests: Tests::Suite {
-            suite: args.suite.clone(),
-            objects: args.objects.clone(),
-            loader: match args.loader {
+            suite: args
+                .suite
+                .clone()
+                .or_else(|| earlier.suite.map(PathBuf::from)),
+            objects,
+            loader: match loader {
                 Some(LoaderArg::One(loader)) => Some(loader),
                 Some(LoaderArg::Both) | None => None,
             },
-            compare_loaders: matches!(args.loader, Some(LoaderArg::Both)),
+            compare_loaders: matches!(loader, Some(LoaderArg::Both)),
             only,
         },
         offline: args.offline,
@@ -143,7 +168,15 @@ pub async fn test(matrix: Option<PathBuf>, args: TestArgs) -> Result<Status, Err
         Some(path) => {
             let earlier = report::json::read_run(path).map_err(Error::OnlyFailed)?;
             match report::failure::rerun(&earlier) {
-                Some(rerun) => Some(rerun),
+                Some(rerun) => match rerun.exec_command() {
+                    Some(command) => {
+                        return Err(Error::OnlyFailedExec {
+                            path: path.clone(),
+                            command,
+                        })
+                    }
+                    None => Some(rerun),
+                },
                 None => {
                     eprintln!(
                         "kmatrix: nothing failed in {}: nothing to run again",
@@ -241,6 +274,9 @@ pub async fn exec(matrix: Option<PathBuf>, args: ExecArgs) -> Result<Status, Err
     let mut err = Printable::new(std::io::stderr().lock());
     let _ = report::exec::statuses(&summary, &mut err);
     if summary.rows.is_empty() {
+        // No test to show in a matrix: the lines above said how it ended;
+        // the report files asked for are written all the same.
+        write_files(&summary, &args.outputs)?;
         return Ok(Status::of_summary(&summary));
     }
     finish(&summary, &args.outputs, &mut err)

@@ -21,7 +21,7 @@ use super::terminal::{self, RawMode};
 use crate::error::{Error, Status};
 use crate::event::{KernelOutcome, RunEvent};
 use crate::kernels::Selection;
-use crate::plan::{RunConfig, RunRequest, Tests};
+use crate::plan::{PlanError, RunConfig, RunRequest, Tests};
 use crate::report::progress;
 
 /// Host tools sent along with the shell when the host has them: what
@@ -56,11 +56,47 @@ pub struct ShellArgs {
     #[arg(long)]
     no_share: bool,
     /// Start QEMU's gdbstub on this loopback port [default port: 1234]
-    /// and print the gdb command for the kernel.
+    /// and print the gdb command for the kernel: with its ELF image where
+    /// kmatrix has one (amd64), which has no symbol table (distributions
+    /// strip it), and the kernel is placed at a random address: take
+    /// addresses from the guest's /proc/kallsyms (arm64: gdb-multiarch,
+    /// without an image).
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
     gdb: Option<u16>,
+    /// Run this static busybox's shell, its applets on the PATH, instead
+    /// of the host's `sh` and tools: for a kernel of another architecture
+    /// than the host's (an arm64 kernel on an amd64 host: an arm64
+    /// busybox).
+    #[arg(long, value_name = "PATH")]
+    busybox: Option<PathBuf>,
     #[command(flatten)]
     vm: VmArgs,
+}
+
+/// Where a busybox shell's applets are linked in the guest, ahead on the
+/// PATH.
+const APPLETS: &str = "/tmp/kmatrix-busybox";
+
+/// The command line that runs the shell: the host's `sh`, or `busybox`'s
+/// with its applets linked first (through busybox alone: the guest has
+/// nothing else of its architecture; by `--install` where it was built
+/// with it, else one link per `--list`ed applet).
+fn shell_command(busybox: Option<&std::path::Path>) -> Vec<String> {
+    let Some(busybox) = busybox else {
+        return vec!["sh".into(), "-i".into()];
+    };
+    let busybox = busybox.display().to_string();
+    let quoted = crate::report::reproduce::quote(&busybox);
+    vec![
+        busybox,
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "{quoted} mkdir -p {APPLETS} && {{ {quoted} --install -s {APPLETS} 2>/dev/null || \
+             for a in $({quoted} --list); do {quoted} ln -sf {quoted} {APPLETS}/$a; done; }}; \
+             PATH={APPLETS}:$PATH exec {quoted} sh -i"
+        ),
+    ]
 }
 
 /// What `kmatrix shell` asks for; `later` carries the terminal's input.
@@ -75,7 +111,17 @@ fn request(
         .parse()
         .map_err(|e| Error::Usage(format!("--kernel {}: {e}", args.kernel)))?;
     let mut files = args.file.clone();
-    files.extend(TOOLS.iter().filter_map(|name| tool(name)));
+    let busybox = match &args.busybox {
+        Some(path) => Some(
+            std::path::absolute(path)
+                .map_err(|e| Error::Usage(format!("--busybox {}: {e}", path.display())))?,
+        ),
+        // The host's tools, of the host's architecture, go with its sh.
+        None => {
+            files.extend(TOOLS.iter().filter_map(|name| tool(name)));
+            None
+        }
+    };
     let mut vm = args.vm.config();
     vm.run_timeout = vm.run_timeout.max(SESSION);
     vm.gdb_port = args.gdb;
@@ -85,7 +131,7 @@ fn request(
         arch: None,
         shard: None,
         tests: Tests::Exec {
-            command: vec!["sh".into(), "-i".into()],
+            command: shell_command(busybox.as_deref()),
             files,
             env: vec!["TERM".into()],
             share: !args.no_share,
@@ -97,6 +143,21 @@ fn request(
             ..RunConfig::new(Some(1), vm)
         },
     })
+}
+
+/// The gdb command that attaches to the gdbstub on `port`: with the
+/// kernel's ELF image where there is one (amd64); else without a file, gdb
+/// taking the architecture from QEMU (an arm64 kernel, with
+/// gdb-multiarch).
+fn gdb_command(elf: Option<&std::path::Path>, port: u16) -> String {
+    let remote = format!("-ex 'target remote 127.0.0.1:{port}'");
+    match elf {
+        Some(elf) => format!(
+            "gdb {} {remote}",
+            crate::report::reproduce::quote(&elf.display().to_string())
+        ),
+        None => format!("gdb-multiarch {remote}"),
+    }
 }
 
 /// `name` on the host's PATH, or in an sbin directory.
@@ -122,7 +183,20 @@ pub async fn shell(matrix: Option<PathBuf>, args: ShellArgs) -> Result<Status, E
         .unwrap_or(WindowSize { rows: 24, cols: 80 });
     let (keys, later) = mpsc::unbounded_channel();
     let later = std::sync::Arc::new(Mutex::new(later));
-    let mut plan = noticed(request(matrix, &args, size, later)?.resolve(progress::on_stderr()))?;
+    let resolved = request(matrix, &args, size, later)?.resolve(progress::on_stderr());
+    let mut plan = noticed(resolved).map_err(|err| match err {
+        PlanError::ArchMismatch {
+            program_arch,
+            kernel_arch,
+            ..
+        } if args.busybox.is_none() => Error::Usage(format!(
+            "--kernel {}: the kernel is {kernel_arch}, the host's sh and tools are \
+             {program_arch}: give a static {kernel_arch} busybox with --busybox PATH (on \
+             Debian: `apt-get download busybox-static:{kernel_arch}`, then `dpkg-deb -x` it)",
+            args.kernel
+        )),
+        err => err.into(),
+    })?;
     plan.kernels.truncate(1);
     let Some(kernel) = plan.kernels.first().cloned() else {
         return Err(Error::Usage(format!(
@@ -132,10 +206,9 @@ pub async fn shell(matrix: Option<PathBuf>, args: ShellArgs) -> Result<Status, E
     };
     if let Some(port) = args.gdb {
         let artifacts = plan.fetcher.fetch(&kernel).await?;
-        let image = artifacts.vmlinux().unwrap_or(artifacts.boot_image);
         eprintln!(
-            "kmatrix: gdb: gdb {} -ex 'target remote 127.0.0.1:{port}'",
-            image.display()
+            "kmatrix: gdb: {}",
+            gdb_command(artifacts.vmlinux().as_deref(), port)
         );
     }
     eprintln!("kmatrix: booting {}; Ctrl-] leaves", kernel.label);
@@ -319,6 +392,39 @@ mod tests {
         assert!(request.config.later_input.is_some());
         assert_eq!(request.config.vm.gdb_port, None);
         assert_eq!(request.kernels, "6.1".parse().unwrap());
+    }
+
+    #[test]
+    fn a_busybox_shell_takes_no_host_tool() {
+        let request = request_of(&["shell", "--kernel", "6.1-arm64", "--busybox", "/bb/busybox"]);
+        let Tests::Exec { command, files, .. } = &request.tests else {
+            panic!("not an exec request")
+        };
+        assert_eq!(command[..3], ["/bb/busybox", "sh", "-c"]);
+        assert!(
+            command[3].contains("/bb/busybox --install -s "),
+            "{command:?}"
+        );
+        let parsed = std::process::Command::new("sh")
+            .args(["-n", "-c", &command[3]])
+            .status()
+            .unwrap();
+        assert!(parsed.success(), "{command:?}");
+        assert!(files.is_empty(), "{files:?}");
+        // Nothing of the host's is found in the command line either.
+        assert_eq!(crate::tools::of_command(command), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn the_gdb_command_names_the_elf_image_when_there_is_one() {
+        assert_eq!(
+            gdb_command(Some("/c/k 1/vmlinux".as_ref()), 1234),
+            "gdb '/c/k 1/vmlinux' -ex 'target remote 127.0.0.1:1234'"
+        );
+        assert_eq!(
+            gdb_command(None, 4321),
+            "gdb-multiarch -ex 'target remote 127.0.0.1:4321'"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod workload;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kmatrix_protocol::report::Reproduce;
+use kmatrix_protocol::report::{ExecReproduce, Reproduce};
 use kmatrix_protocol::{Arch, ExecPlan, Feature};
 
 use crate::cache::CacheError;
@@ -242,31 +242,50 @@ impl RunRequest {
     }
 
     /// What a command line reproducing one of this run's failures repeats:
-    /// the matrix, suite, architecture, loader and objects as given; `None`
-    /// unless it runs a suite.
+    /// the matrix and architecture as given, and the suite, loader and
+    /// objects or `kmatrix exec`'s program and its files; `None` for probes
+    /// and a program on a terminal (`kmatrix shell`).
     pub fn reproduce(&self) -> Option<Reproduce> {
-        let Tests::Suite {
-            suite,
-            objects,
-            loader,
-            compare_loaders,
-            ..
-        } = &self.tests
-        else {
-            return None;
-        };
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-        Some(Reproduce {
+        let run = Reproduce {
             matrix: self.matrix.as_ref().map(path),
-            suite: suite.as_ref().map(path),
             arch: self.arch.map(|a| a.to_string()),
-            loader: match (loader, compare_loaders) {
-                (_, true) => Some("both".into()),
-                (Some(loader), false) => Some(loader.name().into()),
-                (None, false) => None,
-            },
-            objects: objects.iter().map(path).collect(),
-        })
+            ..Reproduce::default()
+        };
+        match &self.tests {
+            Tests::Suite {
+                suite,
+                objects,
+                loader,
+                compare_loaders,
+                ..
+            } => Some(Reproduce {
+                suite: suite.as_ref().map(path),
+                loader: match (loader, compare_loaders) {
+                    (_, true) => Some("both".into()),
+                    (Some(loader), false) => Some(loader.name().into()),
+                    (None, false) => None,
+                },
+                objects: objects.iter().map(path).collect(),
+                ..run
+            }),
+            Tests::Exec {
+                command,
+                files,
+                env,
+                share,
+                tty: None,
+            } => Some(Reproduce {
+                exec: Some(ExecReproduce {
+                    command: command.clone(),
+                    files: files.iter().map(path).collect(),
+                    env: env.clone(),
+                    no_share: !share,
+                }),
+                ..run
+            }),
+            Tests::Exec { tty: Some(_), .. } | Tests::Probes { .. } => None,
+        }
     }
 
     fn prepare_noting(self, notices: &mut Vec<Notice>) -> Result<Prepared, PlanError> {

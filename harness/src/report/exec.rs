@@ -126,7 +126,8 @@ impl<O: Write, E: Write> ExecEcho<O, E> {
 }
 
 /// One line per kernel: how the program ended there, and why a kernel
-/// failed (with its console's tail).
+/// failed (with its console's tail); after a failure, the command line
+/// that runs the program again on that kernel.
 pub fn statuses(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     for (c, column) in summary.columns.iter().enumerate() {
         let kernel = &column.label;
@@ -141,27 +142,44 @@ pub fn statuses(summary: &Summary, out: &mut impl Write) -> std::io::Result<()> 
         for (reason, _) in &column.splats {
             writeln!(out, "kmatrix: {kernel}: FAILED: {reason}")?;
         }
-        match (&column.failure, column.exit.as_deref()) {
+        let failed = match (&column.failure, column.exit.as_deref()) {
             (Some(reason), _) => {
                 writeln!(out, "kmatrix: {kernel}: FAILED: {reason}")?;
                 if let Some(tail) = column.console_tail.as_deref().filter(|t| !t.is_empty()) {
                     writeln!(out, "kmatrix: {kernel}: console (last lines):\n{tail}")?;
                 }
+                true
             }
-            (None, Some(EXIT_SUCCESS_STATUS)) if !failed_tests.is_empty() => writeln!(
-                out,
-                "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but {} failed",
-                failed_tests.join(", ")
-            )?,
-            (None, Some(EXIT_SUCCESS_STATUS)) if !column.splats.is_empty() => writeln!(
-                out,
-                "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but the kernel printed a splat"
-            )?,
+            (None, Some(EXIT_SUCCESS_STATUS)) if !failed_tests.is_empty() => {
+                writeln!(
+                    out,
+                    "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but {} failed",
+                    failed_tests.join(", ")
+                )?;
+                true
+            }
+            (None, Some(EXIT_SUCCESS_STATUS)) if !column.splats.is_empty() => {
+                writeln!(
+                    out,
+                    "kmatrix: {kernel}: FAILED: {EXIT_SUCCESS_STATUS}, but the kernel printed a splat"
+                )?;
+                true
+            }
             (None, Some(EXIT_SUCCESS_STATUS)) => {
-                writeln!(out, "kmatrix: {kernel}: ok ({EXIT_SUCCESS_STATUS})")?
+                writeln!(out, "kmatrix: {kernel}: ok ({EXIT_SUCCESS_STATUS})")?;
+                false
             }
-            (None, Some(status)) => writeln!(out, "kmatrix: {kernel}: FAILED: {status}")?,
-            (None, None) => writeln!(out, "kmatrix: {kernel}: FAILED: the program never ended")?,
+            (None, Some(status)) => {
+                writeln!(out, "kmatrix: {kernel}: FAILED: {status}")?;
+                true
+            }
+            (None, None) => {
+                writeln!(out, "kmatrix: {kernel}: FAILED: the program never ended")?;
+                true
+            }
+        };
+        if let Some(command) = summary.reproduce(kernel, &[]).filter(|_| failed) {
+            writeln!(out, "kmatrix: {kernel}: reproduce: {command}")?;
         }
     }
     Ok(())

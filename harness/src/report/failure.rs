@@ -296,7 +296,7 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
 }
 
 /// What `--only-failed` runs again: the failed tests, on the kernels where
-/// anything failed.
+/// anything failed, as the earlier run was given them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rerun {
     /// The kernels, in matrix order.
@@ -304,6 +304,25 @@ pub struct Rerun {
     /// The failed tests, in suite order; empty when only kernels failed
     /// (their whole suite runs again).
     pub tests: Vec<String>,
+    /// What the earlier run was given (its matrix, suite, objects, …), when
+    /// its file says.
+    pub run: Option<kmatrix_protocol::report::Reproduce>,
+}
+
+impl Rerun {
+    /// When the earlier run was `kmatrix exec`'s, the command line that
+    /// runs again what failed, as `--only-failed` would: the program on the
+    /// kernels where anything failed, with only its failed libtest tests
+    /// when any failed.
+    pub fn exec_command(&self) -> Option<String> {
+        let run = self.run.as_ref().filter(|r| r.exec.is_some())?;
+        let tests: Vec<&str> = self.tests.iter().map(String::as_str).collect();
+        Some(super::reproduce::command(
+            run,
+            &self.kernels.join(","),
+            &tests,
+        ))
+    }
 }
 
 /// What to run again of a finished run; `None` when nothing failed.
@@ -324,6 +343,7 @@ pub fn rerun(summary: &Summary) -> Option<Rerun> {
         })
         .collect();
     Some(Rerun {
+        run: summary.reproduce.clone(),
         kernels: summary
             .columns
             .iter()

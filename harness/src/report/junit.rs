@@ -81,9 +81,41 @@ fn report(summary: &Summary) -> Report {
             }
             suite.add_test_case(case);
         }
+        for case in kernel_cases(summary, c) {
+            suite.add_test_case(case);
+        }
         report.add_test_suite(suite);
     }
     report
+}
+
+/// The failures of the kernel in `column` that no test's cell shows (a
+/// splat outside any test, the agent's problem, `kmatrix exec`'s program
+/// exiting non-zero, the kernel's own failure after every test had its
+/// result), each as a testcase of its own in error.
+fn kernel_cases(summary: &Summary, column: usize) -> Vec<TestCase> {
+    let label = summary.columns[column].label.as_str();
+    let not_run = (0..summary.rows.len())
+        .any(|r| matches!(summary.cell(column, r), Some(Cell::NotRun) | None));
+    failure::all(summary)
+        .into_iter()
+        .filter(|f| f.subject.kernel() == label)
+        .filter_map(|failure| {
+            let name = match failure.subject {
+                Subject::Kernel { .. } if !not_run => "the kernel",
+                Subject::Splat { .. } => "a splat outside any test",
+                Subject::Agent { .. } => "the agent",
+                Subject::Program { .. } => "the program",
+                _ => return None,
+            };
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_message(format!("{} failed: {}", failure.headline(), failure.reason));
+            status.set_description(failure.details());
+            let mut case = TestCase::new(name, status);
+            case.set_classname(format!("kmatrix.{label}"));
+            Some(case)
+        })
+        .collect()
 }
 
 #[cfg(test)]

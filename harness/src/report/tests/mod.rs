@@ -289,6 +289,7 @@ fn one_cause_for_several_tests_is_reported_once() {
     );
 }
 
+mod exec;
 pub(super) mod github;
 mod loaders;
 mod unpinned;
