@@ -17,6 +17,7 @@ use crate::support::{example, kmatrix, text, Server};
 
 crate::support::tests! {
     host a_tampered_snapshot_inrelease_or_package_is_refused,
+    host a_debian_series_is_listed_and_an_unfetchable_good_end_skipped,
     vm a_debian_snapshot_build_runs_the_example_suite_and_offline,
     vm bisect_over_debian_snapshot_builds_in_four_boots,
 }
@@ -127,6 +128,75 @@ fn a_tampered_snapshot_inrelease_or_package_is_refused() {
     assert_eq!(blobs(&cache), 0, "a tampered package was kept");
 }
 
+/// Eight builds of `6.1.0-1x` (small stand-in packages), the first one's
+/// file gone from the archive: bisect lists the series in the order it was
+/// built, pins the good end from its signed index, and, its download
+/// failing before any VM starts, skips it and says so; the listing, pin
+/// and skip are kept in the cache's bisect/ state.
+fn a_debian_series_is_listed_and_an_unfetchable_good_end_skipped() {
+    let builds = series(|n| format!("stand-in package {n}").into_bytes());
+    let mut files = archive(&builds);
+    files.remove(&builds[0].file());
+    let server = Server::start(files);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = matrix_of(dir.path(), "6.1.0-11");
+    let object = example("loop_sum.bpf.c");
+    let args = [
+        "bisect",
+        "--good",
+        "debian:bookworm:6.1.0-11",
+        "--bad",
+        "debian:bookworm:6.1.0-18",
+        &object,
+    ];
+
+    let run = against(&server.url, &matrix, &cache, &args)
+        .output()
+        .unwrap();
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("8 releases of debian:bookworm (6.1 builds) from 6.1.0-11 to 6.1.0-18"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6.1.0-11: skipped, it could not be booted")
+            && out.contains(&builds[0].file()),
+        "{out}"
+    );
+    assert!(
+        out.contains("the good end 6.1.0-11 could not be booted"),
+        "{out}"
+    );
+    let states: Vec<_> = std::fs::read_dir(cache.join("bisect")).unwrap().collect();
+    assert_eq!(states.len(), 1);
+    let state = std::fs::read_to_string(states[0].as_ref().unwrap().path()).unwrap();
+    let names: Vec<String> = builds.iter().map(|b| format!("\"{}\"", b.name)).collect();
+    let listed: Vec<usize> = names.iter().filter_map(|n| state.find(n)).collect();
+    assert_eq!(listed.len(), 8, "{state}");
+    assert!(
+        listed.windows(2).all(|w| w[0] < w[1]),
+        "not in build order: {state}"
+    );
+    assert!(
+        state.contains(&hex::encode(Sha256::digest(&builds[0].deb))),
+        "the good end's pin: {state}"
+    );
+}
+
+/// Eight builds `6.1.0-11` … `6.1.0-18` of one series, made by source
+/// versions `6.1.61+1` … `6.1.68+1`; the `n`th's package (from 1) is
+/// `deb(n)`.
+fn series(deb: impl Fn(usize) -> Vec<u8>) -> Vec<Build> {
+    (1..=8)
+        .map(|n| {
+            let name = format!("6.1.0-{}", 10 + n);
+            Build::new(&name, &format!("6.1.{}+1", 60 + n), deb(n))
+        })
+        .collect()
+}
+
 /// A build the stand-in serves (Debian's shipped 6.1), pinned by
 /// `kernels update`, boots and passes the example suite; then again with
 /// `--offline` and the stand-in gone, from the cache.
@@ -177,13 +247,7 @@ fn a_debian_snapshot_build_runs_the_example_suite_and_offline() {
 /// downloads nothing.
 fn bisect_over_debian_snapshot_builds_in_four_boots() {
     let (old, new) = (shipped_package("5.10").2, shipped_package("6.1").2);
-    let builds: Vec<Build> = (1..=8)
-        .map(|n| {
-            let name = format!("6.1.0-{}", 10 + n);
-            let deb = repackaged(if n < 5 { &old } else { &new }, &name);
-            Build::new(&name, &format!("6.1.{}+1", 60 + n), deb)
-        })
-        .collect();
+    let builds = series(|n| repackaged(if n < 5 { &old } else { &new }, &format!("{n}")));
     let server = Server::start(archive(&builds));
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
