@@ -1,10 +1,11 @@
 //! Debian's snapshot archive as a kernel source (`debian = { suite, build
 //! }` entries and `debian:SUITE:BUILD` bisections), against a loopback
-//! stand-in in its format ([`crate::support::snapshot`]): a tampered index
-//! or package is refused, on the host (`cache.rs` has the pin, the fetch
-//! and a tampered `Packages.xz`); a build boots and passes the example
-//! suite, then again `--offline` with the stand-in gone, and an 8-build
-//! bisection, in VMs.
+//! stand-in in its format ([`crate::support::snapshot`]). On the host: a
+//! tampered index or package is refused (`cache.rs` has the pin, the fetch
+//! and a tampered `Packages.xz`), a series is listed in build order and an
+//! unfetchable good end skipped. In VMs: a build boots and passes the
+//! example suite, then again `--offline` with the stand-in gone, and an
+//! 8-build bisection.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -247,7 +248,7 @@ fn a_debian_snapshot_build_runs_the_example_suite_and_offline() {
 /// downloads nothing.
 fn bisect_over_debian_snapshot_builds_in_four_boots() {
     let (old, new) = (shipped_package("5.10").2, shipped_package("6.1").2);
-    let builds = series(|n| repackaged(if n < 5 { &old } else { &new }, &format!("{n}")));
+    let builds = series(|n| repackaged(if n < 5 { &old } else { &new }, &format!("build {n}")));
     let server = Server::start(archive(&builds));
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
