@@ -9,6 +9,7 @@ use crate::support::mirror::{
     against_mirror, cache_entries, detach_sign, matrix_file, packages_xz, release_for,
     serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
+use crate::support::snapshot::{self, Build, SUITE};
 use crate::support::{kmatrix, text, Server};
 
 crate::support::tests! {
@@ -372,45 +373,6 @@ fn a_vanished_package_comes_from_the_snapshot_archive() {
     );
 }
 
-/// The snapshot archive's stand-in holding one build of `package` (file
-/// `cccc`), first seen at a time whose signed `bookworm` index lists
-/// `indexed`; `served` is what `Packages.xz` is at that time.
-fn snapshot_archive(
-    package: &str,
-    deb: Vec<u8>,
-    indexed: &[u8],
-    served: Option<Vec<u8>>,
-) -> Server {
-    let at = "/archive/debian/20240302T084214Z";
-    let index = packages_xz(&[(package, "pool/main/l/k.deb", indexed)]);
-    let mut files: BTreeMap<String, Vec<u8>> = signed_index("bookworm", index)
-        .into_iter()
-        .map(|(path, bytes)| (path.replacen("/debian", at, 1), bytes))
-        .collect();
-    if let Some(served) = served {
-        files.insert(
-            format!("{at}/dists/bookworm/main/binary-amd64/Packages.xz"),
-            served,
-        );
-    }
-    files.extend([
-        (
-            format!("/mr/binary/{package}/"),
-            format!(r#"{{"binary":"{package}","result":[{{"binary_version":"6.1.85-1","name":"linux-signed-amd64","source":"linux-signed-amd64","version":"6.1.85+1"}}]}}"#).into_bytes(),
-        ),
-        (
-            format!("/mr/binary/{package}/6.1.85-1/binfiles"),
-            br#"{"result":[{"architecture":"amd64","hash":"cccc"}]}"#.to_vec(),
-        ),
-        (
-            "/mr/file/cccc/info".to_owned(),
-            br#"{"result":[{"archive_name":"debian","first_seen":"20240302T084214Z","name":"k.deb","path":"/pool/main/l","size":1}]}"#.to_vec(),
-        ),
-        ("/file/cccc".to_owned(), deb),
-    ]);
-    Server::start(files)
-}
-
 /// A `debian = { suite, build }` entry is pinned from the signed index the
 /// snapshot archive kept when it first saw the build (a tampered one is
 /// refused and pins nothing), then fetched from the archive by its pin.
@@ -421,9 +383,13 @@ fn a_debian_build_is_pinned_from_the_snapshot_archive_and_fetched() {
         .and_then(|p| p.strip_suffix("-cloud-amd64"))
         .expect("the shipped 6.1 kernel is a cloud-amd64 image")
         .to_owned();
+    let build = Build::new(&build, "6.1.85+1", deb);
     let dir = tempfile::tempdir().unwrap();
     let matrix = dir.path().join("kernels.toml");
-    let entry = format!("[[kernel]]\ndebian = {{ suite = \"bookworm\", build = \"{build}\" }}\n");
+    let entry = format!(
+        "[[kernel]]\ndebian = {{ suite = \"{SUITE}\", build = \"{}\" }}\n",
+        build.name
+    );
     std::fs::write(&matrix, &entry).unwrap();
     let run = |snapshot: &Server, args: &[&str]| {
         kmatrix(&["--matrix", matrix.to_str().unwrap()])
@@ -435,19 +401,23 @@ fn a_debian_build_is_pinned_from_the_snapshot_archive_and_fetched() {
             .unwrap()
     };
 
-    let tampered = snapshot_archive(
-        &package,
-        deb.clone(),
-        &deb,
-        Some(packages_xz(&[(&package, "k.deb", b"other")])),
+    // The Packages.xz served is not the one the InRelease signs.
+    let mut files = snapshot::archive(std::slice::from_ref(&build));
+    files.insert(
+        format!(
+            "/archive/debian/{}/dists/{SUITE}/main/binary-amd64/Packages.xz",
+            snapshot::first_seen(0)
+        ),
+        packages_xz(&[(&package, "k.deb", b"other")]),
     );
+    let tampered = Server::start(files);
     let output = run(&tampered, &["kernels", "update"]);
     let out = text(&output);
     assert!(!output.status.success(), "{out}");
     assert!(out.contains("did not sign"), "{out}");
     assert_eq!(std::fs::read_to_string(&matrix).unwrap(), entry);
 
-    let snapshot = snapshot_archive(&package, deb.clone(), &deb, None);
+    let snapshot = Server::start(snapshot::archive(std::slice::from_ref(&build)));
     let output = run(&snapshot, &["kernels", "update"]);
     assert!(output.status.success(), "{}", text(&output));
     let updated = std::fs::read_to_string(&matrix).unwrap();
@@ -457,13 +427,12 @@ fn a_debian_build_is_pinned_from_the_snapshot_archive_and_fetched() {
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("from the snapshot archive"), "{out}");
-    assert!(
-        snapshot.requests().contains(&"/file/cccc".to_owned()),
-        "{out}"
-    );
+    assert!(snapshot.requests().contains(&build.file()), "{out}");
 
     // A build whose file no longer matches the pin is refused.
-    let other = snapshot_archive(&package, b"another build".to_vec(), &deb, None);
+    let mut files = snapshot::archive(std::slice::from_ref(&build));
+    files.insert(build.file(), b"another build".to_vec());
+    let other = Server::start(files);
     let output = run(&other, &["kernels", "fetch"]);
     let _ = std::fs::remove_dir_all(dir.path().join("cache"));
     let output_again = run(&other, &["kernels", "fetch"]);

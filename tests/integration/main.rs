@@ -9,6 +9,7 @@ mod bisect_oci;
 mod cache;
 mod cargo_test;
 mod ci;
+mod debian_snapshot;
 mod exec;
 mod input;
 mod judged;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         cache::TESTS,
         cargo_test::TESTS,
         ci::TESTS,
+        debian_snapshot::TESTS,
         exec::TESTS,
         input::TESTS,
         judged::TESTS,

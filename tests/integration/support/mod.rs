@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod mirror;
 pub mod rpmrepo;
+pub mod snapshot;
 pub mod trials;
 pub mod ubuntu;
 

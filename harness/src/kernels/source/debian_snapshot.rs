@@ -73,22 +73,27 @@ pub async fn inputs(
             .await
             .map_err(fail(entry, package))?;
         let what = format!("{package} (from the snapshot archive)");
-        let mut found = false;
+        let mut mismatch = None;
         for url in &candidates {
             match blobs.get_url(&entry.label, &what, url, pin, None).await {
                 Ok(_) => {
-                    found = true;
+                    mismatch = None;
                     break;
                 }
-                Err(FetchError::DigestMismatch { .. }) => continue,
+                Err(err @ FetchError::DigestMismatch { .. }) => mismatch = Some(err),
                 Err(err) => return Err(err),
             }
         }
-        if !found {
+        if candidates.is_empty() {
             return Err(fail(entry, package)(format!(
-                "none of its {} files there matches the pin; run `kmatrix kernels update --kernels {}` to pin it again",
-                candidates.len(),
-                entry.label
+                "the archive names no {} file of it; run `kmatrix kernels update --kernels {}` to pin it again",
+                entry.arch, entry.label
+            )));
+        }
+        if let Some(mismatch) = mismatch {
+            return Err(fail(entry, package)(format!(
+                "none of its {} files there matches the pin: the last, {mismatch}",
+                candidates.len()
             )));
         }
     }
