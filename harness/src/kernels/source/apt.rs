@@ -127,7 +127,7 @@ fn no_mirror_note(setting: MirrorSetting) -> &'static str {
 fn missing_index_note(setting: MirrorSetting) -> String {
     match (setting.distro, setting.ports) {
         (Distro::Debian, _) => String::new(),
-        (Distro::Ubuntu, true) => format!(" (is {setting} a mirror of Ubuntu's ports archive? Its main archive carries amd64 only)"),
+        (Distro::Ubuntu, true) => format!(" (is {setting} a mirror of Ubuntu's ports archive? Its main archive carries amd64 and i386 only)"),
         (Distro::Ubuntu, false) => format!(" (is {setting} a mirror of Ubuntu's main archive? Its ports archive carries no amd64)"),
     }
 }
