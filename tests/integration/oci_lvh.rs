@@ -1,21 +1,28 @@
 //! OCI kernel images in little-vm-helper's layout, on the loopback registry
 //! of `sources.rs`: a busybox-like base layer, then the kernel's install
 //! tree (what `make tar-pkg` leaves in `tar-install/`) under
-//! `/data/kernels/<name>/`, built from the shipped Debian 6.1 kernel.
+//! `/data/kernels/<name>/`, built from the shipped Debian 6.1 kernel. lvh
+//! publishes each tag as an image index of linux/amd64 and linux/arm64
+//! images; the arm64 one's `boot/vmlinuz-<release>` is the `Image.gz` its
+//! build makes (here the shipped 6.1-arm64 kernel, gzip-ed).
 
 use std::io::Write;
 use std::path::Path;
 
 use kmatrix::cache::Cache;
 use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
+use kmatrix_protocol::Arch;
 
 use crate::sources::{example_suite, run_in, runtime, write_matrix, Registry};
-use crate::support::debian_6_1;
 use crate::support::text;
+use crate::support::{debian_6_1, shipped_kernel};
 
 crate::support::tests! {
     host lvh_images_pinned_by_digest_are_read_in_their_layout,
     vm lvh_kernels_boot_and_pass_the_example_suite,
+    host lvh_indexes_resolve_to_the_entrys_architecture,
+    host an_index_without_the_entrys_architecture_is_refused_naming_its_platforms,
+    arm64 lvh_arm64_kernels_boot_and_pass_the_example_suite,
 }
 
 /// A gzip layer of `files` (path, contents).
@@ -49,21 +56,23 @@ pub(crate) fn base_layer() -> Vec<u8> {
 /// `boot/System.map-<release>`, `lib/modules/<release>/` (without
 /// `modules.builtin`: the modules kept in the cache are not all the kernel
 /// has, so the built-in ones are left unknown, as for ci-kernels images).
-fn lvh_layer(kernel: &KernelArtifacts, name: &str) -> Vec<u8> {
+/// An arm64 kernel's vmlinuz is its `Image.gz`, the target lvh builds.
+fn lvh_layer(kernel: &KernelArtifacts, name: &str, arch: Arch) -> Vec<u8> {
     let root = format!("data/kernels/{name}");
     let release = &kernel.release;
+    let (vmlinuz, text) = match arch {
+        Arch::Amd64 => (std::fs::read(&kernel.image).unwrap(), "ffffffff81000000"),
+        Arch::Arm64 => (image_gz(kernel), "ffff800008000000"),
+    };
     let mut files = vec![
-        (
-            format!("{root}/boot/vmlinuz-{release}"),
-            std::fs::read(&kernel.image).unwrap(),
-        ),
+        (format!("{root}/boot/vmlinuz-{release}"), vmlinuz),
         (
             format!("{root}/boot/config-{release}"),
             std::fs::read(&kernel.config).unwrap(),
         ),
         (
             format!("{root}/boot/System.map-{release}"),
-            b"ffffffff81000000 T _text\n".to_vec(),
+            format!("{text} T _text\n").into_bytes(),
         ),
     ];
     for module in &kernel.modules {
@@ -73,6 +82,48 @@ fn lvh_layer(kernel: &KernelArtifacts, name: &str) -> Vec<u8> {
         ));
     }
     layer(&files)
+}
+
+/// The arm64 `kernel`'s plain `Image`, gzip-ed: `arch/arm64/boot/Image.gz`.
+fn image_gz(kernel: &KernelArtifacts) -> Vec<u8> {
+    let image = std::fs::read(&kernel.boot_image).unwrap();
+    assert_eq!(&image[0x38..0x3c], b"ARMd", "a plain arm64 Image");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&image).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The shipped 6.1-arm64 kernel, from the user's cache (fetched if needed).
+fn debian_6_1_arm64() -> KernelArtifacts {
+    shipped_kernel("6.1-arm64")
+}
+
+/// Pushes `tag` as lvh publishes it: an index of a linux/amd64 image of
+/// `amd64` and a linux/arm64 one of `arm64` (each built as `name`).
+/// Returns the two images' manifest digests.
+fn push_two_platforms(
+    registry: &Registry,
+    tag: &str,
+    name: &str,
+    amd64: &KernelArtifacts,
+    arm64: &KernelArtifacts,
+) -> (String, String) {
+    let repository = "lvh-images/kernel-images";
+    let amd = registry.push_platform_layers(
+        &format!("{repository}:{tag}-amd64"),
+        "amd64",
+        vec![base_layer(), lvh_layer(amd64, name, Arch::Amd64)],
+    );
+    let arm = registry.push_platform_layers(
+        &format!("{repository}:{tag}-arm64"),
+        "arm64",
+        vec![base_layer(), lvh_layer(arm64, name, Arch::Arm64)],
+    );
+    registry.push_index(
+        &format!("{repository}:{tag}"),
+        &[("amd64", &amd), ("arm64", &arm)],
+    );
+    (amd, arm)
 }
 
 fn fetch(matrix: &Path, cache: &Path, label: &str) -> KernelArtifacts {
@@ -92,11 +143,11 @@ fn lvh_images_pinned_by_digest_are_read_in_their_layout() {
     let addr = &registry.addr;
     let versioned = registry.push_layers(
         "lvh-images/kernel-images:6.1-20250101.012345",
-        vec![base_layer(), lvh_layer(&kernel, "6.1")],
+        vec![base_layer(), lvh_layer(&kernel, "6.1", Arch::Amd64)],
     );
     let named = registry.push_layers(
         "lvh-images/kernel-images:bpf-next-20250101.012345",
-        vec![base_layer(), lvh_layer(&kernel, "bpf-next")],
+        vec![base_layer(), lvh_layer(&kernel, "bpf-next", Arch::Amd64)],
     );
     let misplaced = registry.push_layers(
         "lvh-images/kernel-images:6.1-misplaced",
@@ -160,7 +211,7 @@ fn lvh_kernels_boot_and_pass_the_example_suite() {
     let registry = Registry::start();
     registry.push_layers(
         "lvh-images/kernel-images:6.1-20250101.012345",
-        vec![base_layer(), lvh_layer(&kernel, "6.1")],
+        vec![base_layer(), lvh_layer(&kernel, "6.1", Arch::Amd64)],
     );
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -179,4 +230,118 @@ fn lvh_kernels_boot_and_pass_the_example_suite() {
     assert!(run.status.success(), "{out}");
     assert!(out.contains("lvh-6.1  UP    6.1.0-50-cloud-amd64"), "{out}");
     assert!(out.contains("no failures: 15 tests on 1 kernels"), "{out}");
+}
+
+/// One tag, two platforms (as lvh publishes its kernel images): an amd64
+/// entry and an arm64 entry naming it are each pinned to their platform's
+/// image, and the arm64 one's `Image.gz` is unpacked into the plain
+/// `Image` QEMU boots.
+fn lvh_indexes_resolve_to_the_entrys_architecture() {
+    let (amd64, arm64) = (debian_6_1(), debian_6_1_arm64());
+    let registry = Registry::start();
+    let tag = "6.1-20250101.012345";
+    let (amd, arm) = push_two_platforms(&registry, tag, "6.1", &amd64, &arm64);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reference = format!("{}/lvh-images/kernel-images:{tag}", registry.addr);
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\noci = \"{reference}\"\n\n[[kernel]]\narch = \"arm64\"\noci = \"{reference}\"\n"
+        ),
+    );
+    let update = run_in(&matrix, &cache, &["kernels", "update"]);
+    assert!(update.status.success(), "{}", text(&update));
+    let pinned = Matrix::load(&matrix).unwrap();
+    let pins: Vec<_> = pinned
+        .kernels
+        .iter()
+        .map(|k| {
+            (
+                k.label.as_str(),
+                format!("sha256:{}", hex::encode(k.sha256["manifest"])),
+            )
+        })
+        .collect();
+    assert_eq!(pins, [("6.1", amd), ("6.1-arm64", arm)]);
+
+    let fetched = fetch(&matrix, &cache, "6.1");
+    assert_eq!(fetched.release, amd64.release);
+    let fetched = fetch(&matrix, &cache, "6.1-arm64");
+    assert_eq!(fetched.release, arm64.release);
+    assert_eq!(fetched.modules, arm64.modules);
+    assert_eq!(
+        std::fs::read(&fetched.image).unwrap(),
+        image_gz(&arm64),
+        "the vmlinuz is kept as the image holds it"
+    );
+    assert_eq!(
+        std::fs::read(&fetched.boot_image).unwrap(),
+        std::fs::read(&arm64.boot_image).unwrap(),
+        "QEMU boots the plain Image"
+    );
+}
+
+/// An arm64 entry naming an index that has no linux/arm64 image (as lvh's
+/// RHEL kernel images, built for amd64 only) is refused by `update` and by
+/// a fetch of a pin, naming the platforms the index has; kernels.toml is
+/// left as it was.
+fn an_index_without_the_entrys_architecture_is_refused_naming_its_platforms() {
+    let kernel = debian_6_1();
+    let registry = Registry::start();
+    let amd = registry.push_layers(
+        "lvh-images/kernel-images:rhel9.6-amd64",
+        vec![base_layer(), lvh_layer(&kernel, "rhel9.6", Arch::Amd64)],
+    );
+    registry.push_index(
+        "lvh-images/kernel-images:rhel9.6-20250101.012345",
+        &[("amd64", &amd), ("s390x", &amd)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reference = format!(
+        "{}/lvh-images/kernel-images:rhel9.6-20250101.012345",
+        registry.addr
+    );
+    let body = format!(
+        "[[kernel]]\nlabel = \"rhel\"\nversion = \"5.14\"\narch = \"arm64\"\noci = \"{reference}\"\n"
+    );
+    let matrix = write_matrix(dir.path(), &body);
+    let update = run_in(&matrix, &cache, &["kernels", "update"]);
+    let out = text(&update);
+    assert!(!update.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("{reference} is an image index with no linux/arm64 image: it has linux/amd64, linux/s390x; name an image built for arm64, or give the entry the `arch` of one it has")),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&matrix).unwrap(), body);
+}
+
+/// An lvh tag of two platforms, named by an arm64 entry and pinned by
+/// `kernels update`, boots its arm64 image and passes the example suite.
+fn lvh_arm64_kernels_boot_and_pass_the_example_suite() {
+    let (amd64, arm64) = (debian_6_1(), debian_6_1_arm64());
+    let registry = Registry::start();
+    let tag = "6.1-20250101.012345";
+    push_two_platforms(&registry, tag, "6.1", &amd64, &arm64);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\nlabel = \"lvh-6.1-arm64\"\narch = \"arm64\"\noci = \"{}/lvh-images/kernel-images:{tag}\"\n",
+            registry.addr
+        ),
+    );
+    let update = run_in(&matrix, &cache, &["kernels", "update"]);
+    assert!(update.status.success(), "{}", text(&update));
+
+    let run = run_in(&matrix, &cache, &["test", "--suite", &example_suite()]);
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("lvh-6.1-arm64") && l.contains("6.1.0-50-cloud-arm64")),
+        "{out}"
+    );
 }

@@ -122,9 +122,20 @@ impl Registry {
         self.push_layers(reference, vec![layer])
     }
 
-    /// Pushes an image of gzip `layers`, in order; returns its manifest
-    /// digest.
+    /// Pushes an amd64 image of gzip `layers`, in order; returns its
+    /// manifest digest.
     pub(crate) fn push_layers(&self, reference: &str, layers: Vec<Vec<u8>>) -> String {
+        self.push_platform_layers(reference, "amd64", layers)
+    }
+
+    /// Pushes a linux image for `arch` of gzip `layers`, in order; returns
+    /// its manifest digest.
+    pub(crate) fn push_platform_layers(
+        &self,
+        reference: &str,
+        arch: &str,
+        layers: Vec<Vec<u8>>,
+    ) -> String {
         let reference: Reference = format!("{}/{reference}", self.addr).parse().unwrap();
         let client = self.client();
         let layers: Vec<_> = layers
@@ -132,7 +143,8 @@ impl Registry {
             .map(|layer| ImageLayer::oci_v1_gzip(layer, None))
             .collect();
         runtime().block_on(async {
-            let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
+            let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
+            let config = Config::oci_v1(config.into_bytes(), None);
             client
                 .push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
                 .await
@@ -159,8 +171,9 @@ impl Registry {
         assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     }
 
-    /// Pushes an image index under `reference` naming images by digest.
-    fn push_index(&self, reference: &str, images: &[(&str, &str)]) {
+    /// Pushes an image index under `reference` naming linux images by
+    /// architecture and digest.
+    pub(crate) fn push_index(&self, reference: &str, images: &[(&str, &str)]) {
         let reference: Reference = format!("{}/{reference}", self.addr).parse().unwrap();
         let client = self.client();
         runtime().block_on(async {

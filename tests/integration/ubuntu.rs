@@ -3,18 +3,21 @@
 //! the modules package it depends on, fetches verify the signed index, the
 //! index's digests and the pins, a tampered index or package is refused,
 //! `--offline` works from the cache, and the kernel boots and passes the
-//! example suite.
+//! example suite; arm64 kernels come from the ports archive
+//! (`[ubuntu] ports_mirror`), their gzip-ed `vmlinuz` unpacked once.
 
 use std::collections::BTreeMap;
 
 use kmatrix::cache::Cache;
 use kmatrix::kernels::{FetchError, Fetcher, Matrix};
+use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use crate::support::mirror::cache_entries;
 use crate::support::text;
 use crate::support::ubuntu::{
-    archive, kernel, kmatrix_ubuntu, matrix_file, packages, pin_of, serve, SUITE,
+    archive, kernel, kernel_for, kmatrix_ubuntu, matrix_file, packages, pin_in, pin_of,
+    ports_matrix_file, serve, serve_for, SUITE,
 };
 use crate::support::{example, Server};
 
@@ -22,6 +25,8 @@ crate::support::tests! {
     host ubuntu_kernels_are_pinned_verified_and_fetched_and_work_offline,
     host a_tampered_ubuntu_index_or_package_is_refused,
     vm the_ubuntu_stand_in_boots_and_runs_the_example_suite,
+    host ubuntu_arm64_kernels_come_from_the_ports_archive,
+    arm64 the_ubuntu_arm64_stand_in_boots_from_the_ports_archive,
 }
 
 /// `kernels update` moves an entry from an older image to the newest one
@@ -257,4 +262,120 @@ fn the_ubuntu_stand_in_boots_and_runs_the_example_suite() {
     std::fs::write(&offline_matrix, pinned).unwrap();
     let again = run(&offline_matrix, true);
     assert!(again.status.success(), "{}", text(&again));
+}
+
+/// An arm64 entry reads the ports archive `[ubuntu] ports_mirror` names,
+/// never the main one; without that setting, or with it naming a main
+/// archive (which lists no arm64 index), it is refused with the setting
+/// named. Pinned and fetched, its gzip-ed `vmlinuz` is unpacked into the
+/// plain `Image` QEMU boots.
+fn ubuntu_arm64_kernels_come_from_the_ports_archive() {
+    let kernel = kernel_for(Arch::Arm64);
+    let ports = serve_for(Arch::Arm64);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let main_url = format!("{}/ubuntu", ports.url);
+    let ports_url = format!("{}/ubuntu-ports", ports.url);
+
+    let unset = ports_matrix_file(dir.path(), &main_url, None, &kernel.older);
+    let output = kmatrix_ubuntu(&unset, &cache, &["kernels", "update"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains("no Ubuntu ports mirror configured: set KMATRIX_UBUNTU_PORTS_MIRROR or `[ubuntu] ports_mirror` in kernels.toml"),
+        "{out}"
+    );
+
+    let amd64_only = crate::support::Server::start(archive(&packages(&[]), &[]));
+    let wrong = ports_matrix_file(
+        dir.path(),
+        &main_url,
+        Some(&format!("{}/ubuntu", amd64_only.url)),
+        &kernel.older,
+    );
+    let output = kmatrix_ubuntu(&wrong, &cache, &["kernels", "update"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains("the signed InRelease lists no main/binary-arm64/Packages.xz (is `[ubuntu] ports_mirror` a mirror of Ubuntu's ports archive?"),
+        "{out}"
+    );
+
+    let matrix = ports_matrix_file(dir.path(), &main_url, Some(&ports_url), &kernel.older);
+    let updated = kmatrix_ubuntu(&matrix, &cache, &["kernels", "update"])
+        .output()
+        .unwrap();
+    assert!(updated.status.success(), "{}", text(&updated));
+    let parsed = Matrix::load(&matrix).unwrap();
+    let entry = &parsed.kernels[0];
+    assert_eq!(entry.arch, Arch::Arm64);
+    let pinned: Vec<_> = entry.sha256.keys().cloned().collect();
+    assert_eq!(pinned, [kernel.image.clone(), kernel.modules.clone()]);
+    for (name, pin) in &entry.sha256 {
+        assert_eq!(*pin, pin_in(kernel, name), "{name}");
+    }
+    let fetched = kmatrix_ubuntu(&matrix, &cache, &["kernels", "fetch"])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let requests = ports.requests();
+    assert!(
+        requests.iter().all(|r| r.contains("/ubuntu-ports/")),
+        "the main archive was asked: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains(&format!("/pool/main/l/linux-signed/{}_", kernel.image))),
+        "{requests:?}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let offline = Fetcher::new(Cache::at(cache).unwrap(), &parsed, true, |_| {});
+    let artifacts = runtime.block_on(offline.fetch(entry)).unwrap();
+    assert_eq!(artifacts.release, "6.1.0-50-cloud-arm64");
+    let image = std::fs::read(&artifacts.image).unwrap();
+    assert_eq!(
+        &image[..2],
+        b"\x1f\x8b",
+        "the vmlinuz is kept as shipped, gzip-ed"
+    );
+    let boot = std::fs::read(&artifacts.boot_image).unwrap();
+    assert_eq!(&boot[0x38..0x3c], b"ARMd", "QEMU boots the plain Image");
+    assert!(boot.len() > image.len());
+}
+
+/// The arm64 stand-in (Debian's 6.1-arm64 under the names Ubuntu's ports
+/// archive gives it), pinned by `update`, boots and passes the example
+/// suite.
+fn the_ubuntu_arm64_stand_in_boots_from_the_ports_archive() {
+    let kernel = kernel_for(Arch::Arm64);
+    let ports = serve_for(Arch::Arm64);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = ports_matrix_file(
+        dir.path(),
+        &format!("{}/ubuntu", ports.url),
+        Some(&format!("{}/ubuntu-ports", ports.url)),
+        &kernel.older,
+    );
+    let updated = kmatrix_ubuntu(&matrix, &cache, &["kernels", "update"])
+        .output()
+        .unwrap();
+    assert!(updated.status.success(), "{}", text(&updated));
+    let suite = example("kmatrix-suite.toml");
+    let run = kmatrix_ubuntu(
+        &matrix,
+        &cache,
+        &["test", "--kernels", "ubuntu-6.1-arm64", "--suite", &suite],
+    )
+    .output()
+    .unwrap();
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(out.contains("6.1.0-50-cloud-arm64"), "{out}");
 }

@@ -24,6 +24,7 @@
 //! ```toml
 //! [ubuntu]
 //! mirror = "http://mirror.example/ubuntu"   # required for `ubuntu` entries
+//! ports_mirror = "http://mirror.example/ubuntu-ports"  # for arm64 ones
 //!
 //! [[kernel]]                                  # Ubuntu's archive: the image and
 //! ubuntu = { suite = "jammy-updates", package = "linux-image-5.15.0-91-generic" }
@@ -70,7 +71,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::entry::{check_entry, KernelEntry, RawKernel};
-use super::source::distro::Distro;
+use super::source::distro::{Distro, MirrorSetting};
 use crate::toml_file::{self, SyntaxError};
 
 /// The parsed and checked kernel matrix.
@@ -84,6 +85,9 @@ pub struct Matrix {
     pub debian_mirror: Option<String>,
     /// The Ubuntu mirror named in the file, if any.
     pub ubuntu_mirror: Option<String>,
+    /// The mirror of Ubuntu's ports archive (its architectures other than
+    /// amd64) named in the file, if any.
+    pub ubuntu_ports_mirror: Option<String>,
     /// The kernels, in file order.
     pub kernels: Vec<KernelEntry>,
     /// `[mainline]`: where Ubuntu's mainline builds are, and their keyring.
@@ -131,7 +135,7 @@ struct RawMatrix {
     #[serde(default)]
     debian: RawArchive,
     #[serde(default)]
-    ubuntu: RawArchive,
+    ubuntu: RawUbuntu,
     #[serde(default)]
     kernel: Vec<RawKernel>,
     #[serde(default)]
@@ -145,11 +149,19 @@ struct RawMainline {
     keyring: Option<PathBuf>,
 }
 
-/// An apt archive's table (`[debian]`, `[ubuntu]`).
+/// `[debian]`: one mirror for every architecture.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawArchive {
     mirror: Option<String>,
+}
+
+/// `[ubuntu]`: its main archive's mirror and its ports archive's.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUbuntu {
+    mirror: Option<String>,
+    ports_mirror: Option<String>,
 }
 
 /// The shipped kernels.toml, built in: used when no file is found, and
@@ -167,11 +179,12 @@ impl Matrix {
         Ok(matrix)
     }
 
-    /// The mirror of `distro`'s archive the file names, if any.
-    pub fn mirror(&self, distro: Distro) -> Option<&str> {
-        match distro {
-            Distro::Debian => self.debian_mirror.as_deref(),
-            Distro::Ubuntu => self.ubuntu_mirror.as_deref(),
+    /// The mirror the file names for `setting`, if any.
+    pub fn mirror(&self, setting: MirrorSetting) -> Option<&str> {
+        match (setting.distro, setting.ports) {
+            (Distro::Debian, _) => self.debian_mirror.as_deref(),
+            (Distro::Ubuntu, false) => self.ubuntu_mirror.as_deref(),
+            (Distro::Ubuntu, true) => self.ubuntu_ports_mirror.as_deref(),
         }
     }
 
@@ -218,6 +231,7 @@ impl Matrix {
             path: path.to_owned(),
             debian_mirror: raw.debian.mirror,
             ubuntu_mirror: raw.ubuntu.mirror,
+            ubuntu_ports_mirror: raw.ubuntu.ports_mirror,
             kernels,
             mainline: MainlineConfig {
                 base: raw.mainline.base,
@@ -346,14 +360,32 @@ mod tests {
     fn ubuntu_entries_and_their_mirror() {
         let matrix = parse(&format!("[ubuntu]\nmirror = \"http://u/ubuntu\"\n\n[[kernel]]\nubuntu = {{ suite = \"jammy-updates\", package = \"linux-image-unsigned-5.15.0-91-generic\" }}\nsha256 = {{ \"linux-modules-5.15.0-91-generic\" = \"{PIN}\" }}\n"))
             .unwrap();
-        assert_eq!(matrix.mirror(Distro::Ubuntu), Some("http://u/ubuntu"));
-        assert_eq!(matrix.mirror(Distro::Debian), None);
+        let mirror = |distro: Distro, arch| matrix.mirror(distro.mirror_for(arch));
+        assert_eq!(mirror(Distro::Ubuntu, Arch::Amd64), Some("http://u/ubuntu"));
+        assert_eq!(mirror(Distro::Ubuntu, Arch::Arm64), None);
+        assert_eq!(mirror(Distro::Debian, Arch::Amd64), None);
         let kernel = &matrix.kernels[0];
         assert_eq!((kernel.label.as_str(), kernel.arch), ("5.15", Arch::Amd64));
         assert_eq!(
             kernel.source.to_string(),
             "ubuntu:jammy-updates/linux-image-unsigned-5.15.0-91-generic"
         );
+
+        let ports = parse(&format!("[ubuntu]\nports_mirror = \"http://u/ubuntu-ports\"\n\n[[kernel]]\narch = \"arm64\"\nubuntu = {{ suite = \"noble-updates\", package = \"linux-image-6.8.0-31-generic\" }}\nsha256 = {{ \"linux-image-6.8.0-31-generic\" = \"{PIN}\" }}\n"))
+            .unwrap();
+        let kernel = &ports.kernels[0];
+        assert_eq!(
+            (kernel.label.as_str(), kernel.arch),
+            ("6.8-arm64", Arch::Arm64)
+        );
+        assert_eq!(
+            ports.mirror(Distro::Ubuntu.mirror_for(Arch::Arm64)),
+            Some("http://u/ubuntu-ports")
+        );
+        assert_eq!(ports.mirror(Distro::Ubuntu.mirror_for(Arch::Amd64)), None);
+        let err = parse("[debian]\nports_mirror = \"http://d/debian\"\n\n[[kernel]]\npath = { image = \"x\" }\nversion = \"6.1\"\n")
+            .unwrap_err();
+        assert!(err.contains("ports_mirror"), "{err}");
 
         let err = parse("[[kernel]]\nubuntu = { suite = \"jammy\", package = \"linux-modules-5.15.0-91-generic\" }\n")
             .unwrap_err();

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kmatrix_protocol::Arch;
+
 use super::deb::DebError;
 use super::modinfo::ModuleError;
 use super::oci_image::LayoutError;
@@ -264,10 +266,14 @@ pub enum OciError {
         /// What the registry said.
         error: String,
     },
-    /// An image index has no linux/amd64 image.
-    #[error("{reference} is an image index with no linux/amd64 image")]
+    /// An image index has no image for the entry's architecture.
+    #[error("{reference} is an image index with no linux/{arch} image: it has {}; name an image built for {arch}, or give the entry the `arch` of one it has", if .found.is_empty() { "no images".to_owned() } else { .found.join(", ") })]
     NoPlatform {
         /// The reference.
         reference: String,
+        /// The entry's architecture.
+        arch: Arch,
+        /// The platforms the index has.
+        found: Vec<String>,
     },
 }

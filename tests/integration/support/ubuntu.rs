@@ -1,6 +1,6 @@
 //! A loopback stand-in for Ubuntu's archive, in its format: a suite's
 //! `dists/<suite>/` with `Release`, `Release.gpg` and `InRelease` (signed
-//! by the test key) listing `main/binary-amd64/Packages`, `.gz` and `.xz`
+//! by the test key) listing `main/binary-<arch>/Packages`, `.gz` and `.xz`
 //! with their MD5Sum, SHA1 and SHA256; stanzas with Ubuntu's fields; and
 //! `.deb`s (zstd members, as Ubuntu builds them) made from the shipped
 //! Debian 6.1 kernel under Ubuntu's names and split:
@@ -8,6 +8,12 @@
 //! on `linux-modules-<abi>-generic`, which holds the config and
 //! `/lib/modules/…`; `linux-modules-extra-…` depends on both, and an older
 //! ABI (`-49`) is listed too, for `kernels update` to move from.
+//!
+//! amd64 is served below `/ubuntu/`, as Ubuntu's main archive; arm64 below
+//! `/ubuntu-ports/`, as its ports archive, from the shipped Debian
+//! 6.1-arm64 kernel, under the name of the signed image Ubuntu builds for
+//! arm64 (`linux-image-<abi>-generic`, from the `linux-signed` source) and
+//! with its `vmlinuz` a gzip-ed `Image`, as Ubuntu ships it there.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -15,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
-use super::mirror::{clearsign, detach_sign, test_keyring, the_6_1_package};
+use super::mirror::{clearsign, detach_sign, shipped_package, test_keyring};
 use super::{kmatrix, Server};
 
 /// The suite the stand-in serves.
@@ -25,7 +32,8 @@ pub const SUITE: &str = "jammy-updates";
 
 /// The stand-in's packages: names and contents.
 pub struct Kernel {
-    /// `linux-image-unsigned-6.1.0-50-generic`.
+    /// `linux-image-unsigned-6.1.0-50-generic` (amd64),
+    /// `linux-image-6.1.0-50-generic` (arm64).
     pub image: String,
     /// `linux-modules-6.1.0-50-generic`.
     pub modules: String,
@@ -37,74 +45,92 @@ pub struct Kernel {
     pub debs: Vec<(String, String, Vec<u8>)>,
 }
 
-/// The stand-in kernel, repackaged once per test process.
+/// The amd64 stand-in kernel, repackaged once per test process.
 pub fn kernel() -> &'static Kernel {
-    static KERNEL: OnceLock<Kernel> = OnceLock::new();
-    KERNEL.get_or_init(|| {
-        let (debian, _, deb) = the_6_1_package();
-        // linux-image-6.1.0-50-cloud-amd64 → 6.1.0-50.
-        let abi = debian
-            .strip_prefix("linux-image-")
-            .and_then(|r| r.strip_suffix("-cloud-amd64"))
-            .unwrap()
-            .to_owned();
-        let older_abi = abi.replace("-50", "-49");
-        let name = |kind: &str, abi: &str| format!("linux-{kind}-{abi}-generic");
-        let depends = |abi: &str| {
+    kernel_for(Arch::Amd64)
+}
+
+/// The stand-in kernel for `arch`, repackaged once per test process.
+pub fn kernel_for(arch: Arch) -> &'static Kernel {
+    static KERNELS: [OnceLock<Kernel>; 2] = [OnceLock::new(), OnceLock::new()];
+    KERNELS[usize::from(arch == Arch::Arm64)].get_or_init(|| repackage(arch))
+}
+
+/// The shipped Debian 6.1 kernel for `arch` under Ubuntu's names and split.
+fn repackage(arch: Arch) -> Kernel {
+    let label = match arch {
+        Arch::Amd64 => "6.1".to_owned(),
+        Arch::Arm64 => format!("6.1-{arch}"),
+    };
+    let (debian, _, deb) = shipped_package(&label);
+    // linux-image-6.1.0-50-cloud-amd64 → 6.1.0-50.
+    let abi = debian
+        .strip_prefix("linux-image-")
+        .and_then(|r| r.strip_suffix(&format!("-cloud-{arch}")))
+        .unwrap()
+        .to_owned();
+    // amd64: the unsigned image; arm64: the signed one.
+    let image_kind = match arch {
+        Arch::Amd64 => "image-unsigned",
+        Arch::Arm64 => "image",
+    };
+    let older_abi = abi.replace("-50", "-49");
+    let name = |kind: &str, abi: &str| format!("linux-{kind}-{abi}-generic");
+    let depends = |abi: &str| {
+        format!(
+            "kmod, linux-base (>= 4.5ubuntu1~16.04.1), {}",
+            name("modules", abi)
+        )
+    };
+    let (image_tar, modules_tar) = split(&deb, arch);
+    let extra_tar = tar_of(&[(
+        format!("./usr/share/doc/{}/copyright", name("modules-extra", &abi)),
+        b"stand-in".to_vec(),
+    )]);
+    let debs = vec![
+        (name(image_kind, &abi), depends(&abi), image_tar),
+        (name("modules", &abi), String::new(), modules_tar),
+        (
+            name("modules-extra", &abi),
             format!(
-                "kmod, linux-base (>= 4.5ubuntu1~16.04.1), {}",
-                name("modules", abi)
-            )
-        };
-        let (image_tar, modules_tar) = split(&deb);
-        let extra_tar = tar_of(&[(
-            format!("./usr/share/doc/{}/copyright", name("modules-extra", &abi)),
-            b"stand-in".to_vec(),
-        )]);
-        let debs = vec![
-            (name("image-unsigned", &abi), depends(&abi), image_tar),
-            (name("modules", &abi), String::new(), modules_tar),
-            (
-                name("modules-extra", &abi),
-                format!(
-                    "{}, {} | {}, wireless-regdb",
-                    name("modules", &abi),
-                    name("image", &abi),
-                    name("image-unsigned", &abi)
-                ),
-                extra_tar,
+                "{}, {} | {}, wireless-regdb",
+                name("modules", &abi),
+                name("image", &abi),
+                name("image-unsigned", &abi)
             ),
-            (
-                name("image-unsigned", &older_abi),
-                depends(&older_abi),
-                tar_of(&[("./boot/vmlinuz-old".into(), b"older".to_vec())]),
-            ),
-            (
-                name("modules", &older_abi),
-                String::new(),
-                tar_of(&[("./boot/config-old".into(), b"older".to_vec())]),
-            ),
-        ]
-        .into_iter()
-        .map(|(package, depends, data)| {
-            let deb = deb_of(&package, &depends, &data);
-            (package, depends, deb)
-        })
-        .collect();
-        Kernel {
-            image: name("image-unsigned", &abi),
-            modules: name("modules", &abi),
-            extra: name("modules-extra", &abi),
-            older: name("image-unsigned", &older_abi),
-            debs,
-        }
+            extra_tar,
+        ),
+        (
+            name(image_kind, &older_abi),
+            depends(&older_abi),
+            tar_of(&[("./boot/vmlinuz-old".into(), b"older".to_vec())]),
+        ),
+        (
+            name("modules", &older_abi),
+            String::new(),
+            tar_of(&[("./boot/config-old".into(), b"older".to_vec())]),
+        ),
+    ]
+    .into_iter()
+    .map(|(package, depends, data)| {
+        let deb = deb_of(&package, &depends, &data, arch);
+        (package, depends, deb)
     })
+    .collect();
+    Kernel {
+        image: name(image_kind, &abi),
+        modules: name("modules", &abi),
+        extra: name("modules-extra", &abi),
+        older: name(image_kind, &older_abi),
+        debs,
+    }
 }
 
 /// The Debian package's `data.tar` split as Ubuntu splits a kernel: the
-/// image, and everything else the kernel needs (config, System.map,
+/// image (on arm64 gzip-ed, as Ubuntu ships it: Debian ships the plain
+/// `Image`), and everything else the kernel needs (config, System.map,
 /// modules and their lists); documentation is left out.
-fn split(deb: &[u8]) -> (Vec<u8>, Vec<u8>) {
+fn split(deb: &[u8], arch: Arch) -> (Vec<u8>, Vec<u8>) {
     let mut ar = ar::Archive::new(deb);
     let data = loop {
         let mut member = ar.next_entry().expect("a data.tar member").unwrap();
@@ -128,6 +154,18 @@ fn split(deb: &[u8]) -> (Vec<u8>, Vec<u8>) {
         }
         let path = entry.path().unwrap().to_string_lossy().into_owned();
         let plain = path.trim_start_matches("./");
+        let mut header = entry.header().clone();
+        if plain.starts_with("boot/vmlinuz-") && arch == Arch::Arm64 {
+            let mut plain_image = Vec::new();
+            entry.read_to_end(&mut plain_image).unwrap();
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&plain_image).unwrap();
+            let gzipped = gz.finish().unwrap();
+            header.set_size(gzipped.len() as u64);
+            header.set_cksum();
+            image.append_data(&mut header, &path, &gzipped[..]).unwrap();
+            continue;
+        }
         let to = if plain.starts_with("boot/vmlinuz-") {
             &mut image
         } else if plain.starts_with("boot/") || plain.starts_with("lib/modules/") {
@@ -135,7 +173,6 @@ fn split(deb: &[u8]) -> (Vec<u8>, Vec<u8>) {
         } else {
             continue;
         };
-        let mut header = entry.header().clone();
         to.append_data(&mut header, &path, &mut entry).unwrap();
     }
     (image.into_inner().unwrap(), modules.into_inner().unwrap())
@@ -154,9 +191,9 @@ fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 /// A `.deb` as Ubuntu builds them: `debian-binary`, `control.tar.zst`,
 /// `data.tar.zst`.
-fn deb_of(package: &str, depends: &str, data_tar: &[u8]) -> Vec<u8> {
+fn deb_of(package: &str, depends: &str, data_tar: &[u8], arch: Arch) -> Vec<u8> {
     let mut control = format!(
-        "Package: {package}\nVersion: 6.1.0-50.50\nArchitecture: amd64\nMaintainer: kmatrix tests\nSection: kernel\n"
+        "Package: {package}\nVersion: 6.1.0-50.50\nArchitecture: {arch}\nMaintainer: kmatrix tests\nSection: kernel\n"
     );
     if !depends.is_empty() {
         control += &format!("Depends: {depends}\n");
@@ -178,12 +215,19 @@ fn deb_of(package: &str, depends: &str, data_tar: &[u8]) -> Vec<u8> {
     deb.into_inner().unwrap()
 }
 
-/// The `Packages` text for `debs`, with the fields Ubuntu's archive writes.
+/// The amd64 `Packages` text for `debs`.
 pub fn packages(debs: &[(String, String, Vec<u8>)]) -> String {
+    packages_for(Arch::Amd64, debs)
+}
+
+/// The `Packages` text for `arch`'s `debs`, with the fields Ubuntu's
+/// archive writes.
+pub fn packages_for(arch: Arch, debs: &[(String, String, Vec<u8>)]) -> String {
     let mut text = String::new();
     for (package, depends, deb) in debs {
         text += &format!(
-            "Package: {package}\nArchitecture: amd64\nVersion: 6.1.0-50.50\nPriority: optional\nSection: kernel\nSource: linux\nOrigin: Ubuntu\nMaintainer: Canonical Kernel Team <kernel-team@lists.ubuntu.com>\nBugs: https://bugs.launchpad.net/ubuntu/+filebug\nInstalled-Size: {}\n",
+            "Package: {package}\nArchitecture: {arch}\nVersion: 6.1.0-50.50\nPriority: optional\nSection: kernel\nSource: {}\nOrigin: Ubuntu\nMaintainer: Canonical Kernel Team <kernel-team@lists.ubuntu.com>\nBugs: https://bugs.launchpad.net/ubuntu/+filebug\nInstalled-Size: {}\n",
+            source_of(package),
             deb.len() / 1024
         );
         if !depends.is_empty() {
@@ -191,7 +235,7 @@ pub fn packages(debs: &[(String, String, Vec<u8>)]) -> String {
         }
         text += &format!(
             "Filename: {}\nSize: {}\nMD5sum: {}\nSHA1: {}\nSHA256: {}\nDescription: stand-in for Ubuntu's {package}\n\n",
-            pool_path(package),
+            pool_path(package, arch),
             deb.len(),
             coreutils_digest("md5sum", deb),
             coreutils_digest("sha1sum", deb),
@@ -222,10 +266,30 @@ fn coreutils_digest(tool: &str, data: &[u8]) -> String {
         .to_owned()
 }
 
-/// Where Launchpad puts a package of the `linux` source.
-fn pool_path(package: &str) -> String {
+/// The source package `package` is built from: the signed images from
+/// `linux-signed`, the rest from `linux`.
+fn source_of(package: &str) -> &'static str {
+    if package.starts_with("linux-image-") && !package.starts_with("linux-image-unsigned-") {
+        "linux-signed"
+    } else {
+        "linux"
+    }
+}
+
+/// Where Launchpad puts `package`, by its source.
+fn pool_path(package: &str, arch: Arch) -> String {
     let version = "6.1.0-50.50";
-    format!("pool/main/l/linux/{package}_{version}_amd64.deb")
+    let source = source_of(package);
+    format!("pool/main/l/{source}/{package}_{version}_{arch}.deb")
+}
+
+/// Where the stand-in serves `arch`'s archive: Ubuntu's main archive
+/// (amd64) or its ports archive.
+pub fn root(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "/ubuntu",
+        Arch::Arm64 => "/ubuntu-ports",
+    }
 }
 
 /// A compressed file and its three digests as a `Release` lists them.
@@ -234,10 +298,15 @@ struct Listed {
     data: Vec<u8>,
 }
 
-/// The suite's `Release` text (Ubuntu's fields) for `files`.
-fn release(files: &[Listed]) -> String {
+/// The suite's `Release` text (Ubuntu's fields) for `files`: the main
+/// archive's architectures, or the ports archive's.
+fn release(files: &[Listed], arch: Arch) -> String {
+    let architectures = match arch {
+        Arch::Amd64 => "amd64 i386",
+        Arch::Arm64 => "arm64 armhf ppc64el riscv64 s390x",
+    };
     let mut text = format!(
-        "Origin: Ubuntu\nLabel: Ubuntu\nSuite: {SUITE}\nVersion: 22.04\nCodename: jammy\nDate: Thu, 04 Dec 2025 12:00:00 UTC\nArchitectures: amd64 arm64 armhf i386 ppc64el riscv64 s390x\nComponents: main restricted universe multiverse\nDescription: Ubuntu Jammy Updates\n"
+        "Origin: Ubuntu\nLabel: Ubuntu\nSuite: {SUITE}\nVersion: 22.04\nCodename: jammy\nDate: Thu, 04 Dec 2025 12:00:00 UTC\nArchitectures: {architectures}\nComponents: main restricted universe multiverse\nDescription: Ubuntu Jammy Updates\n"
     );
     for (field, digest) in [
         (
@@ -260,17 +329,27 @@ fn release(files: &[Listed]) -> String {
     text + "Acquire-By-Hash: yes\n"
 }
 
-/// The files of the stand-in below `/ubuntu/`: the suite's signed index
-/// of `packages` and the pool with `debs`.
+/// The files of the amd64 stand-in below `/ubuntu/`: the suite's signed
+/// index of `packages` and the pool with `debs`.
 pub fn archive(packages: &str, debs: &[(String, String, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
+    archive_for(Arch::Amd64, packages, debs)
+}
+
+/// The files of `arch`'s stand-in below [`root`]: the suite's signed index
+/// of `packages` and the pool with `debs`.
+pub fn archive_for(
+    arch: Arch,
+    packages: &str,
+    debs: &[(String, String, Vec<u8>)],
+) -> BTreeMap<String, Vec<u8>> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(packages.as_bytes()).unwrap();
     let mut xz = Vec::new();
     xz2::read::XzEncoder::new(packages.as_bytes(), 6)
         .read_to_end(&mut xz)
         .unwrap();
-    let component_release = "Archive: jammy-updates\nVersion: 22.04\nComponent: main\nOrigin: Ubuntu\nLabel: Ubuntu\nArchitecture: amd64\n";
-    let dir = "main/binary-amd64";
+    let component_release = format!("Archive: jammy-updates\nVersion: 22.04\nComponent: main\nOrigin: Ubuntu\nLabel: Ubuntu\nArchitecture: {arch}\n");
+    let dir = format!("main/binary-{arch}");
     let listed = [
         Listed {
             path: format!("{dir}/Packages"),
@@ -289,8 +368,9 @@ pub fn archive(packages: &str, debs: &[(String, String, Vec<u8>)]) -> BTreeMap<S
             data: component_release.as_bytes().to_vec(),
         },
     ];
-    let release = release(&listed);
-    let dists = format!("/ubuntu/dists/{SUITE}");
+    let release = release(&listed, arch);
+    let root = root(arch);
+    let dists = format!("{root}/dists/{SUITE}");
     let mut files: BTreeMap<String, Vec<u8>> = listed
         .into_iter()
         .map(|file| (format!("{dists}/{}", file.path), file.data))
@@ -299,15 +379,20 @@ pub fn archive(packages: &str, debs: &[(String, String, Vec<u8>)]) -> BTreeMap<S
     files.insert(format!("{dists}/Release.gpg"), detach_sign(&release));
     files.insert(format!("{dists}/Release"), release.into_bytes());
     for (package, _, deb) in debs {
-        files.insert(format!("/ubuntu/{}", pool_path(package)), deb.clone());
+        files.insert(format!("{root}/{}", pool_path(package, arch)), deb.clone());
     }
     files
 }
 
 /// The stand-in serving [`kernel`]'s packages.
 pub fn serve() -> Server {
-    let debs = &kernel().debs;
-    Server::start(archive(&packages(debs), debs))
+    serve_for(Arch::Amd64)
+}
+
+/// The stand-in serving `arch`'s kernel's packages.
+pub fn serve_for(arch: Arch) -> Server {
+    let debs = &kernel_for(arch).debs;
+    Server::start(archive_for(arch, &packages_for(arch, debs), debs))
 }
 
 /// A matrix with one entry, `ubuntu-6.1`, naming `package` in [`SUITE`] of
@@ -318,9 +403,27 @@ pub fn matrix_file(
     package: &str,
     pins: &[(&str, [u8; 32])],
 ) -> PathBuf {
-    let mut text = format!(
+    let text = format!(
         "[ubuntu]\nmirror = \"{mirror_url}/ubuntu\"\n\n[[kernel]]\nlabel = \"ubuntu-6.1\"\nubuntu = {{ suite = \"{SUITE}\", package = \"{package}\" }}\n"
     );
+    write_matrix(dir, text, pins)
+}
+
+/// A matrix with one arm64 entry, `ubuntu-6.1-arm64`, naming `package` in
+/// [`SUITE`]; `[ubuntu] mirror` is `main`, `[ubuntu] ports_mirror` `ports`
+/// (archive URLs, such as `<server>/ubuntu-ports`).
+pub fn ports_matrix_file(dir: &Path, main: &str, ports: Option<&str>, package: &str) -> PathBuf {
+    let mut text = format!("[ubuntu]\nmirror = \"{main}\"\n");
+    if let Some(url) = ports {
+        text += &format!("ports_mirror = \"{url}\"\n");
+    }
+    text += &format!(
+        "\n[[kernel]]\nlabel = \"ubuntu-6.1-arm64\"\narch = \"arm64\"\nubuntu = {{ suite = \"{SUITE}\", package = \"{package}\" }}\n"
+    );
+    write_matrix(dir, text, &[])
+}
+
+fn write_matrix(dir: &Path, mut text: String, pins: &[(&str, [u8; 32])]) -> PathBuf {
     if !pins.is_empty() {
         text += "[kernel.sha256]\n";
         for (name, pin) in pins {
@@ -340,12 +443,18 @@ pub fn kmatrix_ubuntu(matrix: &Path, cache: &Path, args: &[&str]) -> Command {
         .args(args)
         .env("KMATRIX_CACHE_DIR", cache)
         .env_remove("KMATRIX_UBUNTU_MIRROR")
+        .env_remove("KMATRIX_UBUNTU_PORTS_MIRROR")
         .env("KMATRIX_UBUNTU_KEYRING", test_keyring());
     command
 }
 
-/// The sha256 of `package`'s `.deb` in the stand-in.
+/// The sha256 of `package`'s `.deb` in the amd64 stand-in.
 pub fn pin_of(package: &str) -> [u8; 32] {
-    let (_, _, deb) = kernel().debs.iter().find(|(p, _, _)| p == package).unwrap();
+    pin_in(kernel(), package)
+}
+
+/// The sha256 of `package`'s `.deb` in `kernel`.
+pub fn pin_in(kernel: &Kernel, package: &str) -> [u8; 32] {
+    let (_, _, deb) = kernel.debs.iter().find(|(p, _, _)| p == package).unwrap();
     Sha256::digest(deb).into()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kmatrix_protocol::Arch;
 use sha2::Digest as _;
 
-use super::distro::Distro;
+use super::distro::{Distro, MirrorSetting};
 use super::packages::PackageIndex;
 use super::release::{self, Fetched, Keyring, Release};
 use super::snapshot::SNAPSHOT_ENV;
@@ -24,8 +24,8 @@ fn packages(arch: Arch) -> String {
 /// messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mirror {
-    /// The archive it mirrors.
-    pub distro: Distro,
+    /// The archive it mirrors, and the setting that names it.
+    pub setting: MirrorSetting,
     /// Base URL, e.g. `http://host/debian`, without a trailing slash.
     pub url: String,
     /// Where the URL was configured (boxed: every error carries a mirror).
@@ -42,13 +42,13 @@ impl fmt::Display for Mirror {
 #[derive(Debug, thiserror::Error)]
 pub enum AptError {
     /// No mirror is configured anywhere.
-    #[error("no {distro} mirror configured: set {} or `[{}] mirror` in kernels.toml{}", .distro.mirror_env(), .distro.key(), apt_sources_note(*.distro))]
+    #[error("no {} mirror configured: set {} or {setting} in kernels.toml{}", .setting.archive(), .setting.env(), no_mirror_note(*.setting))]
     NoMirror {
-        /// The archive.
-        distro: Distro,
+        /// The setting that names none.
+        setting: MirrorSetting,
     },
     /// The suite's index could not be fetched.
-    #[error("cannot fetch the package index of `{suite}` from {mirror}; if this is not a {} mirror, set {} or `[{}] mirror` in kernels.toml", .mirror.distro, .mirror.distro.mirror_env(), .mirror.distro.key())]
+    #[error("cannot fetch the package index of `{suite}` from {mirror}; if this is not a {} mirror, set {} or {} in kernels.toml", .mirror.setting.archive(), .mirror.setting.env(), .mirror.setting)]
     Index {
         /// The suite.
         suite: String,
@@ -60,7 +60,7 @@ pub enum AptError {
     },
     /// The suite's `InRelease` is missing its signature, or it does not
     /// verify: nothing from it is used.
-    #[error("the index of `{suite}` at {mirror} could not be verified, so kmatrix uses none of it: {reason}. If the mirror is right, point {} at the keyring that signs it", .mirror.distro.keyring_env())]
+    #[error("the index of `{suite}` at {mirror} could not be verified, so kmatrix uses none of it: {reason}. If the mirror is right, point {} at the keyring that signs it", .mirror.setting.distro.keyring_env())]
     Unverified {
         /// The suite.
         suite: String,
@@ -82,7 +82,7 @@ pub enum AptError {
         actual: String,
     },
     /// The package is not (or no longer) in the suite.
-    #[error("package `{package}` is not in `{suite}` at {mirror}: {}", gone_advice(.mirror.distro, .label))]
+    #[error("package `{package}` is not in `{suite}` at {mirror}: {}", gone_advice(.mirror.setting.distro, .label))]
     Gone {
         /// The kernel's label.
         label: String,
@@ -109,12 +109,26 @@ pub enum AptError {
     },
 }
 
-/// What [`AptError::NoMirror`] adds about the apt sources.
-fn apt_sources_note(distro: Distro) -> &'static str {
-    if distro.mirror_from_apt_sources() {
+/// What [`AptError::NoMirror`] adds: that the apt sources were searched,
+/// or why Ubuntu's ports archive has a setting of its own.
+fn no_mirror_note(setting: MirrorSetting) -> &'static str {
+    if setting.distro.mirror_from_apt_sources() {
         " (no Debian source was found in the apt sources either)"
+    } else if setting.ports {
+        " (Ubuntu publishes the architectures other than amd64 on its ports archive, apart from its main one: name a mirror of the ports archive)"
     } else {
         ""
+    }
+}
+
+/// What an `InRelease` that lists no index for `arch` suggests, if
+/// anything: Ubuntu's main and ports archives each carry only their own
+/// architectures.
+fn missing_index_note(setting: MirrorSetting) -> String {
+    match (setting.distro, setting.ports) {
+        (Distro::Debian, _) => String::new(),
+        (Distro::Ubuntu, true) => format!(" (is {setting} a mirror of Ubuntu's ports archive? Its main archive carries amd64 and i386 only)"),
+        (Distro::Ubuntu, false) => format!(" (is {setting} a mirror of Ubuntu's main archive? Its ports archive carries no amd64)"),
     }
 }
 
@@ -130,36 +144,37 @@ fn gone_advice(distro: Distro, label: &str) -> String {
 }
 
 impl Mirror {
-    /// `distro`'s mirror: its environment variable, then `configured`
-    /// (kernels.toml), then (Debian's) the first Debian source of the
-    /// machine's apt configuration.
+    /// The mirror `setting` names: its environment variable, then
+    /// `configured` (kernels.toml), then (Debian's) the first Debian source
+    /// of the machine's apt configuration.
     pub fn resolve(
-        distro: Distro,
+        setting: MirrorSetting,
         configured: Option<&str>,
         matrix: &Path,
     ) -> Result<Self, AptError> {
-        let env = distro.mirror_env();
+        let env = setting.env();
         if let Some(url) = std::env::var(env).ok().filter(|u| !u.is_empty()) {
-            return Ok(Self::new(distro, url, env.to_owned()));
+            return Ok(Self::new(setting, url, env.to_owned()));
         }
         if let Some(url) = configured {
             return Ok(Self::new(
-                distro,
+                setting,
                 url.to_owned(),
                 matrix.display().to_string(),
             ));
         }
-        distro
+        setting
+            .distro
             .mirror_from_apt_sources()
-            .then(|| apt_mirror(distro))
+            .then(|| apt_mirror(setting))
             .flatten()
-            .ok_or(AptError::NoMirror { distro })
+            .ok_or(AptError::NoMirror { setting })
     }
 
-    /// The mirror of `distro`'s archive at `url`, configured by `origin`.
-    pub fn new(distro: Distro, url: String, origin: String) -> Self {
+    /// The mirror `setting` names at `url`, configured by `origin`.
+    pub fn new(setting: MirrorSetting, url: String, origin: String) -> Self {
         Self {
-            distro,
+            setting,
             url: url.trim_end_matches('/').to_owned(),
             origin: origin.into(),
         }
@@ -194,8 +209,8 @@ impl Mirror {
             mirror: self.clone(),
             reason,
         };
-        let keyring =
-            Keyring::resolve(self.distro).map_err(|e| unverified(format!("no keyring: {e}")))?;
+        let keyring = Keyring::resolve(self.setting.distro)
+            .map_err(|e| unverified(format!("no keyring: {e}")))?;
         let text = release::signed_text(client, &format!("{}/dists/{suite}", self.url), &keyring)
             .await
             .map_err(|e| match e {
@@ -203,16 +218,12 @@ impl Mirror {
                 Fetched::Unverified(e) => unverified(e),
             })?;
         let release = Release::parse(&text);
-        let (digest, size) = release
-            .get(&index)
-            .ok_or_else(|| {
-                let ports = if self.distro == Distro::Ubuntu && arch != Arch::Amd64 {
-                    " (Ubuntu publishes other architectures than amd64 on its ports archive, `ubuntu-ports`, which kmatrix does not read yet)"
-                } else {
-                    ""
-                };
-                unverified(format!("the signed InRelease lists no {index}{ports}"))
-            })?;
+        let (digest, size) = release.get(&index).ok_or_else(|| {
+            unverified(format!(
+                "the signed InRelease lists no {index}{}",
+                missing_index_note(self.setting)
+            ))
+        })?;
         let compressed = release::download(client, &self.index_url(suite, arch))
             .await
             .map_err(|e| fail(e.into()))?;
@@ -241,7 +252,7 @@ impl Mirror {
 }
 
 /// The Debian mirror in the machine's apt sources, if any.
-fn apt_mirror(distro: Distro) -> Option<Mirror> {
+fn apt_mirror(setting: MirrorSetting) -> Option<Mirror> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
         .into_iter()
         .flatten()
@@ -257,7 +268,7 @@ fn apt_mirror(distro: Distro) -> Option<Mirror> {
         } else {
             one_line_mirror(&text)
         }?;
-        Some(Mirror::new(distro, url, path.display().to_string()))
+        Some(Mirror::new(setting, url, path.display().to_string()))
     })
 }
 
@@ -314,17 +325,33 @@ mod tests {
 
     #[test]
     fn errors_name_the_archive_and_its_settings() {
-        let none = AptError::NoMirror {
-            distro: Distro::Ubuntu,
-        }
-        .to_string();
-        assert_eq!(none, "no Ubuntu mirror configured: set KMATRIX_UBUNTU_MIRROR or `[ubuntu] mirror` in kernels.toml");
+        let none = |arch| {
+            AptError::NoMirror {
+                setting: Distro::Ubuntu.mirror_for(arch),
+            }
+            .to_string()
+        };
+        assert_eq!(none(Arch::Amd64), "no Ubuntu mirror configured: set KMATRIX_UBUNTU_MIRROR or `[ubuntu] mirror` in kernels.toml");
+        let ports = none(Arch::Arm64);
+        assert!(
+            ports.starts_with("no Ubuntu ports mirror configured: set KMATRIX_UBUNTU_PORTS_MIRROR or `[ubuntu] ports_mirror` in kernels.toml (Ubuntu publishes"),
+            "{ports}"
+        );
+        assert_eq!(
+            Distro::Debian.mirror_for(Arch::Arm64),
+            Distro::Debian.mirror_for(Arch::Amd64),
+            "Debian's one mirror carries every architecture"
+        );
         let gone = |distro| {
             AptError::Gone {
                 label: "5.15".into(),
                 package: "linux-modules-5.15.0-91-generic".into(),
                 suite: "jammy-updates".into(),
-                mirror: Mirror::new(distro, "http://u/ubuntu/".into(), "kernels.toml".into()),
+                mirror: Mirror::new(
+                    Distro::mirror_for(distro, Arch::Amd64),
+                    "http://u/ubuntu/".into(),
+                    "kernels.toml".into(),
+                ),
             }
             .to_string()
         };
@@ -338,7 +365,11 @@ mod tests {
         assert!(gone(Distro::Debian).contains(SNAPSHOT_ENV));
         let unverified = AptError::Unverified {
             suite: "jammy".into(),
-            mirror: Mirror::new(Distro::Ubuntu, "http://u/ubuntu".into(), "x".into()),
+            mirror: Mirror::new(
+                Distro::Ubuntu.mirror_for(Arch::Arm64),
+                "http://u/ubuntu-ports".into(),
+                "x".into(),
+            ),
             reason: "bad".into(),
         }
         .to_string();

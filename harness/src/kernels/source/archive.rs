@@ -1,7 +1,8 @@
 //! An apt archive as a matrix configures it (Debian's or Ubuntu's): its
-//! mirror, each suite's verified index read at most once per run, the
-//! pinned packages of an entry downloaded through it, and the newest pins;
-//! where the two archives differ, its [`Distro`] says.
+//! mirrors (Ubuntu's ports archive has its own), each suite's verified
+//! index read at most once per run, the pinned packages of an entry
+//! downloaded through it, and the newest pins; where the two archives
+//! differ, its [`Distro`] says.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use super::apt::{AptError, Mirror};
 use super::debian;
-use super::distro::Distro;
+use super::distro::{Distro, MirrorSetting};
 use super::packages::PackageIndex;
 use crate::kernels::artifacts::Input;
 use crate::kernels::blobs::Blobs;
@@ -26,7 +27,9 @@ type IndexCell = Arc<OnceCell<Arc<PackageIndex>>>;
 /// at most once.
 pub struct Archive {
     distro: Distro,
-    configured: Option<String>,
+    /// The mirrors kernels.toml names: the main archive's, and Ubuntu's
+    /// ports archive's.
+    configured: [Option<String>; 2],
     matrix_path: PathBuf,
     indexes: Mutex<HashMap<(String, Arch), IndexCell>>,
 }
@@ -36,15 +39,24 @@ impl Archive {
     pub fn new(matrix: &Matrix, distro: Distro) -> Self {
         Self {
             distro,
-            configured: matrix.mirror(distro).map(str::to_owned),
+            configured: [false, true].map(|ports| {
+                matrix
+                    .mirror(MirrorSetting { distro, ports })
+                    .map(str::to_owned)
+            }),
             matrix_path: matrix.path.clone(),
             indexes: Mutex::default(),
         }
     }
 
-    /// The mirror to use.
-    pub fn mirror(&self) -> Result<Mirror, AptError> {
-        Mirror::resolve(self.distro, self.configured.as_deref(), &self.matrix_path)
+    /// The mirror to use for `arch`'s packages.
+    pub fn mirror(&self, arch: Arch) -> Result<Mirror, AptError> {
+        let setting = self.distro.mirror_for(arch);
+        Mirror::resolve(
+            setting,
+            self.configured[usize::from(setting.ports)].as_deref(),
+            &self.matrix_path,
+        )
     }
 
     /// `suite`'s verified index for `arch`, downloaded once.
@@ -109,7 +121,7 @@ impl Archive {
         if !blobs.needs_download(&entry.label, package, pin)? {
             return Ok(None);
         }
-        let mirror = self.mirror()?;
+        let mirror = self.mirror(entry.arch)?;
         let index = self.index(blobs, &mirror, suite, entry.arch).await?;
         let Some(found) = index.get(package) else {
             return Ok(Some(AptError::Gone {
@@ -146,7 +158,7 @@ impl Archive {
         suite: &str,
         package: &str,
     ) -> Result<Pinning, FetchError> {
-        let mirror = self.mirror()?;
+        let mirror = self.mirror(entry.arch)?;
         let index = self.index(blobs, &mirror, suite, entry.arch).await?;
         let gone = || AptError::Gone {
             label: entry.label.clone(),

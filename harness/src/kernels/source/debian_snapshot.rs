@@ -128,7 +128,7 @@ pub async fn newest(
     {
         for seen in snapshot::seen(client, &base, &hash).await.map_err(&fail)? {
             let mirror = Mirror::new(
-                Distro::Debian,
+                Distro::Debian.mirror_for(entry.arch),
                 snapshot::archive_at(&base, &seen),
                 SNAPSHOT_ENV.to_owned(),
             );

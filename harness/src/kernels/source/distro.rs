@@ -1,11 +1,14 @@
 //! The apt archives kernels come from, Debian's and Ubuntu's: the facts
-//! that tell them apart (names, where their mirror and keyring are
-//! configured, the keyring kmatrix ships, the packages a kernel is made of,
-//! where a package the mirror dropped is sought). Everything else is the
+//! that tell them apart (names, where their mirrors and keyring are
+//! configured, which mirror serves an architecture, the keyring kmatrix
+//! ships, the packages a kernel is made of, where a package the mirror
+//! dropped is sought). Everything else is the
 //! one apt machinery both go through (`apt.rs`, `release.rs`,
 //! `archive.rs`).
 
 use std::fmt;
+
+use kmatrix_protocol::Arch;
 
 use super::packages::{Package, PackageIndex};
 
@@ -32,11 +35,14 @@ impl Distro {
         }
     }
 
-    /// Environment variable naming its mirror, over kernels.toml's.
-    pub fn mirror_env(self) -> &'static str {
-        match self {
-            Distro::Debian => "KMATRIX_DEBIAN_MIRROR",
-            Distro::Ubuntu => "KMATRIX_UBUNTU_MIRROR",
+    /// The mirror setting its packages for `arch` come through: Debian's
+    /// one mirror carries every architecture; Ubuntu's archive carries
+    /// amd64, and the other architectures are on its ports archive (the
+    /// same layout, signed by the same keyring, at another address).
+    pub fn mirror_for(self, arch: Arch) -> MirrorSetting {
+        MirrorSetting {
+            distro: self,
+            ports: self == Distro::Ubuntu && arch != Arch::Amd64,
         }
     }
 
@@ -96,6 +102,51 @@ impl Distro {
     /// names `kmatrix kernels update`.
     pub fn has_snapshot_archive(self) -> bool {
         self == Distro::Debian
+    }
+}
+
+/// One of an archive's mirror settings (see [`Distro::mirror_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MirrorSetting {
+    /// The archive.
+    pub distro: Distro,
+    /// Whether it is Ubuntu's ports archive.
+    pub ports: bool,
+}
+
+impl MirrorSetting {
+    /// Environment variable naming the mirror, over kernels.toml's.
+    pub fn env(self) -> &'static str {
+        match (self.distro, self.ports) {
+            (Distro::Debian, _) => "KMATRIX_DEBIAN_MIRROR",
+            (Distro::Ubuntu, false) => "KMATRIX_UBUNTU_MIRROR",
+            (Distro::Ubuntu, true) => "KMATRIX_UBUNTU_PORTS_MIRROR",
+        }
+    }
+
+    /// Its key in the archive's kernels.toml table.
+    pub fn key(self) -> &'static str {
+        if self.ports {
+            "ports_mirror"
+        } else {
+            "mirror"
+        }
+    }
+
+    /// What the archive is called in messages ("Ubuntu ports").
+    pub fn archive(self) -> String {
+        if self.ports {
+            format!("{} ports", self.distro)
+        } else {
+            self.distro.to_string()
+        }
+    }
+}
+
+/// `` `[ubuntu] ports_mirror` ``: the kernels.toml setting.
+impl fmt::Display for MirrorSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`[{}] {}`", self.distro.key(), self.key())
     }
 }
 

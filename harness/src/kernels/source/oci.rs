@@ -2,15 +2,18 @@
 //! and pulling a pinned image's layers into the cache.
 //!
 //! Registries are spoken to through `oci-client` (the distribution API,
-//! anonymous bearer tokens, image indexes resolved to linux/amd64). Loopback
-//! registries, and those named in [`INSECURE_ENV`], are reached over plain
-//! HTTP, as container engines do.
+//! anonymous bearer tokens). An image index (one tag for several
+//! platforms, as little-vm-helper publishes its kernel images for amd64
+//! and arm64) is resolved to the image of the entry's architecture; the
+//! pin is that image's manifest. Loopback registries, and those named in
+//! [`INSECURE_ENV`], are reached over plain HTTP, as container engines do.
 
 use std::path::PathBuf;
 
 use futures::StreamExt;
-use oci_client::client::{linux_amd64_resolver, ClientConfig, ClientProtocol};
-use oci_client::manifest::{OciImageManifest, OciManifest};
+use kmatrix_protocol::Arch;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{ImageIndexEntry, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -52,7 +55,34 @@ pub(super) fn parse(reference: &str) -> Result<Reference, OciError> {
         })
 }
 
-fn client(reference: &Reference) -> Client {
+/// The digest of the linux image for `arch` among an index's `manifests`;
+/// else the platforms it has (`os/architecture[/variant]`, `unknown` for
+/// an entry that names none).
+fn platform_image(manifests: &[ImageIndexEntry], arch: Arch) -> Result<String, Vec<String>> {
+    manifests
+        .iter()
+        .find(|entry| {
+            entry
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch.name())
+        })
+        .map(|entry| entry.digest.clone())
+        .ok_or_else(|| {
+            manifests
+                .iter()
+                .map(|entry| match &entry.platform {
+                    Some(p) => match &p.variant {
+                        Some(variant) => format!("{}/{}/{variant}", p.os, p.architecture),
+                        None => format!("{}/{}", p.os, p.architecture),
+                    },
+                    None => "unknown".to_owned(),
+                })
+                .collect()
+        })
+}
+
+fn client(reference: &Reference, arch: Arch) -> Client {
     let timeouts = Timeouts::from_env();
     let registry = reference.resolve_registry().to_owned();
     Client::new(ClientConfig {
@@ -61,27 +91,32 @@ fn client(reference: &Reference) -> Client {
         } else {
             ClientProtocol::Https
         },
-        platform_resolver: Some(Box::new(linux_amd64_resolver)),
+        platform_resolver: Some(Box::new(move |manifests: &[ImageIndexEntry]| {
+            platform_image(manifests, arch).ok()
+        })),
         connect_timeout: Some(timeouts.connect),
         read_timeout: Some(timeouts.read),
         ..ClientConfig::default()
     })
 }
 
-/// The image manifest `manifest` names for linux/amd64: itself, or the
-/// linux/amd64 entry of an index. Returns it with its digest.
+/// The image manifest `manifest` names for linux on `arch`: itself, or
+/// that platform's entry of an index. Returns it with its digest.
 async fn image_manifest(
     client: &Client,
     reference: &Reference,
     manifest: OciManifest,
     digest: String,
+    arch: Arch,
 ) -> Result<(OciImageManifest, String), OciError> {
     match manifest {
         OciManifest::Image(image) => Ok((image, digest)),
         OciManifest::ImageIndex(index) => {
             let chosen =
-                linux_amd64_resolver(&index.manifests).ok_or_else(|| OciError::NoPlatform {
+                platform_image(&index.manifests, arch).map_err(|found| OciError::NoPlatform {
                     reference: reference.whole(),
+                    arch,
+                    found,
                 })?;
             let platform = reference.clone_with_digest(chosen.clone());
             let (image, _) = client
@@ -96,15 +131,15 @@ async fn image_manifest(
     }
 }
 
-/// The pin `entry` would have now: the linux/amd64 image manifest its
-/// reference names.
+/// The pin `entry` would have now: the image manifest its reference names
+/// for the entry's architecture.
 pub async fn newest(entry: &KernelEntry, reference: &str) -> Result<Pinning, FetchError> {
     let oci = |source| FetchError::Oci {
         label: entry.label.clone(),
         source,
     };
     let parsed = parse(reference).map_err(oci)?;
-    let client = client(&parsed);
+    let client = client(&parsed, entry.arch);
     let (manifest, digest) = client
         .pull_manifest(&parsed, &RegistryAuth::Anonymous)
         .await
@@ -114,7 +149,7 @@ pub async fn newest(entry: &KernelEntry, reference: &str) -> Result<Pinning, Fet
                 error: e.to_string(),
             })
         })?;
-    let (_, digest) = image_manifest(&client, &parsed, manifest, digest)
+    let (_, digest) = image_manifest(&client, &parsed, manifest, digest, entry.arch)
         .await
         .map_err(oci)?;
     Ok(Pinning {
@@ -145,7 +180,7 @@ pub async fn pull(
             what: pinned.whole(),
         });
     }
-    let client = client(&parsed);
+    let client = client(&parsed, entry.arch);
     let (manifest, digest) = client
         .pull_manifest(&pinned, &RegistryAuth::Anonymous)
         .await
@@ -156,7 +191,7 @@ pub async fn pull(
                 error: e.to_string(),
             })
         })?;
-    let (image, _) = image_manifest(&client, &pinned, manifest, digest)
+    let (image, _) = image_manifest(&client, &pinned, manifest, digest, entry.arch)
         .await
         .map_err(oci)?;
 
@@ -190,4 +225,58 @@ pub async fn pull(
         );
     }
     Ok(layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::manifest::Platform;
+
+    fn entry(digest: &str, platform: Option<(&str, &str, Option<&str>)>) -> ImageIndexEntry {
+        ImageIndexEntry {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: digest.into(),
+            size: 1,
+            platform: platform.map(|(os, architecture, variant)| Platform {
+                architecture: architecture.into(),
+                os: os.into(),
+                os_version: None,
+                os_features: None,
+                variant: variant.map(str::to_owned),
+                features: None,
+            }),
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn an_index_resolves_to_the_entrys_architecture_or_names_what_it_has() {
+        let index = [
+            entry("sha256:a", Some(("linux", "amd64", None))),
+            entry("sha256:w", Some(("windows", "arm64", None))),
+            entry("sha256:b", Some(("linux", "arm64", Some("v8")))),
+        ];
+        assert_eq!(
+            platform_image(&index, Arch::Amd64).as_deref(),
+            Ok("sha256:a")
+        );
+        assert_eq!(
+            platform_image(&index, Arch::Arm64).as_deref(),
+            Ok("sha256:b")
+        );
+        let amd64_only = [
+            entry("sha256:a", Some(("linux", "amd64", None))),
+            entry("sha256:s", Some(("linux", "arm", Some("v7")))),
+            entry("sha256:u", None),
+        ];
+        let found = platform_image(&amd64_only, Arch::Arm64).unwrap_err();
+        assert_eq!(found, ["linux/amd64", "linux/arm/v7", "unknown"]);
+        let message = OciError::NoPlatform {
+            reference: "r/k:6.6".into(),
+            arch: Arch::Arm64,
+            found,
+        }
+        .to_string();
+        assert_eq!(message, "r/k:6.6 is an image index with no linux/arm64 image: it has linux/amd64, linux/arm/v7, unknown; name an image built for arm64, or give the entry the `arch` of one it has");
+    }
 }
