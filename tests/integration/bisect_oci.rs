@@ -13,7 +13,8 @@ use kmatrix::kernels::{Fetcher, Matrix};
 use kmatrix_protocol::Arch;
 
 use crate::oci_lvh::base_layer;
-use crate::sources::{ci_kernels_layer, run_in, runtime, write_matrix, Registry};
+use crate::sources::{ci_kernels_layer, runtime, write_matrix, Registry};
+use crate::support::run_in;
 use crate::support::{example, shipped_kernel, text};
 
 crate::support::tests! {

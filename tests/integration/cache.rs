@@ -9,7 +9,7 @@ use crate::support::mirror::{
     against_mirror, cache_entries, detach_sign, matrix_file, packages_xz, release_for,
     serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
-use crate::support::{kmatrix, text, Server};
+use crate::support::{kmatrix_in, run_in, text, Server};
 
 crate::support::tests! {
     host a_corrupt_download_is_caught_by_the_pin_and_not_cached,
@@ -103,10 +103,7 @@ fn two_processes_share_a_cache() {
         (count("blobs/sha256"), count("kernels"), count("tmp")),
         (1, 1, 0)
     );
-    let again = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "list"])
-        .env("KMATRIX_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
+    let again = run_in(&matrix, &cache, &["kernels", "list"]);
     assert!(text(&again).contains(" yes "), "{}", text(&again));
 }
 
@@ -160,8 +157,7 @@ fn a_stalled_mirror_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
     let start = std::time::Instant::now();
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+    let output = kmatrix_in(&matrix, &dir.path().join("cache"), &["kernels", "fetch"])
         .env("KMATRIX_DEBIAN_MIRROR", format!("http://{addr}/debian"))
         .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
         .env("KMATRIX_READ_TIMEOUT", "2")
@@ -259,8 +255,7 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
         test_keyring(),
         std::path::Path::new("/nonexistent/keyring.gpg"),
     ] {
-        let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
-            .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        let output = kmatrix_in(&matrix, &dir.path().join("cache"), &["kernels", "update"])
             .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
             .env("KMATRIX_DEBIAN_KEYRING", keyring)
             .output()
@@ -426,9 +421,7 @@ fn a_debian_build_is_pinned_from_the_snapshot_archive_and_fetched() {
     let entry = format!("[[kernel]]\ndebian = {{ suite = \"bookworm\", build = \"{build}\" }}\n");
     std::fs::write(&matrix, &entry).unwrap();
     let run = |snapshot: &Server, args: &[&str]| {
-        kmatrix(&["--matrix", matrix.to_str().unwrap()])
-            .args(args)
-            .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        kmatrix_in(&matrix, &dir.path().join("cache"), args)
             .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
             .env("KMATRIX_DEBIAN_SNAPSHOT", &snapshot.url)
             .output()

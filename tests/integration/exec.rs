@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::support::records::records;
 use crate::support::{self, kmatrix, repo, text};
 
 crate::support::tests! {
@@ -133,11 +134,7 @@ fn an_aya_test_binary_runs_in_two_kernels() {
     );
 
     // Per-test outcomes per kernel in the JSON lines and the JUnit file.
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = records(&json);
     let passed: Vec<_> = records
         .iter()
         .filter(|r| r["type"] == "outcome" && r["result"]["outcome"] == "passed")

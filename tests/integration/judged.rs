@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use crate::support::records::{outcome, records};
 use crate::support::{self, example, fixture, kmatrix, matrix_row, text, SSH_SYN};
 
 crate::support::tests! {
@@ -20,21 +21,6 @@ crate::support::tests! {
     vm a_splat_fails_the_test_that_caused_it,
     vm a_splat_outside_any_test_fails_the_kernel,
     vm a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same,
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-fn outcome<'a>(records: &'a [serde_json::Value], test: &str) -> &'a serde_json::Value {
-    records
-        .iter()
-        .find(|r| r["type"] == "outcome" && r["test"] == test)
-        .unwrap_or_else(|| panic!("no outcome for {test} in {records:?}"))
 }
 
 fn suite(dir: &Path, body: &str) -> std::path::PathBuf {

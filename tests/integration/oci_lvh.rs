@@ -9,8 +9,9 @@ use std::path::Path;
 use kmatrix::cache::Cache;
 use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
 
-use crate::sources::{example_suite, run_in, runtime, write_matrix, Registry};
+use crate::sources::{example_suite, runtime, write_matrix, Registry};
 use crate::support::debian_6_1;
+use crate::support::run_in;
 use crate::support::text;
 
 crate::support::tests! {

@@ -11,6 +11,7 @@ use kmatrix::plan::{RunConfig, RunRequest, Tests};
 use kmatrix::report::{Cell, Reporter};
 use kmatrix::vm::{AccelChoice, VmConfig};
 
+use crate::support::records::{find_outcome, records};
 use crate::support::{self, fixture, kmatrix, matrix_row, repo, stray_vms, text};
 
 crate::support::tests! {
@@ -280,13 +281,9 @@ fn every_result_before_a_hang_reaches_the_host() {
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(out.contains("did not finish within 15s"), "{out}");
-    let records = std::fs::read_to_string(&json).unwrap();
+    let records = records(&json);
     let outcome = |test: &str| {
-        records
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .find(|r| r["type"] == "outcome" && r["test"] == test)
-            .map(|r| r["result"]["outcome"].as_str().unwrap().to_owned())
+        find_outcome(&records, test).map(|r| r["result"]["outcome"].as_str().unwrap().to_owned())
     };
     for case in 0..40 {
         let test = format!("xdp_pass::quick_{case}");

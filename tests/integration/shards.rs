@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use crate::support::records::records;
 use crate::support::{example, kmatrix, text};
 
 crate::support::tests! {
@@ -159,10 +160,8 @@ fn report_diff_finds_a_program_that_grew() {
     // The statistics are there and plausible: the verifier processed at
     // least every instruction of the (loop-free) program once, and the
     // figures only its log gives are there too, for a program aya loaded.
-    let records = std::fs::read_to_string(&runs[1]).unwrap();
-    let stats: serde_json::Value = records
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+    let stats: serde_json::Value = records(&runs[1])
+        .into_iter()
         .find(|record| record["type"] == "stats")
         .expect("a stats record")["stats"]
         .clone();

@@ -9,6 +9,7 @@ use kmatrix_protocol::report::Record;
 
 use crate::sources::example_suite;
 use crate::support::mirror::{against_mirror, serve_the_6_1_package};
+use crate::support::records::records_as;
 use crate::support::{fixture, text, Server};
 
 crate::support::tests! {
@@ -106,11 +107,7 @@ fn a_pinned_kernel_runs_and_an_unpinned_one_is_reported_not_run() {
     assert!(out.contains("6.1  UP    6.1.0-"), "{out}");
     assert_eq!(asked_for_unpinned(&mirror), Vec::<String>::new());
 
-    let records: Vec<Record> = std::fs::read_to_string(&json)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let records: Vec<Record> = records_as(&json);
     let mut passed = 0;
     for record in &records {
         match record {

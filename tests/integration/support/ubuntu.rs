@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 
 use super::mirror::{clearsign, detach_sign, test_keyring, the_6_1_package};
-use super::{kmatrix, Server};
+use super::{kmatrix_in, Server};
 
 /// The suite the stand-in serves.
 pub const SUITE: &str = "jammy-updates";
@@ -335,10 +335,8 @@ pub fn matrix_file(
 /// `kmatrix --matrix MATRIX ARGS…` with its cache in `cache`, trusting the
 /// test key for Ubuntu's archive.
 pub fn kmatrix_ubuntu(matrix: &Path, cache: &Path, args: &[&str]) -> Command {
-    let mut command = kmatrix(&["--matrix", matrix.to_str().unwrap()]);
+    let mut command = kmatrix_in(matrix, cache, args);
     command
-        .args(args)
-        .env("KMATRIX_CACHE_DIR", cache)
         .env_remove("KMATRIX_UBUNTU_MIRROR")
         .env("KMATRIX_UBUNTU_KEYRING", test_keyring());
     command
