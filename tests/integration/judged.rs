@@ -23,6 +23,15 @@ crate::support::tests! {
     vm a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same,
 }
 
+/// The commands of the `reproduce:` lines on `output`'s stdout.
+fn reproduce_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("reproduce: "))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn suite(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("kmatrix-suite.toml");
     std::fs::write(&path, body).unwrap();
@@ -288,13 +297,9 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
     );
 
     // One failure, one reproduce line, the same as the JSON outcome's.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let lines: Vec<&str> = stdout
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("reproduce: "))
-        .collect();
+    let lines = reproduce_lines(&output);
     assert_eq!(lines.len(), 1, "{out}");
-    let command = lines[0];
+    let command = lines[0].as_str();
     assert!(
         command.starts_with("kmatrix test --kernels 6.1 --suite ")
             && command.contains(" --only xdp_filter::wrong_verdict "),
@@ -345,11 +350,7 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
             out.contains(&format!("xdp_filter::wrong_verdict on 6.1: {reason}")),
             "{out}"
         );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let reproduced: Vec<&str> = stdout
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("reproduce: "))
-            .collect();
+        let reproduced = reproduce_lines(&output);
         assert_eq!(reproduced, [command], "{out}");
     }
 
