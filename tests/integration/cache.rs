@@ -9,7 +9,7 @@ use crate::support::mirror::{
     against_mirror, cache_entries, detach_sign, matrix_file, packages_xz, release_for,
     serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
-use crate::support::{kmatrix_in, run_in, text, Server};
+use crate::support::{exited, kmatrix_in, run_in, text, Server};
 
 crate::support::tests! {
     host a_corrupt_download_is_caught_by_the_pin_and_not_cached,
@@ -163,8 +163,7 @@ fn a_stalled_mirror_times_out() {
         .env("KMATRIX_READ_TIMEOUT", "2")
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         start.elapsed() < std::time::Duration::from_secs(30),
         "{:?}",
@@ -230,8 +229,7 @@ fn a_tampered_index_is_refused_and_the_pins_stay() {
     )
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains("the mirror served a Packages.xz for `test` that the archive did not sign"),
         "{out}"
@@ -260,8 +258,7 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
             .env("KMATRIX_DEBIAN_KEYRING", keyring)
             .output()
             .unwrap();
-        let out = text(&output);
-        assert_eq!(output.status.code(), Some(3), "{out}");
+        let out = exited(&output, 3);
         assert!(
             out.contains("the index of `test` at")
                 && out.contains("could not be verified, so kmatrix uses none of it")

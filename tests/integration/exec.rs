@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::records::records;
-use crate::support::{self, kmatrix, repo, text};
+use crate::support::{self, exited, kmatrix, repo, text};
 
 crate::support::tests! {
     vm an_aya_test_binary_runs_in_two_kernels,
@@ -220,8 +220,7 @@ fn a_failure_on_one_kernel_names_it() {
         &program("exit-on"),
         oldest,
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains(&format!("kmatrix: {oldest}: FAILED: exit code 3")),
         "{out}"
@@ -235,8 +234,7 @@ fn a_failure_on_one_kernel_names_it() {
 /// A program killed by a signal fails the run, with the signal named.
 fn a_crash_is_a_failure_with_the_signal() {
     let output = exec(&["exec", "--kernels", "6.1", "--", &program("crash")]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("crash: aborting"), "{out}");
     assert!(
         out.contains("kmatrix: 6.1: FAILED: killed by signal 6 (SIGABRT)"),
@@ -261,8 +259,7 @@ fn a_background_child_does_not_hold_the_run() {
         "-c",
         "(while :; do :; done) & echo started it; exit 3",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("started it"), "{out}");
     assert!(out.contains("kmatrix: 6.1: FAILED: exit code 3"), "{out}");
     assert!(
@@ -286,8 +283,7 @@ fn output_before_a_hang_is_not_lost() {
         "-c",
         "echo before the hang; while :; do :; done",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("before the hang"), "{out}");
     assert!(out.contains("the agent did not finish within 8s"), "{out}");
 }
@@ -353,8 +349,7 @@ fn listing_and_an_empty_filter_boot_nothing() {
         "--exact",
         "no::such",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("no test in") && out.contains("is named no::such: nothing was booted"),
         "{out}"
@@ -509,8 +504,7 @@ fn a_program_named_without_a_slash_is_found_on_the_path() {
         .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains("no-such-program-anywhere: no executable of that name on the PATH"),
         "{out}"

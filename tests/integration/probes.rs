@@ -2,7 +2,7 @@
 //! shipped kernels, answered from the cache the second time, and a suite's
 //! `requires` judged by what each kernel's probe found.
 
-use crate::support::{example, kmatrix, kmatrix_cached, matrix_row, private_cache, text};
+use crate::support::{example, exited, kmatrix, kmatrix_cached, matrix_row, private_cache, text};
 
 crate::support::tests! {
     vm probes_agree_with_known_facts_and_are_cached,
@@ -87,8 +87,7 @@ fn requires_expects_rejection_only_where_a_feature_is_missing() {
         .arg(&suite)
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(
         matrix_row(&out, "xdp_loop_sum::load"),
         ["xfail", "pass"],

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::support::records::records;
-use crate::support::{example, kmatrix, text};
+use crate::support::{example, exited, kmatrix, text};
 
 crate::support::tests! {
     vm sharded_then_merged_equals_unsharded,
@@ -123,8 +123,7 @@ fn sharded_then_merged_equals_unsharded() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(out.contains(&format!("{}:", path("shard-2.json"))), "{out}");
     assert!(out.contains("truncated or damaged"), "{out}");
 }
@@ -179,8 +178,7 @@ fn report_diff_finds_a_program_that_grew() {
     let output = kmatrix(&["report", "diff", &runs[0], &runs[1]])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("REGRESSION grow::load on 6.1: instructions processed grew from"),
         "{out}"

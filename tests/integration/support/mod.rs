@@ -54,6 +54,14 @@ pub fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
     kmatrix_in(matrix, cache, args).output().unwrap()
 }
 
+/// `output`'s text, once its exit code is `code` (else the test fails,
+/// showing it).
+pub fn exited(output: &Output, code: i32) -> String {
+    let out = text(output);
+    assert_eq!(output.status.code(), Some(code), "{out}");
+    out
+}
+
 /// A process's status and output, for assertion messages.
 pub fn text(output: &Output) -> String {
     format!(
