@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use kmatrix_protocol::{ExecPlan, ExitInfo, Frame, Stream};
@@ -88,16 +88,9 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
         ),
     ];
     let mut buf = vec![0u8; CHUNK];
-    let mut status = None;
-    let mut drain_until = None;
+    let mut exit = Exit::new(DRAIN);
     while pipes.iter().any(|(_, pipe)| pipe.is_some()) {
-        if status.is_none() {
-            status = child.try_wait().ok().flatten();
-            if status.is_some() {
-                drain_until = Some(Instant::now() + DRAIN);
-            }
-        }
-        if drain_until.is_some_and(|end| Instant::now() >= end) {
+        if exit.drained(&mut child) {
             break;
         }
         let open: Vec<usize> = (0..pipes.len()).filter(|&i| pipes[i].1.is_some()).collect();
@@ -139,16 +132,52 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
     }
     // Whatever the program left behind in its group ends with it.
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-    let status = match status {
-        Some(status) => Ok(status),
-        None => child.wait(),
-    };
+    let status = exit.wait(&mut child);
     let info = exit_info(status);
     channel.send(&Frame::Exit(info));
     channel.flush();
 }
 
 /// How a program ended, or why it could not be waited for.
+/// A child's exit status once seen, and until when its output is still
+/// read after it.
+pub(crate) struct Exit {
+    status: Option<ExitStatus>,
+    drain: Duration,
+    drain_until: Option<Instant>,
+}
+
+impl Exit {
+    /// Output is read for `drain` after the child exits.
+    pub(crate) fn new(drain: Duration) -> Self {
+        Self {
+            status: None,
+            drain,
+            drain_until: None,
+        }
+    }
+
+    /// Notes `child`'s exit the first time it is seen; true once the drain
+    /// after it is over.
+    pub(crate) fn drained(&mut self, child: &mut Child) -> bool {
+        if self.status.is_none() {
+            self.status = child.try_wait().ok().flatten();
+            if self.status.is_some() {
+                self.drain_until = Some(Instant::now() + self.drain);
+            }
+        }
+        self.drain_until.is_some_and(|end| Instant::now() >= end)
+    }
+
+    /// The status seen, or the one `child` ends with.
+    pub(crate) fn wait(self, child: &mut Child) -> std::io::Result<ExitStatus> {
+        match self.status {
+            Some(status) => Ok(status),
+            None => child.wait(),
+        }
+    }
+}
+
 pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
     match status {
         Ok(status) => match (status.code(), status.signal()) {

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kmatrix_protocol::{ExitInfo, Frame, Input, Stream, WindowSize};
 use nix::fcntl::OFlag;
@@ -23,7 +23,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::channel::Channel;
-use crate::exec::{exit_info, spawn_failed};
+use crate::exec::{exit_info, spawn_failed, Exit};
 use crate::kmsg::KernelLog;
 use crate::loader::send_splat;
 
@@ -75,17 +75,10 @@ pub fn run(mut command: Command, size: WindowSize, channel: &mut Channel, log: &
     let session = Pid::from_raw(child.id() as i32);
     let mut master = master;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut status = None;
-    let mut drain_until = None;
+    let mut exit = Exit::new(DRAIN);
     let mut open = true;
     while open {
-        if status.is_none() {
-            status = child.try_wait().ok().flatten();
-            if status.is_some() {
-                drain_until = Some(Instant::now() + DRAIN);
-            }
-        }
-        if drain_until.is_some_and(|end| Instant::now() >= end) {
+        if exit.drained(&mut child) {
             break;
         }
         let input_now = channel.input_ready();
@@ -133,10 +126,7 @@ pub fn run(mut command: Command, size: WindowSize, channel: &mut Channel, log: &
     }
     let _ = killpg(session, Signal::SIGHUP);
     let _ = killpg(session, Signal::SIGKILL);
-    let status = match status {
-        Some(status) => Ok(status),
-        None => child.wait(),
-    };
+    let status = exit.wait(&mut child);
     channel.send(&Frame::Exit(exit_info(status)));
     channel.flush();
 }

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{example, kmatrix, matrix_row, stray_vms, text};
+use crate::support::{example, exited, kmatrix, matrix_row, stray_vms, text};
 
 crate::support::tests! {
     arm64 an_expectation_scoped_to_one_architecture_binds_only_there,
@@ -62,8 +62,7 @@ fn an_expectation_scoped_to_one_architecture_binds_only_there() {
         .args(["--suite", &suite(dir.path(), "amd64")])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(
         matrix_row(&out, "xdp_tail_from_subprog::load"),
         ["FAIL"],
@@ -106,8 +105,7 @@ fn exec_runs_arm64_programs_on_arm64_kernels_only() {
     let output = kmatrix(&["exec", "--kernels", "6.1-arm64", "--", "/bin/true"])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains("/bin/true is an amd64 program, but the selected kernels (6.1-arm64) are arm64: build it for arm64 (Rust: `--target aarch64-unknown-linux-gnu`) or select amd64 kernels (`--arch amd64`)"),
         "{out}"

@@ -13,8 +13,9 @@ use kmatrix::kernels::{Fetcher, Matrix};
 use kmatrix_protocol::Arch;
 
 use crate::oci_lvh::base_layer;
-use crate::sources::{ci_kernels_layer, run_in, runtime, write_matrix, Registry};
-use crate::support::{example, shipped_kernel, text};
+use crate::sources::{ci_kernels_layer, runtime, write_matrix, Registry};
+use crate::support::run_in;
+use crate::support::{example, exited, shipped_kernel, text};
 
 crate::support::tests! {
     host oci_tags_are_listed_across_pages_in_version_order,
@@ -110,8 +111,7 @@ fn an_unpullable_good_end_is_skipped_and_said() {
     let args = ["bisect", "--good", &good, "--bad", &bad, &object];
 
     let run = run_in(&matrix, &cache, &args);
-    let out = text(&run);
-    assert_eq!(run.status.code(), Some(3), "{out}");
+    let out = exited(&run, 3);
     assert!(
         out.contains("6.1.1: skipped, it could not be booted"),
         "{out}"

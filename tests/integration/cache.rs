@@ -10,7 +10,7 @@ use crate::support::mirror::{
     serve_the_6_1_package, signed_index, test_keyring, the_6_1_package,
 };
 use crate::support::snapshot::{self, Build, SUITE};
-use crate::support::{kmatrix, text, Server};
+use crate::support::{exited, kmatrix_in, run_in, text, Server};
 
 crate::support::tests! {
     host a_corrupt_download_is_caught_by_the_pin_and_not_cached,
@@ -104,10 +104,7 @@ fn two_processes_share_a_cache() {
         (count("blobs/sha256"), count("kernels"), count("tmp")),
         (1, 1, 0)
     );
-    let again = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "list"])
-        .env("KMATRIX_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
+    let again = run_in(&matrix, &cache, &["kernels", "list"]);
     assert!(text(&again).contains(" yes "), "{}", text(&again));
 }
 
@@ -161,15 +158,13 @@ fn a_stalled_mirror_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let matrix = matrix_file(dir.path(), "linux-image-6.1.0-99-cloud-amd64", &[7; 32]);
     let start = std::time::Instant::now();
-    let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "fetch"])
-        .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+    let output = kmatrix_in(&matrix, &dir.path().join("cache"), &["kernels", "fetch"])
         .env("KMATRIX_DEBIAN_MIRROR", format!("http://{addr}/debian"))
         .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
         .env("KMATRIX_READ_TIMEOUT", "2")
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         start.elapsed() < std::time::Duration::from_secs(30),
         "{:?}",
@@ -235,8 +230,7 @@ fn a_tampered_index_is_refused_and_the_pins_stay() {
     )
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains("the mirror served a Packages.xz for `test` that the archive did not sign"),
         "{out}"
@@ -260,14 +254,12 @@ fn an_index_whose_signature_does_not_verify_is_refused() {
         test_keyring(),
         std::path::Path::new("/nonexistent/keyring.gpg"),
     ] {
-        let output = kmatrix(&["--matrix", matrix.to_str().unwrap(), "kernels", "update"])
-            .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        let output = kmatrix_in(&matrix, &dir.path().join("cache"), &["kernels", "update"])
             .env("KMATRIX_DEBIAN_MIRROR", format!("{}/debian", mirror.url))
             .env("KMATRIX_DEBIAN_KEYRING", keyring)
             .output()
             .unwrap();
-        let out = text(&output);
-        assert_eq!(output.status.code(), Some(3), "{out}");
+        let out = exited(&output, 3);
         assert!(
             out.contains("the index of `test` at")
                 && out.contains("could not be verified, so kmatrix uses none of it")
@@ -392,9 +384,7 @@ fn a_debian_build_is_pinned_from_the_snapshot_archive_and_fetched() {
     );
     std::fs::write(&matrix, &entry).unwrap();
     let run = |snapshot: &Server, args: &[&str]| {
-        kmatrix(&["--matrix", matrix.to_str().unwrap()])
-            .args(args)
-            .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
+        kmatrix_in(&matrix, &dir.path().join("cache"), args)
             .env("KMATRIX_DEBIAN_KEYRING", test_keyring())
             .env("KMATRIX_DEBIAN_SNAPSHOT", &snapshot.url)
             .output()

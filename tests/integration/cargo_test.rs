@@ -6,7 +6,7 @@ use std::process::Command;
 
 use kmatrix::kernels::Matrix;
 
-use crate::support::{example, kernels_test_binary, kmatrix, repo, text, SSH_SYN};
+use crate::support::{example, exited, kernels_test_binary, kmatrix, repo, text, SSH_SYN};
 
 crate::support::tests! {
     host cargo_test_list_boots_and_downloads_nothing,
@@ -132,8 +132,7 @@ fn cargo_test_fails_with_the_reason() {
         .env("KMATRIX_SELECT", "6.1")
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(101), "{out}");
+    let out = exited(&output, 101);
     assert!(
         out.contains("test 6.1::xdp_filter::wrong_verdict ... FAILED"),
         "{out}"

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use kmatrix::report::reproduce::quote;
 
-use crate::support::{self, kmatrix, repo, text};
+use crate::support::records::records;
+use crate::support::{self, exited, kmatrix, repo, text};
 
 crate::support::tests! {
     vm an_aya_test_binary_runs_in_two_kernels,
@@ -136,11 +137,7 @@ fn an_aya_test_binary_runs_in_two_kernels() {
     );
 
     // Per-test outcomes per kernel in the JSON lines and the JUnit file.
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = records(&json);
     let passed: Vec<_> = records
         .iter()
         .filter(|r| r["type"] == "outcome" && r["result"]["outcome"] == "passed")
@@ -226,8 +223,7 @@ fn a_failure_on_one_kernel_names_it() {
         &program("exit-on"),
         oldest,
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains(&format!("kmatrix: {oldest}: FAILED: exit code 3")),
         "{out}"
@@ -241,8 +237,7 @@ fn a_failure_on_one_kernel_names_it() {
 /// A program killed by a signal fails the run, with the signal named.
 fn a_crash_is_a_failure_with_the_signal() {
     let output = exec(&["exec", "--kernels", "6.1", "--", &program("crash")]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("crash: aborting"), "{out}");
     assert!(
         out.contains("kmatrix: 6.1: FAILED: killed by signal 6 (SIGABRT)"),
@@ -267,8 +262,7 @@ fn a_background_child_does_not_hold_the_run() {
         "-c",
         "(while :; do :; done) & echo started it; exit 3",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("started it"), "{out}");
     assert!(out.contains("kmatrix: 6.1: FAILED: exit code 3"), "{out}");
     assert!(
@@ -292,8 +286,7 @@ fn output_before_a_hang_is_not_lost() {
         "-c",
         "echo before the hang; while :; do :; done",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("before the hang"), "{out}");
     assert!(out.contains("the agent did not finish within 8s"), "{out}");
 }
@@ -359,8 +352,7 @@ fn listing_and_an_empty_filter_boot_nothing() {
         "--exact",
         "no::such",
     ]);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("no test in") && out.contains("is named no::such: nothing was booted"),
         "{out}"
@@ -515,8 +507,7 @@ fn a_program_named_without_a_slash_is_found_on_the_path() {
         .env("KMATRIX_KERNELS", repo().join("kernels.toml"))
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains("no-such-program-anywhere: no executable of that name on the PATH"),
         "{out}"

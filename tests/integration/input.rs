@@ -3,7 +3,7 @@
 //! wrong are refused before anything boots, with a message naming them.
 
 use crate::support::{
-    self, example, fixture, kmatrix, matrix_row, test_suite_on_6_1, text, SSH_SYN,
+    self, example, exited, fixture, kmatrix, matrix_row, test_suite_on_6_1, text, SSH_SYN,
 };
 
 crate::support::tests! {
@@ -53,8 +53,7 @@ reason = "pretend it needs an old kernel"
     )
     .unwrap();
     let output = test_suite_on_6_1(&suite);
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("6.1  FAIL  xdp_filter::wrong_verdict: return value: expected XDP_PASS (2), got XDP_DROP (1)"),
         "{out}"
@@ -111,8 +110,7 @@ fn bad_suites_are_refused_before_booting() {
         let suite = dir.path().join(format!("suite{i}.toml"));
         std::fs::write(&suite, contents).unwrap();
         let output = test_suite_on_6_1(&suite);
-        let out = text(&output);
-        assert_eq!(output.status.code(), Some(2), "{out}");
+        let out = exited(&output, 2);
         assert!(
             out.contains(expected.as_str()),
             "expected `{expected}` in\n{out}"
@@ -237,8 +235,7 @@ fn ranges_past_the_matrix_say_so() {
     let output = kmatrix(&["matrix", "--kernels", "6.1", "--arch", "arm64"])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains("`6.1` selects no arm64 kernel; the matrix has: 5.10 (5.10.0)"),
         "{out}"
@@ -258,8 +255,7 @@ fn an_unwritable_json_file_is_the_machinery_s_failure() {
     .arg(fixture("xdp_pass.bpf.c"))
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains("cannot write /proc/no-such-dir/run.json"),
         "{out}"

@@ -11,7 +11,8 @@
 
 use std::path::Path;
 
-use crate::support::{self, example, fixture, kmatrix, matrix_row, text, SSH_SYN};
+use crate::support::records::{outcome, records};
+use crate::support::{self, example, exited, fixture, kmatrix, matrix_row, text, SSH_SYN};
 
 crate::support::tests! {
     vm static_programs_are_judged_under_aya_and_named_under_libbpf,
@@ -22,19 +23,13 @@ crate::support::tests! {
     vm a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same,
 }
 
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
+/// The commands of the `reproduce:` lines on `output`'s stdout.
+fn reproduce_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+        .filter_map(|l| l.trim().strip_prefix("reproduce: "))
+        .map(str::to_owned)
         .collect()
-}
-
-fn outcome<'a>(records: &'a [serde_json::Value], test: &str) -> &'a serde_json::Value {
-    records
-        .iter()
-        .find(|r| r["type"] == "outcome" && r["test"] == test)
-        .unwrap_or_else(|| panic!("no outcome for {test} in {records:?}"))
 }
 
 fn suite(dir: &Path, body: &str) -> std::path::PathBuf {
@@ -69,8 +64,7 @@ fn static_programs_are_judged_under_aya_and_named_under_libbpf() {
         .unwrap()
     };
     let output = run("aya");
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
+    let out = exited(&output, 0);
     for (test, cell) in [
         ("xdp_static_pass::load", "pass"),
         ("xdp_static_unchecked::load", "xfail"),
@@ -81,8 +75,7 @@ fn static_programs_are_judged_under_aya_and_named_under_libbpf() {
     assert!(out.contains("R1 offset is outside of the packet"), "{out}");
 
     let output = run("libbpf");
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(
         matrix_row(&out, "xdp_global_entry::load"),
         ["pass"],
@@ -105,8 +98,7 @@ fn a_program_s_aya_verdict_does_not_depend_on_its_siblings() {
         .arg(fixture("flex_siblings.bpf.c"))
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(matrix_row(&out, "mount_exit::load"), ["pass"], "{out}");
     assert_eq!(matrix_row(&out, "mount_entry::load"), ["LIMIT"], "{out}");
     let limitation = out
@@ -144,8 +136,7 @@ fn a_kernel_line_goes_with_the_load_that_made_it() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     let records = records(&json);
     let failed = &outcome(&records, "writes_user::load")["result"];
     assert_eq!(failed["outcome"], "failed", "{failed}");
@@ -199,8 +190,7 @@ fn a_splat_fails_the_test_that_caused_it() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("kmatrix: 6.1: FAILED: exit code 0, but warns failed"),
         "{out}"
@@ -245,8 +235,7 @@ fn a_splat_outside_any_test_fails_the_kernel() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("kmatrix: 6.1: FAILED: the kernel printed a splat outside any test: BUG: kernel NULL pointer dereference"),
         "{out}"
@@ -288,8 +277,7 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(matrix_row(&out, "xdp_filter::drops_ssh"), ["pass"], "{out}");
     assert_eq!(
         matrix_row(&out, "xdp_filter::wrong_verdict"),
@@ -303,13 +291,9 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
     );
 
     // One failure, one reproduce line, the same as the JSON outcome's.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let lines: Vec<&str> = stdout
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("reproduce: "))
-        .collect();
+    let lines = reproduce_lines(&output);
     assert_eq!(lines.len(), 1, "{out}");
-    let command = lines[0];
+    let command = lines[0].as_str();
     assert!(
         command.starts_with("kmatrix test --kernels 6.1 --suite ")
             && command.contains(" --only xdp_filter::wrong_verdict "),
@@ -356,11 +340,7 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
             out.contains(&format!("xdp_filter::wrong_verdict on 6.1: {reason}")),
             "{out}"
         );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let reproduced: Vec<&str> = stdout
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("reproduce: "))
-            .collect();
+        let reproduced = reproduce_lines(&output);
         assert_eq!(reproduced, [command], "{out}");
     }
 
@@ -369,8 +349,7 @@ fn a_failures_reproduce_command_runs_that_test_alone_and_fails_the_same() {
         "test --kernels 6.1 --suite {} --only xdp_filter::wrong_verdic",
         suite.to_str().unwrap()
     ));
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains("near names: xdp_filter::wrong_verdict"),
         "{out}"

@@ -3,7 +3,7 @@
 //! aya cannot express reported as its limitation, never as the kernel's
 //! verdict.
 
-use crate::support::{self, fixture, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
+use crate::support::{self, exited, fixture, kmatrix, matrix_row, repo, test_suite_on_6_1, text};
 
 crate::support::tests! {
     vm libbpf_style_programs_load_where_the_kernel_allows,
@@ -36,8 +36,7 @@ fn libbpf_style_programs_load_where_the_kernel_allows() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
+    let out = exited(&output, 0);
     for (test, cells) in [
         // The suite's min_ttl of 65 makes TTL 64 too low.
         ("tc_min_ttl::drops_ttl_64", ["pass", "pass"]),
@@ -71,8 +70,7 @@ fn what_aya_cannot_express_is_a_loader_limitation() {
     .arg(libbpf_example("kconfig_version.bpf.c"))
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(matrix_row(&out, "tc_min_ttl::load"), ["LIMIT"], "{out}");
     assert_eq!(
         matrix_row(&out, "kernel_at_least_5::load"),
@@ -141,8 +139,7 @@ fn loader_settings_are_checked_before_booting() {
         let suite = dir.path().join(format!("suite{i}.toml"));
         std::fs::write(&suite, contents).unwrap();
         let output = test_suite_on_6_1(&suite);
-        let out = text(&output);
-        assert_eq!(output.status.code(), Some(2), "{out}");
+        let out = exited(&output, 2);
         assert!(out.contains(expected), "expected `{expected}` in\n{out}");
         assert!(!out.contains("BOOT"), "{out}");
     }
@@ -229,8 +226,7 @@ fn both_loaders_compared() {
         .arg(libbpf_example("tc_min_ttl.bpf.c"))
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     for (test, cell) in [
         ("xdp_pass::load[aya]", "pass"),
         ("xdp_pass::load[libbpf]", "pass"),

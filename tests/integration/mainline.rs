@@ -16,7 +16,7 @@ use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use crate::support::mirror::{detach_sign, shipped_package, test_keyring};
-use crate::support::{example, kmatrix, text, Server};
+use crate::support::{example, kmatrix_in, text, Server};
 
 crate::support::tests! {
     host mainline_pins_verify_and_fetch,
@@ -81,10 +81,8 @@ fn stand_in(
 /// `kmatrix --matrix MATRIX ARGS…` against the stand-in at `server`, with
 /// its cache in `cache`, trusting the test key.
 fn against(server: &Server, matrix: &Path, cache: &Path, args: &[&str]) -> Command {
-    let mut command = kmatrix(&["--matrix", matrix.to_str().unwrap()]);
+    let mut command = kmatrix_in(matrix, cache, args);
     command
-        .args(args)
-        .env("KMATRIX_CACHE_DIR", cache)
         .env("KMATRIX_MAINLINE_BASE", format!("{}/mainline", server.url))
         .env("KMATRIX_MAINLINE_KEYRING", test_keyring());
     command

@@ -13,7 +13,8 @@ use kmatrix::cache::Cache;
 use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
 use kmatrix_protocol::Arch;
 
-use crate::sources::{example_suite, run_in, runtime, write_matrix, Registry};
+use crate::sources::{example_suite, runtime, write_matrix, Registry};
+use crate::support::run_in;
 use crate::support::text;
 use crate::support::{debian_6_1, shipped_kernel};
 

@@ -2,7 +2,7 @@
 //! shipped kernels, answered from the cache the second time, and a suite's
 //! `requires` judged by what each kernel's probe found.
 
-use crate::support::{example, kmatrix, matrix_row, private_cache, text};
+use crate::support::{example, exited, kmatrix, kmatrix_cached, matrix_row, private_cache, text};
 
 crate::support::tests! {
     vm probes_agree_with_known_facts_and_are_cached,
@@ -16,19 +16,21 @@ fn probes_agree_with_known_facts_and_are_cached() {
     let cache = private_cache("5.10,6.1,6.12");
     let json = cache.path().join("probe.json");
     let probe = |qemu: &str, extra: &[&str]| {
-        kmatrix(&["probe", "--kernels", "5.10,6.1,6.12", "--json"])
-            .arg(&json)
-            .args(extra)
-            .args([
-                "helper:bpf_loop",
-                "map:ringbuf",
-                "map:cgrp_storage",
-                "kfunc:bpf_rcu_read_lock",
-            ])
-            .env(kmatrix::cache::CACHE_ENV, cache.path())
-            .env("KMATRIX_QEMU", qemu)
-            .output()
-            .unwrap()
+        kmatrix_cached(
+            cache.path(),
+            &["probe", "--kernels", "5.10,6.1,6.12", "--json"],
+        )
+        .arg(&json)
+        .args(extra)
+        .args([
+            "helper:bpf_loop",
+            "map:ringbuf",
+            "map:cgrp_storage",
+            "kfunc:bpf_rcu_read_lock",
+        ])
+        .env("KMATRIX_QEMU", qemu)
+        .output()
+        .unwrap()
     };
     let output = probe("qemu-system-x86_64", &[]);
     let out = text(&output);
@@ -85,8 +87,7 @@ fn requires_expects_rejection_only_where_a_feature_is_missing() {
         .arg(&suite)
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert_eq!(
         matrix_row(&out, "xdp_loop_sum::load"),
         ["xfail", "pass"],

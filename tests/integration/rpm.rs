@@ -5,26 +5,18 @@
 //! stand-in kernel boots and passes the example suite.
 
 use std::path::Path;
-use std::process::Output;
 
 use kmatrix::cache::Cache;
 use kmatrix::kernels::{Fetcher, Matrix};
 use sha2::{Digest, Sha256};
 
 use crate::support::rpmrepo::{self, build, createrepo, files_below, kernel_specs, Spec};
-use crate::support::{debian_6_1, kmatrix, repo, text, Server};
+use crate::support::{debian_6_1, repo, run_in, text, Server};
 
 crate::support::tests! {
     host rpm_kernels_pin_verify_and_fetch,
     host rpm_tampering_is_refused,
     vm rpm_kernel_boots_the_example_suite,
-}
-
-fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
-    kmatrix(&[&["--matrix", matrix.to_str().unwrap()], args].concat())
-        .env("KMATRIX_CACHE_DIR", cache)
-        .output()
-        .unwrap()
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -11,7 +11,8 @@ use kmatrix::plan::{RunConfig, RunRequest, Tests};
 use kmatrix::report::{Cell, Reporter};
 use kmatrix::vm::{AccelChoice, VmConfig};
 
-use crate::support::{self, fixture, kmatrix, matrix_row, repo, stray_vms, text};
+use crate::support::records::{find_outcome, records};
+use crate::support::{self, exited, fixture, kmatrix, matrix_row, repo, stray_vms};
 
 crate::support::tests! {
     vm oldest_and_newest_kernels_report_every_program,
@@ -119,8 +120,7 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
         .arg(fixture("verifier_reject.bpf.c"))
         .output()
         .unwrap();
-    let out = text(&failing);
-    assert_eq!(failing.status.code(), Some(1), "{out}");
+    let out = exited(&failing, 1);
     assert!(
         out.contains("     6.1  PASS  xdp_pass::load (xdp,"),
         "{out}"
@@ -141,8 +141,7 @@ fn cli_prints_live_lines_and_matrix_with_the_right_exit_status() {
         .arg(fixture("xdp_pass.bpf.c"))
         .output()
         .unwrap();
-    let out = text(&passing);
-    assert_eq!(passing.status.code(), Some(0), "{out}");
+    let out = exited(&passing, 0);
     assert!(out.contains("no failures: 1 tests on 1 kernels"), "{out}");
     assert!(stray_vms().is_empty(), "{:?}", stray_vms());
 }
@@ -157,8 +156,7 @@ fn a_panicking_kernel_fails_with_its_console() {
         .arg(fixture("xdp_pass.bpf.c"))
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(out.contains("6.1  ERROR the guest stopped before finishing: the kernel panicked: Kernel panic - not syncing"), "{out}");
     assert!(out.contains("console (last lines):"), "{out}");
     assert_eq!(matrix_row(&out, "xdp_pass::load"), ["ERR"], "{out}");
@@ -179,8 +177,7 @@ fn a_hung_boot_times_out_and_leaves_no_qemu() {
     .arg(fixture("xdp_pass.bpf.c"))
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains("6.1  ERROR the kernel did not start the agent within 1s"),
         "{out}"
@@ -277,16 +274,11 @@ fn every_result_before_a_hang_reaches_the_host() {
         .arg(&json)
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(out.contains("did not finish within 15s"), "{out}");
-    let records = std::fs::read_to_string(&json).unwrap();
+    let records = records(&json);
     let outcome = |test: &str| {
-        records
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .find(|r| r["type"] == "outcome" && r["test"] == test)
-            .map(|r| r["result"]["outcome"].as_str().unwrap().to_owned())
+        find_outcome(&records, test).map(|r| r["result"]["outcome"].as_str().unwrap().to_owned())
     };
     for case in 0..40 {
         let test = format!("xdp_pass::quick_{case}");

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use crate::support::{example, kmatrix, text};
+use crate::support::records::records;
+use crate::support::{example, exited, kmatrix, text};
 
 crate::support::tests! {
     vm sharded_then_merged_equals_unsharded,
@@ -122,8 +123,7 @@ fn sharded_then_merged_equals_unsharded() {
     ])
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(out.contains(&format!("{}:", path("shard-2.json"))), "{out}");
     assert!(out.contains("truncated or damaged"), "{out}");
 }
@@ -159,10 +159,8 @@ fn report_diff_finds_a_program_that_grew() {
     // The statistics are there and plausible: the verifier processed at
     // least every instruction of the (loop-free) program once, and the
     // figures only its log gives are there too, for a program aya loaded.
-    let records = std::fs::read_to_string(&runs[1]).unwrap();
-    let stats: serde_json::Value = records
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+    let stats: serde_json::Value = records(&runs[1])
+        .into_iter()
         .find(|record| record["type"] == "stats")
         .expect("a stats record")["stats"]
         .clone();
@@ -180,8 +178,7 @@ fn report_diff_finds_a_program_that_grew() {
     let output = kmatrix(&["report", "diff", &runs[0], &runs[1]])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let out = exited(&output, 1);
     assert!(
         out.contains("REGRESSION grow::load on 6.1: instructions processed grew from"),
         "{out}"

@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::support::{example, kmatrix, private_cache, stray_vms, text};
+use crate::support::records::{booted, records};
+use crate::support::{example, kmatrix_cached, private_cache, stray_vms, text};
 
 crate::support::tests! {
     vm a_warm_run_gives_the_cold_results,
@@ -27,10 +28,7 @@ crate::support::tests! {
 }
 
 fn run(cache: &Path, args: &[&str]) -> Output {
-    kmatrix(args)
-        .env(kmatrix::cache::CACHE_ENV, cache)
-        .output()
-        .unwrap()
+    kmatrix_cached(cache, args).output().unwrap()
 }
 
 fn suite_args<'a>(kernels: &'a str, suite: &'a str, json: &'a str) -> Vec<&'a str> {
@@ -72,12 +70,10 @@ fn snapshot_of(cache: &Path, release_prefix: &str) -> PathBuf {
 
 /// The outcomes in a `--json` file, with timings taken out of details.
 fn outcomes(json: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(json).unwrap();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter(|l| l.contains(r#""type":"outcome""#))
-        .map(|l| {
-            let value: serde_json::Value = serde_json::from_str(l).unwrap();
+    let mut lines: Vec<String> = records(json)
+        .iter()
+        .filter(|value| value["type"] == "outcome")
+        .map(|value| {
             let result = &value["result"];
             let detail = result["detail"]
                 .as_str()
@@ -323,8 +319,7 @@ fn a_cache_path_with_a_comma_and_bytes_not_utf8_saves_and_restores() {
     std::fs::create_dir(&tmpdir).unwrap();
     let object = example("xdp_filter.bpf.c");
     let test = || {
-        kmatrix(&["test", "--kernels", "6.1", &object])
-            .env(kmatrix::cache::CACHE_ENV, &odd)
+        kmatrix_cached(&odd, &["test", "--kernels", "6.1", &object])
             .env("TMPDIR", &tmpdir)
             .output()
             .unwrap()
@@ -352,8 +347,7 @@ fn two_processes_saving_one_snapshot_both_succeed() {
     let cache = private_cache("6.1");
     let object = example("xdp_filter.bpf.c");
     let start = || {
-        kmatrix(&["test", "--kernels", "6.1", &object])
-            .env(kmatrix::cache::CACHE_ENV, cache.path())
+        kmatrix_cached(cache.path(), &["test", "--kernels", "6.1", &object])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -464,16 +458,10 @@ fn kernels_gc_removes_snapshots_of_kernels_no_longer_kept() {
 
 /// The kernels whose VM a `--json` file says was restored.
 fn restored_kernels(json: &Path) -> Vec<String> {
-    let mut kernels: Vec<String> = std::fs::read_to_string(json)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(r#""type":"kernel-booted""#))
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|record| record["restored"] == true)
-        .map(|record| record["kernel"].as_str().unwrap().to_owned())
-        .collect();
-    kernels.sort();
-    kernels
+    booted(json)
+        .into_iter()
+        .filter_map(|(kernel, restored)| restored.then_some(kernel))
+        .collect()
 }
 
 /// Copies the tree `from` to `to`: new files, with their own times.
@@ -535,8 +523,7 @@ fn an_arm64_saved_vm_is_restored_on_another_machine() {
         );
     }
     let elsewhere = |args: &[&str]| {
-        kmatrix(args)
-            .env(kmatrix::cache::CACHE_ENV, there.path())
+        kmatrix_cached(there.path(), args)
             .env(kmatrix::vm::snapshot::MACHINE_ID_ENV, "another-runner")
             .output()
             .unwrap()

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::support::{fixture, kmatrix, private_cache, stray_vms, text};
+use crate::support::records::booted;
+use crate::support::{fixture, kmatrix_cached, private_cache, stray_vms, text};
 
 crate::support::tests! {
     vm side_by_side_runs_on_a_busy_machine_restore_one_saved_vm_per_kernel,
@@ -53,24 +54,6 @@ fn saved_vms(cache: &Path) -> Vec<String> {
     found
 }
 
-/// Whether each kernel of a `--json` file was restored.
-fn restored(json: &Path) -> Vec<(String, bool)> {
-    let mut kernels: Vec<_> = std::fs::read_to_string(json)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["type"] == "kernel-booted")
-        .map(|r| {
-            (
-                r["kernel"].as_str().unwrap().to_owned(),
-                r["restored"] == true,
-            )
-        })
-        .collect();
-    kernels.sort();
-    kernels
-}
-
 fn side_by_side_runs_on_a_busy_machine_restore_one_saved_vm_per_kernel() {
     let cache = private_cache("5.10,6.1");
     let dir = tempfile::tempdir().unwrap();
@@ -79,14 +62,14 @@ fn side_by_side_runs_on_a_busy_machine_restore_one_saved_vm_per_kernel() {
         let runs: Vec<_> = (0..2)
             .map(|i| {
                 let json = dir.path().join(format!("{round}-{i}.json"));
-                let child = kmatrix(&["test", "--kernels", "5.10,6.1", "--json"])
-                    .arg(&json)
-                    .arg(fixture("xdp_pass.bpf.c"))
-                    .env(kmatrix::cache::CACHE_ENV, cache.path())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
+                let child =
+                    kmatrix_cached(cache.path(), &["test", "--kernels", "5.10,6.1", "--json"])
+                        .arg(&json)
+                        .arg(fixture("xdp_pass.bpf.c"))
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap();
                 (json, child)
             })
             .collect();
@@ -95,7 +78,7 @@ fn side_by_side_runs_on_a_busy_machine_restore_one_saved_vm_per_kernel() {
             assert!(output.status.success(), "round {round}: {}", text(&output));
             if round > 0 {
                 let all = [("5.10".to_owned(), true), ("6.1".to_owned(), true)];
-                assert_eq!(restored(&json), all, "round {round}: {}", text(&output));
+                assert_eq!(booted(&json), all, "round {round}: {}", text(&output));
             }
         }
     }

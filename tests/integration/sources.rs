@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
-use crate::support::{self, debian_6_1, kmatrix, repo, text, Server};
+use crate::support::{self, debian_6_1, repo, run_in, text, Server};
 
 crate::support::tests! {
     vm oci_kernels_pull_by_tag_and_digest_and_boot,
@@ -229,13 +229,6 @@ pub(crate) fn write_matrix(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("kernels.toml");
     std::fs::write(&path, body).unwrap();
     path
-}
-
-pub(crate) fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
-    kmatrix(&[&["--matrix", matrix.to_str().unwrap()], args].concat())
-        .env("KMATRIX_CACHE_DIR", cache)
-        .output()
-        .unwrap()
 }
 
 pub(crate) fn example_suite() -> String {
@@ -481,19 +474,11 @@ fn update_keeps_the_shipped_comments() {
             .collect(),
     );
     let url = &server.url;
-    let output = kmatrix(&[
-        "--matrix",
-        matrix.to_str().unwrap(),
-        "kernels",
-        "update",
-        "--kernels",
-        "6.1",
-    ])
-    .env("KMATRIX_DEBIAN_MIRROR", format!("{url}/debian"))
-    .env("KMATRIX_DEBIAN_KEYRING", support::mirror::test_keyring())
-    .env("KMATRIX_CACHE_DIR", dir.path().join("cache"))
-    .output()
-    .unwrap();
+    let cache = dir.path().join("cache");
+    let args = ["kernels", "update", "--kernels", "6.1"];
+    let output = support::mirror::against_mirror(&matrix, &cache, url, &args)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let updated = std::fs::read_to_string(&matrix).unwrap();
     for line in shipped.lines().filter(|l| l.trim_start().starts_with('#')) {

@@ -19,7 +19,7 @@ use crate::support::ubuntu::{
     archive, kernel, kernel_for, kmatrix_ubuntu, matrix_file, packages, pin_in, pin_of,
     ports_matrix_file, serve, serve_for, SUITE,
 };
-use crate::support::{example, Server};
+use crate::support::{example, exited, Server};
 
 crate::support::tests! {
     host ubuntu_kernels_are_pinned_verified_and_fetched_and_work_offline,
@@ -151,8 +151,7 @@ fn a_tampered_ubuntu_index_or_package_is_refused() {
     let output = kmatrix_ubuntu(&matrix, &cache, &["kernels", "update"])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains(&format!(
             "the mirror served a Packages.xz for `{SUITE}` that the archive did not sign"
@@ -178,8 +177,7 @@ fn a_tampered_ubuntu_index_or_package_is_refused() {
             command.env_remove("KMATRIX_UBUNTU_KEYRING");
         }
         let output = command.output().unwrap();
-        let out = text(&output);
-        assert_eq!(output.status.code(), Some(3), "{out}");
+        let out = exited(&output, 3);
         assert!(
             out.contains(&format!("the index of `{SUITE}` at {}/ubuntu", mirror.url))
                 && out.contains("could not be verified, so kmatrix uses none of it")
@@ -208,8 +206,7 @@ fn a_tampered_ubuntu_index_or_package_is_refused() {
     let output = kmatrix_ubuntu(&matrix, &cache, &["kernels", "fetch"])
         .output()
         .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(
         out.contains(&format!(
             "has sha256 {}, but kernels.toml pins {}; the download was discarded",

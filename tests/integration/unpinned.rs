@@ -9,7 +9,8 @@ use kmatrix_protocol::report::Record;
 
 use crate::sources::example_suite;
 use crate::support::mirror::{against_mirror, serve_the_6_1_package};
-use crate::support::{fixture, text, Server};
+use crate::support::records::records_as;
+use crate::support::{exited, fixture, text, Server};
 
 crate::support::tests! {
     vm a_pinned_kernel_runs_and_an_unpinned_one_is_reported_not_run,
@@ -106,11 +107,7 @@ fn a_pinned_kernel_runs_and_an_unpinned_one_is_reported_not_run() {
     assert!(out.contains("6.1  UP    6.1.0-"), "{out}");
     assert_eq!(asked_for_unpinned(&mirror), Vec::<String>::new());
 
-    let records: Vec<Record> = std::fs::read_to_string(&json)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let records: Vec<Record> = records_as(&json);
     let mut passed = 0;
     for record in &records {
         match record {
@@ -162,8 +159,7 @@ fn kernels_fetch_fetches_the_pinned_and_names_the_unpinned() {
     )
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    let out = exited(&output, 3);
     assert!(out.contains("     6.1  cached 6.1.0-"), "{out}");
     assert!(
         out.contains(&format!(
@@ -205,8 +201,7 @@ fn a_run_of_unpinned_kernels_alone_does_not_start() {
     )
     .output()
     .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{out}");
+    let out = exited(&output, 2);
     assert!(
         out.contains(&format!(
             "kernel `6.12` has no sha256 pins: run `{PIN_IT}` to pin its packages"

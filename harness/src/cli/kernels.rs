@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::error::{Error, Status};
 use crate::error_chain::error_chain;
 use crate::kernels::{update, Change, Selection};
-use crate::plan::KernelSet;
+use crate::plan::{KernelSet, PlanError};
 
 #[derive(Subcommand)]
 pub enum KernelsCommand {
@@ -249,13 +249,18 @@ fn megabytes<'a>(entries: impl IntoIterator<Item = &'a crate::cache::Entry>) -> 
     entries.into_iter().map(|e| e.bytes).sum::<u64>() as f64 / 1e6
 }
 
-async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = noticed(KernelSet::resolve(
+/// The kernels `select` names in the matrix, with their notices shown.
+fn selected(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<KernelSet, PlanError> {
+    noticed(KernelSet::resolve(
         matrix,
         &select.kernels,
         select.arch,
         None,
-    ))?;
+    ))
+}
+
+async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
+    let set = selected(matrix, select)?;
     noticed(set.check_pinned())?;
     let fetcher = Arc::new(set.fetcher(false, crate::report::progress::on_stderr())?);
     let mut tasks = tokio::task::JoinSet::new();
@@ -288,12 +293,7 @@ async fn fetch(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, E
 }
 
 async fn update(matrix: Option<PathBuf>, select: &SelectArgs) -> Result<Status, Error> {
-    let set = noticed(KernelSet::resolve(
-        matrix,
-        &select.kernels,
-        select.arch,
-        None,
-    ))?;
+    let set = selected(matrix, select)?;
     if set.matrix.built_in {
         let dir = std::env::current_dir().unwrap_or_default();
         return Err(crate::plan::PlanError::BuiltInMatrix { dir }.into());

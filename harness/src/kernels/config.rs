@@ -249,6 +249,21 @@ mod tests {
 
     const PIN: &str = "4545cda1cab2f7e975e9b3ad1744b4a360092a85a793156bf48f1bdf02906cc9";
 
+    /// Each kernel's label, source and version.
+    fn named(matrix: &Matrix) -> Vec<(&str, String, String)> {
+        matrix
+            .kernels
+            .iter()
+            .map(|k| {
+                (
+                    k.label.as_str(),
+                    k.source.to_string(),
+                    k.version.to_string(),
+                )
+            })
+            .collect()
+    }
+
     fn parse(text: &str) -> Result<Matrix, String> {
         Matrix::parse(text, "kernels.toml".as_ref()).map_err(|e| e.to_string())
     }
@@ -404,17 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(matrix.mainline.base.as_deref(), Some("http://m/mainline"));
         assert_eq!(matrix.mainline.keyring, Some(PathBuf::from("dir/ppa.gpg")));
-        let named: Vec<_> = matrix
-            .kernels
-            .iter()
-            .map(|k| {
-                (
-                    k.label.as_str(),
-                    k.source.to_string(),
-                    k.version.to_string(),
-                )
-            })
-            .collect();
+        let named = named(&matrix);
         assert_eq!(
             named,
             [
@@ -451,17 +456,7 @@ mod tests {
     fn debian_builds_come_from_the_snapshot_archive() {
         let matrix = parse("[[kernel]]\ndebian = { suite = \"bookworm\", build = \"6.1.0-20\" }\n[[kernel]]\narch = \"arm64\"\ndebian = { suite = \"trixie\", build = \"6.12.38+deb13\", flavour = \"rt\" }\n")
             .unwrap();
-        let named: Vec<_> = matrix
-            .kernels
-            .iter()
-            .map(|k| {
-                (
-                    k.label.as_str(),
-                    k.source.to_string(),
-                    k.version.to_string(),
-                )
-            })
-            .collect();
+        let named = named(&matrix);
         assert_eq!(
             named,
             [

@@ -133,9 +133,9 @@ fn near_names(near: &[String]) -> String {
 }
 
 impl Suite {
-    /// A suite of bare objects: every program must load everywhere.
-    pub fn from_objects(objects: Vec<TestObject>) -> Self {
-        let mut suite = Suite {
+    /// A suite with nothing in it yet.
+    fn empty() -> Self {
+        Suite {
             objects: Vec::new(),
             programs: Vec::new(),
             tests: Vec::new(),
@@ -143,7 +143,12 @@ impl Suite {
             default_loader: Default::default(),
             differential: false,
             only: None,
-        };
+        }
+    }
+
+    /// A suite of bare objects: every program must load everywhere.
+    pub fn from_objects(objects: Vec<TestObject>) -> Self {
+        let mut suite = Suite::empty();
         for object in objects {
             suite.push_object(object, Vec::new(), ObjectSettings::default());
         }
@@ -164,15 +169,7 @@ impl Suite {
         let all: Vec<PathBuf> = paths.iter().chain(objects).cloned().collect();
         let mut loaded = objects::load(&all, scratch)?.into_iter();
 
-        let mut suite = Suite {
-            objects: Vec::new(),
-            programs: Vec::new(),
-            tests: Vec::new(),
-            settings: Vec::new(),
-            default_loader: Default::default(),
-            differential: false,
-            only: None,
-        };
+        let mut suite = Suite::empty();
         for raw_object in raw.object {
             let mut object = loaded.next().expect("one object per path");
             let settings = settings::check(&object, &raw_object, &text, path)?;
@@ -218,19 +215,11 @@ impl Suite {
     ) {
         for program in &object.programs {
             if !specs.iter().any(|s| s.name == program.name) {
-                specs.push(ProgramSpec {
-                    name: program.name.clone(),
-                    kind: program.kind.clone(),
-                    test_run: program.test_run,
-                    load_on: None,
-                    requires: Vec::new(),
-                    skips: Vec::new(),
-                    allowed_splats: Vec::new(),
-                    cases: Vec::new(),
-                    load_test: 0,
-                    other_load_test: None,
-                    agree_test: None,
-                });
+                specs.push(ProgramSpec::must_load(
+                    program.name.clone(),
+                    program.kind.clone(),
+                    program.test_run,
+                ));
             }
         }
         self.objects.push(object);

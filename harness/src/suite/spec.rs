@@ -54,6 +54,24 @@ pub struct ProgramSpec {
 }
 
 impl ProgramSpec {
+    /// Program `name` of `kind`, which must load everywhere, with nothing
+    /// else to check (its tests are numbered later).
+    pub fn must_load(name: String, kind: String, test_run: Option<TestRunKind>) -> Self {
+        ProgramSpec {
+            name,
+            kind,
+            test_run,
+            load_on: None,
+            requires: Vec::new(),
+            skips: Vec::new(),
+            allowed_splats: Vec::new(),
+            cases: Vec::new(),
+            load_test: 0,
+            other_load_test: None,
+            agree_test: None,
+        }
+    }
+
     /// The indexes of all its tests.
     pub fn tests(&self) -> impl Iterator<Item = usize> + '_ {
         [Some(self.load_test), self.other_load_test, self.agree_test]

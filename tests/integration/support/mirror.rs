@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use kmatrix::kernels::Matrix;
 use sha2::{Digest, Sha256};
 
-use super::{kmatrix, repo, text, Server};
+use super::{kmatrix, kmatrix_in, repo, text, Server};
 
 pub fn packages_xz(entries: &[(&str, &str, &[u8])]) -> Vec<u8> {
     let mut text = String::new();
@@ -196,10 +196,8 @@ fn sign(text: &str, how: &str) -> Vec<u8> {
 /// `kmatrix --matrix MATRIX ARGS…` with its cache in `cache` and the
 /// loopback mirror at `mirror_url`, trusted through the test keyring.
 pub fn against_mirror(matrix: &Path, cache: &Path, mirror_url: &str, args: &[&str]) -> Command {
-    let mut command = kmatrix(&["--matrix", matrix.to_str().unwrap()]);
+    let mut command = kmatrix_in(matrix, cache, args);
     command
-        .args(args)
-        .env("KMATRIX_CACHE_DIR", cache)
         .env("KMATRIX_DEBIAN_MIRROR", format!("{mirror_url}/debian"))
         .env("KMATRIX_DEBIAN_KEYRING", test_keyring());
     command

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 pub mod mirror;
+pub mod records;
 pub mod rpmrepo;
 pub mod snapshot;
 pub mod trials;
@@ -33,6 +34,33 @@ pub fn kmatrix(args: &[&str]) -> Command {
         .args(args)
         .env_remove("GITHUB_STEP_SUMMARY");
     command
+}
+
+/// `kmatrix` with `args`, its cache in `cache`.
+pub fn kmatrix_cached(cache: &Path, args: &[&str]) -> Command {
+    let mut command = kmatrix(args);
+    command.env(kmatrix::cache::CACHE_ENV, cache);
+    command
+}
+
+/// `kmatrix --matrix MATRIX ARGS…`, its cache in `cache`.
+pub fn kmatrix_in(matrix: &Path, cache: &Path, args: &[&str]) -> Command {
+    let mut command = kmatrix_cached(cache, &["--matrix", matrix.to_str().unwrap()]);
+    command.args(args);
+    command
+}
+
+/// [`kmatrix_in`], run to its end.
+pub fn run_in(matrix: &Path, cache: &Path, args: &[&str]) -> Output {
+    kmatrix_in(matrix, cache, args).output().unwrap()
+}
+
+/// `output`'s text, once its exit code is `code` (else the test fails,
+/// showing it).
+pub fn exited(output: &Output, code: i32) -> String {
+    let out = text(output);
+    assert_eq!(output.status.code(), Some(code), "{out}");
+    out
 }
 
 /// A process's status and output, for assertion messages.

@@ -25,7 +25,7 @@ use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use super::mirror::{clearsign, detach_sign, shipped_package, test_keyring};
-use super::{kmatrix, Server};
+use super::{kmatrix_in, Server};
 
 /// The suite the stand-in serves.
 pub const SUITE: &str = "jammy-updates";
@@ -438,10 +438,8 @@ fn write_matrix(dir: &Path, mut text: String, pins: &[(&str, [u8; 32])]) -> Path
 /// `kmatrix --matrix MATRIX ARGS…` with its cache in `cache`, trusting the
 /// test key for Ubuntu's archive.
 pub fn kmatrix_ubuntu(matrix: &Path, cache: &Path, args: &[&str]) -> Command {
-    let mut command = kmatrix(&["--matrix", matrix.to_str().unwrap()]);
+    let mut command = kmatrix_in(matrix, cache, args);
     command
-        .args(args)
-        .env("KMATRIX_CACHE_DIR", cache)
         .env_remove("KMATRIX_UBUNTU_MIRROR")
         .env_remove("KMATRIX_UBUNTU_PORTS_MIRROR")
         .env("KMATRIX_UBUNTU_KEYRING", test_keyring());

@@ -46,19 +46,7 @@ fn kernel(label: &str) -> KernelEntry {
 
 /// An XDP program that must load everywhere, with no cases.
 fn program(name: &str) -> ProgramSpec {
-    ProgramSpec {
-        name: name.into(),
-        kind: "xdp".into(),
-        test_run: Some(TestRunKind::Xdp),
-        load_on: None,
-        requires: Vec::new(),
-        skips: Vec::new(),
-        allowed_splats: Vec::new(),
-        cases: Vec::new(),
-        load_test: 0,
-        other_load_test: None,
-        agree_test: None,
-    }
+    ProgramSpec::must_load(name.into(), "xdp".into(), Some(TestRunKind::Xdp))
 }
 
 /// A case that must return `retval`.
