@@ -65,8 +65,11 @@ unsafe extern "C" fn print(
     0
 }
 
-/// Loads objects with libbpf.
-pub struct Libbpf;
+/// Loads objects with libbpf. Made only by [`Libbpf::new`], which routes
+/// libbpf's messages here: without them a refusal has no reason.
+pub struct Libbpf {
+    _messages_routed: (),
+}
 
 impl Libbpf {
     /// Routes libbpf's messages to this loader.
@@ -74,7 +77,9 @@ impl Libbpf {
         // SAFETY: `print` matches libbpf's print callback and lives for the
         // whole process.
         unsafe { sys::libbpf_set_print(Some(print)) };
-        Self
+        Self {
+            _messages_routed: (),
+        }
     }
 
     /// Loads `program` of `object` in a fresh instance of the object.

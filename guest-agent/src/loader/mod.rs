@@ -50,7 +50,7 @@ impl Loaders {
     pub fn new(btf: KernelBtf) -> Self {
         Self {
             aya: Aya::new(btf),
-            libbpf: Libbpf,
+            libbpf: Libbpf::new(),
         }
     }
 
