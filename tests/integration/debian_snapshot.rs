@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::mirror::{shipped_package, test_keyring};
 use crate::support::snapshot::{archive, first_seen, repackaged, Build, SUITE};
-use crate::support::{example, kmatrix, text, Server};
+use crate::support::{example, kmatrix, text, Server, GONE};
 
 crate::support::tests! {
     host a_tampered_snapshot_inrelease_or_package_is_refused,
@@ -22,9 +22,6 @@ crate::support::tests! {
     vm a_debian_snapshot_build_runs_the_example_suite_and_offline,
     vm bisect_over_debian_snapshot_builds_in_four_boots,
 }
-
-/// A URL nothing listens at: the stand-in, stopped.
-const GONE: &str = "http://127.0.0.1:9";
 
 /// `kmatrix --matrix MATRIX ARGS…` against the snapshot archive at
 /// `snapshot`, with its cache in `cache`, trusting the test key.

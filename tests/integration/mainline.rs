@@ -11,16 +11,17 @@ use std::process::Command;
 
 use kmatrix::cache::Cache;
 use kmatrix::kernels::source::listing::Line;
-use kmatrix::kernels::{Fetcher, Matrix};
+use kmatrix::kernels::{FetchError, Fetcher, Matrix};
 use kmatrix_protocol::Arch;
 use sha2::{Digest, Sha256};
 
 use crate::support::mirror::{detach_sign, shipped_package, test_keyring};
-use crate::support::{example, kmatrix_in, text, Server};
+use crate::support::{debian_6_1, example, kmatrix_in, text, Server, GONE};
 
 crate::support::tests! {
     host mainline_pins_verify_and_fetch,
     host mainline_refuses_a_tampered_checksums_or_package,
+    host mainline_works_offline_from_the_cache,
     host mainline_lists_releases_in_version_order,
     vm mainline_kernel_runs_the_example_suite,
     vm bisect_finds_the_first_bad_release_in_four_boots,
@@ -181,6 +182,53 @@ fn mainline_refuses_a_tampered_checksums_or_package() {
         0,
         "a tampered package was kept"
     );
+}
+
+/// After a fetch, a fetcher with `offline` set rebuilds the kernel from
+/// the cached package with the configured base unreachable, asking the
+/// stand-in nothing; without the cache it is refused, naming the kernel.
+fn mainline_works_offline_from_the_cache() {
+    let deb = shipped("6.1");
+    let server = Server::start(stand_in(&[("6.1.1", &deb)], |_| {}));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let matrix = matrix_of(dir.path(), &["6.1.1"]);
+    for step in ["update", "fetch"] {
+        let run = against(&server, &matrix, &cache, &["kernels", step])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run));
+    }
+    let asked = server.requests().len();
+
+    // The extracted kernel is dropped, its package kept; the base now
+    // points where nothing listens.
+    std::fs::remove_dir_all(cache.join("kernels")).unwrap();
+    let pinned = std::fs::read_to_string(&matrix).unwrap();
+    let gone = format!("[mainline]\nbase = \"{GONE}/mainline/\"\n\n{pinned}");
+    let parsed = Matrix::parse(&gone, &matrix).unwrap();
+    let entry = &parsed.kernels[0];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let offline = |cache: PathBuf| {
+        let fetcher = Fetcher::new(Cache::at(cache).unwrap(), &parsed, true, |_| {});
+        runtime.block_on(fetcher.fetch(entry))
+    };
+    let artifacts = offline(cache.clone()).unwrap();
+    assert_eq!(artifacts.release, debian_6_1().release);
+    assert_eq!(server.requests().len(), asked, "offline asked the stand-in");
+
+    match offline(dir.path().join("empty")) {
+        Err(err @ FetchError::Offline { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("kernel `6.1.1` is not cached")
+                    && message.contains(&image_package("6.1.1"))
+                    && message.contains("kmatrix kernels fetch --kernels 6.1.1"),
+                "{message}"
+            );
+        }
+        other => panic!("expected an offline error, got {other:?}"),
+    }
 }
 
 fn mainline_lists_releases_in_version_order() {

@@ -10,8 +10,9 @@ use std::io::Write;
 use std::path::Path;
 
 use kmatrix::cache::Cache;
-use kmatrix::kernels::{Fetcher, KernelArtifacts, Matrix};
+use kmatrix::kernels::{FetchError, Fetcher, KernelArtifacts, Matrix};
 use kmatrix_protocol::Arch;
+use sha2::{Digest, Sha256};
 
 use crate::sources::{example_suite, runtime, write_matrix, Registry};
 use crate::support::run_in;
@@ -20,6 +21,7 @@ use crate::support::{debian_6_1, shipped_kernel};
 
 crate::support::tests! {
     host lvh_images_pinned_by_digest_are_read_in_their_layout,
+    host lvh_images_refuse_tampering_and_work_offline,
     vm lvh_kernels_boot_and_pass_the_example_suite,
     host lvh_indexes_resolve_to_the_entrys_architecture,
     host an_index_without_the_entrys_architecture_is_refused_naming_its_platforms,
@@ -203,6 +205,115 @@ fn lvh_images_pinned_by_digest_are_read_in_their_layout() {
         out.contains("it holds 3 files: /bin (1), /data/kernels/6.1 (1), /etc (1)"),
         "{out}"
     );
+}
+
+/// Flips a digit of the first digest in a manifest (or the middle byte of
+/// a layer): same length, still JSON, another sha256. Twice restores it.
+fn flip(bytes: &mut [u8]) {
+    let at = match bytes.windows(7).position(|w| w == b"sha256:") {
+        Some(start) => (start + 7..bytes.len())
+            .find(|&i| bytes[i].is_ascii_digit())
+            .unwrap(),
+        None => bytes.len() / 2,
+    };
+    bytes[at] ^= 1;
+}
+
+/// Whether `cache` holds the blob `digest` (`sha256:…`), and what is left
+/// in its temporary and kernel directories.
+fn kept(cache: &Path, digest: &str) -> (bool, usize) {
+    let blob = cache
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap());
+    let count = |dir: &str| std::fs::read_dir(cache.join(dir)).map_or(0, |d| d.count());
+    (blob.exists(), count("tmp") + count("kernels"))
+}
+
+/// A pinned lvh image whose manifest or kernel layer the registry serves
+/// with other bytes is refused, naming what and what to do, and nothing of
+/// it is kept; once fetched, a fetcher with `offline` set rebuilds the
+/// kernel from the cached manifest and layers with the registry gone, and
+/// without the cache is refused, naming the kernel.
+fn lvh_images_refuse_tampering_and_work_offline() {
+    let kernel = debian_6_1();
+    let registry = Registry::start();
+    let kernel_layer = lvh_layer(&kernel, "6.1", Arch::Amd64);
+    let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&kernel_layer)));
+    let manifest = registry.push_layers(
+        "lvh-images/kernel-images:6.1-20250101.012345",
+        vec![base_layer(), kernel_layer],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write_matrix(
+        dir.path(),
+        &format!(
+            "[[kernel]]\nlabel = \"lvh-6.1\"\noci = \"{}/lvh-images/kernel-images:6.1-20250101.012345\"\nsha256 = {{ manifest = \"{manifest}\" }}\n",
+            registry.addr
+        ),
+    );
+    let refused = |cache: &Path, what: &str, digest: &str| {
+        let run = run_in(&matrix, cache, &["kernels", "fetch"]);
+        let out = text(&run);
+        assert!(!run.status.success(), "{out}");
+        assert!(out.contains(what), "{out}");
+        assert!(
+            out.contains(&format!("but kernels.toml pins {}", &digest[7..])),
+            "{out}"
+        );
+        assert!(
+            out.contains("kmatrix kernels update --kernels lvh-6.1"),
+            "{out}"
+        );
+        assert_eq!(
+            kept(cache, digest),
+            (false, 0),
+            "a tampered {what} was kept"
+        );
+    };
+
+    registry.tamper_blob(&manifest, flip);
+    refused(&dir.path().join("manifest"), "image manifest", &manifest);
+    registry.tamper_blob(&manifest, flip);
+
+    let cache = dir.path().join("cache");
+    registry.tamper_blob(&layer_digest, flip);
+    refused(
+        &cache,
+        &format!("layer {}", &layer_digest[..19]),
+        &layer_digest,
+    );
+    registry.tamper_blob(&layer_digest, flip);
+
+    let fetched = run_in(&matrix, &cache, &["kernels", "fetch"]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    assert!(kept(&cache, &manifest).0, "the manifest is cached");
+
+    // The registry is gone and the extracted kernel dropped: the manifest
+    // and layers in the cache are enough.
+    drop(registry);
+    std::fs::remove_dir_all(cache.join("kernels")).unwrap();
+    let parsed = Matrix::load(&matrix).unwrap();
+    let offline = |cache: &Path| {
+        let fetcher = Fetcher::new(Cache::at(cache.to_owned()).unwrap(), &parsed, true, |_| {});
+        runtime().block_on(fetcher.fetch(&parsed.kernels[0]))
+    };
+    let artifacts = offline(&cache).unwrap();
+    assert_eq!(artifacts.release, kernel.release);
+    assert_eq!(
+        std::fs::read(&artifacts.image).unwrap(),
+        std::fs::read(&kernel.image).unwrap()
+    );
+    match offline(&dir.path().join("empty")) {
+        Err(err @ FetchError::Offline { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("kernel `lvh-6.1` is not cached (image manifest)")
+                    && message.contains("kmatrix kernels fetch --kernels lvh-6.1"),
+                "{message}"
+            );
+        }
+        other => panic!("expected an offline error, got {other:?}"),
+    }
 }
 
 /// An lvh image, pinned by `kernels update`, boots and passes the example

@@ -171,6 +171,25 @@ impl Registry {
         assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     }
 
+    /// Changes the stored bytes of the blob (or manifest) `digest`
+    /// (`sha256:…`) with `tamper`, which keeps their length: the registry
+    /// then serves bytes that no longer match their digest.
+    pub(crate) fn tamper_blob(&self, digest: &str, tamper: impl FnOnce(&mut [u8])) {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let path = self
+            ._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        tamper(&mut bytes);
+        assert_eq!(bytes.len(), len);
+        std::fs::write(&path, bytes).unwrap();
+    }
+
     /// Pushes an image index under `reference` naming linux images by
     /// architecture and digest.
     pub(crate) fn push_index(&self, reference: &str, images: &[(&str, &str)]) {

@@ -95,7 +95,7 @@ pub enum FetchError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A download does not match its pin. Nothing was cached.
-    #[error("{what} from {url} has sha256 {actual}, but kernels.toml pins {expected}; the download was discarded. The server sent other bytes than were pinned (a corrupt or tampered mirror, or a proxy); pins change only with `kmatrix kernels update --kernels {label}`, which takes them from the archive's signed index")]
+    #[error("{what} from {url} has sha256 {actual}, but kernels.toml pins {expected}; the download was discarded. The server sent other bytes than were pinned (a corrupt or tampered mirror or registry, or a proxy); pins change only with `kmatrix kernels update --kernels {label}`, which takes them from the source's signed index or manifest")]
     DigestMismatch {
         /// The kernel's label.
         label: String,

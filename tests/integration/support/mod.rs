@@ -73,6 +73,9 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// A URL nothing listens at: a stand-in, stopped.
+pub const GONE: &str = "http://127.0.0.1:9";
+
 /// A loopback HTTP server answering GETs from a map of paths to bodies.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.
