@@ -15,7 +15,7 @@ use kmatrix_protocol::Arch;
 use crate::oci_lvh::base_layer;
 use crate::sources::{ci_kernels_layer, runtime, write_matrix, Registry};
 use crate::support::run_in;
-use crate::support::{example, exited, shipped_kernel, text};
+use crate::support::{bisect_booted, example, exited, shipped_kernel, text};
 
 crate::support::tests! {
     host oci_tags_are_listed_across_pages_in_version_order,
@@ -177,11 +177,7 @@ fn bisect_over_oci_tags_skips_a_broken_image_in_four_boots() {
         "{out}"
     );
     assert!(!out.contains("upstream range"), "{out}");
-    let booted = out
-        .lines()
-        .find_map(|l| l.strip_prefix("booted: "))
-        .expect("says what it booted");
-    let booted: Vec<&str> = booted.split(", ").collect();
+    let booted = bisect_booted(&out);
     assert!(booted.len() <= 4, "{booted:?}");
     assert!(!booted.contains(&"5.10.6"), "{booted:?}");
 

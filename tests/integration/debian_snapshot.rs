@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::mirror::{shipped_package, test_keyring};
 use crate::support::snapshot::{archive, first_seen, repackaged, Build, SUITE};
-use crate::support::{example, kmatrix, text, Server, GONE};
+use crate::support::{bisect_booted, example, kmatrix, text, Server, GONE};
 
 crate::support::tests! {
     host a_tampered_snapshot_inrelease_or_package_is_refused,
@@ -140,14 +140,7 @@ fn a_debian_series_is_listed_and_an_unfetchable_good_end_skipped() {
     let cache = dir.path().join("cache");
     let matrix = matrix_of(dir.path(), "6.1.0-11");
     let object = example("loop_sum.bpf.c");
-    let args = [
-        "bisect",
-        "--good",
-        "debian:bookworm:6.1.0-11",
-        "--bad",
-        "debian:bookworm:6.1.0-18",
-        &object,
-    ];
+    let args = bisect_args(&object);
 
     let run = against(&server.url, &matrix, &cache, &args)
         .output()
@@ -251,14 +244,7 @@ fn bisect_over_debian_snapshot_builds_in_four_boots() {
     let cache = dir.path().join("cache");
     let matrix = matrix_of(dir.path(), "6.1.0-11");
     let object = example("loop_sum.bpf.c");
-    let args = [
-        "bisect",
-        "--good",
-        "debian:bookworm:6.1.0-11",
-        "--bad",
-        "debian:bookworm:6.1.0-18",
-        &object,
-    ];
+    let args = bisect_args(&object);
 
     let run = against(&server.url, &matrix, &cache, &args)
         .output()
@@ -271,11 +257,7 @@ fn bisect_over_debian_snapshot_builds_in_four_boots() {
         "{out}"
     );
     assert!(!out.contains("upstream range"), "{out}");
-    let booted = out
-        .lines()
-        .find_map(|l| l.strip_prefix("booted: "))
-        .expect("says what it booted");
-    let booted: Vec<&str> = booted.split(", ").collect();
+    let booted = bisect_booted(&out);
     assert!(booted.len() <= 4, "{booted:?}");
     let downloaded: Vec<String> = server
         .requests()
@@ -302,4 +284,17 @@ fn bisect_over_debian_snapshot_builds_in_four_boots() {
         .cloned()
         .collect();
     assert!(fetched_again.is_empty(), "{fetched_again:?}");
+}
+
+/// `kmatrix bisect` of `object` over the stand-in's series, from its first
+/// build to its last.
+fn bisect_args(object: &str) -> [&str; 6] {
+    [
+        "bisect",
+        "--good",
+        "debian:bookworm:6.1.0-11",
+        "--bad",
+        "debian:bookworm:6.1.0-18",
+        object,
+    ]
 }

@@ -278,3 +278,12 @@ fn link_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The releases `kmatrix bisect` says it booted (its `booted: ` line).
+pub fn bisect_booted(out: &str) -> Vec<&str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("booted: "))
+        .expect("bisect says what it booted")
+        .split(", ")
+        .collect()
+}

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::ValueEnum;
 
@@ -142,16 +142,7 @@ pub(super) async fn fanout(matrix: Option<PathBuf>, args: FanoutArgs) -> Result<
         command.args(&vm_args);
         let count = labels.len();
         async move {
-            let start = Instant::now();
-            let output = command
-                .output()
-                .await
-                .map_err(io("starting kmatrix test"))?;
-            let elapsed = start.elapsed();
-            let text = String::from_utf8_lossy(&output.stdout);
-            ensure(output.status.success(), || {
-                format!("kmatrix test failed ({}):\n{text}", output.status)
-            })?;
+            let (elapsed, text) = super::timed(command).await?;
             let restored = text.matches("restored from its saved VM").count();
             ensure(side.cold || !primed || restored == count, || {
                 format!("the warm run restored {restored} of {count} kernels:\n{text}")

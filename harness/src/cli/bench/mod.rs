@@ -159,6 +159,22 @@ fn prepare(request: RunRequest) -> Result<Prepared> {
     Ok(prepared)
 }
 
+/// Runs a `kmatrix test` `command` to its end: its wall time and stdout,
+/// once it passed.
+async fn timed(mut command: tokio::process::Command) -> Result<(std::time::Duration, String)> {
+    let start = Instant::now();
+    let output = command
+        .output()
+        .await
+        .map_err(io("starting kmatrix test"))?;
+    let elapsed = start.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure(output.status.success(), || {
+        format!("kmatrix test failed ({}):\n{text}", output.status)
+    })?;
+    Ok((elapsed, text))
+}
+
 fn scratch() -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("kmatrix-bench-")
@@ -226,22 +242,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         if let Some(path) = &timings {
             command.arg("--timings").arg(path);
         }
-        async move {
-            let start = Instant::now();
-            let output = command
-                .output()
-                .await
-                .map_err(io("starting kmatrix test"))?;
-            ensure(output.status.success(), || {
-                format!(
-                    "kmatrix test failed ({}):\n{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout)
-                )
-            })?;
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            Ok::<_, Error>((start.elapsed(), text))
-        }
+        timed(command)
     };
     println!(
         "boot: kernel {} ({}), {:?}, {}, {} runs each",
