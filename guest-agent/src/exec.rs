@@ -138,7 +138,6 @@ pub fn run(plan: &ExecPlan, channel: &mut Channel, log: &mut KernelLog) {
     channel.flush();
 }
 
-/// How a program ended, or why it could not be waited for.
 /// A child's exit status once seen, and until when its output is still
 /// read after it.
 pub(crate) struct Exit {
@@ -178,6 +177,7 @@ impl Exit {
     }
 }
 
+/// How a program ended, or why it could not be waited for.
 pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
     match status {
         Ok(status) => match (status.code(), status.signal()) {

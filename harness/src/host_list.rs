@@ -51,7 +51,6 @@ pub const LIBTEST_VALUED: &[&str] = &[
     "--format",
     "-Z",
     "--shuffle-seed",
-    "--report-time",
 ];
 
 /// The names after `--exact`'s other arguments, when `--exact` is given.

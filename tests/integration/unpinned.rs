@@ -94,7 +94,7 @@ fn a_pinned_kernel_runs_and_an_unpinned_one_is_reported_not_run() {
     );
     assert!(
         out.contains(&format!(
-            "kmatrix: kernel `6.12` is not pinned: it is neither fetched nor booted, and is reported as not run; `{PIN_IT}` pins it"
+            "kmatrix: kernel `6.12` is not pinned: it is not fetched or booted (a run reports it as not run); `{PIN_IT}` pins it"
         )),
         "{out}"
     );

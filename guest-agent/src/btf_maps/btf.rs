@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use object::{Endian, Endianness};
 
-use super::ValueSizeError;
+use super::error::ValueSizeError;
 
 const MAGIC: u16 = 0xeb9f;
 /// The header up to and including `str_len`.

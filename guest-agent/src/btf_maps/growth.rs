@@ -5,7 +5,7 @@
 use object::{Endian, Endianness};
 
 use super::btf::{Btf, ARRAY, MEMBER, PTR, TYPE};
-use super::ValueSizeError;
+use super::error::ValueSizeError;
 
 /// What [`set_value_sizes`] adds to `.BTF`.
 pub(super) struct Growth {

@@ -23,46 +23,17 @@
 //! size is `T`'s.
 
 mod btf;
+mod error;
 mod growth;
 #[cfg(test)]
 mod tests;
-
-use std::fmt;
 
 use object::Endian;
 
 use crate::isolate::Elf;
 use btf::Btf;
+pub use error::ValueSizeError;
 use growth::Growth;
-
-/// Why value sizes could not be set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueSizeError {
-    /// Not an eBPF ELF object whose tables read.
-    Elf(String),
-    /// No map of that name, in `.maps` or a legacy `maps` section.
-    UnknownMap(String),
-    /// The map's value is a BTF type, whose size is the value size.
-    TypedValue(String),
-    /// `.BTF` is malformed, or not laid out as compilers write it.
-    Btf(&'static str),
-}
-
-impl fmt::Display for ValueSizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Elf(error) => f.write_str(error),
-            Self::UnknownMap(name) => write!(f, "the object has no map `{name}`"),
-            Self::TypedValue(name) => write!(
-                f,
-                "map `{name}` declares its value's type, whose size is its value size"
-            ),
-            Self::Btf(error) => write!(f, "malformed BTF: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for ValueSizeError {}
 
 /// Returns `data` with each map of `sizes` (name, bytes) given that value
 /// size, as aya-obj 0.3 reads it, and nothing else changed (see the

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::fmt;
 
 use aya_obj::Object;
 use object::{Endianness, Object as _, ObjectSection as _};

@@ -85,17 +85,31 @@ impl Aya {
     /// The BTF to relocate `object`'s CO-RE relocations against: the
     /// kernel's where it has any (its parse waited for), none otherwise.
     /// Without the kernel's BTF, aya would load such an object unrelocated.
+    /// The kernel's BTF, for an object with CO-RE relocations. Without
+    /// it, an `isolated` program's own relocations cannot be made: the
+    /// kernel's failure; a whole object's may be a sibling's, so aya
+    /// cannot tell this program's verdict: its limitation.
     fn relocation_btf(
         &mut self,
         object: Option<&aya_obj::Object>,
+        isolated: bool,
     ) -> Result<Option<&'static Btf>, Verdict> {
         if !object.is_some_and(has_core_relocations) {
             return Ok(None);
         }
-        self.btf.get().map(Some).ok_or_else(|| Verdict::Failed {
-            error: "the object has CO-RE relocations, and the kernel has no BTF \
-                    (/sys/kernel/btf/vmlinux) to relocate them against"
-                .into(),
+        let without =
+            "and the kernel has no BTF (/sys/kernel/btf/vmlinux) to relocate them against";
+        self.btf.get().map(Some).ok_or_else(|| {
+            if isolated {
+                Verdict::Failed {
+                    error: format!("the program has CO-RE relocations, {without}"),
+                }
+            } else {
+                Verdict::Unsupported {
+                    loader: Loader::Aya,
+                    error: format!("aya loads this program with its whole object, which has CO-RE relocations (perhaps only a sibling's), {without}"),
+                }
+            }
         })
     }
 
@@ -128,7 +142,7 @@ impl Aya {
         let loaded = isolated.as_deref().unwrap_or(data);
         // aya parses it again: where this fails, its load fails too.
         let parsed = aya_obj::Object::parse(loaded).ok();
-        let btf = self.relocation_btf(parsed.as_ref())?;
+        let btf = self.relocation_btf(parsed.as_ref(), isolated.is_ok())?;
         let loader = self.loader_for(object);
         loader.btf(btf);
         for name in parsed.iter().flat_map(unsized_perf_arrays) {
@@ -465,22 +479,32 @@ mod tests {
 
         let mut aya = Aya::new(KernelBtf::lazy());
         assert_eq!(
-            aya.relocation_btf(Some(&plain)).map(|b| b.is_some()),
+            aya.relocation_btf(Some(&plain), true).map(|b| b.is_some()),
             Ok(false)
         );
-        assert_eq!(aya.relocation_btf(None).map(|b| b.is_some()), Ok(false));
+        assert_eq!(
+            aya.relocation_btf(None, true).map(|b| b.is_some()),
+            Ok(false)
+        );
         assert!(
             !aya.btf.is_parsed(),
             "an object without CO-RE waits for nothing"
         );
-        let relocation = aya.relocation_btf(Some(&core));
+        let relocation = aya.relocation_btf(Some(&core), true);
         assert!(aya.btf.is_parsed());
+        let whole = aya.relocation_btf(Some(&core), false);
         match Btf::from_sys_fs() {
-            Ok(_) => assert!(matches!(relocation, Ok(Some(_)))),
-            Err(_) => assert!(
-                matches!(&relocation, Err(Verdict::Failed { error }) if error.contains("CO-RE")),
-                "without the kernel's BTF, a CO-RE object fails: {relocation:?}"
-            ),
+            Ok(_) => assert!(matches!((relocation, whole), (Ok(Some(_)), Ok(Some(_))))),
+            Err(_) => {
+                assert!(
+                    matches!(&relocation, Err(Verdict::Failed { error }) if error.contains("CO-RE")),
+                    "without the kernel's BTF, a CO-RE program fails: {relocation:?}"
+                );
+                assert!(
+                    matches!(&whole, Err(Verdict::Unsupported { error, .. }) if error.contains("perhaps only a sibling's")),
+                    "a whole object's relocations may be a sibling's: {whole:?}"
+                );
+            }
         }
     }
 

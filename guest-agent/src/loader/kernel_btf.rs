@@ -1,4 +1,5 @@
-//! The kernel's BTF for aya, parsed at most once: in the background from
+//! The kernel's BTF for aya, parsed once (unless it cannot be hidden from
+//! aya's loaders, see [`KernelBtf::bare_loader`]): in the background from
 //! boot, at idle priority (the guest has one CPU, so the parse takes only
 //! the time the agent spends waiting for the port and the host's input),
 //! and waited for only by a load that needs it. aya's loaders are made
@@ -21,6 +22,9 @@ pub struct KernelBtf {
     state: State,
     /// Time the agent spent parsing it, or waiting for its parse.
     waited: Duration,
+    /// Whether loaders can be made where it cannot be read (known after
+    /// the first try; a failure is said once, on the console).
+    hiding: Option<bool>,
 }
 
 enum State {
@@ -49,6 +53,7 @@ impl KernelBtf {
             // Without a thread, the first use parses.
             state: thread.map_or(State::Lazy, State::Parsing),
             waited: Duration::ZERO,
+            hiding: None,
         }
     }
 
@@ -57,6 +62,7 @@ impl KernelBtf {
         Self {
             state: State::Lazy,
             waited: Duration::ZERO,
+            hiding: None,
         }
     }
 
@@ -101,11 +107,20 @@ impl KernelBtf {
     /// An aya loader that has not parsed the kernel's BTF, for the caller
     /// to give it ([`EbpfLoader::btf`]). `EbpfLoader::new` always parses
     /// it, so the loader is made where it cannot be read ([`hidden`]);
-    /// where that fails, the loader is made plainly, its parse counted as
-    /// waited for.
+    /// where that fails, it is not tried again: loaders are made plainly,
+    /// each parse counted as waited for.
     pub fn bare_loader(&mut self) -> EbpfLoader<'static> {
-        if let Ok(loader) = hidden(EbpfLoader::new) {
-            return loader;
+        if self.hiding != Some(false) {
+            match hidden(EbpfLoader::new) {
+                Ok(loader) => {
+                    self.hiding = Some(true);
+                    return loader;
+                }
+                Err(err) => {
+                    eprintln!("kmatrix-agent: aya's loaders parse the kernel's BTF each time: it cannot be hidden from them: {err}");
+                    self.hiding = Some(false);
+                }
+            }
         }
         let begun = Instant::now();
         let loader = EbpfLoader::new();

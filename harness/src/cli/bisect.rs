@@ -82,8 +82,11 @@ fn parse_arch(text: &str) -> Result<Arch, String> {
 enum Judged {
     /// Its tests' marks.
     Verdict(Verdict),
-    /// It could not be booted, and why.
-    Unbootable(String),
+    /// It could not be booted, and why; `kept` when the release itself is
+    /// to blame, so that a resumed bisection skips it again (not when the
+    /// network, the host or `--offline` stood in the way: those are tried
+    /// again next time).
+    Unbootable { reason: String, kept: bool },
 }
 
 pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status, Error> {
@@ -148,7 +151,7 @@ pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status,
                 Ok(judged) => judged,
                 Err(signal) => return Ok(Status::Interrupted(signal)),
             },
-            Err(reason) => Judged::Unbootable(reason),
+            Err((reason, kept)) => Judged::Unbootable { reason, kept },
         };
         match judged {
             Judged::Verdict(verdict) => {
@@ -157,10 +160,12 @@ pub async fn bisect(matrix: Option<PathBuf>, args: BisectArgs) -> Result<Status,
                 state.verdicts.insert(name.clone(), verdict);
                 booted.push(name);
             }
-            Judged::Unbootable(reason) => {
+            Judged::Unbootable { reason, kept } => {
                 eprintln!("kmatrix: bisect: {name}: skipped, it could not be booted: {reason}");
                 search.skip(&name, reason.clone());
-                state.skipped.insert(name.clone(), reason.clone());
+                if kept && !args.offline {
+                    state.skipped.insert(name.clone(), reason.clone());
+                }
                 skipped_now.push(format!("{name} ({reason})"));
             }
         }
@@ -259,7 +264,7 @@ async fn pinned(
     line: &Line,
     name: &str,
     arch: Arch,
-) -> Result<KernelEntry, String> {
+) -> Result<KernelEntry, (String, bool)> {
     let mut entry = line.entry(name, arch);
     let pins = match state.pins.get(name) {
         Some(pins) => pins.clone(),
@@ -267,8 +272,8 @@ async fn pinned(
             let pinning = fetcher
                 .newest_pinning(&entry)
                 .await
-                .map_err(|e| error_chain(&e))?
-                .ok_or_else(|| format!("{} names no content to pin", entry.source))?;
+                .map_err(|e| (error_chain(&e), !e.is_passing()))?
+                .ok_or_else(|| (format!("{} names no content to pin", entry.source), true))?;
             state.pins.insert(name.to_owned(), pinning.sha256.clone());
             pinning.sha256
         }
@@ -276,7 +281,7 @@ async fn pinned(
     for (pin, digest) in pins {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(digest.trim_start_matches("sha256:"), &mut bytes)
-            .map_err(|_| format!("its pin {pin} is not sha256: {digest}"))?;
+            .map_err(|_| (format!("its pin {pin} is not sha256: {digest}"), true))?;
         entry.sha256.insert(pin, bytes);
     }
     Ok(entry)
@@ -321,13 +326,17 @@ async fn judge(
         Some(column) if column.finished && !column.infrastructure => {
             Judged::Verdict(Verdict::of(&summary, &label))
         }
-        Some(column) if column.finished => Judged::Unbootable(
-            column
+        Some(column) if column.finished => Judged::Unbootable {
+            reason: column
                 .failure
                 .clone()
                 .unwrap_or_else(|| "the machinery failed".into()),
-        ),
-        _ => Judged::Unbootable("its run did not finish".into()),
+            kept: true,
+        },
+        _ => Judged::Unbootable {
+            reason: "its run did not finish".into(),
+            kept: false,
+        },
     }))
 }
 

@@ -223,6 +223,18 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// Whether the failure says nothing about what was asked for: the
+    /// network, the cache or `--offline` stood in the way, and asking again
+    /// later may work.
+    pub fn is_passing(&self) -> bool {
+        matches!(
+            self,
+            Self::Download { .. } | Self::Offline { .. } | Self::Cache(_) | Self::Io { .. }
+        )
+    }
+}
+
 impl From<AptError> for FetchError {
     fn from(err: AptError) -> Self {
         FetchError::Apt(Box::new(err))

@@ -91,11 +91,11 @@ impl fmt::Display for Notice {
             Notice::Unpinned { labels } => match &labels[..] {
                 [label] => write!(
                     f,
-                    "kernel `{label}` is not pinned: it is neither fetched nor booted, and is reported as not run; `kmatrix kernels update --kernels {label}` pins it"
+                    "kernel `{label}` is not pinned: it is not fetched or booted (a run reports it as not run); `kmatrix kernels update --kernels {label}` pins it"
                 ),
                 _ => write!(
                     f,
-                    "{} kernels are not pinned ({}): they are neither fetched nor booted, and are reported as not run; `kmatrix kernels update --kernels {}` pins them",
+                    "{} kernels are not pinned ({}): they are not fetched or booted (a run reports them as not run); `kmatrix kernels update --kernels {}` pins them",
                     labels.len(),
                     labels.join(", "),
                     labels.join(",")

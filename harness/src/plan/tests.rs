@@ -187,14 +187,14 @@ fn notices_read_as_they_always_did() {
             labels: vec!["6.12".into()]
         }
         .to_string(),
-        "kernel `6.12` is not pinned: it is neither fetched nor booted, and is reported as not run; `kmatrix kernels update --kernels 6.12` pins it"
+        "kernel `6.12` is not pinned: it is not fetched or booted (a run reports it as not run); `kmatrix kernels update --kernels 6.12` pins it"
     );
     assert_eq!(
         Notice::Unpinned {
             labels: vec!["5.4.x".into(), "6.6.x".into()]
         }
         .to_string(),
-        "2 kernels are not pinned (5.4.x, 6.6.x): they are neither fetched nor booted, and are reported as not run; `kmatrix kernels update --kernels 5.4.x,6.6.x` pins them"
+        "2 kernels are not pinned (5.4.x, 6.6.x): they are not fetched or booted (a run reports them as not run); `kmatrix kernels update --kernels 5.4.x,6.6.x` pins them"
     );
 }
 

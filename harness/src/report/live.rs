@@ -12,6 +12,10 @@ use crate::error_chain::error_chain;
 use crate::event::{KernelOutcome, RunEvent};
 use crate::vm::Start;
 
+/// How a kernel's live line says it was restored (what `kmatrix bench`
+/// looks for in a run's output).
+pub const RESTORED: &str = "restored from its saved VM";
+
 /// Writes one line per event to `out`.
 pub struct LiveReporter<W> {
     out: Printable<W>,
@@ -41,7 +45,7 @@ impl<W: Write> LiveReporter<W> {
                 hello.kernel_release,
                 if hello.btf { "" } else { "no " },
                 match start {
-                    Start::Restored => "restored from its saved VM".to_owned(),
+                    Start::Restored => RESTORED.to_owned(),
                     Start::Saved => format!(
                         "agent up {} ms after kernel start; VM saved for later runs",
                         hello.boot_ms

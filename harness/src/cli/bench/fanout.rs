@@ -51,6 +51,12 @@ pub(super) async fn fanout(matrix: Option<PathBuf>, args: FanoutArgs) -> Result<
     if args.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
+    if args.vm.no_snapshot {
+        return Err(Error::Usage(
+            "bench fanout measures warm runs too: leave out --no-snapshot (its cold runs use it)"
+                .into(),
+        ));
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -143,7 +149,7 @@ pub(super) async fn fanout(matrix: Option<PathBuf>, args: FanoutArgs) -> Result<
         let count = labels.len();
         async move {
             let (elapsed, text) = super::timed(command).await?;
-            let restored = text.matches("restored from its saved VM").count();
+            let restored = text.matches(crate::report::live::RESTORED).count();
             ensure(side.cold || !primed || restored == count, || {
                 format!("the warm run restored {restored} of {count} kernels:\n{text}")
             })?;

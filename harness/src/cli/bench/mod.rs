@@ -278,7 +278,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             timed.push((phases::read_timings(path, &kernel.label)?, wall));
         }
         let (elapsed, text) = kmatrix_test(false, None).await?;
-        ensure(text.contains("restored from its saved VM"), || {
+        ensure(text.contains(crate::report::live::RESTORED), || {
             format!("the warm run did not restore the saved VM:\n{text}")
         })?;
         warm.push(elapsed);

@@ -207,27 +207,33 @@ async fn open_manifest(
     let (raw, _) = client
         .pull_manifest_raw(pinned, &RegistryAuth::Anonymous, MANIFEST_TYPES)
         .await
-        .map_err(|e| {
-            Attempt::Fatal(match e {
-                OciDistributionError::DigestError(DigestError::VerificationError {
-                    expected,
-                    actual,
-                }) => FetchError::DigestMismatch {
+        .map_err(|e| match e {
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => Attempt::Fatal(FetchError::DigestMismatch {
+                label: entry.label.clone(),
+                what: "image manifest".into(),
+                url: pinned.whole(),
+                expected: bare(expected),
+                actual: bare(actual),
+            }),
+            // The network or the registry failing: worth another try, and
+            // no reason to move the pin.
+            OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
+                Attempt::Transient(e.to_string().into())
+            }
+            OciDistributionError::ServerError { code, .. } if code >= 500 => {
+                Attempt::Transient(e.to_string().into())
+            }
+            other => Attempt::Fatal(FetchError::Oci {
+                label: entry.label.clone(),
+                source: OciError::Gone {
                     label: entry.label.clone(),
-                    what: "image manifest".into(),
-                    url: pinned.whole(),
-                    expected: bare(expected),
-                    actual: bare(actual),
+                    reference: pinned.whole(),
+                    error: other.to_string(),
                 },
-                other => FetchError::Oci {
-                    label: entry.label.clone(),
-                    source: OciError::Gone {
-                        label: entry.label.clone(),
-                        reference: pinned.whole(),
-                        error: other.to_string(),
-                    },
-                },
-            })
+            }),
         })?;
     Ok(Body {
         size: Some(raw.len() as u64),
