@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use super::oci::{parse, plain_http};
+use crate::kernels::bounded::MAX_INDEX;
 use crate::kernels::error::OciError;
 
 /// Tags asked for per page.
@@ -99,6 +100,7 @@ pub async fn list(client: &reqwest::Client, repository: &str) -> Result<Vec<Stri
     let mut url = format!("{origin}/v2/{}/tags/list?n={PAGE}", parsed.repository());
     let mut token: Option<String> = None;
     let mut tags: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for _ in 0..MAX_PAGES {
         let response = get(client, &url, token.as_deref()).await.map_err(&fail)?;
         let response = match response.status() {
@@ -117,10 +119,7 @@ pub async fn list(client: &reqwest::Client, repository: &str) -> Result<Vec<Stri
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| fail(format!("{url}: {e}")))?;
+        let body = capped(response, &url).await.map_err(&fail)?;
         let page = serde_json::from_slice::<TagList>(&body)
             .map_err(|e| fail(format!("{url}: not a tag list: {e}")))?
             .tags
@@ -128,7 +127,7 @@ pub async fn list(client: &reqwest::Client, repository: &str) -> Result<Vec<Stri
         let next = next_page(&origin, parsed.repository(), link, &page);
         let before = tags.len();
         for tag in page {
-            if !tags.contains(&tag) {
+            if seen.insert(tag.clone()) {
                 tags.push(tag);
             }
         }
@@ -143,7 +142,8 @@ pub async fn list(client: &reqwest::Client, repository: &str) -> Result<Vec<Stri
 }
 
 /// The URL of the page after `page`: the `Link` header's (relative to
-/// `origin`), else, when the page is full, the one after its last tag.
+/// `origin`; one to another origin is not followed, as the token goes
+/// with it), else, when the page is full, the one after its last tag.
 fn next_page(
     origin: &str,
     repository: &str,
@@ -152,12 +152,27 @@ fn next_page(
 ) -> Option<String> {
     match (link, page.last()) {
         (Some(link), _) if link.starts_with('/') => Some(format!("{origin}{link}")),
-        (Some(link), _) => Some(link),
+        (Some(link), _) if link.starts_with(&format!("{origin}/")) => Some(link),
+        (Some(_), _) => None,
         (None, Some(last)) if page.len() >= PAGE => Some(format!(
             "{origin}/v2/{repository}/tags/list?n={PAGE}&last={last}"
         )),
         _ => None,
     }
+}
+
+/// A response's body, at most [`MAX_INDEX`] bytes of it.
+async fn capped(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > MAX_INDEX {
+            return Err(format!(
+                "{url}: the answer is larger than {MAX_INDEX} bytes"
+            ));
+        }
+    }
+    Ok(body)
 }
 
 async fn get(
@@ -203,10 +218,7 @@ async fn anonymous_token(
         .await
         .and_then(|r| r.error_for_status())
         .map_err(|e| format!("{realm}: {}", crate::error_chain::error_chain(&e)))?;
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("{realm}: {e}"))?;
+    let body = capped(response, realm).await?;
     let token: Token =
         serde_json::from_slice(&body).map_err(|e| format!("{realm}: not a token: {e}"))?;
     token
@@ -258,6 +270,14 @@ mod tests {
             ))
         );
         assert_eq!(next_page(origin, "k", None, &[]), None);
+        // The token goes with the request: never to another origin.
+        let elsewhere = |link: &str| next_page(origin, "k", Some(link.into()), &short);
+        assert_eq!(
+            elsewhere("http://127.0.0.1:5000/v2/k/tags/list?last=6.6").as_deref(),
+            Some("http://127.0.0.1:5000/v2/k/tags/list?last=6.6")
+        );
+        assert_eq!(elsewhere("http://127.0.0.1:5001/v2/k/tags/list"), None);
+        assert_eq!(elsewhere("https://other.example/v2/k/tags/list"), None);
     }
 
     #[test]
