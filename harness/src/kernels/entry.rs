@@ -299,7 +299,7 @@ fn debian_source(raw: RawAptSource, arch: Option<&str>) -> Result<Source, String
             let arch: Arch = arch.unwrap_or("amd64").parse()?;
             let flavour = raw.flavour.as_deref().unwrap_or("cloud");
             Ok(Source::DebianSnapshot {
-                package: super::source::debian_snapshot::image_package(&build, flavour, arch),
+                package: super::source::names::image_package(&build, flavour, arch),
                 suite: raw.suite,
                 build,
             })
@@ -326,7 +326,7 @@ fn source_version(source: &Source) -> Option<Version> {
         }
         Source::DebianSnapshot { build, .. } => Version::find_in(build),
         Source::Oci { reference } => {
-            super::source::oci::tag_version(reference.split('@').next()?.rsplit_once(':')?.1)
+            super::source::names::tag_version(reference.split('@').next()?.rsplit_once(':')?.1)
         }
         Source::Mainline { tag } => Version::find_in(tag),
         Source::Url { image, .. } => Version::find_in(image.rsplit('/').next()?),

@@ -36,12 +36,6 @@ pub fn source_package(arch: Arch) -> String {
     format!("linux-signed-{arch}")
 }
 
-/// The image package of Debian's `build` (`6.1.0-20`) of `flavour`
-/// (`cloud`) for `arch`: `linux-image-6.1.0-20-cloud-amd64`.
-pub fn image_package(build: &str, flavour: &str, arch: Arch) -> String {
-    format!("linux-image-{build}-{flavour}-{arch}")
-}
-
 fn base(entry: &KernelEntry, package: &str) -> Result<String, FetchError> {
     snapshot::base().ok_or_else(|| FetchError::SnapshotBuild {
         label: entry.label.clone(),

@@ -12,7 +12,7 @@ use std::fmt;
 use kmatrix_protocol::Arch;
 
 use super::mainline::MainlineError;
-use super::oci::tag_version;
+use super::names::{image_package, tag_version};
 use super::{checksums, debian_snapshot, oci_tags, snapshot, Sources};
 use crate::kernels::blobs::Blobs;
 use crate::kernels::error::OciError;
@@ -156,7 +156,7 @@ impl Line {
             Line::Debian { suite, .. } => Source::DebianSnapshot {
                 suite: suite.clone(),
                 build: name.to_owned(),
-                package: debian_snapshot::image_package(name, DEBIAN_FLAVOUR, arch),
+                package: image_package(name, DEBIAN_FLAVOUR, arch),
             },
         };
         KernelEntry {

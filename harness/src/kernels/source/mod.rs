@@ -10,6 +10,7 @@ pub mod debian_snapshot;
 pub mod distro;
 pub mod listing;
 pub mod mainline;
+pub mod names;
 pub mod oci;
 pub mod oci_tags;
 pub mod packages;

@@ -20,7 +20,7 @@ use oci_client::{Client, Reference};
 
 use crate::kernels::blobs::{Attempt, Blobs, Body, Timeouts};
 use crate::kernels::error::{FetchError, OciError};
-use crate::kernels::{KernelEntry, Pinning, Version};
+use crate::kernels::{KernelEntry, Pinning};
 
 /// The `sha256` key an OCI entry pins: its image manifest's digest.
 pub const PIN: &str = "manifest";
@@ -28,14 +28,6 @@ pub const PIN: &str = "manifest";
 /// Environment variable listing registries (`host:port`, comma separated)
 /// to reach over plain HTTP.
 pub const INSECURE_ENV: &str = "KMATRIX_INSECURE_REGISTRIES";
-
-/// The kernel version a tag names: only when it starts with one (`6.6`,
-/// `6.6-20250101.012345`); `bpf-next-20250101.012345` and `rhel9.6-…`
-/// name none.
-pub fn tag_version(tag: &str) -> Option<Version> {
-    tag.starts_with(|c: char| c.is_ascii_digit())
-        .then(|| Version::find_in(tag))?
-}
 
 /// Whether `registry` (`host:port`) is reached over plain HTTP: a loopback
 /// one, or one [`INSECURE_ENV`] lists.
