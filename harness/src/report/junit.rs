@@ -97,16 +97,28 @@ fn kernel_cases(summary: &Summary, column: usize) -> Vec<TestCase> {
     let label = summary.columns[column].label.as_str();
     let not_run = (0..summary.rows.len())
         .any(|r| matches!(summary.cell(column, r), Some(Cell::NotRun) | None));
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
     failure::all(summary)
         .into_iter()
         .filter(|f| f.subject.kernel() == label)
         .filter_map(|failure| {
             let name = match failure.subject {
                 Subject::Kernel { .. } if !not_run => "the kernel",
+                // Every test not run shows the kernel's failure in its cell.
+                Subject::Kernel { .. } => return None,
                 Subject::Splat { .. } => "a splat outside any test",
                 Subject::Agent { .. } => "the agent",
                 Subject::Program { .. } => "the program",
-                _ => return None,
+                // A test's own cell shows these.
+                Subject::LoaderLimitation { .. } | Subject::Test { .. } => return None,
+            };
+            // Consumers merge testcases of one name: a second splat is
+            // "a splat outside any test (2)".
+            let count = seen.entry(name).or_default();
+            *count += 1;
+            let name = match *count {
+                1 => name.to_owned(),
+                n => format!("{name} ({n})"),
             };
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
             status.set_message(format!("{} failed: {}", failure.headline(), failure.reason));
@@ -168,5 +180,57 @@ mod tests {
         };
         assert_eq!(failure.message, "verifier: \u{FFFD}");
         assert!(failure.text.ends_with("0: \u{FFFD}\n\u{FFFD}"), "{xml}");
+    }
+
+    #[test]
+    fn each_splat_outside_any_test_is_a_testcase_of_its_own_name() {
+        let mut summary = Summary::with(vec!["6.1".into()], vec!["a::load".into()]);
+        let splat = |headline: &str| Record::Splat {
+            kernel: "6.1".into(),
+            source: "kmsg".into(),
+            lines: vec![headline.into(), "Call Trace:".into()],
+        };
+        for record in [
+            Record::KernelBooted {
+                kernel: "6.1".into(),
+                release: "6.1.0".into(),
+                btf: true,
+                restored: false,
+            },
+            Record::Outcome {
+                kernel: "6.1".into(),
+                test: "a::load".into(),
+                reproduce: None,
+                result: Outcome::Passed {
+                    detail: "xdp, 1 ms".into(),
+                },
+            },
+            splat("WARNING: CPU: 0 PID: 1 at kernel/bpf/verifier.c:1 f"),
+            splat("BUG: kernel NULL pointer dereference, address: 0000000000000008"),
+            Record::KernelFinished {
+                kernel: "6.1".into(),
+                error: None,
+                console_tail: None,
+                infrastructure: false,
+            },
+        ] {
+            summary.apply(&record);
+        }
+        let xml = render(&summary).unwrap();
+        let suites = junit_parser::from_reader(xml.as_bytes()).unwrap();
+        let names: Vec<&str> = suites.suites[0]
+            .cases
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "kmatrix.6.1::a::load",
+                "kmatrix.6.1::a splat outside any test",
+                "kmatrix.6.1::a splat outside any test (2)"
+            ],
+            "{xml}"
+        );
     }
 }
