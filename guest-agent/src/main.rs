@@ -88,6 +88,7 @@ fn run() {
             probe::run(&start.plan, &mut channel);
             loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel, &mut log);
             if let Some(exec) = &start.plan.exec {
+                loaders.settle();
                 if let Err(err) = system::loopback_up() {
                     channel.send(&Frame::AgentError(err));
                 }

@@ -53,6 +53,11 @@ impl Aya {
         aya::features();
     }
 
+    /// See [`KernelBtf::settle`].
+    pub fn settle(&mut self) {
+        self.btf.settle();
+    }
+
     /// Time spent parsing the kernel's BTF, or waiting for its parse.
     pub fn btf_waited(&self) -> std::time::Duration {
         self.btf.waited()

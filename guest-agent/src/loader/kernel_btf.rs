@@ -88,6 +88,16 @@ impl KernelBtf {
         self.keep(parsed.map(|btf| &*Box::leak(Box::new(btf))))
     }
 
+    /// Waits for the background thread, if it still runs, and lets go of
+    /// what it parsed (a later use parses again): for a program of the
+    /// user's, which must not run beside aya's feature probes or share
+    /// the guest's memory with a BTF nothing will use.
+    pub fn settle(&mut self) {
+        if let State::Parsing(thread) = std::mem::replace(&mut self.state, State::Lazy) {
+            let _ = thread.join();
+        }
+    }
+
     fn keep(&mut self, btf: Option<&'static Btf>) -> Option<&'static Btf> {
         self.state = State::Parsed(btf);
         btf
@@ -186,6 +196,16 @@ mod tests {
         assert_eq!(btf.waited(), Duration::ZERO, "made without parsing");
         // The thread's root was its own.
         assert!(Path::new(VMLINUX).exists());
+    }
+
+    #[test]
+    fn settling_ends_the_background_parse_and_keeps_nothing() {
+        let mut btf = KernelBtf::spawn();
+        assert!(matches!(btf.state, State::Parsing(_)));
+        btf.settle();
+        assert!(matches!(btf.state, State::Lazy), "the thread was joined");
+        assert!(!btf.is_parsed());
+        assert_eq!(btf.waited(), Duration::ZERO, "nothing was waited for");
     }
 
     #[test]

@@ -59,6 +59,12 @@ impl Loaders {
         self.aya.prepare();
     }
 
+    /// Ends the loaders' background work before a program of the user's
+    /// runs (see [`KernelBtf::settle`]).
+    pub fn settle(&mut self) {
+        self.aya.settle();
+    }
+
     /// Time spent parsing the kernel's BTF for aya, or waiting for its
     /// parse, so far.
     pub fn btf_waited(&self) -> std::time::Duration {

@@ -123,34 +123,50 @@ pub fn stop_agent(home: &Path) {
         .status();
 }
 
+/// A signing key made for the tests: a new GnuPG home holding `name`'s
+/// `algo` key, its public key exported to `public` in that home (armored
+/// when `armor`), and no gpg-agent left running.
+pub fn generate_key(
+    name: &str,
+    algo: &str,
+    public: &str,
+    armor: bool,
+) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
+    let made = gpg(home.path())
+        .args(["--quick-gen-key", name, algo, "sign", "never"])
+        .output()
+        .expect("gpg runs (apt-get install gnupg)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = home.path().join(public);
+    let mut export = gpg(home.path());
+    if armor {
+        export.arg("--armor");
+    }
+    let exported = export
+        .arg("--output")
+        .arg(&public)
+        .arg("--export")
+        .output()
+        .unwrap();
+    assert!(exported.status.success());
+    stop_agent(home.path());
+    (home, public)
+}
+
 fn test_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
-        let made = gpg(home.path())
-            .args([
-                "--quick-gen-key",
-                "kmatrix test archive",
-                "ed25519",
-                "sign",
-                "never",
-            ])
-            .output()
-            .expect("gpg runs (apt-get install gnupg)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
+        let (home, keyring) = generate_key(
+            "kmatrix test archive",
+            "ed25519",
+            "archive-keyring.gpg",
+            false,
         );
-        let keyring = home.path().join("archive-keyring.gpg");
-        let exported = gpg(home.path())
-            .arg("--output")
-            .arg(&keyring)
-            .arg("--export")
-            .output()
-            .unwrap();
-        assert!(exported.status.success());
-        stop_agent(home.path());
         TestKey { home, keyring }
     })
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use kmatrix::kernels::KernelArtifacts;
 
-use super::mirror::{gpg, signing, stop_agent};
+use super::mirror::{generate_key, gpg, signing, stop_agent};
 use super::Server;
 
 /// The packages' signing key: its GnuPG home and its armored public key
@@ -27,26 +27,7 @@ const KEY_NAME: &str = "kmatrix test rpm";
 pub fn rpm_key() -> &'static RpmKey {
     static KEY: OnceLock<RpmKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
-        let made = gpg(home.path())
-            .args(["--quick-gen-key", KEY_NAME, "rsa2048", "sign", "never"])
-            .output()
-            .expect("gpg runs (apt-get install gnupg)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let public = home.path().join("RPM-GPG-KEY-kmatrix-test");
-        let exported = gpg(home.path())
-            .arg("--armor")
-            .arg("--output")
-            .arg(&public)
-            .arg("--export")
-            .output()
-            .unwrap();
-        assert!(exported.status.success());
-        stop_agent(home.path());
+        let (home, public) = generate_key(KEY_NAME, "rsa2048", "RPM-GPG-KEY-kmatrix-test", true);
         RpmKey { home, public }
     })
 }
