@@ -88,10 +88,12 @@ impl Cache {
     /// A private (0700) directory for one VM's initramfs, sockets and
     /// console log, under the cache's `tmp/` so that `kernels gc` removes
     /// what a crashed run left; in the system's temporary directory when
-    /// the cache's path is too long for the VM's unix sockets.
-    pub fn run_dir(&self) -> io::Result<tempfile::TempDir> {
-        /// `sun_path` holds 108 bytes; leave room for `/results.sock`.
-        const MAX_SOCKET_DIR: usize = 90;
+    /// the cache's path is too long for the VM's unix sockets, which take
+    /// up to `room` bytes below it.
+    pub fn run_dir(&self, room: usize) -> io::Result<tempfile::TempDir> {
+        // `sun_path` holds 108 bytes, its NUL included; a `/` comes
+        // between the directory and what is below it.
+        let max_socket_dir = 108 - 1 - 1 - room;
         let builder = || {
             let mut builder = tempfile::Builder::new();
             builder
@@ -100,7 +102,7 @@ impl Cache {
             builder
         };
         let dir = builder().tempdir_in(self.root.join("tmp"))?;
-        if dir.path().as_os_str().len() <= MAX_SOCKET_DIR {
+        if dir.path().as_os_str().len() <= max_socket_dir {
             Ok(dir)
         } else {
             builder().tempdir()
@@ -204,6 +206,26 @@ pub fn size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_dir_leaves_room_for_every_socket_below_it() {
+        let base = tempfile::tempdir().unwrap();
+        let room = "restored/results.sock".len();
+        // Cache roots of every length around the limit: the run's directory
+        // is under the cache, or in the system's temporary directory.
+        for pad in 40..110 {
+            let root = base.path().join("c".repeat(pad.min(200)));
+            let cache = Cache::at(root.clone()).unwrap();
+            let dir = cache.run_dir(room).unwrap();
+            let len = dir.path().as_os_str().len();
+            assert!(
+                len + 1 + room < 108,
+                "{} ({len} bytes) leaves no room for {room}",
+                dir.path().display()
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
 
     #[test]
     fn committed_dirs_appear_whole_and_first_writer_wins() {

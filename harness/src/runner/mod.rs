@@ -140,7 +140,7 @@ impl Work {
         let dir = shared
             .fetcher
             .cache()
-            .run_dir()
+            .run_dir(vm::SOCKET_ROOM)
             .map_err(KernelError::RunDir)?;
         let initrd = dir.path().join("initrd.cpio");
         let imaging = Instant::now();

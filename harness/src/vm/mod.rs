@@ -25,6 +25,15 @@ mod qemu;
 mod queue;
 pub mod snapshot;
 
+/// The subdirectory of a run's directory that a restore runs in (a cold
+/// boot after a failed restore takes the run's directory itself).
+const RESTORED: &str = "restored";
+
+/// Bytes a VM puts below its run's directory in a unix socket's path, at
+/// the most (a restore's results port): `Cache::run_dir` leaves room for
+/// them.
+pub const SOCKET_ROOM: usize = RESTORED.len() + 1 + attempt::RESULTS_SOCKET.len();
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -154,7 +163,7 @@ pub async fn run(
         input: &input,
     };
     if let (Some(slot), Some((state, meta))) = (&slot, slot.as_ref().and_then(Slot::load)) {
-        let dir = spec.dir.join("restored");
+        let dir = spec.dir.join(RESTORED);
         std::fs::create_dir(&dir).map_err(|e| VmFailure::bare(Phase::Restoring, e.into()))?;
         let how = How::Restore {
             state,

@@ -31,6 +31,11 @@ use crate::channel;
 pub(super) use run::Hooks;
 use up::Vm;
 
+/// The results port's socket, in the attempt's directory.
+pub(super) const RESULTS_SOCKET: &str = "results.sock";
+/// QMP's socket, in the attempt's directory (no longer than the results').
+const QMP_SOCKET: &str = "qmp.sock";
+
 /// How an attempt starts its VM.
 pub(super) enum How<'a> {
     /// Boot the kernel, and save the VM once its agent is prepared if a
@@ -114,8 +119,8 @@ impl Attempt<'_> {
             How::Cold { .. } => None,
         };
         let paths = qemu::Paths {
-            results: &self.dir.join("results.sock"),
-            qmp: &self.dir.join("qmp.sock"),
+            results: &self.dir.join(RESULTS_SOCKET),
+            qmp: &self.dir.join(QMP_SOCKET),
             stderr: &self.dir.join("qemu.stderr"),
         };
         let arch = self.spec.machine.arch;
