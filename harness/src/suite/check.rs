@@ -126,9 +126,10 @@ pub(super) fn check_program(
         })
         .collect::<Result<Vec<AllowedSplat>, (Option<String>, String)>>()?;
     let mut cases: Vec<CaseSpec> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for raw_case in raw.case {
         let name = raw_case.name.clone();
-        if cases.iter().any(|c| c.name == name) {
+        if !names.insert(name.clone()) {
             return Err((
                 Some(format!("case {name}")),
                 "the case name is used twice".into(),
@@ -381,5 +382,25 @@ mod tests {
         assert!(sized_bytes(&Number(1), 16)
             .unwrap_err()
             .contains("give them as hex"));
+    }
+
+    #[test]
+    fn a_case_name_used_twice_is_refused_among_many() {
+        let object = crate::suite::tests::object("a.o", &["p"]);
+        let raw = |names: &[String]| -> file::RawProgram {
+            let packet = "00".repeat(14);
+            let mut text = "name = \"p\"\n".to_owned();
+            for name in names {
+                text += &format!("[[case]]\nname = \"{name}\"\ninput = \"{packet}\"\n");
+            }
+            toml::from_str(&text).unwrap()
+        };
+        let mut names: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
+        let checked = check_program(&object, raw(&names), Path::new(".")).unwrap();
+        assert_eq!(checked.cases.len(), 20_000);
+        names.push("c17".into());
+        let (detail, message) = check_program(&object, raw(&names), Path::new(".")).unwrap_err();
+        assert_eq!(detail.as_deref(), Some("case c17"));
+        assert_eq!(message, "the case name is used twice");
     }
 }

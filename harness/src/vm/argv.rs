@@ -252,7 +252,7 @@ mod tests {
         );
         assert_eq!(
             text(accel_args(Accel::Tcg, Arch::Amd64)),
-            "-accel tcg -cpu max"
+            "-accel tcg -cpu max,erms=off,fsrm=off"
         );
         assert_eq!(
             text(accel_args(Accel::Tcg, Arch::Arm64)),
