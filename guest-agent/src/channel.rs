@@ -14,7 +14,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use kmatrix_protocol::input::read_input;
-use kmatrix_protocol::{encode, Frame, Input, ACK};
+use kmatrix_protocol::{encode, encode_into, Frame, Input, ACK};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::queue::Queue;
@@ -38,7 +38,7 @@ pub struct Channel {
     /// The directory the last file went into, known to exist.
     last_dir: Option<std::path::PathBuf>,
     queue: Queue,
-    /// The frame being encoded.
+    /// A frame too large for the queue, being encoded.
     frame: Vec<u8>,
     oldest: Option<Instant>,
     error: Option<io::Error>,
@@ -58,24 +58,30 @@ impl Channel {
         }
     }
 
-    /// Queues a frame, writing the queue out if it is due. A frame larger
-    /// than the queue is written at once.
+    /// Queues a frame, encoded in place, writing the queue out if it is
+    /// due. A frame larger than the queue is written at once.
     pub fn send(&mut self, frame: &Frame) {
-        self.frame.clear();
-        if let Err(err) = encode(frame, &mut self.frame) {
-            self.frame.clear();
-            let note = Frame::AgentError(format!("a result could not be sent: {err}"));
-            encode(&note, &mut self.frame).expect("a short error frame encodes");
-        }
-        if !self.queue.fits(self.frame.len()) {
-            self.flush();
-        }
-        if !self.queue.fits(self.frame.len()) {
-            self.write(true);
+        let before = self.queue.queued().len();
+        let queued = match self.queue.push_with(|free| encode_into(frame, free)) {
+            Ok(true) => true,
+            Ok(false) if before == 0 => false,
+            Ok(false) => {
+                self.flush();
+                self.queue
+                    .push_with(|free| encode_into(frame, free))
+                    .unwrap_or(false)
+            }
+            Err(err) => {
+                let note = Frame::AgentError(format!("a result could not be sent: {err}"));
+                self.queue
+                    .push_with(|free| encode_into(&note, free))
+                    .unwrap_or(false)
+            }
+        };
+        if !queued {
+            self.write_alone(frame);
             return;
         }
-        let before = self.queue.queued().len();
-        self.queue.push(&self.frame);
         let queued = self.queue.queued().len();
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
         // The clock is read once per CLOCK_EVERY bytes queued: under
@@ -84,6 +90,18 @@ impl Channel {
         if queued >= FLUSH_AT || (check && oldest.elapsed() >= FLUSH_AFTER) {
             self.flush();
         }
+    }
+
+    /// Writes what is queued, then `frame`, which does not fit the queue.
+    fn write_alone(&mut self, frame: &Frame) {
+        self.flush();
+        self.frame.clear();
+        if let Err(err) = encode(frame, &mut self.frame) {
+            self.frame.clear();
+            let note = Frame::AgentError(format!("a result could not be sent: {err}"));
+            encode(&note, &mut self.frame).expect("a short error frame encodes");
+        }
+        self.write(true);
     }
 
     /// Writes out everything queued.
@@ -252,4 +270,48 @@ impl Read for BufferedPort<'_> {
         buffer.pos += n;
         Ok(n)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    use kmatrix_protocol::Decoder;
+
+    use super::*;
+
+    #[test]
+    fn frames_of_every_size_arrive_whole_and_in_order() {
+        let (port, mut host) = UnixStream::pair().expect("socket pair");
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            host.read_to_end(&mut bytes).expect("read the frames");
+            bytes
+        });
+        // Small frames that fill the queue several times, one larger than
+        // the whole queue among them, and one that just fits.
+        let mut sent: Vec<Frame> = (0..20_000)
+            .map(|i| Frame::AgentError(format!("frame {i}")))
+            .collect();
+        sent.insert(7_000, Frame::AgentError("x".repeat(3 * SIZE_OF_QUEUE)));
+        sent.insert(12_000, Frame::AgentError("y".repeat(SIZE_OF_QUEUE - 64)));
+        let mut channel = Channel::open(File::from(OwnedFd::from(port)));
+        for frame in &sent {
+            channel.send(frame);
+        }
+        channel.flush();
+        drop(channel);
+        let mut decoder = Decoder::new();
+        decoder.extend(&reader.join().expect("the reader"));
+        let mut received = Vec::new();
+        while let Some(frame) = decoder.next_frame().expect("decode") {
+            received.push(frame);
+        }
+        decoder.finish().expect("the stream ends on a frame");
+        assert_eq!(received.len(), sent.len());
+        assert!(received == sent, "the frames arrive as sent");
+    }
+
+    const SIZE_OF_QUEUE: usize = kmatrix_protocol::queue::SIZE;
 }

@@ -85,18 +85,22 @@ impl Queue {
         &self.area[HEADER..HEADER + self.header.len as usize]
     }
 
-    /// Whether `len` more bytes fit.
-    pub fn fits(&self, len: usize) -> bool {
-        HEADER + self.header.len as usize + len <= SIZE
-    }
-
-    /// Queues `bytes` (which must fit): the bytes first, then the length
-    /// that makes them part of the queue.
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// Queues what `write` puts at the start of the free space it is
+    /// given, returning its length (`None`: it did not fit, nothing is
+    /// queued): the bytes first, then the length that makes them part of
+    /// the queue.
+    pub fn push_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut [u8]) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
         let at = HEADER + self.header.len as usize;
-        self.area[at..at + bytes.len()].copy_from_slice(bytes);
-        self.header.len += bytes.len() as u64;
-        self.store();
+        let Some(len) = write(&mut self.area[at..])? else {
+            return Ok(false);
+        };
+        self.header.len += len as u64;
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        self.header.write_len(self.area);
+        Ok(true)
     }
 
     /// Records that `written` bytes went out past the queue (everything

@@ -35,7 +35,7 @@ pub mod stats;
 pub mod text;
 
 pub use arch::Arch;
-pub use codec::{encode, DecodeError, Decoder, EncodeError};
+pub use codec::{encode, encode_into, DecodeError, Decoder, EncodeError};
 pub use feature::{Feature, FeatureKind, Probe};
 pub use frame::{
     AgentTimings, CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict,

@@ -71,6 +71,11 @@ impl Header {
     pub fn write(&self, area: &mut [u8]) {
         area[..8].copy_from_slice(&MAGIC);
         area[8..16].copy_from_slice(&self.base.to_le_bytes());
+        self.write_len(area);
+    }
+
+    /// Writes `len` alone, into a header written before.
+    pub fn write_len(&self, area: &mut [u8]) {
         area[16..24].copy_from_slice(&self.len.to_le_bytes());
     }
 }
