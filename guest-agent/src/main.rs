@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kmatrix_guest_agent::channel::Channel;
 use kmatrix_guest_agent::kmsg::KernelLog;
-use kmatrix_guest_agent::loader::{send_splat, KernelBtf, Loaders};
+use kmatrix_guest_agent::loader::{send_splat, Loaders};
 use kmatrix_guest_agent::{exec, probe, system};
 use kmatrix_protocol::layout::OBJECTS_DIR;
 use kmatrix_protocol::{AgentTimings, Frame, Hello, Input, Start, VERSION};
@@ -39,8 +39,6 @@ fn run() {
     };
     let mut setup_errors = system::mount_filesystems();
     timings.mounted = system::boot_us();
-    // Parsed while the agent waits (for its port, the host's input).
-    let kernel_btf = KernelBtf::spawn();
     setup_errors.extend(system::load_modules());
     timings.modules = system::boot_us();
 
@@ -69,7 +67,7 @@ fn run() {
     channel.flush();
     timings.hello = system::boot_us();
 
-    let mut loaders = Loaders::new(kernel_btf);
+    let mut loaders = Loaders::new();
     match read_input(&mut channel, &mut loaders) {
         Ok(start) => {
             timings.input = system::boot_us();
@@ -88,7 +86,6 @@ fn run() {
             probe::run(&start.plan, &mut channel);
             loaders.run_plan(OBJECTS_DIR.as_ref(), &start.plan, &mut channel, &mut log);
             if let Some(exec) = &start.plan.exec {
-                loaders.settle();
                 if let Err(err) = system::loopback_up() {
                     channel.send(&Frame::AgentError(err));
                 }

@@ -85,9 +85,8 @@ pub struct AgentTimings {
     pub started: u64,
     /// Its run was over, just before `Done`.
     pub done: u64,
-    /// Time the agent spent parsing the kernel's BTF for aya, or waiting
-    /// for its parse (begun in the background at boot, at idle priority),
-    /// in `Prepare` or at the first load that needs it; 0 when none did.
+    /// Time the agent spent parsing the kernel's BTF for aya, in `Prepare`
+    /// or at the first load that needs it; 0 when none did.
     pub btf_us: u64,
 }
 

@@ -11,8 +11,8 @@
 //! aya cannot relocate or parse is not the program's failure.
 //!
 //! The kernel's BTF is parsed at most once per run ([`KernelBtf`]), and
-//! waited for only by a load that needs it: an object with CO-RE
-//! relocations, or a program kind attached through it.
+//! only for a load that needs it: an object with CO-RE relocations, or a
+//! program kind attached through it.
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -51,11 +51,6 @@ impl Aya {
     pub fn prepare(&mut self) {
         self.btf.get();
         aya::features();
-    }
-
-    /// See [`KernelBtf::settle`].
-    pub fn settle(&mut self) {
-        self.btf.settle();
     }
 
     /// Time spent parsing the kernel's BTF, or waiting for its parse.
@@ -482,7 +477,7 @@ mod tests {
         assert!(!has_core_relocations(&plain));
         assert!(has_core_relocations(&core), "BPF_CORE_READ relocates");
 
-        let mut aya = Aya::new(KernelBtf::lazy());
+        let mut aya = Aya::new(KernelBtf::new());
         assert_eq!(
             aya.relocation_btf(Some(&plain), true).map(|b| b.is_some()),
             Ok(false)

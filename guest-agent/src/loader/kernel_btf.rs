@@ -1,14 +1,15 @@
-//! The kernel's BTF for aya, parsed once (unless it cannot be hidden from
-//! aya's loaders, see [`KernelBtf::bare_loader`]): in the background from
-//! boot, at idle priority (the guest has one CPU, so the parse takes only
-//! the time the agent spends waiting for the port and the host's input),
-//! and waited for only by a load that needs it. aya's loaders are made
-//! without it ([`bare_loader`]) and given it where the object's CO-RE
-//! relocations or the program's kind call for it.
+//! The kernel's BTF for aya, parsed once, at first use, by a load that
+//! needs it (unless it cannot be hidden from aya's loaders, see
+//! [`KernelBtf::bare_loader`]). aya's loaders are made without it and given
+//! it where the object's CO-RE relocations or the program's kind call for
+//! it. It is not parsed in the background: the guest has one CPU, and a
+//! parse beside the agent's start slowed the start more than it saved (see
+//! ARCHITECTURE.md, "The cold path").
 
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aya::{Btf, EbpfLoader};
@@ -16,100 +17,51 @@ use aya::{Btf, EbpfLoader};
 /// Where the kernel exposes its BTF, and where aya reads it.
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
-/// The kernel's BTF: being parsed, parsed (`None` where the kernel has
-/// none), or to be parsed at first use.
+/// The kernel's BTF: parsed (`None` where the kernel has none), or to be
+/// parsed at first use.
 pub struct KernelBtf {
-    state: State,
-    /// Time the agent spent parsing it, or waiting for its parse.
+    parsed: Option<Option<&'static Btf>>,
+    /// Time the agent spent parsing it.
     waited: Duration,
     /// Whether loaders can be made where it cannot be read (known after
     /// the first try; a failure is said once, on the console).
     hiding: Option<bool>,
 }
 
-enum State {
-    Lazy,
-    /// The thread gives the BTF and when it began parsing it.
-    Parsing(JoinHandle<(Option<Btf>, Instant)>),
-    Parsed(Option<&'static Btf>),
-}
-
 impl KernelBtf {
-    /// Starts the parse in a thread at idle priority (`SCHED_IDLE`), which
-    /// first warms aya's kernel feature probes, which every aya load needs.
-    pub fn spawn() -> Self {
-        let thread = std::thread::Builder::new()
-            .name("kernel-btf".into())
-            .spawn(|| {
-                let param = libc::sched_param { sched_priority: 0 };
-                // SAFETY: sets the calling thread's policy from a valid
-                // `sched_param`; on failure it runs at normal priority.
-                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-                aya::features();
-                let begun = Instant::now();
-                (Btf::from_sys_fs().ok(), begun)
-            });
+    /// Not parsed yet.
+    pub fn new() -> Self {
         Self {
-            // Without a thread, the first use parses.
-            state: thread.map_or(State::Lazy, State::Parsing),
+            parsed: None,
             waited: Duration::ZERO,
             hiding: None,
         }
     }
 
-    /// Parsed at first use, in the caller's thread.
-    pub fn lazy() -> Self {
-        Self {
-            state: State::Lazy,
-            waited: Duration::ZERO,
-            hiding: None,
-        }
-    }
-
-    /// The kernel's BTF (`None` where it has none), waiting for its parse
-    /// (not for the feature probes before it, which loads wait for anyway).
+    /// The kernel's BTF (`None` where it has none), parsed at the first
+    /// call.
     pub fn get(&mut self) -> Option<&'static Btf> {
-        let mut begun = Instant::now();
-        let parsed = match std::mem::replace(&mut self.state, State::Lazy) {
-            State::Parsed(btf) => return self.keep(btf),
-            State::Lazy => Btf::from_sys_fs().ok(),
-            State::Parsing(thread) => match thread.join() {
-                Ok((btf, parse_begun)) => {
-                    begun = begun.max(parse_begun);
-                    btf
-                }
-                // A thread that panicked parsed nothing: parse here.
-                Err(_) => Btf::from_sys_fs().ok(),
-            },
-        };
-        self.waited += Instant::now().saturating_duration_since(begun);
+        if let Some(parsed) = self.parsed {
+            return parsed;
+        }
+        let begun = Instant::now();
         // The agent runs once per VM: what it leaks lives as long as the
         // loaders and programs that borrow it.
-        self.keep(parsed.map(|btf| &*Box::leak(Box::new(btf))))
+        let parsed = Btf::from_sys_fs()
+            .ok()
+            .map(|btf| &*Box::leak(Box::new(btf)));
+        self.waited += begun.elapsed();
+        self.parsed = Some(parsed);
+        parsed
     }
 
-    /// Waits for the background thread, if it still runs, and lets go of
-    /// what it parsed (a later use parses again): for a program of the
-    /// user's, which must not run beside aya's feature probes or share
-    /// the guest's memory with a BTF nothing will use.
-    pub fn settle(&mut self) {
-        if let State::Parsing(thread) = std::mem::replace(&mut self.state, State::Lazy) {
-            let _ = thread.join();
-        }
-    }
-
-    fn keep(&mut self, btf: Option<&'static Btf>) -> Option<&'static Btf> {
-        self.state = State::Parsed(btf);
-        btf
-    }
-
-    /// Whether it has been parsed (and waited for).
+    /// Whether it has been parsed.
+    #[cfg(test)]
     pub fn is_parsed(&self) -> bool {
-        matches!(self.state, State::Parsed(_))
+        self.parsed.is_some()
     }
 
-    /// Time the agent spent parsing the kernel's BTF, or waiting for its
-    /// parse (the background's own time is idle time).
+    /// Time the agent spent parsing it.
     pub fn waited(&self) -> Duration {
         self.waited
     }
@@ -139,29 +91,42 @@ impl KernelBtf {
     }
 }
 
-/// Runs `make` in a thread of its own whose root is an empty directory,
-/// where the kernel's BTF cannot be read: a thread that `unshare`s its
-/// filesystem attributes (`CLONE_FS`) changes its root alone.
-fn hidden<T: Send + 'static>(make: fn() -> T) -> io::Result<T> {
+impl Default for KernelBtf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `make` in the calling thread with an empty directory as its root,
+/// where the kernel's BTF cannot be read, and puts the root back. The
+/// thread first takes its own filesystem attributes (`CLONE_FS`), so that
+/// no other thread's root moves. In the thread, not a thread of its own:
+/// under emulation a guest's first thread costs several milliseconds.
+fn hidden<T>(make: fn() -> T) -> io::Result<T> {
     let empty = std::env::temp_dir().join("kmatrix-no-btf");
     std::fs::create_dir_all(&empty)?;
-    std::thread::Builder::new()
-        .name("bare-loader".into())
-        .spawn(move || {
-            // SAFETY: unshare takes flags alone; CLONE_FS gives this thread
-            // its own root and working directory.
-            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            nix::unistd::chroot(&empty)?;
-            nix::unistd::chdir("/")?;
-            if Path::new(VMLINUX).exists() {
-                return Err(io::Error::other(format!("{VMLINUX} is still visible")));
-            }
-            Ok(make())
-        })?
-        .join()
-        .map_err(|_| io::Error::other("the thread panicked"))?
+    // SAFETY: unshare takes flags alone; CLONE_FS gives this thread its
+    // own root and working directory.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = File::open("/")?;
+    let cwd = File::open(".")?;
+    nix::unistd::chroot(&empty)?;
+    let made = nix::unistd::chdir("/")
+        .map_err(io::Error::from)
+        .and_then(|()| match Path::new(VMLINUX).exists() {
+            true => Err(io::Error::other(format!("{VMLINUX} is still visible"))),
+            false => Ok(make()),
+        });
+    // A root's directory outside the chroot, made the root again.
+    let restored = nix::unistd::fchdir(root.as_raw_fd())
+        .and_then(|()| nix::unistd::chroot("."))
+        .and_then(|()| nix::unistd::fchdir(cwd.as_raw_fd()));
+    if let Err(err) = restored {
+        panic!("putting the agent's root back after making an aya loader: {err}");
+    }
+    made
 }
 
 /// Whether `object` (as aya will load it) has CO-RE relocations, which aya
@@ -189,23 +154,16 @@ mod tests {
         // has one.
         let has_btf = |loader: &EbpfLoader<'_>| !format!("{loader:?}").contains("btf: None");
         assert!(has_btf(&EbpfLoader::new()), "aya parses it when it can");
-        let mut btf = KernelBtf::lazy();
+        let cwd = std::env::current_dir().unwrap();
+        let mut btf = KernelBtf::new();
         let loader = btf.bare_loader();
         assert!(!has_btf(&loader), "the bare loader parsed the kernel's BTF");
         assert!(!btf.is_parsed());
         assert_eq!(btf.waited(), Duration::ZERO, "made without parsing");
-        // The thread's root was its own.
+        // The root and working directory are back.
         assert!(Path::new(VMLINUX).exists());
-    }
-
-    #[test]
-    fn settling_ends_the_background_parse_and_keeps_nothing() {
-        let mut btf = KernelBtf::spawn();
-        assert!(matches!(btf.state, State::Parsing(_)));
-        btf.settle();
-        assert!(matches!(btf.state, State::Lazy), "the thread was joined");
-        assert!(!btf.is_parsed());
-        assert_eq!(btf.waited(), Duration::ZERO, "nothing was waited for");
+        assert_eq!(std::env::current_dir().unwrap(), cwd);
+        assert!(has_btf(&EbpfLoader::new()), "aya reads it again");
     }
 
     #[test]
@@ -214,15 +172,15 @@ mod tests {
             eprintln!("skipped: needs {VMLINUX}");
             return;
         }
-        for mut btf in [KernelBtf::lazy(), KernelBtf::spawn()] {
-            assert!(!btf.is_parsed());
-            let first = btf.get().expect("the host's BTF");
-            assert!(btf.is_parsed());
-            let waited = btf.waited();
-            let again = btf.get().expect("the host's BTF");
-            assert!(std::ptr::eq(first, again), "parsed once");
-            assert_eq!(btf.waited(), waited, "nothing waited for the second time");
-        }
-        assert!(KernelBtf::lazy().waited().is_zero());
+        let mut btf = KernelBtf::new();
+        assert!(!btf.is_parsed());
+        assert!(btf.waited().is_zero());
+        let first = btf.get().expect("the host's BTF");
+        assert!(btf.is_parsed());
+        let waited = btf.waited();
+        assert!(!waited.is_zero());
+        let again = btf.get().expect("the host's BTF");
+        assert!(std::ptr::eq(first, again), "parsed once");
+        assert_eq!(btf.waited(), waited, "nothing waited for the second time");
     }
 }

@@ -18,7 +18,6 @@ use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, ProgramSt
 
 use self::aya::Aya;
 use self::elf::program_sections;
-pub use self::kernel_btf::KernelBtf;
 use self::libbpf::Libbpf;
 use crate::cases;
 use crate::channel::Channel;
@@ -45,11 +44,17 @@ pub struct Loaders {
     libbpf: Libbpf,
 }
 
+impl Default for Loaders {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Loaders {
-    /// The loaders; aya's takes the kernel's BTF from `btf`.
-    pub fn new(btf: KernelBtf) -> Self {
+    /// The loaders, nothing parsed yet.
+    pub fn new() -> Self {
         Self {
-            aya: Aya::new(btf),
+            aya: Aya::new(kernel_btf::KernelBtf::new()),
             libbpf: Libbpf::new(),
         }
     }
@@ -57,12 +62,6 @@ impl Loaders {
     /// Does now what the first load would wait for (see [`Aya::prepare`]).
     pub fn prepare(&mut self) {
         self.aya.prepare();
-    }
-
-    /// Ends the loaders' background work before a program of the user's
-    /// runs (see [`KernelBtf::settle`]).
-    pub fn settle(&mut self) {
-        self.aya.settle();
     }
 
     /// Time spent parsing the kernel's BTF for aya, or waiting for its

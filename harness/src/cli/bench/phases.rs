@@ -65,7 +65,7 @@ const ROWS: [Row; 19] = [
     part("input-host", "host: writing the input, from the hello"),
     row("agent-start", "agent: clock and entropy set, Started"),
     row("agent-run", "agent: the run (probes, loads, cases)"),
-    part("agent-btf", "waiting for the kernel's BTF (aya)"),
+    part("agent-btf", "parsing the kernel's BTF (aya)"),
     row("port-latency", "port and host, hello to Done (the rest)"),
     row("power-off", "ACK, power-off and QEMU's exit"),
 ];
@@ -340,7 +340,7 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(line("kernel: boot to the agent's start"), "800.0");
-        assert_eq!(line("  waiting for the kernel's BTF (aya)"), "120.0");
+        assert_eq!(line("  parsing the kernel's BTF (aya)"), "120.0");
         assert_eq!(line("sum of the phases' medians"), "2000.0");
         assert_eq!(line("kmatrix test --no-snapshot, median"), "2000.0");
         assert_eq!(line("best bare boot, median"), "950.0");
