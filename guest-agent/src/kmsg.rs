@@ -18,6 +18,8 @@ const RECORD: usize = 16 * 1024;
 pub struct KernelLog {
     file: Option<File>,
     buf: Vec<u8>,
+    /// Lines read ahead ([`read_ahead`](Self::read_ahead)), not drained yet.
+    ahead: Vec<String>,
     /// The last line of the previous drain: a splat's `cut here` line may
     /// have been read just before its marker.
     last: Option<String>,
@@ -34,6 +36,7 @@ impl KernelLog {
         Self {
             file,
             buf: vec![0; RECORD],
+            ahead: Vec::new(),
             last: None,
         }
     }
@@ -45,6 +48,7 @@ impl KernelLog {
         Self {
             file: Some(file),
             buf: vec![0; RECORD],
+            ahead: Vec::new(),
             last: None,
         }
     }
@@ -58,16 +62,27 @@ impl KernelLog {
     /// [`splat::MAX_LINES`]: from a splat's marker on when there is one,
     /// else the newest). Costs one `read` when there are none.
     pub fn drain(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
+        self.read_ahead();
+        let lines = splat::keep(std::mem::take(&mut self.ahead));
+        if let Some(line) = lines.last() {
+            self.last = Some(line.clone());
+        }
+        lines
+    }
+
+    /// Reads what the kernel logged so far, for the next drain: done while
+    /// the agent would otherwise wait (for its port, at boot), it takes
+    /// reading the boot's log off the run.
+    pub fn read_ahead(&mut self) {
         let Some(file) = &mut self.file else {
-            return lines;
+            return;
         };
         loop {
             match file.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(line) = message(&self.buf[..n]) {
-                        lines.push(line);
+                        self.ahead.push(line);
                     }
                 }
                 // Records overwritten before they were read: go on from
@@ -77,11 +92,6 @@ impl KernelLog {
                 Err(_) => break,
             }
         }
-        let lines = splat::keep(lines);
-        if let Some(line) = lines.last() {
-            self.last = Some(line.clone());
-        }
-        lines
     }
 
     /// Like [`drain`](Self::drain), led by the last line drained before
@@ -149,6 +159,21 @@ pub(crate) mod tests {
         assert!(log.drain().is_empty());
         self::log(&kernel, &["bpf: third"]);
         assert_eq!(log.drain(), ["bpf: third"]);
+    }
+
+    #[test]
+    fn lines_read_ahead_come_with_the_next_drain_in_order() {
+        let (mut log, kernel) = fake_log();
+        self::log(&kernel, &["boot: one", "boot: two"]);
+        log.read_ahead();
+        self::log(&kernel, &["boot: three"]);
+        log.read_ahead();
+        self::log(&kernel, &["bpf: four"]);
+        assert_eq!(
+            log.drain(),
+            ["boot: one", "boot: two", "boot: three", "bpf: four"]
+        );
+        assert!(log.drain().is_empty());
     }
 
     #[test]

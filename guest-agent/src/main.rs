@@ -37,12 +37,15 @@ fn run() {
         begun: system::boot_us(),
         ..AgentTimings::default()
     };
-    let mut setup_errors = system::mount_filesystems();
-    timings.mounted = system::boot_us();
-    setup_errors.extend(system::load_modules());
+    // The modules first: their drivers find the port in the background
+    // while the agent mounts.
+    let mut setup_errors = system::load_modules();
     timings.modules = system::boot_us();
+    setup_errors.extend(system::mount_filesystems());
+    timings.mounted = system::boot_us();
 
-    let port = match system::open_port(Duration::from_secs(10)) {
+    let mut log = KernelLog::open();
+    let port = match system::open_port(Duration::from_secs(10), || log.read_ahead()) {
         Ok(port) => port,
         Err(err) => {
             for err in &setup_errors {
@@ -54,7 +57,6 @@ fn run() {
     };
     timings.port = system::boot_us();
     let mut channel = Channel::open(port);
-    let mut log = KernelLog::open();
     channel.send(&Frame::Hello(Hello {
         version: VERSION,
         kernel_release: system::kernel_release(),

@@ -117,8 +117,8 @@ pub fn load_modules() -> Vec<String> {
 }
 
 /// Finds the results port by name and opens it, waiting up to `timeout` for
-/// the device node to appear.
-pub fn open_port(timeout: Duration) -> Result<File, String> {
+/// the device node to appear, calling `meanwhile` between looks.
+pub fn open_port(timeout: Duration, mut meanwhile: impl FnMut()) -> Result<File, String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(device) = find_port() {
@@ -133,7 +133,8 @@ pub fn open_port(timeout: Duration) -> Result<File, String> {
                 "no virtio port named {PORT_NAME} under /sys/class/virtio-ports after {timeout:?}"
             ));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        meanwhile();
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

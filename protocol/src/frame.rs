@@ -70,9 +70,9 @@ pub enum Frame {
 pub struct AgentTimings {
     /// The agent began (the kernel ran its init).
     pub begun: u64,
-    /// Its filesystems were mounted.
+    /// Its filesystems were mounted (after the modules).
     pub mounted: u64,
-    /// Its modules were loaded.
+    /// Its modules were loaded (first).
     pub modules: u64,
     /// Its results port was open.
     pub port: u64,

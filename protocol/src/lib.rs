@@ -23,6 +23,7 @@
 mod arch;
 mod codec;
 pub mod feature;
+pub mod floor;
 mod frame;
 pub mod input;
 pub mod kind;

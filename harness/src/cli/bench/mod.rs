@@ -218,7 +218,8 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         &floor_initrd,
         &argv::kernel_cmdline(arch, config.tsc_khz(arch)),
     ));
-    floor_args.extend(argv::console_args(&dir.path().join("floor-console.log")));
+    let floor_console = dir.path().join("floor-console.log");
+    floor_args.extend(argv::console_args(&floor_console));
     floor_args.extend(["-device".into(), argv::serial_controller(machine).into()]);
 
     let exe = std::env::current_exe().map_err(io("finding kmatrix"))?;
@@ -255,7 +256,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     // A first run saves the kernel's VM if no saved one is there yet.
     kmatrix_test(false, None).await?;
     let (mut floor, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    let mut timed = Vec::new();
+    let (mut timed, mut floor_timed) = (Vec::new(), Vec::new());
     for run in 1..=args.common.runs {
         let start = Instant::now();
         let status = tokio::process::Command::new(config.qemu.get(arch))
@@ -269,6 +270,8 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             format!("the floor VM failed ({status})")
         })?;
         floor.push(start.elapsed());
+        let console = std::fs::read_to_string(&floor_console).unwrap_or_default();
+        floor_timed.extend(kmatrix_protocol::floor::parse(&console));
         let timings = args
             .phases
             .then(|| dir.path().join(format!("timings-{run}.json")));
@@ -313,11 +316,18 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         "kmatrix test, restored (process start to exit):      median {:.2} s, {:.2}x the bare boot",
         warm.median, warm_ratio.value
     );
-    let phases = phases::figures(&timed);
+    let mut phases = phases::figures(&timed);
+    let floor_phases = phases::floor_figures(&floor_timed);
     if args.phases {
         println!();
-        phases::render(&phases, &cold, &floor, &mut std::io::stdout().lock())
-            .map_err(io("printing the phases"))?;
+        phases::render(
+            &phases,
+            &cold,
+            &floor,
+            &floor_phases,
+            &mut std::io::stdout().lock(),
+        )
+        .map_err(io("printing the phases"))?;
     }
     if let Some(path) = &args.common.json {
         let mut doc = Document::new("boot", &kernel.label, args.common.runs);
@@ -331,6 +341,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         doc.figures = vec![floor, cold, warm];
         doc.ratios = vec![cold_ratio, warm_ratio];
         if args.phases {
+            phases.extend(floor_phases);
             doc.phases = phases;
         }
         doc.write(path)?;

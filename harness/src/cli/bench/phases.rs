@@ -57,8 +57,8 @@ const ROWS: [Row; 19] = [
         "QEMU ready to kernel start (firmware, kernel load)",
     ),
     row("kernel-boot", "kernel: boot to the agent's start"),
-    row("agent-mounts", "agent: mounts"),
     row("agent-modules", "agent: modules loaded"),
+    row("agent-mounts", "agent: mounts"),
     row("agent-port", "agent: port opened"),
     row("agent-hello", "agent: hello written"),
     row("input", "input: hello to Start read (files in)"),
@@ -96,9 +96,9 @@ fn split(t: &KernelTimings, wall: Duration) -> Vec<Option<f64>> {
         Some(diff(vm.qmp_ready, vm.joined)),
         guest(&|a| us(a.hello)).map(|hello| diff(vm.hello, vm.qmp_ready) - hello),
         guest(&|a| us(a.begun)),
-        guest(&|a| us(a.mounted) - us(a.begun)),
-        guest(&|a| us(a.modules) - us(a.mounted)),
-        guest(&|a| us(a.port) - us(a.modules)),
+        guest(&|a| us(a.modules) - us(a.begun)),
+        guest(&|a| us(a.mounted) - us(a.modules)),
+        guest(&|a| us(a.port) - us(a.mounted)),
         guest(&|a| us(a.hello) - us(a.port)),
         guest(&|a| us(a.input) - us(a.hello)),
         vm.input_sent.map(|sent| diff(sent, vm.hello)),
@@ -126,13 +126,42 @@ pub fn figures(runs: &[(KernelTimings, Duration)]) -> Vec<Figure> {
         .collect()
 }
 
+/// The bare boot's own phases from its init's `(begun, modules)` line of
+/// each run ([`kmatrix_protocol::floor`]): its kernel's boot to its init,
+/// and its module loads, in milliseconds.
+pub fn floor_figures(runs: &[(u64, u64)]) -> Vec<Figure> {
+    let ms = |us: u64| us as f64 / 1000.0;
+    vec![
+        Figure::new(
+            "bare-kernel-boot",
+            "ms",
+            runs.iter().map(|&(begun, _)| ms(begun)).collect(),
+        ),
+        Figure::new(
+            "bare-modules",
+            "ms",
+            runs.iter()
+                .map(|&(begun, modules)| ms(modules.saturating_sub(begun)))
+                .collect(),
+        ),
+    ]
+}
+
+/// Labels of [`floor_figures`], in its order.
+const FLOOR_LABELS: [&str; 2] = [
+    "  its kernel: boot to its init",
+    "  its init: modules loaded",
+];
+
 /// Prints `phases` (from [`figures`]) as a table, their sum, the median
 /// wall time of `kmatrix test --no-snapshot` (`cold`) and the best bare
-/// boot's (`floor`), in milliseconds.
+/// boot's (`floor`) with its own phases (`floor_phases`, from
+/// [`floor_figures`]), in milliseconds.
 pub fn render(
     phases: &[Figure],
     cold: &Figure,
     floor: &Figure,
+    floor_phases: &[Figure],
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     let rows: Vec<&Row> = ROWS.iter().chain([&AFTER]).collect();
@@ -170,7 +199,15 @@ pub fn render(
         "{:width$}  {:>9.1}",
         "best bare boot, median",
         floor.median * 1000.0
-    )
+    )?;
+    for (label, figure) in FLOOR_LABELS.iter().zip(floor_phases) {
+        if figure.median.is_nan() {
+            writeln!(out, "{label:width$}  {:>9}", "-")?;
+        } else {
+            writeln!(out, "{label:width$}  {:>9.1}", figure.median)?;
+        }
+    }
+    Ok(())
 }
 
 /// What `kmatrix test --timings FILE` writes: each completed kernel's
@@ -246,8 +283,8 @@ mod tests {
                 exited: ms(1700),
                 agent: agent.then_some(AgentTimings {
                     begun: 800_000,
-                    mounted: 810_000,
-                    modules: 880_000,
+                    modules: 870_000,
+                    mounted: 880_000,
                     port: 895_000,
                     hello: 900_000,
                     input: 960_000,
@@ -283,8 +320,8 @@ mod tests {
                 ("qmp-negotiation", 5.0),
                 ("qemu-to-kernel", 100.0),
                 ("kernel-boot", 800.0),
-                ("agent-mounts", 10.0),
                 ("agent-modules", 70.0),
+                ("agent-mounts", 10.0),
                 ("agent-port", 15.0),
                 ("agent-hello", 5.0),
                 ("input", 60.0),
@@ -328,7 +365,9 @@ mod tests {
         let cold = Figure::new("cold", "s", vec![2.0]);
         let floor = Figure::new("bare-boot", "s", vec![0.95]);
         let mut out = Vec::new();
-        render(&figures, &cold, &floor, &mut out).unwrap();
+        let floor_phases =
+            floor_figures(&[(780_000, 850_000), (800_000, 860_000), (790_000, 900_000)]);
+        render(&figures, &cold, &floor, &floor_phases, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = |start: &str| {
             text.lines()
@@ -344,12 +383,17 @@ mod tests {
         assert_eq!(line("sum of the phases' medians"), "2000.0");
         assert_eq!(line("kmatrix test --no-snapshot, median"), "2000.0");
         assert_eq!(line("best bare boot, median"), "950.0");
-        assert_eq!(text.lines().count(), 1 + ROWS.len() + 1 + 3);
+        assert_eq!(line("  its kernel: boot to its init"), "790.0");
+        assert_eq!(line("  its init: modules loaded"), "70.0");
+        assert_eq!(text.lines().count(), 1 + ROWS.len() + 1 + 3 + 2);
 
         let without = figures_without_agent();
         let mut out = Vec::new();
-        render(&without, &cold, &floor, &mut out).unwrap();
+        render(&without, &cold, &floor, &floor_figures(&[]), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("  its kernel: boot") && l.ends_with(" -")));
         let boot = text
             .lines()
             .find(|l| l.starts_with("kernel: boot"))
