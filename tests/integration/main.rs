@@ -5,6 +5,7 @@
 //! (tests/kernels.rs).
 
 mod arm64;
+mod bench;
 mod bisect_oci;
 mod cache;
 mod cargo_test;
@@ -31,6 +32,7 @@ mod unpinned;
 fn main() -> std::process::ExitCode {
     support::trials::main(&[
         arm64::TESTS,
+        bench::TESTS,
         bisect_oci::TESTS,
         cache::TESTS,
         cargo_test::TESTS,

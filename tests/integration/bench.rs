@@ -1,0 +1,82 @@
+//! `kmatrix bench boot --phases` on a real kernel: the phases of a cold
+//! run add up to its wall time, and the bare boot's own kernel boot and
+//! module loads come from its console.
+
+use crate::support::{exited, kmatrix};
+
+crate::support::tests! {
+    vm boot_phases_add_up_and_the_bare_boot_gives_its_own,
+}
+
+fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("boot.json");
+    let output = kmatrix(&[
+        "bench",
+        "boot",
+        "--kernel",
+        "6.1",
+        "--runs",
+        "1",
+        "--phases",
+        "--json",
+        json.to_str().unwrap(),
+        "tests/bpf/xdp_pass.bpf.c",
+    ])
+    .output()
+    .unwrap();
+    let out = exited(&output, 0);
+    for line in [
+        "kernel: boot to the agent's start",
+        "agent: the run (probes, loads, cases)",
+        "  its kernel: boot to its init",
+        "  its init: modules loaded",
+    ] {
+        assert!(out.contains(line), "no {line:?} in {out}");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let median = |list: &str, name: &str| {
+        doc[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {list}: {doc}"))["median"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} has no median: {doc}"))
+    };
+    let cold_ms = median("figures", "cold") * 1000.0;
+    let bare_ms = median("figures", "bare-boot") * 1000.0;
+    // Every phase was measured; those not part of another add up to the
+    // cold run (one run: its own wall time).
+    let parts = ["input-host", "agent-btf"];
+    let mut sum = 0.0;
+    for phase in doc["phases"].as_array().unwrap() {
+        let name = phase["name"].as_str().unwrap();
+        if name.starts_with("bare-") {
+            continue;
+        }
+        let value = median("phases", name);
+        if !parts.contains(&name) {
+            sum += value;
+        }
+    }
+    assert!(
+        (sum - cold_ms).abs() < 1.0,
+        "phases {sum} ms, cold {cold_ms} ms: {doc}"
+    );
+    let kernel_boot = median("phases", "kernel-boot");
+    let bare_kernel_boot = median("phases", "bare-kernel-boot");
+    let bare_modules = median("phases", "bare-modules");
+    assert!(
+        bare_kernel_boot > 100.0 && bare_kernel_boot + bare_modules < bare_ms,
+        "the bare boot's kernel boot {bare_kernel_boot} ms and modules {bare_modules} ms within its {bare_ms} ms: {doc}"
+    );
+    assert!(bare_modules > 0.0, "{doc}");
+    // The same kernel boots in about the same time under either init.
+    assert!(
+        (kernel_boot - bare_kernel_boot).abs() < kernel_boot / 2.0,
+        "kernel boot {kernel_boot} ms cold, {bare_kernel_boot} ms bare: {doc}"
+    );
+}
