@@ -271,7 +271,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         })?;
         floor.push(start.elapsed());
         let console = std::fs::read_to_string(&floor_console).unwrap_or_default();
-        floor_timed.extend(kmatrix_protocol::floor::parse(&console));
+        floor_timed.push((floor[run - 1], kmatrix_protocol::floor::parse(&console)));
         let timings = args
             .phases
             .then(|| dir.path().join(format!("timings-{run}.json")));
@@ -317,7 +317,9 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         warm.median, warm_ratio.value
     );
     let mut phases = phases::figures(&timed);
-    let floor_phases = phases::floor_figures(&floor_timed);
+    let floor_lines: Vec<_> = floor_timed.iter().map(|(_, line)| *line).collect();
+    let floor_phases = phases::floor_figures(&floor_lines);
+    let own = phases::own_time(&timed, &floor_timed);
     if args.phases {
         println!();
         phases::render(
@@ -325,6 +327,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             &cold,
             &floor,
             &floor_phases,
+            &own,
             &mut std::io::stdout().lock(),
         )
         .map_err(io("printing the phases"))?;
@@ -342,6 +345,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         doc.ratios = vec![cold_ratio, warm_ratio];
         if args.phases {
             phases.extend(floor_phases);
+            phases.push(own);
             doc.phases = phases;
         }
         doc.write(path)?;

@@ -127,9 +127,10 @@ pub fn figures(runs: &[(KernelTimings, Duration)]) -> Vec<Figure> {
 }
 
 /// The bare boot's own phases from its init's `(begun, modules)` line of
-/// each run ([`kmatrix_protocol::floor`]): its kernel's boot to its init,
-/// and its module loads, in milliseconds.
-pub fn floor_figures(runs: &[(u64, u64)]) -> Vec<Figure> {
+/// each run ([`kmatrix_protocol::floor`]; `None` where it printed none):
+/// its kernel's boot to its init, and its module loads, in milliseconds.
+pub fn floor_figures(runs: &[Option<(u64, u64)>]) -> Vec<Figure> {
+    let runs: Vec<(u64, u64)> = runs.iter().flatten().copied().collect();
     let ms = |us: u64| us as f64 / 1000.0;
     vec![
         Figure::new(
@@ -147,6 +148,29 @@ pub fn floor_figures(runs: &[(u64, u64)]) -> Vec<Figure> {
     ]
 }
 
+/// kmatrix's own time beyond the bare boot in each run, each side's
+/// kernel boot aside (the kernel's boot varies from run to run by as much
+/// as kmatrix's whole share): the cold run's wall time less its kernel's
+/// boot, less the bare boot's wall time less its kernel's, in
+/// milliseconds. `cold` and `floor` hold run `i` at `i`; a run without
+/// both kernel boots gives no sample.
+pub fn own_time(
+    cold: &[(KernelTimings, Duration)],
+    floor: &[(Duration, Option<(u64, u64)>)],
+) -> Figure {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let samples = cold
+        .iter()
+        .zip(floor)
+        .filter_map(|((t, wall), (floor_wall, floor_line))| {
+            let cold_boot = t.vm.agent.as_ref()?.begun as f64 / 1000.0;
+            let floor_boot = floor_line.as_ref()?.0 as f64 / 1000.0;
+            Some((ms(*wall) - cold_boot) - (ms(*floor_wall) - floor_boot))
+        })
+        .collect();
+    Figure::new("own-beyond-bare", "ms", samples)
+}
+
 /// Labels of [`floor_figures`], in its order.
 const FLOOR_LABELS: [&str; 2] = [
     "  its kernel: boot to its init",
@@ -156,12 +180,14 @@ const FLOOR_LABELS: [&str; 2] = [
 /// Prints `phases` (from [`figures`]) as a table, their sum, the median
 /// wall time of `kmatrix test --no-snapshot` (`cold`) and the best bare
 /// boot's (`floor`) with its own phases (`floor_phases`, from
-/// [`floor_figures`]), in milliseconds.
+/// [`floor_figures`]) and kmatrix's own time beyond it (`own`, from
+/// [`own_time`]), in milliseconds.
 pub fn render(
     phases: &[Figure],
     cold: &Figure,
     floor: &Figure,
     floor_phases: &[Figure],
+    own: &Figure,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     let rows: Vec<&Row> = ROWS.iter().chain([&AFTER]).collect();
@@ -206,6 +232,15 @@ pub fn render(
         } else {
             writeln!(out, "{label:width$}  {:>9.1}", figure.median)?;
         }
+    }
+    if !own.median.is_nan() {
+        let floor_ms = floor.median * 1000.0;
+        writeln!(
+            out,
+            "kmatrix's own time beyond the bare boot, each side's kernel boot aside: median {:.1} ms, {:.2}x the bare boot",
+            own.median,
+            (floor_ms + own.median) / floor_ms
+        )?;
     }
     Ok(())
 }
@@ -365,9 +400,14 @@ mod tests {
         let cold = Figure::new("cold", "s", vec![2.0]);
         let floor = Figure::new("bare-boot", "s", vec![0.95]);
         let mut out = Vec::new();
-        let floor_phases =
-            floor_figures(&[(780_000, 850_000), (800_000, 860_000), (790_000, 900_000)]);
-        render(&figures, &cold, &floor, &floor_phases, &mut out).unwrap();
+        let floor_phases = floor_figures(&[
+            Some((780_000, 850_000)),
+            Some((800_000, 860_000)),
+            None,
+            Some((790_000, 900_000)),
+        ]);
+        let own = Figure::new("own-beyond-bare", "ms", vec![95.0]);
+        render(&figures, &cold, &floor, &floor_phases, &own, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = |start: &str| {
             text.lines()
@@ -385,11 +425,25 @@ mod tests {
         assert_eq!(line("best bare boot, median"), "950.0");
         assert_eq!(line("  its kernel: boot to its init"), "790.0");
         assert_eq!(line("  its init: modules loaded"), "70.0");
-        assert_eq!(text.lines().count(), 1 + ROWS.len() + 1 + 3 + 2);
+        assert!(
+            text.lines().any(|l| l
+                == "kmatrix's own time beyond the bare boot, each side's kernel boot aside: median 95.0 ms, 1.10x the bare boot"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1 + ROWS.len() + 1 + 3 + 2 + 1);
 
         let without = figures_without_agent();
         let mut out = Vec::new();
-        render(&without, &cold, &floor, &floor_figures(&[]), &mut out).unwrap();
+        let no_own = own_time(&[], &[]);
+        render(
+            &without,
+            &cold,
+            &floor,
+            &floor_figures(&[]),
+            &no_own,
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text
             .lines()
@@ -399,6 +453,29 @@ mod tests {
             .find(|l| l.starts_with("kernel: boot"))
             .unwrap();
         assert!(boot.ends_with(" -"), "{boot}");
+    }
+
+    #[test]
+    fn kmatrixs_own_time_sets_each_sides_kernel_boot_aside() {
+        // Cold: 2000 ms, its kernel booted in 800 ms (the agent began then).
+        let (cold, wall) = timings(true);
+        let (no_agent, _) = timings(false);
+        let floor = [
+            // 1500 ms, its kernel in 750 ms: kmatrix's own 1200 - 750.
+            (ms(1500), Some((750_000, 820_000))),
+            (ms(1400), None),
+            (ms(1400), Some((700_000, 760_000))),
+        ];
+        let own = own_time(
+            &[(cold.clone(), wall), (cold.clone(), wall), (no_agent, wall)],
+            &floor,
+        );
+        assert_eq!(
+            own.samples,
+            [450.0],
+            "only runs with both kernel boots count"
+        );
+        assert_eq!(own.median, 450.0);
     }
 
     fn figures_without_agent() -> Vec<Figure> {
