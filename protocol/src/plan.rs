@@ -43,6 +43,10 @@ pub struct Plan {
     /// Whether to send a [`Frame::Case`] per case (false only to measure
     /// what streaming costs).
     pub report_cases: bool,
+    /// Whether a program aya loaded is loaded once more by libbpf for the
+    /// verifier's figures (`BPF_LOG_STATS`), which aya's own load does
+    /// not keep: only where a report shows them.
+    pub verifier_stats: bool,
     /// A program to run after the objects, its output streamed back.
     pub exec: Option<ExecPlan>,
     /// Features to probe before anything loads, each answered with a

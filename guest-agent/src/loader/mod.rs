@@ -144,14 +144,14 @@ fn run_plan(
             };
             // A loaded program's size and count from the kernel, and the
             // verifier's other figures from its loader's log (aya keeps
-            // none: libbpf loads it once more for them); a rejected one's
-            // from the stats lines ending its log.
+            // none: libbpf loads it once more for them, where the plan
+            // asks); a rejected one's from the stats lines ending its log.
             let stats = match (&instance, &verdict) {
                 (Some(instance), _) => {
                     let mut stats = crate::sys::prog_stats(instance.program_fd())
                         .unwrap_or_default()
                         .or(instance.stats());
-                    if object.loader == Loader::Aya {
+                    if object.loader == Loader::Aya && plan.verifier_stats {
                         if let Some(logged) = libbpf.stats_of(object, &for_libbpf, &program.name) {
                             stats = stats.or(logged);
                         }

@@ -142,6 +142,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_verifiers_figures_are_asked_for_only_where_a_report_shows_them() {
+        let stats = |extra: &[&str]| {
+            let mut args = vec!["kmatrix", "test"];
+            args.extend(extra);
+            request(&args).config.verifier_stats
+        };
+        assert!(!stats(&[]), "a plain run shows none");
+        for shown in [
+            &["--json", "run.json"][..],
+            &["--junit", "junit.xml"],
+            &["--html", "report.html"],
+            &["--stats"],
+        ] {
+            assert!(stats(shown), "{shown:?} shows them");
+        }
+        assert!(!stats(&["--summary", "summary.md"]), "the summary shows none");
+    }
+
     /// `cargo test`'s request for `config`.
     fn cargo_test(config: Config) -> RunRequest {
         cargo_test::request(config, None).unwrap()

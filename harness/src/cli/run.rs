@@ -17,7 +17,7 @@ use crate::exec::ExecError;
 use crate::host_list::{self, HostList};
 use crate::kernels::Selection;
 use crate::partition::Shard;
-use crate::plan::{RunPlan, RunRequest, Tests};
+use crate::plan::{RunConfig, RunPlan, RunRequest, Tests};
 use crate::report::failure::Rerun;
 use crate::report::printable::Printable;
 use crate::report::progress;
@@ -159,7 +159,22 @@ pub(super) fn test_request(
             only,
         },
         offline: args.offline,
-        config: args.run.config(),
+        config: RunConfig {
+            verifier_stats: args.shows_verifier_stats(),
+            ..args.run.config()
+        },
+    }
+}
+
+impl TestArgs {
+    /// Whether a report of the run shows the verifier's figures (`--json`,
+    /// `--junit`, `--html`, `--stats`): only then is a program aya loaded
+    /// loaded once more by libbpf for them.
+    fn shows_verifier_stats(&self) -> bool {
+        self.json.is_some()
+            || self.stats
+            || self.outputs.junit.is_some()
+            || self.outputs.html.is_some()
     }
 }
 

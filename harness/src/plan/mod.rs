@@ -138,6 +138,10 @@ pub struct RunConfig {
     /// Whether the guest reports each case (false only to measure what
     /// streaming costs).
     pub report_cases: bool,
+    /// Whether the verifier's figures of a program aya loaded are asked
+    /// for (a second load by libbpf in the guest): true unless no report
+    /// of the run shows them.
+    pub verifier_stats: bool,
     /// What the front end sends each guest after its start (`kmatrix
     /// shell`'s terminal), bytes the run forwards without reading.
     pub later_input: Option<crate::vm::LaterInput>,
@@ -152,6 +156,7 @@ impl RunConfig {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             vm,
             report_cases: true,
+            verifier_stats: true,
             later_input: None,
         }
     }

@@ -128,6 +128,7 @@ impl Work {
         });
         let mut plan = suite.plan_for(&self.kernel, shared.config.report_cases);
         plan.plan.exec = shared.exec.clone();
+        plan.plan.verifier_stats = shared.config.verifier_stats;
         plan.plan.probe_all = shared.probe_all;
         for feature in &shared.probes {
             if !plan.plan.probes.contains(feature) {

@@ -40,6 +40,7 @@ impl Suite {
         let mut plan = kmatrix_protocol::Plan {
             objects: Vec::new(),
             report_cases,
+            verifier_stats: true,
             exec: None,
             probes: Vec::new(),
             probe_all: false,
