@@ -158,7 +158,10 @@ mod tests {
         ] {
             assert!(stats(shown), "{shown:?} shows them");
         }
-        assert!(!stats(&["--summary", "summary.md"]), "the summary shows none");
+        assert!(
+            !stats(&["--summary", "summary.md"]),
+            "the summary shows none"
+        );
     }
 
     /// `cargo test`'s request for `config`.

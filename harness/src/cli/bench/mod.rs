@@ -256,7 +256,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
     // A first run saves the kernel's VM if no saved one is there yet.
     kmatrix_test(false, None).await?;
     let (mut floor, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut timed, mut floor_timed) = (Vec::new(), Vec::new());
+    let (mut timed, mut floor_lines) = (Vec::new(), Vec::new());
     for run in 1..=args.common.runs {
         let start = Instant::now();
         let status = tokio::process::Command::new(config.qemu.get(arch))
@@ -271,7 +271,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         })?;
         floor.push(start.elapsed());
         let console = std::fs::read_to_string(&floor_console).unwrap_or_default();
-        floor_timed.push((floor[run - 1], kmatrix_protocol::floor::parse(&console)));
+        floor_lines.push(kmatrix_protocol::floor::parse(&console));
         let timings = args
             .phases
             .then(|| dir.path().join(format!("timings-{run}.json")));
@@ -292,6 +292,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
             warm[run - 1].as_secs_f64()
         );
     }
+    let own = phases::own_time(&timed, &floor, &floor_lines);
     let (floor, cold, warm) = (
         Figure::seconds("bare-boot", &floor),
         Figure::seconds("cold", &cold),
@@ -317,9 +318,7 @@ async fn boot(matrix: Option<PathBuf>, args: BootArgs) -> Result<Status> {
         warm.median, warm_ratio.value
     );
     let mut phases = phases::figures(&timed);
-    let floor_lines: Vec<_> = floor_timed.iter().map(|(_, line)| *line).collect();
     let floor_phases = phases::floor_figures(&floor_lines);
-    let own = phases::own_time(&timed, &floor_timed);
     if args.phases {
         println!();
         phases::render(

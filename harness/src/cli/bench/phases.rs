@@ -152,16 +152,18 @@ pub fn floor_figures(runs: &[Option<(u64, u64)>]) -> Vec<Figure> {
 /// kernel boot aside (the kernel's boot varies from run to run by as much
 /// as kmatrix's whole share): the cold run's wall time less its kernel's
 /// boot, less the bare boot's wall time less its kernel's, in
-/// milliseconds. `cold` and `floor` hold run `i` at `i`; a run without
+/// milliseconds. `cold`, `floor` (the bare boots' wall times) and
+/// `floor_lines` (their inits' lines) hold run `i` at `i`; a run without
 /// both kernel boots gives no sample.
 pub fn own_time(
     cold: &[(KernelTimings, Duration)],
-    floor: &[(Duration, Option<(u64, u64)>)],
+    floor: &[Duration],
+    floor_lines: &[Option<(u64, u64)>],
 ) -> Figure {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let samples = cold
         .iter()
-        .zip(floor)
+        .zip(floor.iter().zip(floor_lines))
         .filter_map(|((t, wall), (floor_wall, floor_line))| {
             let cold_boot = t.vm.agent.as_ref()?.begun as f64 / 1000.0;
             let floor_boot = floor_line.as_ref()?.0 as f64 / 1000.0;
@@ -434,7 +436,7 @@ mod tests {
 
         let without = figures_without_agent();
         let mut out = Vec::new();
-        let no_own = own_time(&[], &[]);
+        let no_own = own_time(&[], &[], &[]);
         render(
             &without,
             &cold,
@@ -460,15 +462,13 @@ mod tests {
         // Cold: 2000 ms, its kernel booted in 800 ms (the agent began then).
         let (cold, wall) = timings(true);
         let (no_agent, _) = timings(false);
-        let floor = [
-            // 1500 ms, its kernel in 750 ms: kmatrix's own 1200 - 750.
-            (ms(1500), Some((750_000, 820_000))),
-            (ms(1400), None),
-            (ms(1400), Some((700_000, 760_000))),
-        ];
+        // 1500 ms, its kernel in 750 ms: kmatrix's own 1200 - 750.
+        let floor = [ms(1500), ms(1400), ms(1400)];
+        let lines = [Some((750_000, 820_000)), None, Some((700_000, 760_000))];
         let own = own_time(
             &[(cold.clone(), wall), (cold.clone(), wall), (no_agent, wall)],
             &floor,
+            &lines,
         );
         assert_eq!(
             own.samples,
