@@ -331,7 +331,7 @@ pub fn rerun(summary: &Summary) -> Option<Rerun> {
     if failures.is_empty() {
         return None;
     }
-    let failed_tests: Vec<&str> = failures
+    let failed_tests: std::collections::HashSet<&str> = failures
         .iter()
         .flat_map(|f| match f.subject {
             Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. } => {
@@ -353,7 +353,7 @@ pub fn rerun(summary: &Summary) -> Option<Rerun> {
         tests: summary
             .rows
             .iter()
-            .filter(|row| failed_tests.contains(&row.as_str()))
+            .filter(|row| failed_tests.contains(row.as_str()))
             .cloned()
             .collect(),
     })

@@ -88,6 +88,8 @@ pub struct Summary {
     /// What a command line reproducing a failure repeats (`kmatrix test`
     /// runs only).
     pub reproduce: Option<Reproduce>,
+    /// Each row's index by its test's name: a suite may have 100,000.
+    row_of: HashMap<String, usize>,
     cells: HashMap<(usize, usize), Cell>,
     stats: HashMap<(usize, usize), kmatrix_protocol::ProgramStats>,
 }
@@ -113,7 +115,7 @@ impl Summary {
 
     /// The row of the test named `name`.
     pub fn row(&self, name: &str) -> Option<usize> {
-        self.rows.iter().position(|r| r == name)
+        self.row_of.get(name).copied()
     }
 
     /// The cell of `row` on `column`, once known.
@@ -284,8 +286,9 @@ impl Summary {
         if let Some(r) = self.row(name) {
             return r;
         }
+        let r = self.rows.len();
         self.rows.push(name.to_owned());
-        let r = self.rows.len() - 1;
+        self.row_of.insert(name.to_owned(), r);
         for c in 0..self.columns.len() {
             if self.columns[c].finished {
                 self.fill(c, r);
@@ -328,6 +331,27 @@ mod tests {
             console_tail: None,
             infrastructure: false,
         }
+    }
+
+    /// A suite of 100,000 cases, every one failed: a scan of the rows per
+    /// result (or of the failures per row) takes minutes at this size,
+    /// and held the host back from the stream.
+    #[test]
+    fn a_hundred_thousand_results_are_summed_up_without_a_scan_per_result() {
+        let tests: Vec<String> = (0..100_000).map(|i| format!("p::case{i}")).collect();
+        let begun = std::time::Instant::now();
+        let mut summary = Summary::with(vec!["6.1".into()], Vec::new());
+        for test in &tests {
+            let failed = Outcome::failed("returned XDP_PASS, expected XDP_DROP");
+            summary.apply(&outcome("6.1", test, failed));
+        }
+        summary.apply(&finished("6.1", None));
+        let rerun = crate::report::failure::rerun(&summary).expect("everything failed");
+        let took = begun.elapsed();
+        assert_eq!(summary.rows, tests);
+        assert_eq!(summary.row("p::case99999"), Some(99_999));
+        assert_eq!(rerun.tests, tests);
+        assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
     }
 
     #[test]
