@@ -88,9 +88,12 @@ impl Tests {
                     .prefix("kmatrix-objects-")
                     .tempdir()
                     .map_err(io("creating a scratch directory"))?;
-                let mut suite = load_suite(suite.as_deref(), objects, scratch.path())?;
+                let (mut suite, path) = load_suite(suite.as_deref(), objects, scratch.path())?;
                 suite.use_loaders(loader.unwrap_or_default(), *compare_loaders);
                 suite.select(only)?;
+                if let Some(path) = path {
+                    suite.check_plan_len(&path)?;
+                }
                 let parts = ImageParts::new(Init::Agent, arches, &suite.objects)
                     .map_err(io("building the initramfs"))?;
                 Ok(LoadedTests {
@@ -134,14 +137,21 @@ impl Tests {
     }
 }
 
+/// The suite, with its file where there is one.
 fn load_suite(
     suite: Option<&Path>,
     objects: &[PathBuf],
     scratch: &Path,
-) -> Result<Suite, PlanError> {
+) -> Result<(Suite, Option<PathBuf>), PlanError> {
     Ok(match (suite, objects.is_empty()) {
-        (Some(path), _) => Suite::load(path, objects, scratch)?,
-        (None, false) => Suite::from_objects(crate::objects::load(objects, scratch)?),
-        (None, true) => Suite::load(&crate::suite::find(None)?, &[], scratch)?,
+        (Some(path), _) => (Suite::load(path, objects, scratch)?, Some(path.to_owned())),
+        (None, false) => (
+            Suite::from_objects(crate::objects::load(objects, scratch)?),
+            None,
+        ),
+        (None, true) => {
+            let path = crate::suite::find(None)?;
+            (Suite::load(&path, &[], scratch)?, Some(path))
+        }
     })
 }

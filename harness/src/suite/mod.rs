@@ -121,6 +121,14 @@ pub enum SuiteError {
         /// What is wrong.
         message: String,
     },
+    /// The suite's plan for the guest is longer than the agent reads.
+    #[error("{}: the guest's plan of this suite would take {} MiB, over the {} MiB the guest agent reads: split its cases over more than one suite file", path.display(), len.div_ceil(1 << 20), kmatrix_protocol::input::MAX_INPUT_LEN >> 20)]
+    PlanTooLong {
+        /// The suite file.
+        path: PathBuf,
+        /// The plan's encoded length in bytes.
+        len: usize,
+    },
 }
 
 /// `; near names: a, b`, when there are any.

@@ -1,10 +1,11 @@
 //! Each kernel's share of a suite: the guest's plan, and the tests decided
 //! on the host (skips, and libbpf's verdict on a static program).
 
+use kmatrix_protocol::input::{encode_input, MAX_INPUT_LEN};
 use kmatrix_protocol::report::Outcome;
-use kmatrix_protocol::{Feature, Loader, ObjectPlan, ProgramPlan};
+use kmatrix_protocol::{Feature, Input, Loader, ObjectPlan, ProgramPlan, Start};
 
-use super::{ProgramSpec, Suite};
+use super::{ProgramSpec, Skip, Suite, SuiteError};
 use crate::kernels::KernelEntry;
 
 /// What a kernel is to do with a suite, and what it skips.
@@ -37,6 +38,33 @@ impl Suite {
     /// asked for (see [`Suite::select`]). `report_cases` false only to
     /// measure streaming.
     pub fn plan_for(&self, kernel: &KernelEntry, report_cases: bool) -> KernelPlan {
+        self.plan_skipping(|skip| skip.kernels.matches(kernel), report_cases)
+    }
+
+    /// Fails when the guest's plan on a kernel that skips nothing, the
+    /// longest any kernel is given, is longer than the agent reads in one
+    /// message.
+    pub fn check_plan_len(&self, path: &std::path::Path) -> Result<(), SuiteError> {
+        let plan = self.plan_skipping(|_| false, true).plan;
+        let mut bytes = Vec::new();
+        let start = Start {
+            plan,
+            ..Start::default()
+        };
+        encode_input(&Input::Start(start), &mut bytes);
+        // The start's clock and entropy, which the plan's size leaves out.
+        let len = bytes.len() + 64;
+        if len > MAX_INPUT_LEN as usize {
+            return Err(SuiteError::PlanTooLong {
+                path: path.to_owned(),
+                len,
+            });
+        }
+        Ok(())
+    }
+
+    /// The plan, leaving out each program with a skip `skips` picks.
+    fn plan_skipping(&self, skips: impl Fn(&Skip) -> bool, report_cases: bool) -> KernelPlan {
         let mut plan = kmatrix_protocol::Plan {
             objects: Vec::new(),
             report_cases,
@@ -64,7 +92,7 @@ impl Suite {
                 if !self.wanted(spec) {
                     continue;
                 }
-                if let Some(skip) = spec.skips.iter().find(|s| s.kernels.matches(kernel)) {
+                if let Some(skip) = spec.skips.iter().find(|s| skips(s)) {
                     let outcome = Outcome::Skipped {
                         reason: skip.reason.clone(),
                     };
@@ -153,5 +181,37 @@ pub fn static_under_libbpf() -> Outcome {
 pub fn not_loaded() -> Outcome {
     Outcome::Skipped {
         reason: "not run: the program did not load".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::suite::tests::{object, with_case};
+
+    #[test]
+    fn a_plan_longer_than_the_agent_reads_is_refused_before_any_kernel_boots() {
+        let mut suite = Suite::from_objects(vec![object("xdp.o", &["xdp_pass"])]);
+        for name in ["first", "second"] {
+            with_case(&mut suite, 0, 0, name);
+        }
+        let cases = &mut suite.programs[0][0].cases;
+        cases[0].plan.data = vec![0xab; MAX_INPUT_LEN as usize / 2];
+        cases[1].plan.data = vec![0xcd; MAX_INPUT_LEN as usize / 2];
+        let path = Path::new("/suites/big.toml");
+        let err = suite.check_plan_len(path).unwrap_err();
+        assert!(
+            matches!(&err, SuiteError::PlanTooLong { len, .. } if *len > MAX_INPUT_LEN as usize),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/suites/big.toml: the guest's plan of this suite would take 17 MiB, over the 16 MiB the guest agent reads: split its cases over more than one suite file"
+        );
+        // Either half alone fits.
+        suite.select(&["xdp_pass::second".into()]).unwrap();
+        suite.check_plan_len(path).unwrap();
     }
 }
