@@ -7,6 +7,7 @@
 //! no result waits long; the host reads what a hung guest had queued out of
 //! its memory ([`Channel::send_queue`]).
 
+use std::convert::Infallible;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -14,7 +15,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use kmatrix_protocol::input::read_input;
-use kmatrix_protocol::{encode, encode_into, Frame, Input, ACK};
+use kmatrix_protocol::{
+    encode, encode_case_ran, encode_into, CaseOutcome, CaseRan, CaseResult, Frame, Input, ACK,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::queue::Queue;
@@ -82,6 +85,39 @@ impl Channel {
             self.write_alone(frame);
             return;
         }
+        self.pushed(before);
+    }
+
+    /// Queues a case's result: one that ran plainly ([`CaseRan`], a
+    /// suite's commonest) from its figures, without a [`Frame`] made and
+    /// dropped per case; any other as a [`Frame::Case`].
+    #[inline]
+    pub fn send_case(
+        &mut self,
+        [object, program, case]: [u32; 3],
+        outcome: CaseOutcome,
+        kernel_log: Vec<String>,
+    ) {
+        if let Some(ran) = CaseRan::of(object, program, case, &outcome, &kernel_log) {
+            let before = self.queue.queued().len();
+            let push = |free: &mut [u8]| Ok::<_, Infallible>(encode_case_ran(ran, free));
+            if let Ok(true) = self.queue.push_with(push) {
+                return self.pushed(before);
+            }
+        }
+        self.send(&Frame::Case(CaseResult {
+            object,
+            program,
+            case,
+            outcome,
+            kernel_log,
+        }));
+    }
+
+    /// Writes the queue out if it is due, a frame having been queued
+    /// after `before` bytes.
+    #[inline]
+    fn pushed(&mut self, before: usize) {
         let queued = self.queue.queued().len();
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
         // The clock is read once per CLOCK_EVERY bytes queued: under
@@ -282,7 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_of_every_size_arrive_whole_and_in_order() {
+    fn frames_and_cases_of_every_size_arrive_whole_and_in_order() {
         let (port, mut host) = UnixStream::pair().expect("socket pair");
         let reader = std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -290,15 +326,39 @@ mod tests {
             bytes
         });
         // Small frames that fill the queue several times, one larger than
-        // the whole queue among them, and one that just fits.
-        let mut sent: Vec<Frame> = (0..20_000)
-            .map(|i| Frame::AgentError(format!("frame {i}")))
+        // the whole queue among them, and one that just fits; case results
+        // among them, most of them plain.
+        let mut sent: Vec<Frame> = (0..20_000u32)
+            .map(|i| match i % 3 {
+                0 => Frame::AgentError(format!("frame {i}")),
+                _ => Frame::Case(CaseResult {
+                    object: i % 2,
+                    program: i % 5,
+                    case: i * 7,
+                    outcome: CaseOutcome::Ran {
+                        retval: i % 4,
+                        duration_ns: i * 13,
+                        output: (i % 11 == 0).then(|| vec![i as u8; 60]),
+                        reads: Vec::new(),
+                    },
+                    kernel_log: (i % 13 == 0)
+                        .then(|| format!("line {i}"))
+                        .into_iter()
+                        .collect(),
+                }),
+            })
             .collect();
         sent.insert(7_000, Frame::AgentError("x".repeat(3 * SIZE_OF_QUEUE)));
         sent.insert(12_000, Frame::AgentError("y".repeat(SIZE_OF_QUEUE - 64)));
         let mut channel = Channel::open(File::from(OwnedFd::from(port)));
         for frame in &sent {
-            channel.send(frame);
+            match frame.clone() {
+                Frame::Case(case) => {
+                    let id = [case.object, case.program, case.case];
+                    channel.send_case(id, case.outcome, case.kernel_log);
+                }
+                frame => channel.send(&frame),
+            }
         }
         channel.flush();
         drop(channel);

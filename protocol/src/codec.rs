@@ -52,56 +52,140 @@ const CASE: u8 = 4;
 /// postcard's variant index of [`CaseOutcome::Ran`].
 const RAN: u8 = 0;
 
-/// The longest frame [`case_fast`] writes.
-const CASE_FAST_MAX: usize = HEADER_LEN + 1 + 3 * 5 + 1 + 2 * 5 + 3;
+/// The room [`encode_case_ran`] needs, and the longest frame it writes.
+pub const CASE_RAN_ROOM: usize = 32;
 
-/// A case that ran with no output packet, map reads or kernel lines (a
-/// suite's commonest frame by far), written as postcard writes it but
-/// without serde's per-field steps, which under emulation cost most of
-/// what streaming a case costs; `None` for any other case, or when `out`
-/// is shorter than the longest such frame.
-fn case_fast(result: &CaseResult, out: &mut [u8]) -> Option<usize> {
-    let CaseOutcome::Ran {
-        retval,
-        duration_ns,
-        output: None,
-        reads,
-    } = &result.outcome
-    else {
-        return None;
-    };
-    if !reads.is_empty() || !result.kernel_log.is_empty() || out.len() < CASE_FAST_MAX {
-        return None;
-    }
-    let mut at = HEADER_LEN;
-    let mut put = |byte: u8| {
-        out[at] = byte;
-        at += 1;
-    };
-    put(CASE);
-    for value in [result.object, result.program, result.case] {
-        varint(value, &mut put);
-    }
-    put(RAN);
-    varint(*retval, &mut put);
-    varint(*duration_ns, &mut put);
-    // No output packet, no reads, no kernel lines.
-    put(0);
-    put(0);
-    put(0);
-    let len = at - HEADER_LEN;
-    out[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-    Some(at)
+/// A case that ran with no output packet, map reads or kernel lines: a
+/// suite's commonest frame by far, which [`encode_case_ran`] writes from
+/// these figures alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaseRan {
+    /// [`CaseResult::object`].
+    pub object: u32,
+    /// [`CaseResult::program`].
+    pub program: u32,
+    /// [`CaseResult::case`].
+    pub case: u32,
+    /// The program's return value.
+    pub retval: u32,
+    /// The kernel's figure for one run.
+    pub duration_ns: u32,
 }
 
-/// Writes `value` as postcard does: seven bits a byte, low first, the top
-/// bit set on every byte but the last.
-fn varint(mut value: u32, put: &mut impl FnMut(u8)) {
-    while value >= 0x80 {
-        put(value as u8 | 0x80);
-        value >>= 7;
+impl CaseRan {
+    /// The figures of a case result of this shape; `None` for any other.
+    #[inline]
+    pub fn of(
+        object: u32,
+        program: u32,
+        case: u32,
+        outcome: &CaseOutcome,
+        kernel_log: &[String],
+    ) -> Option<Self> {
+        match outcome {
+            CaseOutcome::Ran {
+                retval,
+                duration_ns,
+                output: None,
+                reads,
+            } if reads.is_empty() && kernel_log.is_empty() => Some(Self {
+                object,
+                program,
+                case,
+                retval: *retval,
+                duration_ns: *duration_ns,
+            }),
+            _ => None,
+        }
     }
-    put(value as u8);
+}
+
+/// Writes `ran` at the start of `out` as [`encode_into`] writes its
+/// [`Frame::Case`], as postcard writes it, but composed in registers and
+/// stored in one or two 16-byte steps: under emulation serde's per-field
+/// steps and a store per byte cost most of what streaming a case costs.
+/// The bytes written; `None` when `out` is shorter than
+/// [`CASE_RAN_ROOM`] or the frame longer (indices past 2^14, left to
+/// postcard). Bytes of `out` past the frame may be overwritten.
+#[inline]
+pub fn encode_case_ran(ran: CaseRan, out: &mut [u8]) -> Option<usize> {
+    let out = out.get_mut(..CASE_RAN_ROOM)?;
+    let mut frame = Packed {
+        lo: 0,
+        hi: 0,
+        len: HEADER_LEN as u32,
+    };
+    frame.put(CASE.into(), 1);
+    for value in [ran.object, ran.program, ran.case] {
+        frame.varint(value);
+    }
+    frame.put(RAN.into(), 1);
+    frame.varint(ran.retval);
+    frame.varint(ran.duration_ns);
+    // No output packet, no reads, no kernel lines.
+    frame.put(0, 3);
+    let len = frame.len as usize;
+    if len > CASE_RAN_ROOM {
+        return None;
+    }
+    frame.lo |= u128::from(frame.len - HEADER_LEN as u32);
+    out[..16].copy_from_slice(&frame.lo.to_le_bytes());
+    if len > 16 {
+        out[16..].copy_from_slice(&frame.hi.to_le_bytes());
+    }
+    Some(len)
+}
+
+/// Up to 32 bytes, little-endian in two registers.
+struct Packed {
+    lo: u128,
+    hi: u128,
+    /// Bytes put so far (those past 32 are dropped).
+    len: u32,
+}
+
+impl Packed {
+    /// Puts the low `bytes` (at most 8) bytes of `value`.
+    #[inline]
+    fn put(&mut self, value: u64, bytes: u32) {
+        let at = self.len * 8;
+        let value = u128::from(value);
+        if at < 128 {
+            self.lo |= value << at;
+            if at > 64 {
+                self.hi |= value >> (128 - at);
+            }
+        } else if at < 256 {
+            self.hi |= value << (at - 128);
+        }
+        self.len += bytes;
+    }
+
+    /// Puts `value` as postcard does: seven bits a byte, low first, the
+    /// top bit set on every byte but the last.
+    #[inline]
+    fn varint(&mut self, mut value: u32) {
+        let mut bytes = 0u64;
+        let mut n = 0;
+        while value >= 0x80 {
+            bytes |= u64::from(value as u8 | 0x80) << (8 * n);
+            value >>= 7;
+            n += 1;
+        }
+        self.put(bytes | u64::from(value) << (8 * n), n + 1);
+    }
+}
+
+/// [`encode_case_ran`] for a case result of its shape.
+fn case_fast(result: &CaseResult, out: &mut [u8]) -> Option<usize> {
+    let ran = CaseRan::of(
+        result.object,
+        result.program,
+        result.case,
+        &result.outcome,
+        &result.kernel_log,
+    )?;
+    encode_case_ran(ran, out)
 }
 
 /// A frame that could not be written.
@@ -415,6 +499,8 @@ mod tests {
             let c = values[(i + 7) % values.len()];
             frames.push(case(a, b, c, a, b, None, Vec::new(), &[]));
             frames.push(case(c, a, b, c, a, None, Vec::new(), &[]));
+            // Any case index and figures of a suite's first objects fit.
+            frames.push(case(i as u32, 1, a, b, c, None, Vec::new(), &[]));
         }
         let plain = frames.len();
         // The shapes it leaves to postcard.
@@ -428,13 +514,21 @@ mod tests {
             outcome: CaseOutcome::Error("no map".into()),
             kernel_log: Vec::new(),
         }));
+        let mut fast = 0;
         for (i, frame) in frames.into_iter().enumerate() {
             let Frame::Case(result) = &frame else {
                 unreachable!()
             };
-            assert_eq!(case_fast(result, &mut [0; 64]).is_some(), i < plain);
             let mut expected = vec![0; HEADER_LEN];
             expected.extend(postcard::to_allocvec(&frame).unwrap());
+            let fits = expected.len() <= CASE_RAN_ROOM;
+            assert_eq!(
+                case_fast(result, &mut [0xff; 64]).is_some(),
+                i < plain && fits,
+                "{frame:?}"
+            );
+            assert_eq!(case_fast(result, &mut [0; CASE_RAN_ROOM - 1]), None);
+            fast += usize::from(fits && i < plain);
             let len = expected.len() as u32 - HEADER_LEN as u32;
             expected[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
             let mut out = vec![0; 64];
@@ -444,5 +538,6 @@ mod tests {
             decoder.extend(&out[..written]);
             assert_eq!(decoder.next_frame().unwrap(), Some(frame));
         }
+        assert!(fast >= 20, "{fast} frames written by encode_case_ran");
     }
 }

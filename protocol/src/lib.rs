@@ -36,7 +36,9 @@ pub mod stats;
 pub mod text;
 
 pub use arch::Arch;
-pub use codec::{encode, encode_into, DecodeError, Decoder, EncodeError};
+pub use codec::{
+    encode, encode_case_ran, encode_into, CaseRan, DecodeError, Decoder, EncodeError, CASE_RAN_ROOM,
+};
 pub use feature::{Feature, FeatureKind, Probe};
 pub use frame::{
     AgentTimings, CaseOutcome, CaseResult, ExitInfo, Frame, Hello, ProgramResult, Stream, Verdict,

@@ -1,11 +1,43 @@
-//! `kmatrix bench boot --phases` on a real kernel: the phases of a cold
-//! run add up to its wall time, and the bare boot's own kernel boot and
-//! module loads come from its console.
+//! `kmatrix bench` on a real kernel: the phases of a cold run (`boot
+//! --phases`) add up to its wall time, and the bare boot's own kernel boot
+//! and module loads come from its console; every streamed case's result
+//! reaches the host (`stream`).
 
 use crate::support::{exited, kmatrix};
 
 crate::support::tests! {
     vm boot_phases_add_up_and_the_bare_boot_gives_its_own,
+    vm every_streamed_result_arrives_and_the_ratio_is_kept,
+}
+
+/// The benchmark fails unless each streamed run brings every case's
+/// result to the host (and no discarded one does).
+fn every_streamed_result_arrives_and_the_ratio_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stream.json");
+    let output = kmatrix(&[
+        "bench",
+        "stream",
+        "--kernel",
+        "6.1",
+        "--runs",
+        "1",
+        "--cases",
+        "20000",
+        "--json",
+        json.to_str().unwrap(),
+        "tests/bpf/xdp_pass.bpf.c",
+    ])
+    .output()
+    .unwrap();
+    let out = exited(&output, 0);
+    assert!(out.contains("run 1: streamed "), "{out}");
+    assert!(out.contains("run 1: discarded "), "{out}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ratio = doc["ratios"][0]["value"].as_f64().unwrap_or_default();
+    assert!(ratio > 0.0, "{doc}");
+    assert!(out.contains(&format!("ratio: {ratio:.2}")), "{out}");
 }
 
 fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {

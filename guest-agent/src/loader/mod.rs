@@ -14,7 +14,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use kmatrix_protocol::{CaseResult, Frame, Loader, Plan, ProgramResult, ProgramStats, Verdict};
+use kmatrix_protocol::{Frame, Loader, Plan, ProgramResult, ProgramStats, Verdict};
 
 use self::aya::Aya;
 use self::elf::program_sections;
@@ -191,13 +191,8 @@ fn run_plan(
                 last_quick = began.elapsed() < QUICK;
                 let kernel_log = log.drain();
                 if plan.report_cases {
-                    channel.send(&Frame::Case(CaseResult {
-                        object: object.index,
-                        program: index as u32,
-                        case: case_index as u32,
-                        outcome,
-                        kernel_log,
-                    }));
+                    let id = [object.index, index as u32, case_index as u32];
+                    channel.send_case(id, outcome, kernel_log);
                 }
             }
         }
