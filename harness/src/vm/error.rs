@@ -81,6 +81,10 @@ pub enum VmError {
     /// The first frame was not a hello.
     #[error("the guest sent {0:?} before its hello")]
     NoHello(Box<Frame>),
+    /// The agent ended the run without starting it: it could not take the
+    /// input (its last error, if it sent one).
+    #[error("the guest agent ended without starting the run{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotStarted(Option<String>),
     /// A restored VM took none of its input and sent nothing for a while.
     #[error("the restored VM took none of its input and sent nothing for {0:?}")]
     Unresponsive(Duration),

@@ -72,6 +72,7 @@ impl Waiting<'_> {
     ) -> Result<(), VmError> {
         let deadline = Instant::now() + self.run_timeout;
         let mut alive = (sent.load(Ordering::Relaxed), Instant::now());
+        let mut last_error = None;
         loop {
             let wake = match self.silence {
                 Some(silence) => deadline.min(alive.1 + silence),
@@ -98,9 +99,14 @@ impl Waiting<'_> {
                     return Ok(());
                 }
                 // Problems writing files come before the start.
-                Ok(Ok(Some(frame @ Frame::AgentError(_)))) => {
-                    on_frame(frame);
+                Ok(Ok(Some(Frame::AgentError(error)))) => {
+                    last_error = Some(error.clone());
+                    on_frame(Frame::AgentError(error));
                     alive.1 = Instant::now();
+                }
+                // An agent that cannot take the input ends the run there.
+                Ok(Ok(Some(Frame::Timings(_) | Frame::Done))) => {
+                    return Err(VmError::NotStarted(last_error))
                 }
                 Ok(Ok(Some(other))) => return Err(VmError::NoHello(Box::new(other))),
                 Ok(Ok(None)) => return Err(VmError::Died(Died::BeforeStart)),
@@ -169,6 +175,41 @@ mod tests {
         assert!(matches!(err, VmError::Unresponsive(_)), "{err}");
         assert!(begun.elapsed() < Duration::from_secs(2));
         assert!(!crate::vm::phase::condemns(&err));
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_cannot_take_the_input_ends_the_wait_with_its_error() {
+        let (host, mut guest) = tokio::net::UnixStream::pair().unwrap();
+        let mut bytes = Vec::new();
+        let error = "reading the host's input: input message of 18600100 bytes exceeds 16777216";
+        for frame in [
+            Frame::AgentError(error.into()),
+            Frame::Timings(Default::default()),
+            Frame::Done,
+        ] {
+            kmatrix_protocol::encode(&frame, &mut bytes).unwrap();
+        }
+        guest.write_all(&bytes).await.unwrap();
+        let mut stream = ResultStream::new(host);
+        let mut heard = Vec::new();
+        let err = restored()
+            .started(&mut stream, &AtomicU64::new(0), &mut |f| heard.push(f))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, VmError::NotStarted(Some(e)) if e == error),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("the guest agent ended without starting the run: {error}")
+        );
+        assert_eq!(heard, [Frame::AgentError(error.into())]);
+        // A cold boot would meet the same input.
+        assert_eq!(
+            crate::vm::phase::after_restore(crate::vm::Phase::Up, &err),
+            crate::vm::phase::Fallback::GiveUp
+        );
     }
 
     #[tokio::test]
