@@ -105,8 +105,9 @@ impl CaseRan {
 /// stored in one or two 16-byte steps: under emulation serde's per-field
 /// steps and a store per byte cost most of what streaming a case costs.
 /// The bytes written; `None` when `out` is shorter than
-/// [`CASE_RAN_ROOM`] or the frame longer (indices past 2^14, left to
-/// postcard). Bytes of `out` past the frame may be overwritten.
+/// [`CASE_RAN_ROOM`] or the frame longer (figures and indices of more than
+/// 23 varint bytes in all, say two past 2^28: left to postcard). Bytes of
+/// `out` past the frame may be overwritten.
 #[inline]
 pub fn encode_case_ran(ran: CaseRan, out: &mut [u8]) -> Option<usize> {
     let out = out.get_mut(..CASE_RAN_ROOM)?;

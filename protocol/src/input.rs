@@ -49,12 +49,16 @@ pub struct Start {
     /// VM's clock is as old as its saved state.
     pub unix_nanos: u64,
     /// Host randomness the guest mixes into its pool, which a restored VM
-    /// would otherwise share with every run restored from the same state.
+    /// would otherwise share with every run restored from the same state
+    /// ([`ENTROPY_LEN`] bytes).
     pub entropy: Vec<u8>,
 }
 
 /// The largest input message (not counting a file's bytes) the guest reads.
 pub const MAX_INPUT_LEN: u32 = 16 * 1024 * 1024;
+
+/// The bytes of host randomness a [`Start`] carries.
+pub const ENTROPY_LEN: usize = 64;
 
 /// Appends `input` to `out` as a length-prefixed message.
 pub fn encode_input(input: &Input, out: &mut Vec<u8>) {

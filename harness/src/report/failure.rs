@@ -266,7 +266,9 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 reproduce: None,
             });
         }
-        let first_test = failures.len();
+        // This kernel's first failure of each reason with no log of its
+        // own, which later ones of that reason join.
+        let mut first_of: std::collections::HashMap<&str, usize> = Default::default();
         for r in 0..summary.rows.len() {
             if let Some(Cell::Done(Outcome::Failed { .. } | Outcome::LoaderLimitation { .. })) =
                 summary.cell(c, r)
@@ -274,17 +276,18 @@ pub fn all(summary: &Summary) -> Vec<Failure<'_>> {
                 let Some(failure) = found_in_cell(summary, c, r) else {
                     continue;
                 };
-                let same = failures[first_test..].iter_mut().find(|f: &&mut Failure| {
-                    f.reason == failure.reason && f.verifier_log.is_none() && f.kernel_log.is_none()
-                });
-                match (same, failure.subject) {
+                let plain = failure.verifier_log.is_none() && failure.kernel_log.is_none();
+                match (first_of.get(failure.reason), failure.subject) {
                     (
-                        Some(earlier),
+                        Some(&earlier),
                         Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. },
-                    ) if failure.verifier_log.is_none() && failure.kernel_log.is_none() => {
-                        earlier.also.push(test)
+                    ) if plain => failures[earlier].also.push(test),
+                    _ => {
+                        if plain {
+                            first_of.entry(failure.reason).or_insert(failures.len());
+                        }
+                        failures.push(failure);
                     }
-                    _ => failures.push(failure),
                 }
             }
         }

@@ -341,9 +341,13 @@ mod tests {
         let tests: Vec<String> = (0..100_000).map(|i| format!("p::case{i}")).collect();
         let begun = std::time::Instant::now();
         let mut summary = Summary::with(vec!["6.1".into()], Vec::new());
-        for test in &tests {
-            let failed = Outcome::failed("returned XDP_PASS, expected XDP_DROP");
-            summary.apply(&outcome("6.1", test, failed));
+        for (i, test) in tests.iter().enumerate() {
+            // Half of them fail alike, the rest each in its own way.
+            let reason = match i % 2 {
+                0 => "returned XDP_PASS, expected XDP_DROP".to_owned(),
+                _ => format!("returned {i}, expected 1"),
+            };
+            summary.apply(&outcome("6.1", test, Outcome::failed(reason)));
         }
         summary.apply(&finished("6.1", None));
         let rerun = crate::report::failure::rerun(&summary).expect("everything failed");
@@ -351,6 +355,9 @@ mod tests {
         assert_eq!(summary.rows, tests);
         assert_eq!(summary.row("p::case99999"), Some(99_999));
         assert_eq!(rerun.tests, tests);
+        let failures = crate::report::failure::all(&summary);
+        assert_eq!(failures.len(), 1 + tests.len() / 2);
+        assert_eq!(failures[0].also.len(), tests.len() / 2 - 1);
         assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
     }
 

@@ -1,7 +1,7 @@
 //! Each kernel's share of a suite: the guest's plan, and the tests decided
 //! on the host (skips, and libbpf's verdict on a static program).
 
-use kmatrix_protocol::input::{encode_input, MAX_INPUT_LEN};
+use kmatrix_protocol::input::{encode_input, ENTROPY_LEN, MAX_INPUT_LEN};
 use kmatrix_protocol::report::Outcome;
 use kmatrix_protocol::{Feature, Input, Loader, ObjectPlan, ProgramPlan, Start};
 
@@ -45,15 +45,16 @@ impl Suite {
     /// longest any kernel is given, is longer than the agent reads in one
     /// message.
     pub fn check_plan_len(&self, path: &std::path::Path) -> Result<(), SuiteError> {
-        let plan = self.plan_skipping(|_| false, true).plan;
-        let mut bytes = Vec::new();
         let start = Start {
-            plan,
-            ..Start::default()
+            plan: self.plan_skipping(|_| false, true).plan,
+            // The longest clock and entropy the host sends.
+            unix_nanos: u64::MAX,
+            entropy: vec![0; ENTROPY_LEN],
         };
+        let mut bytes = Vec::new();
         encode_input(&Input::Start(start), &mut bytes);
-        // The start's clock and entropy, which the plan's size leaves out.
-        let len = bytes.len() + 64;
+        // The message, without its length.
+        let len = bytes.len() - 4;
         if len > MAX_INPUT_LEN as usize {
             return Err(SuiteError::PlanTooLong {
                 path: path.to_owned(),

@@ -81,7 +81,7 @@ impl Drop for Writer {
 
 /// Fresh randomness from the host for the guest's pool.
 fn host_entropy() -> Vec<u8> {
-    let mut bytes = vec![0; 64];
+    let mut bytes = vec![0; kmatrix_protocol::input::ENTROPY_LEN];
     match std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
     {

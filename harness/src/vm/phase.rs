@@ -53,8 +53,7 @@ pub(super) enum Fallback {
 
 /// What follows a restored VM failing with `kind` in `phase`.
 pub(super) fn after_restore(phase: Phase, kind: &VmError) -> Fallback {
-    // An agent that could not take the input would not after a cold boot.
-    if phase.started() || matches!(kind, VmError::NotStarted(_)) {
+    if phase.started() {
         Fallback::GiveUp
     } else {
         Fallback::BootCold {
