@@ -10,54 +10,34 @@ crate::support::tests! {
     vm every_streamed_result_arrives_and_the_ratio_is_kept,
 }
 
+/// `kmatrix bench ARGS --kernel 6.1 --runs 1 --json FILE` of
+/// `tests/bpf/xdp_pass.bpf.c`: its output, once it passed, and the JSON.
+fn bench(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut all = vec!["bench"];
+    all.extend(args);
+    all.extend(["--kernel", "6.1", "--runs", "1", "--json"]);
+    all.extend([json.to_str().unwrap(), "tests/bpf/xdp_pass.bpf.c"]);
+    let output = kmatrix(&all).output().unwrap();
+    let out = exited(&output, 0);
+    let doc = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (out, doc)
+}
+
 /// The benchmark fails unless each streamed run brings every case's
 /// result to the host (and no discarded one does).
 fn every_streamed_result_arrives_and_the_ratio_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("stream.json");
-    let output = kmatrix(&[
-        "bench",
-        "stream",
-        "--kernel",
-        "6.1",
-        "--runs",
-        "1",
-        "--cases",
-        "20000",
-        "--json",
-        json.to_str().unwrap(),
-        "tests/bpf/xdp_pass.bpf.c",
-    ])
-    .output()
-    .unwrap();
-    let out = exited(&output, 0);
+    let (out, doc) = bench(&["stream", "--cases", "20000"]);
     assert!(out.contains("run 1: streamed "), "{out}");
     assert!(out.contains("run 1: discarded "), "{out}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let ratio = doc["ratios"][0]["value"].as_f64().unwrap_or_default();
     assert!(ratio > 0.0, "{doc}");
     assert!(out.contains(&format!("ratio: {ratio:.2}")), "{out}");
 }
 
 fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("boot.json");
-    let output = kmatrix(&[
-        "bench",
-        "boot",
-        "--kernel",
-        "6.1",
-        "--runs",
-        "1",
-        "--phases",
-        "--json",
-        json.to_str().unwrap(),
-        "tests/bpf/xdp_pass.bpf.c",
-    ])
-    .output()
-    .unwrap();
-    let out = exited(&output, 0);
+    let (out, doc) = bench(&["boot", "--phases"]);
     for line in [
         "kernel: boot to the agent's start",
         "agent: the run (probes, loads, cases)",
@@ -67,8 +47,6 @@ fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
     ] {
         assert!(out.contains(line), "no {line:?} in {out}");
     }
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let median = |list: &str, name: &str| {
         doc[list]
             .as_array()
