@@ -81,6 +81,10 @@ pub struct Failure<'a> {
     pub reproduce: Option<String>,
 }
 
+/// How many of the other tests that failed alike a failure names; the rest
+/// are counted, and its command reruns the whole suite on its kernel.
+pub const NAMED: usize = 10;
+
 impl Failure<'_> {
     /// The subject in words: `kernel 6.1`, `xdp::load on 6.1`.
     pub fn headline(&self) -> String {
@@ -88,11 +92,20 @@ impl Failure<'_> {
         if self.also.is_empty() {
             subject
         } else {
+            let (named, more) = self.also_named();
             format!(
-                "{subject} (and, for the same reason, {})",
-                self.also.join(", ")
+                "{subject} (and, for the same reason, {}{})",
+                named.join(", "),
+                more_text(more)
             )
         }
+    }
+
+    /// The other tests that failed alike as a report lists them: the
+    /// first [`NAMED`], and how many more.
+    pub fn also_named(&self) -> (&[&str], usize) {
+        let named = self.also.len().min(NAMED);
+        (&self.also[..named], self.also.len() - named)
     }
 
     fn subject(&self) -> String {
@@ -154,8 +167,19 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
 }
 
 /// The command line that reproduces `failure`: its tests on its kernel.
+/// ` and N more`, after a list of names, when `more` is not 0.
+pub fn more_text(more: usize) -> String {
+    match more {
+        0 => String::new(),
+        more => format!(" and {more} more"),
+    }
+}
+
 fn reproduce(summary: &Summary, failure: &Failure) -> Option<String> {
     let tests: Vec<&str> = match failure.subject {
+        Subject::Test { .. } | Subject::LoaderLimitation { .. } if failure.also.len() > NAMED => {
+            Vec::new()
+        }
         Subject::Test { test, .. } | Subject::LoaderLimitation { test, .. } => {
             std::iter::once(test)
                 .chain(failure.also.iter().copied())

@@ -74,8 +74,14 @@ pub fn render(summary: &Summary) -> String {
             }
         };
         if !failure.also.is_empty() {
-            let also: Vec<String> = failure.also.iter().map(|t| code(t)).collect();
-            let _ = write!(out, " (and, for the same reason, {})", also.join(", "));
+            let (named, more) = failure.also_named();
+            let also: Vec<String> = named.iter().map(|t| code(t)).collect();
+            let _ = write!(
+                out,
+                " (and, for the same reason, {}{})",
+                also.join(", "),
+                super::failure::more_text(more)
+            );
         }
         out.push('\n');
         for (title, log) in sections {

@@ -289,6 +289,60 @@ fn one_cause_for_several_tests_is_reported_once() {
     );
 }
 
+#[test]
+fn many_tests_failing_alike_are_counted_past_the_first_ten_and_rerun_as_a_suite() {
+    let tests: Vec<String> = (0..25).map(|i| format!("p::case{i}")).collect();
+    let mut summary = Summary::with(vec!["6.1".into()], tests.clone());
+    summary.reproduce = Some(kmatrix_protocol::report::Reproduce {
+        suite: Some("kmatrix-suite.toml".into()),
+        ..Default::default()
+    });
+    for test in &tests {
+        summary.apply(&Record::Outcome {
+            kernel: "6.1".into(),
+            test: test.clone(),
+            reproduce: None,
+            result: Outcome::failed("returned XDP_PASS, expected XDP_DROP"),
+        });
+    }
+    let failures = super::failure::all(&summary);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        failures[0].headline(),
+        format!(
+            "p::case0 on 6.1 (and, for the same reason, {} and 14 more)",
+            tests[1..11].join(", ")
+        )
+    );
+    assert_eq!(
+        failures[0].reproduce.as_deref(),
+        Some("kmatrix test --kernels 6.1 --suite kmatrix-suite.toml")
+    );
+    let md = markdown::render(&summary);
+    let line = md.lines().find(|l| l.starts_with("- `p::case0`")).unwrap();
+    assert!(line.ends_with("`p::case10` and 14 more)"), "{line}");
+    assert!(!line.contains("p::case11`"), "{line}");
+    // Ten others alike are all named, and rerun by name.
+    let reproduce = summary.reproduce.clone();
+    let mut summary = Summary::with(vec!["6.1".into()], Vec::new());
+    summary.reproduce = reproduce;
+    for test in &tests[..11] {
+        summary.apply(&Record::Outcome {
+            kernel: "6.1".into(),
+            test: test.clone(),
+            reproduce: None,
+            result: Outcome::failed("returned XDP_PASS, expected XDP_DROP"),
+        });
+    }
+    let failures = super::failure::all(&summary);
+    assert!(failures[0].headline().ends_with("p::case10)"));
+    let command = failures[0].reproduce.as_deref().unwrap();
+    assert!(
+        command.ends_with("--only p::case9 --only p::case10"),
+        "{command}"
+    );
+}
+
 mod exec;
 pub(super) mod github;
 mod loaders;
