@@ -21,10 +21,16 @@ impl Suite {
             self.only = None;
             return Ok(());
         }
+        let index: std::collections::HashMap<&str, usize> = self
+            .tests
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect();
         let mut asked = vec![false; self.tests.len()];
         for name in names {
-            match self.tests.iter().position(|t| t.name == *name) {
-                Some(index) => asked[index] = true,
+            match index.get(name.as_str()) {
+                Some(&index) => asked[index] = true,
                 None => {
                     return Err(SuiteError::NoSuchTest {
                         name: name.clone(),
@@ -176,6 +182,27 @@ mod tests {
 
         suite.select(&[]).unwrap();
         assert_eq!(reported(&suite).len(), suite.tests.len());
+    }
+
+    /// `--only-failed` of a run where 100,000 cases failed names them all.
+    #[test]
+    fn a_hundred_thousand_names_are_found_without_a_scan_per_name() {
+        let mut suite = suite();
+        let spec = &mut suite.programs[0][0];
+        let case = spec.cases[0].clone();
+        spec.cases = (0..100_000)
+            .map(|i| crate::suite::CaseSpec {
+                name: format!("c{i}"),
+                ..case.clone()
+            })
+            .collect();
+        suite.name_tests();
+        let names: Vec<String> = (0..100_000).map(|i| format!("xdp_filter::c{i}")).collect();
+        let begun = std::time::Instant::now();
+        suite.select(&names).unwrap();
+        let took = begun.elapsed();
+        assert_eq!(reported(&suite).len(), 100_000);
+        assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
     }
 
     #[test]
