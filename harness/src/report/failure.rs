@@ -75,9 +75,9 @@ pub struct Failure<'a> {
     /// (an object-level failure, such as a map no program of the object can
     /// be loaded without), reported once with this one.
     pub also: Vec<&'a str>,
-    /// The command line that reproduces it locally (a `kmatrix test` run's
-    /// failures): its tests alone on its kernel, or the whole suite there
-    /// when the kernel itself failed.
+    /// The command line that reproduces it locally: its tests alone on
+    /// its kernel, or the whole suite (or program) there when the kernel
+    /// itself failed or more than [`NAMED`] others failed alike.
     pub reproduce: Option<String>,
 }
 
@@ -166,7 +166,6 @@ pub fn of_cell<'a>(summary: &'a Summary, column: usize, row: usize) -> Option<Fa
     Some(failure)
 }
 
-/// The command line that reproduces `failure`: its tests on its kernel.
 /// ` and N more`, after a list of names, when `more` is not 0.
 pub fn more_text(more: usize) -> String {
     match more {
@@ -175,6 +174,7 @@ pub fn more_text(more: usize) -> String {
     }
 }
 
+/// The command line that reproduces `failure`: its tests on its kernel.
 fn reproduce(summary: &Summary, failure: &Failure) -> Option<String> {
     let tests: Vec<&str> = match failure.subject {
         Subject::Test { .. } | Subject::LoaderLimitation { .. } if failure.also.len() > NAMED => {

@@ -1,11 +1,12 @@
 //! The one command line that reproduces a failure locally, on the
 //! failure's kernel, with what the run was given as it was given: for
 //! `kmatrix test`, the matrix, suite, architecture, loader and objects, and
-//! `--only` for each failed test (none, the whole suite, when more than
-//! [`super::failure::NAMED`] others failed alike); for `kmatrix exec`, the matrix,
+//! `--only` for each failed test; for `kmatrix exec`, the matrix,
 //! architecture, `--file`s, `--env`s, `--no-share` and the program, with a
-//! failed libtest test named alone (`NAME --exact`). Every report ends a
-//! failure with it, and the `--json` file's failed outcomes carry it.
+//! failed libtest test named alone (`NAME --exact`). Where more than
+//! [`super::failure::NAMED`] others failed alike, none is named: the whole
+//! suite or program runs again. Every report ends a failure with it, and
+//! the `--json` file's failed outcomes carry it.
 
 use kmatrix_protocol::report::{ExecReproduce, Reproduce};
 

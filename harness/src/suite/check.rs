@@ -135,6 +135,12 @@ pub(super) fn check_program(
                 "the case name is used twice".into(),
             ));
         }
+        if name == "loaders-agree" || name == "load" || name.starts_with("load[") {
+            return Err((
+                Some(format!("case {name}")),
+                "the program's load tests are named so; give the case another name".into(),
+            ));
+        }
         let Some(kind) = info.test_run else {
             return Err((
                 Some(format!("case {name}")),
@@ -385,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_case_name_used_twice_is_refused_among_many() {
+    fn a_case_name_used_twice_or_a_load_tests_is_refused() {
         let object = crate::suite::tests::object("a.o", &["p"]);
         let raw = |names: &[String]| -> file::RawProgram {
             let packet = "00".repeat(14);
@@ -402,5 +408,12 @@ mod tests {
         let (detail, message) = check_program(&object, raw(&names), Path::new(".")).unwrap_err();
         assert_eq!(detail.as_deref(), Some("case c17"));
         assert_eq!(message, "the case name is used twice");
+        // A load test's name would be two tests' in every report.
+        for name in ["load", "load[libbpf]", "loaders-agree"] {
+            let (detail, message) =
+                check_program(&object, raw(&[name.to_owned()]), Path::new(".")).unwrap_err();
+            assert_eq!(detail, Some(format!("case {name}")));
+            assert!(message.contains("give the case another name"), "{message}");
+        }
     }
 }

@@ -21,12 +21,11 @@ impl Suite {
             self.only = None;
             return Ok(());
         }
-        let index: std::collections::HashMap<&str, usize> = self
-            .tests
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i))
-            .collect();
+        // The first test of a name, as a scan would find it.
+        let mut index = std::collections::HashMap::new();
+        for (i, test) in self.tests.iter().enumerate() {
+            index.entry(test.name.as_str()).or_insert(i);
+        }
         let mut asked = vec![false; self.tests.len()];
         for name in names {
             match index.get(name.as_str()) {
@@ -203,6 +202,19 @@ mod tests {
         let took = begun.elapsed();
         assert_eq!(reported(&suite).len(), 100_000);
         assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    }
+
+    #[test]
+    fn a_name_two_tests_share_selects_the_first() {
+        let mut suite = suite();
+        with_case(&mut suite, 0, 1, "load");
+        let shared: Vec<usize> = (0..suite.tests.len())
+            .filter(|&t| suite.tests[t].name == "xdp_pass::load")
+            .collect();
+        assert_eq!(shared.len(), 2);
+        suite.select(&["xdp_pass::load".into()]).unwrap();
+        let asked: Vec<bool> = shared.iter().map(|&t| suite.asked(t)).collect();
+        assert_eq!(asked, [true, false]);
     }
 
     #[test]
