@@ -292,19 +292,24 @@ fn one_cause_for_several_tests_is_reported_once() {
 #[test]
 fn many_tests_failing_alike_are_counted_past_the_first_ten_and_rerun_as_a_suite() {
     let tests: Vec<String> = (0..25).map(|i| format!("p::case{i}")).collect();
-    let mut summary = Summary::with(vec!["6.1".into()], tests.clone());
-    summary.reproduce = Some(kmatrix_protocol::report::Reproduce {
-        suite: Some("kmatrix-suite.toml".into()),
-        ..Default::default()
-    });
-    for test in &tests {
-        summary.apply(&Record::Outcome {
-            kernel: "6.1".into(),
-            test: test.clone(),
-            reproduce: None,
-            result: Outcome::failed("returned XDP_PASS, expected XDP_DROP"),
+    // A summary of a suite run on 6.1 where `failed` failed alike.
+    let summary_of = |failed: &[String]| {
+        let mut summary = Summary::with(vec!["6.1".into()], Vec::new());
+        summary.reproduce = Some(kmatrix_protocol::report::Reproduce {
+            suite: Some("kmatrix-suite.toml".into()),
+            ..Default::default()
         });
-    }
+        for test in failed {
+            summary.apply(&Record::Outcome {
+                kernel: "6.1".into(),
+                test: test.clone(),
+                reproduce: None,
+                result: Outcome::failed("returned XDP_PASS, expected XDP_DROP"),
+            });
+        }
+        summary
+    };
+    let summary = summary_of(&tests);
     let failures = super::failure::all(&summary);
     assert_eq!(failures.len(), 1);
     assert_eq!(
@@ -323,17 +328,7 @@ fn many_tests_failing_alike_are_counted_past_the_first_ten_and_rerun_as_a_suite(
     assert!(line.ends_with("`p::case10` and 14 more)"), "{line}");
     assert!(!line.contains("p::case11`"), "{line}");
     // Ten others alike are all named, and rerun by name.
-    let reproduce = summary.reproduce.clone();
-    let mut summary = Summary::with(vec!["6.1".into()], Vec::new());
-    summary.reproduce = reproduce;
-    for test in &tests[..11] {
-        summary.apply(&Record::Outcome {
-            kernel: "6.1".into(),
-            test: test.clone(),
-            reproduce: None,
-            result: Outcome::failed("returned XDP_PASS, expected XDP_DROP"),
-        });
-    }
+    let summary = summary_of(&tests[..11]);
     let failures = super::failure::all(&summary);
     assert!(failures[0].headline().ends_with("p::case10)"));
     let command = failures[0].reproduce.as_deref().unwrap();
