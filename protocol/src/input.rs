@@ -57,21 +57,24 @@ pub struct Start {
 /// The largest input message (not counting a file's bytes) the guest reads.
 pub const MAX_INPUT_LEN: u32 = 16 * 1024 * 1024;
 
+/// The length of a message's header (its length, little-endian).
+pub const HEADER_LEN: usize = 4;
+
 /// The bytes of host randomness a [`Start`] carries.
 pub const ENTROPY_LEN: usize = 64;
 
 /// Appends `input` to `out` as a length-prefixed message.
 pub fn encode_input(input: &Input, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; HEADER_LEN]);
     postcard::to_io(input, &mut *out).expect("writing to a Vec cannot fail");
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out[start..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
 }
 
 /// Reads one message from `reader`.
 pub fn read_input(reader: &mut impl std::io::Read) -> std::io::Result<Input> {
-    let mut header = [0u8; 4];
+    let mut header = [0u8; HEADER_LEN];
     reader.read_exact(&mut header)?;
     let len = u32::from_le_bytes(header);
     if len > MAX_INPUT_LEN {

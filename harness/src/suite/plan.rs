@@ -1,7 +1,7 @@
 //! Each kernel's share of a suite: the guest's plan, and the tests decided
 //! on the host (skips, and libbpf's verdict on a static program).
 
-use kmatrix_protocol::input::{encode_input, ENTROPY_LEN, MAX_INPUT_LEN};
+use kmatrix_protocol::input::{encode_input, ENTROPY_LEN, HEADER_LEN, MAX_INPUT_LEN};
 use kmatrix_protocol::report::Outcome;
 use kmatrix_protocol::{Feature, Input, Loader, ObjectPlan, ProgramPlan, Start};
 
@@ -53,8 +53,7 @@ impl Suite {
         };
         let mut bytes = Vec::new();
         encode_input(&Input::Start(start), &mut bytes);
-        // The message, without its length.
-        let len = bytes.len() - 4;
+        let len = bytes.len() - HEADER_LEN;
         if len > MAX_INPUT_LEN as usize {
             return Err(SuiteError::PlanTooLong {
                 path: path.to_owned(),
