@@ -44,6 +44,10 @@ pub struct Channel {
     /// A frame too large for the queue, being encoded.
     frame: Vec<u8>,
     oldest: Option<Instant>,
+    /// Object, program and case of the last case result queued, when it
+    /// went through [`send_case`](Self::send_case) (the host's decoder
+    /// reads the next case's compact frame after it).
+    last_case: Option<[u32; 3]>,
     error: Option<io::Error>,
 }
 
@@ -57,6 +61,7 @@ impl Channel {
             queue: Queue::allocate(),
             frame: Vec::new(),
             oldest: None,
+            last_case: None,
             error: None,
         }
     }
@@ -64,6 +69,9 @@ impl Channel {
     /// Queues a frame, encoded in place, writing the queue out if it is
     /// due. A frame larger than the queue is written at once.
     pub fn send(&mut self, frame: &Frame) {
+        if let Frame::Case(_) = frame {
+            self.last_case = None;
+        }
         let before = self.queue.queued().len();
         let queued = match self.queue.push_with(|free| encode_into(frame, free)) {
             Ok(true) => true,
@@ -90,18 +98,21 @@ impl Channel {
 
     /// Queues a case's result: one that ran plainly ([`CaseRan`], a
     /// suite's commonest) from its figures, without a [`Frame`] made and
-    /// dropped per case; any other as a [`Frame::Case`].
+    /// dropped per case, in a few bytes when it follows the last case
+    /// queued; any other as a [`Frame::Case`].
     #[inline]
     pub fn send_case(
         &mut self,
-        [object, program, case]: [u32; 3],
+        id @ [object, program, case]: [u32; 3],
         outcome: CaseOutcome,
         kernel_log: Vec<String>,
     ) {
         if let Some(ran) = CaseRan::of(object, program, case, &outcome, &kernel_log) {
             let before = self.queue.queued().len();
-            let push = |free: &mut [u8]| Ok::<_, Infallible>(encode_case_ran(ran, free));
+            let last = self.last_case;
+            let push = |free: &mut [u8]| Ok::<_, Infallible>(encode_case_ran(ran, last, free));
             if let Ok(true) = self.queue.push_with(push) {
+                self.last_case = Some(id);
                 return self.pushed(before);
             }
         }
@@ -327,14 +338,14 @@ mod tests {
         });
         // Small frames that fill the queue several times, one larger than
         // the whole queue among them, and one that just fits; case results
-        // among them, most of them plain.
+        // among them, most of them plain and each the next of its program.
         let mut sent: Vec<Frame> = (0..20_000u32)
             .map(|i| match i % 3 {
                 0 => Frame::AgentError(format!("frame {i}")),
                 _ => Frame::Case(CaseResult {
-                    object: i % 2,
-                    program: i % 5,
-                    case: i * 7,
+                    object: i / 5_000,
+                    program: i / 2_500,
+                    case: i - i / 3,
                     outcome: CaseOutcome::Ran {
                         retval: i % 4,
                         duration_ns: i * 13,
@@ -348,11 +359,24 @@ mod tests {
                 }),
             })
             .collect();
+        // Cases of another program, sent as any other frame, between
+        // cases that follow one another.
+        for at in (1..20).rev() {
+            let other = CaseResult {
+                object: 9,
+                program: 9,
+                case: 9,
+                outcome: CaseOutcome::Error("other".into()),
+                kernel_log: Vec::new(),
+            };
+            sent.insert(at * 1_000 + 1, Frame::Case(other));
+        }
         sent.insert(7_000, Frame::AgentError("x".repeat(3 * SIZE_OF_QUEUE)));
         sent.insert(12_000, Frame::AgentError("y".repeat(SIZE_OF_QUEUE - 64)));
         let mut channel = Channel::open(File::from(OwnedFd::from(port)));
         for frame in &sent {
             match frame.clone() {
+                frame @ Frame::Case(CaseResult { object: 9, .. }) => channel.send(&frame),
                 Frame::Case(case) => {
                     let id = [case.object, case.program, case.case];
                     channel.send_case(id, case.outcome, case.kernel_log);
@@ -363,13 +387,28 @@ mod tests {
         channel.flush();
         drop(channel);
         let mut decoder = Decoder::new();
-        decoder.extend(&reader.join().expect("the reader"));
+        let stream = reader.join().expect("the reader");
+        let bytes = stream.len();
+        decoder.extend(&stream);
         let mut received = Vec::new();
         while let Some(frame) = decoder.next_frame().expect("decode") {
             received.push(frame);
         }
         decoder.finish().expect("the stream ends on a frame");
         assert_eq!(received.len(), sent.len());
+        // Most plain cases (17 bytes or more in full) went in a few bytes.
+        let mut full = Vec::new();
+        sent.iter()
+            .for_each(|frame| encode(frame, &mut full).expect("encode"));
+        let plain = sent
+            .iter()
+            .filter(|f| matches!(f, Frame::Case(c) if CaseRan::of(c.object, c.program, c.case, &c.outcome, &c.kernel_log).is_some()))
+            .count();
+        assert!(
+            full.len() - bytes >= 8 * plain / 2,
+            "{bytes} bytes, {} in full, for {plain} plain cases",
+            full.len()
+        );
         assert!(received == sent, "the frames arrive as sent");
     }
 

@@ -98,33 +98,68 @@ impl CaseRan {
             _ => None,
         }
     }
+
+    /// Whether this is the case after `last` (object, program and case of
+    /// a case result) of the same object and program.
+    #[inline]
+    pub fn follows(&self, last: Option<[u32; 3]>) -> bool {
+        self.case
+            .checked_sub(1)
+            .is_some_and(|before| last == Some([self.object, self.program, before]))
+    }
 }
 
-/// Writes `ran` at the start of `out` as [`encode_into`] writes its
-/// [`Frame::Case`], as postcard writes it, but composed in registers and
-/// stored in one or two 16-byte steps: under emulation serde's per-field
-/// steps and a store per byte cost most of what streaming a case costs.
-/// The bytes written; `None` when `out` is shorter than
-/// [`CASE_RAN_ROOM`] or the frame longer (figures and indices of more than
-/// 23 varint bytes in all, say two past 2^28: left to postcard). Bytes of
-/// `out` past the frame may be overwritten.
+/// The first payload byte of a next-case frame: a [`CaseRan`] of the
+/// object and program of the last case result in the stream, and of the
+/// case after it, written as its return value and duration alone (postcard
+/// varints); the [`Decoder`] reads it as that [`Frame::Case`]. Past every
+/// [`Frame`] variant's index, so no postcard frame starts with it.
+const NEXT_CASE: u8 = 0x7f;
+
+/// Writes `ran` at the start of `out`, composed in registers and stored in
+/// one or two 16-byte steps (under emulation serde's per-field steps and a
+/// store per byte cost most of what streaming a case costs): as a
+/// next-case frame when it [follows](CaseRan::follows) `last`, the last
+/// case result written to the stream; else as [`encode_into`] writes its
+/// [`Frame::Case`], as postcard writes it. The bytes written; `None` when
+/// `out` is shorter than [`CASE_RAN_ROOM`] or the frame longer (figures and
+/// indices of more than 23 varint bytes in all, say two past 2^28: left to
+/// postcard). Bytes of `out` past the frame may be overwritten.
 #[inline]
-pub fn encode_case_ran(ran: CaseRan, out: &mut [u8]) -> Option<usize> {
+pub fn encode_case_ran(ran: CaseRan, last: Option<[u32; 3]>, out: &mut [u8]) -> Option<usize> {
     let out = out.get_mut(..CASE_RAN_ROOM)?;
+    let follows = ran.follows(last);
+    if follows && ran.retval < 0x80 && ran.duration_ns < 0x4000 {
+        // The commonest by far, in one 8-byte word: a one-byte return
+        // value and a duration of one or two varint bytes.
+        let (duration, len) = match ran.duration_ns {
+            d @ 0..0x80 => (u64::from(d), 3),
+            d => (u64::from(d & 0x7f | 0x80) | u64::from(d >> 7) << 8, 4),
+        };
+        let word = len | u64::from(NEXT_CASE) << 32 | u64::from(ran.retval) << 40 | duration << 48;
+        out[..8].copy_from_slice(&word.to_le_bytes());
+        return Some(HEADER_LEN + len as usize);
+    }
     let mut frame = Packed {
         lo: 0,
         hi: 0,
         len: HEADER_LEN as u32,
     };
-    frame.put(CASE.into(), 1);
-    for value in [ran.object, ran.program, ran.case] {
-        frame.varint(value);
+    if follows {
+        frame.put(NEXT_CASE.into(), 1);
+        frame.varint(ran.retval);
+        frame.varint(ran.duration_ns);
+    } else {
+        frame.put(CASE.into(), 1);
+        for value in [ran.object, ran.program, ran.case] {
+            frame.varint(value);
+        }
+        frame.put(RAN.into(), 1);
+        frame.varint(ran.retval);
+        frame.varint(ran.duration_ns);
+        // No output packet, no reads, no kernel lines.
+        frame.put(0, 3);
     }
-    frame.put(RAN.into(), 1);
-    frame.varint(ran.retval);
-    frame.varint(ran.duration_ns);
-    // No output packet, no reads, no kernel lines.
-    frame.put(0, 3);
     let len = frame.len as usize;
     if len > CASE_RAN_ROOM {
         return None;
@@ -186,7 +221,7 @@ fn case_fast(result: &CaseResult, out: &mut [u8]) -> Option<usize> {
         &result.outcome,
         &result.kernel_log,
     )?;
-    encode_case_ran(ran, out)
+    encode_case_ran(ran, None, out)
 }
 
 /// A frame that could not be written.
@@ -229,6 +264,9 @@ pub enum DecodeError {
         /// Bytes the frame needs (header included).
         need: usize,
     },
+    /// A next-case frame came with no case result it can follow.
+    #[error("a next-case frame with no case result before it to follow")]
+    NoCaseBefore,
 }
 
 /// Incremental frame decoder: feed it bytes, take frames out.
@@ -237,6 +275,9 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// Bytes of `buf` already decoded.
     pos: usize,
+    /// Object, program and case of the last case result decoded, which a
+    /// next-case frame follows.
+    last_case: Option<[u32; 3]>,
 }
 
 impl Decoder {
@@ -275,8 +316,32 @@ impl Decoder {
         let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len as usize) else {
             return Ok(None);
         };
-        let frame = postcard::from_bytes(payload)
-            .map_err(|source| DecodeError::Malformed { len, source })?;
+        let malformed = |source| DecodeError::Malformed { len, source };
+        let frame = match payload.split_first() {
+            Some((&NEXT_CASE, figures)) => {
+                let (retval, duration_ns) = postcard::from_bytes(figures).map_err(malformed)?;
+                let [object, program, case] = self
+                    .last_case
+                    .and_then(|[o, p, c]| Some([o, p, c.checked_add(1)?]))
+                    .ok_or(DecodeError::NoCaseBefore)?;
+                Frame::Case(CaseResult {
+                    object,
+                    program,
+                    case,
+                    outcome: CaseOutcome::Ran {
+                        retval,
+                        duration_ns,
+                        output: None,
+                        reads: Vec::new(),
+                    },
+                    kernel_log: Vec::new(),
+                })
+            }
+            _ => postcard::from_bytes(payload).map_err(malformed)?,
+        };
+        if let Frame::Case(result) = &frame {
+            self.last_case = Some([result.object, result.program, result.case]);
+        }
         self.pos += HEADER_LEN + len as usize;
         Ok(Some(frame))
     }
@@ -542,5 +607,150 @@ mod tests {
             assert_eq!(decoder.next_frame().unwrap(), Some(frame));
         }
         assert!(fast >= 20, "{fast} frames written by encode_case_ran");
+    }
+
+    fn plain(object: u32, program: u32, case: u32, retval: u32, duration_ns: u32) -> Frame {
+        Frame::Case(CaseResult {
+            object,
+            program,
+            case,
+            outcome: CaseOutcome::Ran {
+                retval,
+                duration_ns,
+                output: None,
+                reads: Vec::new(),
+            },
+            kernel_log: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_case_after_the_last_is_written_in_a_few_bytes_and_read_as_its_case() {
+        let figures = [
+            0,
+            1,
+            0x7f,
+            0x80,
+            0x3fff,
+            0x4000,
+            (1 << 21) - 1,
+            1 << 21,
+            1 << 28,
+            u32::MAX,
+        ];
+        // Runs of cases of one program, broken by a case of another
+        // program, by one that is not the next, and by one that is not
+        // plain; other frames between cases do not break a run.
+        let mut frames = Vec::new();
+        for (i, &retval) in figures.iter().enumerate() {
+            for (j, &duration_ns) in figures.iter().enumerate() {
+                frames.push(plain(
+                    2,
+                    3,
+                    (i * figures.len() + j) as u32,
+                    retval,
+                    duration_ns,
+                ));
+            }
+            frames.push(Frame::AgentError(format!("between {i}")));
+        }
+        frames.push(plain(2, 4, 100, 2, 300));
+        frames.push(plain(2, 4, 101, 2, 300));
+        frames.push(plain(2, 4, 103, 2, 300));
+        frames.push(plain(2, 4, 104, 2, 300));
+        frames.push(Frame::Case(CaseResult {
+            object: 2,
+            program: 4,
+            case: 105,
+            outcome: CaseOutcome::Error("no map".into()),
+            kernel_log: Vec::new(),
+        }));
+        frames.push(plain(2, 4, 106, 2, 300));
+        frames.push(plain(2, 4, u32::MAX, 2, 300));
+        frames.push(plain(2, 5, 0, 2, 300));
+
+        // As the agent's channel writes them.
+        let (mut bytes, mut last, mut compact) = (Vec::new(), None, 0);
+        for frame in &frames {
+            let mut out = [0xff; 64];
+            let ran = match frame {
+                Frame::Case(r) => {
+                    CaseRan::of(r.object, r.program, r.case, &r.outcome, &r.kernel_log)
+                }
+                _ => None,
+            };
+            let len = match ran {
+                Some(ran) => {
+                    let follows = ran.follows(last);
+                    let len = encode_case_ran(ran, last, &mut out).unwrap();
+                    last = Some([ran.object, ran.program, ran.case]);
+                    if follows {
+                        assert_eq!(out[HEADER_LEN], NEXT_CASE, "{frame:?}");
+                        if ran.retval < 0x80 && ran.duration_ns < 0x4000 {
+                            assert!(len <= 8, "{len} bytes for {frame:?}");
+                        }
+                        compact += 1;
+                    }
+                    len
+                }
+                None => {
+                    if let Frame::Case(_) = frame {
+                        last = None;
+                    }
+                    encode_into(frame, &mut out).unwrap().unwrap()
+                }
+            };
+            bytes.extend_from_slice(&out[..len]);
+        }
+        // Every run's cases but its first; not after the case that is not
+        // the next, not after the one that is not plain, nor after the
+        // last case of a program.
+        assert_eq!(compact, figures.len() * figures.len() - 1 + 1 + 1);
+
+        let mut decoder = Decoder::new();
+        decoder.extend(&bytes);
+        assert_eq!(decode_all(&mut decoder), frames);
+        decoder.finish().unwrap();
+        let mut decoder = Decoder::new();
+        let mut read = Vec::new();
+        for byte in bytes {
+            decoder.extend(&[byte]);
+            read.extend(decode_all(&mut decoder));
+        }
+        assert_eq!(read, frames);
+    }
+
+    #[test]
+    fn a_next_case_frame_with_no_case_to_follow_or_no_figures_is_refused() {
+        let next = |figures: &[u8]| {
+            let mut frame = ((1 + figures.len()) as u32).to_le_bytes().to_vec();
+            frame.push(NEXT_CASE);
+            frame.extend_from_slice(figures);
+            frame
+        };
+        let mut decoder = Decoder::new();
+        decoder.extend(&next(&[2, 5]));
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(DecodeError::NoCaseBefore)
+        ));
+
+        let mut decoder = Decoder::new();
+        decoder.extend(&encode_all(&[plain(0, 0, u32::MAX, 2, 5)]));
+        decoder.extend(&next(&[2, 5]));
+        assert!(decoder.next_frame().unwrap().is_some());
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(DecodeError::NoCaseBefore)
+        ));
+
+        let mut decoder = Decoder::new();
+        decoder.extend(&encode_all(&[plain(0, 0, 7, 2, 5)]));
+        decoder.extend(&next(&[2, 0x80]));
+        assert!(decoder.next_frame().unwrap().is_some());
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(DecodeError::Malformed { len: 3, .. })
+        ));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The guest writes a stream of [`Frame`]s to a virtio-serial port. Each frame
 //! is a little-endian `u32` payload length followed by the payload, a
-//! [postcard](https://docs.rs/postcard) encoding of the frame. The first frame
+//! [postcard](https://docs.rs/postcard) encoding of the frame (a plain case
+//! result that follows the last one is written in a few bytes instead:
+//! [`encode_case_ran`]). The first frame
 //! is always a [`Hello`] carrying [`VERSION`]; the last is [`Frame::Done`].
 //! The host answers `Done` with a single [`ACK`] byte so that the guest knows
 //! every byte arrived before it powers off.
@@ -52,7 +54,7 @@ pub use plan::{
 pub use stats::ProgramStats;
 
 /// The protocol version the guest announces in its [`Hello`].
-pub const VERSION: u32 = 10;
+pub const VERSION: u32 = 11;
 
 /// Name of the virtio-serial port that carries the frames.
 pub const PORT_NAME: &str = "org.kmatrix.results";

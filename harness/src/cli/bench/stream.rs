@@ -63,7 +63,10 @@ pub(super) async fn stream(matrix: Option<PathBuf>, args: StreamArgs) -> Result<
     );
     let (mut streamed, mut discarded) = (Vec::new(), Vec::new());
     for run in 1..=args.common.runs {
-        for plan in &plans {
+        // Which goes first alternates, so that neither has the machine
+        // as the other left it every time.
+        let order = if run % 2 == 1 { [0, 1] } else { [1, 0] };
+        for plan in order.map(|i| &plans[i]) {
             let report_cases = plan.config.report_cases;
             let (seconds, outcomes) = run_cases(plan).await?;
             // One load result per program of the object, and each case's
