@@ -100,6 +100,7 @@ fn run() {
     }
     timings.done = system::boot_us();
     timings.btf_us = loaders.btf_waited().as_micros() as u64;
+    timings.loads_us = loaders.loads().as_micros() as u64;
     channel.send(&Frame::Timings(timings));
 
     if let Err(err) = channel.finish(Duration::from_secs(5)) {

@@ -88,6 +88,10 @@ pub struct AgentTimings {
     /// Time the agent spent parsing the kernel's BTF for aya, in `Prepare`
     /// or at the first load that needs it; 0 when none did.
     pub btf_us: u64,
+    /// Time the agent spent in its programs' loads: the loader's work and
+    /// the kernel's (its verifier and JIT, which TCG translates at the
+    /// first load).
+    pub loads_us: u64,
 }
 
 /// One of the executed program's output streams.

@@ -41,6 +41,7 @@ fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
     for line in [
         "kernel: boot to the agent's start",
         "agent: the run (probes, loads, cases)",
+        "  loading the programs (loader, verifier, JIT)",
         "  its kernel: boot to its init",
         "  its init: modules loaded",
         "kmatrix's own time beyond the bare boot, each side's kernel boot aside",
@@ -61,7 +62,7 @@ fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
     let bare_ms = median("figures", "bare-boot") * 1000.0;
     // Every phase was measured; those not part of another add up to the
     // cold run (one run: its own wall time).
-    let parts = ["input-host", "agent-btf"];
+    let parts = ["input-host", "agent-btf", "agent-loads"];
     let mut sum = 0.0;
     for phase in doc["phases"].as_array().unwrap() {
         let name = phase["name"].as_str().unwrap();
@@ -76,6 +77,15 @@ fn boot_phases_add_up_and_the_bare_boot_gives_its_own() {
     assert!(
         (sum - cold_ms).abs() < 1.0,
         "phases {sum} ms, cold {cold_ms} ms: {doc}"
+    );
+    // The program's load is inside the run.
+    let (run, loads) = (
+        median("phases", "agent-run"),
+        median("phases", "agent-loads"),
+    );
+    assert!(
+        loads > 0.0 && loads < run,
+        "loads {loads} ms, run {run} ms: {doc}"
     );
     let kernel_boot = median("phases", "kernel-boot");
     let bare_kernel_boot = median("phases", "bare-kernel-boot");

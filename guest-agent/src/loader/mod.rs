@@ -42,6 +42,8 @@ const QUICK: std::time::Duration = std::time::Duration::from_millis(1);
 pub struct Loaders {
     aya: Aya,
     libbpf: Libbpf,
+    /// Time spent in loads so far.
+    loads: std::time::Duration,
 }
 
 impl Default for Loaders {
@@ -56,6 +58,7 @@ impl Loaders {
         Self {
             aya: Aya::new(kernel_btf::KernelBtf::new()),
             libbpf: Libbpf::new(),
+            loads: std::time::Duration::ZERO,
         }
     }
 
@@ -70,6 +73,11 @@ impl Loaders {
         self.aya.btf_waited()
     }
 
+    /// Time spent in the programs' loads so far.
+    pub fn loads(&self) -> std::time::Duration {
+        self.loads
+    }
+
     /// Carries out `plan` on the objects in `dir` (named by their index):
     /// loads each planned program, sends its result, then runs its cases.
     /// What the kernel logs during a load or a case goes with its result.
@@ -80,7 +88,7 @@ impl Loaders {
         channel: &mut Channel,
         log: &mut KernelLog,
     ) {
-        run_plan(dir, plan, channel, log, &mut self.aya, &mut self.libbpf)
+        self.loads += run_plan(dir, plan, channel, log, &mut self.aya, &mut self.libbpf);
     }
 }
 
@@ -91,7 +99,8 @@ fn run_plan(
     log: &mut KernelLog,
     aya: &mut Aya,
     libbpf: &mut Libbpf,
-) {
+) -> std::time::Duration {
+    let mut loads = std::time::Duration::ZERO;
     for object in &plan.objects {
         let path = dir.join(object.index.to_string());
         let data = match fs::read(&path) {
@@ -137,7 +146,9 @@ fn run_plan(
                 Loader::Aya => aya.load(object, &data, &program.name, section),
                 Loader::Libbpf => libbpf.load(object, &for_libbpf, &program.name),
             };
-            let load_us = start.elapsed().as_micros() as u64;
+            let load_time = start.elapsed();
+            loads += load_time;
+            let load_us = load_time.as_micros() as u64;
             let (verdict, instance) = match loaded {
                 Ok(instance) => (Verdict::Loaded, Some(instance)),
                 Err(verdict) => (bounded(verdict), None),
@@ -197,6 +208,7 @@ fn run_plan(
             }
         }
     }
+    loads
 }
 
 /// Sends a splat the kernel logged outside any load or case, once the

@@ -45,7 +45,7 @@ const fn part(name: &'static str, label: &'static str) -> Row {
 
 /// The phases, in the order they happen; [`split`] gives their values in
 /// this order.
-const ROWS: [Row; 19] = [
+const ROWS: [Row; 20] = [
     row("host-process", "host: kmatrix start, plan, report, exit"),
     row("host-fetch", "host: kernel fetch (the cache checked)"),
     row("host-initramfs", "host: initramfs written"),
@@ -66,6 +66,10 @@ const ROWS: [Row; 19] = [
     row("agent-start", "agent: clock and entropy set, Started"),
     row("agent-run", "agent: the run (probes, loads, cases)"),
     part("agent-btf", "parsing the kernel's BTF (aya)"),
+    part(
+        "agent-loads",
+        "loading the programs (loader, verifier, JIT)",
+    ),
     row("port-latency", "port and host, hello to Done (the rest)"),
     row("power-off", "ACK, power-off and QEMU's exit"),
 ];
@@ -105,6 +109,7 @@ fn split(t: &KernelTimings, wall: Duration) -> Vec<Option<f64>> {
         guest(&|a| us(a.started) - us(a.input)),
         guest(&|a| us(a.done) - us(a.started)),
         guest(&|a| us(a.btf_us)),
+        guest(&|a| us(a.loads_us)),
         guest(&|a| us(a.done) - us(a.hello)).map(|inside| host_hello_to_done - inside),
         Some(diff(vm.exited, vm.done)),
         Some(ms(t.end) - ms(t.vm_begun) - ms(vm.exited)),
@@ -328,6 +333,7 @@ mod tests {
                     started: 962_000,
                     done: 1_450_000,
                     btf_us: 120_000,
+                    loads_us: 300_000,
                 }),
             },
             end: ms(1760),
@@ -366,6 +372,7 @@ mod tests {
                 ("agent-start", 2.0),
                 ("agent-run", 488.0),
                 ("agent-btf", 120.0),
+                ("agent-loads", 300.0),
                 ("port-latency", 15.0),
                 ("power-off", 100.0),
                 ("host-after-qemu", 10.0),
@@ -422,6 +429,10 @@ mod tests {
         };
         assert_eq!(line("kernel: boot to the agent's start"), "800.0");
         assert_eq!(line("  parsing the kernel's BTF (aya)"), "120.0");
+        assert_eq!(
+            line("  loading the programs (loader, verifier, JIT)"),
+            "300.0"
+        );
         assert_eq!(line("sum of the phases' medians"), "2000.0");
         assert_eq!(line("kmatrix test --no-snapshot, median"), "2000.0");
         assert_eq!(line("best bare boot, median"), "950.0");
