@@ -72,7 +72,7 @@ impl Channel {
         if let Frame::Case(_) = frame {
             self.last_case = None;
         }
-        let before = self.queue.queued().len();
+        let before = self.queue.len();
         let queued = match self.queue.push_with(|free| encode_into(frame, free)) {
             Ok(true) => true,
             Ok(false) if before == 0 => false,
@@ -97,39 +97,48 @@ impl Channel {
     }
 
     /// Queues a case's result: one that ran plainly ([`CaseRan`], a
-    /// suite's commonest) from its figures, without a [`Frame`] made and
-    /// dropped per case, in a few bytes when it follows the last case
-    /// queued; any other as a [`Frame::Case`].
+    /// suite's commonest) through [`send_ran`](Self::send_ran); any other
+    /// as a [`Frame::Case`].
     #[inline]
     pub fn send_case(
         &mut self,
-        id @ [object, program, case]: [u32; 3],
+        [object, program, case]: [u32; 3],
         outcome: CaseOutcome,
         kernel_log: Vec<String>,
     ) {
-        if let Some(ran) = CaseRan::of(object, program, case, &outcome, &kernel_log) {
-            let before = self.queue.queued().len();
-            let last = self.last_case;
-            let push = |free: &mut [u8]| Ok::<_, Infallible>(encode_case_ran(ran, last, free));
-            if let Ok(true) = self.queue.push_with(push) {
-                self.last_case = Some(id);
-                return self.pushed(before);
-            }
+        match CaseRan::of(object, program, case, &outcome, &kernel_log) {
+            Some(ran) => self.send_ran(ran),
+            None => self.send(&Frame::Case(CaseResult {
+                object,
+                program,
+                case,
+                outcome,
+                kernel_log,
+            })),
         }
-        self.send(&Frame::Case(CaseResult {
-            object,
-            program,
-            case,
-            outcome,
-            kernel_log,
-        }));
+    }
+
+    /// Queues a plain case's result from its figures, without a [`Frame`]
+    /// made and dropped per case, in a few bytes when it follows the last
+    /// case queued.
+    #[inline]
+    pub fn send_ran(&mut self, ran: CaseRan) {
+        let before = self.queue.len();
+        let last = self.last_case;
+        let push = |free: &mut [u8]| Ok::<_, Infallible>(encode_case_ran(ran, last, free));
+        if let Ok(true) = self.queue.push_with(push) {
+            self.last_case = Some(ran.id());
+            return self.pushed(before);
+        }
+        // The queue is full, or the figures too long for the fast writer.
+        self.send(&ran.frame());
     }
 
     /// Writes the queue out if it is due, a frame having been queued
     /// after `before` bytes.
     #[inline]
     fn pushed(&mut self, before: usize) {
-        let queued = self.queue.queued().len();
+        let queued = self.queue.len();
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
         // The clock is read once per CLOCK_EVERY bytes queued: under
         // emulation a read costs as much as queuing a small frame.
@@ -371,6 +380,15 @@ mod tests {
             };
             sent.insert(at * 1_000 + 1, Frame::Case(other));
         }
+        // A plain case whose figures are too long for the fast writer.
+        let huge = CaseRan {
+            object: u32::MAX,
+            program: u32::MAX,
+            case: u32::MAX,
+            retval: u32::MAX,
+            duration_ns: u32::MAX,
+        };
+        sent.insert(5_000, huge.frame());
         sent.insert(7_000, Frame::AgentError("x".repeat(3 * SIZE_OF_QUEUE)));
         sent.insert(12_000, Frame::AgentError("y".repeat(SIZE_OF_QUEUE - 64)));
         let mut channel = Channel::open(File::from(OwnedFd::from(port)));

@@ -80,6 +80,12 @@ impl Queue {
             .collect()
     }
 
+    /// How many bytes are queued.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.header.len as usize
+    }
+
     /// What is queued.
     pub fn queued(&self) -> &[u8] {
         &self.area[HEADER..HEADER + self.header.len as usize]
@@ -89,6 +95,7 @@ impl Queue {
     /// given, returning its length (`None`: it did not fit, nothing is
     /// queued): the bytes first, then the length that makes them part of
     /// the queue.
+    #[inline]
     pub fn push_with<E>(
         &mut self,
         write: impl FnOnce(&mut [u8]) -> Result<Option<usize>, E>,

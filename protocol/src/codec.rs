@@ -99,6 +99,28 @@ impl CaseRan {
         }
     }
 
+    /// Its object, program and case.
+    #[inline]
+    pub fn id(&self) -> [u32; 3] {
+        [self.object, self.program, self.case]
+    }
+
+    /// The [`Frame::Case`] it stands for.
+    pub fn frame(self) -> Frame {
+        Frame::Case(CaseResult {
+            object: self.object,
+            program: self.program,
+            case: self.case,
+            outcome: CaseOutcome::Ran {
+                retval: self.retval,
+                duration_ns: self.duration_ns,
+                output: None,
+                reads: Vec::new(),
+            },
+            kernel_log: Vec::new(),
+        })
+    }
+
     /// Whether this is the case after `last` (object, program and case of
     /// a case result) of the same object and program.
     #[inline]
@@ -324,18 +346,14 @@ impl Decoder {
                     .last_case
                     .and_then(|[o, p, c]| Some([o, p, c.checked_add(1)?]))
                     .ok_or(DecodeError::NoCaseBefore)?;
-                Frame::Case(CaseResult {
+                CaseRan {
                     object,
                     program,
                     case,
-                    outcome: CaseOutcome::Ran {
-                        retval,
-                        duration_ns,
-                        output: None,
-                        reads: Vec::new(),
-                    },
-                    kernel_log: Vec::new(),
-                })
+                    retval,
+                    duration_ns,
+                }
+                .frame()
             }
             _ => postcard::from_bytes(payload).map_err(malformed)?,
         };
