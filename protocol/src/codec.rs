@@ -628,18 +628,14 @@ mod tests {
     }
 
     fn plain(object: u32, program: u32, case: u32, retval: u32, duration_ns: u32) -> Frame {
-        Frame::Case(CaseResult {
+        CaseRan {
             object,
             program,
             case,
-            outcome: CaseOutcome::Ran {
-                retval,
-                duration_ns,
-                output: None,
-                reads: Vec::new(),
-            },
-            kernel_log: Vec::new(),
-        })
+            retval,
+            duration_ns,
+        }
+        .frame()
     }
 
     #[test]
