@@ -286,12 +286,14 @@ pub enum DecodeError {
         /// Bytes the frame needs (header included).
         need: usize,
     },
-    /// A next-case frame came with no case result it can follow.
-    #[error("a next-case frame with no case result before it to follow")]
-    NoCaseBefore,
+    /// A next-case frame came with no case result it can follow (none
+    /// before it, or one of the last case index).
+    #[error("a next-case frame with no case result it can follow")]
+    NoCaseToFollow,
 }
 
-/// Incremental frame decoder: feed it bytes, take frames out.
+/// Incremental frame decoder: feed it bytes, take frames out. It reads a
+/// stream from its start (a next-case frame follows the case before it).
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
@@ -345,7 +347,7 @@ impl Decoder {
                 let [object, program, case] = self
                     .last_case
                     .and_then(|[o, p, c]| Some([o, p, c.checked_add(1)?]))
-                    .ok_or(DecodeError::NoCaseBefore)?;
+                    .ok_or(DecodeError::NoCaseToFollow)?;
                 CaseRan {
                     object,
                     program,
@@ -746,7 +748,7 @@ mod tests {
         decoder.extend(&next(&[2, 5]));
         assert!(matches!(
             decoder.next_frame(),
-            Err(DecodeError::NoCaseBefore)
+            Err(DecodeError::NoCaseToFollow)
         ));
 
         let mut decoder = Decoder::new();
@@ -755,7 +757,7 @@ mod tests {
         assert!(decoder.next_frame().unwrap().is_some());
         assert!(matches!(
             decoder.next_frame(),
-            Err(DecodeError::NoCaseBefore)
+            Err(DecodeError::NoCaseToFollow)
         ));
 
         let mut decoder = Decoder::new();

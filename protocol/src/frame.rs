@@ -88,9 +88,11 @@ pub struct AgentTimings {
     /// Time the agent spent parsing the kernel's BTF for aya, in `Prepare`
     /// or at the first load that needs it; 0 when none did.
     pub btf_us: u64,
-    /// Time the agent spent in its programs' loads: the loader's work and
-    /// the kernel's (its verifier and JIT, which TCG translates at the
-    /// first load).
+    /// Time the agent spent in the loads that judge its programs: the
+    /// loader's work and the kernel's (its verifier and JIT, which TCG
+    /// translates at the first load), with [`btf_us`](Self::btf_us) when a
+    /// load waited for it; libbpf's second load for verifier statistics
+    /// aside.
     pub loads_us: u64,
 }
 

@@ -18,7 +18,8 @@
 //!
 //! [`Decoder`] is the host's side: it takes bytes as they arrive, bounds every
 //! frame by [`MAX_FRAME_LEN`] and reports a malformed or truncated stream as a
-//! [`DecodeError`] instead of trusting the guest.
+//! [`DecodeError`] instead of trusting the guest. One decoder reads a stream
+//! from its start: a next-case frame is read after the case before it.
 
 #![warn(missing_docs)]
 

@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::event::KernelTimings;
 
 /// One phase: its name in `--json`, its words in the table, and whether
-/// it is part of the phase above it (not added to the total).
+/// it is part of the nearest phase above it that is not a part (not
+/// added to the total).
 struct Row {
     name: &'static str,
     label: &'static str,
