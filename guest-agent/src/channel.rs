@@ -131,7 +131,8 @@ impl Channel {
             self.last_case = Some(ran.id());
             return self.pushed(before);
         }
-        // The queue is full, or the figures too long for the fast writer.
+        // Figures too long for the fast writer (the queue, written out
+        // once it holds FLUSH_AT, has room for any frame it writes).
         self.send(&ran.frame());
     }
 

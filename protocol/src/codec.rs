@@ -1,10 +1,7 @@
 //! The length-prefixed stream: [`encode`] (or [`encode_into`]) on the guest, the bounded
 //! [`Decoder`] on the host.
 
-use crate::{CaseOutcome, CaseResult, Frame, MAX_FRAME_LEN};
-
-/// Length of the frame header (the payload length).
-const HEADER_LEN: usize = 4;
+use crate::{CaseOutcome, CaseResult, Frame, HEADER_LEN, MAX_FRAME_LEN};
 
 /// Appends `frame` to `out` as a length-prefixed frame.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {

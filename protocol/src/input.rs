@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Plan, WindowSize};
+use crate::{Plan, WindowSize, HEADER_LEN};
 
 /// One message from the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,9 +56,6 @@ pub struct Start {
 
 /// The largest input message (not counting a file's bytes) the guest reads.
 pub const MAX_INPUT_LEN: u32 = 16 * 1024 * 1024;
-
-/// The length of a message's header (its length, little-endian).
-pub const HEADER_LEN: usize = 4;
 
 /// The bytes of host randomness a [`Start`] carries.
 pub const ENTROPY_LEN: usize = 64;

@@ -65,5 +65,9 @@ pub const PORT_NAME: &str = "org.kmatrix.results";
 /// decode to (a frame of tiny elements grows about 24-fold in memory).
 pub const MAX_FRAME_LEN: u32 = 4 * 1024 * 1024;
 
+/// Bytes before each frame's payload and each input message's: its length,
+/// a little-endian `u32`.
+pub const HEADER_LEN: usize = 4;
+
 /// The byte the host sends back after it has read [`Frame::Done`].
 pub const ACK: u8 = 0x06;

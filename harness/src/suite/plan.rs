@@ -1,9 +1,9 @@
 //! Each kernel's share of a suite: the guest's plan, and the tests decided
 //! on the host (skips, and libbpf's verdict on a static program).
 
-use kmatrix_protocol::input::{encode_input, ENTROPY_LEN, HEADER_LEN, MAX_INPUT_LEN};
+use kmatrix_protocol::input::{encode_input, ENTROPY_LEN, MAX_INPUT_LEN};
 use kmatrix_protocol::report::Outcome;
-use kmatrix_protocol::{Feature, Input, Loader, ObjectPlan, ProgramPlan, Start};
+use kmatrix_protocol::{Feature, Input, Loader, ObjectPlan, ProgramPlan, Start, HEADER_LEN};
 
 use super::{ProgramSpec, Skip, Suite, SuiteError};
 use crate::kernels::KernelEntry;
